@@ -1,0 +1,41 @@
+# Bulwark: `make demo` runs the main job locally, `make test` runs the tests.
+# Both create or reuse .venv (hash-pinned Python packages) and node_modules (pinned CDK CLI).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: setup demo test test-unit bench-bucket clean lock
+
+setup: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: requirements/dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements/dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+## The main job on the embedded default: the distributed bucket benchmark on local AWS.
+demo: setup
+	$(PY) -m bench.bucket_bench $(DEMO_ARGS)
+
+## All tests (unit + functional against the local AWS server).
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench-bucket: setup
+	$(PY) -m bench.bucket_bench $(BENCH_ARGS)
+
+## Re-resolve the hash-pinned locks after editing requirements/*.in.
+lock:
+	$(PY) -m pip install --quiet pip-tools
+	cd requirements && ../$(VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras -o lambda.txt lambda.in
+	cd requirements && ../$(VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras -o dev.txt dev.in
+
+clean:
+	rm -rf $(VENV) node_modules cdk.out .pytest_cache

@@ -1,0 +1,116 @@
+"""Bucket benchmark: W callers saturate one distributed bucket on the local AWS server.
+
+    python -m bench.bucket_bench [--processes 4 --threads 4 --duration 60 ...]
+
+Prints grants, refusals, utilisation of each dimension (admitted / (capacity + refill x T),
+the binding one marked), over-admission windows (10 s sliding windows above capacity + refill x
+10 s + one request), DynamoDB calls per acquire (client-side mean and p99, and UpdateItems
+counted at the server) and acquire latency p50/p99.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import uuid
+
+from bench.bucket_load import (Workload, mean, over_admission_windows, percentile, run_load)
+from local.aws_server import LocalAws
+
+
+def summarise(result, limits_kwargs: dict, duration_s: float, workload: Workload,
+              server_updates: int | None) -> dict:
+    from guard import Limits
+
+    capacities = Limits(**limits_kwargs).capacities()
+    one_request = {"requests": 1, "input_tokens": workload.input_max,
+                   "output_tokens": workload.max_tokens, "tokens": workload.input_max
+                   + workload.max_tokens * Limits(**limits_kwargs).output_burndown}
+    utilisation, violations = {}, {}
+    for dim, capacity in capacities.items():
+        admitted = sum(amounts.get(dim, 0.0) for _, amounts in result.ledger)
+        utilisation[dim] = admitted / (capacity + capacity / 60.0 * duration_s)
+        violations[dim] = over_admission_windows(result.ledger, dim, capacity, 10.0,
+                                                 one_request[dim])
+    acquires = len(result.acquire_calls)
+    written = [c for c in result.acquire_calls if c > 0]
+    return {
+        "acquires": acquires,
+        "grants": result.grants,
+        "refusals": dict(result.refusals),
+        "utilisation": utilisation,
+        "binding": max(utilisation, key=utilisation.get),
+        "over_admission_windows": violations,
+        "calls_per_acquire_mean": mean(result.acquire_calls),
+        "calls_per_acquire_p99": percentile(result.acquire_calls, 99),
+        "calls_per_store_acquire_mean": mean(written),
+        "local_refusal_share": 1 - len(written) / acquires if acquires else 0.0,
+        "calls_per_settle": result.settle_calls / max(1, result.grants),
+        "server_update_items": server_updates,
+        "acquire_p50_ms": percentile(result.acquire_latency_s, 50) * 1000,
+        "acquire_p99_ms": percentile(result.acquire_latency_s, 99) * 1000,
+    }
+
+
+def render(summary: dict, title: str) -> str:
+    lines = [f"== {title}",
+             f"acquires {summary['acquires']}, grants {summary['grants']}, refusals "
+             + ", ".join(f"{k} {v}" for k, v in sorted(summary["refusals"].items()))]
+    for dim, value in summary["utilisation"].items():
+        mark = "  <- binding" if dim == summary["binding"] else ""
+        lines.append(f"  utilisation {dim:<14} {value:7.1%}   over-admission windows "
+                     f"{summary['over_admission_windows'][dim]}{mark}")
+    lines += [
+        f"DynamoDB calls per acquire: mean {summary['calls_per_acquire_mean']:.3f}, "
+        f"p99 {summary['calls_per_acquire_p99']:.0f}; per acquire that wrote "
+        f"{summary['calls_per_store_acquire_mean']:.3f} "
+        f"({summary['local_refusal_share']:.0%} refused from the last item seen, no call)",
+        f"DynamoDB calls per settle: {summary['calls_per_settle']:.3f}; UpdateItems served: "
+        f"{summary['server_update_items']}",
+        f"acquire latency: p50 {summary['acquire_p50_ms']:.1f} ms, "
+        f"p99 {summary['acquire_p99_ms']:.1f} ms",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--processes", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=4, help="callers per process")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of load")
+    parser.add_argument("--rpm", type=float, default=600)
+    parser.add_argument("--itpm", type=float, default=60000)
+    parser.add_argument("--otpm", type=float, default=12000)
+    parser.add_argument("--call-s", type=float, default=0.02, help="simulated Claude call time")
+    args = parser.parse_args(argv)
+
+    limits = {"rpm": args.rpm, "itpm": args.itpm, "otpm": args.otpm}
+    workload = Workload(call_s=args.call_s)
+    workers = args.processes * args.threads
+    print(f"Bucket benchmark: {workers} callers ({args.processes} processes x {args.threads} "
+          f"threads) for {args.duration:g} s on one bucket {limits}; each asks "
+          f"{workload.input_min}-{workload.input_max} input tokens, reserves max_tokens "
+          f"{workload.max_tokens}, uses {workload.output_min}-{workload.max_tokens}.",
+          flush=True)
+    with LocalAws() as aws:
+        from guard import ensure_table
+
+        table = f"bench-{uuid.uuid4().hex[:8]}"
+        ensure_table(aws.client("dynamodb"), table)
+        aws.reset_stats()
+        result = run_load(aws.endpoint_url, table, "anthropic#bench", limits,
+                          processes=args.processes, threads=args.threads,
+                          duration_s=args.duration, workload=workload)
+        served = aws.stats().get("DynamoDB_20120810.UpdateItem", 0)
+    summary = summarise(result, limits, args.duration, workload, served)
+    print(render(summary, "GCRA bucket, one conditional UpdateItem per acquire"))
+    ok = (all(v == 0 for v in summary["over_admission_windows"].values())
+          and summary["utilisation"][summary["binding"]] >= 0.95
+          and summary["calls_per_acquire_mean"] <= 1.2)
+    print("targets (0 over-admission windows, >= 95% utilisation, <= 1.2 calls/acquire): "
+          + ("met" if ok else "NOT met"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""Saturating load on one distributed bucket: W = processes x threads independent callers.
+
+Each caller is its own `TokenBucket` instance (as each Lambda container would be), acquiring,
+"calling Claude" for `call_s` seconds, then settling actual usage below the reservation. Every
+grant and settle is written to a ledger (time, amount per dimension) so a test or the benchmark
+can check the bucket's promise: reservations minus refunds in any window of W seconds stay
+within capacity + refill x W.
+
+Used by `bench.bucket_bench` (prints numbers) and the concurrency tests (assert on them).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+import statistics
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Workload:
+    """What each caller asks for: input tokens uniform in [input_min, input_max], `max_tokens`
+    reserved, actual output uniform in [output_min, max_tokens]; `call_s` seconds per call.
+    `clock_offsets_s` skews callers' clocks (caller i gets offsets[i % len])."""
+
+    input_min: int = 50
+    input_max: int = 150
+    max_tokens: int = 40
+    output_min: int = 10
+    call_s: float = 0.02
+    max_wait_s: float = 1.0
+    clock_offsets_s: tuple[float, ...] = (0.0,)
+
+
+@dataclass
+class LoadResult:
+    ledger: list[tuple[float, dict[str, float]]] = field(default_factory=list)
+    acquire_calls: list[int] = field(default_factory=list)
+    acquire_latency_s: list[float] = field(default_factory=list)
+    grants: int = 0
+    refusals: dict[str, int] = field(default_factory=dict)
+    settle_calls: int = 0
+    settle_failures: int = 0
+    started: float = 0.0
+    ended: float = 0.0
+
+    def merge(self, other: "LoadResult") -> None:
+        self.ledger.extend(other.ledger)
+        self.acquire_calls.extend(other.acquire_calls)
+        self.acquire_latency_s.extend(other.acquire_latency_s)
+        self.grants += other.grants
+        for reason, n in other.refusals.items():
+            self.refusals[reason] = self.refusals.get(reason, 0) + n
+        self.settle_calls += other.settle_calls
+        self.settle_failures += other.settle_failures
+        self.started = min(self.started or other.started, other.started)
+        self.ended = max(self.ended, other.ended)
+
+
+def _caller(endpoint: str, table: str, bucket_id: str, limits_kwargs: dict, workload: Workload,
+            start_at: float, end_at: float, seed: int, clock_offset: float,
+            result: LoadResult, lock: threading.Lock) -> None:
+    import boto3
+
+    from guard import Limits, TokenBucket
+
+    rng = random.Random(seed)
+    client = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    bucket = TokenBucket(table, bucket_id, Limits(**limits_kwargs), client,
+                         clock=lambda: time.time() + clock_offset)
+    local = LoadResult()
+    while time.time() < start_at:
+        time.sleep(0.001)
+    while time.time() < end_at:
+        input_tokens = rng.randint(workload.input_min, workload.input_max)
+        t0 = time.perf_counter()
+        grant = bucket.try_acquire(1, input_tokens, workload.max_tokens)
+        local.acquire_latency_s.append(time.perf_counter() - t0)
+        local.acquire_calls.append(grant.store_calls)
+        if not grant.granted:
+            local.refusals[grant.reason] = local.refusals.get(grant.reason, 0) + 1
+            time.sleep(min(grant.retry_after, workload.max_wait_s) + rng.uniform(0, 0.005))
+            continue
+        local.grants += 1
+        local.ledger.append((grant.acquired_at - clock_offset, dict(grant.reserved)))
+        time.sleep(workload.call_s)
+        output_tokens = rng.randint(workload.output_min, workload.max_tokens)
+        settled_at = time.time()
+        settlement = bucket.settle(grant, input_tokens, output_tokens)
+        local.settle_calls += settlement.store_calls
+        if settlement.settled:
+            refunds = {dim: amount for dim, amount in settlement.adjustment.items() if amount < 0}
+            if refunds:
+                local.ledger.append((settled_at, refunds))
+        else:
+            local.settle_failures += 1
+    with lock:
+        result.merge(local)
+
+
+def _process(endpoint, table, bucket_id, limits_kwargs, workload, threads, start_at, end_at,
+             first_seed, queue) -> None:
+    sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "lambdas")]
+    result, lock = LoadResult(started=start_at), threading.Lock()
+    workers = [threading.Thread(
+        target=_caller,
+        args=(endpoint, table, bucket_id, limits_kwargs, workload, start_at, end_at,
+              first_seed + i, workload.clock_offsets_s[(first_seed + i)
+                                                        % len(workload.clock_offsets_s)],
+              result, lock)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    result.ended = end_at
+    queue.put(result)
+
+
+def run_load(endpoint: str, table: str, bucket_id: str, limits_kwargs: dict, *,
+             processes: int, threads: int, duration_s: float,
+             workload: Workload | None = None) -> LoadResult:
+    """Run `processes` x `threads` callers against one bucket for `duration_s` seconds."""
+    workload = workload or Workload()
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    start_at = time.time() + 2.0 + 0.5 * processes  # let every process import first
+    end_at = start_at + duration_s
+    procs = [ctx.Process(target=_process, args=(
+        endpoint, table, bucket_id, limits_kwargs, workload, threads, start_at, end_at,
+        p * threads, queue), daemon=True) for p in range(processes)]
+    for proc in procs:
+        proc.start()
+    total = LoadResult(started=start_at, ended=end_at)
+    try:
+        for _ in procs:
+            total.merge(queue.get(timeout=duration_s + 120))
+    finally:
+        for proc in procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+    total.ledger.sort(key=lambda event: event[0])
+    return total
+
+
+def max_window_sum(ledger: list[tuple[float, dict[str, float]]], dim: str,
+                   window_s: float) -> tuple[float, float]:
+    """Largest sum of `dim` amounts over any interval no longer than `window_s` seconds, and
+    where it starts. `ledger` must be sorted by time."""
+    events = [(t, amounts[dim]) for t, amounts in ledger if amounts.get(dim)]
+    best, best_start = 0.0, events[0][0] if events else 0.0
+    for i, (start, _) in enumerate(events):
+        running = 0.0
+        for t, amount in events[i:]:
+            if t - start > window_s:
+                break
+            running += amount
+            if running > best:
+                best, best_start = running, start
+    return best, best_start
+
+
+def over_admission_windows(ledger, dim: str, capacity: float, window_s: float,
+                           slack: float) -> int:
+    """Number of window start points whose window sum exceeds capacity + refill x window + slack."""
+    bound = capacity + capacity / 60.0 * window_s + slack
+    events = [(t, amounts[dim]) for t, amounts in ledger if amounts.get(dim)]
+    violations = 0
+    for i, (start, _) in enumerate(events):
+        running, worst = 0.0, 0.0
+        for t, amount in events[i:]:
+            if t - start > window_s:
+                break
+            running += amount
+            worst = max(worst, running)
+        violations += worst > bound
+    return violations
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def mean(values: list[float]) -> float:
+    return statistics.fmean(values) if values else 0.0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    multiprocessing.freeze_support()

@@ -1,0 +1,122 @@
+"""Per-model quota: the numbers a bucket enforces.
+
+Limits are configuration (cdk.json context), never constants in code. A `Limits` describes one
+bucket: the Anthropic API's requests/input/output per minute for one model (or a family that
+shares a bucket), or Amazon Bedrock's requests/tokens per minute for one model in one region.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Every bucket refills continuously over this window: capacity = the per-minute limit,
+#: refill = limit / 60 per second. It is also the GCRA burst tolerance (seconds).
+WINDOW_S = 60.0
+
+REQUESTS = "requests"
+INPUT_TOKENS = "input_tokens"
+OUTPUT_TOKENS = "output_tokens"
+TOKENS = "tokens"  # Bedrock: input + cache write + output x burndown, one bucket
+
+
+class LimitsError(ValueError):
+    """A `Limits` that cannot describe a quota (names the bad field)."""
+
+
+def _positive_number(name: str, value: object, *, optional: bool = True) -> float | None:
+    if value is None:
+        if optional:
+            return None
+        raise LimitsError(f"{name} is required")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise LimitsError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    if not value > 0 or value != value or value == float("inf"):
+        raise LimitsError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The per-minute quota of one bucket.
+
+    Anthropic API: `Limits(rpm, itpm, otpm)`. Input tokens per minute count
+    `input_tokens + cache_creation_input_tokens`, plus `cache_read_input_tokens` only when
+    `counts_cache_reads` (older models such as Haiku 3.5). Output tokens per minute count
+    output tokens; `max_tokens` is reserved at acquire and settled to actual use.
+
+    Amazon Bedrock: `Limits(rpm, tpm=...)` with `output_burndown` (5 for recent Claude
+    models): one tokens-per-minute bucket charged input + cache write + output x burndown.
+    Cache reads are not counted. `rpm=None` where the model has no request quota.
+
+    All values are per minute (requests or tokens); `output_burndown` is a multiplier.
+    """
+
+    rpm: float | None
+    itpm: float | None = None
+    otpm: float | None = None
+    tpm: float | None = None
+    output_burndown: float = 1.0
+    counts_cache_reads: bool = False
+
+    def __init__(self, rpm, itpm=None, otpm=None, *, tpm=None, output_burndown=1.0,
+                 counts_cache_reads=False):
+        object.__setattr__(self, "rpm", _positive_number("rpm", rpm))
+        object.__setattr__(self, "itpm", _positive_number("itpm", itpm))
+        object.__setattr__(self, "otpm", _positive_number("otpm", otpm))
+        object.__setattr__(self, "tpm", _positive_number("tpm", tpm))
+        burndown = _positive_number("output_burndown", output_burndown, optional=False)
+        if burndown < 1.0:
+            raise LimitsError(f"output_burndown must be >= 1, got {output_burndown!r}")
+        object.__setattr__(self, "output_burndown", burndown)
+        if not isinstance(counts_cache_reads, bool):
+            raise LimitsError(f"counts_cache_reads must be a bool, got {counts_cache_reads!r}")
+        object.__setattr__(self, "counts_cache_reads", counts_cache_reads)
+        if self.tpm is not None and (self.itpm is not None or self.otpm is not None):
+            raise LimitsError(
+                "tpm (Bedrock: one combined tokens-per-minute bucket) cannot be combined with "
+                "itpm/otpm (Anthropic API: separate input and output buckets)")
+        if self.tpm is None and burndown != 1.0:
+            raise LimitsError("output_burndown applies only to a Bedrock bucket (tpm=...)")
+        if self.tpm is not None and counts_cache_reads:
+            raise LimitsError("Bedrock does not count cache reads: counts_cache_reads must be "
+                              "False with tpm")
+        if all(v is None for v in (self.rpm, self.itpm, self.otpm, self.tpm)):
+            raise LimitsError("Limits needs at least one of rpm, itpm, otpm, tpm")
+
+    @property
+    def bedrock(self) -> bool:
+        """True for a Bedrock bucket (combined tokens per minute)."""
+        return self.tpm is not None
+
+    def capacities(self) -> dict[str, float]:
+        """Capacity per enforced dimension (requests or tokens; equal to the per-minute limit)."""
+        dims = {REQUESTS: self.rpm, INPUT_TOKENS: self.itpm, OUTPUT_TOKENS: self.otpm,
+                TOKENS: self.tpm}
+        return {name: value for name, value in dims.items() if value is not None}
+
+    def reservation(self, requests: int, input_tokens: int, output_tokens: int) -> dict[str, float]:
+        """What an acquire reserves per enforced dimension (requests or tokens).
+
+        Bedrock reserves input + max_tokens x burndown, as Bedrock itself does at request start.
+        """
+        return self._charges(requests, input_tokens, output_tokens)
+
+    def usage(self, input_tokens: int, output_tokens: int, cache_creation_tokens: int,
+              cache_read_tokens: int) -> dict[str, float]:
+        """What one finished call actually costs per enforced dimension (tokens)."""
+        counted_input = input_tokens + cache_creation_tokens
+        if self.counts_cache_reads:
+            counted_input += cache_read_tokens
+        return self._charges(None, counted_input, output_tokens)
+
+    def _charges(self, requests, input_tokens, output_tokens) -> dict[str, float]:
+        charges: dict[str, float] = {}
+        if self.rpm is not None and requests is not None:
+            charges[REQUESTS] = float(requests)
+        if self.itpm is not None:
+            charges[INPUT_TOKENS] = float(input_tokens)
+        if self.otpm is not None:
+            charges[OUTPUT_TOKENS] = float(output_tokens)
+        if self.tpm is not None:
+            charges[TOKENS] = float(input_tokens) + float(output_tokens) * self.output_burndown
+        return charges

@@ -1,0 +1,173 @@
+"""Local AWS: moto's server on a free loopback port, serving one request at a time.
+
+moto's own server is threaded and takes no lock, so a DynamoDB conditional write is not atomic
+there: concurrency tests would measure moto's races instead of ours. This launcher wraps moto's
+WSGI app so every request runs under one lock, counts requests per API action (for "DynamoDB
+calls per acquire" measured at the server), and exits when its parent process goes away.
+
+    python -m local.aws_server            # prints {"port": N} once ready, serves until killed
+
+From Python, `LocalAws()` starts it in a child process and stops it on exit:
+
+    with LocalAws() as aws:
+        dynamodb = aws.client("dynamodb")
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STATS_PATH = "/_bulwark/stats"
+REGION = "us-east-1"
+#: moto accepts any credentials; these make sure no real account is ever used by mistake.
+DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                     "AWS_SESSION_TOKEN": "testing"}
+
+
+def serialised_app():
+    """moto's WSGI app behind one lock, plus a request counter at `STATS_PATH`."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    moto_app = DomainDispatcherApplication(create_backend_app)
+    lock = threading.Lock()
+    counts: collections.Counter[str] = collections.Counter()
+
+    def app(environ, start_response):
+        if environ.get("PATH_INFO") == STATS_PATH:
+            if environ.get("REQUEST_METHOD") == "DELETE":
+                counts.clear()
+            body = json.dumps(dict(counts)).encode()
+            start_response("200 OK", [("Content-Type", "application/json"),
+                                      ("Content-Length", str(len(body)))])
+            return [body]
+        target = environ.get("HTTP_X_AMZ_TARGET")  # JSON protocols: "DynamoDB_20120810.UpdateItem"
+        with lock:
+            counts[target or environ.get("PATH_INFO", "?")] += 1
+            response = moto_app(environ, start_response)
+            try:
+                return [b"".join(response)]  # consume inside the lock: the whole request is atomic
+            finally:
+                close = getattr(response, "close", None)
+                if close:
+                    close()
+
+    return app
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    def watch():
+        while True:
+            if os.getppid() != parent_pid:
+                os._exit(0)
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
+def serve(port: int, host: str = "127.0.0.1") -> None:
+    from werkzeug.serving import make_server
+
+    _exit_with_parent(os.getppid())
+    server = make_server(host, port, serialised_app(), threaded=True)
+    print(json.dumps({"port": server.server_port}), flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    server.serve_forever()
+
+
+class LocalAws:
+    """Starts the serialised moto server in a child process; `stop()` (or leaving the `with`
+    block) ends it. `env()` gives the variables that point AWS SDKs and the CDK CLI at it."""
+
+    def __init__(self, startup_timeout_s: float = 30.0) -> None:
+        self.startup_timeout_s = startup_timeout_s
+        self.process: subprocess.Popen | None = None
+        self.port: int | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "LocalAws":
+        env = {**os.environ, **DUMMY_CREDENTIALS, "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "local.aws_server"], cwd=REPO_ROOT, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.process.stdout.readline()
+        if not line:
+            self.stop()
+            raise RuntimeError("local AWS server exited before it was ready")
+        self.port = json.loads(line)["port"]
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout_s
+        while True:
+            try:
+                self.stats()
+                return
+            except (urllib.error.URLError, ConnectionError):
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    self.stop()
+                    raise RuntimeError(f"local AWS server not ready on port {self.port}")
+                time.sleep(0.05)
+
+    def stats(self) -> dict[str, int]:
+        """Requests served so far per API action, e.g. {"DynamoDB_20120810.UpdateItem": 12}."""
+        with urllib.request.urlopen(self.endpoint_url + STATS_PATH, timeout=5) as resp:
+            return json.loads(resp.read())
+
+    def reset_stats(self) -> None:
+        request = urllib.request.Request(self.endpoint_url + STATS_PATH, method="DELETE")
+        urllib.request.urlopen(request, timeout=5).close()
+
+    def env(self) -> dict[str, str]:
+        return {"AWS_ENDPOINT_URL": self.endpoint_url, "AWS_DEFAULT_REGION": REGION,
+                "AWS_REGION": REGION, **DUMMY_CREDENTIALS}
+
+    def client(self, service: str, **config):
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(service, endpoint_url=self.endpoint_url, region_name=REGION,
+                            aws_access_key_id="testing", aws_secret_access_key="testing",
+                            config=Config(**config) if config else None)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process and self.process.stdout:
+            self.process.stdout.close()
+
+    def __enter__(self) -> "LocalAws":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    serve(parser.parse_args(argv).port)
+
+
+if __name__ == "__main__":
+    main()

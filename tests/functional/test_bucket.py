@@ -1,0 +1,343 @@
+"""The distributed token bucket against the local AWS server over HTTP (frozen, injected clock)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ReadTimeoutError
+
+from guard import BucketRequestError, Limits, TokenBucket
+
+
+@pytest.fixture
+def make_bucket(bucket_table, dynamodb, clock):
+    def make(limits, bucket_id="anthropic#sonnet-4", client=None, **kwargs):
+        kwargs.setdefault("clamp_margin_s", 0.0)
+        return TokenBucket(bucket_table, bucket_id, limits, client or dynamodb, clock=clock,
+                           **kwargs)
+
+    return make
+
+
+def drain(bucket, **amounts):
+    """Acquire until refused; returns (grants, refusal)."""
+    grants = 0
+    while True:
+        grant = bucket.try_acquire(**amounts)
+        if not grant.granted:
+            return grants, grant
+        grants += 1
+
+
+# -- refill maths -------------------------------------------------------------------------------
+
+def test_fresh_bucket_admits_one_capacity_then_refills_at_limit_per_60s(make_bucket, clock):
+    bucket = make_bucket(Limits(rpm=60))
+    grants, refusal = drain(bucket)
+    assert grants == 60
+    assert refusal.reason == "quota"
+    assert refusal.retry_after == pytest.approx(1.0)
+
+    clock.advance(0.5)
+    half = bucket.try_acquire()
+    assert not half.granted and half.retry_after == pytest.approx(0.5)
+
+    clock.advance(0.5)
+    assert bucket.try_acquire().granted
+    assert not bucket.try_acquire().granted
+
+    clock.advance(30)
+    grants, refusal = drain(bucket)
+    assert grants == 30
+    assert refusal.retry_after == pytest.approx(1.0)
+
+
+def test_idle_dimension_charges_at_most_the_clamp_margin(make_bucket, clock):
+    bucket = make_bucket(Limits(rpm=60), clamp_margin_s=1.0)
+    grants, _ = drain(bucket)
+    assert grants == 59  # capacity 60 minus refill x 1 s margin
+    clock.advance(600)  # long idle: the bucket is full again, never more than full
+    grants, _ = drain(bucket)
+    assert grants == 59
+
+
+def test_token_dimensions_refuse_with_the_exact_wait_of_the_slowest_dimension(make_bucket):
+    bucket = make_bucket(Limits(rpm=600, itpm=6000, otpm=1200))
+    assert bucket.try_acquire(1, 3000, 600).granted
+    assert bucket.try_acquire(1, 3000, 600).granted
+    refusal = bucket.try_acquire(1, 1, 1)
+    assert not refusal.granted and refusal.reason == "quota"
+    # input refills 100 tokens/s (0.01 s for 1 token), output 20 tokens/s (0.05 s): the larger
+    assert refusal.retry_after == pytest.approx(0.05)
+    assert refusal.reserved == {"requests": 1, "input_tokens": 1, "output_tokens": 1}
+
+
+def test_quota_used_percent_reports_the_fullest_dimension(make_bucket):
+    bucket = make_bucket(Limits(rpm=600, itpm=6000, otpm=1200))
+    grant = bucket.try_acquire(1, 600, 900)
+    assert grant.quota_used_percent == pytest.approx(75.0)  # output: 900 of 1200
+
+
+def test_a_stale_view_costs_one_extra_round_trip_and_never_over_admits(make_bucket, clock):
+    first = make_bucket(Limits(rpm=60), clamp_margin_s=1.0)
+    second = make_bucket(Limits(rpm=60), clamp_margin_s=1.0)
+    assert second.try_acquire().granted  # second's view: bucket nearly full
+    clock.advance(120)  # ... and stale: first drains it meanwhile
+    drain(first)
+    clock.advance(1.5)
+    late = second.try_acquire()
+    assert late.granted and late.store_calls == 2  # idle form refused, busy form written
+    assert not second.try_acquire().granted
+
+
+# -- settle -------------------------------------------------------------------------------------
+
+def test_settle_returns_unused_output_reservation(make_bucket):
+    bucket = make_bucket(Limits(rpm=600, otpm=1200))
+    grant = bucket.try_acquire(1, 0, 1200)
+    assert not bucket.try_acquire(1, 0, 1).granted
+    settlement = bucket.settle(grant, 0, 200)
+    assert settlement.settled and settlement.adjustment == {"output_tokens": -1000}
+    assert bucket.try_acquire(1, 0, 1000).granted
+    assert not bucket.try_acquire(1, 0, 1).granted
+
+
+def test_settle_charges_extra_input_as_debt_down_to_minus_one_capacity(make_bucket):
+    bucket = make_bucket(Limits(rpm=600, itpm=6000))
+    grant = bucket.try_acquire(1, 1000, 0)
+    bucket.settle(grant, 4000, 0)  # 3,000 tokens more than reserved
+    assert bucket.level("input_tokens") == pytest.approx(2000)
+    assert not bucket.try_acquire(1, 2001, 0).granted
+    grant = bucket.try_acquire(1, 2000, 0)
+    assert grant.granted
+    bucket.settle(grant, 20000, 0)  # would be -18,000: carried down to -6,000 only
+    assert bucket.level("input_tokens") == pytest.approx(-6000)
+    refusal = bucket.try_acquire(1, 1, 0)
+    assert refusal.retry_after == pytest.approx(60.01)  # (6,000 + 1) tokens at 100 tokens/s
+
+
+def test_settle_rejects_refused_foreign_and_repeated_grants(make_bucket):
+    bucket = make_bucket(Limits(rpm=1))
+    other = make_bucket(Limits(rpm=1), bucket_id="anthropic#haiku")
+    grant = bucket.try_acquire()
+    refused = bucket.try_acquire()
+    with pytest.raises(BucketRequestError, match="granted Grant"):
+        bucket.settle(refused, 0, 0)
+    with pytest.raises(BucketRequestError, match="belongs to bucket"):
+        other.settle(grant, 0, 0)
+    bucket.settle(grant, 0, 0)
+    with pytest.raises(BucketRequestError, match="already settled"):
+        bucket.settle(grant, 0, 0)
+
+
+def test_cache_reads_count_only_where_the_model_counts_them(make_bucket):
+    modern = make_bucket(Limits(rpm=100, itpm=6000))
+    grant = modern.try_acquire(1, 1000, 0)
+    settlement = modern.settle(grant, 500, 0, cache_creation_tokens=500,
+                               cache_read_tokens=4000)
+    assert settlement.adjustment == {"input_tokens": 0} and settlement.store_calls == 0
+
+    haiku_35 = make_bucket(Limits(rpm=100, itpm=6000, counts_cache_reads=True),
+                           bucket_id="anthropic#haiku-3-5")
+    grant = haiku_35.try_acquire(1, 1000, 0)
+    settlement = haiku_35.settle(grant, 500, 0, cache_creation_tokens=500,
+                                 cache_read_tokens=4000)
+    assert settlement.adjustment == {"input_tokens": 4000}
+    assert haiku_35.level("input_tokens") == pytest.approx(6000 - 5000)
+
+
+# -- Bedrock ------------------------------------------------------------------------------------
+
+def test_bedrock_reserves_input_plus_max_tokens_times_burndown(make_bucket):
+    bucket = make_bucket(Limits(None, tpm=12000, output_burndown=5), bucket_id="bedrock#sonnet")
+    grant = bucket.try_acquire(1, 1000, 1000)
+    assert grant.reserved == {"tokens": 6000}
+    assert bucket.try_acquire(1, 1000, 1000).granted
+    assert not bucket.try_acquire(1, 1, 0).granted
+    # actual: 1,000 in + 200 out x 5; cache reads are not counted by Bedrock
+    settlement = bucket.settle(grant, 1000, 200, cache_read_tokens=5000)
+    assert settlement.adjustment == {"tokens": -4000}
+    assert bucket.try_acquire(1, 1000, 600).granted  # 1,000 + 600 x 5 = 4,000
+    assert not bucket.try_acquire(1, 1, 0).granted
+
+
+def test_bedrock_request_above_capacity_can_never_fit(make_bucket):
+    bucket = make_bucket(Limits(rpm=10, tpm=12000, output_burndown=5))
+    with pytest.raises(BucketRequestError, match="tokens reservation of 12005 exceeds"):
+        bucket.try_acquire(1, 2005, 2000)
+
+
+# -- cool-down ----------------------------------------------------------------------------------
+
+def test_cool_down_refuses_every_caller_until_it_ends(make_bucket, clock):
+    setter = make_bucket(Limits(rpm=600))
+    other = make_bucket(Limits(rpm=600))
+    setter.cool_down(5)
+    first = other.try_acquire()
+    assert (first.granted, first.reason) == (False, "cool_down")
+    assert first.retry_after == pytest.approx(5.0)
+    clock.advance(4)
+    again = other.try_acquire()
+    assert again.reason == "cool_down" and again.retry_after == pytest.approx(1.0)
+    assert again.store_calls == 0  # known from the item already seen
+    clock.advance(1)
+    assert other.try_acquire().granted
+
+
+def test_cool_down_extends_but_never_shortens(make_bucket):
+    setter = make_bucket(Limits(rpm=600))
+    setter.cool_down(10)
+    setter.cool_down(2)
+    refusal = make_bucket(Limits(rpm=600)).try_acquire()
+    assert refusal.retry_after == pytest.approx(10.0)
+
+
+# -- server headers -----------------------------------------------------------------------------
+
+def test_headers_lower_the_bucket_beyond_rounding(make_bucket):
+    bucket = make_bucket(Limits(rpm=50, itpm=30000, otpm=8000))
+    lowered = bucket.observe_headers({
+        "Anthropic-RateLimit-Requests-Remaining": "10",
+        "anthropic-ratelimit-input-tokens-remaining": "12000",
+        "anthropic-ratelimit-output-tokens-remaining": "7500",  # within rounding of 8,000
+        "anthropic-ratelimit-tokens-remaining": "garbage",
+    })
+    assert lowered == {"requests": 10, "input_tokens": 12000}
+    assert bucket.level("output_tokens") == pytest.approx(8000)
+    assert bucket.try_acquire(1, 12000, 0).granted
+    assert not bucket.try_acquire(1, 1, 0).granted
+
+
+def test_headers_never_raise_the_bucket(make_bucket):
+    bucket = make_bucket(Limits(rpm=50, itpm=30000))
+    bucket.try_acquire(1, 25000, 0)
+    assert bucket.observe_headers([("anthropic-ratelimit-input-tokens-remaining", "30000"),
+                                   ("anthropic-ratelimit-requests-remaining", "50")]) == {}
+    assert bucket.level("input_tokens") == pytest.approx(5000)
+
+
+def test_headers_from_another_client_are_seen_by_every_caller(make_bucket):
+    observer = make_bucket(Limits(rpm=50, itpm=30000))
+    observer.observe_headers({"anthropic-ratelimit-input-tokens-remaining": "0"})
+    refusal = make_bucket(Limits(rpm=50, itpm=30000)).try_acquire(1, 1000, 0)
+    assert not refusal.granted and refusal.retry_after == pytest.approx(2.0)
+
+
+# -- the request on the wire --------------------------------------------------------------------
+
+def test_acquire_is_one_conditional_update_returning_the_old_item_on_refusal(
+        make_bucket, dynamodb, local_aws):
+    sent = []
+    dynamodb.meta.events.register("before-parameter-build.dynamodb.*",
+                                  lambda params, model, **_: sent.append((model.name, params)))
+    bucket = make_bucket(Limits(rpm=60, itpm=6000))
+    local_aws.reset_stats()
+    bucket.try_acquire(1, 100, 0)  # never seen: idle form
+    bucket.try_acquire(1, 100, 0)  # busy form
+    assert [name for name, _ in sent] == ["UpdateItem", "UpdateItem"]
+    idle, busy = sent[0][1], sent[1][1]
+    assert idle["ConditionExpression"] == (
+        "(attribute_not_exists(#a0) OR #a0 <= :v0) AND "
+        "(attribute_not_exists(#a1) OR #a1 <= :v1) AND "
+        "(attribute_not_exists(#a2) OR #a2 <= :v3)")
+    assert idle["UpdateExpression"] == "SET #a1 = :v2, #a2 = :v4"
+    assert busy["ConditionExpression"] == (
+        "(attribute_not_exists(#a0) OR #a0 <= :v0) AND #a1 BETWEEN :v1 AND :v2 AND "
+        "#a2 BETWEEN :v4 AND :v5")
+    assert busy["UpdateExpression"] == "SET #a1 = #a1 + :v3, #a2 = #a2 + :v6"
+    assert busy["ExpressionAttributeNames"] == {
+        "#a0": "cool_until", "#a1": "tat_requests", "#a2": "tat_input_tokens"}
+    assert busy["ReturnValuesOnConditionCheckFailure"] == "ALL_OLD"
+    assert busy["ReturnValues"] == "ALL_NEW"
+    served = local_aws.stats()
+    assert served == {"DynamoDB_20120810.UpdateItem": 2}  # no read before write
+
+
+def test_refusal_reads_the_returned_old_item_not_a_second_request(make_bucket, local_aws):
+    drain(make_bucket(Limits(rpm=60)))
+    newcomer = make_bucket(Limits(rpm=60))
+    local_aws.reset_stats()
+    refusal = newcomer.try_acquire()
+    assert refusal.reason == "quota" and refusal.retry_after == pytest.approx(1.0)
+    assert refusal.store_calls == 1
+    assert local_aws.stats() == {"DynamoDB_20120810.UpdateItem": 1}
+
+
+# -- store errors -------------------------------------------------------------------------------
+
+def _throttled(**_):
+    response = AWSResponse("http://local", 400, {}, None)
+    return response, {"Error": {"Code": "ProvisionedThroughputExceededException",
+                                "Message": "Rate of requests exceeds the allowed throughput."},
+                      "ResponseMetadata": {"HTTPStatusCode": 400}}
+
+
+def test_store_throttling_refuses_and_never_grants(make_bucket, local_aws):
+    client = local_aws.client("dynamodb", retries={"total_max_attempts": 1})
+    bucket = make_bucket(Limits(rpm=600), client=client)
+    client.meta.events.register("before-call.dynamodb.UpdateItem", _throttled)
+    outcomes = [bucket.try_acquire() for _ in range(3)]
+    assert [(g.granted, g.reason) for g in outcomes] == [(False, "store_unavailable")] * 3
+    assert [g.retry_after for g in outcomes] == [0.1, 0.2, 0.4]  # backs off
+    client.meta.events.unregister("before-call.dynamodb.UpdateItem", _throttled)
+    assert bucket.try_acquire().granted
+
+
+def test_store_timeout_refuses_and_settle_reports_it(make_bucket, local_aws):
+    client = local_aws.client("dynamodb", retries={"total_max_attempts": 1})
+    bucket = make_bucket(Limits(rpm=600, otpm=6000), client=client)
+    grant = bucket.try_acquire(1, 0, 1000)
+
+    def timeout(**_):
+        raise ReadTimeoutError(endpoint_url=local_aws.endpoint_url)
+
+    client.meta.events.register("before-send.dynamodb.UpdateItem", timeout)
+    refusal = bucket.try_acquire()
+    assert (refusal.granted, refusal.reason) == (False, "store_unavailable")
+    settlement = bucket.settle(grant, 0, 10)
+    assert (settlement.settled, settlement.reason) == (False, "store_unavailable")
+
+
+def test_unreachable_store_and_missing_table_refuse(make_bucket, local_aws, dynamodb, clock):
+    import boto3
+    from botocore.config import Config
+
+    closed = boto3.client("dynamodb", endpoint_url="http://127.0.0.1:9", region_name="us-east-1",
+                          config=Config(retries={"total_max_attempts": 1}, connect_timeout=1))
+    assert make_bucket(Limits(rpm=600), client=closed).try_acquire().reason == \
+        "store_unavailable"
+    missing = TokenBucket("no-such-table", "b", Limits(rpm=600), dynamodb, clock=clock)
+    assert missing.try_acquire().reason == "store_unavailable"
+
+
+# -- bad input ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("amounts, message", [
+    ({"requests": -1}, "requests must not be negative"),
+    ({"input_tokens": 1.5}, "input_tokens must be a whole number, got float"),
+    ({"output_tokens": True}, "output_tokens must be a whole number, got bool"),
+    ({"input_tokens": "300"}, "input_tokens must be a whole number, got str"),
+    ({"input_tokens": 30001}, "input_tokens reservation of 30001 exceeds the bucket capacity"),
+    ({"requests": 51}, "requests reservation of 51 exceeds"),
+])
+def test_bad_amounts_raise_a_clear_error_at_once(make_bucket, local_aws, amounts, message):
+    bucket = make_bucket(Limits(rpm=50, itpm=30000, otpm=8000))
+    local_aws.reset_stats()
+    with pytest.raises(BucketRequestError, match=message):
+        bucket.try_acquire(**amounts)
+    assert local_aws.stats() == {}  # nothing was sent
+
+
+@pytest.mark.parametrize("seconds", [0, -1, math.nan, math.inf, "5", True])
+def test_bad_cool_down_raises(make_bucket, seconds):
+    with pytest.raises(BucketRequestError, match="positive number of seconds"):
+        make_bucket(Limits(rpm=50)).cool_down(seconds)
+
+
+def test_bad_settle_amounts_raise(make_bucket):
+    bucket = make_bucket(Limits(rpm=50, itpm=30000))
+    grant = bucket.try_acquire(1, 10, 0)
+    with pytest.raises(BucketRequestError, match="cache_read_tokens must not be negative"):
+        bucket.settle(grant, 10, 0, cache_read_tokens=-5)

@@ -6,6 +6,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export PYTHONDONTWRITEBYTECODE := 1
+# `guard` is importable as it is inside Lambda; `local` and `bench` from the repository root.
+export PYTHONPATH := $(CURDIR):$(CURDIR)/lambdas
 
 .PHONY: setup demo test test-unit bench-bucket clean lock
 

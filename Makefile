@@ -9,7 +9,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # `guard` is importable as it is inside Lambda; `local` and `bench` from the repository root.
 export PYTHONPATH := $(CURDIR):$(CURDIR)/lambdas
 
-.PHONY: setup demo test test-unit bench-bucket clean lock
+.PHONY: setup demo test bench-bucket bench-cold-start clean lock
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -22,9 +22,10 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-## The main job on the embedded default: the distributed bucket benchmark on local AWS.
+## The main job on the embedded default: 16 callers saturate a Tier-1 quota on the local
+## Claude emulator, through the guard and then with the bare SDK (3 minutes each).
 demo: setup
-	$(PY) -m bench.bucket_bench $(DEMO_ARGS)
+	$(PY) -m bench.claude_bench $(DEMO_ARGS)
 
 ## All tests (unit + functional against the local AWS server).
 test: setup
@@ -32,6 +33,9 @@ test: setup
 
 bench-bucket: setup
 	$(PY) -m bench.bucket_bench $(BENCH_ARGS)
+
+bench-cold-start: setup
+	$(PY) -m bench.cold_start
 
 ## Re-resolve the hash-pinned locks after editing requirements/*.in.
 lock:

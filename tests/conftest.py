@@ -36,7 +36,7 @@ def local_aws():
 
 @pytest.fixture
 def dynamodb(local_aws):
-    return local_aws.client("dynamodb")
+    return local_aws.client("dynamodb", max_pool_connections=50)
 
 
 _tables = itertools.count()

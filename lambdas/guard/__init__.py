@@ -11,14 +11,20 @@ from .bucket import (
     TokenBucket,
     ensure_table,
 )
+from .client import CallResult, GuardedClaude, GuardedStream
+from .estimate import estimate_input_tokens
 from .limits import Limits, LimitsError
 
 __all__ = [
     "BucketRequestError",
+    "CallResult",
+    "GuardedClaude",
+    "GuardedStream",
     "Grant",
     "Limits",
     "LimitsError",
     "Settlement",
     "TokenBucket",
     "ensure_table",
+    "estimate_input_tokens",
 ]

@@ -1,0 +1,404 @@
+"""Guarded Claude client: every Messages call goes through the bucket, the guard owns retries.
+
+    claude = GuardedClaude({"claude-sonnet-4-5": bucket})          # Anthropic API
+    result = claude.create(model="claude-sonnet-4-5", max_tokens=512, messages=[...],
+                           deadline_s=20)
+    result.status  # "ok" (result.message), "deferred" (result.retry_after) or "error"
+
+For each attempt: estimate input tokens, acquire (requests=1, input=estimate,
+output=max_tokens), wait `retry_after` when it fits in the caller's deadline or return
+"deferred", call the SDK with its own retries off, settle with `usage` (cache tokens included),
+observe the rate-limit headers. Upstream 429/529 honour `retry-after`, set the shared cool-down
+and retry within bounds; the spend-limit 429 is never retried; 5xx, timeouts and connection
+errors retry with backoff. Every attempt is charged honestly (see `_settle_failed`).
+
+`anthropic` is imported only when the first SDK client is built, so `import guard` stays cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from .bucket import BucketRequestError, Grant, TokenBucket
+from .estimate import estimate_input_tokens
+
+log = logging.getLogger(__name__)
+
+OK, DEFERRED, ERROR = "ok", "deferred", "error"
+
+#: SDK exception -> (reason used in results and metrics, retryable)
+_SPEND_LIMIT_CODE = "enforced_spend_limit_reached"
+
+
+@dataclass
+class CallResult:
+    """Outcome of one guarded call (all attempts).
+
+    status "ok": `message` is the SDK's Message (or `stream` a `GuardedStream`), `usage` a dict
+    of token counts. "deferred": capacity or the upstream did not allow the call within the
+    deadline; `retry_after` (seconds) says when to try again, `reason` why ("quota",
+    "cool_down", "store_unavailable", "upstream_429", "upstream_529", "upstream_error").
+    "error": `error` = {"type", "message"}; not worth retrying as is.
+    Counters: `attempts` (Claude calls made), `local_throttles` (bucket refusals),
+    `upstream_429`, `upstream_529`, `waited_s` (seconds slept for capacity or backoff).
+    """
+
+    status: str
+    model: str
+    message: Any = None
+    stream: "GuardedStream | None" = None
+    usage: dict[str, int] | None = None
+    retry_after: float | None = None
+    reason: str | None = None
+    error: dict[str, str] | None = None
+    attempts: int = 0
+    local_throttles: int = 0
+    upstream_429: int = 0
+    upstream_529: int = 0
+    waited_s: float = 0.0
+    latency_s: float = 0.0
+    input_estimate: int = 0
+    quota_used_percent: float | None = None
+    store_calls: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _usage_dict(usage: Any) -> dict[str, int]:
+    def get(name):
+        value = getattr(usage, name, None) if not isinstance(usage, dict) else usage.get(name)
+        return int(value or 0)
+
+    return {"input_tokens": get("input_tokens"), "output_tokens": get("output_tokens"),
+            "cache_creation_input_tokens": get("cache_creation_input_tokens"),
+            "cache_read_input_tokens": get("cache_read_input_tokens")}
+
+
+def _retry_after_header(headers: Mapping[str, str] | None) -> float | None:
+    """`retry-after-ms` then `retry-after` (seconds), as the SDK reads them; None if absent."""
+    if not headers:
+        return None
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) * scale
+        except ValueError:
+            continue
+        if seconds >= 0:
+            return seconds
+    return None
+
+
+class GuardedClaude:
+    """Claude Messages through the distributed bucket.
+
+    `buckets`: model id -> `TokenBucket` (models of one family may share a bucket), or a
+    callable returning the bucket or None for an unknown model.
+    `provider`: "anthropic" (ANTHROPIC_BASE_URL, API key) or "bedrock" (ANTHROPIC_BEDROCK_BASE_URL,
+    SigV4; `model` is the inference profile or model id). `sdk_client`: an `anthropic.Anthropic`
+    or `AnthropicBedrock` to use instead of building one (its retries are turned off).
+    `max_attempts`: Claude calls per `create` at most (retries included).
+    `default_deadline_s`: how long to wait for capacity when the caller gives no deadline.
+    """
+
+    def __init__(self, buckets: Mapping[str, TokenBucket] | Callable[[str], TokenBucket | None],
+                 *, provider: str = "anthropic", sdk_client: Any = None,
+                 api_key: str | Callable[[], str] | None = None, aws_region: str | None = None,
+                 max_attempts: int = 4, default_deadline_s: float = 30.0,
+                 timeout_s: float = 120.0, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep,
+                 estimator: Callable[[dict], int] = estimate_input_tokens,
+                 rng: random.Random | None = None) -> None:
+        if provider not in ("anthropic", "bedrock"):
+            raise ValueError(f"provider must be 'anthropic' or 'bedrock', got {provider!r}")
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+        self._bucket_for = buckets.get if isinstance(buckets, Mapping) else buckets
+        self.provider = provider
+        self._sdk = sdk_client.with_options(max_retries=0) if sdk_client is not None else None
+        self._api_key = api_key
+        self._aws_region = aws_region
+        self.max_attempts = max_attempts
+        self.default_deadline_s = default_deadline_s
+        self.timeout_s = timeout_s
+        self._clock = clock
+        self._sleep = sleep
+        self._estimate = estimator
+        self._rng = rng or random.Random()
+
+    # -- SDK -----------------------------------------------------------------------------------
+
+    @property
+    def sdk(self):
+        """The SDK client, built on first use with SDK retries off (the guard owns them)."""
+        if self._sdk is None:
+            import anthropic
+
+            if self.provider == "anthropic":
+                key = self._api_key() if callable(self._api_key) else self._api_key
+                self._sdk = anthropic.Anthropic(api_key=key, max_retries=0,
+                                                timeout=self.timeout_s)
+            else:
+                self._sdk = anthropic.AnthropicBedrock(aws_region=self._aws_region,
+                                                       max_retries=0, timeout=self.timeout_s)
+        return self._sdk
+
+    # -- public API ----------------------------------------------------------------------------
+
+    def create(self, *, deadline_s: float | None = None, **params: Any) -> CallResult:
+        """One guarded `messages.create(**params)` (not streaming). Never raises for upstream or
+        store trouble: the result's status says what happened."""
+        return self._call(params, deadline_s, streaming=False)
+
+    def stream(self, *, deadline_s: float | None = None, **params: Any) -> CallResult:
+        """Guarded streaming call. On status "ok", iterate `result.stream` (a `GuardedStream`,
+        also a context manager); it settles when the stream ends or is closed early."""
+        return self._call(params, deadline_s, streaming=True)
+
+    # -- the attempt loop --------------------------------------------------------------------
+
+    def _call(self, params: dict[str, Any], deadline_s: float | None,
+              streaming: bool) -> CallResult:
+        started = self._clock()
+        model = params.get("model")
+        result = CallResult(status=ERROR, model=str(model))
+        problem = self._check(params)
+        if problem:
+            result.error = {"type": "invalid_request", "message": problem}
+            return result
+        bucket = self._bucket_for(model)
+        if bucket is None:
+            result.error = {"type": "unknown_model",
+                            "message": f"model {model!r} has no configured rate-limit bucket"}
+            return result
+        deadline = started + (self.default_deadline_s if deadline_s is None else deadline_s)
+        max_tokens = params["max_tokens"]
+        estimate = self._estimate(params)
+        result.input_estimate = estimate
+        attempt = 0
+        while True:
+            grant = self._acquire(bucket, estimate, max_tokens, deadline, result)
+            if grant is None:
+                return self._finish(result, started)
+            attempt += 1
+            result.attempts = attempt
+            try:
+                if streaming:
+                    raw = self.sdk.messages.with_raw_response.create(stream=True, **params)
+                else:
+                    raw = self.sdk.messages.with_raw_response.create(**params)
+            except Exception as err:  # noqa: BLE001 - classified below, unknown ones re-raised
+                wait, reason = self._upstream_failure(err, bucket, grant, estimate, max_tokens,
+                                                      attempt, result)
+                if wait is None:
+                    return self._finish(result, started)
+                if attempt >= self.max_attempts or self._clock() + wait > deadline:
+                    result.status, result.retry_after, result.reason = DEFERRED, wait, reason
+                    return self._finish(result, started)
+                self._wait(wait, result)
+                continue
+            headers = dict(raw.headers)
+            result.headers = headers
+            if self.provider == "anthropic":
+                bucket.observe_headers(headers)
+            result.quota_used_percent = grant.quota_used_percent
+            if streaming:
+                result.status = OK
+                result.stream = GuardedStream(raw.parse(), bucket, grant, estimate, max_tokens,
+                                              result)
+                return self._finish(result, started)
+            message = raw.parse()
+            usage = _usage_dict(message.usage)
+            self._settle(bucket, grant, usage)
+            result.status, result.message, result.usage = OK, message, usage
+            return self._finish(result, started)
+
+    def _check(self, params: dict[str, Any]) -> str | None:
+        model, max_tokens = params.get("model"), params.get("max_tokens")
+        if not isinstance(model, str) or not model:
+            return "model must be a non-empty string"
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+            return f"max_tokens must be a positive integer, got {max_tokens!r}"
+        messages = params.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return "messages must be a non-empty list"
+        return None
+
+    def _acquire(self, bucket: TokenBucket, estimate: int, max_tokens: int, deadline: float,
+                 result: CallResult) -> Grant | None:
+        """Wait for a grant within the deadline; None (result filled in) when it cannot be had."""
+        while True:
+            try:
+                grant = bucket.try_acquire(1, estimate, max_tokens)
+            except BucketRequestError as err:
+                result.status = ERROR
+                result.error = {"type": "request_too_large", "message": str(err)}
+                return None
+            result.store_calls += grant.store_calls
+            if grant.granted:
+                return grant
+            result.local_throttles += 1
+            if self._clock() + grant.retry_after > deadline:
+                result.status, result.retry_after, result.reason = (DEFERRED, grant.retry_after,
+                                                                    grant.reason)
+                return None
+            self._wait(grant.retry_after, result)
+
+    def _wait(self, seconds: float, result: CallResult) -> None:
+        # Up to 10% + 20 ms of jitter so callers refused together do not return together.
+        pause = seconds + self._rng.uniform(0, 0.1 * seconds + 0.02)
+        self._sleep(pause)
+        result.waited_s += pause
+
+    def _upstream_failure(self, err: Exception, bucket: TokenBucket, grant: Grant,
+                          estimate: int, max_tokens: int, attempt: int,
+                          result: CallResult) -> tuple[float | None, str]:
+        """Classify an SDK error, settle the attempt, and return (wait before retry, reason); a
+        wait of None means do not retry (the result holds the error)."""
+        import anthropic
+
+        backoff = min(0.5 * 2 ** (attempt - 1), 8.0)
+        if isinstance(err, anthropic.APIStatusError):
+            status = err.status_code
+            headers = dict(err.response.headers) if err.response is not None else {}
+            result.headers = headers
+            if self.provider == "anthropic":
+                bucket.observe_headers(headers)
+            body_error = (err.body or {}).get("error", {}) if isinstance(err.body, dict) else {}
+            if status == 429 and (body_error.get("details") or {}).get("error_code") \
+                    == _SPEND_LIMIT_CODE:
+                self._settle_failed(bucket, grant, 0, 0)
+                result.status = ERROR
+                result.error = {"type": "spend_limit_reached",
+                                "message": body_error.get("message", str(err))}
+                log.error("Claude spend limit reached: not retrying")
+                return None, "spend_limit"
+            if status in (429, 529):
+                wait = _retry_after_header(headers)
+                wait = backoff if wait is None else wait
+                if status == 429:
+                    result.upstream_429 += 1
+                else:
+                    result.upstream_529 += 1
+                bucket.cool_down(max(wait, 0.001))  # every caller backs off, not just this one
+                self._settle_failed(bucket, grant, 0, 0)  # refused upstream: no tokens used
+                return wait, f"upstream_{status}"
+            if status >= 500:
+                # The server may have read the input; a 504 may have produced output too.
+                self._settle_failed(bucket, grant, estimate, max_tokens if status == 504 else 0)
+                return _retry_after_header(headers) or backoff, "upstream_error"
+            self._settle_failed(bucket, grant, 0, 0)
+            result.status = ERROR
+            result.error = {"type": body_error.get("type", f"http_{status}"),
+                            "message": body_error.get("message", str(err))}
+            return None, "client_error"
+        if isinstance(err, (anthropic.APITimeoutError, anthropic.APIConnectionError)):
+            # Unknown how much the server did: keep the whole reservation.
+            self._settle_failed(bucket, grant, estimate, max_tokens)
+            return backoff, "upstream_error"
+        self._settle_failed(bucket, grant, estimate, max_tokens)
+        raise err
+
+    def _settle(self, bucket: TokenBucket, grant: Grant, usage: dict[str, int]) -> None:
+        settlement = bucket.settle(grant, usage["input_tokens"], usage["output_tokens"],
+                                   cache_creation_tokens=usage["cache_creation_input_tokens"],
+                                   cache_read_tokens=usage["cache_read_input_tokens"])
+        if not settlement.settled:
+            log.warning("settle failed (%s): the reservation stands", settlement.reason)
+
+    def _settle_failed(self, bucket: TokenBucket, grant: Grant, input_tokens: int,
+                       output_tokens: int) -> None:
+        self._settle(bucket, grant, {"input_tokens": input_tokens, "output_tokens": output_tokens,
+                                     "cache_creation_input_tokens": 0,
+                                     "cache_read_input_tokens": 0})
+
+    def _finish(self, result: CallResult, started: float) -> CallResult:
+        result.latency_s = self._clock() - started
+        return result
+
+
+class GuardedStream:
+    """Iterates the SDK's raw stream events and settles the grant exactly once: with the
+    reported usage when the stream ends, or, when the caller stops early (close, `with` exit,
+    error), with the input reported at message_start and the whole output reservation, since
+    the server may have produced more than was read."""
+
+    def __init__(self, events, bucket: TokenBucket, grant: Grant, estimate: int,
+                 max_tokens: int, result: CallResult) -> None:
+        self._events = events
+        self._bucket = bucket
+        self._grant = grant
+        self._max_tokens = max_tokens
+        self._result = result
+        self._usage = {"input_tokens": estimate, "output_tokens": 0,
+                       "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+        self._done = False
+        self.text_parts: list[str] = []
+        self.stop_reason: str | None = None
+
+    def __iter__(self):
+        try:
+            for event in self._events:
+                self._track(event)
+                yield event
+        except GeneratorExit:
+            self.close()
+            raise
+        except Exception:
+            self.close()
+            raise
+        self._settle(complete=True)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.text_parts)
+
+    def _track(self, event) -> None:
+        kind = getattr(event, "type", None)
+        if kind == "message_start":
+            usage = _usage_dict(event.message.usage)
+            self._usage.update({k: usage[k] for k in ("input_tokens",
+                                                      "cache_creation_input_tokens",
+                                                      "cache_read_input_tokens")})
+            self._usage["output_tokens"] = usage["output_tokens"]
+        elif kind == "content_block_delta" and getattr(event.delta, "type", "") == "text_delta":
+            self.text_parts.append(event.delta.text)
+        elif kind == "message_delta":
+            self._usage["output_tokens"] = int(getattr(event.usage, "output_tokens", 0) or 0)
+            self.stop_reason = getattr(event.delta, "stop_reason", None)
+        elif kind == "message_stop":
+            self._settle(complete=True)
+
+    def _settle(self, complete: bool) -> None:
+        if self._done:
+            return
+        self._done = True
+        usage = dict(self._usage)
+        if not complete:
+            usage["output_tokens"] = self._max_tokens
+        self._result.usage = usage
+        settlement = self._bucket.settle(
+            self._grant, usage["input_tokens"], usage["output_tokens"],
+            cache_creation_tokens=usage["cache_creation_input_tokens"],
+            cache_read_tokens=usage["cache_read_input_tokens"])
+        if not settlement.settled:
+            log.warning("stream settle failed (%s): the reservation stands", settlement.reason)
+
+    def close(self) -> None:
+        """Stop reading; settles conservatively if the stream had not ended."""
+        if not self._done:
+            close = getattr(self._events, "close", None)
+            if close:
+                close()
+            self._settle(complete=False)
+
+    def __enter__(self) -> "GuardedStream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,211 @@
+"""The guarded client against the Claude emulator and the local AWS server (both real HTTP)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from guard import GuardedClaude, Limits, TokenBucket
+from local.claude_emulator import ClaudeEmulator
+
+MODEL = "claude-sonnet-4-6"
+# The emulator enforces these (per minute) for the Sonnet 4.x bucket; the guard is given the same.
+SMALL = {"rpm": 120, "itpm": 12000, "otpm": 3000}
+PROMPT = [{"role": "user", "content": "Summarise the quarterly report in three sentences."}]
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    with ClaudeEmulator({"tier": "tier1", "limits": {"sonnet-4": SMALL},
+                         "output_tokens": 20}) as emu:
+        yield emu
+
+
+@pytest.fixture(autouse=True)
+def fresh_emulator(emulator):
+    emulator.reset()
+    yield
+
+
+@pytest.fixture
+def sdk(emulator):
+    import anthropic
+
+    return anthropic.Anthropic(base_url=emulator.base_url, api_key="test-key")
+
+
+@pytest.fixture
+def make_claude(bucket_table, dynamodb, sdk, clock):
+    def make(limits=SMALL, *, bucket=None, exact=True, **kwargs):
+        # exact: the bucket's clock is frozen and has no idle margin, so the levels asserted
+        # below are exact; the saturation test uses real time and the default margin (1 s)
+        bucket = bucket or (TokenBucket(bucket_table, "anthropic#sonnet-4", Limits(**limits),
+                                        dynamodb, clock=clock, clamp_margin_s=0.0) if exact
+                            else TokenBucket(bucket_table, "anthropic#sonnet-4",
+                                             Limits(**limits), dynamodb))
+        return GuardedClaude({MODEL: bucket}, sdk_client=kwargs.pop("sdk_client", sdk),
+                             **kwargs), bucket
+
+    return make
+
+
+def test_call_settles_actual_usage_and_observes_headers(make_claude, emulator):
+    claude, bucket = make_claude()
+    result = claude.create(model=MODEL, max_tokens=200, messages=PROMPT)
+    assert result.status == "ok", result.error
+    assert result.usage["output_tokens"] == 20
+    assert result.usage["input_tokens"] == result.message.usage.input_tokens
+    assert result.input_estimate >= result.usage["input_tokens"]
+    # reserved 200 output tokens, used 20: the rest came back at settle
+    assert bucket.level("output_tokens") == pytest.approx(3000 - 20, abs=0.01)
+    assert result.headers["anthropic-ratelimit-requests-limit"] == "120"
+    assert result.attempts == 1 and result.upstream_429 == 0
+
+
+def test_sixteen_callers_saturating_a_small_quota_never_see_a_429(make_claude, emulator,
+                                                                   bucket_table, dynamodb, sdk):
+    results, lock = [], threading.Lock()
+    end = time.monotonic() + 8.0
+
+    def caller():
+        claude, _ = make_claude(exact=False)
+        while time.monotonic() < end:
+            result = claude.create(model=MODEL, max_tokens=50, messages=PROMPT, deadline_s=5)
+            with lock:
+                results.append(result)
+
+    threads = [threading.Thread(target=caller) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    statuses = {status: sum(r.status == status for r in results)
+                for status in ("ok", "deferred", "error")}
+    assert statuses["ok"] >= 30 and statuses["error"] == 0
+    assert sum(r.local_throttles for r in results) > 0, "the quota was never saturated"
+    assert sum(r.upstream_429 for r in results) == 0
+    assert emulator.stats()["rate_limited"] == 0
+
+
+def test_upstream_429_honours_retry_after_and_cools_every_caller(make_claude, emulator,
+                                                                 bucket_table, dynamodb):
+    claude, bucket = make_claude(exact=False)
+    emulator.inject("429", count=1)
+    result = claude.create(model=MODEL, max_tokens=50, messages=PROMPT)
+    assert result.status == "ok" and result.attempts == 2 and result.upstream_429 == 1
+    assert result.waited_s >= 1.0  # the 429's retry-after (1 s), jittered upwards
+
+    emulator.inject("429", count=1)
+    other = TokenBucket(bucket_table, "anthropic#sonnet-4", Limits(**SMALL), dynamodb)
+    deferred = claude.create(model=MODEL, max_tokens=50, messages=PROMPT, deadline_s=0)
+    assert (deferred.status, deferred.reason) == ("deferred", "upstream_429")
+    refusal = other.try_acquire(1, 10, 10)
+    assert refusal.reason == "cool_down" and refusal.retry_after > 0.5
+
+
+def test_spend_limit_429_is_not_retried(make_claude, emulator):
+    claude, _ = make_claude(exact=False)
+    emulator.inject("spend_limit", count=1)
+    result = claude.create(model=MODEL, max_tokens=50, messages=PROMPT)
+    assert result.status == "error" and result.error["type"] == "spend_limit_reached"
+    assert result.attempts == 1
+    assert emulator.stats()["requests"] == 1
+
+
+@pytest.mark.parametrize("kind, counter", [("529", "upstream_529"), ("500", None),
+                                           ("504", None)])
+def test_transient_upstream_errors_are_retried_with_backoff(make_claude, emulator, kind, counter):
+    claude, _ = make_claude(exact=False)
+    emulator.inject(kind, count=2)
+    result = claude.create(model=MODEL, max_tokens=50, messages=PROMPT)
+    assert result.status == "ok" and result.attempts == 3
+    if counter:
+        assert getattr(result, counter) == 2
+    assert result.waited_s >= 0.5 + 1.0  # backoff 0.5 s, then 1 s
+
+
+def test_retries_are_bounded_and_end_deferred_not_lost(make_claude, emulator):
+    claude, _ = make_claude(max_attempts=3, exact=False)
+    emulator.inject("529", count=10)
+    result = claude.create(model=MODEL, max_tokens=50, messages=PROMPT)
+    assert (result.status, result.reason, result.attempts) == ("deferred", "upstream_529", 3)
+    assert result.retry_after > 0
+
+
+def test_client_timeout_is_retried_and_charged_in_full(make_claude, emulator, sdk):
+    claude, bucket = make_claude(sdk_client=sdk.with_options(timeout=0.5))
+    emulator.inject("slow", count=1, delay_s=2.0)
+    result = claude.create(model=MODEL, max_tokens=100, messages=PROMPT)
+    assert result.status == "ok" and result.attempts == 2
+    # the timed-out attempt keeps its whole reservation (100 output tokens); the second used 20
+    assert bucket.level("output_tokens") == pytest.approx(3000 - 100 - 20, abs=0.01)
+
+
+def test_short_deadline_defers_without_calling_claude(make_claude, emulator):
+    claude, bucket = make_claude()
+    while bucket.try_acquire(1, 0, 0).granted:
+        pass
+    result = claude.create(model=MODEL, max_tokens=50, messages=PROMPT, deadline_s=0.1)
+    assert (result.status, result.reason, result.attempts) == ("deferred", "quota", 0)
+    assert result.retry_after > 0.1
+    assert emulator.stats()["requests"] == 0
+
+
+def test_stream_settles_when_it_ends(make_claude):
+    claude, bucket = make_claude()
+    result = claude.stream(model=MODEL, max_tokens=300, messages=PROMPT)
+    assert result.status == "ok"
+    events = [event.type for event in result.stream]
+    assert events[0] == "message_start" and events[-1] == "message_stop"
+    assert result.usage["output_tokens"] == 20
+    assert len(result.stream.text.split()) == 20
+    assert bucket.level("output_tokens") == pytest.approx(3000 - 20, abs=0.01)
+
+
+def test_stream_stopped_early_settles_the_whole_output_reservation(make_claude):
+    claude, bucket = make_claude()
+    result = claude.stream(model=MODEL, max_tokens=300, messages=PROMPT)
+    with result.stream as stream:
+        for event in stream:
+            if event.type == "content_block_delta":
+                break
+    assert result.usage["output_tokens"] == 300
+    assert bucket.level("output_tokens") == pytest.approx(3000 - 300, abs=0.01)
+
+
+def test_bedrock_mode_charges_output_burndown(emulator, bucket_table, dynamodb, clock):
+    import anthropic
+
+    model = "us.anthropic.claude-sonnet-4-20250514-v1:0"
+    bucket = TokenBucket(bucket_table, "bedrock#sonnet-4", Limits(
+        200, tpm=200000, output_burndown=5), dynamodb, clock=clock, clamp_margin_s=0.0)
+    sdk = anthropic.AnthropicBedrock(base_url=emulator.bedrock_base_url, aws_region="us-east-1",
+                                     aws_access_key="testing", aws_secret_key="testing")
+    claude = GuardedClaude({model: bucket}, provider="bedrock", sdk_client=sdk)
+    result = claude.create(model=model, max_tokens=100, messages=PROMPT)
+    assert result.status == "ok", result.error
+    used = result.usage["input_tokens"] + 5 * result.usage["output_tokens"]
+    assert bucket.level("tokens") == pytest.approx(200000 - used, abs=0.01)
+    streamed = claude.stream(model=model, max_tokens=100, messages=PROMPT)
+    assert [e.type for e in streamed.stream][-1] == "message_stop"
+
+
+@pytest.mark.parametrize("params, error_type, fragment", [
+    ({"model": MODEL, "messages": PROMPT}, "invalid_request", "max_tokens must be a positive"),
+    ({"model": MODEL, "max_tokens": 0, "messages": PROMPT}, "invalid_request", "max_tokens"),
+    ({"model": MODEL, "max_tokens": 10, "messages": []}, "invalid_request", "messages"),
+    ({"model": "claude-unknown", "max_tokens": 10, "messages": PROMPT}, "unknown_model",
+     "claude-unknown"),
+    ({"model": MODEL, "max_tokens": 10,
+      "messages": [{"role": "user", "content": "word " * 40000}]}, "request_too_large",
+     "input_tokens reservation"),
+])
+def test_bad_requests_get_a_clear_error_and_no_call(make_claude, emulator, params, error_type,
+                                                    fragment):
+    claude, _ = make_claude()
+    result = claude.create(**params)
+    assert result.status == "error" and result.error["type"] == error_type
+    assert fragment in result.error["message"]
+    assert emulator.stats()["requests"] == 0

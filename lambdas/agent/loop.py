@@ -1,0 +1,132 @@
+"""The agent loop: multi-turn Claude tool use through the guarded client, bounded by model calls
+(iterations) and tokens. Tools run under the tool role (see `credentials.assume_tool_role`).
+
+The loop is resumable: a "deferred" outcome carries the conversation so far (`transcript`), and
+`run_agent(..., transcript=...)` continues from it, so a deferral never repeats a tool call.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .audit import run_tool
+from .config import AgentConfig
+from .requests import AgentRequest
+from .telemetry import RequestMetrics
+from .tools.registry import TOOLS, ToolContext, claude_tool_definitions
+
+
+@dataclass
+class LoopOutcome:
+    """status: "ok" | "deferred" | "error". `usage` sums every call (tokens)."""
+
+    status: str
+    model: str
+    output: str | None = None
+    retry_after: float | None = None
+    reason: str | None = None
+    error: dict[str, str] | None = None
+    degraded: bool = False
+    usage: dict[str, int] = field(default_factory=lambda: {
+        "input_tokens": 0, "output_tokens": 0, "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0})
+    transcript: list[dict] = field(default_factory=list)
+    model_calls: int = 0
+    tool_calls: int = 0
+
+
+def _block_to_param(block: Any) -> dict:
+    """An SDK response content block -> the dict form a request accepts."""
+    kind = getattr(block, "type", None)
+    if kind == "text":
+        return {"type": "text", "text": block.text}
+    if kind == "tool_use":
+        return {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
+    return block.model_dump(mode="json", exclude_none=True)
+
+
+def run_agent(request: AgentRequest, claude, config: AgentConfig, *,
+              tool_context: Callable[[], ToolContext], metrics: RequestMetrics,
+              deadline_at: float, logger, transcript: list[dict] | None = None,
+              model: str | None = None, clock: Callable[[], float] = time.monotonic
+              ) -> LoopOutcome:
+    """Run (or resume) the tool-use loop for `request` until Claude ends its turn.
+
+    `claude`: a `guard.GuardedClaude` routing every configured model to its bucket.
+    `tool_context`: returns the `ToolContext` (tool-role session), called on first tool use.
+    `deadline_at`: `clock()` value after which waiting for capacity is not allowed.
+    """
+    model = model or request.model
+    messages = list(transcript or [{"role": "user", "content": request.prompt}])
+    outcome = LoopOutcome(status="error", model=model, transcript=messages)
+    system = [{"type": "text", "text": config.system_prompt,
+               "cache_control": {"type": "ephemeral"}}]  # cached with the tool definitions
+    tools = claude_tool_definitions()
+    context: ToolContext | None = None
+    for _ in range(config.max_iterations):
+        spent = sum(outcome.usage.values())
+        if spent >= config.max_total_tokens:
+            outcome.error = {"type": "token_budget_exceeded",
+                             "message": f"the agent used {spent:,} tokens, over the "
+                                        f"{config.max_total_tokens:,}-token budget"}
+            return outcome
+        result = claude.create(model=outcome.model, max_tokens=request.max_tokens,
+                               system=system, tools=tools, messages=messages,
+                               deadline_s=max(0.0, deadline_at - clock()))
+        metrics.record_call(outcome.model, result, config.models[outcome.model].prices)
+        if result.status == "deferred" and _may_degrade(config, outcome):
+            degraded = claude.create(model=config.degrade_model, max_tokens=min(
+                request.max_tokens, config.models[config.degrade_model].max_output_tokens),
+                system=system, tools=tools, messages=messages,
+                deadline_s=max(0.0, deadline_at - clock()))
+            metrics.record_call(config.degrade_model, degraded,
+                                config.models[config.degrade_model].prices)
+            if degraded.status != "deferred":
+                metrics.add(config.degrade_model, "Degraded")
+                outcome.model, outcome.degraded, result = config.degrade_model, True, degraded
+        if result.status == "deferred":
+            outcome.status, outcome.retry_after, outcome.reason = ("deferred",
+                                                                   result.retry_after,
+                                                                   result.reason)
+            return outcome
+        if result.status != "ok":
+            outcome.error = result.error
+            return outcome
+        outcome.model_calls += 1
+        for key, value in result.usage.items():
+            outcome.usage[key] += value
+        message = result.message
+        messages.append({"role": "assistant",
+                         "content": [_block_to_param(block) for block in message.content]})
+        tool_uses = [block for block in message.content if block.type == "tool_use"]
+        if message.stop_reason != "tool_use" or not tool_uses:
+            outcome.status = "ok"
+            outcome.output = "".join(b.text for b in message.content if b.type == "text")
+            return outcome
+        if context is None:
+            context = tool_context()
+        results = []
+        for block in tool_uses:
+            outcome.tool_calls += 1
+            tool = TOOLS.get(block.name)
+            if tool is None:
+                output = {"error": f"unknown tool {block.name!r}"}
+            else:
+                output = run_tool(context, tool, block.input, caller=request.caller,
+                                  logger=logger)
+            results.append({"type": "tool_result", "tool_use_id": block.id,
+                            "content": json.dumps(output, default=str),
+                            "is_error": "error" in output})
+        messages.append({"role": "user", "content": results})
+    outcome.error = {"type": "iteration_limit",
+                     "message": f"the agent did not finish within {config.max_iterations} "
+                                "model calls"}
+    return outcome
+
+
+def _may_degrade(config: AgentConfig, outcome: LoopOutcome) -> bool:
+    return (config.overflow_policy == "degrade" and config.degrade_model is not None
+            and outcome.model != config.degrade_model)

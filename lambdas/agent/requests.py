@@ -1,0 +1,143 @@
+"""Parsing and validating agent requests (contract 2), from direct invokes, Function URLs and
+SQS bodies. Every problem becomes a `BadRequest` whose message names the field."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from guard import estimate_input_tokens
+
+from .config import AgentConfig
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9_+=,.@-]{2,64}$")
+MAX_PROMPT_CHARS = 1_000_000
+DEFAULT_MAX_TOKENS = 1024
+MAX_DEADLINE_S = 900.0
+
+
+class BadRequest(ValueError):
+    """The request cannot be served as sent; the message names the problem."""
+
+
+@dataclass
+class AgentRequest:
+    """One validated agent request. `deadline_s`: seconds from receipt the caller will wait."""
+
+    prompt: str
+    model: str
+    max_tokens: int
+    request_id: str
+    tenant: str
+    deadline_s: float
+    caller: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def new_request_id() -> str:
+    return f"req-{uuid.uuid4().hex[:24]}"
+
+
+def parse_request(event: Any, config: AgentConfig, *, caller: str | None = None) -> AgentRequest:
+    """Validate a contract-2 event; raises `BadRequest` naming the first problem."""
+    if not isinstance(event, dict):
+        raise BadRequest(f"event must be a JSON object, got {type(event).__name__}")
+    prompt = event.get("prompt")
+    if prompt is None:
+        raise BadRequest("prompt is required")
+    if not isinstance(prompt, str):
+        raise BadRequest(f"prompt must be a string, got {type(prompt).__name__}")
+    if not prompt.strip():
+        raise BadRequest("prompt is empty")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise BadRequest(f"prompt is {len(prompt):,} characters; the limit is "
+                         f"{MAX_PROMPT_CHARS:,}")
+
+    model = event.get("model", config.default_model)
+    if not isinstance(model, str):
+        raise BadRequest(f"model must be a string, got {type(model).__name__}")
+    if model not in config.models:
+        raise BadRequest(f"unknown model {model!r}; configured: {', '.join(sorted(config.models))}")
+    model_config = config.models[model]
+
+    max_tokens = event.get("max_tokens", min(DEFAULT_MAX_TOKENS, model_config.max_output_tokens))
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
+        raise BadRequest(f"max_tokens must be an integer, got {type(max_tokens).__name__}")
+    if not 1 <= max_tokens <= model_config.max_output_tokens:
+        raise BadRequest(f"max_tokens must be between 1 and {model_config.max_output_tokens} "
+                         f"for {model}, got {max_tokens}")
+
+    request_id = event.get("request_id")
+    if request_id is None:
+        request_id = new_request_id()
+    elif not isinstance(request_id, str) or not REQUEST_ID.match(request_id):
+        raise BadRequest("request_id must be 2-64 characters of [A-Za-z0-9_+=,.@-], got "
+                         f"{request_id!r}")
+
+    tenant = event.get("tenant", config.tenants[0])
+    if not isinstance(tenant, str) or tenant not in config.tenants:
+        raise BadRequest(f"unknown tenant {tenant!r}; this deployment serves "
+                         f"{', '.join(config.tenants)}")
+
+    deadline_s = event.get("deadline_s", config.default_deadline_s)
+    if isinstance(deadline_s, bool) or not isinstance(deadline_s, (int, float)) \
+            or not 0 <= deadline_s <= MAX_DEADLINE_S:
+        raise BadRequest(f"deadline_s must be a number of seconds from 0 to {MAX_DEADLINE_S:g}, "
+                         f"got {deadline_s!r}")
+
+    request = AgentRequest(prompt, model, max_tokens, request_id, tenant, float(deadline_s),
+                           caller)
+    check_size(request, config)
+    return request
+
+
+def check_size(request: AgentRequest, config: AgentConfig) -> None:
+    """Refuse a prompt that can never be served: over the model's context window or over the
+    input-token capacity of its bucket (it would never be granted)."""
+    model = config.models[request.model]
+    estimate = estimate_input_tokens({"system": config.system_prompt,
+                                      "messages": [{"role": "user", "content": request.prompt}]})
+    if estimate + request.max_tokens > model.context_window:
+        raise BadRequest(f"prompt is about {estimate:,} tokens; with max_tokens "
+                         f"{request.max_tokens:,} it exceeds {request.model}'s context window of "
+                         f"{model.context_window:,} tokens")
+    capacity = model.limits.itpm or model.limits.tpm
+    if capacity is not None:
+        reserved = model.limits.reservation(1, estimate, request.max_tokens)
+        biggest = reserved.get("input_tokens", reserved.get("tokens", 0))
+        if biggest > capacity:
+            raise BadRequest(f"prompt is about {estimate:,} tokens, more than the "
+                             f"{capacity:,.0f}-token per-minute input quota of {request.model}: "
+                             "it could never be admitted")
+
+
+def function_url_payload(event: dict) -> tuple[Any, str | None]:
+    """(request body, caller ARN) from a Lambda Function URL event (payload format 2.0).
+
+    With AWS_IAM auth the caller's ARN is in requestContext.authorizer.iam.userArn."""
+    context = event.get("requestContext") or {}
+    caller = ((context.get("authorizer") or {}).get("iam") or {}).get("userArn")
+    raw = event.get("body")
+    if raw is None:
+        raise BadRequest("the HTTP request has no body: send the request as JSON")
+    if event.get("isBase64Encoded"):
+        try:
+            raw = base64.b64decode(raw).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            raise BadRequest("the HTTP body is not valid base64-encoded UTF-8") from None
+    try:
+        return json.loads(raw), caller
+    except json.JSONDecodeError as err:
+        raise BadRequest(f"the HTTP body is not valid JSON: {err.msg} at position {err.pos}") \
+            from None
+
+
+def is_function_url_event(event: Any) -> bool:
+    return isinstance(event, dict) and "requestContext" in event and "http" in (
+        event.get("requestContext") or {})

@@ -1,0 +1,75 @@
+"""Contract 4 metrics: CloudWatch EMF through Powertools, namespace `Bulwark`, dimension `Model`.
+
+One request may touch two models (degrade), so numbers are collected per model and flushed as
+one EMF document per model at the end of the request. Alarms and the dashboard use exactly
+these names (README, "Metrics").
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+NAMESPACE = "Bulwark"
+DIMENSION = "Model"
+
+#: metric name -> Powertools MetricUnit name
+METRICS = {
+    "Requests": "Count", "InputTokens": "Count", "OutputTokens": "Count",
+    "CacheWriteTokens": "Count", "CacheReadTokens": "Count", "LocalThrottles": "Count",
+    "Upstream429": "Count", "Upstream529": "Count", "RetryAfterSeconds": "Seconds",
+    "Deferred": "Count", "Degraded": "Count", "Rejected": "Count", "Latency": "Milliseconds",
+    "CostUSD": "NoUnit", "Succeeded": "Count", "Failed": "Count", "QuotaUsedPercent": "Percent",
+}
+
+#: metrics that take the largest value seen in a request rather than the sum
+_MAXIMA = {"QuotaUsedPercent", "RetryAfterSeconds"}
+
+
+class RequestMetrics:
+    """Accumulates one request's metrics per model; `flush()` writes them as EMF to stdout."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, dict[str, float]] = defaultdict(dict)
+
+    def add(self, model: str, name: str, value: float = 1.0) -> None:
+        if name not in METRICS:
+            raise KeyError(f"{name} is not a contract-4 metric")
+        current = self.values[model].get(name)
+        if current is None:
+            self.values[model][name] = float(value)
+        elif name in _MAXIMA:
+            self.values[model][name] = max(current, float(value))
+        else:
+            self.values[model][name] = current + float(value)
+
+    def record_call(self, model: str, result, prices) -> None:
+        """Numbers from one guarded Claude call (`guard.CallResult`) and its cost."""
+        self.add(model, "LocalThrottles", result.local_throttles)
+        self.add(model, "Upstream429", result.upstream_429)
+        self.add(model, "Upstream529", result.upstream_529)
+        if result.quota_used_percent is not None:
+            self.add(model, "QuotaUsedPercent", result.quota_used_percent)
+        if result.retry_after:
+            self.add(model, "RetryAfterSeconds", result.retry_after)
+        if result.status == "ok" and result.usage:
+            usage = result.usage
+            self.add(model, "Requests", 1)
+            self.add(model, "InputTokens", usage["input_tokens"])
+            self.add(model, "OutputTokens", usage["output_tokens"])
+            self.add(model, "CacheWriteTokens", usage["cache_creation_input_tokens"])
+            self.add(model, "CacheReadTokens", usage["cache_read_input_tokens"])
+            self.add(model, "CostUSD", prices.cost_usd(usage))
+            self.add(model, "Latency", result.latency_s * 1000)
+
+    def flush(self) -> None:
+        from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+        for model, values in self.values.items():
+            metrics = EphemeralMetrics(namespace=NAMESPACE)
+            metrics.service = None  # else POWERTOOLS_SERVICE_NAME adds a second dimension
+            metrics.add_dimension(name=DIMENSION, value=model)
+            for name, value in values.items():
+                metrics.add_metric(name=name, unit=getattr(MetricUnit, METRICS[name]),
+                                   value=value)
+            metrics.flush_metrics()
+        self.values.clear()

@@ -11,11 +11,22 @@ export PYTHONPATH := $(CURDIR):$(CURDIR)/lambdas
 
 .PHONY: setup demo test bench-bucket bench-cold-start clean lock
 
-setup: $(VENV)/.installed node_modules/.installed
+WHEELS := .cache/wheels-arm64
+
+setup: $(VENV)/.installed node_modules/.installed $(WHEELS)/.done
+
+## Lambda dependencies for the asset (arm64, Python 3.12), hash-checked; synth installs from
+## here with --no-index, so synth makes no network call.
+$(WHEELS)/.done: requirements/lambda.txt $(VENV)/.installed
+	mkdir -p $(WHEELS)
+	$(PY) -m pip download --quiet --quiet --disable-pip-version-check --only-binary=:all: \
+		--platform manylinux2014_aarch64 --python-version 3.12 --implementation cp \
+		--require-hashes -r requirements/lambda.txt -d $(WHEELS)
+	touch $@
 
 $(VENV)/.installed: requirements/dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements/dev.txt
+	$(PY) -m pip install --quiet --quiet --disable-pip-version-check --require-hashes -r requirements/dev.txt
 	touch $@
 
 node_modules/.installed: package.json package-lock.json

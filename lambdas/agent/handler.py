@@ -273,7 +273,10 @@ def _run(rt: Runtime, request: AgentRequest, context, deferrals, first_received_
 @tracer.capture_lambda_handler(capture_response=False)  # responses may hold tenant data
 def handler(event: Any, context: Any) -> dict:
     """Synchronous invoke or Function URL (AWS_IAM) request; see README for the event forms.
-    Never raises: every problem is a response with status "error" naming it."""
+    Never raises: every problem is a response with status "error" naming it. An SQS batch
+    (the deployed function's event source mapping) goes to `sqs_handler`."""
+    if _is_sqs_batch(event):
+        return _sqs_batch(event, context)
     url_event = is_function_url_event(event)
     response = _handle(event, context, url_event)
     if url_event:
@@ -355,10 +358,20 @@ def _record_handler(record, lambda_context=None) -> None:
         raise
 
 
+def _is_sqs_batch(event: Any) -> bool:
+    records = event.get("Records") if isinstance(event, dict) else None
+    return bool(records) and isinstance(records, list) and isinstance(records[0], dict) \
+        and records[0].get("eventSource") == "aws:sqs"
+
+
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 def sqs_handler(event: Any, context: Any) -> dict:
     """SQS batch: returns {"batchItemFailures": [...]} so only failed messages are retried."""
+    return _sqs_batch(event, context)
+
+
+def _sqs_batch(event: Any, context: Any) -> dict:
     processor = BatchProcessor(event_type=EventType.SQS)
     return process_partial_response(event=event, record_handler=_record_handler,
                                     processor=processor, context=context)

@@ -1,0 +1,161 @@
+"""The agent Lambda: its role, its tool role, log group, function, alias, Function URL and SQS
+event source. Policies come from `policies/`; this construct only wires resources."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from agent.tools import ToolResources
+from policies.agent import AgentResources, agent_statements
+from policies.boundary import service_trust
+from policies.tool_role import (tool_data_key_statement, tool_permission_statements,
+                                tool_trust_statement)
+
+from .packaging import ARCHITECTURE, RUNTIME, lambda_code
+from .settings import Settings
+from .state import AgentState, log_retention
+
+FUNCTION_TIMEOUT = Duration.seconds(120)
+HANDLER = "agent.handler.handler"
+
+
+class AgentFunction(Construct):
+    """The agent, least-privileged: one function with one role (it serves direct invokes, its
+    Function URL and the work queue), and a tool role for tenant data."""
+
+    def __init__(self, scope: Construct, id: str, *, settings: Settings, state: AgentState,
+                 key: kms.IKey) -> None:
+        super().__init__(scope, id)
+        stack = Stack.of(self)
+        removal = RemovalPolicy.RETAIN if settings.prod else RemovalPolicy.DESTROY
+        # Names a policy must know before the resources exist derive from the stack name.
+        function_name = f"{stack.stack_name}-agent"
+        log_group_name = f"/aws/lambda/{function_name}"
+
+        self.secret: secretsmanager.ISecret | None = None
+        if settings.provider == "anthropic":
+            if settings.api_key_secret_arn:
+                self.secret = secretsmanager.Secret.from_secret_complete_arn(
+                    self, "ApiKey", settings.api_key_secret_arn)
+            else:
+                self.secret = secretsmanager.Secret(
+                    self, "ApiKey", encryption_key=key, removal_policy=removal,
+                    description="Anthropic API key for the Bulwark agent: set "
+                                '{"api_key": "sk-ant-..."} after the first deploy')
+
+        self.log_group = logs.LogGroup(
+            self, "LogGroup", log_group_name=log_group_name, encryption_key=key,
+            retention=log_retention(settings.log_retention_days),
+            removal_policy=removal)
+
+        self.role = iam.Role(
+            self, "Role", description="Bulwark agent Lambda execution role",
+            assumed_by=service_trust("lambda.amazonaws.com", stack.account,
+                                     f"arn:{stack.partition}:lambda:{stack.region}:"
+                                     f"{stack.account}:function:{function_name}*"))
+        # The boundary (applied to this role) must name it: derive the name from the stack.
+        tool_role_name = f"{stack.stack_name}-tool"
+        tool_role_arn = f"arn:{stack.partition}:iam::{stack.account}:role/{tool_role_name}"
+        self.tool_role = iam.Role(
+            self, "ToolRole", role_name=tool_role_name,
+            description="Bulwark agent tools: tenant data via ABAC",
+            assumed_by=iam.ArnPrincipal(self.role.role_arn),
+            max_session_duration=Duration.hours(1))
+        # Replace CDK's unconditioned trust statement with the single conditioned one.
+        trust = tool_trust_statement(self.role.role_arn, settings.tenants, settings.agent_name)
+        self.tool_role.node.default_child.add_property_override(
+            "AssumeRolePolicyDocument",
+            {"Version": "2012-10-17", "Statement": [trust.to_statement_json()]})
+
+        tool_resources = ToolResources(docs_bucket=state.documents.bucket_name,
+                                       docs_prefix="docs/",
+                                       notes_table=state.notes_table.table_name)
+        tool_statements = tool_permission_statements(stack.partition, stack.region,
+                                                     stack.account, tool_resources)
+        tool_statements.append(tool_data_key_statement(key.key_arn, stack.region))
+
+        bedrock_profiles = tuple(
+            (m.model_id, m.foundation_model_id, m.routes_to_regions)
+            for m in settings.models.values() if settings.provider == "bedrock")
+        agent_resources = AgentResources(
+            account=stack.account, region=stack.region, partition=stack.partition,
+            bucket_table_arn=state.bucket_table.table_arn,
+            bucket_ids=tuple(sorted({m.bucket_id for m in settings.models.values()})),
+            idempotency_table_arn=state.idempotency_table.table_arn,
+            idempotency_key_prefix=f"{function_name}.",  # Powertools: "<function>.<fn>#<hash>"
+            results_table_arn=state.results_table.table_arn,
+            work_queue_arn=state.work_queue.queue_arn,
+            dead_letter_queue_arn=state.dead_letter_queue.queue_arn,
+            data_key_arn=key.key_arn, tool_role_arn=tool_role_arn,
+            tenants=settings.tenants, agent_name=settings.agent_name,
+            log_group_arn=self.log_group.log_group_arn,
+            allowed_regions=settings.allowed_regions,
+            api_key_secret_arn=self.secret.secret_arn if self.secret else None,
+            bedrock_profiles=bedrock_profiles)
+        self.agent_statements = agent_statements(agent_resources)
+        self.tool_statements = tool_statements
+        self.role.attach_inline_policy(iam.Policy(self, "AgentPolicy",
+                                                  statements=self.agent_statements))
+        self.tool_role.attach_inline_policy(iam.Policy(self, "ToolPolicy",
+                                                       statements=tool_statements))
+
+        #: what this construct grants, for the permissions boundary the stack applies
+        self.granted_statements = self.agent_statements + tool_statements + [
+            iam.PolicyStatement(actions=["sts:AssumeRole", "sts:TagSession",
+                                         "sts:SetSourceIdentity"],
+                                resources=[tool_role_arn])]
+        self.uses_global_endpoints = any(p.startswith("global.") for p, _, _ in bedrock_profiles)
+
+        environment = {
+            "PROVIDER": settings.provider,
+            "MODELS": settings.lambda_models_json(),
+            "DEFAULT_MODEL": settings.default_model,
+            "OVERFLOW_POLICY": settings.overflow_policy,
+            "TENANTS": ",".join(settings.tenants),
+            "BUCKET_TABLE": state.bucket_table.table_name,
+            "RESULTS_TABLE": state.results_table.table_name,
+            "IDEMPOTENCY_TABLE": state.idempotency_table.table_name,
+            "NOTES_TABLE": state.notes_table.table_name,
+            "DOCS_BUCKET": state.documents.bucket_name,
+            "DOCS_PREFIX": "docs/",
+            "WORK_QUEUE_URL": state.work_queue.queue_url,
+            "DLQ_URL": state.dead_letter_queue.queue_url,
+            "TOOL_ROLE_ARN": tool_role_arn,
+            "AGENT_NAME": settings.agent_name,
+            "MAX_DEFERRALS": str(settings.max_deferrals),
+            "MAX_DEFERRAL_AGE_S": str(settings.max_deferral_age_s),
+            "POWERTOOLS_SERVICE_NAME": settings.agent_name,
+            "POWERTOOLS_METRICS_NAMESPACE": "Bulwark",
+        }
+        if settings.degrade_model:
+            environment["DEGRADE_MODEL"] = settings.degrade_model
+        if self.secret:
+            environment["API_KEY_SECRET_ARN"] = self.secret.secret_arn
+
+        self.function = lambda_.Function(
+            self, "Function", function_name=function_name, runtime=RUNTIME,
+            architecture=ARCHITECTURE, handler=HANDLER, code=lambda_code(), role=self.role,
+            memory_size=1024, timeout=FUNCTION_TIMEOUT, environment=environment,
+            environment_encryption=key, tracing=lambda_.Tracing.ACTIVE,
+            log_group=self.log_group, reserved_concurrent_executions=settings.reserved_concurrency,
+            snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS,
+            description="Bulwark agent: Claude tool-use loop inside the quota")
+        self.function.node.add_dependency(self.role)
+        self.alias = lambda_.Alias(self, "Live", alias_name="live",
+                                   version=self.function.current_version)
+        self.url = self.alias.add_function_url(auth_type=lambda_.FunctionUrlAuthType.AWS_IAM)
+
+        # One function, one role: the same handler serves SQS batches (it dispatches on the
+        # event's shape), through the alias so queued work also runs from the SnapStart snapshot.
+        lambda_.EventSourceMapping(
+            self, "WorkQueueSource", target=self.alias,
+            event_source_arn=state.work_queue.queue_arn, batch_size=5,
+            report_batch_item_failures=True,
+            max_concurrency=settings.queue_max_concurrency)
+

@@ -1,0 +1,126 @@
+"""Audit: the CloudTrail trail that answers "what did the agent do, with whose permissions?".
+
+Multi-region trail with log-file validation, KMS, CloudWatch Logs delivery (retention), its own
+S3 bucket (no public access, TLS only, access logging, lifecycle), data events on what the tools
+touch (tenant documents, notes table) and on the agent function, never on the bucket table
+(two data events per Claude call would be cost without insight). A metric filter counts
+AccessDenied/Unauthorized calls by the kit's roles; the alarm on it is in `Monitoring`.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudtrail as cloudtrail
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from .state import log_retention
+
+ACCESS_DENIED_METRIC = "AccessDenied"
+AUDIT_NAMESPACE = "Bulwark"
+
+
+class AccessLogBucket(Construct):
+    """Target of S3 server access logs for the kit's buckets (SSE-S3: log delivery cannot use
+    KMS keys)."""
+
+    def __init__(self, scope: Construct, id: str, *, prod: bool) -> None:
+        super().__init__(scope, id)
+        self.bucket = s3.Bucket(
+            self, "Bucket", encryption=s3.BucketEncryption.S3_MANAGED, enforce_ssl=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365 if prod else 90))],
+            removal_policy=RemovalPolicy.RETAIN if prod else RemovalPolicy.DESTROY)
+
+
+class AuditTrail(Construct):
+    def __init__(self, scope: Construct, id: str, *, key: kms.IKey, prod: bool,
+                 access_log_bucket: s3.IBucket, documents_bucket: s3.IBucket,
+                 notes_table_arn: str, function_arn: str, kit_role_arns: list[str],
+                 retention_days: int, existing_trail_arn: str | None) -> None:
+        super().__init__(scope, id)
+        stack = Stack.of(self)
+        removal = RemovalPolicy.RETAIN if prod else RemovalPolicy.DESTROY
+        self.trail: cloudtrail.Trail | None = None
+        self.log_group: logs.LogGroup | None = None
+        self.access_denied_metric_name = ACCESS_DENIED_METRIC
+        if existing_trail_arn:
+            return  # the account's trail already records; data events are its owner's choice
+        trail_name = f"{stack.stack_name}-audit"
+        trail_arn = f"arn:{stack.partition}:cloudtrail:{stack.region}:{stack.account}:trail/" \
+                    f"{trail_name}"
+        self.bucket = s3.Bucket(
+            self, "TrailBucket", encryption=s3.BucketEncryption.S3_MANAGED, enforce_ssl=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL, versioned=True,
+            server_access_logs_bucket=access_log_bucket, server_access_logs_prefix="trail/",
+            lifecycle_rules=[s3.LifecycleRule(
+                transitions=[s3.Transition(storage_class=s3.StorageClass.GLACIER,
+                                           transition_after=Duration.days(90))],
+                expiration=Duration.days(2557 if prod else 400))],
+            removal_policy=removal)
+        self.log_group = logs.LogGroup(
+            self, "TrailLogs", encryption_key=key,
+            retention=log_retention(retention_days), removal_policy=removal)
+        self.trail = cloudtrail.Trail(
+            self, "Trail", trail_name=trail_name, bucket=self.bucket, encryption_key=key,
+            is_multi_region_trail=True, include_global_service_events=True,
+            enable_file_validation=True, send_to_cloud_watch_logs=True,
+            cloud_watch_log_group=self.log_group)
+        if isinstance(key, kms.Key):
+            key.add_to_resource_policy(iam.PolicyStatement(
+                sid="CloudTrailEncryptsThisTrail",
+                principals=[iam.ServicePrincipal("cloudtrail.amazonaws.com")],
+                actions=["kms:GenerateDataKey*", "kms:DescribeKey", "kms:Decrypt"],
+                resources=["*"],  # in a key policy "*" means this key
+                conditions={
+                    # aws:SourceArn: only this trail may use the key (confused deputy).
+                    "StringEquals": {"aws:SourceArn": trail_arn},
+                    # kms:EncryptionContext:aws:cloudtrail:arn: log files of this account's
+                    # trails only.
+                    "StringLike": {"kms:EncryptionContext:aws:cloudtrail:arn":
+                                   f"arn:{stack.partition}:cloudtrail:*:{stack.account}:"
+                                   "trail/*"}}))
+        cfn_trail: cloudtrail.CfnTrail = self.trail.node.default_child
+        cfn_trail.add_property_override("AdvancedEventSelectors", [
+            {"Name": "Management events",
+             "FieldSelectors": [{"Field": "eventCategory", "Equals": ["Management"]}]},
+            {"Name": "Tool documents (S3 objects the tools read)",
+             "FieldSelectors": [
+                 {"Field": "eventCategory", "Equals": ["Data"]},
+                 {"Field": "resources.type", "Equals": ["AWS::S3::Object"]},
+                 {"Field": "resources.ARN",
+                  "StartsWith": [documents_bucket.arn_for_objects("")]}]},
+            {"Name": "Tool notes (DynamoDB items the tools write)",
+             "FieldSelectors": [
+                 {"Field": "eventCategory", "Equals": ["Data"]},
+                 {"Field": "resources.type", "Equals": ["AWS::DynamoDB::Table"]},
+                 {"Field": "resources.ARN", "Equals": [notes_table_arn]}]},
+            {"Name": "Agent function invocations",
+             "FieldSelectors": [
+                 {"Field": "eventCategory", "Equals": ["Data"]},
+                 {"Field": "resources.type", "Equals": ["AWS::Lambda::Function"]},
+                 {"Field": "resources.ARN", "StartsWith": [function_arn]}]},
+        ])
+        # The delivery role CDK creates trusts cloudtrail.amazonaws.com: narrow it to this
+        # trail (aws:SourceArn) and account (aws:SourceAccount) against the confused deputy.
+        logs_role = self.trail.node.find_child("LogsRole")
+        logs_role.node.default_child.add_property_override(
+            "AssumeRolePolicyDocument.Statement.0.Condition", {
+                "StringEquals": {"aws:SourceAccount": stack.account},
+                "ArnLike": {"aws:SourceArn": trail_arn}})
+        self.logs_role: iam.Role = logs_role
+
+        denied_by_kit = " || ".join(
+            f'$.userIdentity.sessionContext.sessionIssuer.arn = "{arn}"' for arn in kit_role_arns)
+        self.metric_filter = logs.MetricFilter(
+            self, "AccessDeniedByKitRoles", log_group=self.log_group,
+            metric_namespace=AUDIT_NAMESPACE, metric_name=ACCESS_DENIED_METRIC,
+            metric_value="1", default_value=0,
+            filter_pattern=logs.FilterPattern.literal(
+                '{ ($.errorCode = "AccessDenied*" || $.errorCode = "*UnauthorizedOperation"'
+                ' || $.errorCode = "*Unauthorized*") && (' + denied_by_kit + ") }"))
+

@@ -1,0 +1,140 @@
+"""The Bulwark stack: composes one-concern constructs, applies the permissions boundary to every
+role, tags, and records the few policy-check acknowledgements (each with its reason)."""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, Duration, Stack, Tags, Validations
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from policies.boundary import boundary_statements
+
+from .agent import AgentFunction
+from .audit import AccessLogBucket, AuditTrail
+from .monitoring import AlarmThresholds, ModelLimits, Monitoring
+from .settings import Settings
+from .state import AgentState, DataKey
+
+
+class BulwarkStack(Stack):
+    def __init__(self, scope: Construct, id: str, *, settings: Settings, **kwargs) -> None:
+        super().__init__(scope, id, **kwargs)
+        self.settings = settings
+        access_logs = AccessLogBucket(self, "AccessLogs", prod=settings.prod)
+        self.data_key = DataKey(self, "DataKey", existing_key_arn=settings.existing_kms_key_arn,
+                                prod=settings.prod)
+        key = self.data_key.key
+        self.state = AgentState(self, "State", key=key, prod=settings.prod,
+                                access_log_bucket=access_logs.bucket)
+        self.agent = AgentFunction(self, "Agent", settings=settings, state=self.state, key=key)
+        self.audit = AuditTrail(
+            self, "Audit", key=key, prod=settings.prod, access_log_bucket=access_logs.bucket,
+            documents_bucket=self.state.documents,
+            notes_table_arn=self.state.notes_table.table_arn,
+            function_arn=self.agent.function.function_arn,
+            kit_role_arns=[self.agent.role.role_arn, self.agent.tool_role.role_arn],
+            retention_days=settings.log_retention_days,
+            existing_trail_arn=settings.existing_trail_arn)
+        alarms = settings.alarms
+        self.monitoring = Monitoring(
+            self, "Monitoring", stage=settings.stage, function=self.agent.function,
+            work_queue=self.state.work_queue, dead_letter_queue=self.state.dead_letter_queue,
+            bucket_table=self.state.bucket_table,
+            models=[ModelLimits(m.model_id, m.rpm, m.itpm, m.otpm, m.tpm)
+                    for m in settings.models.values()],
+            thresholds=AlarmThresholds(
+                local_throttle_rate_percent=alarms.local_throttle_rate_percent,
+                quota_used_percent=alarms.quota_used_percent,
+                latency_p99_ms=alarms.latency_p99_ms,
+                failure_rate_percent=alarms.failure_rate_percent,
+                cost_per_hour_usd=alarms.cost_per_hour_usd),
+            alarm_email=alarms.email)
+        if self.audit.log_group is not None:
+            denied = cloudwatch.Alarm(
+                self, "AccessDeniedAlarm",
+                alarm_description="A kit role was denied an AWS call: check CloudTrail for the "
+                                  "request (source identity) and what it tried.",
+                metric=cloudwatch.Metric(namespace="Bulwark", metric_name="AccessDenied",
+                                         statistic="Sum", period=Duration.minutes(5)),
+                threshold=0, evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING)
+            denied.add_alarm_action(cw_actions.SnsAction(self.monitoring.alarm_topic))
+
+        granted = list(self.agent.granted_statements)
+        if self.audit.trail is not None:
+            granted.append(iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[self.audit.log_group.log_group_arn,
+                           f"{self.audit.log_group.log_group_arn}:log-stream:*"]))
+        self.boundary = iam.ManagedPolicy(
+            self, "PermissionsBoundary",
+            description="Bulwark: the most any role of this stack may do",
+            statements=boundary_statements(
+                granted, settings.allowed_regions,
+                global_endpoints=self.agent.uses_global_endpoints))
+        iam.PermissionsBoundary.of(self).apply(self.boundary)  # every role in the stack
+
+        self._acknowledge()
+        Tags.of(self).add("bulwark:stage", settings.stage)
+        Tags.of(self).add("bulwark:agent", settings.agent_name)
+
+
+    def _acknowledge(self) -> None:
+        """Policy-check findings accepted on purpose, each on the narrowest scope, with why."""
+        agent = self.agent
+
+        def ack(scope, rule: str, reason: str) -> None:
+            Validations.of(scope).acknowledge(Acknowledgment(id=rule, reason=reason))
+
+        def logical(construct) -> str:
+            return self.get_logical_id(construct.node.default_child)
+
+        def iam5(resource: str) -> str:  # cdk-nag names each wildcard finding by its resource
+            return f"AwsSolutions-IAM5[Resource::{resource}]"
+
+        xray = ("X-Ray accepts no resource ARNs (the grant is region-conditioned); CDK's tracing "
+                "grant adds the same actions.")
+        streams = "Log streams are created per container under this one log group."
+        tenant_objects = ("Objects under the tenant's own prefix docs/${aws:PrincipalTag/tenant}/"
+                          " (ABAC): the wildcard is bounded by the session tag.")
+        tenant_docs = (f"arn:<AWS::Partition>:s3:::<{logical(self.state.documents)}>/docs/"
+                       "<aws:PrincipalTag/tenant>/*")
+        agent_streams = f"<{logical(agent.log_group)}.Arn>:log-stream:*"
+        for scope, rule, reason in (
+                (agent.role, iam5("*"), xray),
+                (agent.node.find_child("AgentPolicy"), iam5("*"), xray),
+                (agent.node.find_child("AgentPolicy"), iam5(agent_streams), streams),
+                (agent.node.find_child("ToolPolicy"), iam5(tenant_docs), tenant_objects),
+                (self.boundary, iam5("*"), "The boundary's only '*' resources mirror the X-Ray "
+                 "grant and the explicit Deny outside the allowed regions."),
+                (self.boundary, iam5(agent_streams), streams),
+                (self.boundary, iam5(tenant_docs), tenant_objects)):
+            ack(scope, rule, reason)
+        if self.audit.log_group is not None:
+            ack(self.boundary, iam5(f"<{logical(self.audit.log_group)}.Arn>:log-stream:*"),
+                "CloudTrail writes its own log streams into the trail's log group.")
+        if agent.secret is not None and not self.settings.api_key_secret_arn:
+            ack(agent.secret, "AwsSolutions-SMG4",
+                "An Anthropic API key is issued by Anthropic's console; a rotation Lambda "
+                "cannot mint one. Rotate by putting a new value; Parameters caches it 5 min.")
+        for rule in ("AwsSolutions-L1", "Serverless-LambdaLatestVersion"):
+            ack(agent.function, rule,
+                "Pinned to python3.12 on purpose: the asset's wheels are locked for cp312 "
+                "manylinux2014_aarch64; moving runtimes is a deliberate lock change.")
+        ack(agent.function, "Serverless-LambdaDLQ",
+            "Never invoked asynchronously: direct invokes answer the caller, and queued work "
+            "is dead-lettered by the handler (with its reason) and by the queue's redrive.")
+        ack(agent.node.find_child("WorkQueueSource"),
+            "Serverless-LambdaEventSourceMappingDestination",
+            "Failed messages reach the DLQ through the queue's redrive policy and the "
+            "handler's own dead-lettering with a reason.")
+        ack(self.state.dead_letter_queue, "Serverless-SQSRedrivePolicy",
+            "This queue is the dead-letter queue.")
+        if self.settings.alarms.email:
+            ack(self.monitoring.alarm_topic, "Serverless-SNSRedrivePolicy",
+                "E-mail alarm delivery: a failed delivery shows in the topic's "
+                "NumberOfNotificationsFailed metric and the alarm stays in ALARM in the console; "
+                "a queue nobody reads would not page anyone either.")

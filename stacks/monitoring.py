@@ -1,0 +1,422 @@
+"""Monitoring construct: contract-4 alarms and one dashboard, alarms to a KMS-encrypted topic.
+
+Alarms and widgets use exactly the metric names the agent Lambda emits as EMF
+(`lambdas/agent/telemetry.py`: namespace `Bulwark`, single dimension `Model`). Alarms are
+built through cdk-monitoring-constructs (`MonitoringFacade`) so every one of them shares the
+SNS action, the naming prefix and a place on the dashboard; the overview widgets that need
+two axes and quota annotations are plain CloudWatch `GraphWidget`s added to the same dashboard.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from aws_cdk import Annotations, Duration, Stack, Token
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from cdk_monitoring_constructs import (
+    AlarmFactoryDefaults,
+    CustomMetricGroup,
+    CustomMetricWithAlarm,
+    CustomThreshold,
+    DefaultDashboardFactory,
+    ErrorCountThreshold,
+    MaxMessageCountThreshold,
+    MetricFactoryDefaults,
+    MonitoringFacade,
+    SnsAlarmActionStrategy,
+)
+from constructs import Construct
+
+NAMESPACE = "Bulwark"
+DIMENSION = "Model"
+ALARM_KEY = "bulwark_alarm"  # custom_params key naming each alarm in `Monitoring.alarms`
+
+_ONE_MINUTE = Duration.minutes(1)
+_FIVE_MINUTES = Duration.minutes(5)
+_ONE_HOUR = Duration.hours(1)
+_STAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+
+
+@dataclass(frozen=True)
+class AlarmThresholds:
+    local_throttle_rate_percent: float = 20.0  # LocalThrottles / (Requests + LocalThrottles), 5 min
+    quota_used_percent: float = 80.0  # QuotaUsedPercent Maximum >= this
+    latency_p99_ms: float = 60_000.0  # Latency p99
+    failure_rate_percent: float = 5.0  # Failed / (Succeeded + Failed)
+    cost_per_hour_usd: float = 10.0  # CostUSD Sum over 1 hour
+
+    def __post_init__(self) -> None:
+        for name in ("local_throttle_rate_percent", "quota_used_percent", "failure_rate_percent"):
+            value = getattr(self, name)
+            if not 0 < value <= 100:
+                raise ValueError(f"AlarmThresholds.{name} must be in (0, 100], got {value!r}")
+        for name in ("latency_p99_ms", "cost_per_hour_usd"):
+            value = getattr(self, name)
+            if not value > 0:
+                raise ValueError(f"AlarmThresholds.{name} must be > 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ModelLimits:
+    """Per-minute quota of one model, drawn as annotations on the "tokens vs limits" widget."""
+
+    model_id: str
+    rpm: float | None
+    itpm: float | None
+    otpm: float | None
+    tpm: float | None
+
+    def __post_init__(self) -> None:
+        if not self.model_id or not self.model_id.strip():
+            raise ValueError("ModelLimits.model_id must be a non-empty string")
+        for name in ("rpm", "itpm", "otpm", "tpm"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"ModelLimits({self.model_id}).{name} must be > 0 or None, "
+                                 f"got {value!r}")
+
+
+def _metric(name: str, model_id: str, statistic: str, period: Duration,
+            label: str | None = None) -> cloudwatch.Metric:
+    return cloudwatch.Metric(namespace=NAMESPACE, metric_name=name,
+                             dimensions_map={DIMENSION: model_id}, statistic=statistic,
+                             period=period, label=label or name)
+
+
+def _rate(expression: str, using: dict[str, cloudwatch.IMetric], label: str,
+          period: Duration) -> cloudwatch.MathExpression:
+    return cloudwatch.MathExpression(expression=expression, using_metrics=using, label=label,
+                                     period=period)
+
+
+def _share(part: str, whole: list[str]) -> str:
+    """`100 * part / sum(whole)` with missing datapoints as 0 and no division by zero."""
+    total = " + ".join(f"FILL({m}, 0)" for m in whole)
+    return f"IF(({total}) > 0, 100 * FILL({part}, 0) / ({total}), 0)"
+
+
+class Monitoring(Construct):
+    """Contract-4 alarms (to a KMS-encrypted SNS topic) and the Bulwark dashboard.
+
+    Attributes: `alarm_topic` (sns.Topic), `key` (the topic's kms.IKey), `facade`
+    (MonitoringFacade), `dashboard` (cloudwatch.Dashboard) and `alarms` (name -> Alarm), where
+    names are "<Kind>/<model_id>" for per-model alarms and "DeadLetterQueueNotEmpty",
+    "LambdaErrors", "LambdaThrottles" for the rest.
+    """
+
+    def __init__(self, scope: Construct, id: str, *, stage: str,
+                 function: aws_lambda.IFunction, work_queue: sqs.IQueue,
+                 dead_letter_queue: sqs.IQueue, bucket_table: dynamodb.ITable,
+                 models: list[ModelLimits], thresholds: AlarmThresholds,
+                 alarm_email: str | None, key: kms.IKey | None = None) -> None:
+        super().__init__(scope, id)
+        if not isinstance(stage, str) or not _STAGE.match(stage):
+            raise ValueError(f"Monitoring stage must be 1-32 chars of [A-Za-z0-9_-], got {stage!r}")
+        if not models:
+            raise ValueError("Monitoring needs at least one ModelLimits in models")
+        model_ids = [m.model_id for m in models]
+        if len(set(model_ids)) != len(model_ids):
+            raise ValueError(f"Monitoring models repeat a model_id: {model_ids}")
+        if alarm_email is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", alarm_email):
+            raise ValueError(f"Monitoring alarm_email is not an email address: {alarm_email!r}")
+        stack = Stack.of(self)
+        if Token.is_unresolved(stack.stack_name):
+            raise ValueError("Monitoring needs a concrete stack name to derive dashboard and "
+                             "alarm names")
+        prefix = f"{stack.stack_name}-{stage}"
+        self.thresholds = thresholds
+
+        # --- alarm topic, encrypted ---------------------------------------------------------
+        self.key = key or kms.Key(self, "AlarmTopicKey", enable_key_rotation=True,
+                                  description=f"Encrypts the {prefix} Bulwark alarm topic")
+        added = self.key.add_to_resource_policy(iam.PolicyStatement(
+            sid="AllowCloudWatchAlarmsToUseKey",
+            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+            actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+            resources=["*"],  # in a key policy "*" means this key
+            # aws:SourceAccount prevents the confused deputy: only this account's alarms.
+            conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+        ))
+        if not added.statement_added:  # an imported key's policy is managed where it is defined
+            Annotations.of(self).add_warning_v2(
+                "bulwark:AlarmKeyPolicy",
+                "The alarm topic's KMS key is imported: its key policy must allow "
+                "cloudwatch.amazonaws.com kms:Decrypt and kms:GenerateDataKey* (condition "
+                "aws:SourceAccount), or alarm notifications are silently dropped.")
+        self.alarm_topic = sns.Topic(self, "AlarmTopic", master_key=self.key, enforce_ssl=True,
+                                     display_name=f"Bulwark alarms ({stage})")
+        self.alarm_topic.add_to_resource_policy(iam.PolicyStatement(
+            sid="AllowCloudWatchAlarmsToPublish",
+            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+            actions=["sns:Publish"],
+            resources=[self.alarm_topic.topic_arn],
+            # aws:SourceAccount prevents the confused deputy: only this account's alarms.
+            conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+        ))
+        if alarm_email:
+            self.alarm_topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
+
+        # --- facade: one dashboard, every alarm's action is the topic -------------------------
+        dashboards = DefaultDashboardFactory(
+            self, "Dashboards", dashboard_name_prefix=prefix, create_dashboard=True,
+            create_summary_dashboard=False, create_alarm_dashboard=False)
+        self.facade = MonitoringFacade(
+            self, "Facade",
+            alarm_factory_defaults=AlarmFactoryDefaults(
+                actions_enabled=True, alarm_name_prefix=prefix,
+                action=SnsAlarmActionStrategy(on_alarm_topic=self.alarm_topic),
+                datapoints_to_alarm=1, evaluation_periods=1),
+            metric_factory_defaults=MetricFactoryDefaults(period=_FIVE_MINUTES),
+            dashboard_factory=dashboards)
+        self.dashboard: cloudwatch.Dashboard = dashboards.dashboard
+
+        self.facade.add_large_header(f"Bulwark {stage}: {stack.stack_name}")
+        for widget in self._overview_widgets(models):
+            self.facade.add_widget(widget)
+        for model in models:
+            self._model_alarms(model.model_id, thresholds)
+        self._platform_alarms(function, work_queue, dead_letter_queue, bucket_table)
+
+        self.alarms: dict[str, cloudwatch.Alarm] = {}
+        for created in self.facade.created_alarms():
+            self.alarms[created.custom_params[ALARM_KEY]] = created.alarm
+
+    # --- alarms ---------------------------------------------------------------------------
+    @staticmethod
+    def _threshold(name: str, threshold: float, operator: cloudwatch.ComparisonOperator,
+                   periods: int, datapoints: int, period: Duration, description: str,
+                   **extra) -> CustomThreshold:
+        return CustomThreshold(
+            threshold=threshold, comparison_operator=operator, evaluation_periods=periods,
+            datapoints_to_alarm=datapoints, period=period,
+            treat_missing_data_override=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description_override=description, custom_params={ALARM_KEY: name}, **extra)
+
+    def _model_alarms(self, model_id: str, t: AlarmThresholds) -> None:
+        gt = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
+        ge = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+
+        def m(name: str, statistic: str, period: Duration) -> cloudwatch.Metric:
+            return _metric(name, model_id, statistic, period)
+
+        upstream_429 = CustomMetricWithAlarm(
+            alarm_friendly_name="Upstream429",
+            metric=m("Upstream429", "Sum", _ONE_MINUTE),
+            add_alarm={"Critical": self._threshold(
+                f"Upstream429/{model_id}", 0, gt, 1, 1, _ONE_MINUTE,
+                f"Claude returned HTTP 429 for {model_id}: the guard's contract is zero 429s. "
+                "The configured limits exceed the real quota or another client shares it: "
+                "lower rpm/itpm/otpm (tpm) for this model in cdk.json context to the quota "
+                "shown in the provider console, or move the other client off this key.")})
+        throttle_rate = CustomMetricWithAlarm(
+            alarm_friendly_name="LocalThrottleRate",
+            metric=_rate(_share("throttles", ["requests", "throttles"]),
+                         {"throttles": m("LocalThrottles", "Sum", _FIVE_MINUTES),
+                          "requests": m("Requests", "Sum", _FIVE_MINUTES)},
+                         "Local throttle rate (%)", _FIVE_MINUTES),
+            add_alarm={"Warning": self._threshold(
+                f"LocalThrottleRate/{model_id}", t.local_throttle_rate_percent, gt, 3, 3,
+                _FIVE_MINUTES,
+                f"More than {t.local_throttle_rate_percent}% of {model_id} calls waited on the "
+                "local token bucket for 15 minutes: demand exceeds the quota. Check Deferred/"
+                "Rejected on the dashboard; raise the provider quota (then the limits in "
+                "cdk.json) or reduce callers / max_tokens.")})
+        quota_used = CustomMetricWithAlarm(
+            alarm_friendly_name="QuotaUsedPercent",
+            metric=m("QuotaUsedPercent", "Maximum", _ONE_MINUTE),
+            add_alarm={"Warning": self._threshold(
+                f"QuotaUsedPercent/{model_id}", t.quota_used_percent, ge, 5, 3, _ONE_MINUTE,
+                f"The fullest {model_id} quota dimension was at or above "
+                f"{t.quota_used_percent}% in 3 of the last 5 minutes: throttling is near. "
+                "See tokens vs limits on the dashboard for which dimension; plan a quota "
+                "increase or spread load.")})
+        latency = CustomMetricWithAlarm(
+            alarm_friendly_name="LatencyP99",
+            metric=m("Latency", "p99", _FIVE_MINUTES),
+            add_alarm={"Warning": self._threshold(
+                f"LatencyP99/{model_id}", t.latency_p99_ms, gt, 3, 3, _FIVE_MINUTES,
+                f"p99 latency of {model_id} calls above {t.latency_p99_ms:.0f} ms for "
+                "15 minutes. Check Upstream529 (provider overload) and RetryAfterSeconds; "
+                "lower max_tokens or degrade to a smaller model if the provider is slow.",
+                evaluate_low_sample_count_percentile=False)})
+        failure_rate = CustomMetricWithAlarm(
+            alarm_friendly_name="FailureRate",
+            metric=_rate(_share("failed", ["succeeded", "failed"]),
+                         {"failed": m("Failed", "Sum", _FIVE_MINUTES),
+                          "succeeded": m("Succeeded", "Sum", _FIVE_MINUTES)},
+                         "Failure rate (%)", _FIVE_MINUTES),
+            add_alarm={"Critical": self._threshold(
+                f"FailureRate/{model_id}", t.failure_rate_percent, gt, 3, 2, _FIVE_MINUTES,
+                f"More than {t.failure_rate_percent}% of {model_id} agent requests failed in 2 "
+                "of the last 3 five-minute periods. Read the agent Lambda's logs for the "
+                "error types (status \"error\") and the Upstream429/529 widgets.")})
+        cost = CustomMetricWithAlarm(
+            alarm_friendly_name="CostPerHour",
+            metric=m("CostUSD", "Sum", _ONE_HOUR),
+            add_alarm={"Warning": self._threshold(
+                f"CostPerHour/{model_id}", t.cost_per_hour_usd, gt, 1, 1, _ONE_HOUR,
+                f"{model_id} spent more than {t.cost_per_hour_usd} USD in the last hour. "
+                "Check Requests and tokens per request on the dashboard for a runaway caller "
+                "or agent loop; lower limits or max_tokens, or raise cost_per_hour_usd if "
+                "expected.")})
+        self.facade.monitor_custom(
+            alarm_friendly_name=model_id,
+            human_readable_name=f"Bulwark alarms: {model_id}",
+            metric_groups=[
+                CustomMetricGroup(title="Upstream 429 (alarm: any)", metrics=[upstream_429]),
+                CustomMetricGroup(title="Local throttle rate (%)", metrics=[throttle_rate]),
+                CustomMetricGroup(title="Quota used (%), max", metrics=[quota_used]),
+                CustomMetricGroup(title="Latency p99 (ms)", metrics=[latency]),
+                CustomMetricGroup(title="Failure rate (%)", metrics=[failure_rate]),
+                CustomMetricGroup(title="Cost per hour (USD)", metrics=[cost]),
+            ])
+
+    def _platform_alarms(self, function: aws_lambda.IFunction, work_queue: sqs.IQueue,
+                         dead_letter_queue: sqs.IQueue, bucket_table: dynamodb.ITable) -> None:
+        missing = cloudwatch.TreatMissingData.NOT_BREACHING
+        self.facade.monitor_sqs_queue_with_dlq(
+            queue=work_queue, dead_letter_queue=dead_letter_queue,
+            human_readable_name="Agent work queue", alarm_friendly_name="AgentQueue",
+            add_dead_letter_queue_max_size_alarm={"Critical": MaxMessageCountThreshold(
+                max_message_count=0, evaluation_periods=1, datapoints_to_alarm=1,
+                period=_ONE_MINUTE, treat_missing_data_override=missing,
+                custom_params={ALARM_KEY: "DeadLetterQueueNotEmpty"},
+                alarm_description_override=(
+                    "Messages reached the agent dead-letter queue: requests the agent could "
+                    "not process after all retries (the guard never drops silently). Inspect "
+                    "the messages and the agent Lambda's logs, fix the cause, then redrive "
+                    "them to the work queue."))})
+        self.facade.monitor_lambda_function(
+            lambda_function=function, human_readable_name="Agent Lambda",
+            alarm_friendly_name="AgentLambda",
+            add_fault_count_alarm={"Critical": ErrorCountThreshold(
+                max_error_count=0, evaluation_periods=1, datapoints_to_alarm=1,
+                treat_missing_data_override=missing,
+                custom_params={ALARM_KEY: "LambdaErrors"},
+                alarm_description_override=(
+                    "The agent Lambda raised errors (the handler itself never raises, so this "
+                    "is a crash, timeout or out-of-memory). Read its logs in CloudWatch Logs "
+                    "for the request IDs and fix or raise timeout/memory."))},
+            add_throttles_count_alarm={"Critical": ErrorCountThreshold(
+                max_error_count=0, evaluation_periods=1, datapoints_to_alarm=1,
+                treat_missing_data_override=missing,
+                custom_params={ALARM_KEY: "LambdaThrottles"},
+                alarm_description_override=(
+                    "Lambda throttled agent invocations (account or reserved concurrency "
+                    "reached). Raise reserved concurrency or the account limit, or let SQS "
+                    "absorb bursts."))})
+        self.facade.monitor_dynamo_table(table=bucket_table, alarm_friendly_name="BucketTable",
+                                         human_readable_name="Token bucket table")
+
+    # --- dashboard overview ---------------------------------------------------------------
+    def _overview_widgets(self, models: list[ModelLimits]) -> list[cloudwatch.IWidget]:
+        def per_model(name: str, stat: str = "Sum", period: Duration = _ONE_MINUTE):
+            return [_metric(name, m.model_id, stat, period, f"{name} {m.model_id}")
+                    for m in models]
+
+        def graph(title: str, left, width: int = 12, **kw) -> cloudwatch.GraphWidget:
+            return cloudwatch.GraphWidget(title=title, left=left, width=width, height=6, **kw)
+
+        widgets: list[cloudwatch.IWidget] = [
+            graph("Requests (per minute)",
+                  per_model("Requests") + per_model("Succeeded") + per_model("Failed")),
+            graph("Throttles (per minute)",
+                  per_model("LocalThrottles") + per_model("Deferred") + per_model("Degraded")
+                  + per_model("Rejected"),
+                  right=per_model("RetryAfterSeconds", "Maximum"),
+                  right_y_axis=cloudwatch.YAxisProps(label="retry-after s", show_units=False)),
+        ]
+        for m in models:
+            widgets.append(self._limits_widget(m))
+        widgets += [
+            graph("Upstream 429 / 529 (per minute)",
+                  per_model("Upstream429") + per_model("Upstream529")),
+            graph("Latency p50 / p99 (ms)",
+                  per_model("Latency", "p50", _FIVE_MINUTES)
+                  + per_model("Latency", "p99", _FIVE_MINUTES)),
+        ]
+        cost, cache = [], []
+        for i, m in enumerate(models):  # math ids must be unique within one graph
+            usd = _metric("CostUSD", m.model_id, "Sum", _FIVE_MINUTES)
+            requests = _metric("Requests", m.model_id, "Sum", _FIVE_MINUTES)
+            succeeded = _metric("Succeeded", m.model_id, "Sum", _FIVE_MINUTES)
+            cost += [
+                _rate(f"usd{i} / requests{i}", {f"usd{i}": usd, f"requests{i}": requests},
+                      f"USD per request {m.model_id}", _FIVE_MINUTES),
+                _rate(f"usd{i} / succeeded{i}", {f"usd{i}": usd, f"succeeded{i}": succeeded},
+                      f"USD per success {m.model_id}", _FIVE_MINUTES),
+            ]
+            cache.append(_rate(
+                _share(f"cacheread{i}", [f"input{i}", f"cacheread{i}", f"cachewrite{i}"]),
+                {f"cacheread{i}": _metric("CacheReadTokens", m.model_id, "Sum", _FIVE_MINUTES),
+                 f"input{i}": _metric("InputTokens", m.model_id, "Sum", _FIVE_MINUTES),
+                 f"cachewrite{i}": _metric("CacheWriteTokens", m.model_id, "Sum",
+                                           _FIVE_MINUTES)},
+                f"Cache-read share % {m.model_id}", _FIVE_MINUTES))
+        widgets += [
+            graph("Cost per request / per success (USD)", cost,
+                  right=per_model("CostUSD", "Sum", _FIVE_MINUTES),
+                  right_y_axis=cloudwatch.YAxisProps(label="USD per 5 min", show_units=False)),
+            graph("Cache-read share (% of prompt tokens)", cache,
+                  left_y_axis=cloudwatch.YAxisProps(min=0, max=100, label="%",
+                                                    show_units=False)),
+            graph("Quota used (%, fullest dimension at acquire)",
+                  per_model("QuotaUsedPercent", "Maximum"),
+                  left_y_axis=cloudwatch.YAxisProps(min=0, max=100, label="%",
+                                                    show_units=False),
+                  left_annotations=[cloudwatch.HorizontalAnnotation(
+                      value=self.thresholds.quota_used_percent, label="alarm",
+                      color=cloudwatch.Color.ORANGE)]),
+        ]
+        return widgets
+
+    @staticmethod
+    def _limits_widget(m: ModelLimits) -> cloudwatch.GraphWidget:
+        """Tokens and requests per minute against the configured per-minute limits."""
+        def per_minute(name: str) -> cloudwatch.Metric:
+            return _metric(name, m.model_id, "Sum", _ONE_MINUTE)
+
+        tokens: list[cloudwatch.IMetric] = [
+            _metric("InputTokens", m.model_id, "Sum", _ONE_MINUTE, "InputTokens/min"),
+            _metric("OutputTokens", m.model_id, "Sum", _ONE_MINUTE, "OutputTokens/min"),
+        ]
+        annotations = []
+        if m.itpm is not None:
+            # ITPM charges input + cache-creation tokens (cache reads only for some models).
+            tokens.append(_rate(
+                "FILL(input, 0) + FILL(cachewrite, 0)",
+                {"input": per_minute("InputTokens"), "cachewrite": per_minute("CacheWriteTokens")},
+                "Input+CacheWrite tokens/min (ITPM basis)", _ONE_MINUTE))
+            annotations.append(cloudwatch.HorizontalAnnotation(
+                value=m.itpm, label=f"ITPM limit {m.itpm:,.0f}", color=cloudwatch.Color.RED))
+        if m.otpm is not None:
+            annotations.append(cloudwatch.HorizontalAnnotation(
+                value=m.otpm, label=f"OTPM limit {m.otpm:,.0f}", color=cloudwatch.Color.ORANGE))
+        if m.tpm is not None:
+            # Bedrock TPM charges input + cache write + output (output x burndown at settle).
+            tokens.append(_rate(
+                "FILL(input, 0) + FILL(cachewrite, 0) + FILL(output, 0)",
+                {"input": per_minute("InputTokens"), "cachewrite": per_minute("CacheWriteTokens"),
+                 "output": per_minute("OutputTokens")},
+                "Input+CacheWrite+Output tokens/min (TPM basis, before burndown)", _ONE_MINUTE))
+            annotations.append(cloudwatch.HorizontalAnnotation(
+                value=m.tpm, label=f"TPM limit {m.tpm:,.0f}", color=cloudwatch.Color.RED))
+        right_annotations = []
+        if m.rpm is not None:
+            right_annotations.append(cloudwatch.HorizontalAnnotation(
+                value=m.rpm, label=f"RPM limit {m.rpm:,.0f}", color=cloudwatch.Color.PURPLE))
+        return cloudwatch.GraphWidget(
+            title=f"Tokens vs limits: {m.model_id}", width=12, height=6,
+            left=tokens, left_annotations=annotations,
+            left_y_axis=cloudwatch.YAxisProps(label="tokens/min", min=0, show_units=False),
+            right=[_metric("Requests", m.model_id, "Sum", _ONE_MINUTE, "Requests/min")],
+            right_annotations=right_annotations,
+            right_y_axis=cloudwatch.YAxisProps(label="requests/min", min=0, show_units=False))

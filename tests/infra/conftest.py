@@ -1,0 +1,53 @@
+"""Synthesize the app once per session per configuration (each synth costs ~10 s)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+os.environ.setdefault("CDK_DEFAULT_ACCOUNT", "123456789012")
+os.environ.setdefault("CDK_DEFAULT_REGION", "us-east-1")
+
+BEDROCK_PROFILE = "us.anthropic.claude-sonnet-4-20250514-v1:0"
+BEDROCK_CONTEXT = {
+    "stage": "prod", "provider": "bedrock",
+    "models": {BEDROCK_PROFILE: {"rpm": 200, "tpm": 200000, "output_burndown": 5,
+                                 "prices": {"input": 3.0, "output": 15.0}}},
+    "default_model": BEDROCK_PROFILE, "degrade_model": None,
+    "alarms": {"email": "oncall@example.com"},
+}
+
+
+class Synthesized:
+    def __init__(self, context: dict, outdir: Path) -> None:
+        import app
+        from aws_cdk.assertions import Template
+
+        cdk_app, self.stack = app.build_app(context, outdir=str(outdir))
+        assembly = cdk_app.synth()
+        self.outdir = outdir
+        self.template_path = outdir / f"{self.stack.stack_name}.template.json"
+        self.json = json.loads(self.template_path.read_text())
+        self.template = Template.from_json(self.json)  # from_stack would synthesize again
+        report = outdir / "validation-report.json"
+        self.validation = json.loads(report.read_text()) if report.exists() else {}
+        self.assembly = assembly
+
+    def resources(self, type_: str) -> dict[str, dict]:
+        return {k: v for k, v in self.json["Resources"].items() if v["Type"] == type_}
+
+
+@pytest.fixture(scope="session")
+def dev(tmp_path_factory) -> Synthesized:
+    """The default app (cdk.json): dev stage, Anthropic API."""
+    return Synthesized({}, tmp_path_factory.mktemp("cdk-dev"))
+
+
+@pytest.fixture(scope="session")
+def prod_bedrock(tmp_path_factory) -> Synthesized:
+    """prod stage on Bedrock with an inference profile and an alarm e-mail."""
+    return Synthesized(BEDROCK_CONTEXT, tmp_path_factory.mktemp("cdk-prod"))

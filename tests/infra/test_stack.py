@@ -1,0 +1,307 @@
+"""Fine-grained template assertions for every guardrail of the stack (not snapshots)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from aws_cdk.assertions import Match
+
+from tests.infra.conftest import BEDROCK_PROFILE
+
+
+def statements(synth, policy_type="AWS::IAM::Policy", name_fragment=""):
+    """(logical id, statement) for every statement of matching policies."""
+    found = []
+    for logical_id, resource in synth.resources(policy_type).items():
+        if name_fragment in logical_id:
+            document = resource["Properties"]["PolicyDocument"]
+            found += [(logical_id, s) for s in document["Statement"]]
+    return found
+
+
+def by_sid(synth, sid, policy_type="AWS::IAM::Policy"):
+    matches = [s for _, s in statements(synth, policy_type) if s.get("Sid") == sid]
+    assert matches, f"no statement {sid}"
+    return matches[0]
+
+
+# -- the function ------------------------------------------------------------------------------
+
+def test_agent_function_runtime_arm64_tracing_snapstart_concurrency(dev):
+    dev.template.has_resource_properties("AWS::Lambda::Function", {
+        "Handler": "agent.handler.handler",
+        "Runtime": "python3.12",
+        "Architectures": ["arm64"],
+        "TracingConfig": {"Mode": "Active"},
+        "SnapStart": {"ApplyOn": "PublishedVersions"},
+        "ReservedConcurrentExecutions": 20,
+        "KmsKeyArn": Match.any_value(),
+        "LoggingConfig": {"LogGroup": {"Ref": Match.string_like_regexp("AgentLogGroup")}},
+        "Environment": {"Variables": Match.object_like({
+            "PROVIDER": "anthropic", "DEFAULT_MODEL": "claude-sonnet-4-6",
+            "OVERFLOW_POLICY": "defer", "TENANTS": "acme,globex",
+            "API_KEY_SECRET_ARN": {"Ref": Match.string_like_regexp("AgentApiKey")}})},
+    })
+
+
+def test_alias_function_url_requires_iam_auth_and_queue_runs_through_the_alias(dev):
+    dev.template.has_resource_properties("AWS::Lambda::Alias", {"Name": "live"})
+    dev.template.has_resource_properties("AWS::Lambda::Url", {
+        "AuthType": "AWS_IAM", "Qualifier": "live"})
+    [mapping] = dev.resources("AWS::Lambda::EventSourceMapping").values()
+    assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["Properties"]["ScalingConfig"] == {"MaximumConcurrency": 5}
+    assert ":live" in json.dumps(mapping["Properties"]["FunctionName"])  # the alias
+
+
+def test_log_groups_have_retention_and_kms(dev):
+    for resource in dev.resources("AWS::Logs::LogGroup").values():
+        assert resource["Properties"]["RetentionInDays"] == 30
+        assert "KmsKeyId" in resource["Properties"]
+
+
+def test_lambda_models_variable_carries_the_tier_limits(dev):
+    function = next(iter(dev.resources("AWS::Lambda::Function").values()))
+    models = json.loads(function["Properties"]["Environment"]["Variables"]["MODELS"])
+    assert models["claude-sonnet-4-6"]["rpm"] == 50
+    assert models["claude-sonnet-4-6"]["itpm"] == 30000
+    assert models["claude-haiku-4-5"]["otpm"] == 10000
+    assert models["claude-sonnet-4-6"]["bucket"] == "anthropic#sonnet-4"
+
+
+# -- state ---------------------------------------------------------------------------------------
+
+def test_tables_are_kms_encrypted_with_pitr_and_ttl_where_results_expire(dev):
+    tables = dev.resources("AWS::DynamoDB::Table")
+    assert len(tables) == 4
+    for table in tables.values():
+        props = table["Properties"]
+        sse = props["SSESpecification"]
+        assert (sse["SSEEnabled"], sse["SSEType"]) == (True, "KMS")
+        assert "DataKey" in json.dumps(sse["KMSMasterKeyId"])
+        assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"]
+    dev.template.has_resource_properties("AWS::DynamoDB::Table", {
+        "KeySchema": [{"AttributeName": "request_id", "KeyType": "HASH"}],
+        "TimeToLiveSpecification": {"AttributeName": "expires_at", "Enabled": True}})
+    dev.template.has_resource_properties("AWS::DynamoDB::Table", {
+        "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+        "TimeToLiveSpecification": {"AttributeName": "expiration", "Enabled": True}})
+
+
+def test_prod_retains_stateful_resources_and_protects_tables(prod_bedrock, dev):
+    for logical_id, table in prod_bedrock.resources("AWS::DynamoDB::Table").items():
+        assert table["DeletionPolicy"] == "Retain", logical_id
+        assert table["Properties"]["DeletionProtectionEnabled"] is True
+    for table in dev.resources("AWS::DynamoDB::Table").values():
+        assert table["DeletionPolicy"] == "Delete"
+    # same logical ids in both stages: a stage change never replaces data
+    assert set(prod_bedrock.resources("AWS::DynamoDB::Table")) == set(
+        dev.resources("AWS::DynamoDB::Table"))
+
+
+def test_queues_are_kms_encrypted_tls_only_with_a_dead_letter_queue(dev):
+    dev.template.has_resource_properties("AWS::SQS::Queue", {
+        "KmsMasterKeyId": Match.any_value(),
+        "RedrivePolicy": {"deadLetterTargetArn": Match.any_value(), "maxReceiveCount": 5}})
+    policies = [s for _, s in statements(dev, "AWS::SQS::QueuePolicy")]
+    assert any(s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport":
+                                                                     "false"}}
+               for s in policies)
+
+
+def test_api_key_secret_is_kms_encrypted(dev):
+    dev.template.has_resource_properties("AWS::SecretsManager::Secret", {
+        "KmsKeyId": Match.any_value()})
+
+
+# -- IAM -----------------------------------------------------------------------------------------
+
+def test_no_wildcard_actions_anywhere(dev, prod_bedrock):
+    for synth in (dev, prod_bedrock):
+        for policy_type in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            for logical_id, statement in statements(synth, policy_type):
+                actions = statement.get("Action", [])
+                actions = [actions] if isinstance(actions, str) else actions
+                assert not any(a == "*" or a.endswith(":*") for a in actions), (logical_id,
+                                                                                 statement)
+
+
+def test_wildcard_resources_only_with_a_condition_or_on_a_deny(dev):
+    for logical_id, statement in statements(dev) + statements(dev, "AWS::IAM::ManagedPolicy"):
+        if statement.get("Resource") == "*":
+            is_cdk_tracing = logical_id.startswith("AgentRoleDefaultPolicy")
+            assert statement.get("Condition") or statement["Effect"] == "Deny" or is_cdk_tracing
+
+
+def test_bucket_table_writes_are_limited_to_the_configured_buckets(dev):
+    statement = by_sid(dev, "RateLimitBucketWrite")
+    assert statement["Action"] == "dynamodb:UpdateItem"
+    assert statement["Condition"] == {"ForAllValues:StringEquals": {
+        "dynamodb:LeadingKeys": ["anthropic#haiku-4.5", "anthropic#sonnet-4"]}}
+
+
+def test_data_key_use_only_through_services(dev):
+    statement = by_sid(dev, "DataKeyThroughServices")
+    assert statement["Condition"]["StringEquals"]["kms:ViaService"] == [
+        "dynamodb.us-east-1.amazonaws.com", "sqs.us-east-1.amazonaws.com",
+        "secretsmanager.us-east-1.amazonaws.com"]
+
+
+def test_only_the_one_secret_current_version(dev):
+    statement = by_sid(dev, "ReadClaudeApiKey")
+    assert list(statement["Resource"]) == ["Ref"]
+    assert statement["Resource"]["Ref"].startswith("AgentApiKey")
+    assert statement["Condition"] == {"StringEquals": {"secretsmanager:VersionStage":
+                                                       "AWSCURRENT"}}
+
+
+def test_tool_role_trusts_only_the_agent_role_with_source_identity_and_tags(dev):
+    roles = dev.resources("AWS::IAM::Role")
+    tool = next(r for k, r in roles.items() if k.startswith("AgentToolRole"))
+    trust = tool["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    conditioned = [s for s in trust if s.get("Condition")]
+    assert len(conditioned) == 1 and len(trust) == 1, "no unconditioned trust statement"
+    condition = conditioned[0]["Condition"]
+    assert sorted(conditioned[0]["Action"]) == ["sts:AssumeRole", "sts:SetSourceIdentity",
+                                                "sts:TagSession"]
+    assert condition["StringLike"] == {"sts:SourceIdentity": "??*"}
+    assert condition["StringEquals"] == {"aws:RequestTag/tenant": ["acme", "globex"],
+                                         "aws:RequestTag/agent": "bulwark-agent"}
+    assert condition["ForAllValues:StringEquals"] == {"aws:TagKeys": ["tenant", "agent"]}
+    assert "aws:PrincipalArn" in condition["ArnEquals"]
+
+
+def test_tool_permissions_use_the_tenant_principal_tag(dev):
+    tool_statements = [s for k, s in statements(dev) if k.startswith("AgentToolPolicy")]
+    flat = json.dumps(tool_statements)
+    assert "${aws:PrincipalTag/tenant}" in flat
+    notes = next(s for s in tool_statements if "dynamodb:PutItem" in s["Action"])
+    assert notes["Condition"] == {"ForAllValues:StringEquals": {
+        "dynamodb:LeadingKeys": ["${aws:PrincipalTag/tenant}"]}}
+
+
+def test_every_role_has_the_permissions_boundary(dev):
+    for logical_id, role in dev.resources("AWS::IAM::Role").items():
+        boundary = role["Properties"].get("PermissionsBoundary", {})
+        assert boundary.get("Ref", "").startswith("PermissionsBoundary"), logical_id
+
+
+def test_boundary_denies_every_kit_action_outside_allowed_regions(dev):
+    deny = by_sid(dev, "DenyOutsideAllowedRegions", "AWS::IAM::ManagedPolicy")
+    assert deny["Effect"] == "Deny" and deny["Resource"] == "*"
+    assert deny["Condition"] == {"StringNotEquals": {"aws:RequestedRegion": ["us-east-1"]}}
+    assert "dynamodb:UpdateItem" in deny["Action"] and "sts:AssumeRole" in deny["Action"]
+
+
+def test_service_principal_trusts_name_the_account(dev):
+    for logical_id, role in dev.resources("AWS::IAM::Role").items():
+        for statement in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]:
+            if "Service" in statement.get("Principal", {}):
+                condition = statement.get("Condition", {})
+                assert "aws:SourceAccount" in condition.get("StringEquals", {}), logical_id
+                assert "aws:SourceArn" in condition.get("ArnLike", {}), logical_id
+
+
+def test_bedrock_invocation_only_through_the_configured_profile(prod_bedrock):
+    profile = by_sid(prod_bedrock, "InvokeInferenceProfile0")
+    assert profile["Action"] == ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
+    assert json.dumps(profile["Resource"]).count(f"inference-profile/{BEDROCK_PROFILE}") == 1
+    assert profile["Condition"] == {"StringEquals": {"aws:RequestedRegion": "us-east-1"}}
+    routed = by_sid(prod_bedrock, "InvokeRoutedModels0")
+    assert len(routed["Resource"]) == 3  # us-east-1, us-east-2, us-west-2
+    assert "bedrock:InferenceProfileArn" in routed["Condition"]["StringEquals"]
+    assert not any(s.get("Sid") == "ReadClaudeApiKey" for _, s in statements(prod_bedrock))
+
+
+# -- audit ---------------------------------------------------------------------------------------
+
+def test_trail_is_multi_region_validated_encrypted_and_delivered_to_logs(dev):
+    dev.template.has_resource_properties("AWS::CloudTrail::Trail", {
+        "IsMultiRegionTrail": True, "EnableLogFileValidation": True,
+        "IncludeGlobalServiceEvents": True, "KMSKeyId": Match.any_value(),
+        "CloudWatchLogsLogGroupArn": Match.any_value(),
+        "CloudWatchLogsRoleArn": Match.any_value()})
+
+
+def test_trail_data_events_cover_tool_resources_and_function_not_the_bucket_table(dev):
+    trail = next(iter(dev.resources("AWS::CloudTrail::Trail").values()))
+    selectors = trail["Properties"]["AdvancedEventSelectors"]
+    types = [next(f["Equals"][0] for f in s["FieldSelectors"] if f["Field"] == "resources.type")
+             for s in selectors if any(f["Field"] == "resources.type"
+                                       for f in s["FieldSelectors"])]
+    assert sorted(types) == ["AWS::DynamoDB::Table", "AWS::Lambda::Function",
+                             "AWS::S3::Object"]
+    flat = json.dumps(selectors)
+    assert "StateNotesTable" in flat and "StateBucketTable" not in flat
+
+
+def test_trail_bucket_blocks_public_access_requires_tls_logs_access_and_expires(dev):
+    dev.template.has_resource_properties("AWS::S3::Bucket", {
+        "PublicAccessBlockConfiguration": {"BlockPublicAcls": True, "BlockPublicPolicy": True,
+                                           "IgnorePublicAcls": True,
+                                           "RestrictPublicBuckets": True},
+        "LoggingConfiguration": {"LogFilePrefix": "trail/",
+                                 "DestinationBucketName": Match.any_value()},
+        "LifecycleConfiguration": {"Rules": [Match.object_like({
+            "ExpirationInDays": 400, "Transitions": [Match.object_like(
+                {"StorageClass": "GLACIER", "TransitionInDays": 90})]})]}})
+    for logical_id, policy in dev.resources("AWS::S3::BucketPolicy").items():
+        statements_ = policy["Properties"]["PolicyDocument"]["Statement"]
+        assert any(s["Effect"] == "Deny" and s.get("Condition") == {
+            "Bool": {"aws:SecureTransport": "false"}} for s in statements_), logical_id
+
+
+def test_access_denied_metric_filter_and_alarm(dev):
+    filters = dev.resources("AWS::Logs::MetricFilter")
+    [metric_filter] = filters.values()
+    pattern = json.dumps(metric_filter["Properties"]["FilterPattern"])
+    assert "AccessDenied" in pattern and "AgentRole" in pattern and "AgentToolRole" in pattern
+    dev.template.has_resource_properties("AWS::CloudWatch::Alarm", {
+        "Namespace": "Bulwark", "MetricName": "AccessDenied", "Threshold": 0,
+        "ComparisonOperator": "GreaterThanThreshold",
+        "AlarmActions": [{"Ref": Match.string_like_regexp("MonitoringAlarmTopic")}]})
+
+
+def test_every_alarm_notifies_the_encrypted_topic(dev):
+    topics = dev.resources("AWS::SNS::Topic")
+    assert all("KmsMasterKeyId" in t["Properties"] for t in topics.values())
+    for logical_id, alarm in dev.resources("AWS::CloudWatch::Alarm").items():
+        actions = alarm["Properties"].get("AlarmActions", [])
+        assert actions and all(a.get("Ref") in topics for a in actions), logical_id
+
+
+# -- policy checks -------------------------------------------------------------------------------
+
+def test_cdk_nag_reports_no_violations_and_every_acknowledgement_has_a_reason(dev,
+                                                                             prod_bedrock):
+    for synth in (dev, prod_bedrock):
+        for report in synth.validation.get("pluginReports", []):
+            assert report["violations"] == [], report.get("pluginName")
+            for suppressed in report.get("suppressedViolations", []):
+                reason = suppressed.get("suppressionReason") or suppressed.get("reason") or ""
+                if report.get("pluginName") != "CloudFormation Validate":
+                    assert len(reason) > 20, suppressed
+
+
+def test_cfn_lint_reports_no_errors(dev, prod_bedrock):
+    for synth in (dev, prod_bedrock):
+        result = subprocess.run([sys.executable, "-m", "cfnlint", "--format", "json",
+                                 str(synth.template_path)], capture_output=True, text=True)
+        findings = json.loads(result.stdout or "[]")
+        errors = [f for f in findings if f["Level"] == "Error"]
+        assert errors == [], errors
+
+
+@pytest.mark.parametrize("resource_type", ["AWS::Lambda::Function", "AWS::IAM::Role",
+                                           "AWS::DynamoDB::Table", "AWS::SQS::Queue"])
+def test_logical_ids_are_stable(dev, resource_type):
+    expected = {"AWS::Lambda::Function": {"AgentFunction"},
+                "AWS::IAM::Role": {"AgentRole", "AgentToolRole", "AuditTrailLogsRole"},
+                "AWS::DynamoDB::Table": {"StateBucketTable", "StateIdempotencyTable",
+                                         "StateResultsTable", "StateNotesTable"},
+                "AWS::SQS::Queue": {"StateDeadLetterQueue", "StateWorkQueue"}}[resource_type]
+    ids = {logical_id[:-8] for logical_id in dev.resources(resource_type)}
+    assert expected <= ids

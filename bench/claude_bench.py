@@ -19,20 +19,16 @@ import threading
 import time
 import uuid
 
-from bench.bucket_load import mean, percentile
+from bench.bucket_load import percentile
 from local.aws_server import LocalAws
 from local.claude_emulator import ClaudeEmulator
+from stacks.presets import ANTHROPIC_TIERS
 
 MODEL = "claude-sonnet-4-6"
 FAMILY = "sonnet-4"
 
 #: Published Sonnet 4.x limits per preset (requests, input tokens, output tokens per minute).
-PRESETS = {
-    "tier1": (50, 30_000, 8_000), "tier2": (1_000, 450_000, 90_000),
-    "tier3": (2_000, 800_000, 160_000), "tier4": (4_000, 2_000_000, 400_000),
-    "start": (1_000, 2_000_000, 400_000), "build": (5_000, 5_000_000, 1_000_000),
-    "scale": (10_000, 10_000_000, 2_000_000),
-}
+PRESETS = {tier: families[FAMILY] for tier, families in ANTHROPIC_TIERS.items()}
 
 TOPICS = ["the quarterly revenue report", "a customer's refund request", "the on-call handover",
           "an S3 bucket policy review", "the incident timeline from last night",
@@ -214,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     print(render(guarded, bare))
     binding = max(guarded["utilisation"].values())
     ok = guarded["upstream_429_sent"] == 0 and guarded["failed"] == 0 and binding >= 0.95
-    print(f"targets (0 upstream 429s, 0 failures, >= 95% of the binding limit) through the guard: "
+    print("targets (0 upstream 429s, 0 failures, >= 95% of the binding limit) through the guard: "
           + ("met" if ok else "NOT met"))
     return 0 if ok else 1
 

@@ -20,15 +20,12 @@ import collections
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
-import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from local.child import ChildServer, announce_port, exit_with_parent
+
 STATS_PATH = "/_bulwark/stats"
 REGION = "us-east-1"
 #: moto accepts any credentials; these make sure no real account is ever used by mistake.
@@ -66,63 +63,32 @@ def serialised_app():
     return app
 
 
-def _exit_with_parent(parent_pid: int) -> None:
-    def watch():
-        while True:
-            if os.getppid() != parent_pid:
-                os._exit(0)
-            time.sleep(0.5)
-
-    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
-
-
 def serve(port: int, host: str = "127.0.0.1") -> None:
     from werkzeug.serving import make_server
 
-    _exit_with_parent(os.getppid())
+    exit_with_parent(os.getppid())
     server = make_server(host, port, serialised_app(), threaded=True)
-    print(json.dumps({"port": server.server_port}), flush=True)
+    announce_port(server.server_port)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     server.serve_forever()
 
 
-class LocalAws:
+class LocalAws(ChildServer):
     """Starts the serialised moto server in a child process; `stop()` (or leaving the `with`
     block) ends it. `env()` gives the variables that point AWS SDKs and the CDK CLI at it."""
 
-    def __init__(self, startup_timeout_s: float = 30.0) -> None:
-        self.startup_timeout_s = startup_timeout_s
-        self.process: subprocess.Popen | None = None
-        self.port: int | None = None
+    module = "local.aws_server"
+    name = "local AWS server"
 
     @property
     def endpoint_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.base_url
 
-    def start(self) -> "LocalAws":
-        env = {**os.environ, **DUMMY_CREDENTIALS, "PYTHONUNBUFFERED": "1"}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "local.aws_server"], cwd=REPO_ROOT, env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        line = self.process.stdout.readline()
-        if not line:
-            self.stop()
-            raise RuntimeError("local AWS server exited before it was ready")
-        self.port = json.loads(line)["port"]
-        self._wait_ready()
-        return self
+    def child_env(self) -> dict[str, str]:
+        return {**super().child_env(), **DUMMY_CREDENTIALS}
 
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.startup_timeout_s
-        while True:
-            try:
-                self.stats()
-                return
-            except (urllib.error.URLError, ConnectionError):
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    self.stop()
-                    raise RuntimeError(f"local AWS server not ready on port {self.port}")
-                time.sleep(0.05)
+    def probe(self) -> None:
+        self.stats()
 
     def stats(self) -> dict[str, int]:
         """Requests served so far per API action, e.g. {"DynamoDB_20120810.UpdateItem": 12}."""
@@ -144,23 +110,6 @@ class LocalAws:
         return boto3.client(service, endpoint_url=self.endpoint_url, region_name=REGION,
                             aws_access_key_id="testing", aws_secret_access_key="testing",
                             config=Config(**config) if config else None)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.process and self.process.stdout:
-            self.process.stdout.close()
-
-    def __enter__(self) -> "LocalAws":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

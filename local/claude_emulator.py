@@ -48,9 +48,7 @@ import random
 import re
 import signal
 import struct
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
@@ -63,25 +61,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
 
+from local.child import ChildServer, announce_port, exit_with_parent
+from stacks.presets import ANTHROPIC_TIERS, FAMILIES
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONTROL_PREFIX = "/_emulator/"
 
-FAMILIES = ("sonnet-4", "opus-4", "haiku-4-5")
-
-#: (requests, input tokens, output tokens) per minute per family and preset (CLAUDE_LIMITS.md).
-PRESETS: dict[str, dict[str, tuple[int, int, int]]] = {
-    "tier1": {"sonnet-4": (50, 30_000, 8_000), "opus-4": (50, 30_000, 8_000),
-              "haiku-4-5": (50, 50_000, 10_000)},
-    "tier2": {"sonnet-4": (1_000, 450_000, 90_000), "opus-4": (1_000, 450_000, 90_000),
-              "haiku-4-5": (1_000, 450_000, 90_000)},
-    "tier3": {"sonnet-4": (2_000, 800_000, 160_000), "opus-4": (2_000, 800_000, 160_000),
-              "haiku-4-5": (2_000, 1_000_000, 200_000)},
-    "tier4": {"sonnet-4": (4_000, 2_000_000, 400_000), "opus-4": (4_000, 2_000_000, 400_000),
-              "haiku-4-5": (4_000, 4_000_000, 800_000)},
-    "start": {f: (1_000, 2_000_000, 400_000) for f in FAMILIES},
-    "build": {f: (5_000, 5_000_000, 1_000_000) for f in FAMILIES},
-    "scale": {f: (10_000, 10_000_000, 2_000_000) for f in FAMILIES},
-}
+# (requests, input tokens, output tokens) per minute per family and preset: the same table
+# the CDK app deploys (CLAUDE_LIMITS.md), so the emulator and the guard agree by construction.
+PRESETS = ANTHROPIC_TIERS
 
 BEDROCK_DEFAULT = {"rpm": 200, "tpm": 200_000, "output_burndown": 5}
 
@@ -238,7 +226,7 @@ def count_request_input_tokens(body: dict) -> int:
 _FAMILY_PATTERNS = (
     (re.compile(r"^claude-sonnet-4(?:-\d)?(?:-\d{8})?$"), "sonnet-4"),
     (re.compile(r"^claude-opus-4(?:-\d)?(?:-\d{8})?$"), "opus-4"),
-    (re.compile(r"^claude-haiku-4-5(?:-\d{8})?$"), "haiku-4-5"),
+    (re.compile(r"^claude-haiku-4-5(?:-\d{8})?$"), "haiku-4.5"),
 )
 _BEDROCK_ID = re.compile(
     r"^(?:[a-z]{2,6}(?:-[a-z]+)?\.)?anthropic\.(claude-[a-z0-9-]+?)(?:-v\d+(?::\d+)?)?$")
@@ -1329,87 +1317,40 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
 
-def _exit_with_parent(parent_pid: int) -> None:
-    def watch():
-        while True:
-            if os.getppid() != parent_pid:
-                os._exit(0)
-            time.sleep(0.5)
-
-    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
-
-
 def serve(config: dict | None = None, port: int = 0, host: str = "127.0.0.1") -> None:
     emulator = Emulator(config)
-    _exit_with_parent(os.getppid())
+    exit_with_parent(os.getppid())
     server = _Server((host, port), _Handler)
     server.emulator = emulator  # type: ignore[attr-defined]
-    print(json.dumps({"port": server.server_port}), flush=True)
+    announce_port(server.server_port)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     server.serve_forever(poll_interval=0.2)
 
 
 # -- parent side ---------------------------------------------------------------------------------
 
-class ClaudeEmulator:
+class ClaudeEmulator(ChildServer):
     """Starts the emulator in a child process; `stop()` (or leaving the `with` block) ends it.
 
     `base_url` is for `anthropic.Anthropic(base_url=...)` / ANTHROPIC_BASE_URL, `bedrock_base_url`
     for `anthropic.AnthropicBedrock(base_url=..., aws_region="us-east-1")` (same server)."""
 
-    def __init__(self, config: dict | None = None, startup_timeout_s: float = 30.0) -> None:
-        self.config = dict(config or {})
-        self.startup_timeout_s = startup_timeout_s
-        self.process: subprocess.Popen | None = None
-        self.port: int | None = None
-        self._stderr = None
+    module = "local.claude_emulator"
+    name = "Claude emulator"
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def __init__(self, config: dict | None = None, startup_timeout_s: float = 30.0) -> None:
+        super().__init__(startup_timeout_s)
+        self.config = dict(config or {})
 
     @property
     def bedrock_base_url(self) -> str:
         return self.base_url
 
-    def start(self) -> "ClaudeEmulator":
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self._stderr = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "local.claude_emulator", "--config", json.dumps(self.config)],
-            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=self._stderr, text=True)
-        line = self.process.stdout.readline()
-        try:
-            self.port = json.loads(line)["port"]
-        except (ValueError, KeyError, TypeError):
-            detail = self._child_stderr()
-            self.stop()
-            raise RuntimeError(f"Claude emulator did not start: {detail or line!r}") from None
-        self._wait_ready()
-        return self
+    def args(self) -> list[str]:
+        return ["--config", json.dumps(self.config)]
 
-    def _child_stderr(self) -> str:
-        if self.process:
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-        if not self._stderr:
-            return ""
-        self._stderr.seek(0)
-        return self._stderr.read().decode(errors="replace").strip()[-2000:]
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.startup_timeout_s
-        while True:
-            try:
-                self.stats()
-                return
-            except (urllib.error.URLError, ConnectionError):
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    self.stop()
-                    raise RuntimeError(f"Claude emulator not ready on port {self.port}")
-                time.sleep(0.02)
+    def probe(self) -> None:
+        self.stats()
 
     def _call(self, method: str, action: str, payload: dict | None = None) -> Any:
         data = json.dumps(payload).encode() if payload is not None else None
@@ -1451,26 +1392,6 @@ class ClaudeEmulator:
     def env(self) -> dict[str, str]:
         return {"ANTHROPIC_BASE_URL": self.base_url, "ANTHROPIC_API_KEY": "test-key",
                 "ANTHROPIC_BEDROCK_BASE_URL": self.bedrock_base_url}
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.process and self.process.stdout:
-            self.process.stdout.close()
-        if self._stderr:
-            self._stderr.close()
-            self._stderr = None
-
-    def __enter__(self) -> "ClaudeEmulator":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

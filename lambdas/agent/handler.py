@@ -30,7 +30,7 @@ from guard import GuardedClaude, TokenBucket
 from .config import AgentConfig, ConfigError, load_config
 from .credentials import assume_tool_role
 from .loop import run_agent
-from .requests import (BadRequest, REQUEST_ID, check_size, function_url_payload,
+from .requests import (BadRequest, REQUEST_ID, function_url_payload,
                        is_function_url_event, parse_request, AgentRequest)
 from .telemetry import RequestMetrics
 from .tools.registry import ToolContext, ToolResources

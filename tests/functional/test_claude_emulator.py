@@ -201,7 +201,7 @@ def test_requests_limit_refuses_with_published_body_and_consumes_nothing(client,
 def test_continuous_refill_admits_after_retry_after(client, emulator):
     import anthropic
 
-    emulator.configure(limits={"haiku-4-5": {"rpm": 60}})  # 1 request per second
+    emulator.configure(limits={"haiku-4.5": {"rpm": 60}})  # 1 request per second
     admitted = 0
     started = time.monotonic()
     with pytest.raises(anthropic.RateLimitError) as caught:

@@ -9,7 +9,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # `guard` is importable as it is inside Lambda; `local` and `bench` from the repository root.
 export PYTHONPATH := $(CURDIR):$(CURDIR)/lambdas
 
-.PHONY: setup demo test bench-bucket bench-cold-start clean lock
+.PHONY: setup demo test bench-bucket bench-claude bench-cold-start deploy clean lock
 
 WHEELS := .cache/wheels-arm64
 
@@ -44,6 +44,9 @@ test: setup
 
 bench-bucket: setup
 	$(PY) -m bench.bucket_bench $(BENCH_ARGS)
+
+bench-claude: setup
+	$(PY) -m bench.claude_bench $(BENCH_ARGS)
 
 bench-cold-start: setup
 	$(PY) -m bench.cold_start

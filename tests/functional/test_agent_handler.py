@@ -371,3 +371,13 @@ def test_bedrock_provider_calls_the_configured_inference_profile(stack, emulator
     assert response["status"] == "ok", response
     assert response["model"] == profile
     assert emulator.stats()["bedrock"][profile]["requests"] == 1
+
+
+def test_the_deployed_entry_point_dispatches_sqs_batches(stack, emulator):
+    """The stack wires the work queue to `handler` (one function, one role)."""
+    body = json.dumps({"request": {"prompt": "queued work", "tenant": "acme",
+                                   "request_id": "req-queued-1"}})
+    result = invoke(stack, sqs_event(body))
+    assert result == {"batchItemFailures": []}
+    assert invoke(stack, {"action": "get_result", "request_id": "req-queued-1",
+                          "tenant": "acme"})["status"] == "ok"

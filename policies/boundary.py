@@ -12,11 +12,19 @@ from aws_cdk import aws_iam as iam
 
 
 def boundary_statements(granted: list[iam.PolicyStatement], allowed_regions: tuple[str, ...],
-                        *, global_endpoints: bool = False) -> list[iam.PolicyStatement]:
+                        *, bedrock_profile_arns: tuple[str, ...] = (),
+                        bedrock_routed_regions: tuple[str, ...] = (),
+                        global_endpoints: bool = False) -> list[iam.PolicyStatement]:
     """Allow what `granted` allows (without its narrower conditions) within the regions, and
-    deny the same actions in any other region. `global_endpoints`: Bedrock global inference
-    profiles, whose global model ARN is requested with aws:RequestedRegion "unspecified"."""
-    regions = list(allowed_regions) + (["unspecified"] if global_endpoints else [])
+    deny the same actions in any other region.
+
+    Bedrock is the one exception to "allowed regions only": an inference profile routes each
+    call to a model in one of its regions, and IAM checks that call with aws:RequestedRegion =
+    the destination region (or "unspecified" for a global profile's global model ARN). Those
+    regions are allowed for Bedrock actions only, and only through a configured profile."""
+    home = list(allowed_regions)
+    bedrock_regions = home + [r for r in bedrock_routed_regions if r not in home] + (
+        ["unspecified"] if global_endpoints else [])
     allows: list[iam.PolicyStatement] = []
     actions: list[str] = []
     for index, statement in enumerate(granted):
@@ -27,20 +35,39 @@ def boundary_statements(granted: list[iam.PolicyStatement], allowed_regions: tup
         resources = document["Resource"]
         resources = [resources] if isinstance(resources, str) else resources
         actions += [a for a in statement_actions if a not in actions]
+        bedrock = any(a.startswith("bedrock:") for a in statement_actions)
         allows.append(iam.PolicyStatement(
             sid=f"Cap{index}{document.get('Sid', '')}"[:100],
             actions=statement_actions, resources=resources,
             conditions={
-                # aws:RequestedRegion: nothing outside the deployment's allowed regions.
-                "StringEquals": {"aws:RequestedRegion": regions}}))
-    deny = iam.PolicyStatement(
-        sid="DenyOutsideAllowedRegions", effect=iam.Effect.DENY, actions=actions,
+                # aws:RequestedRegion: nothing outside the deployment's allowed regions (Bedrock:
+                # plus the regions its inference profiles route to).
+                "StringEquals": {"aws:RequestedRegion": bedrock_regions if bedrock else home}}))
+    other_actions = [a for a in actions if not a.startswith("bedrock:")]
+    bedrock_actions = [a for a in actions if a.startswith("bedrock:")]
+    denies = [iam.PolicyStatement(
+        sid="DenyOutsideAllowedRegions", effect=iam.Effect.DENY, actions=other_actions,
         # "*" on a Deny only narrows: every resource, but only outside the allowed regions.
         resources=["*"],
         conditions={
             # aws:RequestedRegion: explicit deny, so no other policy can re-allow elsewhere.
-            "StringNotEquals": {"aws:RequestedRegion": regions}})
-    return allows + [deny]
+            "StringNotEquals": {"aws:RequestedRegion": home}})]
+    if bedrock_actions:
+        denies.append(iam.PolicyStatement(
+            sid="DenyBedrockOutsideRegionsExceptThroughProfiles", effect=iam.Effect.DENY,
+            actions=bedrock_actions, resources=["*"],
+            conditions={
+                # aws:RequestedRegion + bedrock:InferenceProfileArn: away from the home region
+                # only as routed by a configured inference profile (a missing key also denies).
+                "StringNotEquals": {"aws:RequestedRegion": home,
+                                    "bedrock:InferenceProfileArn": list(bedrock_profile_arns)}}))
+        denies.append(iam.PolicyStatement(
+            sid="DenyBedrockOutsideRoutedRegions", effect=iam.Effect.DENY,
+            actions=bedrock_actions, resources=["*"],
+            conditions={
+                # aws:RequestedRegion: never beyond the regions the profiles route to.
+                "StringNotEquals": {"aws:RequestedRegion": bedrock_regions}}))
+    return allows + denies
 
 
 def service_trust(service: str, account: str, source_arn: str | None = None

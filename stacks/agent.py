@@ -111,6 +111,11 @@ class AgentFunction(Construct):
                                          "sts:SetSourceIdentity"],
                                 resources=[tool_role_arn])]
         self.uses_global_endpoints = any(p.startswith("global.") for p, _, _ in bedrock_profiles)
+        self.bedrock_profile_arns = tuple(
+            f"arn:{stack.partition}:bedrock:{stack.region}:{stack.account}:inference-profile/{p}"
+            for p, _, _ in bedrock_profiles)
+        self.bedrock_routed_regions = tuple(sorted({r for _, _, regions in bedrock_profiles
+                                                    for r in regions}))
 
         environment = {
             "PROVIDER": settings.provider,

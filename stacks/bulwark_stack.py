@@ -74,6 +74,8 @@ class BulwarkStack(Stack):
             description="Bulwark: the most any role of this stack may do",
             statements=boundary_statements(
                 granted, settings.allowed_regions,
+                bedrock_profile_arns=self.agent.bedrock_profile_arns,
+                bedrock_routed_regions=self.agent.bedrock_routed_regions,
                 global_endpoints=self.agent.uses_global_endpoints))
         iam.PermissionsBoundary.of(self).apply(self.boundary)  # every role in the stack
 

@@ -33,10 +33,14 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-## The main job on the embedded default: 16 callers saturate a Tier-1 quota on the local
-## Claude emulator, through the guard and then with the bare SDK (3 minutes each).
+## The main job on the embedded default: cdk deploy into local AWS, then the agent fleet
+## against the Claude emulator at Tier-1 limits; report, charts and alarms in out/demo.
 demo: setup
-	$(PY) -m bench.claude_bench $(DEMO_ARGS)
+	$(PY) -m local.demo $(DEMO_ARGS)
+
+## A real account: AWS credentials in the environment, context in cdk.json or CDK_ARGS.
+deploy: setup
+	npx cdk deploy --require-approval broadening $(CDK_ARGS)
 
 ## All tests (unit + functional against the local AWS server).
 test: setup

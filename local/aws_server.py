@@ -34,11 +34,16 @@ DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "t
 
 
 def serialised_app():
-    """moto's WSGI app behind one lock, plus a request counter at `STATS_PATH`."""
+    """moto's WSGI app behind one lock, plus a request counter at `STATS_PATH`.
+
+    Every request holds the lock, SQS ReceiveMessage included (moto's receive is not atomic:
+    two pollers can be handed the same message). A long poll therefore stalls the server for
+    its WaitTimeSeconds: local pollers use WaitTimeSeconds=0 and sleep between empty polls."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     moto_app = DomainDispatcherApplication(create_backend_app)
     lock = threading.Lock()
+    count_lock = threading.Lock()
     counts: collections.Counter[str] = collections.Counter()
 
     def app(environ, start_response):
@@ -50,8 +55,9 @@ def serialised_app():
                                       ("Content-Length", str(len(body)))])
             return [body]
         target = environ.get("HTTP_X_AMZ_TARGET")  # JSON protocols: "DynamoDB_20120810.UpdateItem"
-        with lock:
+        with count_lock:
             counts[target or environ.get("PATH_INFO", "?")] += 1
+        with lock:
             response = moto_app(environ, start_response)
             try:
                 return [b"".join(response)]  # consume inside the lock: the whole request is atomic

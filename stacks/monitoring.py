@@ -131,7 +131,9 @@ class Monitoring(Construct):
         if Token.is_unresolved(stack.stack_name):
             raise ValueError("Monitoring needs a concrete stack name to derive dashboard and "
                              "alarm names")
-        prefix = f"{stack.stack_name}-{stage}"
+        # the stack name already carries the stage ("Bulwark-dev"); add it only when it does not
+        prefix = stack.stack_name if stack.stack_name.endswith(f"-{stage}") \
+            else f"{stack.stack_name}-{stage}"
         self.thresholds = thresholds
 
         # --- alarm topic, encrypted ---------------------------------------------------------

@@ -336,6 +336,9 @@ def _record_handler(record, lambda_context=None) -> None:
     except (BadRequest, TypeError, ValueError) as err:
         _send_to_dlq(rt, body, f"malformed request: {err}")
         return
+    # Queued work is asynchronous: it may wait for capacity as long as DEFAULT_DEADLINE_S
+    # (within the Lambda's time) instead of re-deferring on the caller's short deadline.
+    request.deadline_s = max(request.deadline_s, rt.config.default_deadline_s)
     if deferrals > rt.config.max_deferrals:
         _send_to_dlq(rt, body, f"deferred {deferrals} times, more than MAX_DEFERRALS="
                                f"{rt.config.max_deferrals}")

@@ -1,0 +1,171 @@
+"""PNG charts from a run's metrics (`local.metrics.MetricStore`), with matplotlib (Agg).
+
+* `plot_rates`: requests, input tokens and output tokens per minute (sliding 60 s sums) for
+  each model, against the model's limits.
+* `plot_dashboard`: the deployed CloudWatch dashboard, widget by widget, drawn from the same
+  metrics: the synthesized DashboardBody is parsed and each metric widget's lines (and metric
+  math, through `local.alarms`' expression evaluator) are queried from the store.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+NAMESPACE = "Bulwark"
+STEP_S = 5
+
+
+def _matplotlib():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def per_minute(store, name: str, model: str, start: float, end: float) -> tuple[list, list]:
+    """(seconds since start, sliding 60 s sum) of `name` for `model`, every 5 s."""
+    buckets = store.series(NAMESPACE, name, {"Model": model}, "Sum", STEP_S, start, end)
+    window = 60 // STEP_S
+    times, values = [], []
+    for index in range(len(buckets)):
+        recent = [v or 0.0 for _, v in buckets[max(0, index - window + 1):index + 1]]
+        times.append(buckets[index][0] - start + STEP_S)
+        values.append(sum(recent))
+    return times, values
+
+
+def plot_rates(store, limits: dict[str, dict[str, float]], start: float, end: float,
+               path: Path) -> Path:
+    """One row per model: requests/min vs RPM, input tokens/min vs ITPM (or TPM), output
+    tokens/min vs OTPM."""
+    plt = _matplotlib()
+    models = list(limits)
+    figure, axes = plt.subplots(len(models), 3, figsize=(15, 3.6 * len(models)), squeeze=False)
+    for row, model in enumerate(models):
+        model_limits = limits[model]
+        times, requests = per_minute(store, "Requests", model, start, end)
+        _, inputs = per_minute(store, "InputTokens", model, start, end)
+        _, writes = per_minute(store, "CacheWriteTokens", model, start, end)
+        _, outputs = per_minute(store, "OutputTokens", model, start, end)
+        counted_input = [a + b for a, b in zip(inputs, writes)]
+        panels = [("requests / min", requests, model_limits.get("rpm"), "RPM"),
+                  ("input + cache-write tokens / min", counted_input,
+                   model_limits.get("itpm") or model_limits.get("tpm"),
+                   "ITPM" if model_limits.get("itpm") else "TPM"),
+                  ("output tokens / min", outputs, model_limits.get("otpm"), "OTPM")]
+        for column, (title, values, limit, label) in enumerate(panels):
+            axis = axes[row][column]
+            axis.plot(times, values, color="tab:blue", label="admitted (sliding 60 s)")
+            if limit:
+                axis.axhline(limit, color="tab:red", linestyle="--", label=f"{label} {limit:,.0f}")
+            axis.set_title(f"{model}: {title}", fontsize=9)
+            axis.set_xlabel("seconds into the run")
+            axis.legend(fontsize=7, loc="lower right")
+            axis.set_ylim(bottom=0)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
+
+
+def resolve_intrinsics(value: Any, resolve: Callable[[Any], str]) -> Any:
+    """Fn::Join of strings and Ref/GetAtt -> one string (dashboard bodies are Fn::Join)."""
+    if isinstance(value, dict) and "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return separator.join(resolve_intrinsics(p, resolve) for p in parts)
+    if isinstance(value, dict):
+        return resolve(value)
+    return value
+
+
+def dashboard_widgets(template: dict, resolve: Callable[[Any], str]) -> list[dict]:
+    """The metric widgets of every dashboard in the template, in order."""
+    widgets = []
+    for resource in template.get("Resources", {}).values():
+        if resource.get("Type") != "AWS::CloudWatch::Dashboard":
+            continue
+        body = json.loads(resolve_intrinsics(resource["Properties"]["DashboardBody"], resolve))
+        widgets += [w for w in body.get("widgets", []) if w.get("type") == "metric"]
+    return widgets
+
+
+def _widget_lines(widget: dict, store, start: float, end: float) -> list[tuple[str, list]]:
+    """[(label, [(t, value)])] for one widget's visible metrics and expressions."""
+    from local.alarms import evaluate_expression
+
+    props = widget.get("properties", {})
+    period = int(props.get("period", 60))
+    default_stat = props.get("stat", "Average")
+    by_id: dict[str, list] = {}
+    lines = []
+    previous: list = []
+    for entry in props.get("metrics", []):
+        options = entry[-1] if entry and isinstance(entry[-1], dict) else {}
+        fields = entry[:-1] if options else entry
+        if "expression" in options:
+            continue
+        fields = [previous[i] if f == "..." and i < len(previous) else f
+                  for i, f in enumerate(fields)]
+        if len(fields) == 1 and fields[0] == "...":
+            fields = previous
+        previous = list(fields)
+        namespace, name, *dims = fields
+        dimensions = dict(zip(dims[0::2], dims[1::2])) or None
+        stat = options.get("stat", default_stat)
+        series = store.series(namespace, name, dimensions, stat, int(options.get("period",
+                                                                                 period)),
+                              start, end)
+        if options.get("id"):
+            by_id[options["id"]] = series
+        if options.get("visible", True):
+            lines.append((options.get("label", f"{name} {stat}"), series))
+    times = [t for t, _ in next(iter(by_id.values()))] if by_id else []
+    values = {key: [v for _, v in series] for key, series in by_id.items()}
+    for entry in props.get("metrics", []):
+        options = entry[-1] if entry and isinstance(entry[-1], dict) else {}
+        if "expression" in options and times:
+            try:
+                result = evaluate_expression(options["expression"], values)
+            except Exception:  # noqa: BLE001 - a widget we cannot evaluate is left out
+                continue
+            if options.get("id"):
+                values[options["id"]] = result
+            if options.get("visible", True):
+                lines.append((options.get("label", options["expression"]),
+                              list(zip(times, result))))
+    return lines
+
+
+def plot_dashboard(template: dict, store, start: float, end: float, path: Path,
+                   resolve: Callable[[Any], str]) -> tuple[Path, int]:
+    """Draw the deployed dashboard's metric widgets; returns (path, widgets drawn)."""
+    plt = _matplotlib()
+    widgets = dashboard_widgets(template, resolve)
+    columns = 3
+    rows = max(1, math.ceil(len(widgets) / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(16, 3.2 * rows), squeeze=False)
+    for index, widget in enumerate(widgets):
+        axis = axes[index // columns][index % columns]
+        for label, series in _widget_lines(widget, store, start, end):
+            points = [(t - start, v) for t, v in series if v is not None]
+            if points:
+                axis.plot(*zip(*points), marker=".", label=label[:40])
+        for annotation in widget.get("properties", {}).get("annotations", {}).get(
+                "horizontal", []):
+            if isinstance(annotation.get("value"), (int, float)):
+                axis.axhline(annotation["value"], color="tab:red", linestyle="--",
+                             label=str(annotation.get("label", ""))[:40])
+        axis.set_title(str(widget.get("properties", {}).get("title", ""))[:60], fontsize=8)
+        if axis.lines:
+            axis.legend(fontsize=6)
+    for index in range(len(widgets), rows * columns):
+        axes[index // columns][index % columns].axis("off")
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+    return path, len(widgets)

@@ -1,0 +1,416 @@
+"""`make demo`: the whole kit on one machine, no AWS account.
+
+    python -m local.demo [--requests 60 --workers 8 --tier tier1 --provider anthropic
+                          --overflow-policy defer --inject-529 0 --dynamodb-throttle 0.0]
+
+1. Starts the local AWS server and the Claude emulator (child processes: they stop with this
+   process, Ctrl-C included).
+2. Runs the real CDK CLI (`cdk bootstrap`, `cdk deploy`) of the app into local AWS, creating
+   what moto does not model (the API key secret) itself.
+3. Drives the real agent handlers in-process, configured from the deployed function's own
+   environment: concurrent requests from two tenants, with tool use, saturating the quota;
+   deferrals are drained through `sqs_handler` from the deployed work queue, like the event
+   source mapping would.
+4. Prints a report, writes PNG charts (tokens and requests per minute against each limit; the
+   deployed dashboard's widgets drawn from the metrics the run emitted), evaluates the
+   deployed alarms' definitions against those metrics, and writes the audit records.
+
+Everything lands in `--out` (default `out/demo`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import random
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from local.aws_server import LocalAws
+from local.claude_emulator import ClaudeEmulator
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TENANTS = ("acme", "globex")
+DOCUMENTS = {
+    "runbook.md": "Ingest runbook: restart the ingest service, check the queue depth, then "
+                  "page the data team if lag stays above five minutes.",
+    "oncall.md": "On-call: primary {tenant}-sre, secondary platform team. Escalate after 15 "
+                 "minutes without acknowledgement.",
+}
+
+
+class _LineRouter(io.TextIOBase):
+    """Stands in for stdout while the handlers run: EMF documents, audit records and other
+    log lines go to their own files (the real stdout stays free for the progress line)."""
+
+    def __init__(self, emf, audit, logs) -> None:
+        self._files = (emf, audit, logs)
+        self._partial = ""
+        self._lock = threading.Lock()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            self._partial += text
+            *lines, self._partial = self._partial.split("\n")
+            for line in lines:
+                if line.startswith('{"_aws"'):
+                    self._files[0].write(line + "\n")
+                elif '"audit":"tool_call"' in line.replace(" ", ""):
+                    self._files[1].write(line + "\n")
+                elif line.strip():
+                    self._files[2].write(line + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        for handle in self._files:
+            handle.flush()
+
+
+@dataclass
+class RunRecord:
+    request_id: str
+    tenant: str
+    submitted_at: float
+    first_status: str = ""
+    final: dict | None = None
+    finished_at: float | None = None
+    deferrals: int = 0
+    dead_lettered: str = ""  # the DLQ reason, when it went there (kept, not lost)
+
+
+@dataclass
+class Scenario:
+    requests: int = 60
+    workers: int = 8
+    tier: str = "tier1"
+    provider: str = "anthropic"
+    overflow_policy: str = "defer"
+    inject_529: int = 0
+    dynamodb_throttle: float = 0.0
+    deadline_s: float = 4.0
+    drain_timeout_s: float = 240.0
+    seed: int = 7
+    out: Path = field(default_factory=lambda: REPO_ROOT / "out" / "demo")
+
+
+def prompt_for(i: int, tenant: str) -> str:
+    kind = i % 4
+    if kind == 0:
+        return (f"Summarise today's on-call handover for {tenant}.\n"
+                'EMULATOR: call read_document {"key": "oncall.md"}')
+    if kind == 1:
+        return (f"What documents does {tenant} have?\n"
+                "EMULATOR: call list_documents {}")
+    if kind == 2:
+        return (f"Record that the ingest lag cleared (item {i}).\n"
+                f'EMULATOR: call write_note {{"note_id": "demo-{i}", "text": "ingest lag '
+                f'cleared"}}')
+    return f"Give {tenant}'s team a two-line status update for request {i}."
+
+
+def _progress(done: int, total: int, started: float, extra: str = "") -> None:
+    width = 30
+    filled = int(width * done / max(1, total))
+    sys.__stderr__.write(f"\r  [{'#' * filled}{'.' * (width - filled)}] {done}/{total} "
+                         f"{time.monotonic() - started:5.1f}s {extra}   ")
+    sys.__stderr__.flush()
+
+
+def _deployed_environment(aws: LocalAws, stack) -> dict[str, str]:
+    """The deployed agent function's environment, as moto's Lambda holds it."""
+    lambda_client = aws.client("lambda")
+    function_name = stack.physical("AgentFunction")
+    config = lambda_client.get_function_configuration(FunctionName=function_name)
+    return dict(config["Environment"]["Variables"]), function_name
+
+
+def _pause_event_source_mappings(aws: LocalAws, function_name: str) -> None:
+    """moto runs a deployed SQS event source mapping itself (it receives each message and
+    tries to invoke the function in Docker, so messages reach the DLQ after five receives).
+    The demo plays the mapping's part in-process instead (`_drain`), so it disables it."""
+    lambda_client = aws.client("lambda")
+    for mapping in lambda_client.list_event_source_mappings(
+            FunctionName=function_name)["EventSourceMappings"]:
+        lambda_client.update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)
+
+
+def _seed_documents(aws: LocalAws, bucket: str, prefix: str) -> None:
+    s3 = aws.client("s3")
+    for tenant in TENANTS:
+        for key, text in DOCUMENTS.items():
+            s3.put_object(Bucket=bucket, Key=f"{prefix}{tenant}/{key}",
+                          Body=text.format(tenant=tenant).encode())
+
+
+def _throttle_dynamodb(client, probability: float, rng: random.Random) -> None:
+    """Fault injection: UpdateItem answers ProvisionedThroughputExceeded with `probability`."""
+    from botocore.awsrequest import AWSResponse
+
+    def maybe_throttle(**_):
+        if rng.random() < probability:
+            return AWSResponse("http://local", 400, {}, None), {
+                "Error": {"Code": "ProvisionedThroughputExceededException",
+                          "Message": "injected by the demo"},
+                "ResponseMetadata": {"HTTPStatusCode": 400}}
+        return None
+
+    client.meta.events.register("before-call.dynamodb.UpdateItem", maybe_throttle)
+
+
+class _Context:
+    """A Lambda context for in-process invocations."""
+
+    def __init__(self, function_name: str, remaining_ms: int = 120_000) -> None:
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = (f"arn:aws:lambda:us-east-1:123456789012:function:"
+                                     f"{function_name}")
+        self.memory_limit_in_mb = 1024
+        self.aws_request_id = "demo"
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = "demo"
+        self._deadline = time.monotonic() + remaining_ms / 1000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self._deadline - time.monotonic()) * 1000)
+
+
+def run(scenario: Scenario) -> int:
+    from local.deploy import deploy_local
+
+    out = scenario.out
+    out.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(scenario.seed)
+    timings: dict[str, float] = {}
+    emulator_config = {"tier": scenario.tier, "output_tokens": 60, "latency_s": 0.2}
+    print(f"Bulwark demo: {scenario.requests} requests, {scenario.workers} workers, "
+          f"{scenario.tier} limits, provider {scenario.provider}, overflow "
+          f"{scenario.overflow_policy}; output in {out}", flush=True)
+    with LocalAws() as aws, ClaudeEmulator(emulator_config) as emulator:
+        started = time.monotonic()
+        print("1/4 cdk bootstrap + cdk deploy into local AWS ...", flush=True)
+        context = {"tier": scenario.tier, "provider": scenario.provider,
+                   "overflow_policy": scenario.overflow_policy}
+        if scenario.provider == "bedrock":
+            profile = "us.anthropic.claude-sonnet-4-20250514-v1:0"
+            context.update({"models": json.dumps({profile: {
+                "rpm": 50, "tpm": 100000, "output_burndown": 5,
+                "prices": {"input": 3.0, "output": 15.0}}}), "default_model": profile,
+                "degrade_model": None})
+        stack = deploy_local(aws, context={k: v for k, v in context.items() if v is not None},
+                             work_dir=out / "cdk")
+        timings["deploy_s"] = time.monotonic() - started
+        print(f"    deployed {stack.stack_name}: {len(stack.resources)} resources in "
+              f"{timings['deploy_s']:.0f} s", flush=True)
+
+        env, function_name = _deployed_environment(aws, stack)
+        _pause_event_source_mappings(aws, function_name)
+        _seed_documents(aws, env["DOCS_BUCKET"], env.get("DOCS_PREFIX", "docs/"))
+        os.environ.update(aws.env())
+        os.environ.update(env)
+        os.environ.update({"ANTHROPIC_BASE_URL": emulator.base_url,
+                           "ANTHROPIC_BEDROCK_BASE_URL": emulator.bedrock_base_url,
+                           "POWERTOOLS_TRACE_DISABLED": "true"})
+        if scenario.inject_529:
+            emulator.inject("529", count=scenario.inject_529)
+
+        files = [open(out / name, "w") for name in ("emf.jsonl", "audit.jsonl", "agent.log")]
+        router = _LineRouter(*files)
+        records: dict[str, RunRecord] = {}
+        try:
+            with contextlib.redirect_stdout(router):
+                from agent import handler as agent
+
+                agent._runtime = None
+                runtime = agent._runtime_or_error()
+                if scenario.dynamodb_throttle:
+                    _throttle_dynamodb(runtime.dynamodb, scenario.dynamodb_throttle, rng)
+                print("2/4 driving the agent fleet (direct invokes) ...", file=sys.__stdout__,
+                      flush=True)
+                fleet_started = time.time()
+                _drive(agent, scenario, function_name, records)
+                print("\n3/4 draining deferred requests through sqs_handler ...",
+                      file=sys.__stdout__, flush=True)
+                _drain(agent, aws, env, scenario, function_name, records, stack.template())
+                fleet_ended = time.time()
+        finally:
+            router.flush()
+            for handle in files:
+                handle.close()
+        print("\n4/4 report, charts, alarms", flush=True)
+        from local.report import write_report
+
+        return write_report(out=out, records=records, emulator_stats=emulator.stats(),
+                            template=stack.template(), env=env, aws=aws, stack=stack,
+                            started=fleet_started, ended=fleet_ended, timings=timings,
+                            scenario=scenario)
+
+
+def _drive(agent, scenario: Scenario, function_name: str, records: dict) -> None:
+    lock = threading.Lock()
+    counter = iter(range(scenario.requests))
+    started = time.monotonic()
+
+    def worker() -> None:
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                return
+            tenant = TENANTS[i % len(TENANTS)]
+            request_id = f"demo-{i:04d}"
+            record = RunRecord(request_id, tenant, time.time())
+            with lock:
+                records[request_id] = record
+            caller = f"arn:aws:iam::123456789012:user/{tenant}-operator"
+            event = {"version": "2.0", "body": json.dumps({
+                "prompt": prompt_for(i, tenant), "tenant": tenant, "request_id": request_id,
+                "max_tokens": 200, "deadline_s": scenario.deadline_s}),
+                "requestContext": {"http": {"method": "POST", "path": "/"},
+                                   "authorizer": {"iam": {"userArn": caller}}}}
+            answer = agent.handler(event, _Context(function_name))
+            response = json.loads(answer["body"])
+            with lock:
+                record.first_status = response["status"]
+                if response["status"] != "deferred":
+                    record.final, record.finished_at = response, time.time()
+                done = sum(r.final is not None or r.first_status == "deferred"
+                           for r in records.values())
+                _progress(done, scenario.requests, started)
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(scenario.workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def _drain(agent, aws: LocalAws, env: dict, scenario: Scenario, function_name: str,
+           records: dict, template: dict) -> None:
+    """Poll the deployed work queue with `consumers` parallel pollers (the event source
+    mapping's maximum concurrency) and hand batches to sqs_handler, deleting what it did not
+    report as failed, until every request has an answer or was dead-lettered."""
+    sqs = aws.client("sqs")
+    started = time.monotonic()
+    queue = env["WORK_QUEUE_URL"]
+    lock = threading.Lock()
+    stop = threading.Event()
+    # The deployed queue's visibility timeout (6 x the function timeout), passed explicitly:
+    # moto's CloudFormation leaves its queues at the 30 s default, which would hand a batch
+    # still being processed to a second poller.
+    visibility_s = next(
+        (int(r["Properties"].get("VisibilityTimeout", 30)) for logical, r in
+         template["Resources"].items() if logical.startswith("StateWorkQueue")
+         and r["Type"] == "AWS::SQS::Queue"), 720)
+
+    def pending() -> list[RunRecord]:
+        with lock:
+            return [r for r in records.values() if r.final is None and not r.dead_lettered]
+
+    def consume() -> None:
+        while not stop.is_set():
+            # no long poll: the local server is serialised, a poll would stall it
+            batch = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=5,
+                                        WaitTimeSeconds=0, VisibilityTimeout=visibility_s,
+                                        AttributeNames=["All"]).get(
+                "Messages", [])
+            if not batch:
+                stop.wait(0.25)
+                continue
+            event = {"Records": [{
+                "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"], "attributes": {"ApproximateReceiveCount": m.get(
+                    "Attributes", {}).get("ApproximateReceiveCount", "1")},
+                "messageAttributes": {}, "md5OfBody": m.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:work",
+                "awsRegion": "us-east-1"} for m in batch]}
+            result = agent.sqs_handler(event, _Context(function_name))
+            failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+            for message in batch:
+                if message["MessageId"] not in failed:
+                    sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+                body = json.loads(message["Body"])
+                request_id = (body.get("request") or {}).get("request_id")
+                with lock:
+                    if request_id in records:
+                        records[request_id].deferrals = max(records[request_id].deferrals,
+                                                            int(body.get("deferrals", 0)))
+
+    consumers = [threading.Thread(target=consume, daemon=True)
+                 for _ in range(int(env.get("QUEUE_MAX_CONCURRENCY", "5")))]
+    for consumer in consumers:
+        consumer.start()
+    try:
+        while pending() and time.monotonic() - started < scenario.drain_timeout_s:
+            time.sleep(1.0)
+            dead = _dead_lettered(aws, env)
+            for record in pending():
+                if record.request_id in dead:
+                    record.dead_lettered = dead[record.request_id]
+                    continue
+                stored = agent._fetch_result(agent._runtime_or_error(), {
+                    "request_id": record.request_id, "tenant": record.tenant})
+                if stored.get("status") not in ("deferred", None) and not (
+                        stored.get("status") == "error"
+                        and stored.get("error", {}).get("type") == "not_found"):
+                    with lock:
+                        record.final, record.finished_at = stored, time.time()
+            with lock:
+                done = sum(r.final is not None or bool(r.dead_lettered)
+                           for r in records.values())
+            _progress(done, len(records), started, f"waiting {len(pending())}")
+    finally:
+        stop.set()
+        for consumer in consumers:
+            consumer.join(timeout=10)
+
+
+def _dead_lettered(aws: LocalAws, env: dict) -> dict[str, str]:
+    """request id -> dead-letter reason, peeking at the DLQ without consuming it."""
+    from cli.dlq import release, scan
+
+    sqs = aws.client("sqs")
+    letters = scan(sqs, env["DLQ_URL"], wait_s=0)
+    release(sqs, env["DLQ_URL"], letters)
+    rows = [letter.summary() for letter in letters]
+    return {row["request_id"]: row["reason"] for row in rows if row.get("request_id")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=60)
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--tier", default="tier1",
+                        choices=["tier1", "tier2", "tier3", "tier4", "start", "build", "scale"])
+    parser.add_argument("--provider", choices=["anthropic", "bedrock"], default="anthropic")
+    parser.add_argument("--overflow-policy", choices=["defer", "degrade", "reject"],
+                        default="defer")
+    parser.add_argument("--inject-529", type=int, default=0, help="529 answers to inject")
+    parser.add_argument("--dynamodb-throttle", type=float, default=0.0,
+                        help="probability that a bucket write is throttled")
+    parser.add_argument("--deadline", type=float, default=4.0, help="seconds per request")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "out" / "demo")
+    args = parser.parse_args(argv)
+    scenario = Scenario(requests=args.requests, workers=args.workers, tier=args.tier,
+                        provider=args.provider, overflow_policy=args.overflow_policy,
+                        inject_529=args.inject_529, dynamodb_throttle=args.dynamodb_throttle,
+                        deadline_s=args.deadline, out=args.out)
+    try:
+        return run(scenario)
+    except KeyboardInterrupt:
+        print("\ninterrupted: local servers stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

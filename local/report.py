@@ -1,0 +1,178 @@
+"""The demo's report: numbers, charts, alarms that would have fired, audit records."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from local.alarms import evaluate_all, render_report
+from local.charts import plot_dashboard, plot_rates
+from local.metrics import Datapoint, MetricStore
+
+NAMESPACE = "Bulwark"
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def _total(store: MetricStore, name: str, models, start: float, end: float) -> float:
+    period = int(end - start) + 120
+    total = 0.0
+    for model in models:
+        for _, value in store.series(NAMESPACE, name, {"Model": model}, "Sum", period,
+                                     start - 60, start - 60 + period):
+            total += value or 0.0
+    return total
+
+
+def _resolver(stack):
+    """CloudFormation intrinsics in the template -> the deployed physical names."""
+    def resolve(value: Any) -> str:
+        if isinstance(value, dict):
+            if "Ref" in value:
+                return stack.resources.get(value["Ref"], value["Ref"])
+            if "Fn::GetAtt" in value:
+                logical, attribute = value["Fn::GetAtt"]
+                physical = stack.resources.get(logical, logical)
+                return physical.rsplit("/", 1)[-1] if attribute == "QueueName" else physical
+            if "Fn::Join" in value:
+                separator, parts = value["Fn::Join"]
+                return separator.join(resolve(p) if isinstance(p, dict) else str(p)
+                                      for p in parts)
+        return str(value)
+
+    return resolve
+
+
+def write_report(*, out: Path, records: dict, emulator_stats: dict, template: dict,
+                 env: dict, aws, stack, started: float, ended: float, timings: dict,
+                 scenario) -> int:
+    store = MetricStore()
+    with open(out / "emf.jsonl") as emf:
+        store.add_emf_lines(emf)
+    models = json.loads(env["MODELS"])
+    # Metrics the local run has no service for: the DLQ depth and Lambda errors/throttles.
+    sqs = aws.client("sqs")
+    dlq_depth = int(sqs.get_queue_attributes(
+        QueueUrl=env["DLQ_URL"], AttributeNames=["ApproximateNumberOfMessages"])[
+        "Attributes"]["ApproximateNumberOfMessages"])
+    dlq_name = env["DLQ_URL"].rsplit("/", 1)[-1]
+    function_name = stack.physical("AgentFunction")
+    for minute in range(int(started), int(ended) + 60, 60):
+        store.add(Datapoint(minute, "AWS/SQS", "ApproximateNumberOfMessagesVisible",
+                            (("QueueName", dlq_name),), float(dlq_depth), "Count"))
+        for name in ("Errors", "Throttles"):
+            store.add(Datapoint(minute, "AWS/Lambda", name,
+                                (("FunctionName", function_name),), 0.0, "Count"))
+
+    from cli.dlq import release, scan
+
+    letters = scan(sqs, env["DLQ_URL"], wait_s=0)
+    release(sqs, env["DLQ_URL"], letters)
+    (out / "dead_letters.json").write_text(json.dumps(
+        [{"summary": letter.summary(), "attributes": letter.attributes, "body": letter.body}
+         for letter in letters], indent=2, default=str))
+    finals = [r.final for r in records.values() if r.final]
+    statuses = {s: sum(f["status"] == s for f in finals) for s in
+                ("ok", "error", "rejected", "deferred")}
+    deferred_first = [r for r in records.values() if r.first_status == "deferred"]
+    deferred_done = [r for r in deferred_first if r.final and r.final["status"] == "ok"]
+    dead = {r.request_id: r.dead_lettered for r in records.values() if r.dead_lettered}
+    unanswered = [r.request_id for r in records.values() if r.final is None and not
+                  r.dead_lettered]
+    elapsed_min = max(1e-9, (ended - started) / 60)
+    totals = {name: _total(store, name, models, started, ended) for name in (
+        "Requests", "InputTokens", "OutputTokens", "CacheWriteTokens", "CacheReadTokens",
+        "LocalThrottles", "Upstream429", "Upstream529", "Deferred", "Degraded", "Rejected",
+        "CostUSD", "Succeeded", "Failed")}
+    savings = 0.0
+    for model, spec in models.items():
+        read = _total(store, "CacheReadTokens", [model], started, ended)
+        prices = spec["prices"]
+        savings += read * (prices["input"] - prices.get("cache_read", prices["input"] * 0.1)) / 1e6
+    latencies = [value for model in models
+                 for _, value in store.datapoints(NAMESPACE, "Latency", {"Model": model})]
+    end_to_end = [r.finished_at - r.submitted_at for r in records.values() if r.finished_at]
+
+    lines = [f"== Bulwark demo report ({len(records)} requests, {scenario.tier}, provider "
+             f"{scenario.provider}, overflow {scenario.overflow_policy})",
+             f"deploy (cdk bootstrap + deploy into local AWS): {timings['deploy_s']:.0f} s; "
+             f"fleet + drain: {ended - started:.0f} s",
+             "answers: " + ", ".join(f"{k} {v}" for k, v in statuses.items())
+             + f"; dead-lettered with a reason {len(dead)}; lost {len(unanswered)}",
+             f"deferred at first: {len(deferred_first)}, completed later through SQS: "
+             f"{len(deferred_done)}; dead-lettered: {dlq_depth}"
+             + "".join(f"\n  DLQ reason x{n}: {reason}" for reason, n in
+                       Counter(dead.values()).most_common(5)),
+             f"upstream 429s sent by the emulator: {emulator_stats['rate_limited']} (expected 0);"
+             f" upstream 529s seen: {totals['Upstream529']:.0f}; local throttles (bucket "
+             f"refusals): {totals['LocalThrottles']:.0f}"]
+    lines.append(f"goodput vs limits over {ended - started:.0f} s, as admitted by the emulator "
+                 "(utilisation = admitted / (limit + limit/60 x T)):")
+    seconds = ended - started
+    for family, counts in emulator_stats.get("families", {}).items():
+        if not counts.get("requests"):
+            continue
+        limit = next((spec for spec in models.values()
+                      if spec.get("bucket", "").endswith(family.replace("-4-5", "-4.5"))), {})
+        admitted = {"rpm": counts["requests"],
+                    "itpm": counts["input_tokens"] + counts["cache_creation_input_tokens"],
+                    "otpm": counts["output_tokens"]}
+        parts = []
+        for key, label in (("rpm", "requests"), ("itpm", "input+cache-write tokens"),
+                           ("otpm", "output tokens")):
+            cap = limit.get(key)
+            share = (f" = {admitted[key] / (cap + cap / 60 * seconds):.0%} of "
+                     f"{cap:,.0f}/min" if cap else "")
+            parts.append(f"{admitted[key]:,.0f} {label} ({admitted[key] / seconds * 60:,.0f}/min"
+                         f"{share})")
+        lines.append(f"  {family}: " + "; ".join(parts))
+    cost = totals["CostUSD"]
+    lines += [
+        f"cost: ${cost:.4f} total, ${cost / max(1, totals['Requests']):.5f} per model call, "
+        f"${cost / max(1, totals['Succeeded']):.5f} per successful request; cache reads saved "
+        f"${savings:.4f} ({totals['CacheReadTokens']:,.0f} tokens read from cache)",
+        f"model time per request (Latency metric): p50 {_percentile(latencies, 50):.0f} ms, p99 "
+        f"{_percentile(latencies, 99):.0f} ms; per request end to end (deferrals included): "
+        f"p50 {_percentile(end_to_end, 50):.1f} s, p99 {_percentile(end_to_end, 99):.1f} s",
+    ]
+
+    resolve = _resolver(stack)
+    limits_by_model = {m: {k: spec.get(k) for k in ("rpm", "itpm", "otpm", "tpm")}
+                       for m, spec in models.items()}
+    rates = plot_rates(store, limits_by_model, started, ended, out / "rates.png")
+    dashboard, widgets = plot_dashboard(template, store, started, ended, out / "dashboard.png",
+                                        resolve)
+    results = evaluate_all(template, store, started - 60, ended + 60, resolve=resolve)
+    fired = [r for r in results if r.fired]
+    lines += [f"charts: {rates} ; {dashboard} ({widgets} dashboard widgets drawn)",
+              f"alarms that would have fired: {len(fired)} of {len(results)}",
+              render_report(results)]
+
+    audit_lines = (out / "audit.jsonl").read_text().splitlines()
+    denied = sum('"denied"' in line for line in audit_lines)
+    lines.append(f"audit: {len(audit_lines)} tool calls recorded ({denied} denied) in "
+                 f"{out / 'audit.jsonl'}; query them with: python -m cli.audit --local "
+                 f"{out / 'audit.jsonl'}")
+    report = "\n".join(lines)
+    print(report)
+    (out / "report.txt").write_text(report + "\n")
+    summary = {"statuses": statuses, "lost": unanswered, "dead_lettered": dead,
+               "dlq": dlq_depth,
+               "upstream_429": emulator_stats["rate_limited"], "totals": totals,
+               "alarms_fired": [r.alarm.name for r in fired], "deferred_first":
+               len(deferred_first), "deferred_completed": len(deferred_done),
+               "median_request_s": statistics.median(end_to_end) if end_to_end else None}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    ok = emulator_stats["rate_limited"] == 0 and not unanswered
+    print("demo " + ("passed: every request answered, zero upstream 429s" if ok else
+                     "FAILED: see above"))
+    return 0 if ok else 1

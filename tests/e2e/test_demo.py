@@ -1,0 +1,36 @@
+"""`make demo`'s program with a tiny scenario: deploy into local AWS, run the fleet, report."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_tiny_demo_deploys_answers_everything_and_writes_its_outputs(tmp_path):
+    env = {**os.environ, "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
+           "PYTHONPATH": f"{REPO}:{REPO / 'lambdas'}"}
+    for name in ("AWS_ENDPOINT_URL", "ANTHROPIC_BASE_URL", "ANTHROPIC_BEDROCK_BASE_URL"):
+        env.pop(name, None)
+    result = subprocess.run(
+        [sys.executable, "-m", "local.demo", "--requests", "8", "--workers", "4",
+         "--inject-529", "2", "--out", str(tmp_path)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "upstream 429s sent by the emulator: 0" in result.stdout
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["lost"] == [] and summary["statuses"]["ok"] >= 1
+    assert summary["upstream_429"] == 0
+    assert summary["totals"]["Upstream529"] == 2  # the injected storm, ridden out
+    for chart in ("rates.png", "dashboard.png"):
+        assert (tmp_path / chart).stat().st_size > 20_000
+    audit = (tmp_path / "audit.jsonl").read_text().splitlines()
+    assert audit and all(json.loads(line)["audit"] == "tool_call" for line in audit)
+    assert "alarms that would have fired" in result.stdout

@@ -1,0 +1,153 @@
+"""The real stack's alarms, read from the synthesized template and replayed locally
+(`local.alarms`) against metrics the agent's own telemetry code prints as EMF."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from agent.telemetry import RequestMetrics
+
+from local.alarms import alarms_from_template, evaluate, evaluate_all, placeholder, render_report
+from local.metrics import Datapoint, MetricStore
+
+T0 = 1_800_000_000 // 3600 * 3600  # an hour boundary: the 1 h cost period aligns too
+MINUTE = 60
+
+
+def logical_ids(dev) -> dict[str, str]:
+    """Monitoring's alarm names ("Upstream429/<model>", "LambdaErrors", ...) -> logical id."""
+    return {name: dev.stack.get_logical_id(alarm.node.default_child)
+            for name, alarm in dev.stack.monitoring.alarms.items()}
+
+
+def emit(capsys, store: MetricStore, ts: float, model: str, values: dict[str, float]) -> None:
+    """Record `values` through the agent's RequestMetrics, flush its EMF to stdout, and feed
+    that output to the store as if it had been logged at `ts`."""
+    metrics = RequestMetrics()
+    for name, value in values.items():
+        metrics.add(model, name, value)
+    metrics.flush()
+    docs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert docs, "RequestMetrics.flush printed no EMF"
+    for doc in docs:
+        doc["_aws"]["Timestamp"] = int(ts * 1000)
+        assert store.add_emf(doc) == len(values)
+
+
+def normal_minute(model_cost: float = 0.01) -> dict[str, float]:
+    return {"Requests": 1, "Succeeded": 1, "InputTokens": 1000, "OutputTokens": 200,
+            "CostUSD": model_cost, "Latency": 2000, "LocalThrottles": 0, "Upstream429": 0,
+            "QuotaUsedPercent": 40}
+
+
+def test_every_alarm_of_the_stack_is_loaded(dev):
+    alarms = alarms_from_template(dev.json)
+    settings = dev.stack.settings
+    access_denied = 1 if dev.stack.audit.log_group is not None else 0
+    assert len(alarms) == len(dev.resources("AWS::CloudWatch::Alarm"))
+    assert len(alarms) == 6 * len(settings.models) + 3 + access_denied
+    assert len(alarms) == len(dev.stack.monitoring.alarms) + access_denied
+    assert {a.logical_id for a in alarms} >= set(logical_ids(dev).values())
+    for a in alarms:
+        assert a.period_s in (60, 300, 3600), a.logical_id
+        assert a.threshold >= 0, a.logical_id
+        assert a.comparison in ("GreaterThanThreshold", "GreaterThanOrEqualToThreshold"), \
+            a.logical_id
+        assert 1 <= a.datapoints_to_alarm <= a.evaluation_periods, a.logical_id
+        assert a.treat_missing_data == "notBreaching", a.logical_id
+        assert a.metric is not None or a.return_query().expression, a.logical_id
+    by_id = {a.logical_id: a for a in alarms}
+    ids = logical_ids(dev)
+    for model in settings.models:
+        quota = by_id[ids[f"QuotaUsedPercent/{model}"]]
+        assert (quota.metric.namespace, quota.metric.name, quota.metric.dimensions,
+                quota.metric.statistic) == ("Bulwark", "QuotaUsedPercent", {"Model": model},
+                                            "Maximum")
+        assert (quota.evaluation_periods, quota.datapoints_to_alarm, quota.threshold) == (
+            5, 3, settings.alarms.quota_used_percent)
+        assert by_id[ids[f"LatencyP99/{model}"]].metric.statistic == "p99"
+        rate = by_id[ids[f"FailureRate/{model}"]]
+        assert rate.metric is None
+        assert {q.metric.name for q in rate.queries if q.metric} == {"Failed", "Succeeded"}
+        assert "FILL(" in rate.return_query().expression
+
+
+def test_one_429_and_three_of_five_hot_minutes_fire_exactly_those_alarms(dev, capsys):
+    settings = dev.stack.settings
+    hot = settings.default_model
+    threshold = settings.alarms.quota_used_percent
+    store = MetricStore()
+    for minute in range(10):
+        for model in settings.models:
+            values = normal_minute()
+            if model == hot and minute in (2, 4, 5):
+                values["QuotaUsedPercent"] = threshold  # at the threshold: ">=" breaches
+            if model == hot and minute == 7:
+                values["Upstream429"] = 1
+            emit(capsys, store, T0 + minute * MINUTE + 5, model, values)
+
+    results = evaluate_all(dev.json, store, T0, T0 + 3600)
+    ids = logical_ids(dev)
+    fired = {r.alarm.logical_id for r in results if r.fired}
+    assert fired == {ids[f"Upstream429/{hot}"], ids[f"QuotaUsedPercent/{hot}"]}
+
+    by_id = {r.alarm.logical_id: r for r in results}
+    upstream = by_id[ids[f"Upstream429/{hot}"]]
+    assert upstream.first_alarm_at == T0 + 8 * MINUTE  # the end of minute 7
+    assert upstream.worst == 1.0
+    assert [s for _, s in upstream.states].count("ALARM") == 1  # one minute, then OK again
+    quota = by_id[ids[f"QuotaUsedPercent/{hot}"]]
+    assert quota.first_alarm_at == T0 + 6 * MINUTE  # minutes 1..5 hold the third breach
+    assert quota.worst == threshold
+    cost = by_id[ids[f"CostPerHour/{hot}"]]
+    assert not cost.fired
+    assert cost.worst == pytest.approx(0.1)
+    for model in settings.models:
+        if model != hot:
+            assert by_id[ids[f"Upstream429/{model}"]].worst == 0.0
+            assert by_id[ids[f"QuotaUsedPercent/{model}"]].worst == 40.0
+        assert by_id[ids[f"FailureRate/{model}"]].worst == 0.0
+        assert by_id[ids[f"LatencyP99/{model}"]].worst == 2000.0
+
+    report = render_report(results)
+    assert report.splitlines()[-1] == f"2 of {len(results)} alarms fired"
+    for r in results:
+        assert r.alarm.name in report
+
+
+def test_the_failure_rate_math_alarm_fires_on_two_of_three_bad_periods(dev, capsys):
+    settings = dev.stack.settings
+    model = settings.default_model
+    rate = next(a for a in alarms_from_template(dev.json)
+                if a.logical_id == logical_ids(dev)[f"FailureRate/{model}"])
+    store = MetricStore()
+    for period, failed in enumerate((1, 0, 1)):  # 10 %, 0 %, 10 % of 10 requests
+        emit(capsys, store, T0 + period * 300 + 30, model,
+             {"Succeeded": 10 - failed, "Failed": failed})
+    result = evaluate(rate, store, T0, T0 + 900)
+    assert [v for _, v in result.values] == [10.0, 0.0, 10.0]
+    assert [s for _, s in result.states] == ["OK", "OK", "ALARM"]
+    assert result.first_alarm_at == T0 + 900
+    assert settings.alarms.failure_rate_percent < 10
+
+
+def test_intrinsic_dimensions_resolve_to_physical_names(dev):
+    dlq = dev.stack.get_logical_id(dev.stack.state.dead_letter_queue.node.default_child)
+
+    def resolve(value):
+        if value == {"Fn::GetAtt": [dlq, "QueueName"]}:
+            return "bulwark-dev-dlq"
+        return placeholder(value)
+
+    store = MetricStore()
+    store.add(Datapoint.of(T0 + 10, "AWS/SQS", "ApproximateNumberOfMessagesVisible", 2,
+                           {"QueueName": "bulwark-dev-dlq"}))
+    dlq_alarm = logical_ids(dev)["DeadLetterQueueNotEmpty"]
+
+    def fired(resolver) -> bool:
+        results = evaluate_all(dev.json, store, T0, T0 + 300, resolve=resolver)
+        return next(r for r in results if r.alarm.logical_id == dlq_alarm).fired
+
+    assert fired(resolve)
+    assert not fired(None)  # the placeholder "<id>.QueueName" is a different metric

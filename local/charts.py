@@ -63,6 +63,9 @@ def plot_rates(store, limits: dict[str, dict[str, float]], start: float, end: fl
             axis.plot(times, values, color="tab:blue", label="admitted (sliding 60 s)")
             if limit:
                 axis.axhline(limit, color="tab:red", linestyle="--", label=f"{label} {limit:,.0f}")
+                # A token bucket admits its capacity plus 60 s of refill in any 60 s window.
+                axis.axhline(2 * limit, color="tab:gray", linestyle=":",
+                             label="bucket bound for any 60 s (capacity + refill)")
             axis.set_title(f"{model}: {title}", fontsize=9)
             axis.set_xlabel("seconds into the run")
             axis.legend(fontsize=7, loc="lower right")

@@ -375,6 +375,8 @@ def sqs_handler(event: Any, context: Any) -> dict:
 
 
 def _sqs_batch(event: Any, context: Any) -> dict:
-    processor = BatchProcessor(event_type=EventType.SQS)
+    # Report every failed message instead of raising when all fail: the answer is the same
+    # (SQS retries them) and the invocation itself does not count as a Lambda error.
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     return process_partial_response(event=event, record_handler=_record_handler,
                                     processor=processor, context=context)

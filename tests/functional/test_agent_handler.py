@@ -381,3 +381,22 @@ def test_the_deployed_entry_point_dispatches_sqs_batches(stack, emulator):
     assert result == {"batchItemFailures": []}
     assert invoke(stack, {"action": "get_result", "request_id": "req-queued-1",
                           "tenant": "acme"})["status"] == "ok"
+
+
+def test_a_request_that_keeps_failing_is_retried_then_dead_lettered(stack, monkeypatch):
+    module = stack["module"]
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("tool backend down")
+
+    monkeypatch.setattr(module, "run_agent", broken)
+    body = json.dumps({"request": {"prompt": "x", "tenant": "acme",
+                                   "request_id": "req-broken-1"}})
+    first = module.sqs_handler(sqs_event(body, receive_count=1), LambdaContext())
+    assert first == {"batchItemFailures": [{"itemIdentifier": "m0"}]}  # SQS retries it
+    assert queued(stack, "dlq") == []
+    last = module.sqs_handler(sqs_event(body, receive_count=3), LambdaContext())
+    assert last == {"batchItemFailures": []}
+    [dead] = queued(stack, "dlq")
+    assert json.loads(dead["Body"])["dlq_reason"] == (
+        "failed 3 times: RuntimeError: tool backend down")

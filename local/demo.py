@@ -151,12 +151,13 @@ def _seed_documents(aws: LocalAws, bucket: str, prefix: str) -> None:
                           Body=text.format(tenant=tenant).encode())
 
 
-def _throttle_dynamodb(client, probability: float, rng: random.Random) -> None:
-    """Fault injection: UpdateItem answers ProvisionedThroughputExceeded with `probability`."""
+def _throttle_dynamodb(client, table: str, probability: float, rng: random.Random) -> None:
+    """Fault injection: writes to the bucket table answer ProvisionedThroughputExceeded with
+    `probability` (the guard must refuse with "store_unavailable", never grant)."""
     from botocore.awsrequest import AWSResponse
 
-    def maybe_throttle(**_):
-        if rng.random() < probability:
+    def maybe_throttle(params, **_):
+        if table.encode() in (params.get("body") or b"") and rng.random() < probability:
             return AWSResponse("http://local", 400, {}, None), {
                 "Error": {"Code": "ProvisionedThroughputExceededException",
                           "Message": "injected by the demo"},
@@ -205,9 +206,8 @@ def run(scenario: Scenario) -> int:
             context.update({"models": json.dumps({profile: {
                 "rpm": 50, "tpm": 100000, "output_burndown": 5,
                 "prices": {"input": 3.0, "output": 15.0}}}), "default_model": profile,
-                "degrade_model": None})
-        stack = deploy_local(aws, context={k: v for k, v in context.items() if v is not None},
-                             work_dir=out / "cdk")
+                "degrade_model": ""})  # cdk.json names an Anthropic model
+        stack = deploy_local(aws, context=context, work_dir=out / "cdk")
         timings["deploy_s"] = time.monotonic() - started
         print(f"    deployed {stack.stack_name}: {len(stack.resources)} resources in "
               f"{timings['deploy_s']:.0f} s", flush=True)
@@ -233,7 +233,8 @@ def run(scenario: Scenario) -> int:
                 agent._runtime = None
                 runtime = agent._runtime_or_error()
                 if scenario.dynamodb_throttle:
-                    _throttle_dynamodb(runtime.dynamodb, scenario.dynamodb_throttle, rng)
+                    _throttle_dynamodb(runtime.dynamodb, env["BUCKET_TABLE"],
+                                       scenario.dynamodb_throttle, rng)
                 print("2/4 driving the agent fleet (direct invokes) ...", file=sys.__stdout__,
                       flush=True)
                 fleet_started = time.time()

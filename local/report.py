@@ -135,6 +135,21 @@ def write_report(*, out: Path, records: dict, emulator_stats: dict, template: di
             parts.append(f"{admitted[key]:,.0f} {label} ({admitted[key] / seconds * 60:,.0f}/min"
                          f"{share})")
         lines.append(f"  {family}: " + "; ".join(parts))
+    for model_id, counts in emulator_stats.get("bedrock", {}).items():
+        if not counts.get("requests"):
+            continue
+        spec = models.get(model_id, {})
+        burndown = spec.get("output_burndown", 1)
+        used = (counts["input_tokens"] + counts["cache_creation_input_tokens"]
+                + counts["output_tokens"] * burndown)
+        cap = spec.get("tpm")
+        share = f" = {used / (cap + cap / 60 * seconds):.0%} of {cap:,.0f}/min" if cap else ""
+        lines.append(f"  {model_id}: {counts['requests']:,} requests; {used:,.0f} tokens "
+                     f"(input + cache write + output x {burndown:g}; {used / seconds * 60:,.0f}"
+                     f"/min{share})")
+    if emulator_stats.get("injected"):
+        lines.append("faults injected by the emulator: " + ", ".join(
+            f"{kind} x{n}" for kind, n in emulator_stats["injected"].items()))
     cost = totals["CostUSD"]
     lines += [
         f"cost: ${cost:.4f} total, ${cost / max(1, totals['Requests']):.5f} per model call, "

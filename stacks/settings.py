@@ -256,7 +256,7 @@ def load_settings(ctx: Mapping[str, Any]) -> Settings:
         raise _fail("default_model", "one of the models keys: " + ", ".join(models),
                     default_model)
     overflow = _choice(ctx, "overflow_policy", OVERFLOW_POLICIES, "defer")
-    degrade_model = ctx.get("degrade_model")
+    degrade_model = ctx.get("degrade_model") or None  # "" (-c degrade_model=) unsets it
     if degrade_model is not None and degrade_model not in models:
         raise _fail("degrade_model", "one of the models keys: " + ", ".join(models),
                     degrade_model)
@@ -288,7 +288,7 @@ def load_settings(ctx: Mapping[str, Any]) -> Settings:
             raise _fail("allowed_regions", "AWS region names such as us-east-1", region)
     optional_arns = {}
     for key in ("existing_trail_arn", "existing_kms_key_arn", "api_key_secret_arn"):
-        value = ctx.get(key)
+        value = ctx.get(key) or None
         if value is not None and not (isinstance(value, str) and _ARN.match(value)):
             raise _fail(key, "an ARN or null", value)
         optional_arns[key] = value

@@ -99,3 +99,8 @@ def test_cdk_app_reports_bad_context_and_exits_non_zero():
     assert result.returncode == 1
     assert "bulwark: bad configuration: context key 'tier': expected one of tier1" in \
         result.stderr
+
+
+def test_an_empty_value_unsets_an_optional_key_from_the_command_line():
+    s = settings(degrade_model="", api_key_secret_arn="")
+    assert s.degrade_model is None and s.api_key_secret_arn is None

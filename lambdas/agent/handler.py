@@ -84,7 +84,8 @@ def build_runtime(env=os.environ, *, dynamodb=None, sqs=None, sts=None, secrets=
         from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
         provider = SecretsProvider(boto3_client=secrets or boto3.client("secretsmanager"))
-        value = provider.get(config.api_key_secret_arn, max_age=300)
+        # VersionStage named explicitly: the role may read only AWSCURRENT (IAM condition).
+        value = provider.get(config.api_key_secret_arn, max_age=300, VersionStage="AWSCURRENT")
         if isinstance(value, bytes):
             value = value.decode()
         try:
@@ -142,9 +143,15 @@ def _store_result(rt: Runtime, response: dict, tenant: str) -> None:
     code on read; the table's TTL only cleans up)."""
     expires_at = int(rt.clock() + rt.config.result_ttl_s)
     rt.dynamodb.put_item(TableName=rt.config.results_table, Item={
-        "request_id": {"S": response["request_id"]}, "tenant": {"S": tenant},
+        "request_id": {"S": _result_key(tenant, response["request_id"])},
+        "tenant": {"S": tenant},
         "status": {"S": response["status"]}, "response": {"S": json.dumps(response)},
         "expires_at": {"N": str(expires_at)}})
+
+
+def _result_key(tenant: str, request_id: str) -> str:
+    """Results are keyed per tenant: two tenants may choose the same request id."""
+    return f"{tenant}/{request_id}"
 
 
 def _fetch_result(rt: Runtime, event: dict) -> dict:
@@ -152,8 +159,11 @@ def _fetch_result(rt: Runtime, event: dict) -> dict:
     if not isinstance(request_id, str) or not REQUEST_ID.match(request_id):
         return _error(None, "invalid_request", "get_result needs request_id: 2-64 characters of "
                                                "[A-Za-z0-9_+=,.@-]")
+    if not isinstance(tenant, str) or tenant not in rt.config.tenants:
+        return _error(request_id, "invalid_request", f"unknown tenant {tenant!r}")
     item = rt.dynamodb.get_item(TableName=rt.config.results_table, ConsistentRead=True,
-                                Key={"request_id": {"S": request_id}}).get("Item")
+                                Key={"request_id": {"S": _result_key(tenant, request_id)}}
+                                ).get("Item")
     if (item is None or item["tenant"]["S"] != tenant
             or float(item["expires_at"]["N"]) < rt.clock()):
         return _error(request_id, "not_found", f"no result for request {request_id!r} "
@@ -194,7 +204,7 @@ def _process(rt: Runtime, request: AgentRequest, context, *, deferrals: int = 0,
     """Run one request through the agent and apply the overflow policy; never raises for
     Claude or capacity trouble. Completed answers are remembered by request id."""
     first_received_at = first_received_at or rt.clock()
-    idempotency = IdempotencyConfig(event_key_jmespath="request_id",
+    idempotency = IdempotencyConfig(event_key_jmespath="[tenant, request_id]",
                                     raise_on_no_idempotency_key=True,
                                     expires_after_seconds=rt.config.result_ttl_s)
     if context is not None and hasattr(context, "get_remaining_time_in_millis"):
@@ -204,8 +214,10 @@ def _process(rt: Runtime, request: AgentRequest, context, *, deferrals: int = 0,
                          config=idempotency)
     def answer(payload: dict) -> dict:
         response = _run(rt, request, context, deferrals, first_received_at, transcript, model)
-        if response["status"] == "deferred":
-            raise _NotFinal(response)  # not the final answer: redelivery must run it again
+        if response["status"] != "ok":
+            # Only answers are remembered: a deferral, a rejection or an error must run again
+            # when the request comes back (capacity or the upstream may have recovered).
+            raise _NotFinal(response)
         return response
 
     try:
@@ -330,6 +342,10 @@ def _record_handler(record, lambda_context=None) -> None:
     try:
         deferrals = int(envelope.get("deferrals", 0))
         first_received_at = float(envelope.get("first_received_at") or rt.clock())
+        if not math.isfinite(first_received_at):
+            raise ValueError(f"first_received_at must be a time, got {first_received_at}")
+        if envelope.get("model") is not None and envelope["model"] not in rt.config.models:
+            raise ValueError(f"unknown model {envelope['model']!r} in the envelope")
         request = parse_request(envelope["request"], rt.config,
                                 caller=(envelope["request"] or {}).get("caller")
                                 if isinstance(envelope["request"], dict) else None)

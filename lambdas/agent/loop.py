@@ -73,9 +73,10 @@ def run_agent(request: AgentRequest, claude, config: AgentConfig, *,
                              "message": f"the agent used {spent:,} tokens, over the "
                                         f"{config.max_total_tokens:,}-token budget"}
             return outcome
-        result = claude.create(model=outcome.model, max_tokens=request.max_tokens,
-                               system=system, tools=tools, messages=messages,
-                               deadline_s=max(0.0, deadline_at - clock()))
+        result = claude.create(model=outcome.model, max_tokens=min(
+            request.max_tokens, config.models[outcome.model].max_output_tokens),
+            system=system, tools=tools, messages=messages,
+            deadline_s=max(0.0, deadline_at - clock()))
         metrics.record_call(outcome.model, result, config.models[outcome.model].prices)
         if result.status == "deferred" and _may_degrade(config, outcome):
             degraded = claude.create(model=config.degrade_model, max_tokens=min(
@@ -84,7 +85,7 @@ def run_agent(request: AgentRequest, claude, config: AgentConfig, *,
                 deadline_s=max(0.0, deadline_at - clock()))
             metrics.record_call(config.degrade_model, degraded,
                                 config.models[config.degrade_model].prices)
-            if degraded.status != "deferred":
+            if degraded.status == "ok":  # otherwise keep the (retryable) deferral
                 metrics.add(config.degrade_model, "Degraded")
                 outcome.model, outcome.degraded, result = config.degrade_model, True, degraded
         if result.status == "deferred":

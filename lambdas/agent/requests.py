@@ -126,6 +126,8 @@ def function_url_payload(event: dict) -> tuple[Any, str | None]:
     raw = event.get("body")
     if raw is None:
         raise BadRequest("the HTTP request has no body: send the request as JSON")
+    if not isinstance(raw, str):
+        raise BadRequest(f"the HTTP body must be a string, got {type(raw).__name__}")
     if event.get("isBase64Encoded"):
         try:
             raw = base64.b64decode(raw).decode("utf-8")

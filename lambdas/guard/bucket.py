@@ -59,6 +59,10 @@ _HEADER_DIMENSIONS = {
     "output-tokens": (OUTPUT_TOKENS, 1000.0),
 }
 
+#: A refusal may come from the last item seen, without a write, only if seen this recently
+#: (seconds): within it, other callers' refunds can delay a caller by at most this long.
+LOCAL_REFUSAL_MAX_AGE_S = 1.0
+
 QUOTA = "quota"
 COOL_DOWN = "cool_down"
 STORE_UNAVAILABLE = "store_unavailable"
@@ -194,6 +198,7 @@ class TokenBucket:
         self._capacity = limits.capacities()
         self._lock = threading.Lock()
         self._seen: dict[str, float] = {}  # last item seen: attribute -> seconds
+        self._seen_at = float("-inf")  # when it was seen (clock seconds)
         self._store_failures = 0
         self.store_calls = 0  # DynamoDB calls made by this instance, for benchmarks
 
@@ -224,11 +229,16 @@ class TokenBucket:
         costs = {dim: self._seconds(dim, amount) for dim, amount in reserved.items() if amount > 0}
         calls = 0
         now = self._clock()
-        seen = self._snapshot()
+        seen, seen_at = self._snapshot_with_age()
         wait, reason = self._refusal(costs, seen, now)
-        if wait > 0:  # the last item seen already refuses: no write needed
+        # The last item seen may refuse without a write, but only while it is fresh: other
+        # callers' refunds are invisible to it, so an older view goes to the store.
+        if wait > 0 and now - seen_at <= LOCAL_REFUSAL_MAX_AGE_S:
             return Grant(False, wait, reason, reserved, store_calls=0, acquired_at=now,
                          bucket_id=self.bucket_id)
+        if not costs and wait <= 0:  # nothing to charge (all amounts zero): nothing to write
+            return Grant(True, 0.0, None, reserved, self._used_percent(seen, now),
+                         store_calls=0, acquired_at=now, bucket_id=self.bucket_id)
         for _ in range(self._max_attempts):
             update = self._acquire_update(costs, seen, now)
             calls += 1
@@ -447,9 +457,14 @@ class TokenBucket:
         with self._lock:
             return dict(self._seen)
 
+    def _snapshot_with_age(self) -> tuple[dict[str, float], float]:
+        with self._lock:
+            return dict(self._seen), self._seen_at
+
     def _remember(self, item: dict[str, float]) -> None:
         with self._lock:
             self._seen = item
+            self._seen_at = self._clock()
 
     def _store_backoff(self) -> float:
         with self._lock:

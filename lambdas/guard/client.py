@@ -18,6 +18,7 @@ errors retry with backoff. Every attempt is charged honestly (see `_settle_faile
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ OK, DEFERRED, ERROR = "ok", "deferred", "error"
 
 #: SDK exception -> (reason used in results and metrics, retryable)
 _SPEND_LIMIT_CODE = "enforced_spend_limit_reached"
+#: Longest retry-after honoured (seconds), as the SDK does.
+MAX_RETRY_AFTER_S = 60.0
 
 
 @dataclass
@@ -89,8 +92,12 @@ def _retry_after_header(headers: Mapping[str, str] | None) -> float | None:
             seconds = float(value) * scale
         except ValueError:
             continue
-        if seconds >= 0:
+        if 0 <= seconds <= MAX_RETRY_AFTER_S:
             return seconds
+        if seconds > MAX_RETRY_AFTER_S and math.isfinite(seconds):
+            # A longer value would block the whole fleet through the shared cool-down: cap it
+            # (the SDK itself honours only 0-60 s) and let the next refusal say more.
+            return MAX_RETRY_AFTER_S
     return None
 
 
@@ -204,17 +211,21 @@ class GuardedClaude:
                 continue
             headers = dict(raw.headers)
             result.headers = headers
-            if self.provider == "anthropic":
-                bucket.observe_headers(headers)
             result.quota_used_percent = grant.quota_used_percent
+            # Headers are observed after settling: the server's "remaining" already reflects
+            # actual use, so a refund applied after lowering the bucket would undo the lowering.
+            observe = bucket.observe_headers if self.provider == "anthropic" else None
             if streaming:
                 result.status = OK
                 result.stream = GuardedStream(raw.parse(), bucket, grant, estimate, max_tokens,
-                                              result)
+                                              result, on_settled=lambda: observe and observe(
+                                                  headers))
                 return self._finish(result, started)
             message = raw.parse()
             usage = _usage_dict(message.usage)
             self._settle(bucket, grant, usage)
+            if observe:
+                observe(headers)
             result.status, result.message, result.usage = OK, message, usage
             return self._finish(result, started)
 
@@ -267,8 +278,6 @@ class GuardedClaude:
             status = err.status_code
             headers = dict(err.response.headers) if err.response is not None else {}
             result.headers = headers
-            if self.provider == "anthropic":
-                bucket.observe_headers(headers)
             body_error = (err.body or {}).get("error", {}) if isinstance(err.body, dict) else {}
             if status == 429 and (body_error.get("details") or {}).get("error_code") \
                     == _SPEND_LIMIT_CODE:
@@ -285,8 +294,10 @@ class GuardedClaude:
                     result.upstream_429 += 1
                 else:
                     result.upstream_529 += 1
-                bucket.cool_down(max(wait, 0.001))  # every caller backs off, not just this one
                 self._settle_failed(bucket, grant, 0, 0)  # refused upstream: no tokens used
+                if self.provider == "anthropic":
+                    bucket.observe_headers(headers)
+                bucket.cool_down(max(wait, 0.001))  # every caller backs off, not just this one
                 return wait, f"upstream_{status}"
             if status >= 500:
                 # The server may have read the input; a 504 may have produced output too.
@@ -329,7 +340,8 @@ class GuardedStream:
     the server may have produced more than was read."""
 
     def __init__(self, events, bucket: TokenBucket, grant: Grant, estimate: int,
-                 max_tokens: int, result: CallResult) -> None:
+                 max_tokens: int, result: CallResult, on_settled=None) -> None:
+        self._on_settled = on_settled
         self._events = events
         self._bucket = bucket
         self._grant = grant
@@ -388,6 +400,8 @@ class GuardedStream:
             cache_read_tokens=usage["cache_read_input_tokens"])
         if not settlement.settled:
             log.warning("stream settle failed (%s): the reservation stands", settlement.reason)
+        if self._on_settled is not None:
+            self._on_settled()
 
     def close(self) -> None:
         """Stop reading; settles conservatively if the stream had not ended."""

@@ -400,3 +400,32 @@ def test_a_request_that_keeps_failing_is_retried_then_dead_lettered(stack, monke
     [dead] = queued(stack, "dlq")
     assert json.loads(dead["Body"])["dlq_reason"] == (
         "failed 3 times: RuntimeError: tool backend down")
+
+
+def test_a_rejection_is_not_remembered_as_the_answer(stack, monkeypatch):
+    monkeypatch.setenv("OVERFLOW_POLICY", "reject")
+    drain_bucket(stack)
+    event = {"prompt": "try again later", "tenant": "acme", "request_id": "req-rej-1",
+             "deadline_s": 0}
+    assert invoke(stack, event)["status"] == "rejected"
+    refill_bucket(stack)
+    stack["module"]._runtime = None  # a fresh container, as after the retry_after
+    assert invoke(stack, event)["status"] == "ok"
+
+
+def test_the_same_request_id_from_two_tenants_gets_two_answers(stack):
+    acme = invoke(stack, {"prompt": "acme question", "tenant": "acme", "request_id": "same-1"})
+    globex = invoke(stack, {"prompt": "globex question about something else entirely",
+                            "tenant": "globex", "request_id": "same-1"})
+    assert acme["status"] == globex["status"] == "ok"
+    assert acme["usage"]["input_tokens"] != globex["usage"]["input_tokens"]
+    fetched = invoke(stack, {"action": "get_result", "request_id": "same-1", "tenant": "acme"})
+    assert fetched["output"] == acme["output"] and fetched["usage"] == acme["usage"]
+
+
+def test_a_function_url_body_that_is_not_text_is_a_400(stack):
+    event = {"version": "2.0", "body": {"prompt": "hi"},
+             "requestContext": {"http": {"method": "POST"}}}
+    response = invoke(stack, event)
+    assert response["statusCode"] == 400
+    assert "body must be a string" in json.loads(response["body"])["error"]["message"]

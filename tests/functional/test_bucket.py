@@ -178,10 +178,12 @@ def test_cool_down_refuses_every_caller_until_it_ends(make_bucket, clock):
     first = other.try_acquire()
     assert (first.granted, first.reason) == (False, "cool_down")
     assert first.retry_after == pytest.approx(5.0)
+    fresh = other.try_acquire()
+    assert fresh.reason == "cool_down" and fresh.store_calls == 0  # from the item just seen
     clock.advance(4)
-    again = other.try_acquire()
+    again = other.try_acquire()  # the item seen is 4 s old: ask the store again
     assert again.reason == "cool_down" and again.retry_after == pytest.approx(1.0)
-    assert again.store_calls == 0  # known from the item already seen
+    assert again.store_calls == 1
     clock.advance(1)
     assert other.try_acquire().granted
 
@@ -341,3 +343,22 @@ def test_bad_settle_amounts_raise(make_bucket):
     grant = bucket.try_acquire(1, 10, 0)
     with pytest.raises(BucketRequestError, match="cache_read_tokens must not be negative"):
         bucket.settle(grant, 10, 0, cache_read_tokens=-5)
+
+
+def test_an_old_local_view_does_not_refuse_what_others_refunded(make_bucket, clock):
+    owner = make_bucket(Limits(rpm=600, otpm=10000))
+    watcher = make_bucket(Limits(rpm=600, otpm=10000))
+    grant = owner.try_acquire(1, 0, 9000)
+    assert not watcher.try_acquire(1, 0, 5000).granted  # sees 9,000 reserved
+    owner.settle(grant, 0, 100)  # 8,900 come back
+    clock.advance(2)  # the watcher's view is now older than the local-refusal window
+    late = watcher.try_acquire(1, 0, 5000)
+    assert late.granted and late.store_calls >= 1
+
+
+def test_an_acquire_of_nothing_grants_without_a_write(make_bucket, local_aws):
+    bucket = make_bucket(Limits(None, 1000, 1000))
+    local_aws.reset_stats()
+    grant = bucket.try_acquire(0, 0, 0)
+    assert grant.granted and grant.store_calls == 0
+    assert local_aws.stats() == {}

@@ -55,8 +55,9 @@ bench-claude: setup
 bench-cold-start: setup
 	$(PY) -m bench.cold_start
 
-## Re-resolve the hash-pinned locks after editing requirements/*.in.
-lock:
+## Re-resolve the hash-pinned locks after editing requirements/*.in. lambda.txt carries every
+## published file's hash, so the arm64/cp312 wheels the asset needs verify too.
+lock: $(VENV)/.installed
 	$(PY) -m pip install --quiet pip-tools
 	cd requirements && ../$(VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras -o lambda.txt lambda.in
 	cd requirements && ../$(VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras -o dev.txt dev.in

@@ -38,6 +38,11 @@ def build_app(context: dict | None = None, outdir: str | None = None) -> tuple[c
     env = cdk.Environment(account=os.environ.get("CDK_DEFAULT_ACCOUNT"),
                           region=os.environ.get("CDK_DEFAULT_REGION",
                                                 settings.allowed_regions[0]))
+    if env.region and not cdk.Token.is_unresolved(env.region) \
+            and env.region not in settings.allowed_regions:
+        raise SettingsError(f"context key 'allowed_regions': expected the deploy region "
+                            f"{env.region} among them (the boundary denies every other "
+                            f"region), got {list(settings.allowed_regions)}")
     stack = BulwarkStack(app, f"Bulwark-{settings.stage}", settings=settings, env=env)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app), ServerlessChecks(app))
     return app, stack

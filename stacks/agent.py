@@ -56,9 +56,9 @@ class AgentFunction(Construct):
 
         self.role = iam.Role(
             self, "Role", description="Bulwark agent Lambda execution role",
-            assumed_by=service_trust("lambda.amazonaws.com", stack.account,
-                                     f"arn:{stack.partition}:lambda:{stack.region}:"
-                                     f"{stack.account}:function:{function_name}*"))
+            # aws:SourceAccount only: Lambda's own examples condition the execution role on
+            # the account; a SourceArn condition is not documented for this trust.
+            assumed_by=service_trust("lambda.amazonaws.com", stack.account))
         # The boundary (applied to this role) must name it: derive the name from the stack.
         tool_role_name = f"{stack.stack_name}-tool"
         tool_role_arn = f"arn:{stack.partition}:iam::{stack.account}:role/{tool_role_name}"
@@ -100,8 +100,8 @@ class AgentFunction(Construct):
             bedrock_profiles=bedrock_profiles)
         self.agent_statements = agent_statements(agent_resources)
         self.tool_statements = tool_statements
-        self.role.attach_inline_policy(iam.Policy(self, "AgentPolicy",
-                                                  statements=self.agent_statements))
+        agent_policy = iam.Policy(self, "AgentPolicy", statements=self.agent_statements)
+        self.role.attach_inline_policy(agent_policy)
         self.tool_role.attach_inline_policy(iam.Policy(self, "ToolPolicy",
                                                        statements=tool_statements))
 
@@ -151,16 +151,19 @@ class AgentFunction(Construct):
             log_group=self.log_group, reserved_concurrent_executions=settings.reserved_concurrency,
             snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS,
             description="Bulwark agent: Claude tool-use loop inside the quota")
-        self.function.node.add_dependency(self.role)
+        # The function and its queue mapping need the role's policy in place at creation
+        # (the mapping checks sqs:ReceiveMessage when it is created).
+        self.function.node.add_dependency(self.role, agent_policy)
         self.alias = lambda_.Alias(self, "Live", alias_name="live",
                                    version=self.function.current_version)
         self.url = self.alias.add_function_url(auth_type=lambda_.FunctionUrlAuthType.AWS_IAM)
 
         # One function, one role: the same handler serves SQS batches (it dispatches on the
         # event's shape), through the alias so queued work also runs from the SnapStart snapshot.
-        lambda_.EventSourceMapping(
+        mapping = lambda_.EventSourceMapping(
             self, "WorkQueueSource", target=self.alias,
             event_source_arn=state.work_queue.queue_arn, batch_size=5,
             report_batch_item_failures=True,
             max_concurrency=settings.queue_max_concurrency)
+        mapping.node.add_dependency(agent_policy)
 

@@ -74,7 +74,7 @@ class AuditTrail(Construct):
             key.add_to_resource_policy(iam.PolicyStatement(
                 sid="CloudTrailEncryptsThisTrail",
                 principals=[iam.ServicePrincipal("cloudtrail.amazonaws.com")],
-                actions=["kms:GenerateDataKey*", "kms:DescribeKey", "kms:Decrypt"],
+                actions=["kms:GenerateDataKey*"],
                 resources=["*"],  # in a key policy "*" means this key
                 conditions={
                     # aws:SourceArn: only this trail may use the key (confused deputy).
@@ -84,7 +84,18 @@ class AuditTrail(Construct):
                     "StringLike": {"kms:EncryptionContext:aws:cloudtrail:arn":
                                    f"arn:{stack.partition}:cloudtrail:*:{stack.account}:"
                                    "trail/*"}}))
+            key.add_to_resource_policy(iam.PolicyStatement(
+                sid="CloudTrailDescribesTheKey",
+                principals=[iam.ServicePrincipal("cloudtrail.amazonaws.com")],
+                # DescribeKey carries no encryption context: its own statement.
+                actions=["kms:DescribeKey"],
+                resources=["*"],  # in a key policy "*" means this key
+                conditions={
+                    # aws:SourceArn: only this trail (confused deputy).
+                    "StringEquals": {"aws:SourceArn": trail_arn}}))
         cfn_trail: cloudtrail.CfnTrail = self.trail.node.default_child
+        # Basic and advanced selectors cannot be combined: drop the (empty) basic ones.
+        cfn_trail.add_property_deletion_override("EventSelectors")
         cfn_trail.add_property_override("AdvancedEventSelectors", [
             {"Name": "Management events",
              "FieldSelectors": [{"Field": "eventCategory", "Equals": ["Management"]}]},
@@ -106,12 +117,12 @@ class AuditTrail(Construct):
                  {"Field": "resources.ARN", "StartsWith": [function_arn]}]},
         ])
         # The delivery role CDK creates trusts cloudtrail.amazonaws.com: narrow it to this
-        # trail (aws:SourceArn) and account (aws:SourceAccount) against the confused deputy.
+        # account (aws:SourceAccount) against the confused deputy. No aws:SourceArn: CloudTrail
+        # has been reported not to send it when it assumes the delivery role.
         logs_role = self.trail.node.find_child("LogsRole")
         logs_role.node.default_child.add_property_override(
             "AssumeRolePolicyDocument.Statement.0.Condition", {
-                "StringEquals": {"aws:SourceAccount": stack.account},
-                "ArnLike": {"aws:SourceArn": trail_arn}})
+                "StringEquals": {"aws:SourceAccount": stack.account}})
         self.logs_role: iam.Role = logs_role
 
         denied_by_kit = " || ".join(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from aws_cdk import Annotations, Duration, Stack, Token
+from aws_cdk import RemovalPolicy, Annotations, Duration, Stack, Token
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
@@ -138,7 +138,9 @@ class Monitoring(Construct):
 
         # --- alarm topic, encrypted ---------------------------------------------------------
         self.key = key or kms.Key(self, "AlarmTopicKey", enable_key_rotation=True,
-                                  description=f"Encrypts the {prefix} Bulwark alarm topic")
+                                  description=f"Encrypts the {prefix} Bulwark alarm topic",
+                                  removal_policy=RemovalPolicy.RETAIN if stage == "prod"
+                                  else RemovalPolicy.DESTROY)
         added = self.key.add_to_resource_policy(iam.PolicyStatement(
             sid="AllowCloudWatchAlarmsToUseKey",
             principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],

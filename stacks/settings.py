@@ -99,7 +99,7 @@ class Settings:
     tenants: tuple[str, ...]
     alarms: AlarmSettings
     allowed_regions: tuple[str, ...]
-    reserved_concurrency: int
+    reserved_concurrency: int | None  # None: no reservation (new accounts may have < 120)
     queue_max_concurrency: int
     log_retention_days: int
     agent_name: str = "bulwark-agent"
@@ -139,7 +139,8 @@ def _choice(ctx, key, choices, default):
 
 def _number(key: str, value: Any, *, minimum: float = 0, integer: bool = False,
             allow_none: bool = False):
-    if value is None and allow_none:
+    if allow_none and (value is None or (isinstance(value, str)
+                                         and value.strip().lower() in ("", "null", "none"))):
         return None
     if isinstance(value, str):
         try:
@@ -301,7 +302,7 @@ def load_settings(ctx: Mapping[str, Any]) -> Settings:
                                    minimum=60, integer=True),
         tenants=tenants, alarms=alarms, allowed_regions=regions,
         reserved_concurrency=_number("reserved_concurrency", ctx.get("reserved_concurrency", 20),
-                                     minimum=1, integer=True),
+                                     minimum=1, integer=True, allow_none=True),
         queue_max_concurrency=_number("queue_max_concurrency",
                                       ctx.get("queue_max_concurrency", 5), minimum=2,
                                       integer=True),

@@ -7,7 +7,7 @@ ids) never change between stages.
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Annotations, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -39,6 +39,12 @@ class DataKey(Construct):
         stack = Stack.of(self)
         if existing_key_arn:
             self.key: kms.IKey = kms.Key.from_key_arn(self, "Existing", existing_key_arn)
+            Annotations.of(self).add_warning_v2(
+                "bulwark:ExistingKeyPolicy",
+                "existing_kms_key_arn: this stack cannot edit the key's policy. It must let "
+                f"logs.{stack.region}.amazonaws.com and cloudtrail.amazonaws.com use the key "
+                "(see DataKey in stacks/state.py for the statements) or the log groups and "
+                "the trail fail to create.")
             return
         key = kms.Key(self, "Key", enable_key_rotation=True,
                       description=f"Bulwark data key ({stack.stack_name})",

@@ -201,8 +201,8 @@ def test_service_principal_trusts_name_the_account(dev):
         for statement in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]:
             if "Service" in statement.get("Principal", {}):
                 condition = statement.get("Condition", {})
-                assert "aws:SourceAccount" in condition.get("StringEquals", {}), logical_id
-                assert "aws:SourceArn" in condition.get("ArnLike", {}), logical_id
+                assert condition.get("StringEquals", {}).get("aws:SourceAccount") \
+                    == "123456789012", logical_id
 
 
 def test_bedrock_invocation_only_through_the_configured_profile(prod_bedrock):
@@ -305,3 +305,22 @@ def test_logical_ids_are_stable(dev, resource_type):
                 "AWS::SQS::Queue": {"StateDeadLetterQueue", "StateWorkQueue"}}[resource_type]
     ids = {logical_id[:-8] for logical_id in dev.resources(resource_type)}
     assert expected <= ids
+
+
+def test_trail_uses_only_advanced_selectors_and_the_key_lets_cloudtrail_describe_it(dev):
+    trail = next(iter(dev.resources("AWS::CloudTrail::Trail").values()))
+    assert "EventSelectors" not in trail["Properties"]
+    key = next(r for k, r in dev.resources("AWS::KMS::Key").items() if k.startswith("DataKey"))
+    statements_ = {s.get("Sid"): s for s in key["Properties"]["KeyPolicy"]["Statement"]}
+    describe = statements_["CloudTrailDescribesTheKey"]
+    assert describe["Action"] == "kms:DescribeKey"
+    assert list(describe["Condition"]) == ["StringEquals"]  # no encryption context on Describe
+    assert "kms:EncryptionContext:aws:cloudtrail:arn" in json.dumps(
+        statements_["CloudTrailEncryptsThisTrail"]["Condition"])
+
+
+def test_function_and_queue_mapping_wait_for_the_role_policy(dev):
+    function = next(iter(dev.resources("AWS::Lambda::Function").values()))
+    [mapping] = dev.resources("AWS::Lambda::EventSourceMapping").values()
+    for resource in (function, mapping):
+        assert any(d.startswith("AgentAgentPolicy") for d in resource.get("DependsOn", []))

@@ -104,3 +104,18 @@ def test_cdk_app_reports_bad_context_and_exits_non_zero():
 def test_an_empty_value_unsets_an_optional_key_from_the_command_line():
     s = settings(degrade_model="", api_key_secret_arn="")
     assert s.degrade_model is None and s.api_key_secret_arn is None
+
+
+def test_deploying_outside_the_allowed_regions_is_refused_at_synth():
+    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(DEFAULTS),
+           "CDK_DEFAULT_REGION": "eu-west-1", "CDK_DEFAULT_ACCOUNT": "123456789012",
+           "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1"}
+    result = subprocess.run([sys.executable, "app.py"], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 1
+    assert "expected the deploy region eu-west-1 among them" in result.stderr
+
+
+def test_reserved_concurrency_may_be_turned_off():
+    assert settings(reserved_concurrency=None).reserved_concurrency is None
+    assert settings(reserved_concurrency="null").reserved_concurrency is None

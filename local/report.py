@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import json
-import math
 import statistics
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bench.bucket_load import percentile
 from local.alarms import evaluate_all, render_report
 from local.charts import plot_dashboard, plot_rates
 from local.metrics import Datapoint, MetricStore
 
 NAMESPACE = "Bulwark"
-
-
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
 def _total(store: MetricStore, name: str, models, start: float, end: float) -> float:
@@ -88,7 +81,6 @@ def write_report(*, out: Path, records: dict, emulator_stats: dict, template: di
     dead = {r.request_id: r.dead_lettered for r in records.values() if r.dead_lettered}
     unanswered = [r.request_id for r in records.values() if r.final is None and not
                   r.dead_lettered]
-    elapsed_min = max(1e-9, (ended - started) / 60)
     totals = {name: _total(store, name, models, started, ended) for name in (
         "Requests", "InputTokens", "OutputTokens", "CacheWriteTokens", "CacheReadTokens",
         "LocalThrottles", "Upstream429", "Upstream529", "Deferred", "Degraded", "Rejected",
@@ -155,9 +147,9 @@ def write_report(*, out: Path, records: dict, emulator_stats: dict, template: di
         f"cost: ${cost:.4f} total, ${cost / max(1, totals['Requests']):.5f} per model call, "
         f"${cost / max(1, totals['Succeeded']):.5f} per successful request; cache reads saved "
         f"${savings:.4f} ({totals['CacheReadTokens']:,.0f} tokens read from cache)",
-        f"model time per request (Latency metric): p50 {_percentile(latencies, 50):.0f} ms, p99 "
-        f"{_percentile(latencies, 99):.0f} ms; per request end to end (deferrals included): "
-        f"p50 {_percentile(end_to_end, 50):.1f} s, p99 {_percentile(end_to_end, 99):.1f} s",
+        f"model time per request (Latency metric): p50 {percentile(latencies, 50):.0f} ms, p99 "
+        f"{percentile(latencies, 99):.0f} ms; per request end to end (deferrals included): "
+        f"p50 {percentile(end_to_end, 50):.1f} s, p99 {percentile(end_to_end, 99):.1f} s",
     ]
 
     resolve = _resolver(stack)

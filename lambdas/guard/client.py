@@ -101,6 +101,16 @@ def _retry_after_header(headers: Mapping[str, str] | None) -> float | None:
     return None
 
 
+def _settle_usage(bucket: TokenBucket, grant: Grant, usage: dict[str, int]) -> None:
+    """Settle a grant with a Messages `usage` dict (tokens); a store error leaves the
+    reservation in place (conservative) and is logged."""
+    settlement = bucket.settle(grant, usage["input_tokens"], usage["output_tokens"],
+                               cache_creation_tokens=usage["cache_creation_input_tokens"],
+                               cache_read_tokens=usage["cache_read_input_tokens"])
+    if not settlement.settled:
+        log.warning("settle failed (%s): the reservation stands", settlement.reason)
+
+
 class GuardedClaude:
     """Claude Messages through the distributed bucket.
 
@@ -316,11 +326,7 @@ class GuardedClaude:
         raise err
 
     def _settle(self, bucket: TokenBucket, grant: Grant, usage: dict[str, int]) -> None:
-        settlement = bucket.settle(grant, usage["input_tokens"], usage["output_tokens"],
-                                   cache_creation_tokens=usage["cache_creation_input_tokens"],
-                                   cache_read_tokens=usage["cache_read_input_tokens"])
-        if not settlement.settled:
-            log.warning("settle failed (%s): the reservation stands", settlement.reason)
+        _settle_usage(bucket, grant, usage)
 
     def _settle_failed(self, bucket: TokenBucket, grant: Grant, input_tokens: int,
                        output_tokens: int) -> None:
@@ -394,12 +400,7 @@ class GuardedStream:
         if not complete:
             usage["output_tokens"] = self._max_tokens
         self._result.usage = usage
-        settlement = self._bucket.settle(
-            self._grant, usage["input_tokens"], usage["output_tokens"],
-            cache_creation_tokens=usage["cache_creation_input_tokens"],
-            cache_read_tokens=usage["cache_read_input_tokens"])
-        if not settlement.settled:
-            log.warning("stream settle failed (%s): the reservation stands", settlement.reason)
+        _settle_usage(self._bucket, self._grant, usage)
         if self._on_settled is not None:
             self._on_settled()
 

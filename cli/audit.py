@@ -42,6 +42,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 #: Prefix of the tenant documents in the documents bucket (the stack's `docs_prefix`).
 DOCS_PREFIX = "docs/"
 #: Logical-id prefixes of the stack resources this command needs (see stacks/).
@@ -699,14 +701,9 @@ def main(argv: list[str] | None = None, *, clients: dict[str, Any] | None = None
         undated = sum(1 for r in rows if r.time is None) if (start or end) else 0
         rows = filter_rows(rows, start=start, end=end, request_id=args.request_id,
                            tenant=args.tenant)
-    except AuditError as problem:
+    except (AuditError, BotoCoreError, ClientError) as problem:  # credentials, permissions, missing
         print(f"error: {problem}", file=err)
         return 2
-    except Exception as problem:  # botocore errors: credentials, permissions, missing stack
-        if type(problem).__module__.startswith("botocore"):
-            print(f"error: {problem}", file=err)
-            return 2
-        raise
     if undated:
         warn(f"{undated} audit record(s) carry no time and were left out by the time range")
     if args.json:

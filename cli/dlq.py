@@ -35,6 +35,8 @@ from functools import cached_property
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 DLQ_PREFIX = "StateDeadLetterQueue"
 WORK_QUEUE_PREFIX = "StateWorkQueue"
 #: Body fields the handler adds when dead-lettering; a redrive removes them.
@@ -439,14 +441,9 @@ def main(argv: list[str] | None = None, *, sqs: Any = None, cloudformation: Any 
         print(json.dumps(report.to_json(), indent=2, default=str) if args.json
               else render_redrive(report), file=out)
         return 0 if report.ok else 1
-    except DlqError as problem:
+    except (DlqError, BotoCoreError, ClientError) as problem:  # credentials, permissions, missing
         print(f"error: {problem}", file=err)
         return 2
-    except Exception as problem:  # botocore errors: credentials, permissions, missing queue
-        if type(problem).__module__.startswith("botocore"):
-            print(f"error: {problem}", file=err)
-            return 2
-        raise
 
 
 if __name__ == "__main__":

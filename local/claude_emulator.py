@@ -85,6 +85,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "counts_cache_reads": False,
     "context_window": 200_000,
     "cache_min_tokens": 0,   # shortest cacheable prefix (the real API: 1024-4096 by model)
+    "revoked_api_keys": [],  # API keys (x-api-key or bearer) answered with 401
 }
 
 FAULT_KINDS = ("529", "500", "504", "429", "spend_limit", "slow")
@@ -478,6 +479,9 @@ class Emulator:
         for key in ("latency_s", "token_latency_s"):
             if not isinstance(config[key], (int, float)) or config[key] < 0:
                 raise ValueError(f"{key} must be a non-negative number")
+        if not isinstance(config["revoked_api_keys"], list) or not all(
+                isinstance(key, str) for key in config["revoked_api_keys"]):
+            raise ValueError("revoked_api_keys must be a list of strings")
         for key in ("output_tokens", "context_window", "cache_min_tokens"):
             if isinstance(config[key], bool) or not isinstance(config[key], int) \
                     or config[key] < 0:
@@ -571,10 +575,13 @@ class Emulator:
             raise _ApiError(404, "UnknownOperationException", f"Unknown operation {path}")
         raise _ApiError(404, "not_found_error", f"Not found: {method} {path}")
 
-    @staticmethod
-    def _check_anthropic_headers(headers: dict[str, str]) -> None:
+    def _check_anthropic_headers(self, headers: dict[str, str]) -> None:
         if not headers.get("x-api-key") and not headers.get("authorization"):
             raise _ApiError(401, "authentication_error", "x-api-key header is required")
+        bearer = headers.get("authorization", "")
+        key = headers.get("x-api-key") or (bearer[7:] if bearer[:7].lower() == "bearer " else "")
+        if key in self.config["revoked_api_keys"]:
+            raise _ApiError(401, "authentication_error", "invalid x-api-key")
         if not headers.get("anthropic-version"):
             raise _ApiError(400, "invalid_request_error", "anthropic-version: header is required")
 

@@ -80,12 +80,19 @@ def build_runtime(env=os.environ, *, dynamodb=None, sqs=None, sts=None, secrets=
                                                   model.limits, dynamodb)
         buckets[model_id] = shared[model.bucket_id]
 
-    def api_key() -> str:
+    secrets_provider = []
+
+    def api_key(refresh: bool = False) -> str:
+        """The API key from Secrets Manager, cached 300 s; `refresh` (after an upstream 401)
+        bypasses the cache so a rotated key is used at once."""
         from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
-        provider = SecretsProvider(boto3_client=secrets or boto3.client("secretsmanager"))
+        if not secrets_provider:
+            secrets_provider.append(SecretsProvider(
+                boto3_client=secrets or boto3.client("secretsmanager")))
         # VersionStage named explicitly: the role may read only AWSCURRENT (IAM condition).
-        value = provider.get(config.api_key_secret_arn, max_age=300, VersionStage="AWSCURRENT")
+        value = secrets_provider[0].get(config.api_key_secret_arn, max_age=300,
+                                        force_fetch=refresh, VersionStage="AWSCURRENT")
         if isinstance(value, bytes):
             value = value.decode()
         try:
@@ -116,7 +123,10 @@ def _init() -> None:
         _runtime, _runtime_error = None, f"configuration error: {err}"
         logger.error(_runtime_error)
     if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start":
-        import anthropic  # noqa: F401  (paid once, before the snapshot)
+        # Paid once, before the snapshot. The API key is not put in the snapshot: the first
+        # call fetches it, before it acquires (GuardedClaude.prepare).
+        import anthropic  # noqa: F401
+        import anthropic.resources.messages  # noqa: F401
 
 
 if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
@@ -235,6 +245,11 @@ def _run(rt: Runtime, request: AgentRequest, context, deferrals, first_received_
     if context is not None and hasattr(context, "get_remaining_time_in_millis"):
         budget = min(budget, context.get_remaining_time_in_millis() / 1000 - LAMBDA_SAFETY_S)
     deadline_at = started + max(0.0, budget)
+    time_left = None
+    if context is not None and hasattr(context, "get_remaining_time_in_millis"):
+        def time_left() -> float:
+            """Seconds this invocation may still spend on a Claude call."""
+            return context.get_remaining_time_in_millis() / 1000 - LAMBDA_SAFETY_S
 
     def tool_context() -> ToolContext:
         session = assume_tool_role(rt.sts, config.tool_role_arn, request_id=request.request_id,
@@ -246,7 +261,8 @@ def _run(rt: Runtime, request: AgentRequest, context, deferrals, first_received_
 
     try:
         outcome = run_agent(request, rt.claude, config, tool_context=tool_context,
-                            metrics=metrics, deadline_at=deadline_at, logger=logger,
+                            metrics=metrics, deadline_at=deadline_at, time_left=time_left,
+                            logger=logger,
                             transcript=transcript, model=model)
         if outcome.status == "deferred":
             if config.overflow_policy == "reject":

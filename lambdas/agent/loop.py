@@ -51,6 +51,7 @@ def _block_to_param(block: Any) -> dict:
 def run_agent(request: AgentRequest, claude, config: AgentConfig, *,
               tool_context: Callable[[], ToolContext], metrics: RequestMetrics,
               deadline_at: float, logger, transcript: list[dict] | None = None,
+              time_left: Callable[[], float] | None = None,
               model: str | None = None, clock: Callable[[], float] = time.monotonic
               ) -> LoopOutcome:
     """Run (or resume) the tool-use loop for `request` until Claude ends its turn.
@@ -58,6 +59,7 @@ def run_agent(request: AgentRequest, claude, config: AgentConfig, *,
     `claude`: a `guard.GuardedClaude` routing every configured model to its bucket.
     `tool_context`: returns the `ToolContext` (tool-role session), called on first tool use.
     `deadline_at`: `clock()` value after which waiting for capacity is not allowed.
+    `time_left`: seconds the invocation may still spend (bounds each Claude call's timeout).
     """
     model = model or request.model
     messages = list(transcript or [{"role": "user", "content": request.prompt}])
@@ -76,13 +78,13 @@ def run_agent(request: AgentRequest, claude, config: AgentConfig, *,
         result = claude.create(model=outcome.model, max_tokens=min(
             request.max_tokens, config.models[outcome.model].max_output_tokens),
             system=system, tools=tools, messages=messages,
-            deadline_s=max(0.0, deadline_at - clock()))
+            deadline_s=max(0.0, deadline_at - clock()), time_left_s=time_left)
         metrics.record_call(outcome.model, result, config.models[outcome.model].prices)
         if result.status == "deferred" and _may_degrade(config, outcome):
             degraded = claude.create(model=config.degrade_model, max_tokens=min(
                 request.max_tokens, config.models[config.degrade_model].max_output_tokens),
                 system=system, tools=tools, messages=messages,
-                deadline_s=max(0.0, deadline_at - clock()))
+                deadline_s=max(0.0, deadline_at - clock()), time_left_s=time_left)
             metrics.record_call(config.degrade_model, degraded,
                                 config.models[config.degrade_model].prices)
             if degraded.status == "ok":  # otherwise keep the (retryable) deferral

@@ -80,7 +80,10 @@ class Grant:
     when it may succeed and `reason` is "quota", "cool_down" or "store_unavailable".
     `reserved` maps each dimension to what was reserved (requests or tokens);
     `quota_used_percent` is the fullest dimension after the acquire (from the item written);
-    `store_calls` counts the DynamoDB calls this acquire made.
+    `store_calls` counts the DynamoDB calls this acquire made. `acquired_at` and
+    `returned_at` are the bucket clock (epoch seconds) when `try_acquire` started and returned;
+    `start_at` is when the reservation's capacity starts (epoch seconds; `returned_at` for a grant
+    that may be used at once).
     """
 
     granted: bool
@@ -91,7 +94,16 @@ class Grant:
     store_calls: int = 0
     acquired_at: float = 0.0
     bucket_id: str = ""
+    returned_at: float = 0.0
+    start_at: float = 0.0
     _settled: bool = field(default=False, repr=False)
+    _returned_mono: float | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.returned_at:
+            self.returned_at = self.acquired_at
+        if not self.start_at:
+            self.start_at = self.returned_at
 
 
 @dataclass
@@ -248,7 +260,8 @@ class TokenBucket:
                              store_calls=calls, acquired_at=now, bucket_id=self.bucket_id)
             if outcome == "written":
                 return Grant(True, 0.0, None, reserved, self._used_percent(item, now),
-                             store_calls=calls, acquired_at=now, bucket_id=self.bucket_id)
+                             store_calls=calls, acquired_at=now, bucket_id=self.bucket_id,
+                             returned_at=self._clock())
             seen = item
             wait, reason = self._refusal(costs, item, now)
             if wait > 0:
@@ -282,6 +295,10 @@ class TokenBucket:
                 raise BucketRequestError("this grant was already settled")
             grant._settled = True
         adjustment = {dim: actual[dim] - grant.reserved.get(dim, 0.0) for dim in actual}
+        return self._apply(adjustment)
+
+    def _apply(self, adjustment: dict[str, float]) -> Settlement:
+        """One write moving each dimension by `adjustment` (tokens; negative = refund)."""
         deltas = {dim: self._seconds(dim, amount) for dim, amount in adjustment.items()
                   if amount != 0}
         if not deltas:
@@ -299,6 +316,21 @@ class TokenBucket:
                 return Settlement(False, STORE_UNAVAILABLE, adjustment, calls)
             seen = item
         return Settlement(False, "contention", adjustment, calls)
+
+    def release(self, grant: Grant) -> Settlement:
+        """Give a grant back unused (its request was never sent): the whole reservation, the
+        request included, in one write. The grant is settled by it."""
+        if not isinstance(grant, Grant) or not grant.granted:
+            raise BucketRequestError("release needs a granted Grant from try_acquire")
+        if grant.bucket_id != self.bucket_id:
+            raise BucketRequestError(
+                f"grant belongs to bucket {grant.bucket_id!r}, not {self.bucket_id!r}")
+        with self._lock:
+            if grant._settled:
+                raise BucketRequestError("this grant was already settled")
+            grant._settled = True
+        adjustment = {dim: -amount for dim, amount in grant.reserved.items() if amount}
+        return self._apply(adjustment)
 
     def cool_down(self, seconds: float) -> float:
         """Make every caller's `try_acquire` refuse with reason "cool_down" for `seconds`.

@@ -12,11 +12,22 @@ observe the rate-limit headers. Upstream 429/529 honour `retry-after`, set the s
 and retry within bounds; the spend-limit 429 is never retried; 5xx, timeouts and connection
 errors retry with backoff. Every attempt is charged honestly (see `_settle_failed`).
 
+Grant, then send at once: the SDK client (and the API key) are built, and the SDK's lazily
+imported modules loaded, before the first acquire of a call, so nothing slow sits between a grant
+and its request. An httpx request hook on the SDK's HTTP client measures every grant-to-send
+delay (from `try_acquire`'s return to the moment the request goes out); a grant whose send would
+start more than `max_grant_age_s` after it was granted is given back (one refund write) and
+acquired again instead of being sent late. With every send within `max_grant_age_s` of its grant,
+the server sees at most refill x `max_grant_age_s` more in any window than the bucket admitted
+(e.g. 0.2 requests at 50 RPM, 17 at 4,000 RPM with the default 0.25 s).
+
 `anthropic` is imported only when the first SDK client is built, so `import guard` stays cheap.
 """
 
 from __future__ import annotations
 
+import contextvars
+import inspect
 import logging
 import math
 import random
@@ -35,6 +46,70 @@ OK, DEFERRED, ERROR = "ok", "deferred", "error"
 _SPEND_LIMIT_CODE = "enforced_spend_limit_reached"
 #: Longest retry-after honoured (seconds), as the SDK does.
 MAX_RETRY_AFTER_S = 60.0
+#: Oldest a grant may be when its request starts (seconds); older grants are given back.
+MAX_GRANT_AGE_S = 0.25
+#: Shortest SDK call worth starting (seconds): with less time left the call is deferred.
+MIN_CALL_S = 2.0
+
+
+class StaleGrant(Exception):
+    """Raised by the send hook (inside the SDK, before any byte is sent) when a grant is older
+    than `max_grant_age_s`: the request is not sent and the grant is given back."""
+
+    def __init__(self, age_s: float) -> None:
+        super().__init__(f"grant is {age_s * 1000:.0f} ms old at send")
+        self.age_s = age_s
+
+
+class _SendProbe:
+    """One attempt's grant, armed just before the SDK call; the request hook fires it.
+
+    `due`: the guard clock's reading when the grant's capacity starts (its return from
+    `try_acquire`, or its booked start). `fired_at`: when the request started to go out."""
+
+    def __init__(self, clock: Callable[[], float], due: float, max_age_s: float) -> None:
+        self.clock = clock
+        self.due = due
+        self.max_age_s = max_age_s
+        self.fired_at: float | None = None
+
+    def fire(self) -> None:
+        if self.fired_at is not None:
+            return
+        self.fired_at = self.clock()
+        age = self.fired_at - self.due
+        if age > self.max_age_s:
+            raise StaleGrant(age)
+
+
+_PROBE: contextvars.ContextVar[_SendProbe | None] = contextvars.ContextVar("bulwark_send_probe",
+                                                                         default=None)
+
+
+def _on_request(request) -> None:
+    """httpx request hook: fires the current attempt's probe (no-op for other requests)."""
+    probe = _PROBE.get()
+    if probe is not None:
+        probe.fire()
+
+
+def _install_send_hook(sdk: Any) -> None:
+    """Put `_on_request` on the SDK client's httpx client (once; shared by its copies)."""
+    http = getattr(sdk, "_client", None)
+    hooks = getattr(http, "event_hooks", None)
+    if not isinstance(hooks, dict):
+        log.warning("SDK client has no httpx event hooks: grant-to-send is not measured")
+        return
+    if _on_request not in hooks.get("request", []):
+        http.event_hooks = {**hooks, "request": [*hooks.get("request", []), _on_request]}
+
+
+def _stale_cause(err: BaseException) -> StaleGrant | None:
+    while err is not None:
+        if isinstance(err, StaleGrant):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
 
 
 @dataclass
@@ -48,6 +123,9 @@ class CallResult:
     "error": `error` = {"type", "message"}; not worth retrying as is.
     Counters: `attempts` (Claude calls made), `local_throttles` (bucket refusals),
     `upstream_429`, `upstream_529`, `waited_s` (seconds slept for capacity or backoff).
+    Per attempt sent: `grant_to_send_s` (from `try_acquire`'s return, or a booked start, to the
+    request going out) and `charge_to_send_s` (from the grant's `acquired_at`, store round trip
+    included), in seconds. `stale_grants`: grants given back because their send came too late.
     """
 
     status: str
@@ -68,6 +146,9 @@ class CallResult:
     quota_used_percent: float | None = None
     store_calls: int = 0
     headers: dict[str, str] = field(default_factory=dict)
+    grant_to_send_s: list[float] = field(default_factory=list)
+    charge_to_send_s: list[float] = field(default_factory=list)
+    stale_grants: int = 0
 
 
 def _usage_dict(usage: Any) -> dict[str, int]:
@@ -119,15 +200,21 @@ class GuardedClaude:
     `provider`: "anthropic" (ANTHROPIC_BASE_URL, API key) or "bedrock" (ANTHROPIC_BEDROCK_BASE_URL,
     SigV4; `model` is the inference profile or model id). `sdk_client`: an `anthropic.Anthropic`
     or `AnthropicBedrock` to use instead of building one (its retries are turned off).
+    `api_key`: the key, or a callable returning it; a callable that takes a `refresh` keyword is
+    called with `refresh=True` after an upstream 401 (rotated key: bypass any cache).
     `max_attempts`: Claude calls per `create` at most (retries included).
     `default_deadline_s`: how long to wait for capacity when the caller gives no deadline.
+    `timeout_s`: longest SDK call (seconds), further bounded per call by `time_left_s`.
+    `max_grant_age_s`: a grant older than this (seconds) when its request starts is given back
+    and acquired again. `min_call_s`: with less time left than this (seconds) a call is deferred.
     """
 
     def __init__(self, buckets: Mapping[str, TokenBucket] | Callable[[str], TokenBucket | None],
                  *, provider: str = "anthropic", sdk_client: Any = None,
-                 api_key: str | Callable[[], str] | None = None, aws_region: str | None = None,
+                 api_key: str | Callable[..., str] | None = None, aws_region: str | None = None,
                  max_attempts: int = 4, default_deadline_s: float = 30.0,
-                 timeout_s: float = 120.0, clock: Callable[[], float] = time.monotonic,
+                 timeout_s: float = 120.0, max_grant_age_s: float = MAX_GRANT_AGE_S,
+                 min_call_s: float = MIN_CALL_S, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep,
                  estimator: Callable[[dict], int] = estimate_input_tokens,
                  rng: random.Random | None = None) -> None:
@@ -135,14 +222,20 @@ class GuardedClaude:
             raise ValueError(f"provider must be 'anthropic' or 'bedrock', got {provider!r}")
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+        if not 0 < max_grant_age_s < math.inf:
+            raise ValueError(f"max_grant_age_s must be a positive number of seconds, got "
+                             f"{max_grant_age_s!r}")
         self._bucket_for = buckets.get if isinstance(buckets, Mapping) else buckets
         self.provider = provider
         self._sdk = sdk_client.with_options(max_retries=0) if sdk_client is not None else None
+        self._sdk_ready = False
         self._api_key = api_key
         self._aws_region = aws_region
         self.max_attempts = max_attempts
         self.default_deadline_s = default_deadline_s
         self.timeout_s = timeout_s
+        self.max_grant_age_s = max_grant_age_s
+        self.min_call_s = min_call_s
         self._clock = clock
         self._sleep = sleep
         self._estimate = estimator
@@ -157,30 +250,83 @@ class GuardedClaude:
             import anthropic
 
             if self.provider == "anthropic":
-                key = self._api_key() if callable(self._api_key) else self._api_key
-                self._sdk = anthropic.Anthropic(api_key=key, max_retries=0,
+                self._sdk = anthropic.Anthropic(api_key=self._key(refresh=False), max_retries=0,
                                                 timeout=self.timeout_s)
             else:
                 self._sdk = anthropic.AnthropicBedrock(aws_region=self._aws_region,
                                                        max_retries=0, timeout=self.timeout_s)
+            self._sdk_ready = False
         return self._sdk
+
+    def prepare(self) -> None:
+        """Make the SDK ready to send at once: client and API key built, the modules it imports
+        on first use loaded, SigV4 credentials resolved (Bedrock), the send hook installed.
+
+        Called inside the first `create()`/`stream()` before it acquires; a SnapStart init may
+        call it before the snapshot. Paths that never call Claude never pay for it."""
+        if self._sdk_ready and self._sdk is not None:
+            return
+        sdk = self.sdk
+        _install_send_hook(sdk)
+        _ = sdk.messages.with_raw_response  # lazily imported resource modules
+        if self.provider == "bedrock":
+            try:  # resolve credentials and load botocore's signer now, not after a grant
+                import httpx2
+
+                sdk._prepare_request(httpx2.Request("POST", str(sdk.base_url), content=b"{}"))
+            except Exception as err:  # noqa: BLE001 - the real request will report it
+                log.warning("could not pre-sign a Bedrock request: %s", err)
+        self._sdk_ready = True
+
+    def _key(self, *, refresh: bool) -> str | None:
+        source = self._api_key
+        if not callable(source):
+            return source
+        try:
+            takes_refresh = "refresh" in inspect.signature(source).parameters
+        except (TypeError, ValueError):
+            takes_refresh = False
+        return source(refresh=refresh) if takes_refresh else source()
+
+    def _rotate_key(self) -> bool:
+        """After a 401: fetch the key again (bypassing caches) and rebuild the SDK client.
+        False when there is nothing to refresh (a fixed key, Bedrock or an injected client)."""
+        if self.provider != "anthropic" or not callable(self._api_key):
+            return False
+        old = getattr(self._sdk, "api_key", None)
+        key = self._key(refresh=True)
+        log.warning("upstream 401: API key refreshed%s",
+                    "" if key != old else " (unchanged: the secret still holds the same key)")
+        import anthropic
+
+        base = self._sdk
+        self._sdk = (base.with_options(api_key=key) if base is not None else
+                     anthropic.Anthropic(api_key=key, max_retries=0, timeout=self.timeout_s))
+        self._sdk_ready = False
+        return True
 
     # -- public API ----------------------------------------------------------------------------
 
-    def create(self, *, deadline_s: float | None = None, **params: Any) -> CallResult:
+    def create(self, *, deadline_s: float | None = None,
+               time_left_s: Callable[[], float] | None = None, **params: Any) -> CallResult:
         """One guarded `messages.create(**params)` (not streaming). Never raises for upstream or
-        store trouble: the result's status says what happened."""
-        return self._call(params, deadline_s, streaming=False)
+        store trouble: the result's status says what happened.
 
-    def stream(self, *, deadline_s: float | None = None, **params: Any) -> CallResult:
+        `deadline_s`: seconds from now the call may wait for capacity. `time_left_s`: returns the
+        seconds this invocation may still spend (a Lambda's remaining time minus its safety
+        margin); it bounds both the wait and each SDK call's timeout."""
+        return self._call(params, deadline_s, time_left_s, streaming=False)
+
+    def stream(self, *, deadline_s: float | None = None,
+               time_left_s: Callable[[], float] | None = None, **params: Any) -> CallResult:
         """Guarded streaming call. On status "ok", iterate `result.stream` (a `GuardedStream`,
         also a context manager); it settles when the stream ends or is closed early."""
-        return self._call(params, deadline_s, streaming=True)
+        return self._call(params, deadline_s, time_left_s, streaming=True)
 
     # -- the attempt loop --------------------------------------------------------------------
 
     def _call(self, params: dict[str, Any], deadline_s: float | None,
-              streaming: bool) -> CallResult:
+              time_left_s: Callable[[], float] | None, streaming: bool) -> CallResult:
         started = self._clock()
         model = params.get("model")
         result = CallResult(status=ERROR, model=str(model))
@@ -194,22 +340,48 @@ class GuardedClaude:
                             "message": f"model {model!r} has no configured rate-limit bucket"}
             return result
         deadline = started + (self.default_deadline_s if deadline_s is None else deadline_s)
+        if time_left_s is not None:  # a wait must leave time for the call itself
+            deadline = min(deadline, started + time_left_s() - self.min_call_s)
         max_tokens = params["max_tokens"]
         estimate = self._estimate(params)
         result.input_estimate = estimate
-        attempt = 0
+        self.prepare()
+        attempt = stale = 0
+        rotated = False
         while True:
             grant = self._acquire(bucket, estimate, max_tokens, deadline, result)
             if grant is None:
                 return self._finish(result, started)
-            attempt += 1
-            result.attempts = attempt
+            timeout = self._call_timeout(time_left_s)
+            if timeout is not None and timeout < self.min_call_s:
+                bucket.release(grant)
+                result.status, result.retry_after, result.reason = DEFERRED, 0.0, "time_left"
+                return self._finish(result, started)
+            probe = _SendProbe(self._clock, self._due(grant), self.max_grant_age_s)
+            token = _PROBE.set(probe)
             try:
-                if streaming:
-                    raw = self.sdk.messages.with_raw_response.create(stream=True, **params)
-                else:
-                    raw = self.sdk.messages.with_raw_response.create(**params)
+                kwargs = {} if timeout is None else {"timeout": timeout}
+                raw = self.sdk.messages.with_raw_response.create(
+                    **({"stream": True} if streaming else {}), **params, **kwargs)
             except Exception as err:  # noqa: BLE001 - classified below, unknown ones re-raised
+                if _stale_cause(err) is not None and probe.fired_at is not None:
+                    # Not sent: give the capacity back and take a fresh grant.
+                    stale += 1
+                    result.stale_grants = stale
+                    bucket.release(grant)
+                    log.warning("grant given back: %s", _stale_cause(err))
+                    if stale > self.max_attempts:
+                        result.status, result.retry_after, result.reason = (DEFERRED, 0.0,
+                                                                            "stale_grant")
+                        return self._finish(result, started)
+                    continue
+                attempt += 1
+                result.attempts = attempt
+                self._record_send(probe, grant, result)
+                if self._is_auth_error(err) and not rotated and self._rotate_key():
+                    rotated = True
+                    self._settle_failed(bucket, grant, 0, 0)
+                    continue
                 wait, reason = self._upstream_failure(err, bucket, grant, estimate, max_tokens,
                                                       attempt, result)
                 if wait is None:
@@ -219,6 +391,11 @@ class GuardedClaude:
                     return self._finish(result, started)
                 self._wait(wait, result)
                 continue
+            finally:
+                _PROBE.reset(token)
+            attempt += 1
+            result.attempts = attempt
+            self._record_send(probe, grant, result)
             headers = dict(raw.headers)
             result.headers = headers
             result.quota_used_percent = grant.quota_used_percent
@@ -238,6 +415,33 @@ class GuardedClaude:
                 observe(headers)
             result.status, result.message, result.usage = OK, message, usage
             return self._finish(result, started)
+
+    def _due(self, grant: Grant) -> float:
+        """The guard clock's reading at which `grant`'s capacity starts: its return from
+        `try_acquire`, moved to its booked start when it has one (bucket clock seconds)."""
+        returned = getattr(grant, "_returned_mono", None)
+        if returned is None:
+            returned = self._clock()
+        return returned + max(0.0, grant.start_at - grant.returned_at)
+
+    def _record_send(self, probe: _SendProbe, grant: Grant, result: CallResult) -> None:
+        if probe.fired_at is None:
+            return
+        to_send = max(0.0, probe.fired_at - probe.due)
+        result.grant_to_send_s.append(to_send)
+        result.charge_to_send_s.append(to_send + max(0.0, grant.returned_at - grant.acquired_at))
+
+    def _call_timeout(self, time_left_s: Callable[[], float] | None) -> float | None:
+        """The SDK call's timeout: the client's own, bounded by the time left (seconds)."""
+        if time_left_s is None:
+            return None
+        configured = getattr(self._sdk, "timeout", None)
+        configured = configured if isinstance(configured, (int, float)) else self.timeout_s
+        return max(0.0, min(float(configured), time_left_s()))
+
+    @staticmethod
+    def _is_auth_error(err: Exception) -> bool:
+        return getattr(err, "status_code", None) == 401
 
     def _check(self, params: dict[str, Any]) -> str | None:
         model, max_tokens = params.get("model"), params.get("max_tokens")
@@ -262,6 +466,7 @@ class GuardedClaude:
                 return None
             result.store_calls += grant.store_calls
             if grant.granted:
+                grant._returned_mono = self._clock()
                 return grant
             result.local_throttles += 1
             if self._clock() + grant.retry_after > deadline:

@@ -25,7 +25,7 @@ def emulator():
 
 @pytest.fixture(autouse=True)
 def fresh_emulator(emulator):
-    emulator.reset()
+    emulator.reset(config=True)
     yield
 
 
@@ -209,3 +209,97 @@ def test_bad_requests_get_a_clear_error_and_no_call(make_claude, emulator, param
     assert result.status == "error" and result.error["type"] == error_type
     assert fragment in result.error["message"]
     assert emulator.stats()["requests"] == 0
+
+
+# --- grant, then send at once ----------------------------------------------------------------
+
+class RecordingBucket:
+    """A real bucket that also records, in `events`, when each acquire happened."""
+
+    def __init__(self, bucket, events):
+        self._bucket, self.events = bucket, events
+
+    def try_acquire(self, *args, **kwargs):
+        self.events.append("acquire")
+        return self._bucket.try_acquire(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._bucket, name)
+
+
+def test_sdk_client_and_api_key_are_ready_before_the_first_acquire(emulator, bucket_table,
+                                                                    dynamodb, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", emulator.base_url)
+    events = []
+
+    def api_key():
+        events.append("api_key")
+        return "test-key"
+
+    bucket = RecordingBucket(TokenBucket(bucket_table, "anthropic#sonnet-4", Limits(**SMALL),
+                                         dynamodb), events)
+    claude = GuardedClaude({MODEL: bucket}, api_key=api_key)  # builds its own SDK client
+    result = claude.create(model=MODEL, max_tokens=50, messages=PROMPT)
+    assert result.status == "ok", result.error
+    assert events == ["api_key", "acquire"]
+    assert len(result.grant_to_send_s) == 1 and len(result.charge_to_send_s) == 1
+    assert result.charge_to_send_s[0] >= result.grant_to_send_s[0] >= 0
+
+
+def test_a_grant_too_old_at_send_is_given_back_and_acquired_again(make_claude, emulator, sdk):
+    delays = [0.4]  # the first send is held up 0.4 s after its grant, the next is not
+
+    def slow_first_send(request):
+        if delays:
+            time.sleep(delays.pop())
+
+    sdk = sdk.with_options(max_retries=0)
+    sdk._client.event_hooks = {"request": [slow_first_send], "response": []}
+    claude, bucket = make_claude(sdk_client=sdk, max_grant_age_s=0.25)
+    result = claude.create(model=MODEL, max_tokens=50, messages=PROMPT)
+    assert result.status == "ok" and result.stale_grants == 1 and result.attempts == 1
+    assert emulator.stats()["requests"] == 1  # the stale grant's request was never sent
+    # the stale grant was refunded in full (its request too): one request charged, not two
+    assert bucket.level("requests") == pytest.approx(SMALL["rpm"] - 1, abs=0.01)
+    assert result.grant_to_send_s[0] < 0.25
+
+
+def test_the_sdk_timeout_is_bounded_by_the_time_left(make_claude, emulator):
+    claude, _ = make_claude(exact=False, max_attempts=1)
+    emulator.inject("slow", count=1, delay_s=20.0)
+    result = claude.create(model=MODEL, max_tokens=50, messages=PROMPT,
+                           time_left_s=lambda: 2.5)
+    # with the default 120 s timeout the slow answer would have come back "ok" after 20 s
+    assert (result.status, result.reason) == ("deferred", "upstream_error")
+
+
+def test_too_little_time_left_defers_without_calling_claude(make_claude, emulator):
+    claude, bucket = make_claude(min_call_s=2.0)
+    result = claude.create(model=MODEL, max_tokens=50, messages=PROMPT,
+                           time_left_s=lambda: 1.5)
+    assert result.status == "deferred" and result.attempts == 0
+    assert emulator.stats()["requests"] == 0
+    assert bucket.level("requests") == pytest.approx(SMALL["rpm"], abs=0.01)
+
+
+def test_a_401_refreshes_the_api_key_once_and_retries(emulator, make_claude, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", emulator.base_url)
+    emulator.configure(revoked_api_keys=["old-key"])
+    keys = {"current": "old-key"}
+    fetches = []
+
+    def api_key(refresh=False):
+        fetches.append(refresh)
+        if refresh:
+            keys["current"] = "new-key"  # the secret was rotated meanwhile
+        return keys["current"]
+
+    claude, _ = make_claude(sdk_client=None, api_key=api_key)
+    result = claude.create(model=MODEL, max_tokens=50, messages=PROMPT)
+    assert result.status == "ok" and result.attempts == 2
+    assert fetches == [False, True]
+
+    emulator.configure(revoked_api_keys=["old-key", "new-key"])  # still revoked after refresh
+    again = claude.create(model=MODEL, max_tokens=50, messages=PROMPT)
+    assert again.status == "error" and again.error["type"] == "authentication_error"
+    assert fetches == [False, True, True]

@@ -21,6 +21,7 @@ from aws_cdk import aws_lambda
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
+from guard.client import MAX_GRANT_AGE_S
 from cdk_monitoring_constructs import (
     AlarmFactoryDefaults,
     CustomMetricGroup,
@@ -346,6 +347,11 @@ class Monitoring(Construct):
             graph("Latency p50 / p99 (ms)",
                   per_model("Latency", "p50", _FIVE_MINUTES)
                   + per_model("Latency", "p99", _FIVE_MINUTES)),
+            graph("Grant to send (ms, worst per request)",
+                  per_model("GrantToSendMs", "Maximum"),
+                  left_annotations=[cloudwatch.HorizontalAnnotation(
+                      value=MAX_GRANT_AGE_S * 1000, label="max_grant_age_s",
+                      color=cloudwatch.Color.ORANGE)]),
         ]
         cost, cache = [], []
         for i, m in enumerate(models):  # math ids must be unique within one graph

@@ -150,6 +150,42 @@ def run_load(endpoint: str, table: str, bucket_id: str, limits_kwargs: dict, *,
     return total
 
 
+#: Limits that no load on one machine reaches: the bucket never refuses (calibration).
+UNLIMITED = {"rpm": 1e9, "itpm": 1e12, "otpm": 1e12}
+
+
+def calibrate_grant_rate(endpoint: str, table: str, *, processes: int, threads: int,
+                         duration_s: float = 3.0, workload: Workload | None = None) -> float:
+    """Grants per second this machine achieves with `processes` x `threads` callers when the
+    bucket never refuses (acquire + call + settle per grant): the most a load can take."""
+    result = run_load(endpoint, table, "anthropic#calibration", UNLIMITED, processes=processes,
+                      threads=threads, duration_s=duration_s, workload=workload)
+    return result.grants / duration_s
+
+
+def saturating_limits(grant_rate_per_s: float, workload: Workload, *,
+                      offered_per_refill: float = 6.0) -> dict[str, float]:
+    """Limits a load achieving `grant_rate_per_s` saturates: requests per minute binding, with
+    the load offering `offered_per_refill` x the refill rate, so a full bucket is drained within
+    60 / (offered_per_refill - 1) seconds and then held empty. Input and output tokens per
+    minute get twice what that many requests can reserve (not binding)."""
+    rpm = max(6.0, round(grant_rate_per_s * 60.0 / offered_per_refill))
+    return {"rpm": rpm, "itpm": rpm * workload.input_max * 2.0,
+            "otpm": rpm * workload.max_tokens * 2.0}
+
+
+def utilisation(ledger, limits_kwargs: dict, duration_s: float) -> dict[str, float]:
+    """Net admitted (reservations minus refunds) per dimension over what the bucket can give in
+    `duration_s` from full: capacity + refill x duration."""
+    from guard import Limits
+
+    used = {}
+    for dim, capacity in Limits(**limits_kwargs).capacities().items():
+        admitted = sum(amounts.get(dim, 0.0) for _, amounts in ledger)
+        used[dim] = admitted / (capacity + capacity / 60.0 * duration_s)
+    return used
+
+
 def max_window_sum(ledger: list[tuple[float, dict[str, float]]], dim: str,
                    window_s: float) -> tuple[float, float]:
     """Largest sum of `dim` amounts over any interval no longer than `window_s` seconds, and

@@ -21,24 +21,43 @@ import json
 import os
 import signal
 import threading
+import time
 import urllib.error
 import urllib.request
 
 from local.child import ChildServer, announce_port, exit_with_parent
 
 STATS_PATH = "/_bulwark/stats"
+#: Seconds added to every request under the lock, to act out a slower machine (tests that
+#: depend on speed must calibrate themselves and still pass with it set).
+DELAY_ENV = "BULWARK_LOCAL_AWS_DELAY_S"
 REGION = "us-east-1"
 #: moto accepts any credentials; these make sure no real account is ever used by mistake.
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                      "AWS_SESSION_TOKEN": "testing"}
 
 
-def serialised_app():
+def request_delay_s(env=os.environ) -> float:
+    """The per-request delay from `BULWARK_LOCAL_AWS_DELAY_S` (seconds, default 0)."""
+    raw = env.get(DELAY_ENV, "").strip()
+    if not raw:
+        return 0.0
+    try:
+        delay = float(raw)
+    except ValueError:
+        raise SystemExit(f"{DELAY_ENV} must be a number of seconds, got {raw!r}") from None
+    if not 0 <= delay < 10:
+        raise SystemExit(f"{DELAY_ENV} must be in [0, 10) seconds, got {raw!r}")
+    return delay
+
+
+def serialised_app(delay_s: float = 0.0):
     """moto's WSGI app behind one lock, plus a request counter at `STATS_PATH`.
 
     Every request holds the lock, SQS ReceiveMessage included (moto's receive is not atomic:
     two pollers can be handed the same message). A long poll therefore stalls the server for
-    its WaitTimeSeconds: local pollers use WaitTimeSeconds=0 and sleep between empty polls."""
+    its WaitTimeSeconds: local pollers use WaitTimeSeconds=0 and sleep between empty polls.
+    `delay_s`: seconds each request spends under the lock before moto serves it."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     moto_app = DomainDispatcherApplication(create_backend_app)
@@ -58,6 +77,8 @@ def serialised_app():
         with count_lock:
             counts[target or environ.get("PATH_INFO", "?")] += 1
         with lock:
+            if delay_s:
+                time.sleep(delay_s)
             response = moto_app(environ, start_response)
             try:
                 return [b"".join(response)]  # consume inside the lock: the whole request is atomic
@@ -73,7 +94,7 @@ def serve(port: int, host: str = "127.0.0.1") -> None:
     from werkzeug.serving import make_server
 
     exit_with_parent(os.getppid())
-    server = make_server(host, port, serialised_app(), threaded=True)
+    server = make_server(host, port, serialised_app(request_delay_s()), threaded=True)
     announce_port(server.server_port)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     server.serve_forever()

@@ -1,14 +1,16 @@
 """Guard vs bare SDK: W callers saturate a Tier-1 quota on the Claude emulator.
 
-    python -m bench.claude_bench [--workers 16 --duration 180 --tier tier1]
+    python -m bench.claude_bench [--workers 16,32 --duration 180 --tier tier1]
 
-Two runs against a fresh emulator each, same workload: through the guard (bucket on the local
-AWS server, SDK retries off, waits within a deadline, otherwise "deferred"), then the bare
-`anthropic` SDK with its default retries (2, honouring retry-after) as the baseline. Prints
-side by side: upstream 429s, failures seen by callers, deferrals, goodput (requests and tokens
-per minute), utilisation of each limit (binding one marked), p50/p99 latency of successful
-calls, DynamoDB calls per acquire, and how often the input estimate was below the emulator's
-count.
+Runs against a fresh emulator each, same workload: through the guard with each number of
+callers in `--workers` (bucket on the local AWS server, each caller its own bucket client and
+guard as a Lambda container would have, SDK retries off, waits within a deadline, otherwise
+"deferred"), then the bare `anthropic` SDK with its default retries (2, honouring retry-after)
+as the baseline with the first number of callers. Prints side by side: upstream 429s,
+failures seen by callers, deferrals, goodput (requests and tokens per minute), utilisation of
+each limit (binding one marked), p50/p99 latency of successful calls, grant-to-send p50/p99,
+DynamoDB calls per acquire and writes per answered call, each caller's share of answers
+(min/mean, max/mean), and how often the input estimate was below the emulator's count.
 """
 
 from __future__ import annotations
@@ -44,20 +46,22 @@ def prompt(i: int) -> list[dict]:
 
 
 def _drive(workers: int, duration_s: float, call) -> tuple[list, float]:
+    """Run `workers` threads calling `call(i, end, worker)` until the end; results are
+    (worker index, outcome) pairs."""
     results, lock = [], threading.Lock()
     counter = iter(range(10**9))
     start = time.monotonic()
     end = start + duration_s
 
-    def worker():
+    def worker(index):
         while time.monotonic() < end:
             with lock:
                 i = next(counter)
-            outcome = call(i, end)
+            outcome = call(i, end, index)
             with lock:
-                results.append(outcome)
+                results.append((index, outcome))
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(workers)]
+    threads = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(workers)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -75,20 +79,23 @@ def run_guarded(emulator, aws, limits, workers, duration_s, max_tokens):
     ensure_table(dynamodb, table)
     sdk = anthropic.Anthropic(base_url=emulator.base_url, api_key="bench-key")
     rpm, itpm, otpm = limits
-    per_worker = threading.local()
+    guards = {}
 
-    def call(i, end):
-        if not hasattr(per_worker, "claude"):  # one bucket client per worker, like a Lambda
+    def call(i, end, worker):
+        if worker not in guards:  # one bucket client and guard per worker, like a Lambda
             bucket = TokenBucket(table, f"anthropic#{FAMILY}", Limits(rpm, itpm, otpm), dynamodb)
-            per_worker.claude = GuardedClaude({MODEL: bucket}, sdk_client=sdk)
+            guards[worker] = GuardedClaude({MODEL: bucket}, sdk_client=sdk)
         deadline = max(0.0, min(30.0, end - time.monotonic()))
-        result = per_worker.claude.create(model=MODEL, max_tokens=max_tokens,
-                                          messages=prompt(i), deadline_s=deadline)
+        result = guards[worker].create(model=MODEL, max_tokens=max_tokens,
+                                       messages=prompt(i), deadline_s=deadline)
         if result.status == "deferred" and time.monotonic() < end:
             time.sleep(min(result.retry_after or 0.1, max(0.0, end - time.monotonic())))
-        return ("guard", result)
+        return result
 
-    return _drive(workers, duration_s, call)
+    aws.reset_stats()
+    results, elapsed = _drive(workers, duration_s, call)
+    writes = aws.stats().get("DynamoDB_20120810.UpdateItem", 0)
+    return results, elapsed, writes
 
 
 def run_bare(emulator, workers, duration_s, max_tokens):
@@ -96,7 +103,7 @@ def run_bare(emulator, workers, duration_s, max_tokens):
 
     sdk = anthropic.Anthropic(base_url=emulator.base_url, api_key="bench-key")  # default retries
 
-    def call(i, end):
+    def call(i, end, worker):
         started = time.monotonic()
         try:
             message = sdk.messages.create(model=MODEL, max_tokens=max_tokens, messages=prompt(i))
@@ -119,11 +126,30 @@ def utilisation(stats: dict, limits, duration_s: float) -> dict[str, float]:
     return {dim: used / (cap + cap / 60.0 * duration_s) for dim, (used, cap) in admitted.items()}
 
 
-def summarise_guarded(results, stats, limits, elapsed) -> dict:
+def answer_shares(results, workers: int) -> tuple[float, float]:
+    """Each caller's answers over the mean: (min/mean, max/mean)."""
+    answers = [0] * workers
+    for worker, outcome in results:
+        status = outcome.status if hasattr(outcome, "status") else outcome[1]
+        answers[worker] += status == "ok"
+    mean_answers = sum(answers) / workers
+    if not mean_answers:
+        return 0.0, 0.0
+    return min(answers) / mean_answers, max(answers) / mean_answers
+
+
+def summarise_guarded(results, stats, limits, elapsed, writes, workers) -> dict:
     calls = [r for _, r in results]
     ok = [r for r in calls if r.status == "ok"]
     acquires = sum(r.local_throttles + r.attempts for r in calls)
+    to_send = [d for r in calls for d in r.grant_to_send_s]
+    share_min, share_max = answer_shares(results, workers)
     return {
+        "workers": workers,
+        "grant_to_send_p50_ms": percentile(to_send, 50) * 1000,
+        "grant_to_send_p99_ms": percentile(to_send, 99) * 1000,
+        "writes_per_answer": writes / max(1, len(ok)),
+        "share_min": share_min, "share_max": share_max,
         "calls": len(calls), "ok": len(ok),
         "failed": sum(r.status == "error" for r in calls),
         "deferred": sum(r.status == "deferred" for r in calls),
@@ -141,9 +167,13 @@ def summarise_guarded(results, stats, limits, elapsed) -> dict:
     }
 
 
-def summarise_bare(results, stats, limits, elapsed) -> dict:
+def summarise_bare(results, stats, limits, elapsed, workers) -> dict:
+    share_min, share_max = answer_shares(results, workers)
+    results = [r for _, r in results]
     ok = [r for r in results if r[1] == "ok"]
     return {
+        "workers": workers, "grant_to_send_p50_ms": None, "grant_to_send_p99_ms": None,
+        "writes_per_answer": None, "share_min": share_min, "share_max": share_max,
         "calls": len(results), "ok": len(ok), "failed": len(results) - len(ok), "deferred": 0,
         "upstream_429_sent": stats["rate_limited"],
         "goodput_rpm": len(ok) / elapsed * 60,
@@ -155,7 +185,7 @@ def summarise_bare(results, stats, limits, elapsed) -> dict:
     }
 
 
-def render(guarded: dict, bare: dict) -> str:
+def render(runs: list[tuple[str, dict]]) -> str:
     def fmt(value, kind):
         if value is None:
             return "-"
@@ -168,23 +198,29 @@ def render(guarded: dict, bare: dict) -> str:
             ("goodput, requests/min", "goodput_rpm", "f"),
             ("goodput, tokens/min", "goodput_tpm", "int"),
             ("latency p50 (successes)", "p50_s", "s"), ("latency p99 (successes)", "p99_s", "s"),
+            ("grant-to-send p50 (ms)", "grant_to_send_p50_ms", "f"),
+            ("grant-to-send p99 (ms)", "grant_to_send_p99_ms", "f"),
             ("DynamoDB calls per acquire", "calls_per_acquire", "f"),
+            ("DynamoDB writes per answered call", "writes_per_answer", "f"),
+            ("answers per caller, min / mean", "share_min", "f"),
+            ("answers per caller, max / mean", "share_max", "f"),
             ("input estimate below server count", "under_estimates", "pct")]
-    lines = [f"{'':36} {'guard':>14} {'bare SDK':>14}"]
+    lines = [f"{'':36}" + "".join(f" {label:>16}" for label, _ in runs)]
     for label, key, kind in rows:
-        lines.append(f"{label:36} {fmt(guarded[key], kind):>14} {fmt(bare[key], kind):>14}")
-    binding = max(guarded["utilisation"], key=guarded["utilisation"].get)
-    for dim in guarded["utilisation"]:
+        lines.append(f"{label:36}" + "".join(f" {fmt(run[key], kind):>16}" for _, run in runs))
+    first = runs[0][1]
+    binding = max(first["utilisation"], key=first["utilisation"].get)
+    for dim in first["utilisation"]:
         mark = " (binding)" if dim == binding else ""
-        lines.append(f"{'utilisation ' + dim + mark:36} "
-                     f"{fmt(guarded['utilisation'][dim], 'pct'):>14} "
-                     f"{fmt(bare['utilisation'][dim], 'pct'):>14}")
+        lines.append(f"{'utilisation ' + dim + mark:36}" + "".join(
+            f" {fmt(run['utilisation'][dim], 'pct'):>16}" for _, run in runs))
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--workers", default="16,32",
+                        help="comma-separated caller counts for the guarded runs")
     parser.add_argument("--duration", type=float, default=180.0, help="seconds per run")
     parser.add_argument("--tier", choices=sorted(PRESETS), default="tier1")
     parser.add_argument("--max-tokens", type=int, default=150)
@@ -193,25 +229,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency", type=float, default=0.3, help="emulator seconds per call")
     args = parser.parse_args(argv)
     limits = PRESETS[args.tier]
+    worker_counts = [int(n) for n in str(args.workers).split(",") if n.strip()]
     config = {"tier": args.tier, "output_tokens": args.output_tokens, "latency_s": args.latency}
-    print(f"Claude benchmark: {args.workers} callers, {args.duration:g} s per run, {args.tier} "
+    print(f"Claude benchmark: {worker_counts} callers, {args.duration:g} s per run, {args.tier} "
           f"Sonnet 4.x limits {limits[0]} RPM / {limits[1]:,} ITPM / {limits[2]:,} OTPM, "
           f"max_tokens {args.max_tokens}, {args.output_tokens} output tokens per answer.",
           flush=True)
+    runs = []
+    total = len(worker_counts) + 1
     with LocalAws() as aws, ClaudeEmulator(config) as emulator:
-        print("run 1/2: through the guard ...", flush=True)
-        results, elapsed = run_guarded(emulator, aws, limits, args.workers, args.duration,
-                                       args.max_tokens)
-        guarded = summarise_guarded(results, emulator.stats(), limits, elapsed)
+        for n, workers in enumerate(worker_counts, 1):
+            emulator.reset()
+            print(f"run {n}/{total}: through the guard, {workers} callers ...", flush=True)
+            results, elapsed, writes = run_guarded(emulator, aws, limits, workers,
+                                                   args.duration, args.max_tokens)
+            runs.append((f"guard x{workers}", summarise_guarded(
+                results, emulator.stats(), limits, elapsed, writes, workers)))
         emulator.reset()
-        print("run 2/2: bare SDK, default retries ...", flush=True)
-        results, elapsed = run_bare(emulator, args.workers, args.duration, args.max_tokens)
-        bare = summarise_bare(results, emulator.stats(), limits, elapsed)
-    print(render(guarded, bare))
-    binding = max(guarded["utilisation"].values())
-    ok = guarded["upstream_429_sent"] == 0 and guarded["failed"] == 0 and binding >= 0.95
-    print("targets (0 upstream 429s, 0 failures, >= 95% of the binding limit) through the guard: "
-          + ("met" if ok else "NOT met"))
+        print(f"run {total}/{total}: bare SDK, default retries, {worker_counts[0]} callers ...",
+              flush=True)
+        results, elapsed = run_bare(emulator, worker_counts[0], args.duration, args.max_tokens)
+        runs.append((f"bare SDK x{worker_counts[0]}", summarise_bare(
+            results, emulator.stats(), limits, elapsed, worker_counts[0])))
+    print(render(runs))
+    ok = all(run["upstream_429_sent"] == 0 and run["failed"] == 0
+             and max(run["utilisation"].values()) >= 0.95
+             and run["grant_to_send_p99_ms"] <= 50 for _, run in runs[:-1])
+    print("targets (0 upstream 429s, 0 failures, >= 95% of the binding limit, grant-to-send p99 "
+          "<= 50 ms) through the guard: " + ("met" if ok else "NOT met"))
     return 0 if ok else 1
 
 

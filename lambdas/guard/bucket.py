@@ -1,34 +1,27 @@
 """Distributed token bucket on one DynamoDB item (GCRA, one conditional write per acquire).
 
-State: for each enforced dimension (requests, input tokens, output tokens, or Bedrock's combined
-tokens) the item holds a theoretical arrival time `tat_<dimension>` in epoch seconds. With
-capacity C (the per-minute limit) and refill r = C / 60 per second, the bucket's level at time
-`now` is
+The bucket maths and the update forms are pure functions in `guard.gcra`; this module is the
+store side: it predicts the form from the item it saw last (every write returns it: `ALL_NEW` on
+success, `ALL_OLD` when the condition fails), sends one conditional UpdateItem, and turns a
+refused condition into the exact `retry_after` (or, when the prediction was wrong and the
+request fits, a retry with the right forms). There is no read before a write.
 
-    level = min(C, (now + 60 - tat) * r)        (tokens; negative while in debt)
+Scheduled reservations: `try_acquire(..., max_wait_s=W)` books the earliest start within W
+seconds at which every dimension fits, charged as of that start, in the same single write; the
+caller sleeps until `grant.start_at` and sends. With `max_wait_s=0` (the default) the start is
+now, and the forms are the classic ones. First come, first served: a caller books behind
+everything booked before it, except where a credited refund frees capacity that a later caller
+takes.
 
-so charging `n` tokens moves `tat` forward by `n / r` seconds. The update is linear, which is
-what DynamoDB's UpdateExpression can do:
-
-* busy dimension (tat >= now): `SET tat = tat + :cost` under `tat >= :now AND tat <= :now + 60
-  - :cost`. Exact GCRA.
-* idle dimension (tat < now, the bucket is full): `SET tat = :k + :cost` under `tat <= :k` with
-  `k = now + margin`. It charges at most `margin` seconds more than exact GCRA and, because the
-  two forms overlap on [now, now + margin], a slightly stale view of the item still picks a form
-  whose condition holds.
-
-The form per dimension is predicted from the item this client saw last (every write returns
-it: `ALL_NEW` on success, `ALL_OLD` when the condition fails), so there is no read before the
-write. A refused condition yields the current item, from which the exact `retry_after` follows
-(or, when the prediction was wrong and the request fits, one retry with the right forms).
-
-Guarantee (per dimension, every window of W seconds, all callers' clocks in sync): admitted
-reservations minus refunds <= C + r * W. A caller whose clock is off by e seconds can take up
-to r * |e| more, once (see README, "Clock skew").
+Guarantee (per dimension, every window of W seconds, all callers' clocks in sync): reservations
+counted at their start minus credited refunds <= B + r * W, with B the burst size (one capacity
+unless `burst_fraction` is set). A caller whose clock is off by e seconds can take up to r * |e|
+more, once (see README, "Clock skew").
 
 Scale: every acquire and every settle is one write to one partition key. DynamoDB serves about
 1,000 writes/s per partition key, so one bucket sustains about 500 Claude calls/s (acquire +
-settle), i.e. 30,000 requests/min; shard the bucket_id beyond that.
+settle), i.e. 30,000 requests/min; shard the bucket_id beyond that. A refused conditional write
+costs a write too: booking ahead (fifo) instead of polling keeps refusals rare.
 """
 
 from __future__ import annotations
@@ -40,16 +33,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
+from . import gcra
 from .limits import INPUT_TOKENS, OUTPUT_TOKENS, REQUESTS, WINDOW_S, Limits
 
 log = logging.getLogger(__name__)
 
-PARTITION_KEY = "pk"
-COOL_UNTIL = "cool_until"
-_TAT_PREFIX = "tat_"
-
-#: Largest debt a bucket carries: its level never goes below minus one capacity.
-_DEBT_FLOOR_WINDOWS = 1.0
+#: Attribute names and encoding live with the maths (one home); re-exported for callers.
+PARTITION_KEY = gcra.PARTITION_KEY
+COOL_UNTIL = gcra.COOL_UNTIL
 
 #: anthropic-ratelimit-<name>-remaining header name -> dimension; token values are rounded to
 #: the nearest thousand, so only a difference larger than this tolerance is acted on.
@@ -83,7 +74,8 @@ class Grant:
     `store_calls` counts the DynamoDB calls this acquire made. `acquired_at` and
     `returned_at` are the bucket clock (epoch seconds) when `try_acquire` started and returned;
     `start_at` is when the reservation's capacity starts (epoch seconds; `returned_at` for a grant
-    that may be used at once).
+    that may be used at once): send no earlier. `queue_s` is how far ahead it was booked
+    (start_at - acquired_at, seconds); `first_attempt` is True when the first write succeeded.
     """
 
     granted: bool
@@ -96,8 +88,11 @@ class Grant:
     bucket_id: str = ""
     returned_at: float = 0.0
     start_at: float = 0.0
+    queue_s: float = 0.0
+    first_attempt: bool = True
     _settled: bool = field(default=False, repr=False)
     _returned_mono: float | None = field(default=None, repr=False)
+    _written: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if not self.returned_at:
@@ -108,22 +103,15 @@ class Grant:
 
 @dataclass
 class Settlement:
-    """Outcome of `TokenBucket.settle`: `adjustment` per dimension (tokens; negative = refund)."""
+    """Outcome of `TokenBucket.settle` or `release`: `adjustment` per dimension (tokens;
+    negative = refund). `forgone` holds the refunds not credited because bookings were pending
+    (tokens or requests per dimension; the reservation stands)."""
 
     settled: bool
     reason: str | None
     adjustment: dict[str, float]
     store_calls: int
-
-
-def _cell(value: float, rounding: str) -> str:
-    """Encode seconds as a DynamoDB number with microsecond precision, rounded `up` or `down`
-    so that every rounding errs on the side of admitting less."""
-    scaled = value * 1_000_000
-    micros = math.ceil(scaled) if rounding == "up" else math.floor(scaled)
-    sign = "-" if micros < 0 else ""
-    whole, frac = divmod(abs(micros), 1_000_000)
-    return f"{sign}{whole}.{frac:06d}"
+    forgone: dict[str, float] = field(default_factory=dict)
 
 
 def _check_amount(name: str, value: Any) -> int:
@@ -133,41 +121,6 @@ def _check_amount(name: str, value: Any) -> int:
     if value < 0:
         raise BucketRequestError(f"{name} must not be negative, got {value}")
     return value
-
-
-class _Update:
-    """One conditional UpdateItem under construction."""
-
-    def __init__(self) -> None:
-        self.sets: list[str] = []
-        self.conditions: list[str] = []
-        self.names: dict[str, str] = {}
-        self.values: dict[str, dict[str, str]] = {}
-
-    def name(self, attribute: str) -> str:
-        placeholder = f"#a{len(self.names)}"
-        self.names[placeholder] = attribute
-        return placeholder
-
-    def value(self, number: str) -> str:
-        placeholder = f":v{len(self.values)}"
-        self.values[placeholder] = {"N": number}
-        return placeholder
-
-    def request(self, table: str, key: str) -> dict[str, Any]:
-        req: dict[str, Any] = {
-            "TableName": table,
-            "Key": {PARTITION_KEY: {"S": key}},
-            "UpdateExpression": "SET " + ", ".join(self.sets),
-            "ExpressionAttributeNames": self.names,
-            "ReturnValues": "ALL_NEW",
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-        }
-        if self.conditions:
-            req["ConditionExpression"] = " AND ".join(self.conditions)
-        if self.values:
-            req["ExpressionAttributeValues"] = self.values
-        return req
 
 
 def _default_client():
@@ -186,12 +139,15 @@ class TokenBucket:
     `table_name`: a table with string partition key `pk` (see `ensure_table`).
     `bucket_id`: the item's key, e.g. "anthropic#claude-sonnet-4". `limits`: a `Limits`.
     `dynamodb`: a boto3 DynamoDB *client* (injected in tests); `clock`: epoch seconds.
-    `clamp_margin_s`: seconds an idle dimension is charged beyond exact GCRA (see module doc).
+    `clamp_margin_s`: seconds an idle dimension is charged beyond exact GCRA (see `guard.gcra`).
+    `max_slack_s`: most a booking is placed after the earliest start seen, so that bookings
+    other callers make during one round trip still pass its condition (seconds; the slack used
+    is the observed p99 store round trip, capped at this).
     """
 
     def __init__(self, table_name: str, bucket_id: str, limits: Limits, dynamodb=None, *,
                  clock: Callable[[], float] = time.time, clamp_margin_s: float = 1.0,
-                 max_attempts: int = 4) -> None:
+                 max_attempts: int = 4, max_slack_s: float = 0.5) -> None:
         if not isinstance(table_name, str) or not table_name:
             raise ValueError(f"table_name must be a non-empty string, got {table_name!r}")
         if not isinstance(bucket_id, str) or not bucket_id:
@@ -200,6 +156,8 @@ class TokenBucket:
             raise TypeError(f"limits must be a guard.Limits, got {type(limits).__name__}")
         if not 0 <= clamp_margin_s < WINDOW_S / 2:
             raise ValueError(f"clamp_margin_s must be in [0, {WINDOW_S / 2}), got {clamp_margin_s}")
+        if not 0 <= max_slack_s <= 1.0:
+            raise ValueError(f"max_slack_s must be in [0, 1], got {max_slack_s}")
         self.table_name = table_name
         self.bucket_id = bucket_id
         self.limits = limits
@@ -207,12 +165,17 @@ class TokenBucket:
         self._clock = clock
         self._margin = float(clamp_margin_s)
         self._max_attempts = max_attempts
+        self._max_slack = float(max_slack_s)
         self._capacity = limits.capacities()
+        self.shape = gcra.Shape(self._capacity, limits.burst_tolerance_s)
         self._lock = threading.Lock()
         self._seen: dict[str, float] = {}  # last item seen: attribute -> seconds
         self._seen_at = float("-inf")  # when it was seen (clock seconds)
         self._store_failures = 0
-        self.store_calls = 0  # DynamoDB calls made by this instance, for benchmarks
+        self._round_trips: list[float] = []  # recent write latencies (clock seconds)
+        self.store_calls = 0  # DynamoDB writes made by this instance, for benchmarks
+        self.store_reads = 0  # DynamoDB reads made by this instance, for benchmarks
+        self.forgone_refunds = 0  # refunds not credited because bookings were pending
 
     # -- public API ------------------------------------------------------------------------
 
@@ -222,14 +185,25 @@ class TokenBucket:
             self._dynamodb = _default_client()
         return self._dynamodb
 
-    def try_acquire(self, requests: int = 1, input_tokens: int = 0,
-                    output_tokens: int = 0) -> Grant:
+    def try_acquire(self, requests: int = 1, input_tokens: int = 0, output_tokens: int = 0, *,
+                    max_wait_s: float = 0.0) -> Grant:
         """Reserve `requests`, `input_tokens` and `output_tokens` (reserve max_tokens) or refuse.
 
+        `max_wait_s` (0-60 s): book the earliest start within this many seconds at which every
+        dimension fits (`grant.start_at`; send no earlier), in one conditional write. 0 grants
+        only a start of now, as before. A refusal's `retry_after` is the exact wait to the
+        earliest start, whatever `max_wait_s` was.
+
         Never blocks and never raises for store trouble: a DynamoDB error refuses with reason
-        "store_unavailable". Raises `BucketRequestError` for negative or non-integer amounts
-        and for a reservation larger than a capacity (it could never be granted).
+        "store_unavailable". Raises `BucketRequestError` for negative or non-integer amounts,
+        for a reservation larger than a capacity (it could never be granted) and for a
+        `max_wait_s` outside 0-60 s.
         """
+        if isinstance(max_wait_s, bool) or not isinstance(max_wait_s, (int, float)) \
+                or not 0 <= max_wait_s <= WINDOW_S:
+            raise BucketRequestError(f"max_wait_s must be between 0 and {WINDOW_S:g} seconds "
+                                     f"(longer waits go through the overflow policy), got "
+                                     f"{max_wait_s!r}")
         reserved = self.limits.reservation(
             _check_amount("requests", requests), _check_amount("input_tokens", input_tokens),
             _check_amount("output_tokens", output_tokens))
@@ -238,102 +212,84 @@ class TokenBucket:
                 raise BucketRequestError(
                     f"{dim} reservation of {amount:g} exceeds the bucket capacity of "
                     f"{self._capacity[dim]:g} per minute: it can never be granted")
-        costs = {dim: self._seconds(dim, amount) for dim, amount in reserved.items() if amount > 0}
+        costs = {dim: self.shape.seconds(dim, amount) for dim, amount in reserved.items()
+                 if amount > 0}
         calls = 0
         now = self._clock()
+        acquired_at = now
         seen, seen_at = self._snapshot_with_age()
-        wait, reason = self._refusal(costs, seen, now)
+
+        def refused(wait: float, reason: str | None) -> Grant:
+            return Grant(False, wait, reason, reserved, store_calls=calls,
+                         acquired_at=acquired_at, bucket_id=self.bucket_id,
+                         returned_at=self._clock())
+
+        wait, reason = self.shape.refusal(costs, seen, now)
         # The last item seen may refuse without a write, but only while it is fresh: other
         # callers' refunds are invisible to it, so an older view goes to the store.
-        if wait > 0 and now - seen_at <= LOCAL_REFUSAL_MAX_AGE_S:
-            return Grant(False, wait, reason, reserved, store_calls=0, acquired_at=now,
-                         bucket_id=self.bucket_id)
+        if wait > max_wait_s and now - seen_at <= LOCAL_REFUSAL_MAX_AGE_S:
+            return refused(wait, reason)
         if not costs and wait <= 0:  # nothing to charge (all amounts zero): nothing to write
-            return Grant(True, 0.0, None, reserved, self._used_percent(seen, now),
-                         store_calls=0, acquired_at=now, bucket_id=self.bucket_id)
+            return Grant(True, 0.0, None, reserved, self.shape.used_percent(seen, now),
+                         store_calls=0, acquired_at=now, bucket_id=self.bucket_id,
+                         returned_at=now)
         for _ in range(self._max_attempts):
-            update = self._acquire_update(costs, seen, now)
+            start = self._start(costs, seen, now, max_wait_s)
+            update = gcra.acquire_update(self.shape, costs, seen, start, now, self._margin)
             calls += 1
-            outcome, item = self._write(update)
+            outcome, item, raw = self._write(update)
             if outcome == STORE_UNAVAILABLE:
                 return Grant(False, self._store_backoff(), STORE_UNAVAILABLE, reserved,
-                             store_calls=calls, acquired_at=now, bucket_id=self.bucket_id)
+                             store_calls=calls, acquired_at=acquired_at,
+                             bucket_id=self.bucket_id, returned_at=self._clock())
             if outcome == "written":
-                return Grant(True, 0.0, None, reserved, self._used_percent(item, now),
-                             store_calls=calls, acquired_at=now, bucket_id=self.bucket_id,
-                             returned_at=self._clock())
+                written = {dim: raw[gcra.TAT_PREFIX + dim]["N"] for dim in costs
+                           if gcra.TAT_PREFIX + dim in raw}
+                return Grant(True, 0.0, None, reserved, self.shape.used_percent(item, start),
+                             store_calls=calls, acquired_at=acquired_at,
+                             bucket_id=self.bucket_id, returned_at=self._clock(),
+                             start_at=start, queue_s=max(0.0, start - acquired_at),
+                             first_attempt=calls == 1, _written=written)
             seen = item
-            wait, reason = self._refusal(costs, item, now)
-            if wait > 0:
-                return Grant(False, wait, reason, reserved, store_calls=calls, acquired_at=now,
-                             bucket_id=self.bucket_id)
-            now = self._clock()  # the prediction was wrong but it fits: retry with the item
+            now = self._clock()
+            wait, reason = self.shape.refusal(costs, item, now)
+            if wait > max_wait_s:
+                return refused(wait, reason)
+            # the prediction was wrong but a start fits: retry with the item just returned
         # Only reachable when other writers change the item between every attempt.
-        return Grant(False, 0.01, QUOTA, reserved, store_calls=calls, acquired_at=now,
-                     bucket_id=self.bucket_id)
+        return refused(0.01, QUOTA)
 
     def settle(self, grant: Grant, input_tokens: int, output_tokens: int, *,
                cache_creation_tokens: int = 0, cache_read_tokens: int = 0) -> Settlement:
         """Correct a grant's reservation to actual usage (tokens) in one write.
 
-        Unused reservation comes back; usage beyond it is charged and carried as debt, down to
-        a level of minus one capacity. Cache reads count only when `limits.counts_cache_reads`.
-        A store error returns `Settlement(settled=False, reason="store_unavailable")`.
+        Unused reservation comes back when that cannot undo a pending booking (see
+        `guard.gcra`; otherwise it is forgone: `Settlement.forgone`); usage beyond it is
+        charged and carried as debt, down to a level of minus one capacity. Cache reads count
+        only when `limits.counts_cache_reads`. A store error returns
+        `Settlement(settled=False, reason="store_unavailable")`.
         """
-        if not isinstance(grant, Grant) or not grant.granted:
-            raise BucketRequestError("settle needs a granted Grant from try_acquire")
-        if grant.bucket_id != self.bucket_id:
-            raise BucketRequestError(
-                f"grant belongs to bucket {grant.bucket_id!r}, not {self.bucket_id!r}")
+        self._check_grant(grant, "settle")
         actual = self.limits.usage(
             _check_amount("input_tokens", input_tokens),
             _check_amount("output_tokens", output_tokens),
             _check_amount("cache_creation_tokens", cache_creation_tokens),
             _check_amount("cache_read_tokens", cache_read_tokens))
-        with self._lock:
-            if grant._settled:
-                raise BucketRequestError("this grant was already settled")
-            grant._settled = True
+        self._mark_settled(grant)
         adjustment = {dim: actual[dim] - grant.reserved.get(dim, 0.0) for dim in actual}
-        return self._apply(adjustment)
-
-    def _apply(self, adjustment: dict[str, float]) -> Settlement:
-        """One write moving each dimension by `adjustment` (tokens; negative = refund)."""
-        deltas = {dim: self._seconds(dim, amount) for dim, amount in adjustment.items()
-                  if amount != 0}
-        if not deltas:
-            return Settlement(True, None, adjustment, 0)
-        seen = self._snapshot()
-        calls = 0
-        for _ in range(self._max_attempts):
-            now = self._clock()
-            update = self._settle_update(deltas, seen, now)
-            calls += 1
-            outcome, item = self._write(update)
-            if outcome == "written":
-                return Settlement(True, None, adjustment, calls)
-            if outcome == STORE_UNAVAILABLE:
-                return Settlement(False, STORE_UNAVAILABLE, adjustment, calls)
-            seen = item
-        return Settlement(False, "contention", adjustment, calls)
+        return self._apply(grant, adjustment)
 
     def release(self, grant: Grant) -> Settlement:
         """Give a grant back unused (its request was never sent): the whole reservation, the
-        request included, in one write. The grant is settled by it."""
-        if not isinstance(grant, Grant) or not grant.granted:
-            raise BucketRequestError("release needs a granted Grant from try_acquire")
-        if grant.bucket_id != self.bucket_id:
-            raise BucketRequestError(
-                f"grant belongs to bucket {grant.bucket_id!r}, not {self.bucket_id!r}")
-        with self._lock:
-            if grant._settled:
-                raise BucketRequestError("this grant was already settled")
-            grant._settled = True
+        request included, in one write, under the same refund rule as `settle`."""
+        self._check_grant(grant, "release")
+        self._mark_settled(grant)
         adjustment = {dim: -amount for dim, amount in grant.reserved.items() if amount}
-        return self._apply(adjustment)
+        return self._apply(grant, adjustment)
 
     def cool_down(self, seconds: float) -> float:
-        """Make every caller's `try_acquire` refuse with reason "cool_down" for `seconds`.
+        """Make every caller's `try_acquire` refuse with reason "cool_down" for `seconds`, and
+        every booking start after it.
 
         Extends, never shortens, a cool-down already in place. Returns the epoch second it
         ends (as far as this call knows); a store error is logged and returns 0.0.
@@ -343,14 +299,29 @@ class TokenBucket:
             raise BucketRequestError(f"cool_down needs a positive number of seconds, got "
                                      f"{seconds!r}")
         until = self._clock() + float(seconds)
-        update = _Update()
-        attr, value = update.name(COOL_UNTIL), update.value(_cell(until, "up"))
-        update.sets.append(f"{attr} = {value}")
-        update.conditions.append(f"(attribute_not_exists({attr}) OR {attr} < {value})")
-        outcome, item = self._write(update)
+        outcome, item, _ = self._write(gcra.cool_down_update(until))
         if outcome == STORE_UNAVAILABLE:
             return 0.0
         return item.get(COOL_UNTIL, until) if outcome == "refused" else until
+
+    def cool_down_until(self) -> float | None:
+        """The shared cool-down's end as the store has it now (epoch seconds, 0.0 for none),
+        with one strongly consistent GetItem; None when the store cannot be read. A caller
+        that booked a start reads it one round trip before the start, so a cool-down set
+        after it booked keeps it from sending into the cool-down."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        self.store_reads += 1
+        try:
+            response = self.dynamodb.get_item(
+                TableName=self.table_name, Key={PARTITION_KEY: {"S": self.bucket_id}},
+                ConsistentRead=True, ProjectionExpression="#c",
+                ExpressionAttributeNames={"#c": COOL_UNTIL})
+        except (BotoCoreError, ClientError) as err:
+            log.warning("token bucket cool-down read failed: %s", err,
+                        extra={"bucket_id": self.bucket_id, "table": self.table_name})
+            return None
+        return gcra.decode(response.get("Item", {})).get(COOL_UNTIL, 0.0)
 
     def observe_headers(self, headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict:
         """Lower the bucket to what the server's `anthropic-ratelimit-*-remaining` says is left.
@@ -359,27 +330,18 @@ class TokenBucket:
         dimension is lowered only when this bucket shows more than 1,000 tokens (1 request)
         above the server's figure. Returns {dimension: new level} for the dimensions lowered.
         """
-        remaining = self._parse_remaining(headers)
+        remaining = parse_remaining(headers, self._capacity)
         if not remaining:
             return {}
         lowered: dict[str, float] = {}
         seen = self._snapshot()
         for _ in range(2):
             now = self._clock()
-            update = _Update()
-            targets = {}
-            for dim, (level, tolerance) in remaining.items():
-                if self._level(dim, seen, now) <= level + tolerance:
-                    continue
-                targets[dim] = level
-                attr = update.name(_TAT_PREFIX + dim)
-                # tat at which the level is exactly `level`; rounded up = a little lower level
-                value = update.value(_cell(now + WINDOW_S - self._seconds(dim, level), "up"))
-                update.sets.append(f"{attr} = {value}")
-                update.conditions.append(f"(attribute_not_exists({attr}) OR {attr} < {value})")
+            targets = {dim: level for dim, (level, tolerance) in remaining.items()
+                       if self.shape.level(dim, seen, now) > level + tolerance}
             if not targets:
                 break
-            outcome, item = self._write(update)
+            outcome, item, _ = self._write(gcra.lower_update(self.shape, targets, now))
             if outcome == "written":
                 lowered.update(targets)
                 break
@@ -393,97 +355,71 @@ class TokenBucket:
 
     def level(self, dimension: str) -> float | None:
         """This client's last-seen level of `dimension` (tokens or requests), for reporting."""
-        return self._level(dimension, self._snapshot(), self._clock())
-
-    # -- forms of the conditional update -----------------------------------------------------
-
-    def _acquire_update(self, costs: dict[str, float], seen: dict[str, float],
-                        now: float) -> _Update:
-        update = _Update()
-        now_cell = update.value(_cell(now, "down"))
-        cool = update.name(COOL_UNTIL)
-        update.conditions.append(f"(attribute_not_exists({cool}) OR {cool} <= {now_cell})")
-        for dim, cost in costs.items():
-            attr = update.name(_TAT_PREFIX + dim)
-            tat = seen.get(dim)
-            if tat is not None and tat >= now:  # busy: exact, linear
-                lo = update.value(_cell(now, "up"))
-                hi = update.value(_cell(now + WINDOW_S - cost, "down"))
-                update.conditions.append(f"{attr} BETWEEN {lo} AND {hi}")
-                update.sets.append(f"{attr} = {attr} + {update.value(_cell(cost, 'up'))}")
-            else:  # idle (or never seen): start from k, at most `margin` above exact
-                k = now + min(self._margin, WINDOW_S - cost)
-                k_cell = update.value(_cell(k, "down"))
-                update.conditions.append(f"(attribute_not_exists({attr}) OR {attr} <= {k_cell})")
-                update.sets.append(f"{attr} = {update.value(_cell(k + cost, 'up'))}")
-        return update
-
-    def _settle_update(self, deltas: dict[str, float], seen: dict[str, float],
-                       now: float) -> _Update:
-        update = _Update()
-        cap = now + WINDOW_S * (1 + _DEBT_FLOOR_WINDOWS)  # tat at a level of -capacity
-        for dim, delta in deltas.items():
-            attr = update.name(_TAT_PREFIX + dim)
-            tat = seen.get(dim)
-            if delta < 0:  # refund
-                refund = -delta
-                lo = update.value(_cell(now + refund, "up"))
-                if tat is not None and tat >= now + refund:
-                    update.conditions.append(f"{attr} >= {lo}")
-                    update.sets.append(f"{attr} = {attr} - {update.value(_cell(refund, 'down'))}")
-                else:  # the refund fills the bucket: it is full at tat = now
-                    update.conditions.append(f"(attribute_not_exists({attr}) OR {attr} < {lo})")
-                    update.sets.append(f"{attr} = {update.value(_cell(now, 'up'))}")
-                continue
-            debt = delta
-            if tat is not None and now <= tat <= cap - debt:
-                update.conditions.append(
-                    f"{attr} BETWEEN {update.value(_cell(now, 'up'))} AND "
-                    f"{update.value(_cell(cap - debt, 'down'))}")
-                update.sets.append(f"{attr} = {attr} + {update.value(_cell(debt, 'up'))}")
-            elif tat is not None and tat > cap - debt:  # debt floor: minus one capacity
-                update.conditions.append(f"{attr} > {update.value(_cell(cap - debt, 'down'))}")
-                update.sets.append(f"{attr} = {update.value(_cell(cap, 'up'))}")
-            else:  # idle: the debt starts from a full bucket
-                now_cell = update.value(_cell(now, "down"))
-                update.conditions.append(
-                    f"(attribute_not_exists({attr}) OR {attr} < {now_cell})")
-                update.sets.append(
-                    f"{attr} = {update.value(_cell(now + min(debt, cap - now), 'up'))}")
-        return update
+        return self.shape.level(dimension, self._snapshot(), self._clock())
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _seconds(self, dim: str, amount: float) -> float:
-        """Tokens (or requests) -> seconds of refill in dimension `dim`."""
-        return amount * WINDOW_S / self._capacity[dim]
+    def _start(self, costs: dict[str, float], seen: dict[str, float], now: float,
+               max_wait_s: float) -> float:
+        """The start to book: now without waiting; otherwise the earliest start seen plus a
+        slack (about one store round trip) so that bookings made meanwhile still fit."""
+        if max_wait_s <= 0:
+            return now
+        earliest = self.shape.earliest_start(costs, seen, now)
+        if earliest <= now and not seen:
+            return now
+        return min(max(now, earliest + self._slack()), now + max_wait_s)
 
-    def _level(self, dim: str, seen: dict[str, float], now: float) -> float:
-        tat = seen.get(dim)
-        capacity = self._capacity[dim]
-        if tat is None:
-            return capacity
-        return min(capacity, (now + WINDOW_S - tat) * capacity / WINDOW_S)
+    def _slack(self) -> float:
+        with self._lock:
+            samples = sorted(self._round_trips)
+        if not samples:
+            return min(self._max_slack, 0.1)
+        p99 = samples[min(len(samples) - 1, int(0.99 * (len(samples) - 1) + 0.5))]
+        return min(self._max_slack, max(0.01, p99))
 
-    def _refusal(self, costs: dict[str, float], item: dict[str, float],
-                 now: float) -> tuple[float, str | None]:
-        """Exact wait (seconds) before `costs` fit in `item`, and why; (0, None) if they fit."""
-        quota_wait = 0.0
-        for dim, cost in costs.items():
-            tat = item.get(dim)
-            if tat is not None:
-                quota_wait = max(quota_wait, max(tat, now) + cost - (now + WINDOW_S))
-        cool_wait = item.get(COOL_UNTIL, 0.0) - now
-        if cool_wait > 0:
-            return max(cool_wait, quota_wait), COOL_DOWN
-        if quota_wait > 0:
-            return quota_wait, QUOTA
-        return 0.0, None
+    def _check_grant(self, grant: Grant, verb: str) -> None:
+        if not isinstance(grant, Grant) or not grant.granted:
+            raise BucketRequestError(f"{verb} needs a granted Grant from try_acquire")
+        if grant.bucket_id != self.bucket_id:
+            raise BucketRequestError(
+                f"grant belongs to bucket {grant.bucket_id!r}, not {self.bucket_id!r}")
 
-    def _used_percent(self, item: dict[str, float], now: float) -> float:
-        used = [max(0.0, item[dim] - now) / WINDOW_S * 100 for dim in self._capacity
-                if dim in item]
-        return round(max(used, default=0.0), 2)
+    def _mark_settled(self, grant: Grant) -> None:
+        with self._lock:
+            if grant._settled:
+                raise BucketRequestError("this grant was already settled")
+            grant._settled = True
+
+    def _apply(self, grant: Grant, adjustment: dict[str, float]) -> Settlement:
+        """One write moving each dimension by `adjustment` (tokens; negative = refund)."""
+        deltas = {dim: self.shape.seconds(dim, amount) for dim, amount in adjustment.items()
+                  if amount != 0}
+        if not deltas:
+            return Settlement(True, None, adjustment, 0)
+        seen = self._snapshot()
+        calls = 0
+        for _ in range(self._max_attempts):
+            plan = gcra.settle_update(self.shape, deltas, seen, self._clock(), grant._written)
+            forgone = {dim: seconds * self._capacity[dim] / WINDOW_S
+                       for dim, seconds in plan.forgone.items()}
+            if plan.update.empty:  # every refund forgone: nothing to write
+                self._count_forgone(forgone)
+                return Settlement(True, None, adjustment, calls, forgone)
+            calls += 1
+            outcome, item, _ = self._write(plan.update)
+            if outcome == "written":
+                self._count_forgone(forgone)
+                return Settlement(True, None, adjustment, calls, forgone)
+            if outcome == STORE_UNAVAILABLE:
+                return Settlement(False, STORE_UNAVAILABLE, adjustment, calls)
+            seen = item
+        return Settlement(False, "contention", adjustment, calls)
+
+    def _count_forgone(self, forgone: dict[str, float]) -> None:
+        if forgone:
+            with self._lock:
+                self.forgone_refunds += 1
 
     def _snapshot(self) -> dict[str, float]:
         with self._lock:
@@ -493,10 +429,12 @@ class TokenBucket:
         with self._lock:
             return dict(self._seen), self._seen_at
 
-    def _remember(self, item: dict[str, float]) -> None:
+    def _remember(self, item: dict[str, float], round_trip: float) -> None:
         with self._lock:
             self._seen = item
             self._seen_at = self._clock()
+            self._round_trips.append(round_trip)
+            del self._round_trips[:-100]
 
     def _store_backoff(self) -> float:
         with self._lock:
@@ -504,68 +442,61 @@ class TokenBucket:
             failures = self._store_failures
         return min(5.0, 0.1 * 2 ** (failures - 1))
 
-    def _write(self, update: _Update) -> tuple[str, dict[str, float]]:
-        """Send one UpdateItem. Returns ("written", new item), ("refused", old item) or
-        ("store_unavailable", {})."""
+    def _write(self, update: gcra.Update) -> tuple[str, dict[str, float], dict]:
+        """Send one UpdateItem. Returns ("written", new item, raw attributes), ("refused", old
+        item, raw) or ("store_unavailable", {}, {})."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         self.store_calls += 1
+        sent_at = time.monotonic()
         try:
             response = self.dynamodb.update_item(**update.request(self.table_name,
                                                                   self.bucket_id))
         except ClientError as err:
             code = err.response.get("Error", {}).get("Code", "")
             if code == "ConditionalCheckFailedException":
-                item = _decode(err.response.get("Item", {}))
-                self._remember(item)
-                return "refused", item
+                raw = err.response.get("Item", {})
+                item = gcra.decode(raw)
+                self._remember(item, time.monotonic() - sent_at)
+                return "refused", item, raw
             log.warning("token bucket store error: %s", code or err,
                         extra={"bucket_id": self.bucket_id, "table": self.table_name})
-            return STORE_UNAVAILABLE, {}
+            return STORE_UNAVAILABLE, {}, {}
         except BotoCoreError as err:
             log.warning("token bucket store unreachable: %s", err,
                         extra={"bucket_id": self.bucket_id, "table": self.table_name})
-            return STORE_UNAVAILABLE, {}
+            return STORE_UNAVAILABLE, {}, {}
         with self._lock:
             self._store_failures = 0
-        item = _decode(response.get("Attributes", {}))
-        self._remember(item)
-        return "written", item
-
-    def _parse_remaining(self, headers) -> dict[str, tuple[float, float]]:
-        pairs = headers.items() if hasattr(headers, "items") else headers
-        remaining: dict[str, tuple[float, float]] = {}
-        for raw_name, raw_value in pairs:
-            name = str(raw_name).lower()
-            if not (name.startswith("anthropic-ratelimit-") and name.endswith("-remaining")):
-                continue
-            kind = name[len("anthropic-ratelimit-"):-len("-remaining")]
-            if kind not in _HEADER_DIMENSIONS:
-                continue
-            dim, tolerance = _HEADER_DIMENSIONS[kind]
-            if dim not in self._capacity:
-                continue
-            try:
-                value = float(raw_value)
-            except (TypeError, ValueError):
-                log.warning("ignoring unparsable rate-limit header %s: %r", raw_name, raw_value)
-                continue
-            if value >= 0 and math.isfinite(value):
-                remaining[dim] = (value, tolerance)
-        return remaining
+        raw = response.get("Attributes", {})
+        item = gcra.decode(raw)
+        self._remember(item, time.monotonic() - sent_at)
+        return "written", item, raw
 
 
-def _decode(item: Mapping[str, Mapping[str, str]]) -> dict[str, float]:
-    """DynamoDB item -> {dimension or "cool_until": seconds}."""
-    decoded: dict[str, float] = {}
-    for attribute, cell in item.items():
-        if "N" not in cell:
+def parse_remaining(headers, capacities: Mapping[str, float]) -> dict[str, tuple[float, float]]:
+    """`anthropic-ratelimit-{requests,input-tokens,output-tokens}-remaining` headers ->
+    {dimension: (remaining, rounding tolerance)} for the dimensions in `capacities`."""
+    pairs = headers.items() if hasattr(headers, "items") else headers
+    remaining: dict[str, tuple[float, float]] = {}
+    for raw_name, raw_value in pairs:
+        name = str(raw_name).lower()
+        if not (name.startswith("anthropic-ratelimit-") and name.endswith("-remaining")):
             continue
-        if attribute.startswith(_TAT_PREFIX):
-            decoded[attribute[len(_TAT_PREFIX):]] = float(cell["N"])
-        elif attribute == COOL_UNTIL:
-            decoded[COOL_UNTIL] = float(cell["N"])
-    return decoded
+        kind = name[len("anthropic-ratelimit-"):-len("-remaining")]
+        if kind not in _HEADER_DIMENSIONS:
+            continue
+        dim, tolerance = _HEADER_DIMENSIONS[kind]
+        if dim not in capacities:
+            continue
+        try:
+            value = float(raw_value)
+        except (TypeError, ValueError):
+            log.warning("ignoring unparsable rate-limit header %s: %r", raw_name, raw_value)
+            continue
+        if value >= 0 and math.isfinite(value):
+            remaining[dim] = (value, tolerance)
+    return remaining
 
 
 def ensure_table(dynamodb, name: str) -> None:

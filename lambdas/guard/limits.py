@@ -48,6 +48,11 @@ class Limits:
     models): one tokens-per-minute bucket charged input + cache write + output x burndown.
     Cache reads are not counted. `rpm=None` where the model has no request quota.
 
+    `burst_fraction` (0 < f <= 1, default 1): the share of a minute's capacity the bucket
+    hands out at once (GCRA burst tolerance of f x 60 s), so a cold fleet ramps up instead of
+    firing a whole minute's capacity in its first second; the sustained rate is unchanged. A
+    single request larger than the burst is still admitted, alone, from a refilled bucket.
+
     All values are per minute (requests or tokens); `output_burndown` is a multiplier.
     """
 
@@ -57,9 +62,10 @@ class Limits:
     tpm: float | None = None
     output_burndown: float = 1.0
     counts_cache_reads: bool = False
+    burst_fraction: float = 1.0
 
     def __init__(self, rpm, itpm=None, otpm=None, *, tpm=None, output_burndown=1.0,
-                 counts_cache_reads=False):
+                 counts_cache_reads=False, burst_fraction=1.0):
         object.__setattr__(self, "rpm", _positive_number("rpm", rpm))
         object.__setattr__(self, "itpm", _positive_number("itpm", itpm))
         object.__setattr__(self, "otpm", _positive_number("otpm", otpm))
@@ -71,6 +77,10 @@ class Limits:
         if not isinstance(counts_cache_reads, bool):
             raise LimitsError(f"counts_cache_reads must be a bool, got {counts_cache_reads!r}")
         object.__setattr__(self, "counts_cache_reads", counts_cache_reads)
+        burst = _positive_number("burst_fraction", burst_fraction, optional=False)
+        if burst > 1.0:
+            raise LimitsError(f"burst_fraction must be in (0, 1], got {burst_fraction!r}")
+        object.__setattr__(self, "burst_fraction", burst)
         if self.tpm is not None and (self.itpm is not None or self.otpm is not None):
             raise LimitsError(
                 "tpm (Bedrock: one combined tokens-per-minute bucket) cannot be combined with "
@@ -87,6 +97,11 @@ class Limits:
     def bedrock(self) -> bool:
         """True for a Bedrock bucket (combined tokens per minute)."""
         return self.tpm is not None
+
+    @property
+    def burst_tolerance_s(self) -> float:
+        """GCRA burst tolerance (seconds): `burst_fraction` of the 60 s window."""
+        return self.burst_fraction * WINDOW_S
 
     def capacities(self) -> dict[str, float]:
         """Capacity per enforced dimension (requests or tokens; equal to the per-minute limit)."""

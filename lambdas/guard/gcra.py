@@ -1,0 +1,291 @@
+"""GCRA maths and the conditional-update forms of the bucket item: pure functions, no I/O.
+
+One bucket item holds, per enforced dimension (requests, input tokens, output tokens, Bedrock's
+combined tokens), a theoretical arrival time `tat` in epoch seconds, plus `cool_until` (shared
+cool-down) and `booked_until` (the latest start any caller booked). With capacity C (the
+per-minute limit) and refill r = C / 60 per second, the level at time t is
+
+    level(t) = min(B, (t + tau - tat) * r)      B = tau * r, the burst size (tokens)
+
+where `tau` is the burst tolerance in seconds: 60 (a burst of one whole capacity) unless the
+model has a smaller `burst_fraction`. Charging n tokens moves `tat` forward by n / r seconds.
+
+A reservation starts at a time `s >= now` (a booking when s > now) and is charged as of `s`
+in every dimension, in one conditional UpdateItem:
+
+* busy dimension (tat >= s): `SET tat = tat + cost` under `tat BETWEEN s AND s + tau - cost`.
+  Exact GCRA as of s.
+* idle dimension (tat < s, full at s): `SET tat = s + margin + cost` under `tat <= s + margin`.
+  It charges at most `margin` seconds more than exact GCRA; the two forms overlap on
+  [s, s + margin], so a slightly stale view still picks a form whose condition holds.
+* `cool_until <= s`: a start is never inside a cool-down.
+* a booking (s > now) raises `booked_until` to s (`booked_until <= s`, SET) or leaves it where
+  it is (`booked_until >= s`): DynamoDB has no max(), so the form is predicted like the others.
+
+The earliest start at which `cost` fits in a dimension is `tat + cost - tau` (the union of the
+busy and idle regions), so the earliest start of a request is the largest of now, cool_until
+and that per dimension.
+
+Refunds never lower `tat` below what pending bookings need. A booking charged from a full
+bucket (idle form) skipped the refill that was capped away before it; a refund lowering `tat`
+afterwards would hand that capacity out a second time. So a refund is credited either as an
+exact undo of the grant's own charge (the dimension's `tat` unchanged since the grant wrote it:
+nothing was stacked on top) or, when no booking is pending (`booked_until <= now`), with the
+classic forms; otherwise it is forgone and the reservation stands.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .limits import WINDOW_S
+
+PARTITION_KEY = "pk"
+COOL_UNTIL = "cool_until"
+BOOKED_UNTIL = "booked_until"
+TAT_PREFIX = "tat_"
+
+#: Largest debt a bucket carries: its level never goes below minus one capacity.
+DEBT_FLOOR_WINDOWS = 1.0
+
+
+def cell(value: float, rounding: str) -> str:
+    """Encode seconds as a DynamoDB number with microsecond precision, rounded `up` or `down`
+    so that every rounding errs on the side of admitting less."""
+    scaled = value * 1_000_000
+    micros = math.ceil(scaled) if rounding == "up" else math.floor(scaled)
+    sign = "-" if micros < 0 else ""
+    whole, frac = divmod(abs(micros), 1_000_000)
+    return f"{sign}{whole}.{frac:06d}"
+
+
+def decode(item: Mapping[str, Mapping[str, str]]) -> dict[str, float]:
+    """DynamoDB item -> {dimension, "cool_until" or "booked_until": seconds}."""
+    decoded: dict[str, float] = {}
+    for attribute, value in item.items():
+        if "N" not in value:
+            continue
+        if attribute.startswith(TAT_PREFIX):
+            decoded[attribute[len(TAT_PREFIX):]] = float(value["N"])
+        elif attribute in (COOL_UNTIL, BOOKED_UNTIL):
+            decoded[attribute] = float(value["N"])
+    return decoded
+
+
+class Update:
+    """One conditional UpdateItem under construction."""
+
+    def __init__(self) -> None:
+        self.sets: list[str] = []
+        self.conditions: list[str] = []
+        self.names: dict[str, str] = {}
+        self.values: dict[str, dict[str, str]] = {}
+
+    def name(self, attribute: str) -> str:
+        for placeholder, existing in self.names.items():
+            if existing == attribute:
+                return placeholder
+        placeholder = f"#a{len(self.names)}"
+        self.names[placeholder] = attribute
+        return placeholder
+
+    def value(self, number: str) -> str:
+        placeholder = f":v{len(self.values)}"
+        self.values[placeholder] = {"N": number}
+        return placeholder
+
+    @property
+    def empty(self) -> bool:
+        return not self.sets
+
+    def request(self, table: str, key: str) -> dict[str, Any]:
+        req: dict[str, Any] = {
+            "TableName": table,
+            "Key": {PARTITION_KEY: {"S": key}},
+            "UpdateExpression": "SET " + ", ".join(self.sets),
+            "ExpressionAttributeNames": self.names,
+            "ReturnValues": "ALL_NEW",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        if self.conditions:
+            req["ConditionExpression"] = " AND ".join(self.conditions)
+        if self.values:
+            req["ExpressionAttributeValues"] = self.values
+        return req
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The bucket's geometry: capacity per dimension (per minute) and burst tolerance
+    (seconds, 0 < tolerance <= 60)."""
+
+    capacities: Mapping[str, float]
+    tolerance_s: float = WINDOW_S
+
+    def seconds(self, dim: str, amount: float) -> float:
+        """Tokens (or requests) -> seconds of refill in dimension `dim`."""
+        return amount * WINDOW_S / self.capacities[dim]
+
+    def tolerance(self, cost_s: float) -> float:
+        """Burst tolerance for a charge of `cost_s` seconds: a charge larger than the burst
+        fits alone, from a bucket that has refilled to it (never more than one capacity)."""
+        return min(WINDOW_S, max(self.tolerance_s, cost_s))
+
+    def level(self, dim: str, item: Mapping[str, float], at: float) -> float:
+        """Level of `dim` at time `at` (tokens; negative while in debt)."""
+        tat = item.get(dim)
+        burst = self.tolerance_s * self.capacities[dim] / WINDOW_S
+        if tat is None:
+            return burst
+        return min(burst, (at + self.tolerance_s - tat) * self.capacities[dim] / WINDOW_S)
+
+    def earliest_start(self, costs: Mapping[str, float], item: Mapping[str, float],
+                       now: float) -> float:
+        """Earliest time >= now at which every dimension's `cost` (seconds) fits and no
+        cool-down is in force (epoch seconds)."""
+        start = max(now, item.get(COOL_UNTIL, now))
+        for dim, cost in costs.items():
+            tat = item.get(dim)
+            if tat is not None:
+                start = max(start, tat + cost - self.tolerance(cost))
+        return start
+
+    def refusal(self, costs: Mapping[str, float], item: Mapping[str, float],
+                now: float) -> tuple[float, str | None]:
+        """Exact wait (seconds) before `costs` fit, and why ("quota" or "cool_down")."""
+        quota_start = self.earliest_start(costs, {k: v for k, v in item.items()
+                                                  if k != COOL_UNTIL}, now)
+        cool_wait = item.get(COOL_UNTIL, 0.0) - now
+        quota_wait = quota_start - now
+        if cool_wait > 0:
+            return max(cool_wait, quota_wait), "cool_down"
+        if quota_wait > 0:
+            return quota_wait, "quota"
+        return 0.0, None
+
+    def used_percent(self, item: Mapping[str, float], at: float) -> float:
+        """The fullest dimension as of `at`, 0-100 (a booked tat beyond the window counts
+        as full)."""
+        used = [min(100.0, max(0.0, item[dim] - at) / self.tolerance_s * 100)
+                for dim in self.capacities if dim in item]
+        return round(max(used, default=0.0), 2)
+
+
+def acquire_update(shape: Shape, costs: Mapping[str, float], seen: Mapping[str, float],
+                   start: float, now: float, margin_s: float) -> Update:
+    """The conditional write reserving `costs` (seconds per dimension) as of `start`."""
+    update = Update()
+    cool = update.name(COOL_UNTIL)
+    start_down = update.value(cell(start, "down"))
+    update.conditions.append(f"(attribute_not_exists({cool}) OR {cool} <= {start_down})")
+    for dim, cost in costs.items():
+        attr = update.name(TAT_PREFIX + dim)
+        tolerance = shape.tolerance(cost)
+        tat = seen.get(dim)
+        if tat is not None and tat >= start:  # busy: exact, linear
+            lo = update.value(cell(start, "up"))
+            hi = update.value(cell(start + tolerance - cost, "down"))
+            update.conditions.append(f"{attr} BETWEEN {lo} AND {hi}")
+            update.sets.append(f"{attr} = {attr} + {update.value(cell(cost, 'up'))}")
+        else:  # idle (or never seen): from k, at most `margin` above exact
+            k = start + max(0.0, min(margin_s, tolerance - cost))
+            k_cell = update.value(cell(k, "down"))
+            update.conditions.append(f"(attribute_not_exists({attr}) OR {attr} <= {k_cell})")
+            update.sets.append(f"{attr} = {update.value(cell(k + cost, 'up'))}")
+    if start > now:  # a booking: booked_until = max(booked_until, start)
+        booked = update.name(BOOKED_UNTIL)
+        start_up = update.value(cell(start, "up"))
+        if seen.get(BOOKED_UNTIL, -math.inf) < start:
+            update.conditions.append(f"(attribute_not_exists({booked}) OR {booked} <= {start_up})")
+            update.sets.append(f"{booked} = {start_up}")
+        else:
+            update.conditions.append(f"{booked} >= {start_up}")
+    return update
+
+
+@dataclass
+class SettlePlan:
+    """The write correcting a grant, and what it credits or forgoes (seconds per dimension)."""
+
+    update: Update
+    credited: dict[str, float] = field(default_factory=dict)
+    forgone: dict[str, float] = field(default_factory=dict)
+
+
+def settle_update(shape: Shape, deltas: Mapping[str, float], seen: Mapping[str, float],
+                  now: float, written: Mapping[str, str]) -> SettlePlan:
+    """The write moving each dimension by `deltas` (seconds; negative = refund) for a grant
+    whose own write left `written` (tat per dimension, as the DynamoDB number string)."""
+    plan = SettlePlan(Update())
+    update = plan.update
+    cap = now + WINDOW_S * (1 + DEBT_FLOOR_WINDOWS)  # tat at a level of -capacity
+    no_booking_pending = seen.get(BOOKED_UNTIL, -math.inf) <= now
+    booking_checked = False
+    for dim, delta in deltas.items():
+        attr = update.name(TAT_PREFIX + dim)
+        tat = seen.get(dim)
+        if delta < 0:  # refund
+            refund = -delta
+            own = written.get(dim)
+            if own is not None and tat is not None and tat == float(own):
+                # exact undo of the grant's own charge: nothing was stacked on top of it
+                update.conditions.append(f"{attr} = {update.value(own)}")
+                update.sets.append(f"{attr} = {update.value(cell(float(own) - refund, 'up'))}")
+                plan.credited[dim] = refund
+                continue
+            if not no_booking_pending:
+                plan.forgone[dim] = refund  # would erase a pending booking's charge
+                continue
+            if not booking_checked:
+                booked = update.name(BOOKED_UNTIL)
+                update.conditions.append(
+                    f"(attribute_not_exists({booked}) OR {booked} <= "
+                    f"{update.value(cell(now, 'down'))})")
+                booking_checked = True
+            lo = update.value(cell(now + refund, "up"))
+            if tat is not None and tat >= now + refund:
+                update.conditions.append(f"{attr} >= {lo}")
+                update.sets.append(f"{attr} = {attr} - {update.value(cell(refund, 'down'))}")
+            else:  # the refund fills the bucket: it is full at tat = now
+                update.conditions.append(f"(attribute_not_exists({attr}) OR {attr} < {lo})")
+                update.sets.append(f"{attr} = {update.value(cell(now, 'up'))}")
+            plan.credited[dim] = refund
+            continue
+        debt = delta
+        if tat is not None and now <= tat <= cap - debt:
+            update.conditions.append(
+                f"{attr} BETWEEN {update.value(cell(now, 'up'))} AND "
+                f"{update.value(cell(cap - debt, 'down'))}")
+            update.sets.append(f"{attr} = {attr} + {update.value(cell(debt, 'up'))}")
+        elif tat is not None and tat > cap - debt:  # debt floor: minus one capacity
+            update.conditions.append(f"{attr} > {update.value(cell(cap - debt, 'down'))}")
+            update.sets.append(f"{attr} = {update.value(cell(cap, 'up'))}")
+        else:  # idle: the debt starts from a full bucket
+            now_cell = update.value(cell(now, "down"))
+            update.conditions.append(f"(attribute_not_exists({attr}) OR {attr} < {now_cell})")
+            update.sets.append(f"{attr} = {update.value(cell(now + min(debt, cap - now), 'up'))}")
+        plan.credited[dim] = delta
+    return plan
+
+
+def cool_down_update(until: float) -> Update:
+    """Extend (never shorten) the shared cool-down to `until` (epoch seconds)."""
+    update = Update()
+    attr, value = update.name(COOL_UNTIL), update.value(cell(until, "up"))
+    update.sets.append(f"{attr} = {value}")
+    update.conditions.append(f"(attribute_not_exists({attr}) OR {attr} < {value})")
+    return update
+
+
+def lower_update(shape: Shape, targets: Mapping[str, float], now: float) -> Update:
+    """Lower each dimension to the level in `targets` (tokens) as of `now`; never raises one."""
+    update = Update()
+    for dim, level in targets.items():
+        attr = update.name(TAT_PREFIX + dim)
+        # tat at which the level is exactly `level`; rounded up = a little lower level
+        value = update.value(cell(now + shape.tolerance_s - shape.seconds(dim, level), "up"))
+        update.sets.append(f"{attr} = {value}")
+        update.conditions.append(f"(attribute_not_exists({attr}) OR {attr} < {value})")
+    return update

@@ -27,7 +27,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 class Workload:
     """What each caller asks for: input tokens uniform in [input_min, input_max], `max_tokens`
     reserved, actual output uniform in [output_min, max_tokens]; `call_s` seconds per call.
-    `clock_offsets_s` skews callers' clocks (caller i gets offsets[i % len])."""
+    `clock_offsets_s` skews callers' clocks (caller i gets offsets[i % len]).
+    `booking_s`: 0 polls (refused callers sleep `retry_after`, capped at `max_wait_s`); above 0
+    books a start up to that many seconds ahead and sleeps until it (fifo). After
+    `switch_at_s` seconds, inputs come from [switch_input_min, switch_input_max] instead (the
+    binding dimension can switch mid-run)."""
 
     input_min: int = 50
     input_max: int = 150
@@ -36,6 +40,10 @@ class Workload:
     call_s: float = 0.02
     max_wait_s: float = 1.0
     clock_offsets_s: tuple[float, ...] = (0.0,)
+    booking_s: float = 0.0
+    switch_at_s: float | None = None
+    switch_input_min: int = 0
+    switch_input_max: int = 0
 
 
 @dataclass
@@ -47,6 +55,9 @@ class LoadResult:
     refusals: dict[str, int] = field(default_factory=dict)
     settle_calls: int = 0
     settle_failures: int = 0
+    first_attempt_grants: int = 0
+    forgone_refunds: int = 0
+    booked: int = 0
     started: float = 0.0
     ended: float = 0.0
 
@@ -59,6 +70,9 @@ class LoadResult:
             self.refusals[reason] = self.refusals.get(reason, 0) + n
         self.settle_calls += other.settle_calls
         self.settle_failures += other.settle_failures
+        self.first_attempt_grants += other.first_attempt_grants
+        self.forgone_refunds += other.forgone_refunds
+        self.booked += other.booked
         self.started = min(self.started or other.started, other.started)
         self.ended = max(self.ended, other.ended)
 
@@ -79,9 +93,13 @@ def _caller(endpoint: str, table: str, bucket_id: str, limits_kwargs: dict, work
     while time.time() < start_at:
         time.sleep(0.001)
     while time.time() < end_at:
-        input_tokens = rng.randint(workload.input_min, workload.input_max)
+        if workload.switch_at_s is not None and time.time() >= start_at + workload.switch_at_s:
+            input_tokens = rng.randint(workload.switch_input_min, workload.switch_input_max)
+        else:
+            input_tokens = rng.randint(workload.input_min, workload.input_max)
         t0 = time.perf_counter()
-        grant = bucket.try_acquire(1, input_tokens, workload.max_tokens)
+        grant = bucket.try_acquire(1, input_tokens, workload.max_tokens,
+                                   max_wait_s=workload.booking_s)
         local.acquire_latency_s.append(time.perf_counter() - t0)
         local.acquire_calls.append(grant.store_calls)
         if not grant.granted:
@@ -89,14 +107,22 @@ def _caller(endpoint: str, table: str, bucket_id: str, limits_kwargs: dict, work
             time.sleep(min(grant.retry_after, workload.max_wait_s) + rng.uniform(0, 0.005))
             continue
         local.grants += 1
-        local.ledger.append((grant.acquired_at - clock_offset, dict(grant.reserved)))
+        local.first_attempt_grants += grant.first_attempt
+        local.booked += grant.queue_s > 0.05
+        # counted where the server would see it: at the booked start (acquire time if none)
+        local.ledger.append((grant.start_at - clock_offset, dict(grant.reserved)))
+        pause = grant.start_at - bucket._clock()
+        if pause > 0:
+            time.sleep(pause)
         time.sleep(workload.call_s)
         output_tokens = rng.randint(workload.output_min, workload.max_tokens)
         settled_at = time.time()
         settlement = bucket.settle(grant, input_tokens, output_tokens)
         local.settle_calls += settlement.store_calls
         if settlement.settled:
-            refunds = {dim: amount for dim, amount in settlement.adjustment.items() if amount < 0}
+            local.forgone_refunds += bool(settlement.forgone)
+            refunds = {dim: amount for dim, amount in settlement.adjustment.items()
+                       if amount < 0 and dim not in settlement.forgone}
             if refunds:
                 local.ledger.append((settled_at, refunds))
         else:
@@ -218,6 +244,24 @@ def over_admission_windows(ledger, dim: str, capacity: float, window_s: float,
             worst = max(worst, running)
         violations += worst > bound
     return violations
+
+
+def replay_min_level(ledger, dim: str, capacity: float) -> float:
+    """Replay the ledger through an exact continuous bucket (capacity `capacity`, refill
+    capacity / 60 per second, charged at each event, refunds added back, never above capacity)
+    and return the lowest level it reaches (tokens or requests)."""
+    rate = capacity / 60.0
+    level, last, lowest = capacity, None, capacity
+    for t, amounts in ledger:
+        amount = amounts.get(dim)
+        if not amount:
+            continue
+        if last is not None:
+            level = min(capacity, level + (t - last) * rate)
+        last = t
+        level = min(capacity, level - amount)
+        lowest = min(lowest, level)
+    return lowest
 
 
 def percentile(values: list[float], q: float) -> float:

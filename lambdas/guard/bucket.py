@@ -365,9 +365,7 @@ class TokenBucket:
         slack (about one store round trip) so that bookings made meanwhile still fit."""
         if max_wait_s <= 0:
             return now
-        earliest = self.shape.earliest_start(costs, seen, now)
-        if earliest <= now and not seen:
-            return now
+        earliest = self.shape.earliest_start(costs, seen, -math.inf)  # not clamped to now
         return min(max(now, earliest + self._slack()), now + max_wait_s)
 
     def _slack(self) -> float:

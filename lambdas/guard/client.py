@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from .bucket import BucketRequestError, Grant, TokenBucket
+from .limits import WINDOW_S
 from .estimate import estimate_input_tokens
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,13 @@ MAX_RETRY_AFTER_S = 60.0
 MAX_GRANT_AGE_S = 0.25
 #: Shortest SDK call worth starting (seconds): with less time left the call is deferred.
 MIN_CALL_S = 2.0
+#: Scheduling of waits for capacity: book a start once and sleep until it ("fifo", first come
+#: first served), or refuse and retry after `retry_after` ("poll", the behaviour before
+#: bookings; deploy it while clients without booking-safe refunds may still run).
+SCHEDULING_MODES = ("fifo", "poll")
+#: A booked wait longer than this (seconds) reads the shared cool-down one round trip before
+#: its start, so a cool-down set after the booking is not sent into.
+COOL_DOWN_CHECK_AFTER_S = 1.0
 
 
 class StaleGrant(Exception):
@@ -123,6 +131,8 @@ class CallResult:
     "error": `error` = {"type", "message"}; not worth retrying as is.
     Counters: `attempts` (Claude calls made), `local_throttles` (bucket refusals),
     `upstream_429`, `upstream_529`, `waited_s` (seconds slept for capacity or backoff).
+    `queue_s`: the longest booked wait (seconds from acquire to the booked start);
+    `cool_down_rebooks`: bookings given back because a cool-down was set after them.
     Per attempt sent: `grant_to_send_s` (from `try_acquire`'s return, or a booked start, to the
     request going out) and `charge_to_send_s` (from the grant's `acquired_at`, store round trip
     included), in seconds. `stale_grants`: grants given back because their send came too late.
@@ -149,6 +159,9 @@ class CallResult:
     grant_to_send_s: list[float] = field(default_factory=list)
     charge_to_send_s: list[float] = field(default_factory=list)
     stale_grants: int = 0
+    queue_s: float = 0.0
+    cool_down_rebooks: int = 0
+    store_reads: int = 0
 
 
 def _usage_dict(usage: Any) -> dict[str, int]:
@@ -207,6 +220,8 @@ class GuardedClaude:
     `timeout_s`: longest SDK call (seconds), further bounded per call by `time_left_s`.
     `max_grant_age_s`: a grant older than this (seconds) when its request starts is given back
     and acquired again. `min_call_s`: with less time left than this (seconds) a call is deferred.
+    `scheduling`: "fifo" (book the earliest start within the wait allowed, sleep until it) or
+    "poll" (refuse and retry after `retry_after`).
     """
 
     def __init__(self, buckets: Mapping[str, TokenBucket] | Callable[[str], TokenBucket | None],
@@ -214,7 +229,8 @@ class GuardedClaude:
                  api_key: str | Callable[..., str] | None = None, aws_region: str | None = None,
                  max_attempts: int = 4, default_deadline_s: float = 30.0,
                  timeout_s: float = 120.0, max_grant_age_s: float = MAX_GRANT_AGE_S,
-                 min_call_s: float = MIN_CALL_S, clock: Callable[[], float] = time.monotonic,
+                 min_call_s: float = MIN_CALL_S, scheduling: str = "fifo",
+                 clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep,
                  estimator: Callable[[dict], int] = estimate_input_tokens,
                  rng: random.Random | None = None) -> None:
@@ -222,6 +238,9 @@ class GuardedClaude:
             raise ValueError(f"provider must be 'anthropic' or 'bedrock', got {provider!r}")
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+        if scheduling not in SCHEDULING_MODES:
+            raise ValueError(f"scheduling must be one of {SCHEDULING_MODES}, got {scheduling!r}")
+        self.scheduling = scheduling
         if not 0 < max_grant_age_s < math.inf:
             raise ValueError(f"max_grant_age_s must be a positive number of seconds, got "
                              f"{max_grant_age_s!r}")
@@ -456,10 +475,16 @@ class GuardedClaude:
 
     def _acquire(self, bucket: TokenBucket, estimate: int, max_tokens: int, deadline: float,
                  result: CallResult) -> Grant | None:
-        """Wait for a grant within the deadline; None (result filled in) when it cannot be had."""
+        """Wait for a grant within the deadline; None (result filled in) when it cannot be had.
+
+        fifo: book the earliest start within the deadline (at most a minute ahead) and sleep
+        until it; poll: take capacity only if it is there now, else sleep `retry_after`."""
         while True:
+            now = self._clock()
+            max_wait = 0.0 if self.scheduling == "poll" else max(0.0, min(WINDOW_S,
+                                                                          deadline - now))
             try:
-                grant = bucket.try_acquire(1, estimate, max_tokens)
+                grant = bucket.try_acquire(1, estimate, max_tokens, max_wait_s=max_wait)
             except BucketRequestError as err:
                 result.status = ERROR
                 result.error = {"type": "request_too_large", "message": str(err)}
@@ -467,6 +492,9 @@ class GuardedClaude:
             result.store_calls += grant.store_calls
             if grant.granted:
                 grant._returned_mono = self._clock()
+                if grant.start_at > grant.returned_at and not self._sleep_until_start(
+                        bucket, grant, result):
+                    continue  # a cool-down was set after the booking: book again
                 return grant
             result.local_throttles += 1
             if self._clock() + grant.retry_after > deadline:
@@ -474,6 +502,33 @@ class GuardedClaude:
                                                                     grant.reason)
                 return None
             self._wait(grant.retry_after, result)
+
+    def _sleep_until_start(self, bucket: TokenBucket, grant: Grant,
+                           result: CallResult) -> bool:
+        """Sleep until a booked grant's start; False (grant given back) when a cool-down set
+        after the booking covers the start."""
+        wait = grant.start_at - grant.returned_at
+        result.queue_s = max(result.queue_s, wait)
+        due = grant._returned_mono + wait
+        if wait > COOL_DOWN_CHECK_AFTER_S:
+            lead = min(0.5, max(0.05, 2 * bucket._slack()))  # about one round trip before
+            self._pause_until(due - lead, result)
+            result.store_reads += 1
+            cool_until = bucket.cool_down_until()
+            if cool_until is not None and cool_until > grant.start_at:
+                bucket.release(grant)
+                result.cool_down_rebooks += 1
+                log.info("booking given back: a cool-down until %.3f covers its start",
+                         cool_until)
+                return False
+        self._pause_until(due, result)
+        return True
+
+    def _pause_until(self, due: float, result: CallResult) -> None:
+        pause = due - self._clock()
+        if pause > 0:
+            self._sleep(pause)
+            result.waited_s += pause
 
     def _wait(self, seconds: float, result: CallResult) -> None:
         # Up to 10% + 20 ms of jitter so callers refused together do not return together.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bench.bucket_load import (Workload, calibrate_grant_rate, mean, over_admission_windows,
-                               run_load, saturating_limits, utilisation)
+                               replay_min_level, run_load, saturating_limits, utilisation)
 from guard import Limits
 
 WORKLOAD = Workload(input_min=50, input_max=150, max_tokens=40, output_min=10, call_s=0.02)
@@ -66,3 +66,28 @@ def test_callers_with_clocks_2s_apart_stay_within_capacity_plus_2s_of_refill(
     for dim, capacity in Limits(**limits).capacities().items():
         slack = capacity / 60.0 * skew_s + ONE_REQUEST[dim]
         assert over_admission_windows(result.ledger, dim, capacity, WINDOW_S, slack=slack) == 0
+
+
+@pytest.mark.slow
+def test_booked_starts_never_over_admit_while_the_binding_dimension_switches(
+        local_aws, bucket_table, grant_rate):
+    """fifo: 16 callers book up to 20 s ahead and sleep until their start. Each reservation
+    is counted at its start, credited refunds at settle time; inputs grow 6x halfway, so the
+    binding dimension moves from requests to input tokens."""
+    limits = saturating_limits(grant_rate, WORKLOAD, offered_per_refill=10.0)
+    limits["itpm"] = limits["rpm"] * 300  # phase 1: requests bind; phase 2: input tokens
+    workload = Workload(input_min=50, input_max=150, max_tokens=40, output_min=10, call_s=0.02,
+                        booking_s=20.0, switch_at_s=DURATION_S / 2, switch_input_min=600,
+                        switch_input_max=900)
+    result = run_load(local_aws.endpoint_url, bucket_table, "anthropic#fifo", limits,
+                      processes=4, threads=4, duration_s=DURATION_S, workload=workload)
+
+    assert result.booked >= result.grants * 0.3, "the bucket was not saturated: no queue"
+    one_request = {"requests": 1, "input_tokens": 900, "output_tokens": 40}
+    for dim, capacity in Limits(**limits).capacities().items():
+        assert over_admission_windows(result.ledger, dim, capacity, WINDOW_S,
+                                      slack=one_request[dim]) == 0, dim
+        # an exact continuous bucket fed the same ledger never goes below minus one request
+        assert replay_min_level(result.ledger, dim, capacity) >= -one_request[dim], dim
+    assert result.refusals.get("store_unavailable", 0) == 0
+    assert result.first_attempt_grants >= 0.5 * result.grants

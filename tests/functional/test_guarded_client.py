@@ -303,3 +303,69 @@ def test_a_401_refreshes_the_api_key_once_and_retries(emulator, make_claude, mon
     again = claude.create(model=MODEL, max_tokens=50, messages=PROMPT)
     assert again.status == "error" and again.error["type"] == "authentication_error"
     assert fetches == [False, True, True]
+
+
+# --- scheduled reservations ------------------------------------------------------------------
+
+def drain_and_book_next_slot(bucket):
+    """Empty the bucket, then book the next slot, so the next booking starts one slot (3 s at
+    20 RPM) to two slots ahead."""
+    while bucket.try_acquire(1, 0, 0).granted:
+        pass
+    assert bucket.try_acquire(1, 0, 0, max_wait_s=60).granted
+
+def test_a_booked_caller_sleeps_until_its_start_then_sends(make_claude, emulator, bucket_table,
+                                                           dynamodb):
+    limits = {"rpm": 20, "itpm": 12000, "otpm": 3000}   # one request every 3 s once drained
+    bucket = TokenBucket(bucket_table, "anthropic#sonnet-4", Limits(**limits), dynamodb)
+    drain_and_book_next_slot(bucket)
+    claude, _ = make_claude(bucket=bucket)
+    result = claude.create(model=MODEL, max_tokens=50, messages=PROMPT, deadline_s=10)
+    assert result.status == "ok" and result.local_throttles == 0   # booked, not polled
+    assert 2.0 < result.queue_s <= 6.6   # behind the slot booked before it
+    assert result.store_calls == 1 and result.store_reads == 1   # one booking, one cool check
+    assert result.grant_to_send_s[0] < 0.25   # measured from the booked start
+
+
+def test_a_cool_down_set_after_a_booking_is_not_sent_into(make_claude, emulator, sdk,
+                                                          bucket_table, dynamodb):
+    limits = Limits(rpm=20, itpm=12000, otpm=3000)
+    bucket = TokenBucket(bucket_table, "anthropic#sonnet-4", limits, dynamodb)
+    drain_and_book_next_slot(bucket)
+    booked = threading.Event()
+
+    class Signalling(RecordingBucket):
+        def try_acquire(self, *args, **kwargs):
+            grant = super().try_acquire(*args, **kwargs)
+            if grant.granted:
+                booked.set()
+            return grant
+
+    sent_at = []
+    sdk = sdk.with_options(max_retries=0)
+    sdk._client.event_hooks = {"request": [lambda request: sent_at.append(time.time())],
+                               "response": []}
+    claude, _ = make_claude(bucket=Signalling(bucket, []), sdk_client=sdk)
+    outcome = []
+    caller = threading.Thread(target=lambda: outcome.append(claude.create(
+        model=MODEL, max_tokens=50, messages=PROMPT, deadline_s=20)))
+    caller.start()
+    assert booked.wait(10)
+    other = TokenBucket(bucket_table, "anthropic#sonnet-4", limits, dynamodb)
+    cool_until = other.cool_down(6.0)   # an upstream 429 elsewhere, after the booking
+    caller.join(30)
+    result = outcome[0]
+    assert result.status == "ok" and result.cool_down_rebooks == 1
+    assert len(sent_at) == 1 and sent_at[0] >= cool_until
+    assert emulator.stats()["requests"] == 1
+
+
+def test_poll_scheduling_refuses_and_retries_instead_of_booking(make_claude, bucket_table,
+                                                                dynamodb):
+    limits = {"rpm": 20, "itpm": 12000, "otpm": 3000}
+    bucket = TokenBucket(bucket_table, "anthropic#sonnet-4", Limits(**limits), dynamodb)
+    while bucket.try_acquire(1, 0, 0).granted:
+        pass
+    claude, _ = make_claude(bucket=bucket, scheduling="poll")
+    result = claude.create(model=MODEL, max_tokens=50, messages=PROMPT, deadline_s=10)
+    assert result.status == "ok" and result.local_throttles >= 1 and result.queue_s == 0

@@ -51,6 +51,19 @@ def agent_statements(r: AgentResources) -> list[iam.PolicyStatement]:
                 "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": list(r.bucket_ids)},
             }),
         iam.PolicyStatement(
+            sid="RateLimitCoolDownRead",
+            # A caller that booked a start reads the shared cool-down once before it sends.
+            actions=["dynamodb:GetItem"],
+            resources=[r.bucket_table_arn],
+            conditions={
+                # dynamodb:LeadingKeys: only the configured models' bucket items.
+                # dynamodb:Attributes: only the cool-down (a projection naming it), and the
+                # Null check makes a read without a projection (every attribute) fail.
+                "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": list(r.bucket_ids),
+                                              "dynamodb:Attributes": ["pk", "cool_until"]},
+                "Null": {"dynamodb:Attributes": "false"},
+            }),
+        iam.PolicyStatement(
             sid="IdempotencyRecords",
             actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
                      "dynamodb:DeleteItem"],

@@ -122,6 +122,7 @@ class AgentFunction(Construct):
             "MODELS": settings.lambda_models_json(),
             "DEFAULT_MODEL": settings.default_model,
             "OVERFLOW_POLICY": settings.overflow_policy,
+            "SCHEDULING": settings.scheduling,
             "TENANTS": ",".join(settings.tenants),
             "BUCKET_TABLE": state.bucket_table.table_name,
             "RESULTS_TABLE": state.results_table.table_name,

@@ -347,8 +347,10 @@ class Monitoring(Construct):
             graph("Latency p50 / p99 (ms)",
                   per_model("Latency", "p50", _FIVE_MINUTES)
                   + per_model("Latency", "p99", _FIVE_MINUTES)),
-            graph("Grant to send (ms, worst per request)",
+            graph("Booked wait (s) and grant to send (ms), worst per request",
                   per_model("GrantToSendMs", "Maximum"),
+                  right=per_model("QueueSeconds", "Maximum"),
+                  right_y_axis=cloudwatch.YAxisProps(label="booked wait s", show_units=False),
                   left_annotations=[cloudwatch.HorizontalAnnotation(
                       value=MAX_GRANT_AGE_S * 1000, label="max_grant_age_s",
                       color=cloudwatch.Color.ORANGE)]),

@@ -17,6 +17,9 @@ from .presets import ANTHROPIC_TIERS, family_of
 STAGES = ("dev", "prod")
 PROVIDERS = ("anthropic", "bedrock")
 OVERFLOW_POLICIES = ("defer", "degrade", "reject")
+#: How callers wait for capacity: "fifo" books a start, "poll" retries after retry_after (the
+#: pre-booking behaviour, for rolling upgrades); one home, the guard.
+from guard.client import SCHEDULING_MODES  # noqa: E402
 _TENANT = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -53,6 +56,8 @@ class ModelSettings:
     max_output_tokens: int = 64_000
     #: Bedrock: regions the inference profile routes to (for the foundation-model ARNs)
     routes_to_regions: tuple[str, ...] = ()
+    #: share of a minute's capacity handed out at once (GCRA burst tolerance), 0 < f <= 1
+    burst_fraction: float = 1.0
 
     def lambda_config(self) -> dict[str, Any]:
         """This model's entry in the agent Lambda's MODELS variable."""
@@ -66,6 +71,8 @@ class ModelSettings:
             entry["output_burndown"] = self.output_burndown
         if self.counts_cache_reads:
             entry["counts_cache_reads"] = True
+        if self.burst_fraction < 1.0:
+            entry["burst_fraction"] = self.burst_fraction
         return entry
 
     @property
@@ -94,6 +101,7 @@ class Settings:
     default_model: str
     overflow_policy: str
     degrade_model: str | None
+    scheduling: str
     max_deferrals: int
     max_deferral_age_s: int
     tenants: tuple[str, ...]
@@ -199,7 +207,16 @@ def _anthropic_model(model_id: str, spec: dict, tier: str | None) -> ModelSettin
                                minimum=1, integer=True),
         max_output_tokens=_number(f"{key}.max_output_tokens",
                                   spec.get("max_output_tokens", 64_000), minimum=1,
-                                  integer=True))
+                                  integer=True),
+        burst_fraction=_burst_fraction(key, spec))
+
+
+def _burst_fraction(key: str, spec: dict) -> float:
+    value = _number(f"{key}.burst_fraction", spec.get("burst_fraction", 1.0))
+    if not 0 < value <= 1:
+        raise _fail(f"{key}.burst_fraction", "a share of the per-minute capacity in (0, 1]",
+                    value)
+    return value
 
 
 def _bedrock_model(model_id: str, spec: dict) -> ModelSettings:
@@ -225,7 +242,7 @@ def _bedrock_model(model_id: str, spec: dict) -> ModelSettings:
         max_output_tokens=_number(f"{key}.max_output_tokens",
                                   spec.get("max_output_tokens", 64_000), minimum=1,
                                   integer=True),
-        routes_to_regions=tuple(routes))
+        routes_to_regions=tuple(routes), burst_fraction=_burst_fraction(key, spec))
 
 
 def _retention(value: Any) -> int:
@@ -257,6 +274,7 @@ def load_settings(ctx: Mapping[str, Any]) -> Settings:
         raise _fail("default_model", "one of the models keys: " + ", ".join(models),
                     default_model)
     overflow = _choice(ctx, "overflow_policy", OVERFLOW_POLICIES, "defer")
+    scheduling = _choice(ctx, "scheduling", SCHEDULING_MODES, "fifo")
     degrade_model = ctx.get("degrade_model") or None  # "" (-c degrade_model=) unsets it
     if degrade_model is not None and degrade_model not in models:
         raise _fail("degrade_model", "one of the models keys: " + ", ".join(models),
@@ -295,7 +313,7 @@ def load_settings(ctx: Mapping[str, Any]) -> Settings:
         optional_arns[key] = value
     return Settings(
         stage=stage, provider=provider, tier=tier, models=models, default_model=default_model,
-        overflow_policy=overflow, degrade_model=degrade_model,
+        overflow_policy=overflow, degrade_model=degrade_model, scheduling=scheduling,
         max_deferrals=_number("deferral.max_deferrals", deferral.get("max_deferrals", 5),
                               integer=True),
         max_deferral_age_s=_number("deferral.max_age_s", deferral.get("max_age_s", 3600),

@@ -15,6 +15,7 @@ from typing import Mapping
 from guard import Limits, LimitsError
 
 OVERFLOW_POLICIES = ("defer", "degrade", "reject")
+from guard.client import SCHEDULING_MODES  # noqa: E402  (one home: the guard)
 TENANT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
@@ -70,6 +71,7 @@ class AgentConfig:
     docs_prefix: str
     notes_table: str
     api_key_secret_arn: str | None = None
+    scheduling: str = "fifo"
     aws_region: str = "us-east-1"
     max_deferrals: int = 5
     max_deferral_age_s: float = 3600.0
@@ -119,7 +121,8 @@ def _parse_models(raw: str) -> dict[str, ModelConfig]:
         try:
             limits = Limits(spec.get("rpm"), spec.get("itpm"), spec.get("otpm"),
                             tpm=spec.get("tpm"), output_burndown=spec.get("output_burndown", 1.0),
-                            counts_cache_reads=spec.get("counts_cache_reads", False))
+                            counts_cache_reads=spec.get("counts_cache_reads", False),
+                            burst_fraction=spec.get("burst_fraction", 1.0))
         except LimitsError as err:
             raise ConfigError(f"{where}: {err}") from None
         prices = spec.get("prices", {})
@@ -158,6 +161,10 @@ def load_config(env: Mapping[str, str]) -> AgentConfig:
     if overflow not in OVERFLOW_POLICIES:
         raise ConfigError(f"OVERFLOW_POLICY={overflow!r}: expected one of "
                           f"{', '.join(OVERFLOW_POLICIES)}")
+    scheduling = env.get("SCHEDULING", "fifo").strip() or "fifo"
+    if scheduling not in SCHEDULING_MODES:
+        raise ConfigError(f"SCHEDULING={scheduling!r}: expected one of "
+                          f"{', '.join(SCHEDULING_MODES)}")
     degrade_model = env.get("DEGRADE_MODEL", "").strip() or None
     if degrade_model is not None and degrade_model not in models:
         raise ConfigError(f"DEGRADE_MODEL={degrade_model!r} is not in MODELS")
@@ -182,7 +189,7 @@ def load_config(env: Mapping[str, str]) -> AgentConfig:
         tool_role_arn=_require(env, "TOOL_ROLE_ARN", "the tool role ARN"),
         agent_name=env.get("AGENT_NAME", "bulwark-agent").strip() or "bulwark-agent",
         models=models, default_model=default_model, degrade_model=degrade_model,
-        overflow_policy=overflow, tenants=tenants,
+        overflow_policy=overflow, scheduling=scheduling, tenants=tenants,
         docs_bucket=_require(env, "DOCS_BUCKET", "the tenant documents bucket name"),
         docs_prefix=env.get("DOCS_PREFIX", "docs/"),
         notes_table=_require(env, "NOTES_TABLE", "the notes table name"),

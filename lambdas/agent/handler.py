@@ -103,7 +103,7 @@ def build_runtime(env=os.environ, *, dynamodb=None, sqs=None, sts=None, secrets=
 
     claude = GuardedClaude(buckets, provider=config.provider, sdk_client=sdk_client,
                            api_key=api_key if config.provider == "anthropic" else None,
-                           aws_region=config.aws_region)
+                           aws_region=config.aws_region, scheduling=config.scheduling)
     persistence = DynamoDBPersistenceLayer(table_name=config.idempotency_table,
                                            boto3_client=dynamodb)
     return Runtime(config, dynamodb, sqs or boto3.client("sqs"), sts or boto3.client("sts"),

@@ -19,11 +19,11 @@ METRICS = {
     "Upstream429": "Count", "Upstream529": "Count", "RetryAfterSeconds": "Seconds",
     "Deferred": "Count", "Degraded": "Count", "Rejected": "Count", "Latency": "Milliseconds",
     "CostUSD": "NoUnit", "Succeeded": "Count", "Failed": "Count", "QuotaUsedPercent": "Percent",
-    "GrantToSendMs": "Milliseconds",
+    "GrantToSendMs": "Milliseconds", "QueueSeconds": "Seconds",
 }
 
 #: metrics that take the largest value seen in a request rather than the sum
-_MAXIMA = {"QuotaUsedPercent", "RetryAfterSeconds", "GrantToSendMs"}
+_MAXIMA = {"QuotaUsedPercent", "RetryAfterSeconds", "GrantToSendMs", "QueueSeconds"}
 
 
 class RequestMetrics:
@@ -50,6 +50,8 @@ class RequestMetrics:
         self.add(model, "Upstream529", result.upstream_529)
         if result.quota_used_percent is not None:
             self.add(model, "QuotaUsedPercent", result.quota_used_percent)
+        if result.queue_s:
+            self.add(model, "QueueSeconds", result.queue_s)
         if result.grant_to_send_s:
             self.add(model, "GrantToSendMs", max(result.grant_to_send_s) * 1000)
         if result.retry_after:

@@ -427,9 +427,19 @@ CASES: list[Case] = [
     Case("agent.bucket.update_other_bucket", "anthropic", IMPLICIT, lambda d: d.request(
         d.agent, "dynamodb:UpdateItem", d.bucket_table,
         {"dynamodb:LeadingKeys": ["anthropic#other"]})),
-    Case("agent.bucket.get_item", "anthropic", IMPLICIT, lambda d: d.request(
+    Case("agent.bucket.get_whole_item", "anthropic", IMPLICIT, lambda d: d.request(
         d.agent, "dynamodb:GetItem", d.bucket_table,
         {"dynamodb:LeadingKeys": ["anthropic#sonnet-4"]})),
+    Case("agent.bucket.read_cool_down", "anthropic", ALLOWED, lambda d: d.request(
+        d.agent, "dynamodb:GetItem", d.bucket_table,
+        {"dynamodb:LeadingKeys": ["anthropic#sonnet-4"], "dynamodb:Attributes": ["cool_until"]})),
+    Case("agent.bucket.read_other_attributes", "anthropic", IMPLICIT, lambda d: d.request(
+        d.agent, "dynamodb:GetItem", d.bucket_table,
+        {"dynamodb:LeadingKeys": ["anthropic#sonnet-4"],
+         "dynamodb:Attributes": ["cool_until", "tat_requests"]})),
+    Case("agent.bucket.read_cool_down_other_bucket", "anthropic", IMPLICIT, lambda d: d.request(
+        d.agent, "dynamodb:GetItem", d.bucket_table,
+        {"dynamodb:LeadingKeys": ["anthropic#other"], "dynamodb:Attributes": ["cool_until"]})),
     Case("agent.bucket.delete_item", "anthropic", IMPLICIT, lambda d: d.request(
         d.agent, "dynamodb:DeleteItem", d.bucket_table,
         {"dynamodb:LeadingKeys": ["anthropic#sonnet-4"]})),

@@ -86,6 +86,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "context_window": 200_000,
     "cache_min_tokens": 0,   # shortest cacheable prefix (the real API: 1024-4096 by model)
     "revoked_api_keys": [],  # API keys (x-api-key or bearer) answered with 401
+    # "acceleration limits" (unpublished rule, configurable here): refuse a request when more
+    # than accel_fraction of the RPM capacity arrived within the last accel_window_s seconds
+    "accel_fraction": None,
+    "accel_window_s": 1.0,
 }
 
 FAULT_KINDS = ("529", "500", "504", "429", "spend_limit", "slow")
@@ -284,6 +288,7 @@ class _FamilyState:
         self.input = _Bucket(itpm, now)
         self.output = _Bucket(otpm, now)
         self.count_tokens = _Bucket(rpm, now)  # count_tokens has its own RPM
+        self.arrivals: collections.deque[float] = collections.deque()  # admitted, monotonic s
 
     def refill(self, now: float) -> None:
         for bucket in (self.requests, self.input, self.output, self.count_tokens):
@@ -479,6 +484,12 @@ class Emulator:
         for key in ("latency_s", "token_latency_s"):
             if not isinstance(config[key], (int, float)) or config[key] < 0:
                 raise ValueError(f"{key} must be a non-negative number")
+        if config["accel_fraction"] is not None and not (
+                isinstance(config["accel_fraction"], (int, float))
+                and 0 < config["accel_fraction"] <= 1):
+            raise ValueError("accel_fraction must be null or a number in (0, 1]")
+        if not isinstance(config["accel_window_s"], (int, float)) or config["accel_window_s"] <= 0:
+            raise ValueError("accel_window_s must be a positive number of seconds")
         if not isinstance(config["revoked_api_keys"], list) or not all(
                 isinstance(key, str) for key in config["revoked_api_keys"]):
             raise ValueError("revoked_api_keys must be a list of strings")
@@ -974,6 +985,19 @@ class Emulator:
                 worst = (wait, dimension, bucket.limit, too_large)
         if worst is not None:
             raise self._rate_limit_error(state, worst[1], worst[2], worst[0], worst[3])
+        fraction = self.config["accel_fraction"]
+        if fraction is not None:
+            window = float(self.config["accel_window_s"])
+            while state.arrivals and state.arrivals[0] <= now - window:
+                state.arrivals.popleft()
+            if len(state.arrivals) + 1 > fraction * state.requests.limit:
+                self.rate_limited += 1
+                self.rate_limited_by["acceleration"] += 1
+                raise _ApiError(429, "rate_limit_error", "Your organization's usage increased "
+                                "too sharply (acceleration limit). Please ramp up gradually.",
+                                headers=[*self._ratelimit_headers(state),
+                                         ("retry-after", str(_retry_after(window)))])
+            state.arrivals.append(now)
         state.requests.level -= 1
         state.input.level -= counted_input
         state.output.level -= out_need

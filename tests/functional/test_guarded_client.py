@@ -369,3 +369,49 @@ def test_poll_scheduling_refuses_and_retries_instead_of_booking(make_claude, buc
     claude, _ = make_claude(bucket=bucket, scheduling="poll")
     result = claude.create(model=MODEL, max_tokens=50, messages=PROMPT, deadline_s=10)
     assert result.status == "ok" and result.local_throttles >= 1 and result.queue_s == 0
+
+
+def _cold_fleet(make_claude, bucket_table, dynamodb, limits, seconds=6.0, callers=16):
+    """`callers` threads, each its own bucket client and guard, start together on a full
+    bucket and call for `seconds`."""
+    results, lock = [], threading.Lock()
+    start = threading.Barrier(callers)
+
+    def caller():
+        bucket = TokenBucket(bucket_table, "anthropic#sonnet-4", limits, dynamodb)
+        claude, _ = make_claude(bucket=bucket)
+        start.wait()
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            result = claude.create(model=MODEL, max_tokens=20, messages=PROMPT,
+                                   deadline_s=max(0.0, end - time.monotonic()))
+            with lock:
+                results.append(result)
+
+    threads = [threading.Thread(target=caller) for _ in range(callers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_burst_fraction_keeps_a_cold_fleet_under_the_acceleration_limit(
+        make_claude, emulator, bucket_table, dynamodb):
+    # the emulator refuses more than 40% of the RPM capacity (48 of 120) within 5 s
+    emulator.configure(accel_fraction=0.4, accel_window_s=5.0)
+    unshaped = _cold_fleet(make_claude, bucket_table, dynamodb, Limits(**SMALL))
+    refused_unshaped = emulator.stats()["rate_limited"]
+    assert refused_unshaped > 0, "a full-bucket burst must trip the acceleration rule"
+    assert sum(r.status == "ok" for r in unshaped) > 0
+
+    emulator.reset()
+    emulator.configure(accel_fraction=0.4, accel_window_s=5.0)
+    other_table = bucket_table + "-shaped"
+    from guard import ensure_table
+    ensure_table(dynamodb, other_table)
+    # burst 20% = 24 requests at once, then 2/s: at most 34 in any 5 s window
+    shaped = _cold_fleet(make_claude, other_table, dynamodb,
+                         Limits(**SMALL, burst_fraction=0.2))
+    assert emulator.stats()["rate_limited"] == 0
+    assert sum(r.status == "ok" for r in shaped) >= 24 + 2 * 5   # the shaped fleet still ran

@@ -362,3 +362,43 @@ def test_an_acquire_of_nothing_grants_without_a_write(make_bucket, local_aws):
     grant = bucket.try_acquire(0, 0, 0)
     assert grant.granted and grant.store_calls == 0
     assert local_aws.stats() == {}
+
+
+# -- rollout: clients from before bookings and new clients in poll mode on one item ----------
+
+def _v1_refund(dynamodb, table, bucket_id, dim, refund_s, now):
+    """The refund write a client from before bookings sends (its `_settle_update` busy form):
+    no booked_until check, no exact undo."""
+    from guard.gcra import cell
+
+    dynamodb.update_item(
+        TableName=table, Key={"pk": {"S": bucket_id}},
+        UpdateExpression="SET #a0 = #a0 - :v1",
+        ConditionExpression="#a0 >= :v0",
+        ExpressionAttributeNames={"#a0": "tat_" + dim},
+        ExpressionAttributeValues={":v0": {"N": cell(now + refund_s, "up")},
+                                   ":v1": {"N": cell(refund_s, "down")}},
+        ReturnValues="ALL_NEW")
+
+
+def test_old_and_new_clients_in_poll_mode_share_one_item(make_bucket, dynamodb, bucket_table,
+                                                         clock):
+    limits = Limits(rpm=60, otpm=6000)
+    new = make_bucket(limits)   # poll mode: max_wait_s=0, the acquire forms v1 sends too
+    old = make_bucket(limits)   # its acquires are the same forms; its refunds are v1's
+    for round_ in range(10):
+        mine = new.try_acquire(1, 0, 300)
+        theirs = old.try_acquire(1, 0, 300)
+        assert mine.granted and theirs.granted and mine.start_at == theirs.start_at
+        settled = new.settle(mine, 0, 100)   # 200 of 300 output tokens come back
+        assert settled.settled and not settled.forgone
+        _v1_refund(dynamodb, bucket_table, "anthropic#sonnet-4", "output_tokens",
+                   200 * 60 / 6000, clock())
+        clock.advance(0.5)
+    item = dynamodb.get_item(TableName=bucket_table, Key={"pk": {"S": "anthropic#sonnet-4"}},
+                             ConsistentRead=True)["Item"]
+    assert "booked_until" not in item   # nothing booked: every refund stays creditable
+    # 20 requests of 100 output tokens each, and 5 s of refill: exactly what both sides used
+    seen = new.try_acquire(1, 0, 0)
+    assert seen.granted
+    assert new.level("output_tokens") == pytest.approx(6000 - 20 * 100 + 5 * 100, abs=1)

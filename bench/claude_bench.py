@@ -69,7 +69,8 @@ def _drive(workers: int, duration_s: float, call) -> tuple[list, float]:
     return results, time.monotonic() - start
 
 
-def run_guarded(emulator, aws, limits, workers, duration_s, max_tokens):
+def run_guarded(emulator, aws, limits, workers, duration_s, max_tokens, scheduling="fifo",
+                deadline_s=30.0):
     import anthropic
 
     from guard import GuardedClaude, Limits, TokenBucket, ensure_table
@@ -84,8 +85,9 @@ def run_guarded(emulator, aws, limits, workers, duration_s, max_tokens):
     def call(i, end, worker):
         if worker not in guards:  # one bucket client and guard per worker, like a Lambda
             bucket = TokenBucket(table, f"anthropic#{FAMILY}", Limits(rpm, itpm, otpm), dynamodb)
-            guards[worker] = GuardedClaude({MODEL: bucket}, sdk_client=sdk)
-        deadline = max(0.0, min(30.0, end - time.monotonic()))
+            guards[worker] = GuardedClaude({MODEL: bucket}, sdk_client=sdk,
+                                           scheduling=scheduling)
+        deadline = max(0.0, min(deadline_s, end - time.monotonic()))
         result = guards[worker].create(model=MODEL, max_tokens=max_tokens,
                                        messages=prompt(i), deadline_s=deadline)
         if result.status == "deferred" and time.monotonic() < end:
@@ -94,8 +96,9 @@ def run_guarded(emulator, aws, limits, workers, duration_s, max_tokens):
 
     aws.reset_stats()
     results, elapsed = _drive(workers, duration_s, call)
-    writes = aws.stats().get("DynamoDB_20120810.UpdateItem", 0)
-    return results, elapsed, writes
+    stats = aws.stats()
+    writes = stats.get("DynamoDB_20120810.UpdateItem", 0)
+    return results, elapsed, writes, stats.get("DynamoDB_20120810.GetItem", 0)
 
 
 def run_bare(emulator, workers, duration_s, max_tokens):
@@ -138,7 +141,7 @@ def answer_shares(results, workers: int) -> tuple[float, float]:
     return min(answers) / mean_answers, max(answers) / mean_answers
 
 
-def summarise_guarded(results, stats, limits, elapsed, writes, workers) -> dict:
+def summarise_guarded(results, stats, limits, elapsed, writes, workers, reads=0) -> dict:
     calls = [r for _, r in results]
     ok = [r for r in calls if r.status == "ok"]
     acquires = sum(r.local_throttles + r.attempts for r in calls)
@@ -149,6 +152,11 @@ def summarise_guarded(results, stats, limits, elapsed, writes, workers) -> dict:
         "grant_to_send_p50_ms": percentile(to_send, 50) * 1000,
         "grant_to_send_p99_ms": percentile(to_send, 99) * 1000,
         "writes_per_answer": writes / max(1, len(ok)),
+        "reads_per_answer": reads / max(1, len(ok)),
+        "wait_p50_s": percentile([r.waited_s for r in calls], 50),
+        "wait_p99_s": percentile([r.waited_s for r in calls], 99),
+        "wait_max_s": max((r.waited_s for r in calls), default=0.0),
+        "waits_beyond_queue": sum(r.waited_s > r.queue_s + 1.0 for r in ok),
         "share_min": share_min, "share_max": share_max,
         "calls": len(calls), "ok": len(ok),
         "failed": sum(r.status == "error" for r in calls),
@@ -173,7 +181,8 @@ def summarise_bare(results, stats, limits, elapsed, workers) -> dict:
     ok = [r for r in results if r[1] == "ok"]
     return {
         "workers": workers, "grant_to_send_p50_ms": None, "grant_to_send_p99_ms": None,
-        "writes_per_answer": None, "share_min": share_min, "share_max": share_max,
+        "writes_per_answer": None, "reads_per_answer": None, "wait_p50_s": None,
+        "wait_p99_s": None, "wait_max_s": None, "waits_beyond_queue": None, "share_min": share_min, "share_max": share_max,
         "calls": len(results), "ok": len(ok), "failed": len(results) - len(ok), "deferred": 0,
         "upstream_429_sent": stats["rate_limited"],
         "goodput_rpm": len(ok) / elapsed * 60,
@@ -202,6 +211,11 @@ def render(runs: list[tuple[str, dict]]) -> str:
             ("grant-to-send p99 (ms)", "grant_to_send_p99_ms", "f"),
             ("DynamoDB calls per acquire", "calls_per_acquire", "f"),
             ("DynamoDB writes per answered call", "writes_per_answer", "f"),
+            ("DynamoDB reads per answered call", "reads_per_answer", "f"),
+            ("wait for capacity p50", "wait_p50_s", "s"),
+            ("wait for capacity p99", "wait_p99_s", "s"),
+            ("wait for capacity max", "wait_max_s", "s"),
+            ("answers waiting > booked queue + 1 s", "waits_beyond_queue", "int"),
             ("answers per caller, min / mean", "share_min", "f"),
             ("answers per caller, max / mean", "share_max", "f"),
             ("input estimate below server count", "under_estimates", "pct")]
@@ -227,7 +241,57 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-tokens", type=int, default=100,
                         help="tokens the emulator answers with")
     parser.add_argument("--latency", type=float, default=0.3, help="emulator seconds per call")
+    parser.add_argument("--scenario", choices=("all", "tier", "fairness"), default="all",
+                        help="tier: guard vs bare SDK at the tier's limits; fairness: poll vs "
+                             "fifo, 32 callers at 600 RPM (tokens not binding)")
+    parser.add_argument("--fairness-duration", type=float, default=180.0)
+    parser.add_argument("--fairness-rpm", type=int, default=600,
+                        help="lower it where 32 callers cannot saturate 600 RPM")
     args = parser.parse_args(argv)
+    ok = True
+    if args.scenario in ("all", "fairness"):
+        ok &= fairness(args)
+    if args.scenario in ("all", "tier"):
+        ok &= tier(args)
+    return 0 if ok else 1
+
+
+def fairness(args) -> bool:
+    """32 callers loop create(deadline_s=20), sleeping retry_after after a deferral, at 600
+    RPM with tokens not binding: once polling, once booking (fifo)."""
+    rpm, itpm, otpm = limits = (args.fairness_rpm, 10_000_000, 2_000_000)
+    config = {"output_tokens": args.output_tokens, "latency_s": args.latency,
+              "limits": {FAMILY: {"rpm": rpm, "itpm": itpm, "otpm": otpm}}}
+    print(f"Fairness: 32 callers, {args.fairness_duration:g} s per run, {rpm} RPM (ITPM/OTPM "
+          f"not binding), deadline 20 s, poll then fifo.", flush=True)
+    runs = []
+    with LocalAws() as aws, ClaudeEmulator(config) as emulator:
+        for scheduling in ("poll", "fifo"):
+            emulator.reset()
+            print(f"  {scheduling} ...", flush=True)
+            results, elapsed, writes, reads = run_guarded(
+                emulator, aws, limits, 32, args.fairness_duration, args.max_tokens,
+                scheduling=scheduling, deadline_s=20.0)
+            runs.append((scheduling, summarise_guarded(results, emulator.stats(),
+                                                       limits, elapsed, writes, 32,
+                                                       reads)))
+    print(render(runs))
+    fifo = runs[1][1]
+    if max(fifo["utilisation"].values()) < 0.9:
+        print(f"the load did not saturate {rpm} RPM on this machine "
+              f"({max(fifo['utilisation'].values()):.0%} used): rerun with a lower "
+              f"--fairness-rpm; writes, waits and shares say nothing here", flush=True)
+        return True
+    met = (fifo["writes_per_answer"] <= 2.2 and fifo["upstream_429_sent"] == 0
+           and fifo["share_min"] >= 0.85 and fifo["share_max"] <= 1.15
+           and max(fifo["utilisation"].values()) >= 0.95 and fifo["waits_beyond_queue"] == 0)
+    print("fifo targets (<= 2.2 writes per answer, 0 upstream 429s, shares within 15% of the "
+          "mean, >= 95% of the binding limit, no wait beyond its booked queue + 1 s): "
+          + ("met" if met else "NOT met"), flush=True)
+    return met
+
+
+def tier(args) -> bool:
     limits = PRESETS[args.tier]
     worker_counts = [int(n) for n in str(args.workers).split(",") if n.strip()]
     config = {"tier": args.tier, "output_tokens": args.output_tokens, "latency_s": args.latency}
@@ -241,8 +305,8 @@ def main(argv: list[str] | None = None) -> int:
         for n, workers in enumerate(worker_counts, 1):
             emulator.reset()
             print(f"run {n}/{total}: through the guard, {workers} callers ...", flush=True)
-            results, elapsed, writes = run_guarded(emulator, aws, limits, workers,
-                                                   args.duration, args.max_tokens)
+            results, elapsed, writes, _ = run_guarded(emulator, aws, limits, workers,
+                                                      args.duration, args.max_tokens)
             runs.append((f"guard x{workers}", summarise_guarded(
                 results, emulator.stats(), limits, elapsed, writes, workers)))
         emulator.reset()
@@ -257,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
              and run["grant_to_send_p99_ms"] <= 50 for _, run in runs[:-1])
     print("targets (0 upstream 429s, 0 failures, >= 95% of the binding limit, grant-to-send p99 "
           "<= 50 ms) through the guard: " + ("met" if ok else "NOT met"))
-    return 0 if ok else 1
+    return ok
 
 
 if __name__ == "__main__":

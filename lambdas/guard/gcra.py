@@ -224,19 +224,21 @@ def settle_update(shape: Shape, deltas: Mapping[str, float], seen: Mapping[str, 
     no_booking_pending = seen.get(BOOKED_UNTIL, -math.inf) <= now
     booking_checked = False
     for dim, delta in deltas.items():
-        attr = update.name(TAT_PREFIX + dim)
         tat = seen.get(dim)
         if delta < 0:  # refund
             refund = -delta
+            if tat is not None and tat <= now:
+                continue  # the dimension is full already: a refund adds nothing, no write
             own = written.get(dim)
+            if (own is None or tat is None or tat != float(own)) and not no_booking_pending:
+                plan.forgone[dim] = refund  # would erase a pending booking's charge
+                continue
+            attr = update.name(TAT_PREFIX + dim)
             if own is not None and tat is not None and tat == float(own):
                 # exact undo of the grant's own charge: nothing was stacked on top of it
                 update.conditions.append(f"{attr} = {update.value(own)}")
                 update.sets.append(f"{attr} = {update.value(cell(float(own) - refund, 'up'))}")
                 plan.credited[dim] = refund
-                continue
-            if not no_booking_pending:
-                plan.forgone[dim] = refund  # would erase a pending booking's charge
                 continue
             if not booking_checked:
                 booked = update.name(BOOKED_UNTIL)
@@ -254,6 +256,7 @@ def settle_update(shape: Shape, deltas: Mapping[str, float], seen: Mapping[str, 
             plan.credited[dim] = refund
             continue
         debt = delta
+        attr = update.name(TAT_PREFIX + dim)
         if tat is not None and now <= tat <= cap - debt:
             update.conditions.append(
                 f"{attr} BETWEEN {update.value(cell(now, 'up'))} AND "

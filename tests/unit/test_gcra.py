@@ -207,3 +207,17 @@ def test_quota_used_percent_is_as_of_the_start_and_stays_within_0_to_100():
     item = {"requests": T0 + 130}   # booked a minute ahead and more
     assert sh.used_percent(item, T0) == 100.0
     assert sh.used_percent(item, T0 + 100) == pytest.approx(50.0)
+
+
+def test_every_name_and_value_placeholder_of_a_write_is_used():
+    """DynamoDB rejects unused placeholders (ValidationException): forgone and skipped
+    refunds must not leave any behind."""
+    sh = shape(rpm=60, itpm=60_000, otpm=6_000)
+    seen = {"requests": T0 + 30, "input_tokens": T0 - 5, "output_tokens": T0 + 40,
+            "booked_until": T0 + 20}
+    plan = gcra.settle_update(sh, {"input_tokens": -1.0, "output_tokens": -2.0,
+                                   "requests": 0.5}, seen, T0, {})
+    assert plan.forgone == {"output_tokens": 2.0}
+    text = " ".join(plan.update.sets + plan.update.conditions)
+    for placeholder in [*plan.update.names, *plan.update.values]:
+        assert re.search(re.escape(placeholder) + r"\b", text), placeholder

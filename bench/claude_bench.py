@@ -16,6 +16,7 @@ DynamoDB calls per acquire and writes per answered call, each caller's share of 
 from __future__ import annotations
 
 import argparse
+import collections
 import sys
 import threading
 import time
@@ -157,6 +158,9 @@ def summarise_guarded(results, stats, limits, elapsed, writes, workers, reads=0)
         "wait_p99_s": percentile([r.waited_s for r in calls], 99),
         "wait_max_s": max((r.waited_s for r in calls), default=0.0),
         "waits_beyond_queue": sum(r.waited_s > r.queue_s + 1.0 for r in ok),
+        "stale_grants": sum(r.stale_grants for r in calls),
+        "deferral_reasons": ", ".join(f"{k} {v}" for k, v in sorted(collections.Counter(
+            r.reason for r in calls if r.status == "deferred").items())) or "-",
         "share_min": share_min, "share_max": share_max,
         "calls": len(calls), "ok": len(ok),
         "failed": sum(r.status == "error" for r in calls),
@@ -182,7 +186,8 @@ def summarise_bare(results, stats, limits, elapsed, workers) -> dict:
     return {
         "workers": workers, "grant_to_send_p50_ms": None, "grant_to_send_p99_ms": None,
         "writes_per_answer": None, "reads_per_answer": None, "wait_p50_s": None,
-        "wait_p99_s": None, "wait_max_s": None, "waits_beyond_queue": None, "share_min": share_min, "share_max": share_max,
+        "wait_p99_s": None, "wait_max_s": None, "waits_beyond_queue": None,
+        "stale_grants": None, "deferral_reasons": "-", "share_min": share_min, "share_max": share_max,
         "calls": len(results), "ok": len(ok), "failed": len(results) - len(ok), "deferred": 0,
         "upstream_429_sent": stats["rate_limited"],
         "goodput_rpm": len(ok) / elapsed * 60,
@@ -198,7 +203,7 @@ def render(runs: list[tuple[str, dict]]) -> str:
     def fmt(value, kind):
         if value is None:
             return "-"
-        return {"int": f"{value:,.0f}", "pct": f"{value:.1%}", "s": f"{value:.2f} s",
+        return {"str": str(value), "int": f"{value:,.0f}", "pct": f"{value:.1%}", "s": f"{value:.2f} s",
                 "f": f"{value:.3f}"}[kind]
 
     rows = [("caller-visible calls", "calls", "int"), ("succeeded", "ok", "int"),
@@ -216,6 +221,8 @@ def render(runs: list[tuple[str, dict]]) -> str:
             ("wait for capacity p99", "wait_p99_s", "s"),
             ("wait for capacity max", "wait_max_s", "s"),
             ("answers waiting > booked queue + 1 s", "waits_beyond_queue", "int"),
+            ("grants given back (sent too late)", "stale_grants", "int"),
+            ("deferral reasons", "deferral_reasons", "str"),
             ("answers per caller, min / mean", "share_min", "f"),
             ("answers per caller, max / mean", "share_max", "f"),
             ("input estimate below server count", "under_estimates", "pct")]

@@ -30,7 +30,9 @@ def grant_rate(local_aws):
 @pytest.mark.slow
 def test_sixteen_callers_never_over_admit_in_any_10s_window(local_aws, bucket_table,
                                                             grant_rate):
-    limits = saturating_limits(grant_rate, WORKLOAD)
+    # offering 10x the refill rate, the load saturates unless it runs 2.5x slower than it did
+    # in the calibration a moment before
+    limits = saturating_limits(grant_rate, WORKLOAD, offered_per_refill=10.0)
     local_aws.reset_stats()
     result = run_load(local_aws.endpoint_url, bucket_table, "anthropic#load", limits,
                       processes=4, threads=4, duration_s=DURATION_S, workload=WORKLOAD)
@@ -56,7 +58,7 @@ def test_sixteen_callers_never_over_admit_in_any_10s_window(local_aws, bucket_ta
 def test_callers_with_clocks_2s_apart_stay_within_capacity_plus_2s_of_refill(
         local_aws, bucket_table, grant_rate):
     # 6 callers of the 16 calibrated, each offering about as much: saturated at a third
-    limits = saturating_limits(grant_rate * 6 / 16, WORKLOAD, offered_per_refill=3.0)
+    limits = saturating_limits(grant_rate * 6 / 16, WORKLOAD, offered_per_refill=10.0)
     workload = Workload(input_min=50, input_max=150, max_tokens=40, output_min=10, call_s=0.02,
                         clock_offsets_s=(-2.0, 0.0, 2.0))
     result = run_load(local_aws.endpoint_url, bucket_table, "anthropic#skew", limits,

@@ -22,7 +22,7 @@ from stacks.settings import SettingsError, load_settings  # noqa: E402
 CONTEXT_KEYS = ("stage", "provider", "tier", "models", "default_model", "overflow_policy",
                 "degrade_model", "deferral", "tenants", "alarms", "allowed_regions",
                 "reserved_concurrency", "queue_max_concurrency", "log_retention_days",
-                "existing_trail_arn", "existing_kms_key_arn", "api_key_secret_arn")
+                "existing_trail_arn", "existing_kms_key_arn", "api_key_secret_arn", "mcp")
 
 
 def build_app(context: dict | None = None, outdir: str | None = None) -> tuple[cdk.App,

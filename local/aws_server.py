@@ -5,6 +5,12 @@ there: concurrency tests would measure moto's races instead of ours. This launch
 WSGI app so every request runs under one lock, counts requests per API action (for "DynamoDB
 calls per acquire" measured at the server), and exits when its parent process goes away.
 
+moto keeps neither session tags nor source identity on assumed roles, so the launcher records
+each AssumeRole itself: by the access key it issued, the role, session name, source identity,
+session tags (and the secret key, so a local stand-in can verify SigV4 signatures made with
+it). `GET /_bulwark/sessions` returns them; `LocalAws.session(access_key)` reads one. The local
+AWS MCP Server uses them to evaluate `${aws:PrincipalTag/...}` as IAM would.
+
     python -m local.aws_server            # prints {"port": N} once ready, serves until killed
 
 From Python, `LocalAws()` starts it in a child process and stops it on exit:
@@ -17,12 +23,15 @@ from __future__ import annotations
 
 import argparse
 import collections
+import io
 import json
 import os
+import re
 import signal
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from local.child import ChildServer, announce_port, exit_with_parent
@@ -31,6 +40,7 @@ STATS_PATH = "/_bulwark/stats"
 #: Seconds added to every request under the lock, to act out a slower machine (tests that
 #: depend on speed must calibrate themselves and still pass with it set).
 DELAY_ENV = "BULWARK_LOCAL_AWS_DELAY_S"
+SESSIONS_PATH = "/_bulwark/sessions"
 REGION = "us-east-1"
 #: moto accepts any credentials; these make sure no real account is ever used by mistake.
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
@@ -64,8 +74,17 @@ def serialised_app(delay_s: float = 0.0):
     lock = threading.Lock()
     count_lock = threading.Lock()
     counts: collections.Counter[str] = collections.Counter()
+    sessions: dict[str, dict] = {}
 
     def app(environ, start_response):
+        if environ.get("PATH_INFO") == SESSIONS_PATH:
+            body = json.dumps(sessions).encode()
+            start_response("200 OK", [("Content-Type", "application/json"),
+                                      ("Content-Length", str(len(body)))])
+            return [body]
+        assume = _assume_role_request(environ)
+        if assume is not None:
+            return _recording(environ, start_response, assume, sessions)
         if environ.get("PATH_INFO") == STATS_PATH:
             if environ.get("REQUEST_METHOD") == "DELETE":
                 counts.clear()
@@ -87,7 +106,62 @@ def serialised_app(delay_s: float = 0.0):
                 if close:
                     close()
 
+    def _recording(environ, start_response, assume, sessions):
+        captured = {}
+
+        def capture(status, headers, exc_info=None):
+            captured["status"] = status
+            return start_response(status, headers, exc_info)
+
+        with count_lock:
+            counts["AssumeRole"] += 1
+        with lock:
+            response = moto_app(environ, capture)
+            try:
+                body = b"".join(response)
+            finally:
+                close = getattr(response, "close", None)
+                if close:
+                    close()
+            if captured.get("status", "").startswith("200"):
+                record = _issued_credentials(body)
+                if record:
+                    sessions[record.pop("access_key")] = {**assume, **record}
+        return [body]
+
     return app
+
+
+def _assume_role_request(environ) -> dict | None:
+    """An STS AssumeRole call (query protocol, form body): role, session name, source
+    identity and tags; None for anything else. The body is put back for moto."""
+    if environ.get("REQUEST_METHOD") != "POST" or "/sts/" not in environ.get(
+            "HTTP_AUTHORIZATION", ""):
+        return None
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    form = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode("utf-8", "replace")).items()}
+    if form.get("Action") != "AssumeRole":
+        return None
+    tags = {}
+    for key, value in form.items():
+        match = re.fullmatch(r"Tags\.member\.(\d+)\.Key", key)
+        if match:
+            tags[value] = form.get(f"Tags.member.{match.group(1)}.Value", "")
+    return {"role_arn": form.get("RoleArn"), "session_name": form.get("RoleSessionName"),
+            "source_identity": form.get("SourceIdentity"), "tags": tags}
+
+
+def _issued_credentials(body: bytes) -> dict | None:
+    text = body.decode("utf-8", "replace")
+    found = {name: re.search(f"<{name}>([^<]+)</{name}>", text)
+             for name in ("AccessKeyId", "SecretAccessKey", "Arn")}
+    if not found["AccessKeyId"]:
+        return None
+    return {"access_key": found["AccessKeyId"].group(1),
+            "secret_key": found["SecretAccessKey"].group(1) if found["SecretAccessKey"] else "",
+            "session_arn": found["Arn"].group(1) if found["Arn"] else None}
 
 
 def serve(port: int, host: str = "127.0.0.1") -> None:
@@ -120,6 +194,12 @@ class LocalAws(ChildServer):
     def stats(self) -> dict[str, int]:
         """Requests served so far per API action, e.g. {"DynamoDB_20120810.UpdateItem": 12}."""
         with urllib.request.urlopen(self.endpoint_url + STATS_PATH, timeout=5) as resp:
+            return json.loads(resp.read())
+
+    def sessions(self) -> dict[str, dict]:
+        """Assumed-role sessions by access key: role_arn, session_name, source_identity,
+        tags, secret_key, session_arn (what moto itself does not keep)."""
+        with urllib.request.urlopen(self.endpoint_url + SESSIONS_PATH, timeout=5) as resp:
             return json.loads(resp.read())
 
     def reset_stats(self) -> None:

@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from local.aws_mcp_server import LocalAwsMcp
 from local.aws_server import LocalAws
 from local.claude_emulator import ClaudeEmulator
 
@@ -102,7 +103,35 @@ class Scenario:
     out: Path = field(default_factory=lambda: REPO_ROOT / "out" / "demo")
 
 
-def prompt_for(i: int, tenant: str) -> str:
+def mcp_prompt_for(i: int, tenant: str, env: dict) -> str | None:
+    """Every sixth request works on AWS through the local AWS MCP Server (list the tenant's
+    documents, read the work queue's attributes); request 3 tries a destructive action
+    through it (delete a document), which IAM must deny."""
+    bucket, prefix = env.get("DOCS_BUCKET"), env.get("DOCS_PREFIX", "docs/")
+    if not env.get("MCP_SERVERS") or not bucket:
+        return None
+    if i == 3:
+        call = {"script": f's3.delete_object({{"Bucket": "{bucket}", "Key": '
+                          f'"{prefix}{tenant}/runbook.md"}})'}
+        return f"Clean up {tenant}'s old runbook.\nEMULATOR: call aws___run_script " + \
+            json.dumps(call)
+    if i % 12 == 6:
+        call = {"script": f's3.list_objects_v2({{"Bucket": "{bucket}", "Prefix": '
+                          f'"{prefix}{tenant}/"}})'}
+        return f"List {tenant}'s documents through AWS.\nEMULATOR: call aws___run_script " + \
+            json.dumps(call)
+    if i % 12 == 0 and i:
+        call = {"script": f'sqs.get_queue_attributes({{"QueueUrl": "{env["WORK_QUEUE_URL"]}", '
+                          '"AttributeNames": ["ApproximateNumberOfMessages"]})'}
+        return "How deep is the work queue?\nEMULATOR: call aws___run_script " + \
+            json.dumps(call)
+    return None
+
+
+def prompt_for(i: int, tenant: str, env: dict | None = None) -> str:
+    mcp = mcp_prompt_for(i, tenant, env or {})
+    if mcp:
+        return mcp
     kind = i % 4
     if kind == 0:
         return (f"Summarise today's on-call handover for {tenant}.\n"
@@ -213,6 +242,7 @@ def run(scenario: Scenario) -> int:
               f"{timings['deploy_s']:.0f} s", flush=True)
 
         env, function_name = _deployed_environment(aws, stack)
+        mcp_stand_in = _start_mcp_stand_in(aws, env)
         _pause_event_source_mappings(aws, function_name)
         _seed_documents(aws, env["DOCS_BUCKET"], env.get("DOCS_PREFIX", "docs/"))
         os.environ.update(aws.env())
@@ -238,7 +268,7 @@ def run(scenario: Scenario) -> int:
                 print("2/4 driving the agent fleet (direct invokes) ...", file=sys.__stdout__,
                       flush=True)
                 fleet_started = time.time()
-                _drive(agent, scenario, function_name, records)
+                _drive(agent, scenario, function_name, records, env)
                 print("\n3/4 draining deferred requests through sqs_handler ...",
                       file=sys.__stdout__, flush=True)
                 _drain(agent, aws, env, scenario, function_name, records, stack.template())
@@ -247,6 +277,10 @@ def run(scenario: Scenario) -> int:
             router.flush()
             for handle in files:
                 handle.close()
+            decisions = mcp_stand_in.decisions() if mcp_stand_in else []
+            if mcp_stand_in:
+                mcp_stand_in.stop()
+        (out / "mcp_decisions.json").write_text(json.dumps(decisions, indent=2))
         print("\n4/4 report, charts, alarms", flush=True)
         from local.report import write_report
 
@@ -256,7 +290,22 @@ def run(scenario: Scenario) -> int:
                             scenario=scenario)
 
 
-def _drive(agent, scenario: Scenario, function_name: str, records: dict) -> None:
+def _start_mcp_stand_in(aws: LocalAws, env: dict) -> LocalAwsMcp | None:
+    """The local AWS MCP Server, with the deployed MCP_SERVERS pointed at it (as
+    ANTHROPIC_BASE_URL points the SDK at the emulator)."""
+    if not env.get("MCP_SERVERS"):
+        return None
+    stand_in = LocalAwsMcp(aws.endpoint_url).start()
+    servers = json.loads(env["MCP_SERVERS"])
+    for server in servers.values():
+        if server["auth"].get("service") == "aws-mcp":
+            server["url"] = stand_in.url
+    env["MCP_SERVERS"] = json.dumps(servers)
+    return stand_in
+
+
+def _drive(agent, scenario: Scenario, function_name: str, records: dict,
+           env: dict | None = None) -> None:
     lock = threading.Lock()
     counter = iter(range(scenario.requests))
     started = time.monotonic()
@@ -274,7 +323,7 @@ def _drive(agent, scenario: Scenario, function_name: str, records: dict) -> None
                 records[request_id] = record
             caller = f"arn:aws:iam::123456789012:user/{tenant}-operator"
             event = {"version": "2.0", "body": json.dumps({
-                "prompt": prompt_for(i, tenant), "tenant": tenant, "request_id": request_id,
+                "prompt": prompt_for(i, tenant, env), "tenant": tenant, "request_id": request_id,
                 "max_tokens": 200, "deadline_s": scenario.deadline_s}),
                 "requestContext": {"http": {"method": "POST", "path": "/"},
                                    "authorizer": {"iam": {"userArn": caller}}}}

@@ -45,6 +45,14 @@ def _resolver(stack):
     return resolve
 
 
+def _destructive_allowed(decisions: list[dict]) -> list[dict]:
+    """Stand-in decisions that allowed an action the MCP deny covers (must be none)."""
+    from policies.mcp import DESTRUCTIVE_ACTIONS, denied_by
+
+    return [d for d in decisions if d["result"] == "Allowed"
+            and denied_by(d["action"], DESTRUCTIVE_ACTIONS)]
+
+
 def write_report(*, out: Path, records: dict, emulator_stats: dict, template: dict,
                  env: dict, aws, stack, started: float, ended: float, timings: dict,
                  scenario) -> int:
@@ -169,6 +177,21 @@ def write_report(*, out: Path, records: dict, emulator_stats: dict, template: di
     lines.append(f"audit: {len(audit_lines)} tool calls recorded ({denied} denied) in "
                  f"{out / 'audit.jsonl'}; query them with: python -m cli.audit --local "
                  f"{out / 'audit.jsonl'}")
+    mcp_lines = [json.loads(line) for line in audit_lines
+                 if line.strip() and '"mcp://' in line]
+    decisions_path = out / "mcp_decisions.json"
+    decisions = json.loads(decisions_path.read_text()) if decisions_path.exists() else []
+    destructive_allowed = _destructive_allowed(decisions)
+    if mcp_lines or decisions:
+        denied_ids = sorted({line.get("request_id") for line in mcp_lines
+                             if line.get("outcome") == "denied"})
+        lines.append(
+            f"MCP (local AWS MCP Server): {len(mcp_lines)} tool calls "
+            f"({sum(line.get('outcome') == 'ok' for line in mcp_lines)} ok, "
+            f"{len(denied_ids)} denied: {', '.join(denied_ids) or '-'}); IAM decisions "
+            f"{len(decisions)} ({sum(d['result'] == 'Allowed' for d in decisions)} allowed); "
+            f"destructive actions allowed through MCP: {len(destructive_allowed)} "
+            f"(expected 0) -> {decisions_path}")
     report = "\n".join(lines)
     print(report)
     (out / "report.txt").write_text(report + "\n")
@@ -179,7 +202,9 @@ def write_report(*, out: Path, records: dict, emulator_stats: dict, template: di
                len(deferred_first), "deferred_completed": len(deferred_done),
                "median_request_s": statistics.median(end_to_end) if end_to_end else None}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    ok = emulator_stats["rate_limited"] == 0 and not unanswered
+    summary["mcp_destructive_allowed"] = destructive_allowed
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    ok = emulator_stats["rate_limited"] == 0 and not unanswered and not destructive_allowed
     print("demo " + ("passed: every request answered, zero upstream 429s" if ok else
                      "FAILED: see above"))
     return 0 if ok else 1

@@ -14,6 +14,8 @@ from constructs import Construct
 from agent.tools import ToolResources
 from policies.agent import AgentResources, agent_statements
 from policies.boundary import service_trust
+from policies.mcp import (builtin_outside_mcp, denied_action_patterns, mcp_agent_statements,
+                          mcp_allow_statements, mcp_boundary_statements, mcp_deny_statement)
 from policies.tool_role import (tool_data_key_statement, tool_permission_statements,
                                 tool_trust_statement)
 
@@ -76,9 +78,24 @@ class AgentFunction(Construct):
         tool_resources = ToolResources(docs_bucket=state.documents.bucket_name,
                                        docs_prefix="docs/",
                                        notes_table=state.notes_table.table_name)
-        tool_statements = tool_permission_statements(stack.partition, stack.region,
-                                                     stack.account, tool_resources)
-        tool_statements.append(tool_data_key_statement(key.key_arn, stack.region))
+        builtin_statements = tool_permission_statements(stack.partition, stack.region,
+                                                        stack.account, tool_resources)
+        data_key_statement = tool_data_key_statement(key.key_arn, stack.region)
+        # MCP (cdk.json `mcp`): the allowlist only through the AWS MCP Server, destructive
+        # actions denied through any MCP server, built-in grants only outside MCP.
+        mcp = settings.mcp
+        deny_patterns = denied_action_patterns(mcp.deny_actions)
+        mcp_allowed = mcp_allow_statements(mcp.allow, {
+            "Partition": stack.partition, "Region": stack.region, "Account": stack.account,
+            "DocsBucket": state.documents.bucket_name, "DocsPrefix": "docs/",
+            "NotesTable": state.notes_table.table_name,
+            "WorkQueueArn": state.work_queue.queue_arn}, deny_patterns)
+        mcp_deny = mcp_deny_statement(deny_patterns)
+        tool_statements = [builtin_outside_mcp(s) for s in builtin_statements] + [
+            data_key_statement] + mcp_allowed + [mcp_deny]
+        #: the boundary's MCP statements (caps for the allowlist + the same deny)
+        self.mcp_boundary_statements = mcp_boundary_statements(
+            mcp_allowed, settings.allowed_regions, mcp_deny)
 
         bedrock_profiles = tuple(
             (m.model_id, m.foundation_model_id, m.routes_to_regions)
@@ -86,7 +103,8 @@ class AgentFunction(Construct):
         agent_resources = AgentResources(
             account=stack.account, region=stack.region, partition=stack.partition,
             bucket_table_arn=state.bucket_table.table_arn,
-            bucket_ids=tuple(sorted({m.bucket_id for m in settings.models.values()})),
+            bucket_ids=tuple(sorted({m.bucket_id for m in settings.models.values()}
+                                    | {server.bucket_id for server in mcp.servers.values()})),
             idempotency_table_arn=state.idempotency_table.table_arn,
             idempotency_key_prefix=f"{function_name}.",  # Powertools: "<function>.<fn>#<hash>"
             results_table_arn=state.results_table.table_arn,
@@ -98,7 +116,9 @@ class AgentFunction(Construct):
             allowed_regions=settings.allowed_regions,
             api_key_secret_arn=self.secret.secret_arn if self.secret else None,
             bedrock_profiles=bedrock_profiles)
-        self.agent_statements = agent_statements(agent_resources)
+        self.agent_statements = agent_statements(agent_resources) + mcp_agent_statements(
+            server.auth["secret_arn"] for server in mcp.servers.values()
+            if server.auth["type"] == "bearer")
         self.tool_statements = tool_statements
         agent_policy = iam.Policy(self, "AgentPolicy", statements=self.agent_statements)
         self.role.attach_inline_policy(agent_policy)
@@ -106,7 +126,8 @@ class AgentFunction(Construct):
                                                        statements=tool_statements))
 
         #: what this construct grants, for the permissions boundary the stack applies
-        self.granted_statements = self.agent_statements + tool_statements + [
+        self.granted_statements = self.agent_statements + builtin_statements + [
+            data_key_statement] + [
             iam.PolicyStatement(actions=["sts:AssumeRole", "sts:TagSession",
                                          "sts:SetSourceIdentity"],
                                 resources=[tool_role_arn])]
@@ -141,6 +162,8 @@ class AgentFunction(Construct):
         }
         if settings.degrade_model:
             environment["DEGRADE_MODEL"] = settings.degrade_model
+        if mcp.enabled:
+            environment["MCP_SERVERS"] = mcp.lambda_env()
         if self.secret:
             environment["API_KEY_SECRET_ARN"] = self.secret.secret_arn
 

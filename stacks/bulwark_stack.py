@@ -76,7 +76,8 @@ class BulwarkStack(Stack):
                 granted, settings.allowed_regions,
                 bedrock_profile_arns=self.agent.bedrock_profile_arns,
                 bedrock_routed_regions=self.agent.bedrock_routed_regions,
-                global_endpoints=self.agent.uses_global_endpoints))
+                global_endpoints=self.agent.uses_global_endpoints)
+            + self.agent.mcp_boundary_statements)
         iam.PermissionsBoundary.of(self).apply(self.boundary)  # every role in the stack
 
         self._acknowledge()

@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from agent.mcp.config import McpConfigError, McpSettings, load_mcp_settings
+
 from .presets import ANTHROPIC_TIERS, family_of
 
 STAGES = ("dev", "prod")
@@ -114,6 +116,8 @@ class Settings:
     existing_trail_arn: str | None = None
     existing_kms_key_arn: str | None = None
     api_key_secret_arn: str | None = None
+    #: MCP tool sources and their IAM allowlist (`agent.mcp.config`; off when empty)
+    mcp: McpSettings = field(default_factory=McpSettings)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -311,6 +315,10 @@ def load_settings(ctx: Mapping[str, Any]) -> Settings:
         if value is not None and not (isinstance(value, str) and _ARN.match(value)):
             raise _fail(key, "an ARN or null", value)
         optional_arns[key] = value
+    try:
+        mcp = load_mcp_settings(ctx.get("mcp"))
+    except McpConfigError as err:
+        raise SettingsError(f"context key {err}") from None
     return Settings(
         stage=stage, provider=provider, tier=tier, models=models, default_model=default_model,
         overflow_policy=overflow, degrade_model=degrade_model, scheduling=scheduling,
@@ -325,4 +333,4 @@ def load_settings(ctx: Mapping[str, Any]) -> Settings:
                                       ctx.get("queue_max_concurrency", 5), minimum=2,
                                       integer=True),
         log_retention_days=_retention(ctx.get("log_retention_days", 30)),
-        **optional_arns)
+        mcp=mcp, **optional_arns)

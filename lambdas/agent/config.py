@@ -14,6 +14,8 @@ from typing import Mapping
 
 from guard import Limits, LimitsError
 
+from .mcp.config import McpConfigError, McpServer, servers_from_env
+
 OVERFLOW_POLICIES = ("defer", "degrade", "reject")
 from guard.client import SCHEDULING_MODES  # noqa: E402  (one home: the guard)
 TENANT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -81,6 +83,8 @@ class AgentConfig:
     default_deadline_s: float = 20.0
     result_ttl_s: int = 86_400
     log_prompts: bool = False
+    #: MCP tool sources (MCP_SERVERS; `agent.mcp.config`), empty when none are configured
+    mcp_servers: dict[str, McpServer] = field(default_factory=dict)
     system_prompt: str = field(default=(
         "You are Bulwark's operations agent. Answer concisely. Use the tools to read the "
         "tenant's documents and to record notes; never guess a document's content."))
@@ -179,8 +183,12 @@ def load_config(env: Mapping[str, str]) -> AgentConfig:
     if provider == "anthropic" and secret is None:
         raise ConfigError("API_KEY_SECRET_ARN is not set: the Anthropic API key's secret ARN "
                           "is required with PROVIDER=anthropic")
+    try:
+        mcp_servers = servers_from_env(env.get("MCP_SERVERS"))
+    except McpConfigError as err:
+        raise ConfigError(str(err)) from None
     return AgentConfig(
-        provider=provider,
+        provider=provider, mcp_servers=mcp_servers,
         bucket_table=_require(env, "BUCKET_TABLE", "the rate-limit bucket table name"),
         results_table=_require(env, "RESULTS_TABLE", "the deferred-results table name"),
         idempotency_table=_require(env, "IDEMPOTENCY_TABLE", "the idempotency table name"),

@@ -25,11 +25,12 @@ from aws_lambda_powertools.utilities.idempotency import (DynamoDBPersistenceLaye
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError)
 
-from guard import GuardedClaude, TokenBucket
+from guard import GuardedClaude, Limits, TokenBucket
 
 from .config import AgentConfig, ConfigError, load_config
 from .credentials import assume_tool_role
 from .loop import run_agent
+from .mcp.toolbox import McpToolbox
 from .requests import (BadRequest, REQUEST_ID, function_url_payload,
                        is_function_url_event, parse_request, AgentRequest)
 from .telemetry import RequestMetrics
@@ -63,6 +64,8 @@ class Runtime:
     claude: GuardedClaude
     persistence: DynamoDBPersistenceLayer
     clock: Any = time.time
+    #: MCP tool sources (None when MCP_SERVERS is empty); the SDK loads on the first MCP call
+    mcp: McpToolbox | None = None
 
 
 def build_runtime(env=os.environ, *, dynamodb=None, sqs=None, sts=None, secrets=None,
@@ -106,8 +109,26 @@ def build_runtime(env=os.environ, *, dynamodb=None, sqs=None, sts=None, secrets=
                            aws_region=config.aws_region, scheduling=config.scheduling)
     persistence = DynamoDBPersistenceLayer(table_name=config.idempotency_table,
                                            boto3_client=dynamodb)
+    mcp = None
+    if config.mcp_servers:
+        def secret(arn: str) -> str:  # bearer tokens: {"token": ...} or the plain token
+            from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+            provider = SecretsProvider(boto3_client=secrets or boto3.client("secretsmanager"))
+            value = provider.get(arn, max_age=300, VersionStage="AWSCURRENT")
+            value = value.decode() if isinstance(value, bytes) else value
+            try:
+                parsed = json.loads(value)
+            except json.JSONDecodeError:
+                return value
+            return parsed.get("token", value) if isinstance(parsed, dict) else value
+
+        mcp = McpToolbox(config.mcp_servers, logger=logger, secret=secret, buckets={
+            name: TokenBucket(config.bucket_table, server.bucket_id,
+                              Limits(rpm=server.requests_per_minute), dynamodb)
+            for name, server in config.mcp_servers.items()})
     return Runtime(config, dynamodb, sqs or boto3.client("sqs"), sts or boto3.client("sts"),
-                   claude, persistence)
+                   claude, persistence, mcp=mcp)
 
 
 _runtime: Runtime | None = None
@@ -262,8 +283,7 @@ def _run(rt: Runtime, request: AgentRequest, context, deferrals, first_received_
     try:
         outcome = run_agent(request, rt.claude, config, tool_context=tool_context,
                             metrics=metrics, deadline_at=deadline_at, time_left=time_left,
-                            logger=logger,
-                            transcript=transcript, model=model)
+                            logger=logger, transcript=transcript, model=model, mcp=rt.mcp)
         if outcome.status == "deferred":
             if config.overflow_policy == "reject":
                 metrics.add(outcome.model, "Rejected")

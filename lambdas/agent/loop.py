@@ -52,14 +52,16 @@ def run_agent(request: AgentRequest, claude, config: AgentConfig, *,
               tool_context: Callable[[], ToolContext], metrics: RequestMetrics,
               deadline_at: float, logger, transcript: list[dict] | None = None,
               time_left: Callable[[], float] | None = None,
-              model: str | None = None, clock: Callable[[], float] = time.monotonic
-              ) -> LoopOutcome:
+              model: str | None = None, clock: Callable[[], float] = time.monotonic,
+              mcp=None) -> LoopOutcome:
     """Run (or resume) the tool-use loop for `request` until Claude ends its turn.
 
     `claude`: a `guard.GuardedClaude` routing every configured model to its bucket.
     `tool_context`: returns the `ToolContext` (tool-role session), called on first tool use.
     `deadline_at`: `clock()` value after which waiting for capacity is not allowed.
     `time_left`: seconds the invocation may still spend (bounds each Claude call's timeout).
+    `mcp`: an `agent.mcp.toolbox.McpToolbox` (None: no MCP tools); its sessions for this
+    request are closed when the loop ends.
     """
     model = model or request.model
     messages = list(transcript or [{"role": "user", "content": request.prompt}])
@@ -68,6 +70,35 @@ def run_agent(request: AgentRequest, claude, config: AgentConfig, *,
                "cache_control": {"type": "ephemeral"}}]  # cached with the tool definitions
     tools = claude_tool_definitions()
     context: ToolContext | None = None
+
+    def shared_context() -> ToolContext:  # one tool-role session for built-in and MCP tools
+        nonlocal context
+        if context is None:
+            context = tool_context()
+        return context
+
+    mcp_calls = None
+    if mcp is not None and mcp.servers:
+        tools = _with_cache_breakpoint_last(tools, mcp.definitions())
+        mcp_calls = mcp.request(shared_context, caller=request.caller)
+    try:
+        return _loop(request, claude, config, outcome, messages, system, tools, shared_context,
+                     mcp_calls, metrics, deadline_at, logger, clock)
+    finally:
+        if mcp_calls is not None:
+            mcp_calls.close()
+
+
+def _with_cache_breakpoint_last(tools: list[dict], more: list[dict]) -> list[dict]:
+    """Built-in then MCP tool definitions, with the prompt-cache breakpoint on the last one."""
+    combined = [{k: v for k, v in tool.items() if k != "cache_control"} for tool in tools + more]
+    if combined:
+        combined[-1]["cache_control"] = {"type": "ephemeral"}
+    return combined
+
+
+def _loop(request, claude, config, outcome, messages, system, tools, shared_context, mcp_calls,
+          metrics, deadline_at, logger, clock) -> LoopOutcome:
     for _ in range(config.max_iterations):
         spent = sum(outcome.usage.values())
         if spent >= config.max_total_tokens:
@@ -109,17 +140,15 @@ def run_agent(request: AgentRequest, claude, config: AgentConfig, *,
             outcome.status = "ok"
             outcome.output = "".join(b.text for b in message.content if b.type == "text")
             return outcome
-        if context is None:
-            context = tool_context()
         results = []
         for block in tool_uses:
             outcome.tool_calls += 1
-            tool = TOOLS.get(block.name)
-            if tool is None:
-                output = {"error": f"unknown tool {block.name!r}"}
+            if mcp_calls is not None and mcp_calls.toolbox.offers(block.name):
+                output = mcp_calls.call(block.name, block.input)
             else:
-                output = run_tool(context, tool, block.input, caller=request.caller,
-                                  logger=logger)
+                # an unknown name (outside every allowlist) is refused with an audit line
+                output = run_tool(shared_context(), TOOLS.get(block.name) or block.name,
+                                  block.input, caller=request.caller, logger=logger)
             results.append({"type": "tool_result", "tool_use_id": block.id,
                             "content": json.dumps(output, default=str),
                             "is_error": "error" in output})

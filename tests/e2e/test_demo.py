@@ -34,3 +34,13 @@ def test_tiny_demo_deploys_answers_everything_and_writes_its_outputs(tmp_path):
     audit = (tmp_path / "audit.jsonl").read_text().splitlines()
     assert audit and all(json.loads(line)["audit"] == "tool_call" for line in audit)
     assert "alarms that would have fired" in result.stdout
+    # MCP: request 6 lists documents through the local AWS MCP Server, request 3 tries a delete
+    mcp = {line["request_id"]: line for line in map(json.loads, audit)
+           if line["target"].startswith("mcp://")}
+    assert mcp["demo-0006"]["outcome"] == "ok"
+    assert mcp["demo-0003"]["outcome"] == "denied"
+    assert summary["mcp_destructive_allowed"] == []
+    decisions = json.loads((tmp_path / "mcp_decisions.json").read_text())
+    assert {(d["source_identity"], d["action"], d["result"]) for d in decisions} >= {
+        ("demo-0003", "s3:DeleteObject", "ExplicitlyDenied"),
+        ("demo-0006", "s3:ListBucket", "Allowed")}

@@ -170,7 +170,8 @@ def test_agent_role_policy_has_the_expected_statements(deployed):
     bucket = one(allowing(document, "dynamodb:UpdateItem", table_arn("StateBucketTable")))
     assert as_list(bucket["Action"]) == ["dynamodb:UpdateItem"]  # no reads, no deletes
     leading = bucket["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]
-    assert leading and all(k.startswith("anthropic#") for k in leading)
+    assert leading and all(k.startswith(("anthropic#", "mcp#")) for k in leading)
+    assert "mcp#aws" in leading  # the MCP rate budget's own item (cdk.json mcp.servers.aws)
 
     idempotency = one(allowing(document, "dynamodb:PutItem", table_arn("StateIdempotencyTable")))
     assert idempotency["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] == [

@@ -32,7 +32,7 @@ os.environ.setdefault("CDK_DEFAULT_ACCOUNT", "123456789012")
 os.environ.setdefault("CDK_DEFAULT_REGION", "us-east-1")
 
 ROOT = Path(__file__).resolve().parents[2]
-SIMULATOR = Path(__file__).with_name("iam_simulate.mjs")
+SIMULATOR = ROOT / "local" / "iam_simulate.mjs"  # shared with the local AWS MCP Server
 SIMULATOR_PACKAGE = ROOT / "node_modules" / "@cloud-copilot" / "iam-simulate"
 
 ACCOUNT = os.environ["CDK_DEFAULT_ACCOUNT"]
@@ -419,6 +419,30 @@ def _invoke_global_model(d: Deployment, via_profile: str | None) -> dict:
             "unlistedResourceArn": True}
 
 
+#: Request context keys the AWS MCP Server's downstream calls carry, and another AWS-managed
+#: MCP server's (CLAUDE_LIMITS.md "AWS MCP Server"; only checked against documentation).
+VIA_AWS_MCP = {"aws:ViaAWSMCPService": "true", "aws:CalledViaAWSMCP": "aws-mcp.amazonaws.com"}
+VIA_EKS_MCP = {"aws:ViaAWSMCPService": "true", "aws:CalledViaAWSMCP": "eks-mcp.amazonaws.com"}
+MCP_DENY = "DenyDestructiveViaMcp"
+
+
+def _with_delete_tool(d: Deployment, context: dict) -> dict:
+    """A tool that grants s3:DeleteObject on the tenant's prefix (its policy and boundary
+    cap added, as the registry would): the delete's own grant, inside or outside MCP."""
+    grant = {"Effect": "Allow", "Action": "s3:DeleteObject",
+             "Resource": f"{d.docs_bucket}/docs/${{aws:PrincipalTag/tenant}}/*"}
+    identity = d.tool.identity_policies + [{"name": "DeleteTool", "policy": _policy(grant)}]
+    boundaries = [{"name": b["name"], "policy": {**b["policy"], "Statement": [
+        *b["policy"]["Statement"], grant]}} for b in d.tool.boundaries]
+    return d.request(d.tool, "s3:DeleteObject", f"{d.docs_bucket}/docs/acme/x", context,
+                     identity_policies=identity, boundaries=boundaries)
+
+
+def _assume_via_mcp(d: Deployment, request: dict) -> dict:
+    """AssumeRole on the tool role made through the AWS MCP Server."""
+    return {**request, "context": {**request["context"], **VIA_AWS_MCP}}
+
+
 CASES: list[Case] = [
     # -- agent role: the rate-limit bucket table -----------------------------------------------
     Case("agent.bucket.update_own_bucket", "anthropic", ALLOWED, lambda d: d.request(
@@ -576,6 +600,94 @@ CASES: list[Case] = [
           ("sts_assume_other_role", lambda d, r: d.request(
               r, "sts:AssumeRole", f"arn:{PARTITION}:iam::{ACCOUNT}:role/Admin")),
       )],
+    # -- MCP: the tool role's session through the AWS MCP Server (policies/mcp.py) -------------
+    # Allowlisted (cdk.json mcp.allow): only with aws:CalledViaAWSMCP = aws-mcp.amazonaws.com.
+    Case("mcp.allowlisted.list_own_prefix", "anthropic", ALLOWED, lambda d: d.request(
+        d.tool, "s3:ListBucket", d.docs_bucket, {"s3:prefix": "docs/acme/", **VIA_AWS_MCP})),
+    Case("mcp.allowlisted.queue_attributes", "anthropic", ALLOWED, lambda d: d.request(
+        d.tool, "sqs:GetQueueAttributes", d.work_queue, VIA_AWS_MCP)),
+    Case("mcp.allowlisted.list_other_tenant_prefix", "anthropic", IMPLICIT, lambda d: d.request(
+        d.tool, "s3:ListBucket", d.docs_bucket, {"s3:prefix": "docs/globex/", **VIA_AWS_MCP})),
+    Case("mcp.allowlisted.queue_attributes_without_mcp", "anthropic", IMPLICIT,
+         lambda d: d.request(d.tool, "sqs:GetQueueAttributes", d.work_queue)),
+    Case("mcp.allowlisted.queue_attributes_other_mcp_server", "anthropic", IMPLICIT,
+         lambda d: d.request(d.tool, "sqs:GetQueueAttributes", d.work_queue, VIA_EKS_MCP)),
+    Case("mcp.allowlisted.list_own_prefix_other_mcp_server", "anthropic", IMPLICIT,
+         lambda d: d.request(d.tool, "s3:ListBucket", d.docs_bucket,
+                             {"s3:prefix": "docs/acme/", **VIA_EKS_MCP})),
+    # "true" is not a service principal: a policy comparing the String key with it never matches
+    Case("mcp.allowlisted.called_via_true", "anthropic", IMPLICIT, lambda d: d.request(
+        d.tool, "sqs:GetQueueAttributes", d.work_queue,
+        {**VIA_AWS_MCP, "aws:CalledViaAWSMCP": "true"})),
+    Case("mcp.allowlisted.queue_attributes_other_region", "anthropic", EXPLICIT,
+         lambda d: d.request(d.tool, "sqs:GetQueueAttributes",
+                             d.work_queue.replace(REGION, OTHER_REGION), VIA_AWS_MCP,
+                             region=OTHER_REGION), OUTSIDE_REGIONS),
+    # The allowlist is the tool role's: the agent role's own credentials get none of it.
+    Case("mcp.agent_role.list_own_prefix", "anthropic", IMPLICIT, lambda d: d.request(
+        d.agent, "s3:ListBucket", d.docs_bucket, {"s3:prefix": "docs/acme/", **VIA_AWS_MCP})),
+    # Destructive and privilege-changing actions: explicitly denied through any MCP server.
+    *[Case(f"mcp.destructive.{name}.{via}", "anthropic", EXPLICIT,
+           (lambda build, context: lambda d: build(d, context))(build, context), MCP_DENY)
+      for via, context in (("aws_mcp", VIA_AWS_MCP), ("eks_mcp", VIA_EKS_MCP))
+      for name, build in (
+          ("s3_delete_own_object", lambda d, c: d.request(
+              d.tool, "s3:DeleteObject", f"{d.docs_bucket}/docs/acme/x", c)),
+          ("dynamodb_delete_own_note", lambda d, c: d.request(
+              d.tool, "dynamodb:DeleteItem", d.notes_table,
+              {"dynamodb:LeadingKeys": ["acme"], **c})),
+          ("sqs_purge_work_queue", lambda d, c: d.request(
+              d.tool, "sqs:PurgeQueue", d.work_queue, c)),
+          ("iam_create_access_key", lambda d, c: d.request(
+              d.tool, "iam:CreateAccessKey", f"arn:{PARTITION}:iam::{ACCOUNT}:user/admin", c)),
+          ("iam_attach_role_policy", lambda d, c: d.request(
+              d.tool, "iam:AttachRolePolicy", d.tool.arn, c)),
+          ("iam_put_role_policy", lambda d, c: d.request(
+              d.tool, "iam:PutRolePolicy", d.tool.arn, c)),
+          ("iam_pass_role", lambda d, c: d.request(
+              d.tool, "iam:PassRole", d.agent.arn, c)),
+          ("kms_schedule_key_deletion", lambda d, c: d.request(
+              d.tool, "kms:ScheduleKeyDeletion", d.data_key, c)),
+          ("ec2_terminate_instances", lambda d, c: d.request(
+              d.tool, "ec2:TerminateInstances",
+              f"arn:{PARTITION}:ec2:{REGION}:{ACCOUNT}:instance/i-0123456789abcdef0", c)),
+          ("cloudtrail_stop_logging", lambda d, c: d.request(
+              d.tool, "cloudtrail:StopLogging",
+              f"arn:{PARTITION}:cloudtrail:{REGION}:{ACCOUNT}:trail/audit", c)),
+      )],
+    # The boundary denies them too: even a tool role policy granting the delete cannot lift it.
+    Case("mcp.destructive.boundary_denies_even_if_granted", "anthropic", EXPLICIT,
+         lambda d: d.request(
+             d.tool, "s3:DeleteObject", f"{d.docs_bucket}/docs/acme/x", VIA_AWS_MCP,
+             identity_policies=[{"name": "GrantsDelete", "policy": _policy({
+                 "Effect": "Allow", "Action": "s3:DeleteObject",
+                 "Resource": f"{d.docs_bucket}/docs/*"})}]), MCP_DENY),
+    # The same delete without MCP: denied because no tool grants it; with a tool that grants it
+    # (a policy next to the boundary's own cap), allowed outside MCP and still denied through it.
+    Case("mcp.without_mcp.s3_delete_own_object", "anthropic", IMPLICIT, lambda d: d.request(
+        d.tool, "s3:DeleteObject", f"{d.docs_bucket}/docs/acme/x")),
+    Case("mcp.without_mcp.delete_granted_by_own_tool", "anthropic", ALLOWED,
+         lambda d: _with_delete_tool(d, {})),
+    Case("mcp.via_mcp.delete_granted_by_own_tool", "anthropic", EXPLICIT,
+         lambda d: _with_delete_tool(d, VIA_AWS_MCP), MCP_DENY),
+    # Built-in tools: unchanged outside MCP, not reachable through MCP (only the allowlist is).
+    Case("mcp.builtin.get_own_object_without_mcp", "anthropic", ALLOWED, lambda d: d.request(
+        d.tool, "s3:GetObject", f"{d.docs_bucket}/docs/acme/x")),
+    Case("mcp.builtin.get_own_object_via_mcp", "anthropic", IMPLICIT, lambda d: d.request(
+        d.tool, "s3:GetObject", f"{d.docs_bucket}/docs/acme/x", VIA_AWS_MCP)),
+    Case("mcp.builtin.put_own_note_via_mcp", "anthropic", IMPLICIT, lambda d: d.request(
+        d.tool, "dynamodb:PutItem", d.notes_table,
+        {"dynamodb:LeadingKeys": ["acme"], **VIA_AWS_MCP})),
+    # Nobody outside the kit uses the tool role: not another role (even calling through MCP,
+    # even one allowed everything), not the MCP service principal itself.
+    Case("mcp.assume_tool.other_role_via_mcp", "anthropic", IMPLICIT,
+         lambda d: _assume_via_mcp(d, d.assume_tool_role(
+             caller_arn=f"arn:{PARTITION}:iam::{ACCOUNT}:role/SomeOtherRole", side="trust"))),
+    Case("mcp.assume_tool.other_account_role", "anthropic", IMPLICIT,
+         lambda d: d.assume_tool_role(
+             caller_arn=f"arn:{PARTITION}:iam::210987654321:role/Agent", side="trust")),
+    Case("mcp.assume_tool.agent_role_via_mcp", "anthropic", EXPLICIT,
+         lambda d: _assume_via_mcp(d, d.assume_tool_role())),
     # -- Bedrock ---------------------------------------------------------------------------------
     Case("bedrock.geo.invoke_profile", "bedrock", ALLOWED, lambda d: d.request(
         d.agent, INVOKE, _profile_arn(GEO_PROFILE))),

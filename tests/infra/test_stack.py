@@ -140,7 +140,7 @@ def test_bucket_table_writes_are_limited_to_the_configured_buckets(dev):
     statement = by_sid(dev, "RateLimitBucketWrite")
     assert statement["Action"] == "dynamodb:UpdateItem"
     assert statement["Condition"] == {"ForAllValues:StringEquals": {
-        "dynamodb:LeadingKeys": ["anthropic#haiku-4.5", "anthropic#sonnet-4"]}}
+        "dynamodb:LeadingKeys": ["anthropic#haiku-4.5", "anthropic#sonnet-4", "mcp#aws"]}}
 
 
 def test_data_key_use_only_through_services(dev):
@@ -180,7 +180,43 @@ def test_tool_permissions_use_the_tenant_principal_tag(dev):
     assert "${aws:PrincipalTag/tenant}" in flat
     notes = next(s for s in tool_statements if "dynamodb:PutItem" in s["Action"])
     assert notes["Condition"] == {"ForAllValues:StringEquals": {
-        "dynamodb:LeadingKeys": ["${aws:PrincipalTag/tenant}"]}}
+        "dynamodb:LeadingKeys": ["${aws:PrincipalTag/tenant}"]},
+        # built-in grants only outside MCP (policies/mcp.py)
+        "Null": {"aws:ViaAWSMCPService": "true"}}
+
+
+def test_mcp_allowlist_is_conditioned_on_the_aws_mcp_server(dev):
+    """Every allowlist statement names the AWS MCP Server with StringEquals (a String key:
+    Bool or "true" would never match); the deny uses the Bool key."""
+    tool_statements = [s for k, s in statements(dev) if k.startswith("AgentToolPolicy")]
+    allow = [s for s in tool_statements if s.get("Sid", "").startswith("Mcp")]
+    assert {s["Sid"] for s in allow} == {"McpListOwnTenantDocuments",
+                                         "McpReadWorkQueueAttributes"}
+    for statement in allow:
+        assert statement["Condition"]["StringEquals"]["aws:CalledViaAWSMCP"] == \
+            "aws-mcp.amazonaws.com"
+    [deny] = [s for s in tool_statements if s.get("Sid") == "DenyDestructiveViaMcp"]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {
+        "Bool": {"aws:ViaAWSMCPService": "true"}}
+    for action in ("s3:Delete*", "iam:PassRole", "iam:Create*", "kms:ScheduleKeyDeletion",
+                   "iam:Attach*", "iam:Put*", "ec2:Terminate*"):
+        assert action in deny["Action"]
+    boundary = [s for _, s in statements(dev, "AWS::IAM::ManagedPolicy")]
+    assert any(s.get("Sid") == "DenyDestructiveViaMcp" for s in boundary)
+    caps = [s for s in boundary if s.get("Sid", "").startswith("CapMcp")]
+    assert caps and all(s["Condition"]["StringEquals"]["aws:CalledViaAWSMCP"] ==
+                        "aws-mcp.amazonaws.com" for s in caps)
+
+
+def test_mcp_servers_reach_the_lambda_from_configuration(dev):
+    function = next(r for k, r in dev.resources("AWS::Lambda::Function").items()
+                    if k.startswith("AgentFunction"))
+    servers = json.loads(function["Properties"]["Environment"]["Variables"]["MCP_SERVERS"])
+    assert servers["aws"]["auth"] == {"type": "sigv4", "service": "aws-mcp",
+                                      "region": "us-east-1"}
+    assert servers["aws"]["bucket"] == "mcp#aws"
+    assert set(servers["aws"]["tools"]) == {"aws___run_script", "aws___search_documentation"}
+    assert "aws___call_aws" not in servers["aws"]["tools"]  # deprecated
 
 
 def test_every_role_has_the_permissions_boundary(dev):

@@ -1,0 +1,481 @@
+"""A local stand-in for the AWS MCP Server, on the MCP SDK's own server (streamable HTTP,
+loopback), calling local AWS (moto) with the CALLER's credentials.
+
+    python -m local.aws_mcp_server --aws-endpoint http://127.0.0.1:PORT   # prints {"port": N}
+
+From Python: `with LocalAwsMcp(aws.endpoint_url) as mcp: mcp.url` (a child process).
+
+What it checks, as the real service does:
+- every HTTP request is SigV4-signed for service `aws-mcp` with credentials local AWS issued
+  (the secret comes from the local AWS launcher's AssumeRole records); otherwise 401/403;
+- before each downstream AWS call, the caller's effective policies (identity policies and
+  permissions boundary, read from local IAM) are evaluated with `local/iam_simulate.mjs` (the
+  evaluator the infra tests use), with the MCP context keys the real server's calls carry
+  (`aws:ViaAWSMCPService` = true, `aws:CalledViaAWSMCP` = aws-mcp.amazonaws.com) and the
+  session's tags and source identity (`${aws:PrincipalTag/...}` resolves as in AWS). A denied
+  call is answered AccessDenied and never reaches local AWS (moto checks no IAM itself).
+
+Tools (current names, not the deprecated `aws___call_aws`):
+- `aws___run_script` {script}: the real tool runs Python in a sandbox; this stand-in accepts
+  a script of ONE AWS call, `<service>.<operation>(<JSON keyword arguments>)`, e.g.
+  `s3.list_objects_v2({"Bucket": "b", "Prefix": "docs/acme/"})`, and answers its JSON result.
+- `aws___search_documentation` {search_phrase}: a few canned documentation hits.
+
+Fault injection for tests (`POST /_stand_in/faults {"kind", "count"}`): "429" (answer HTTP 429
+with Retry-After), "expire_session" (forget the caller's session id: HTTP 404), "malformed"
+(a tools/call result that is not a valid CallToolResult), "oversized" (pad the next result),
+"drop_tool" (`{"tool": name}`: stop listing it). `GET /_stand_in/decisions` lists every IAM
+decision taken (caller, source identity, action, resource, result).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+
+from local.child import ChildServer, announce_port, exit_with_parent
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SIMULATOR = REPO_ROOT / "local" / "iam_simulate.mjs"
+SERVICE = "aws-mcp"
+PRINCIPAL = "aws-mcp.amazonaws.com"
+CONTROL = "/_stand_in/"
+SCRIPT = re.compile(r"^\s*([a-z0-9-]+)\.([a-z0-9_]+)\((.*)\)\s*$", re.S)
+#: S3's IAM actions are not its operation names.
+S3_ACTIONS = {"list_objects_v2": "s3:ListBucket", "list_objects": "s3:ListBucket",
+              "get_object": "s3:GetObject", "put_object": "s3:PutObject",
+              "delete_object": "s3:DeleteObject", "delete_bucket": "s3:DeleteBucket",
+              "head_object": "s3:GetObject"}
+DOCS = [{"title": "Identity-based policy examples for AWS MCP Server",
+         "url": "https://docs.aws.amazon.com/agent-toolkit/latest/userguide/"
+                "security_iam_id-based-policy-examples.html",
+         "excerpt": "Deny destructive actions through AWS MCP Server with "
+                    "aws:ViaAWSMCPService; restrict to one server with aws:CalledViaAWSMCP."},
+        {"title": "Amazon SQS GetQueueAttributes",
+         "url": "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/"
+                "API_GetQueueAttributes.html",
+         "excerpt": "Gets attributes for the specified queue."}]
+
+
+# -- IAM: what the caller may do -------------------------------------------------------------
+
+class Evaluator:
+    """The caller's effective policies from local IAM, evaluated with iam-simulate."""
+
+    def __init__(self, aws_endpoint: str, region: str) -> None:
+        self.aws_endpoint, self.region = aws_endpoint, region
+        self.decisions: list[dict] = []
+        self._lock = threading.Lock()
+
+    def admin(self, service: str):
+        import boto3
+
+        return boto3.client(service, endpoint_url=self.aws_endpoint, region_name=self.region,
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def policies(self, role_arn: str) -> tuple[list[dict], list[dict]]:
+        iam = self.admin("iam")
+        name = role_arn.rsplit("/", 1)[1]
+        identity = []
+        for policy_name in iam.list_role_policies(RoleName=name)["PolicyNames"]:
+            document = iam.get_role_policy(RoleName=name, PolicyName=policy_name)["PolicyDocument"]
+            identity.append({"name": policy_name, "policy": _document(document)})
+        for attached in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
+            identity.append({"name": attached["PolicyName"],
+                             "policy": self._managed(iam, attached["PolicyArn"])})
+        boundary = iam.get_role(RoleName=name)["Role"].get("PermissionsBoundary", {})
+        boundaries = ([{"name": "PermissionsBoundary",
+                        "policy": self._managed(iam, boundary["PermissionsBoundaryArn"])}]
+                      if boundary.get("PermissionsBoundaryArn") else [])
+        return identity, boundaries
+
+    @staticmethod
+    def _managed(iam, arn: str) -> dict:
+        version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+        return _document(iam.get_policy_version(PolicyArn=arn, VersionId=version)
+                         ["PolicyVersion"]["Document"])
+
+    def decide(self, session: dict, action: str, resource: str, extra: dict) -> str:
+        identity, boundaries = self.policies(session["role_arn"])
+        account = session["role_arn"].split(":")[4]
+        context = {"aws:ViaAWSMCPService": "true", "aws:CalledViaAWSMCP": PRINCIPAL,
+                   "aws:RequestedRegion": self.region, "aws:PrincipalArn": session["role_arn"],
+                   "aws:PrincipalAccount": account, "aws:PrincipalType": "AssumedRole",
+                   "aws:SecureTransport": "true", **extra}
+        for key, value in session.get("tags", {}).items():
+            context[f"aws:PrincipalTag/{key}"] = value
+        if session.get("source_identity"):
+            context["aws:SourceIdentity"] = session["source_identity"]
+        case = {"id": "call", "principal": session.get("session_arn") or session["role_arn"],
+                "actions": [action], "resource": resource, "accountId": account,
+                "context": context, "identityPolicies": identity,
+                "permissionBoundaries": boundaries or None, "resourcePolicy": None}
+        result = simulate([case])["call"]["result"]
+        with self._lock:
+            self.decisions.append({"access_key": session.get("access_key"),
+                                   "source_identity": session.get("source_identity"),
+                                   "tenant": session.get("tags", {}).get("tenant"),
+                                   "action": action, "resource": resource, "result": result})
+        return result
+
+
+def _document(document: Any) -> dict:
+    if isinstance(document, str):
+        from urllib.parse import unquote
+
+        document = json.loads(unquote(document))
+    return document
+
+
+def simulate(cases: list[dict]) -> dict[str, dict]:
+    """Evaluate cases with local/iam_simulate.mjs (one Node process)."""
+    node = shutil.which("node")
+    if node is None:
+        raise RuntimeError("the local AWS MCP Server needs Node and npm ci (make setup)")
+    done = subprocess.run([node, str(SIMULATOR)], input=json.dumps({"cases": cases}),
+                          text=True, capture_output=True, cwd=REPO_ROOT, timeout=60)
+    if done.returncode != 0:
+        raise RuntimeError(f"iam_simulate.mjs failed: {done.stderr[-500:]}")
+    return {r["id"]: r for r in json.loads(done.stdout)["results"]}
+
+
+def target(service: str, operation: str, params: dict, region: str, account: str
+           ) -> tuple[str, str, dict]:
+    """(IAM action, resource ARN, action-specific context keys) of one AWS call."""
+    import botocore.session
+
+    if service == "s3":
+        action = S3_ACTIONS.get(operation)
+        if action is None:
+            raise ValueError(f"s3.{operation} is not supported by the stand-in")
+        bucket, key = params.get("Bucket", ""), params.get("Key")
+        resource = f"arn:aws:s3:::{bucket}" + (f"/{key}" if key is not None else "")
+        extra = {"s3:prefix": params["Prefix"]} if action == "s3:ListBucket" and \
+            "Prefix" in params else {}
+        return action, resource, extra
+    model = botocore.session.get_session().get_service_model(service)
+    names = {re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower().replace("v_2", "v2"): name
+             for name in model.operation_names}
+    if operation not in names:
+        raise ValueError(f"{service}.{operation} is not an operation of {service}")
+    action = f"{model.signing_name if service != 'sqs' else 'sqs'}:{names[operation]}"
+    extra: dict = {}
+    if service == "sqs" and "QueueUrl" in params:
+        account_id, name = params["QueueUrl"].rstrip("/").split("/")[-2:]
+        resource = f"arn:aws:sqs:{region}:{account_id}:{name}"
+    elif service == "dynamodb" and "TableName" in params:
+        resource = f"arn:aws:dynamodb:{region}:{account}:table/{params['TableName']}"
+        item = params.get("Key") or params.get("Item")
+        if isinstance(item, dict) and item:
+            first = next(iter(item.values()))
+            extra["dynamodb:LeadingKeys"] = [next(iter(first.values()))]
+    elif service == "iam" and "UserName" in params:
+        resource = f"arn:aws:iam::{account}:user/{params['UserName']}"
+    elif service == "iam" and "RoleName" in params:
+        resource = f"arn:aws:iam::{account}:role/{params['RoleName']}"
+    elif service == "kms" and "KeyId" in params:
+        key = params["KeyId"]
+        resource = key if key.startswith("arn:") else f"arn:aws:kms:{region}:{account}:key/{key}"
+    else:
+        resource = "*"
+    return action, resource, extra
+
+
+# -- SigV4 ------------------------------------------------------------------------------------
+
+_AUTH = re.compile(r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request,"
+                   r"\s*SignedHeaders=([^,]+),\s*Signature=([0-9a-f]{64})")
+
+
+def verify_sigv4(method: str, url: str, headers: dict[str, str], body: bytes,
+                 secret_for: Any, region: str) -> tuple[str | None, str]:
+    """(access key, "") when `headers` carry a valid SigV4 signature for service aws-mcp,
+    else (None, why)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    match = _AUTH.match(headers.get("authorization", ""))
+    if not match:
+        return None, "missing or malformed SigV4 Authorization header"
+    access_key, _date, signed_region, service, signed_headers, signature = match.groups()
+    if service != SERVICE:
+        return None, f"signed for service {service!r}, expected {SERVICE!r}"
+    if signed_region != region:
+        return None, f"signed for region {signed_region!r}, expected {region!r}"
+    names = signed_headers.split(";")
+    if "host" not in names or "x-amz-date" not in names:
+        return None, "host and x-amz-date must be signed"
+    secret = secret_for(access_key)
+    if secret is None:
+        return None, f"unknown access key {access_key}"
+    request = AWSRequest(method=method, url=url, data=body,
+                         headers={name: headers.get(name, "") for name in names})
+    request.context["timestamp"] = headers["x-amz-date"]
+    auth = SigV4Auth(Credentials(access_key, secret, headers.get("x-amz-security-token")),
+                     SERVICE, region)
+    expected = auth.signature(auth.string_to_sign(request, auth.canonical_request(request)),
+                              request)
+    if expected != signature:
+        return None, "signature does not match"
+    return access_key, ""
+
+
+# -- the server -------------------------------------------------------------------------------
+
+class StandIn:
+    def __init__(self, aws_endpoint: str, region: str) -> None:
+        self.aws_endpoint, self.region = aws_endpoint, region
+        self.evaluator = Evaluator(aws_endpoint, region)
+        self.faults: dict[str, int] = {}
+        self.mcp_server = None
+        self.expired: set[str] = set()
+        self.lock = threading.Lock()
+
+    def sessions(self) -> dict[str, dict]:
+        with urllib.request.urlopen(self.aws_endpoint + "/_bulwark/sessions", timeout=5) as r:
+            return json.loads(r.read())
+
+    def secret_for(self, access_key: str) -> str | None:
+        if access_key == "testing":
+            return "testing"
+        session = self.sessions().get(access_key)
+        return session["secret_key"] if session else None
+
+    def take(self, kind: str) -> bool:
+        with self.lock:
+            if self.faults.get(kind, 0) > 0:
+                self.faults[kind] -= 1
+                return True
+            return False
+
+    def run_script(self, access_key: str, script: str) -> str:
+        import boto3
+
+        match = SCRIPT.match(script or "")
+        if not match:
+            raise ValueError("this stand-in runs one call per script: "
+                             "service.operation({json keyword arguments})")
+        service, operation, raw = match.groups()
+        params = json.loads(raw) if raw.strip() else {}
+        if not isinstance(params, dict):
+            raise ValueError("the call's arguments must be a JSON object")
+        session = self.sessions().get(access_key)
+        if session is None:
+            raise PermissionError("AccessDenied: the caller is not an assumed-role session")
+        account = session["role_arn"].split(":")[4]
+        action, resource, extra = target(service, operation, params, self.region, account)
+        decision = self.evaluator.decide(session, action, resource, extra)
+        if decision != "Allowed":
+            raise PermissionError(
+                f"AccessDenied: User: {session.get('session_arn')} is not authorized to "
+                f"perform: {action} on resource: {resource} via AWS MCP Server ({decision})")
+        client = boto3.client(service, endpoint_url=self.aws_endpoint, region_name=self.region,
+                              aws_access_key_id=access_key,
+                              aws_secret_access_key=session["secret_key"])
+        response = getattr(client, operation)(**params)
+        response.pop("ResponseMetadata", None)
+        for key, value in list(response.items()):
+            if hasattr(value, "read"):
+                response[key] = value.read().decode("utf-8", "replace")
+        text = json.dumps(response, default=str)
+        if self.take("oversized"):
+            text += " " * 200_000
+        return text
+
+
+def build_app(stand_in: StandIn):
+
+    server = MCPServer("aws-mcp-stand-in")
+
+    def caller(ctx: Context) -> str:
+        request = ctx.request_context.request
+        match = _AUTH.match(request.headers.get("authorization", ""))
+        return match.group(1) if match else ""
+
+    @server.tool(name="aws___run_script",
+                 description="Run a script against AWS with the caller's credentials (stand-in: "
+                             "one call, service.operation({json}))")
+    def run_script(script: str, ctx: Context) -> str:
+        try:
+            return stand_in.run_script(caller(ctx), script)
+        except PermissionError as err:
+            raise ToolError(str(err)) from None
+        except Exception as err:  # noqa: BLE001 - the tool answers errors as tool errors
+            raise ToolError(f"{type(err).__name__}: {err}") from None
+
+    @server.tool(name="aws___search_documentation",
+                 description="Search the AWS documentation")
+    def search_documentation(search_phrase: str) -> str:
+        words = {w.lower() for w in re.findall(r"\w+", search_phrase)}
+        hits = [d for d in DOCS if words & set(re.findall(r"\w+", json.dumps(d).lower()))]
+        return json.dumps(hits or DOCS[:1])
+
+    inner = server.streamable_http_app()
+    stand_in.mcp_server = server
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return await inner(scope, receive, send)
+        path = scope.get("path", "")
+        if path.startswith(CONTROL):
+            return await _control(stand_in, scope, receive, send)
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        url = f"http://{headers.get('host', '')}{path}" + (
+            "?" + scope["query_string"].decode() if scope.get("query_string") else "")
+        access_key, why = verify_sigv4(scope["method"], url, headers, body,
+                                       stand_in.secret_for, stand_in.region)
+        if access_key is None:
+            status = 401 if "Authorization" in why or "missing" in why else 403
+            return await _respond(send, status, {"message": why})
+        session_id = headers.get("mcp-session-id")
+        if session_id and (session_id in stand_in.expired or stand_in.take("expire_session")):
+            stand_in.expired.add(session_id)
+            return await _respond(send, 404, {"message": "session not found"})
+        if scope["method"] == "POST" and stand_in.take("429"):
+            return await _respond(send, 429, {"message": "Rate exceeded"},
+                                  extra=[(b"retry-after", b"1")])
+        if scope["method"] == "POST" and b'"tools/call"' in body and stand_in.take("malformed"):
+            request_id = json.loads(body).get("id")
+            return await _respond(send, 200, {"jsonrpc": "2.0", "id": request_id,
+                                              "result": {"content": "not a list"}})
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if sent:  # the body was read already: what follows is the client's disconnect
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return await inner(scope, replay, send)
+
+    return app, inner
+
+
+async def _respond(send, status: int, payload: dict, extra=()) -> None:
+    body = json.dumps(payload).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()), *extra]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _control(stand_in: StandIn, scope, receive, send) -> None:
+    action = scope["path"][len(CONTROL):]
+    if action == "decisions":
+        return await _respond(send, 200, {"decisions": stand_in.evaluator.decisions})
+    if action == "faults" and scope["method"] == "POST":
+        message = await receive()
+        payload = json.loads(message.get("body") or b"{}")
+        kind = payload.get("kind")
+        if kind == "drop_tool":
+            stand_in.mcp_server.remove_tool(payload["tool"])
+        else:
+            with stand_in.lock:
+                stand_in.faults[kind] = stand_in.faults.get(kind, 0) + int(
+                    payload.get("count", 1))
+        return await _respond(send, 200, {"ok": True})
+    if action == "health":
+        return await _respond(send, 200, {"ok": True})
+    return await _respond(send, 404, {"message": "unknown control action"})
+
+
+def serve(aws_endpoint: str, region: str, port: int = 0) -> None:
+    import contextlib
+    import socket
+
+    import uvicorn
+
+    exit_with_parent(os.getppid())
+    stand_in = StandIn(aws_endpoint, region)
+    app, inner = build_app(stand_in)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        async with inner.router.lifespan_context(inner):  # the SDK's session manager
+            yield
+
+    async def root(scope, receive, send):
+        if scope["type"] == "lifespan":
+            async with lifespan(None):
+                while True:
+                    message = await receive()
+                    if message["type"] == "lifespan.startup":
+                        await send({"type": "lifespan.startup.complete"})
+                    elif message["type"] == "lifespan.shutdown":
+                        await send({"type": "lifespan.shutdown.complete"})
+                        return
+        return await app(scope, receive, send)
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", port))
+    config = uvicorn.Config(root, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    announce_port(sock.getsockname()[1])
+    server.run(sockets=[sock])
+
+
+class LocalAwsMcp(ChildServer):
+    """The stand-in in a child process; `url` is its MCP endpoint."""
+
+    module = "local.aws_mcp_server"
+    name = "local AWS MCP Server"
+
+    def __init__(self, aws_endpoint: str, region: str = "us-east-1",
+                 startup_timeout_s: float = 30.0) -> None:
+        super().__init__(startup_timeout_s)
+        self.aws_endpoint, self.region = aws_endpoint, region
+
+    @property
+    def url(self) -> str:
+        return self.base_url + "/mcp"
+
+    def args(self) -> list[str]:
+        return ["--aws-endpoint", self.aws_endpoint, "--region", self.region]
+
+    def probe(self) -> None:
+        self._control("GET", "health")
+
+    def _control(self, method: str, action: str, payload: dict | None = None) -> dict:
+        data = json.dumps(payload).encode() if payload is not None else None
+        request = urllib.request.Request(self.base_url + CONTROL + action, data=data,
+                                         method=method)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def inject(self, kind: str, count: int = 1, **extra) -> None:
+        self._control("POST", "faults", {"kind": kind, "count": count, **extra})
+
+    def decisions(self) -> list[dict]:
+        return self._control("GET", "decisions")["decisions"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--aws-endpoint", required=True)
+    parser.add_argument("--region", default="us-east-1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    serve(args.aws_endpoint, args.region, args.port)
+
+
+if __name__ == "__main__":
+    main()

@@ -83,7 +83,7 @@ def run_agent(request: AgentRequest, claude, config: AgentConfig, *,
         mcp_calls = mcp.request(shared_context, caller=request.caller)
     try:
         return _loop(request, claude, config, outcome, messages, system, tools, shared_context,
-                     mcp_calls, metrics, deadline_at, logger, clock)
+                     mcp_calls, metrics, deadline_at, logger, clock, time_left)
     finally:
         if mcp_calls is not None:
             mcp_calls.close()
@@ -98,7 +98,7 @@ def _with_cache_breakpoint_last(tools: list[dict], more: list[dict]) -> list[dic
 
 
 def _loop(request, claude, config, outcome, messages, system, tools, shared_context, mcp_calls,
-          metrics, deadline_at, logger, clock) -> LoopOutcome:
+          metrics, deadline_at, logger, clock, time_left) -> LoopOutcome:
     for _ in range(config.max_iterations):
         spent = sum(outcome.usage.values())
         if spent >= config.max_total_tokens:

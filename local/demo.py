@@ -199,14 +199,9 @@ def run(scenario: Scenario) -> int:
     with LocalAws() as aws, ClaudeEmulator(emulator_config) as emulator:
         started = time.monotonic()
         print("1/4 cdk bootstrap + cdk deploy into local AWS ...", flush=True)
-        context = {"tier": scenario.tier, "provider": scenario.provider,
-                   "overflow_policy": scenario.overflow_policy}
-        if scenario.provider == "bedrock":
-            profile = "us.anthropic.claude-sonnet-4-20250514-v1:0"
-            context.update({"models": json.dumps({profile: {
-                "rpm": 50, "tpm": 100000, "output_burndown": 5,
-                "prices": {"input": 3.0, "output": 15.0}}}), "default_model": profile,
-                "degrade_model": ""})  # cdk.json names an Anthropic model
+        context = {"provider": scenario.provider, "overflow_policy": scenario.overflow_policy}
+        if scenario.provider == "anthropic":  # Bedrock takes cdk.json's provider defaults
+            context["tier"] = scenario.tier
         stack = deploy_local(aws, context=context, work_dir=out / "cdk")
         timings["deploy_s"] = time.monotonic() - started
         print(f"    deployed {stack.stack_name}: {len(stack.resources)} resources in "

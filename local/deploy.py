@@ -249,12 +249,12 @@ def _synth_app() -> int:
     """Entry point for the CLI (`--app ... --synth-app`): app.py's app plus `MOTO_COMPAT`."""
     sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "lambdas")]
     import app as bulwark_app
-    from stacks.settings import SettingsError
+    from stacks.settings import SettingsError, report_settings_error
 
     try:
         cdk_app, _ = bulwark_app.build_app()
     except SettingsError as err:
-        print(f"bulwark: bad configuration: {err}", file=sys.stderr)
+        report_settings_error(err)
         return 1
     for path in apply_moto_compat(cdk_app):
         print(f"local.deploy: moto compat: {path}", file=sys.stderr)

@@ -4,7 +4,9 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+# A supported Node (package.json pins node-linux-*@24 LTS) before the system's, for the CDK CLI
+# and for jsii inside the app (`npx` puts node_modules/.bin first on its own, too).
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 # `guard` is importable as it is inside Lambda; `local` and `bench` from the repository root.
 export PYTHONPATH := $(CURDIR):$(CURDIR)/lambdas

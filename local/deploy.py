@@ -114,7 +114,9 @@ def cli_env(aws: LocalAws, home: Path | None = None) -> dict[str, str]:
         "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         "AWS_EC2_METADATA_DISABLED": "true",
         "CDK_DISABLE_VERSION_CHECK": "1", "CDK_DISABLE_CLI_TELEMETRY": "true",
-        "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
+        # The pinned Node (package.json) for the CLI and for jsii in the app it runs.
+        "PATH": os.pathsep.join([str(REPO_ROOT / "node_modules" / ".bin"),
+                                 os.environ.get("PATH", "")]),
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "lambdas")]),
     })

@@ -3,7 +3,7 @@ role, tags, and records the few policy-check acknowledgements (each with its rea
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Duration, Stack, Tags, Validations
+from aws_cdk import Acknowledgment, Annotations, Duration, Stack, Tags, Validations
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
@@ -126,6 +126,10 @@ class BulwarkStack(Stack):
             ack(agent.function, rule,
                 "Pinned to python3.12 on purpose: the asset's wheels are locked for cp312 "
                 "manylinux2014_aarch64; moving runtimes is a deliberate lock change.")
+        # CDK's warning asks for a published version: the alias `live` is on current_version.
+        Annotations.of(agent.function).acknowledge_warning(
+            "@aws-cdk/aws-lambda:snapStartRequirePublish",
+            "SnapStart runs on the published version behind the alias 'live'.")
         ack(agent.function, "Serverless-LambdaDLQ",
             "Never invoked asynchronously: direct invokes answer the caller, and queued work "
             "is dead-lettered by the handler (with its reason) and by the queue's redrive.")

@@ -15,8 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 def test_tiny_demo_deploys_answers_everything_and_writes_its_outputs(tmp_path):
-    env = {**os.environ, "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
-           "PYTHONPATH": f"{REPO}:{REPO / 'lambdas'}"}
+    env = {**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'lambdas'}"}
     for name in ("AWS_ENDPOINT_URL", "ANTHROPIC_BASE_URL", "ANTHROPIC_BEDROCK_BASE_URL"):
         env.pop(name, None)
     result = subprocess.run(

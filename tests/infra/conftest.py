@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 os.environ.setdefault("CDK_DEFAULT_ACCOUNT", "123456789012")
 os.environ.setdefault("CDK_DEFAULT_REGION", "us-east-1")
 

@@ -127,8 +127,10 @@ def _progress(done: int, total: int, started: float, extra: str = "") -> None:
 
 def _deployed_environment(aws: LocalAws, stack) -> dict[str, str]:
     """The deployed agent function's environment, as moto's Lambda holds it."""
+    from stacks.outputs import FUNCTION_NAME
+
     lambda_client = aws.client("lambda")
-    function_name = stack.physical("AgentFunction")
+    function_name = stack.outputs[FUNCTION_NAME]
     config = lambda_client.get_function_configuration(FunctionName=function_name)
     return dict(config["Environment"]["Variables"]), function_name
 

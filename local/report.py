@@ -12,6 +12,7 @@ from bench.bucket_load import percentile
 from local.alarms import evaluate_all, render_report
 from local.charts import plot_dashboard, plot_rates
 from local.metrics import Datapoint, MetricStore
+from stacks.outputs import FUNCTION_NAME
 
 NAMESPACE = "Bulwark"
 
@@ -58,7 +59,7 @@ def write_report(*, out: Path, records: dict, emulator_stats: dict, template: di
         QueueUrl=env["DLQ_URL"], AttributeNames=["ApproximateNumberOfMessages"])[
         "Attributes"]["ApproximateNumberOfMessages"])
     dlq_name = env["DLQ_URL"].rsplit("/", 1)[-1]
-    function_name = stack.physical("AgentFunction")
+    function_name = stack.outputs[FUNCTION_NAME]
     for minute in range(int(started), int(ended) + 60, 60):
         store.add(Datapoint(minute, "AWS/SQS", "ApproximateNumberOfMessagesVisible",
                             (("QueueName", dlq_name),), float(dlq_depth), "Count"))
@@ -71,7 +72,8 @@ def write_report(*, out: Path, records: dict, emulator_stats: dict, template: di
     letters = scan(sqs, env["DLQ_URL"], wait_s=0)
     release(sqs, env["DLQ_URL"], letters)
     (out / "dead_letters.json").write_text(json.dumps(
-        [{"summary": letter.summary(), "attributes": letter.attributes, "body": letter.body}
+        [{"summary": letter.summary(), "attributes": letter.attributes, "body": letter.body,
+          "text": letter.text, "message_attributes": letter.message_attributes}
          for letter in letters], indent=2, default=str))
     finals = [r.final for r in records.values() if r.final]
     statuses = {s: sum(f["status"] == s for f in finals) for s in
@@ -166,9 +168,9 @@ def write_report(*, out: Path, records: dict, emulator_stats: dict, template: di
 
     audit_lines = (out / "audit.jsonl").read_text().splitlines()
     denied = sum('"denied"' in line for line in audit_lines)
-    lines.append(f"audit: {len(audit_lines)} tool calls recorded ({denied} denied) in "
-                 f"{out / 'audit.jsonl'}; query them with: python -m cli.audit --local "
-                 f"{out / 'audit.jsonl'}")
+    lines.append(f"audit: {len(records)} requests and {len(audit_lines)} tool calls recorded "
+                 f"({denied} denied) in {out}; query them with: python -m cli.audit --local "
+                 f"{out}")
     report = "\n".join(lines)
     print(report)
     (out / "report.txt").write_text(report + "\n")

@@ -33,7 +33,10 @@ class AccessLogBucket(Construct):
             self, "Bucket", encryption=s3.BucketEncryption.S3_MANAGED, enforce_ssl=True,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
-            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365 if prod else 90))],
+            # Versioned: a deleted or overwritten log object stays recoverable for 30 days.
+            versioned=True,
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365 if prod else 90),
+                                              noncurrent_version_expiration=Duration.days(30))],
             removal_policy=RemovalPolicy.RETAIN if prod else RemovalPolicy.DESTROY)
 
 

@@ -43,7 +43,7 @@ class AccessLogBucket(Construct):
 class AuditTrail(Construct):
     def __init__(self, scope: Construct, id: str, *, key: kms.IKey, prod: bool,
                  access_log_bucket: s3.IBucket, documents_bucket: s3.IBucket,
-                 notes_table_arn: str, function_arn: str, kit_role_arns: list[str],
+                 tool_table_arns: list[str], function_arn: str, kit_role_arns: list[str],
                  retention_days: int, existing_trail_arn: str | None) -> None:
         super().__init__(scope, id)
         stack = Stack.of(self)
@@ -108,11 +108,11 @@ class AuditTrail(Construct):
                  {"Field": "resources.type", "Equals": ["AWS::S3::Object"]},
                  {"Field": "resources.ARN",
                   "StartsWith": [documents_bucket.arn_for_objects("")]}]},
-            {"Name": "Tool notes (DynamoDB items the tools write)",
+            {"Name": "Tool tables (DynamoDB items the tools read and write)",
              "FieldSelectors": [
                  {"Field": "eventCategory", "Equals": ["Data"]},
                  {"Field": "resources.type", "Equals": ["AWS::DynamoDB::Table"]},
-                 {"Field": "resources.ARN", "Equals": [notes_table_arn]}]},
+                 {"Field": "resources.ARN", "Equals": list(tool_table_arns)}]},
             {"Name": "Agent function invocations",
              "FieldSelectors": [
                  {"Field": "eventCategory", "Equals": ["Data"]},

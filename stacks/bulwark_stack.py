@@ -9,6 +9,7 @@ from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from agent.tools import ToolTable, declared_needs
 from policies.boundary import boundary_statements
 
 from .agent import AgentFunction
@@ -36,12 +37,15 @@ class BulwarkStack(Stack):
                                 prod=settings.prod)
         key = self.data_key.key
         self.state = AgentState(self, "State", key=key, prod=settings.prod,
-                                access_log_bucket=access_logs.bucket)
+                                access_log_bucket=access_logs.bucket,
+                                tool_tables=[n for n in declared_needs()
+                                             if isinstance(n, ToolTable)])
         self.agent = AgentFunction(self, "Agent", settings=settings, state=self.state, key=key)
         self.audit = AuditTrail(
             self, "Audit", key=key, prod=settings.prod, access_log_bucket=access_logs.bucket,
             documents_bucket=self.state.documents,
-            notes_table_arn=self.state.notes_table.table_arn,
+            tool_table_arns=[self.state.notes_table.table_arn,
+                             *(t.table_arn for t in self.state.tool_tables.values())],
             function_arn=self.agent.function.function_arn,
             kit_role_arns=[self.agent.role.role_arn, self.agent.tool_role.role_arn],
             retention_days=settings.log_retention_days,

@@ -242,7 +242,8 @@ def _run(rt: Runtime, request: AgentRequest, context, deferrals, first_received_
         return ToolContext(session=session, tenant=request.tenant,
                            request_id=request.request_id,
                            resources=ToolResources(config.docs_bucket, config.docs_prefix,
-                                                   config.notes_table))
+                                                   config.notes_table,
+                                                   named=config.tool_needs))
 
     try:
         outcome = run_agent(request, rt.claude, config, tool_context=tool_context,

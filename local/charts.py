@@ -39,6 +39,13 @@ def per_minute(store, name: str, model: str, start: float, end: float) -> tuple[
     return times, values
 
 
+def enforced_per_minute(limit: float, t: float) -> float:
+    """The most a token bucket of `limit`/min lets through in the 60 s before `t` (seconds
+    into a run that starts with a full bucket and keeps it busy): its capacity plus t seconds
+    of refill during the first minute, then the refill alone, `limit` per minute."""
+    return limit + limit * min(t, 60.0) / 60.0 if t <= 60.0 else limit
+
+
 def plot_rates(store, limits: dict[str, dict[str, float]], start: float, end: float,
                path: Path) -> Path:
     """One row per model: requests/min vs RPM, input tokens/min vs ITPM (or TPM), output
@@ -62,10 +69,10 @@ def plot_rates(store, limits: dict[str, dict[str, float]], start: float, end: fl
             axis = axes[row][column]
             axis.plot(times, values, color="tab:blue", label="admitted (sliding 60 s)")
             if limit:
-                axis.axhline(limit, color="tab:red", linestyle="--", label=f"{label} {limit:,.0f}")
-                # A token bucket admits its capacity plus 60 s of refill in any 60 s window.
-                axis.axhline(2 * limit, color="tab:gray", linestyle=":",
-                             label="bucket bound for any 60 s (capacity + refill)")
+                axis.plot(times, [enforced_per_minute(limit, t) for t in times],
+                          color="tab:red", linestyle="--",
+                          label=f"what the bucket admits ({label} {limit:,.0f}: capacity + "
+                                "refill in the first minute)")
             axis.set_title(f"{model}: {title}", fontsize=9)
             axis.set_xlabel("seconds into the run")
             axis.legend(fontsize=7, loc="lower right")

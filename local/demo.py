@@ -24,11 +24,13 @@ import argparse
 import contextlib
 import io
 import json
+import logging
 import os
 import random
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +75,33 @@ class _LineRouter(io.TextIOBase):
     def flush(self) -> None:
         for handle in self._files:
             handle.flush()
+
+
+class _GuardLogCounter(logging.Handler):
+    """Takes the guard's log records while the fleet runs: each is counted by its message
+    (store errors under --dynamodb-throttle, settle failures...) and written to agent.log, so
+    the report gives totals instead of a log line per error across the progress bar."""
+
+    def __init__(self, log_file) -> None:
+        super().__init__(logging.INFO)
+        self.counts: Counter = Counter()
+        self._file = log_file
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.counts[str(record.msg).split(":")[0]] += 1
+        self._file.write(self.format(record) + "\n")
+
+    @contextlib.contextmanager
+    def capturing(self):
+        logger = logging.getLogger("guard")
+        propagate = logger.propagate
+        logger.addHandler(self)
+        logger.propagate = False
+        try:
+            yield self
+        finally:
+            logger.removeHandler(self)
+            logger.propagate = propagate
 
 
 @dataclass
@@ -222,9 +251,10 @@ def run(scenario: Scenario) -> int:
 
         files = [open(out / name, "w") for name in ("emf.jsonl", "audit.jsonl", "agent.log")]
         router = _LineRouter(*files)
+        guard_log = _GuardLogCounter(files[2])
         records: dict[str, RunRecord] = {}
         try:
-            with contextlib.redirect_stdout(router):
+            with contextlib.redirect_stdout(router), guard_log.capturing():
                 from agent import handler as agent
 
                 agent._runtime = None
@@ -250,7 +280,7 @@ def run(scenario: Scenario) -> int:
         return write_report(out=out, records=records, emulator_stats=emulator.stats(),
                             template=stack.template(), env=env, aws=aws, stack=stack,
                             started=fleet_started, ended=fleet_ended, timings=timings,
-                            scenario=scenario)
+                            scenario=scenario, guard_log=guard_log.counts)
 
 
 def _drive(agent, scenario: Scenario, function_name: str, records: dict) -> None:

@@ -380,3 +380,23 @@ def test_evaluate_all_and_report():
     latency_row = next(line for line in lines if line.startswith("AWS::StackName-latency"))
     assert " no " in latency_row and "no data > 100" in latency_row
     assert lines[-1] == "1 of 2 alarms fired"
+
+
+def test_an_alarm_that_breached_without_firing_says_why():
+    short = evaluate(alarm(m=3, n=3, period=300), store_of([X], period=300), T0, T0 + 72)
+    assert not short.fired
+    assert short.why_not(run_s=72) == "needs 3 of 3 periods of 300 s; 1 breached; the run " \
+                                      "lasted 72 s"
+    row = next(line for line in render_report([short], run_s=72).splitlines()
+               if line.startswith("test-alarm"))
+    assert row.endswith("needs 3 of 3 periods of 300 s; 1 breached; the run lasted 72 s")
+    assert run([X, X, X], m=3, n=3).why_not(180) == ""  # it fired
+    assert run([O, O, O], m=3, n=3).why_not(180) == ""  # it never breached
+
+
+def test_the_chart_line_is_what_the_bucket_admits_per_minute():
+    from local.charts import enforced_per_minute
+
+    # full bucket at the start: capacity plus the refill so far, up to twice the limit at 60 s
+    assert [enforced_per_minute(50, t) for t in (0, 30, 60)] == [50, 75, 100]
+    assert enforced_per_minute(50, 61) == enforced_per_minute(50, 600) == 50  # refill alone

@@ -397,6 +397,12 @@ def test_an_alarm_that_breached_without_firing_says_why():
 def test_the_chart_line_is_what_the_bucket_admits_per_minute():
     from local.charts import enforced_per_minute
 
-    # full bucket at the start: capacity plus the refill so far, up to twice the limit at 60 s
-    assert [enforced_per_minute(50, t) for t in (0, 30, 60)] == [50, 75, 100]
-    assert enforced_per_minute(50, 61) == enforced_per_minute(50, 600) == 50  # refill alone
+    # idle: a full bucket's capacity plus the refill so far, then capacity + 60 s of refill
+    idle = enforced_per_minute(50, [0.0] * 24)
+    assert idle[0] == pytest.approx(50 + 50 * 5 / 60) and idle[11] == idle[-1] == 100
+    # a burst of the whole capacity at the start, then kept busy at the refill rate: once the
+    # burst is out of the window the bucket admits its refill alone: 50 per minute, plus the
+    # one step of refill it held when the window opened
+    busy = enforced_per_minute(50, [50.0] + [50 * 5 / 60] * 23)
+    assert busy[11] == pytest.approx(100)  # the first minute: capacity + refill
+    assert busy[12:] == pytest.approx([50 + 50 * 5 / 60] * 12)

@@ -4,7 +4,9 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+# A supported Node (package.json pins node-linux-*@24 LTS) before the system's, for the CDK CLI
+# and for jsii inside the app (`npx` puts node_modules/.bin first on its own, too).
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 # `guard` is importable as it is inside Lambda; `local` and `bench` from the repository root.
 export PYTHONPATH := $(CURDIR):$(CURDIR)/lambdas
@@ -12,8 +14,10 @@ export PYTHONPATH := $(CURDIR):$(CURDIR)/lambdas
 .PHONY: setup demo test bench-bucket bench-claude bench-cold-start deploy clean lock
 
 WHEELS := .cache/wheels-arm64
+## checkov in its own venv: its pins would downgrade boto3 in ours. The infra tests run it.
+CHECKOV_VENV := .venv-checkov
 
-setup: $(VENV)/.installed node_modules/.installed $(WHEELS)/.done
+setup: $(VENV)/.installed node_modules/.installed $(WHEELS)/.done $(CHECKOV_VENV)/.installed
 
 ## Lambda dependencies for the asset (arm64, Python 3.12), hash-checked; synth installs from
 ## here with --no-index, so synth makes no network call.
@@ -27,6 +31,11 @@ $(WHEELS)/.done: requirements/lambda.txt $(VENV)/.installed
 $(VENV)/.installed: requirements/dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --quiet --disable-pip-version-check --require-hashes -r requirements/dev.txt
+	touch $@
+
+$(CHECKOV_VENV)/.installed: requirements/checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --quiet --disable-pip-version-check --require-hashes -r requirements/checkov.txt
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -61,6 +70,7 @@ lock: $(VENV)/.installed
 	$(PY) -m pip install --quiet pip-tools
 	cd requirements && ../$(VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras -o lambda.txt lambda.in
 	cd requirements && ../$(VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras -o dev.txt dev.in
+	cd requirements && ../$(VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras -o checkov.txt checkov.in
 
 clean:
-	rm -rf $(VENV) node_modules cdk.out .pytest_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules cdk.out .pytest_cache

@@ -17,12 +17,7 @@ import aws_cdk as cdk  # noqa: E402
 from cdk_nag import AwsSolutionsChecks, ServerlessChecks  # noqa: E402
 
 from stacks.bulwark_stack import BulwarkStack  # noqa: E402
-from stacks.settings import SettingsError, load_settings  # noqa: E402
-
-CONTEXT_KEYS = ("stage", "provider", "tier", "models", "default_model", "overflow_policy",
-                "degrade_model", "deferral", "tenants", "alarms", "allowed_regions",
-                "reserved_concurrency", "queue_max_concurrency", "log_retention_days",
-                "existing_trail_arn", "existing_kms_key_arn", "api_key_secret_arn", "mcp")
+from stacks.settings import SettingsError, load_settings, report_settings_error  # noqa: E402
 
 
 def build_app(context: dict | None = None, outdir: str | None = None) -> tuple[cdk.App,
@@ -33,16 +28,10 @@ def build_app(context: dict | None = None, outdir: str | None = None) -> tuple[c
         defaults = json.loads((Path(__file__).resolve().parent / "cdk.json").read_text())
         context = {**defaults.get("context", {}), **context}
     app = cdk.App(context=context, outdir=outdir)
-    values = {key: app.node.try_get_context(key) for key in CONTEXT_KEYS}
-    settings = load_settings({k: v for k, v in values.items() if v is not None})
+    region = os.environ.get("CDK_DEFAULT_REGION")
+    settings = load_settings(app.node.get_all_context(), region=region)
     env = cdk.Environment(account=os.environ.get("CDK_DEFAULT_ACCOUNT"),
-                          region=os.environ.get("CDK_DEFAULT_REGION",
-                                                settings.allowed_regions[0]))
-    if env.region and not cdk.Token.is_unresolved(env.region) \
-            and env.region not in settings.allowed_regions:
-        raise SettingsError(f"context key 'allowed_regions': expected the deploy region "
-                            f"{env.region} among them (the boundary denies every other "
-                            f"region), got {list(settings.allowed_regions)}")
+                          region=region or settings.allowed_regions[0])
     stack = BulwarkStack(app, f"Bulwark-{settings.stage}", settings=settings, env=env)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app), ServerlessChecks(app))
     return app, stack
@@ -52,7 +41,7 @@ def main() -> int:
     try:
         app, _ = build_app()
     except SettingsError as err:
-        print(f"bulwark: bad configuration: {err}", file=sys.stderr)
+        report_settings_error(err)
         return 1
     app.synth()
     return 0

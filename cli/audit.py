@@ -6,12 +6,17 @@
 
 Two sources, one row model (`Row`):
 
-* ``--local PATH``: the agent's own audit lines (`agent.audit`: one JSON line per tool call,
-  ``"audit": "tool_call"``) from a file or a directory of ``*.jsonl``. Other lines (the rest of a
-  Powertools log, text) are skipped. With no time option every record is shown.
-* ``--stack NAME``: CloudTrail, for the stack's two roles (agent role, tool role). The stack's
-  resources name the trail's CloudWatch Logs group ("AuditTrailLogs...") and the roles
-  ("AgentRole...", "AgentToolRole..."); a Logs Insights query reads the events over the time
+Every request has a row (``agent:request``: status, model, model and tool calls, tokens,
+duration) from the function's own "request finished" log line, since CloudTrail records nothing
+of Claude calls; every tool call and AWS action has rows of its own.
+
+* ``--local PATH``: the agent's own lines (one JSON audit line per tool call,
+  ``"audit": "tool_call"``, and the "request finished" lines) from a file or a directory of
+  ``*.jsonl`` and ``*.log`` (a demo's ``out/demo``). Other lines are skipped. With no time option
+  every record is shown.
+* ``--stack NAME``: the stack's outputs name the agent's log group (AgentLogGroup: a Logs
+  Insights query for the request lines), the trail's CloudWatch Logs group (TrailLogGroup) and
+  the kit's two roles (AgentRoleArn, ToolRoleArn); a Logs Insights query reads the events over the time
   range (default: the last 60 minutes), filtered on
   ``userIdentity.sessionContext.sessionIssuer.arn`` and, with ``--request-id``, on the source
   identity (the tool role's sessions carry the request id as SourceIdentity and session name).
@@ -34,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
@@ -44,12 +50,11 @@ from typing import Any, Callable, Iterable, Iterator
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from cli import aws
+from stacks import outputs
+
 #: Prefix of the tenant documents in the documents bucket (the stack's `docs_prefix`).
 DOCS_PREFIX = "docs/"
-#: Logical-id prefixes of the stack resources this command needs (see stacks/).
-TRAIL_LOG_GROUP_PREFIX = "AuditTrailLogs"
-AGENT_ROLE_PREFIX = "AgentRole"
-TOOL_ROLE_PREFIX = "AgentToolRole"
 #: Logs Insights returns at most this many rows per query.
 INSIGHTS_MAX_ROWS = 10_000
 DEFAULT_MINUTES = 60
@@ -57,7 +62,9 @@ DEFAULT_MINUTES = 60
 MAX_CELL = {"target": 96, "principal": 48}
 
 DENIED = "DENIED"
-SOURCE_TRAIL, SOURCE_LOCAL = "trail", "local"
+#: the message of the agent's one log line per request (lambdas/agent/handler.py)
+REQUEST_FINISHED = "request finished"
+SOURCE_TRAIL, SOURCE_LOCAL, SOURCE_LOGS = "trail", "local", "logs"
 _LOCAL_OUTCOMES = {"ok": "ok", "denied": DENIED, "error": "error",
                    "invalid_input": "invalid_input"}
 _TIME_KEYS = ("timestamp", "time", "@timestamp", "ts")
@@ -240,6 +247,39 @@ def parse_audit_line(line: str) -> dict | None:
     return record
 
 
+def parse_request_line(line: str) -> dict | None:
+    """The agent's "request finished" log line (one per request, with or without tool calls:
+    status, model, model and tool calls, usage, duration), or None."""
+    line = line.strip()
+    start = line.find("{")
+    if start < 0 or "request finished" not in line:
+        return None
+    try:
+        obj = json.loads(line[start:])
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) and obj.get("message") == REQUEST_FINISHED \
+        and obj.get("request_id") else None
+
+
+def row_from_request_record(record: dict) -> Row:
+    """One agent request as a row: action agent:request, target the model, outcome the status,
+    detail the model and tool calls, tokens and duration."""
+    usage = record.get("usage") or {}
+    tokens = sum(v for k, v in usage.items() if k.endswith("tokens") and isinstance(v, int))
+    duration = record.get("duration_ms")
+    detail = (f"{record.get('model_calls', 0)} model call(s), {record.get('tool_calls', 0)} "
+              f"tool call(s), {tokens:,} tokens"
+              + (f", {duration:,.0f} ms" if isinstance(duration, (int, float)) else ""))
+    request_id = str(record.get("request_id") or "")
+    return Row(time=record_time(record), request_id=request_id,
+               principal=f"agent/{request_id}" if request_id else "agent",
+               tenant=str(record.get("tenant") or ""), action="agent:request",
+               target=f"model:{record.get('model') or '-'}",
+               outcome=str(record.get("status") or "?"), source=SOURCE_LOCAL,
+               caller=str(record.get("caller") or ""), detail=detail)
+
+
 def record_time(record: dict) -> datetime | None:
     for key in _TIME_KEYS:
         if key in record:
@@ -251,26 +291,31 @@ def record_time(record: dict) -> datetime | None:
 
 
 def iter_audit_records(path: str | Path) -> Iterator[dict]:
-    """Audit records from a file, a directory of *.jsonl (sorted by name), or "-" (stdin)."""
-    if str(path) == "-":
-        for line in sys.stdin:
+    """Tool-call audit records and "request finished" records (kind "request") from a file, a
+    directory of *.jsonl and *.log (sorted by name; a demo's out/demo), or "-" (stdin)."""
+    def records(lines: Iterable[str]) -> Iterator[dict]:
+        for line in lines:
             record = parse_audit_line(line)
+            if record is None:
+                record = parse_request_line(line)
+                if record is not None:
+                    record = {**record, "audit": "request"}
             if record is not None:
                 yield record
+
+    if str(path) == "-":
+        yield from records(sys.stdin)
         return
     path = Path(path)
     if path.is_dir():
-        files = sorted(p for p in path.glob("*.jsonl") if p.is_file())
+        files = sorted(p for p in [*path.glob("*.jsonl"), *path.glob("*.log")] if p.is_file())
     elif path.is_file():
         files = [path]
     else:
         raise AuditError(f"{path}: no such file or directory")
     for file in files:
         with file.open(encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                record = parse_audit_line(line)
-                if record is not None:
-                    yield record
+            yield from records(handle)
 
 
 def row_from_audit_record(record: dict, docs_prefix: str = DOCS_PREFIX) -> Row:
@@ -287,7 +332,8 @@ def row_from_audit_record(record: dict, docs_prefix: str = DOCS_PREFIX) -> Row:
 
 
 def local_rows(path: str | Path, docs_prefix: str = DOCS_PREFIX) -> list[Row]:
-    return [row_from_audit_record(r, docs_prefix) for r in iter_audit_records(path)]
+    return [row_from_request_record(r) if r.get("audit") == "request"
+            else row_from_audit_record(r, docs_prefix) for r in iter_audit_records(path)]
 
 
 # -- account mode: CloudTrail events ------------------------------------------------------------
@@ -390,44 +436,21 @@ class KitResources:
 
     log_group: str | None
     role_arns: dict[str, str]  # {"agent": arn, "tool": arn}
+    agent_log_group: str | None = None
 
 
-def stack_resources(cloudformation: Any, stack_name: str) -> list[dict]:
-    """Every resource of the stack (ListStackResources, all pages)."""
-    resources, token = [], None
-    while True:
-        kwargs = {"StackName": stack_name, **({"NextToken": token} if token else {})}
-        page = cloudformation.list_stack_resources(**kwargs)
-        resources.extend(page.get("StackResourceSummaries", []))
-        token = page.get("NextToken")
-        if not token:
-            return resources
-
-
-def kit_resources(cloudformation: Any, iam: Any, stack_name: str) -> KitResources:
-    """The trail's log group (None when the stack uses an existing trail) and the kit's role
-    ARNs (physical ids are role names; IAM GetRole gives the ARN)."""
-    resources = stack_resources(cloudformation, stack_name)
-    log_group, role_names = None, {}
-    for resource in resources:
-        logical, kind = resource.get("LogicalResourceId", ""), resource.get("ResourceType")
-        physical = resource.get("PhysicalResourceId")
-        if not physical:
-            continue
-        if kind == "AWS::Logs::LogGroup" and logical.startswith(TRAIL_LOG_GROUP_PREFIX):
-            log_group = physical
-        elif kind == "AWS::IAM::Role" and logical.startswith(TOOL_ROLE_PREFIX):
-            role_names["tool"] = physical
-        elif kind == "AWS::IAM::Role" and logical.startswith(AGENT_ROLE_PREFIX):
-            role_names["agent"] = physical
-    missing = [name for name in ("agent", "tool") if name not in role_names]
-    if missing:
-        raise AuditError(f"stack {stack_name!r} has no {' or '.join(missing)} role "
-                         f"(logical ids {AGENT_ROLE_PREFIX}*, {TOOL_ROLE_PREFIX}*): is it a "
-                         "Bulwark stack?")
-    arns = {name: iam.get_role(RoleName=role)["Role"]["Arn"]
-            for name, role in role_names.items()}
-    return KitResources(log_group, arns)
+def kit_resources(cloudformation: Any, stack_name: str) -> KitResources:
+    """The trail's log group (None when the stack uses an existing trail), the agent's log
+    group and the kit's role ARNs, from the stack's outputs."""
+    try:
+        found = outputs.stack_outputs(cloudformation, stack_name,
+                                      need=(outputs.AGENT_ROLE_ARN, outputs.TOOL_ROLE_ARN))
+    except outputs.StackOutputsError as err:
+        raise AuditError(str(err)) from None
+    return KitResources(found.get(outputs.TRAIL_LOG_GROUP),
+                        {"agent": found[outputs.AGENT_ROLE_ARN],
+                         "tool": found[outputs.TOOL_ROLE_ARN]},
+                        found.get(outputs.AGENT_LOG_GROUP))
 
 
 def _quote(value: str) -> str:
@@ -446,6 +469,16 @@ def build_query(role_arns: Iterable[str], *, request_id: str | None = None,
         lines.append(f"| filter userIdentity.sessionContext.sourceIdentity = {rid}"
                      f" or requestParameters.sourceIdentity = {rid}"
                      f" or requestParameters.roleSessionName = {rid}")
+    lines += ["| sort @timestamp asc", f"| limit {int(limit)}"]
+    return "\n".join(lines)
+
+
+def build_request_query(*, request_id: str | None = None,
+                        limit: int = INSIGHTS_MAX_ROWS) -> str:
+    """The Logs Insights query for the agent's "request finished" lines, oldest first."""
+    lines = ["fields @timestamp, @message", f"| filter message = {_quote(REQUEST_FINISHED)}"]
+    if request_id:
+        lines.append(f"| filter request_id = {_quote(request_id)}")
     lines += ["| sort @timestamp asc", f"| limit {int(limit)}"]
     return "\n".join(lines)
 
@@ -527,15 +560,16 @@ def lookup_events(cloudtrail: Any, request_id: str, start: datetime, end: dateti
 
 
 def account_rows(stack_name: str, start: datetime, end: datetime, *, cloudformation: Any,
-                 iam: Any, logs: Any, cloudtrail: Any, request_id: str | None = None,
+                 logs: Any, cloudtrail: Any, request_id: str | None = None,
                  log_group: str | None = None, docs_prefix: str = DOCS_PREFIX,
                  timeout_s: float = 120.0, sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic,
                  warn: Callable[[str], None] | None = None) -> list[Row]:
-    """CloudTrail rows of the stack's roles in [start, end] (unfiltered by tenant; see
-    `filter_rows`). Events of other principals are dropped here even if a source returns
-    them."""
-    kit = kit_resources(cloudformation, iam, stack_name)
+    """Rows in [start, end] (unfiltered by tenant; see `filter_rows`): one per agent request
+    from the function's "request finished" log lines (Logs Insights on its log group:
+    CloudTrail records nothing of Claude calls), and CloudTrail rows of the stack's roles.
+    Events of other principals are dropped here even if a source returns them."""
+    kit = kit_resources(cloudformation, stack_name)
     log_group = log_group or kit.log_group
     if not log_group and not request_id:
         raise AuditError(f"stack {stack_name!r} has no trail log group (it uses an existing "
@@ -553,6 +587,15 @@ def account_rows(stack_name: str, start: datetime, end: datetime, *, cloudformat
         events += lookup_events(cloudtrail, request_id, start, end, warn=warn)
     roles = set(kit.role_arns.values())
     rows, seen = [], set()
+    if kit.agent_log_group:
+        query = build_request_query(request_id=request_id)
+        for record in run_insights_query(logs, kit.agent_log_group, query, start, end,
+                                         timeout_s=timeout_s, sleep=sleep, clock=clock,
+                                         warn=warn):
+            if record.get("message") == REQUEST_FINISHED:
+                row = row_from_request_record(record)
+                row.source = SOURCE_LOGS
+                rows.append(row)
     for event in events:
         if event_issuer(event) not in roles:
             continue
@@ -657,6 +700,8 @@ def parser() -> argparse.ArgumentParser:
                        help="audit JSON lines: a file, a directory of *.jsonl, or - (stdin)")
     where.add_argument("--stack", metavar="STACK_NAME", help="a deployed Bulwark stack")
     p.add_argument("--region", help="the stack's region (default: the AWS configuration's)")
+    p.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"),
+                   help="AWS endpoint, e.g. local AWS's http://127.0.0.1:PORT")
     p.add_argument("--log-group", help="trail log group (default: the stack's own trail's)")
     p.add_argument("--timeout", type=float, default=120.0,
                    help="seconds to wait for the Logs Insights query (default 120)")
@@ -664,18 +709,15 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def default_clients(region: str | None) -> dict[str, Any]:
-    import boto3
-
-    session = boto3.Session(region_name=region)
-    return {name: session.client(name) for name in ("cloudformation", "iam", "logs",
-                                                    "cloudtrail")}
+def default_clients(region: str | None, endpoint_url: str | None = None) -> dict[str, Any]:
+    return aws.clients(("cloudformation", "logs", "cloudtrail"), region=region,
+                       endpoint_url=endpoint_url)
 
 
 def main(argv: list[str] | None = None, *, clients: dict[str, Any] | None = None,
          now: Callable[[], datetime] | None = None, out=None, err=None,
          sleep: Callable[[float], None] = time.sleep) -> int:
-    """Run the command; returns the exit status. `clients` ({"cloudformation", "iam", "logs",
+    """Run the command; returns the exit status. `clients` ({"cloudformation", "logs",
     "cloudtrail"}) replaces the boto3 clients main() would build."""
     out, err = out or sys.stdout, err or sys.stderr
     args = parser().parse_args(argv)
@@ -692,17 +734,17 @@ def main(argv: list[str] | None = None, *, clients: dict[str, Any] | None = None
             rows = local_rows(args.local, args.docs_prefix)
         else:
             if clients is None:
-                clients = default_clients(args.region)
+                clients = default_clients(args.region, args.endpoint_url)
             rows = account_rows(args.stack, start, end, request_id=args.request_id,
                                 log_group=args.log_group, docs_prefix=args.docs_prefix,
                                 timeout_s=args.timeout, sleep=sleep, warn=warn,
-                                cloudformation=clients["cloudformation"], iam=clients["iam"],
+                                cloudformation=clients["cloudformation"],
                                 logs=clients["logs"], cloudtrail=clients["cloudtrail"])
         undated = sum(1 for r in rows if r.time is None) if (start or end) else 0
         rows = filter_rows(rows, start=start, end=end, request_id=args.request_id,
                            tenant=args.tenant)
     except (AuditError, BotoCoreError, ClientError) as problem:  # credentials, permissions, missing
-        print(f"error: {problem}", file=err)
+        print(f"error: {aws.explain(problem)}", file=err)
         return 2
     if undated:
         warn(f"{undated} audit record(s) carry no time and were left out by the time range")

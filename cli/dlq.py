@@ -17,8 +17,9 @@ receives (the original body, unchanged, with the DeadLetterQueueSourceArn attrib
   first_received_at now, transcript and model kept, dlq_reason/dead_lettered_at removed) and
   deletes the DLQ message only after the send succeeded. Malformed originals (raw_body, or a
   request that is not a JSON object) are not redriven: they are reported and stay.
-* --stack finds the queue URLs among the stack's resources (logical ids StateDeadLetterQueue*,
-  StateWorkQueue*).
+* --stack finds the queue URLs in the stack's outputs (DeadLetterQueueUrl, WorkQueueUrl);
+  --endpoint-url (or AWS_ENDPOINT_URL) points at local AWS (`python -m local.deploy --keep`
+  prints it). --local out/demo/dead_letters.json lists and inspects what a demo run left.
 
 Exit status: 0; 1 when a message was not found or a redrive failed; 2 for bad options or an AWS
 problem.
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -37,8 +39,9 @@ from typing import Any, Callable, Iterable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-DLQ_PREFIX = "StateDeadLetterQueue"
-WORK_QUEUE_PREFIX = "StateWorkQueue"
+from cli import aws
+from stacks import outputs
+
 #: Body fields the handler adds when dead-lettering; a redrive removes them.
 DLQ_FIELDS = ("dlq_reason", "dead_lettered_at")
 #: Seconds received messages stay hidden while a scan lasts (then they are made visible).
@@ -124,27 +127,13 @@ def iso(epoch: Any) -> str | None:
 # -- queues --------------------------------------------------------------------------------------
 
 def resolve_queue_urls(cloudformation: Any, stack_name: str) -> tuple[str, str]:
-    """(DLQ URL, work queue URL) of a Bulwark stack (an SQS queue's physical id is its URL)."""
-    urls: dict[str, str] = {}
-    token = None
-    while True:
-        page = cloudformation.list_stack_resources(
-            StackName=stack_name, **({"NextToken": token} if token else {}))
-        for resource in page.get("StackResourceSummaries", []):
-            if resource.get("ResourceType") != "AWS::SQS::Queue":
-                continue
-            logical = resource.get("LogicalResourceId", "")
-            for key, prefix in (("dlq", DLQ_PREFIX), ("work", WORK_QUEUE_PREFIX)):
-                if logical.startswith(prefix) and resource.get("PhysicalResourceId"):
-                    urls[key] = resource["PhysicalResourceId"]
-        token = page.get("NextToken")
-        if not token:
-            break
-    missing = [p for k, p in (("dlq", DLQ_PREFIX), ("work", WORK_QUEUE_PREFIX)) if k not in urls]
-    if missing:
-        raise DlqError(f"stack {stack_name!r} has no queue {' or '.join(m + '*' for m in missing)}"
-                       ": is it a Bulwark stack?")
-    return urls["dlq"], urls["work"]
+    """(DLQ URL, work queue URL) of a Bulwark stack, from its outputs."""
+    try:
+        found = outputs.stack_outputs(cloudformation, stack_name, need=(
+            outputs.DEAD_LETTER_QUEUE_URL, outputs.WORK_QUEUE_URL))
+    except outputs.StackOutputsError as err:
+        raise DlqError(str(err)) from None
+    return found[outputs.DEAD_LETTER_QUEUE_URL], found[outputs.WORK_QUEUE_URL]
 
 
 def scan(sqs: Any, queue_url: str, *, visibility_s: int = SCAN_VISIBILITY_S,
@@ -361,6 +350,30 @@ def render_redrive(report: RedriveReport) -> str:
     return "\n".join(lines)
 
 
+class _RecordedQueue:
+    """The SQS calls list/inspect make, answered from a demo's dead_letters.json (the messages
+    as the demo's final scan received them)."""
+
+    def __init__(self, path: str) -> None:
+        with open(path, encoding="utf-8") as handle:
+            self.saved = json.load(handle)
+        self.served = False
+
+    def receive_message(self, **_):
+        if self.served:
+            return {"Messages": []}
+        self.served = True
+        return {"Messages": [{
+            "MessageId": item["summary"]["message_id"], "ReceiptHandle": str(n),
+            "Body": item.get("text", json.dumps(item.get("body"))),
+            "Attributes": item.get("attributes") or {},
+            "MessageAttributes": item.get("message_attributes") or {}}
+            for n, item in enumerate(self.saved)]}
+
+    def change_message_visibility_batch(self, **_):
+        return {"Failed": []}
+
+
 # -- command line --------------------------------------------------------------------------------
 
 def parser() -> argparse.ArgumentParser:
@@ -371,7 +384,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--work-queue-url", help="the work queue's URL (redrive)")
     p.add_argument("--stack", metavar="STACK_NAME",
                    help="a deployed Bulwark stack (finds both queues)")
+    p.add_argument("--local", metavar="DEAD_LETTERS_JSON",
+                   help="a demo run's out/demo/dead_letters.json (list and inspect only)")
     p.add_argument("--region", help="the stack's region (default: the AWS configuration's)")
+    p.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"),
+                   help="AWS endpoint, e.g. local AWS's http://127.0.0.1:PORT")
     p.add_argument("--json", action="store_true", help="print JSON")
     json_too = argparse.ArgumentParser(add_help=False)
     json_too.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
@@ -399,21 +416,26 @@ def main(argv: list[str] | None = None, *, sqs: Any = None, cloudformation: Any 
     out, err = out or sys.stdout, err or sys.stderr
     args = parser().parse_args(argv)
     try:
-        if args.stack and (args.queue_url or args.work_queue_url):
-            raise DlqError("give --stack or the queue URLs, not both")
-        if not args.stack and not args.queue_url:
-            raise DlqError("give --stack STACK_NAME or --queue-url URL")
+        if sum(map(bool, (args.stack, args.queue_url, args.local))) > 1 or (
+                args.work_queue_url and not args.queue_url):
+            raise DlqError("give one of --stack, --queue-url (with --work-queue-url) or --local")
+        if not args.stack and not args.queue_url and not args.local:
+            raise DlqError("give --stack STACK_NAME, --queue-url URL or --local FILE")
+        if args.local:
+            if args.command == "redrive":
+                raise DlqError("--local is a record of a finished run: redrive needs the "
+                               "queues (--stack or --queue-url against a running AWS)")
+            sqs, dlq_url = _RecordedQueue(args.local), "recorded"
         if args.command == "redrive" and not args.stack and not args.work_queue_url:
             raise DlqError("redrive needs --work-queue-url URL (or --stack)")
         if sqs is None or (args.stack and cloudformation is None):
-            import boto3
-
-            session = boto3.Session(region_name=args.region)
-            sqs = sqs or session.client("sqs")
-            cloudformation = cloudformation or session.client("cloudformation")
+            made = aws.clients(("sqs", "cloudformation"), region=args.region,
+                               endpoint_url=args.endpoint_url)
+            sqs = sqs or made["sqs"]
+            cloudformation = cloudformation or made["cloudformation"]
         if args.stack:
             dlq_url, work_url = resolve_queue_urls(cloudformation, args.stack)
-        else:
+        elif not args.local:
             dlq_url, work_url = args.queue_url, args.work_queue_url
 
         if args.command == "list":
@@ -441,8 +463,8 @@ def main(argv: list[str] | None = None, *, sqs: Any = None, cloudformation: Any 
         print(json.dumps(report.to_json(), indent=2, default=str) if args.json
               else render_redrive(report), file=out)
         return 0 if report.ok else 1
-    except (DlqError, BotoCoreError, ClientError) as problem:  # credentials, permissions, missing
-        print(f"error: {problem}", file=err)
+    except (DlqError, BotoCoreError, ClientError, OSError) as problem:  # credentials, missing
+        print(f"error: {aws.explain(problem)}", file=err)
         return 2
 
 

@@ -197,6 +197,19 @@ class AlarmResult:
     def final_state(self) -> str:
         return self.states[-1][1] if self.states else INSUFFICIENT
 
+    def why_not(self, run_s: float | None = None) -> str:
+        """Why an alarm whose metric breached did not fire ("" when it fired or never
+        breached), e.g. "needs 3 of 3 periods of 300 s; 1 breached; the run lasted 72 s"."""
+        a = self.alarm
+        breached = sum(1 for _, v in self.values if v is not None and a.breaches(v))
+        if self.fired or not breached:
+            return ""
+        why = (f"needs {a.datapoints_to_alarm} of {a.evaluation_periods} periods of "
+               f"{a.period_s} s; {breached} breached")
+        if run_s is not None:
+            why += f"; the run lasted {run_s:.0f} s"
+        return why
+
 
 # --- template ------------------------------------------------------------------------------
 def placeholder(value: Any) -> str:
@@ -733,12 +746,13 @@ def _num(v: float | None) -> str:
     return f"{v:.6g}"
 
 
-def render_report(results: Iterable[AlarmResult]) -> str:
+def render_report(results: Iterable[AlarmResult], run_s: float | None = None) -> str:
     """A fixed-width table: alarm name, fired?, first ALARM time (UTC), worst value against the
-    threshold, M of N, missing-data treatment and the final state; then a one-line total."""
+    threshold, M of N, missing-data treatment, the final state and, for an alarm whose metric
+    breached without firing, why not (`run_s`: how long the run lasted); then a total."""
     results = list(results)
     header = ("Alarm", "Fired", "First ALARM (UTC)", "Worst vs threshold", "M of N",
-              "Missing data", "Final state")
+              "Missing data", "Final state", "Why it did not fire")
     rows = []
     for r in results:
         a = r.alarm
@@ -746,7 +760,7 @@ def render_report(results: Iterable[AlarmResult]) -> str:
             a.name, "YES" if r.fired else "no", _when(r.first_alarm_at),
             f"{_num(r.worst)} {a.operator} {_num(a.threshold)}",
             f"{a.datapoints_to_alarm} of {a.evaluation_periods} x {a.period_s}s",
-            a.treat_missing_data, r.final_state))
+            a.treat_missing_data, r.final_state, r.why_not(run_s) or "-"))
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
 
     def line(row) -> str:

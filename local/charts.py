@@ -27,8 +27,10 @@ def _matplotlib():
     return plt
 
 
-def per_minute(store, name: str, model: str, start: float, end: float) -> tuple[list, list]:
-    """(seconds since start, sliding 60 s sum) of `name` for `model`, every 5 s."""
+def per_minute(store, name: str, model: str, start: float, end: float,
+               steps: list | None = None) -> tuple[list, list]:
+    """(seconds since start, sliding 60 s sum) of `name` for `model`, every 5 s; `steps`, when
+    given, receives the per-step sums."""
     buckets = store.series(NAMESPACE, name, {"Model": model}, "Sum", STEP_S, start, end)
     window = 60 // STEP_S
     times, values = [], []
@@ -36,7 +38,27 @@ def per_minute(store, name: str, model: str, start: float, end: float) -> tuple[
         recent = [v or 0.0 for _, v in buckets[max(0, index - window + 1):index + 1]]
         times.append(buckets[index][0] - start + STEP_S)
         values.append(sum(recent))
+        if steps is not None:
+            steps.append(buckets[index][1] or 0.0)
     return times, values
+
+
+def enforced_per_minute(limit: float, steps: list[float], step_s: int = STEP_S) -> list[float]:
+    """The most a token bucket of `limit`/min could have let through in the 60 s before the end
+    of each step, given what it admitted (`steps`: admitted per step of `step_s` s, from a full
+    bucket at the start): its level at the window's start (capacity, plus refill, minus what
+    went before) plus the refill during the window. During the first minute that is capacity
+    + refill so far; once the bucket has been kept busy it is the refill, `limit` per minute."""
+    bound, before, window = [], [0.0], 60 // step_s
+    for value in steps:
+        before.append(before[-1] + (value or 0.0))
+    for index in range(len(steps)):
+        end_s = (index + 1) * step_s
+        start_index = max(0, index + 1 - window)
+        start_s = start_index * step_s
+        level = min(limit, limit + limit * start_s / 60 - before[start_index])
+        bound.append(level + limit * (end_s - start_s) / 60)
+    return bound
 
 
 def plot_rates(store, limits: dict[str, dict[str, float]], start: float, end: float,
@@ -48,24 +70,30 @@ def plot_rates(store, limits: dict[str, dict[str, float]], start: float, end: fl
     figure, axes = plt.subplots(len(models), 3, figsize=(15, 3.6 * len(models)), squeeze=False)
     for row, model in enumerate(models):
         model_limits = limits[model]
-        times, requests = per_minute(store, "Requests", model, start, end)
-        _, inputs = per_minute(store, "InputTokens", model, start, end)
-        _, writes = per_minute(store, "CacheWriteTokens", model, start, end)
-        _, outputs = per_minute(store, "OutputTokens", model, start, end)
+        steps = {name: [] for name in ("Requests", "InputTokens", "CacheWriteTokens",
+                                       "OutputTokens")}
+        times, requests = per_minute(store, "Requests", model, start, end, steps["Requests"])
+        _, inputs = per_minute(store, "InputTokens", model, start, end, steps["InputTokens"])
+        _, writes = per_minute(store, "CacheWriteTokens", model, start, end,
+                               steps["CacheWriteTokens"])
+        _, outputs = per_minute(store, "OutputTokens", model, start, end, steps["OutputTokens"])
         counted_input = [a + b for a, b in zip(inputs, writes)]
-        panels = [("requests / min", requests, model_limits.get("rpm"), "RPM"),
+        input_steps = [a + b for a, b in zip(steps["InputTokens"], steps["CacheWriteTokens"])]
+        panels = [("requests / min", requests, model_limits.get("rpm"), "RPM",
+                   steps["Requests"]),
                   ("input + cache-write tokens / min", counted_input,
                    model_limits.get("itpm") or model_limits.get("tpm"),
-                   "ITPM" if model_limits.get("itpm") else "TPM"),
-                  ("output tokens / min", outputs, model_limits.get("otpm"), "OTPM")]
-        for column, (title, values, limit, label) in enumerate(panels):
+                   "ITPM" if model_limits.get("itpm") else "TPM", input_steps),
+                  ("output tokens / min", outputs, model_limits.get("otpm"), "OTPM",
+                   steps["OutputTokens"])]
+        for column, (title, values, limit, label, admitted) in enumerate(panels):
             axis = axes[row][column]
             axis.plot(times, values, color="tab:blue", label="admitted (sliding 60 s)")
             if limit:
-                axis.axhline(limit, color="tab:red", linestyle="--", label=f"{label} {limit:,.0f}")
-                # A token bucket admits its capacity plus 60 s of refill in any 60 s window.
-                axis.axhline(2 * limit, color="tab:gray", linestyle=":",
-                             label="bucket bound for any 60 s (capacity + refill)")
+                axis.plot(times, enforced_per_minute(limit, admitted), color="tab:red",
+                          linestyle="--",
+                          label=f"most the bucket admits ({label} {limit:,.0f}/min; starts "
+                                "full: capacity + refill)")
             axis.set_title(f"{model}: {title}", fontsize=9)
             axis.set_xlabel("seconds into the run")
             axis.legend(fontsize=7, loc="lower right")

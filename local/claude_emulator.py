@@ -11,7 +11,7 @@ From Python, `ClaudeEmulator()` starts it in a child process and stops it on exi
                                              aws_access_key="testing", aws_secret_key="testing")
         emu.inject("529", count=2); emu.stats(); emu.reset()
 
-What it enforces (see /work/shared/CLAUDE_LIMITS.md):
+What it enforces (Anthropic's and Amazon Bedrock's published rate-limit rules):
 
 - Anthropic API: per model family (Sonnet 4.x, Opus 4.x, Haiku 4.5) continuously refilled token
   buckets for requests, input tokens (input + cache writes, + cache reads only with
@@ -68,7 +68,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 CONTROL_PREFIX = "/_emulator/"
 
 # (requests, input tokens, output tokens) per minute per family and preset: the same table
-# the CDK app deploys (CLAUDE_LIMITS.md), so the emulator and the guard agree by construction.
+# the CDK app deploys (stacks/presets.py), so the emulator and the guard agree by construction.
 PRESETS = ANTHROPIC_TIERS
 
 BEDROCK_DEFAULT = {"rpm": 200, "tpm": 200_000, "output_burndown": 5}

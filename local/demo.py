@@ -24,11 +24,13 @@ import argparse
 import contextlib
 import io
 import json
+import logging
 import os
 import random
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,6 +76,33 @@ class _LineRouter(io.TextIOBase):
     def flush(self) -> None:
         for handle in self._files:
             handle.flush()
+
+
+class _GuardLogCounter(logging.Handler):
+    """Takes the guard's log records while the fleet runs: each is counted by its message
+    (store errors under --dynamodb-throttle, settle failures...) and written to agent.log, so
+    the report gives totals instead of a log line per error across the progress bar."""
+
+    def __init__(self, log_file) -> None:
+        super().__init__(logging.INFO)
+        self.counts: Counter = Counter()
+        self._file = log_file
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.counts[str(record.msg).split(":")[0]] += 1
+        self._file.write(self.format(record) + "\n")
+
+    @contextlib.contextmanager
+    def capturing(self):
+        logger = logging.getLogger("guard")
+        propagate = logger.propagate
+        logger.addHandler(self)
+        logger.propagate = False
+        try:
+            yield self
+        finally:
+            logger.removeHandler(self)
+            logger.propagate = propagate
 
 
 @dataclass
@@ -156,8 +185,10 @@ def _progress(done: int, total: int, started: float, extra: str = "") -> None:
 
 def _deployed_environment(aws: LocalAws, stack) -> dict[str, str]:
     """The deployed agent function's environment, as moto's Lambda holds it."""
+    from stacks.outputs import FUNCTION_NAME
+
     lambda_client = aws.client("lambda")
-    function_name = stack.physical("AgentFunction")
+    function_name = stack.outputs[FUNCTION_NAME]
     config = lambda_client.get_function_configuration(FunctionName=function_name)
     return dict(config["Environment"]["Variables"]), function_name
 
@@ -228,14 +259,9 @@ def run(scenario: Scenario) -> int:
     with LocalAws() as aws, ClaudeEmulator(emulator_config) as emulator:
         started = time.monotonic()
         print("1/4 cdk bootstrap + cdk deploy into local AWS ...", flush=True)
-        context = {"tier": scenario.tier, "provider": scenario.provider,
-                   "overflow_policy": scenario.overflow_policy}
-        if scenario.provider == "bedrock":
-            profile = "us.anthropic.claude-sonnet-4-20250514-v1:0"
-            context.update({"models": json.dumps({profile: {
-                "rpm": 50, "tpm": 100000, "output_burndown": 5,
-                "prices": {"input": 3.0, "output": 15.0}}}), "default_model": profile,
-                "degrade_model": ""})  # cdk.json names an Anthropic model
+        context = {"provider": scenario.provider, "overflow_policy": scenario.overflow_policy}
+        if scenario.provider == "anthropic":  # Bedrock takes cdk.json's provider defaults
+            context["tier"] = scenario.tier
         stack = deploy_local(aws, context=context, work_dir=out / "cdk")
         timings["deploy_s"] = time.monotonic() - started
         print(f"    deployed {stack.stack_name}: {len(stack.resources)} resources in "
@@ -255,9 +281,10 @@ def run(scenario: Scenario) -> int:
 
         files = [open(out / name, "w") for name in ("emf.jsonl", "audit.jsonl", "agent.log")]
         router = _LineRouter(*files)
+        guard_log = _GuardLogCounter(files[2])
         records: dict[str, RunRecord] = {}
         try:
-            with contextlib.redirect_stdout(router):
+            with contextlib.redirect_stdout(router), guard_log.capturing():
                 from agent import handler as agent
 
                 agent._runtime = None
@@ -287,7 +314,7 @@ def run(scenario: Scenario) -> int:
         return write_report(out=out, records=records, emulator_stats=emulator.stats(),
                             template=stack.template(), env=env, aws=aws, stack=stack,
                             started=fleet_started, ended=fleet_ended, timings=timings,
-                            scenario=scenario)
+                            scenario=scenario, guard_log=guard_log.counts)
 
 
 def _start_mcp_stand_in(aws: LocalAws, env: dict) -> LocalAwsMcp | None:

@@ -3,7 +3,8 @@ destroy), and find what it created.
 
     with LocalAws() as aws:
         stack = deploy_local(aws, context={"tenants": ["acme"]})
-        table = stack.physical("StateBucketTable")          # logical-id prefix -> physical id
+        table = stack.outputs["BucketTable"]                # stacks/outputs.py names
+        role = stack.physical("AgentRole")                  # logical-id prefix -> physical id
         ...
         destroy_local(aws, stack.stack_name)
 
@@ -71,6 +72,8 @@ class DeployedStack:
     log_path: Path | None = None
     #: wall-clock seconds per CLI step: {"bootstrap": s, "deploy": s}
     timings: dict[str, float] = field(default_factory=dict)
+    #: the stack's outputs (stacks/outputs.py names), those moto drops computed
+    outputs: dict[str, str] = field(default_factory=dict)
 
     def logical(self, logical_prefix: str) -> str:
         """The one logical id that is `logical_prefix` plus CDK's 8-hex-digit hash (e.g.
@@ -114,7 +117,9 @@ def cli_env(aws: LocalAws, home: Path | None = None) -> dict[str, str]:
         "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         "AWS_EC2_METADATA_DISABLED": "true",
         "CDK_DISABLE_VERSION_CHECK": "1", "CDK_DISABLE_CLI_TELEMETRY": "true",
-        "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
+        # The pinned Node (package.json) for the CLI and for jsii in the app it runs.
+        "PATH": os.pathsep.join([str(REPO_ROOT / "node_modules" / ".bin"),
+                                 os.environ.get("PATH", "")]),
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "lambdas")]),
     })
@@ -196,6 +201,11 @@ MOTO_COMPAT = {
                       "Document: Policy statement must contain resources). The secret is "
                       "created in the local server first and passed as api_key_secret_arn "
                       "(the stack's bring-your-own-secret path), unless the context sets one.",
+    "function-url-output": "moto's CreateStack fails on an output whose value is Fn::GetAtt of an "
+                           "AWS::Lambda::Url (a type it does not model). The FunctionUrl "
+                           "output is left out locally (local AWS has no Function URL); the "
+                           "alias ARN output, which moto drops, is computed by "
+                           "stacks.outputs.stack_outputs from the template and the resources.",
     "esm-alias-target": "moto's CloudFormation has no AWS::Lambda::Alias: the event source "
                         "mapping's FunctionName (Fn::Split over the alias Ref) fails to "
                         "resolve (AttributeError: 'NoneType' object has no attribute 'split', "
@@ -218,7 +228,12 @@ def apply_moto_compat(app) -> list[str]:
     from aws_cdk import aws_kms as kms
     from aws_cdk import aws_lambda as lambda_
 
+    from stacks.outputs import FUNCTION_URL
+
     changed = []
+    for stack in [c for c in app.node.children if isinstance(c, Stack)]:
+        if stack.node.try_remove_child(FUNCTION_URL):
+            changed.append(f"{stack.node.path}/{FUNCTION_URL}: output left out")
     constructs = app.node.find_all()
     aliases = {}
     for construct in constructs:
@@ -249,12 +264,12 @@ def _synth_app() -> int:
     """Entry point for the CLI (`--app ... --synth-app`): app.py's app plus `MOTO_COMPAT`."""
     sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "lambdas")]
     import app as bulwark_app
-    from stacks.settings import SettingsError
+    from stacks.settings import SettingsError, report_settings_error
 
     try:
         cdk_app, _ = bulwark_app.build_app()
     except SettingsError as err:
-        print(f"bulwark: bad configuration: {err}", file=sys.stderr)
+        report_settings_error(err)
         return 1
     for path in apply_moto_compat(cdk_app):
         print(f"local.deploy: moto compat: {path}", file=sys.stderr)
@@ -341,8 +356,13 @@ def deploy_local(aws: LocalAws, *, context: dict | None = None, stage: str = "de
                           f"{stack_name}'s resources ({err}); a resource handler in moto "
                           f"probably failed (log {log_path}):\n{_tail(log_path)}") from err
     _check_complete(aws, stack_name, output_dir, resources, log_path)
+    from stacks.outputs import stack_outputs
+
+    template = json.loads((output_dir / f"{stack_name}.template.json").read_text())
     return DeployedStack(stack_name=stack_name, resources=resources, resource_types=types,
-                         output_dir=output_dir, log_path=log_path, timings=timings)
+                         output_dir=output_dir, log_path=log_path, timings=timings,
+                         outputs=stack_outputs(aws.client("cloudformation"), stack_name,
+                                               need=template.get("Outputs", {})))
 
 
 def _check_complete(aws: LocalAws, stack_name: str, output_dir: Path,
@@ -403,7 +423,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(json.dumps({"endpoint_url": aws.endpoint_url, "stack": stack.stack_name,
                           "timings_s": {k: round(v, 1) for k, v in stack.timings.items()},
-                          "log": str(stack.log_path), "resources": stack.resources}, indent=2))
+                          "log": str(stack.log_path), "outputs": stack.outputs,
+                          "resources": stack.resources}, indent=2))
         if args.keep:
             print(f"serving on {aws.endpoint_url}; Ctrl-C to stop", file=sys.stderr)
             try:

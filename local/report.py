@@ -12,6 +12,7 @@ from bench.bucket_load import percentile
 from local.alarms import evaluate_all, render_report
 from local.charts import plot_dashboard, plot_rates
 from local.metrics import Datapoint, MetricStore
+from stacks.outputs import FUNCTION_NAME
 
 NAMESPACE = "Bulwark"
 
@@ -24,6 +25,13 @@ def _total(store: MetricStore, name: str, models, start: float, end: float) -> f
                                      start - 60, start - 60 + period):
             total += value or 0.0
     return total
+
+
+def _bound_text(admitted: float, cap: float, seconds: float) -> str:
+    """" of at most 109 the bucket admits in 71 s (50/min + 50 at start) = 96%"."""
+    bound = cap + cap / 60 * seconds
+    return (f" of at most {bound:,.0f} the bucket admits in {seconds:.0f} s ({cap:,.0f}/min "
+            f"+ {cap:,.0f} at start) = {admitted / bound:.0%}")
 
 
 def _resolver(stack):
@@ -55,7 +63,7 @@ def _destructive_allowed(decisions: list[dict]) -> list[dict]:
 
 def write_report(*, out: Path, records: dict, emulator_stats: dict, template: dict,
                  env: dict, aws, stack, started: float, ended: float, timings: dict,
-                 scenario) -> int:
+                 scenario, guard_log: Counter | None = None) -> int:
     store = MetricStore()
     with open(out / "emf.jsonl") as emf:
         store.add_emf_lines(emf)
@@ -66,7 +74,7 @@ def write_report(*, out: Path, records: dict, emulator_stats: dict, template: di
         QueueUrl=env["DLQ_URL"], AttributeNames=["ApproximateNumberOfMessages"])[
         "Attributes"]["ApproximateNumberOfMessages"])
     dlq_name = env["DLQ_URL"].rsplit("/", 1)[-1]
-    function_name = stack.physical("AgentFunction")
+    function_name = stack.outputs[FUNCTION_NAME]
     for minute in range(int(started), int(ended) + 60, 60):
         store.add(Datapoint(minute, "AWS/SQS", "ApproximateNumberOfMessagesVisible",
                             (("QueueName", dlq_name),), float(dlq_depth), "Count"))
@@ -79,7 +87,8 @@ def write_report(*, out: Path, records: dict, emulator_stats: dict, template: di
     letters = scan(sqs, env["DLQ_URL"], wait_s=0)
     release(sqs, env["DLQ_URL"], letters)
     (out / "dead_letters.json").write_text(json.dumps(
-        [{"summary": letter.summary(), "attributes": letter.attributes, "body": letter.body}
+        [{"summary": letter.summary(), "attributes": letter.attributes, "body": letter.body,
+          "text": letter.text, "message_attributes": letter.message_attributes}
          for letter in letters], indent=2, default=str))
     finals = [r.final for r in records.values() if r.final]
     statuses = {s: sum(f["status"] == s for f in finals) for s in
@@ -115,8 +124,10 @@ def write_report(*, out: Path, records: dict, emulator_stats: dict, template: di
              f"upstream 429s sent by the emulator: {emulator_stats['rate_limited']} (expected 0);"
              f" upstream 529s seen: {totals['Upstream529']:.0f}; local throttles (bucket "
              f"refusals): {totals['LocalThrottles']:.0f}"]
-    lines.append(f"goodput vs limits over {ended - started:.0f} s, as admitted by the emulator "
-                 "(utilisation = admitted / (limit + limit/60 x T)):")
+    lines.append(f"goodput vs limits over {ended - started:.0f} s, as admitted by the emulator. "
+                 "A token bucket starts full: in T seconds it admits up to its capacity plus "
+                 "its refill (limit + limit/60 x T), so early in a run the per-minute rate "
+                 "exceeds the limit; utilisation is admitted / that bound:")
     seconds = ended - started
     for family, counts in emulator_stats.get("families", {}).items():
         if not counts.get("requests"):
@@ -130,10 +141,8 @@ def write_report(*, out: Path, records: dict, emulator_stats: dict, template: di
         for key, label in (("rpm", "requests"), ("itpm", "input+cache-write tokens"),
                            ("otpm", "output tokens")):
             cap = limit.get(key)
-            share = (f" = {admitted[key] / (cap + cap / 60 * seconds):.0%} of "
-                     f"{cap:,.0f}/min" if cap else "")
-            parts.append(f"{admitted[key]:,.0f} {label} ({admitted[key] / seconds * 60:,.0f}/min"
-                         f"{share})")
+            parts.append(f"{admitted[key]:,.0f} {label}" + (
+                _bound_text(admitted[key], cap, seconds) if cap else ""))
         lines.append(f"  {family}: " + "; ".join(parts))
     for model_id, counts in emulator_stats.get("bedrock", {}).items():
         if not counts.get("requests"):
@@ -143,10 +152,13 @@ def write_report(*, out: Path, records: dict, emulator_stats: dict, template: di
         used = (counts["input_tokens"] + counts["cache_creation_input_tokens"]
                 + counts["output_tokens"] * burndown)
         cap = spec.get("tpm")
-        share = f" = {used / (cap + cap / 60 * seconds):.0%} of {cap:,.0f}/min" if cap else ""
         lines.append(f"  {model_id}: {counts['requests']:,} requests; {used:,.0f} tokens "
-                     f"(input + cache write + output x {burndown:g}; {used / seconds * 60:,.0f}"
-                     f"/min{share})")
+                     f"(input + cache write + output x {burndown:g})"
+                     + (_bound_text(used, cap, seconds) if cap else ""))
+    if guard_log:
+        # The guard's warnings (each a refusal, never a grant), counted instead of printed.
+        lines.append("guard log (in agent.log): " + ", ".join(
+            f"{message} x{n}" for message, n in guard_log.most_common()))
     if emulator_stats.get("injected"):
         lines.append("faults injected by the emulator: " + ", ".join(
             f"{kind} x{n}" for kind, n in emulator_stats["injected"].items()))
@@ -170,13 +182,13 @@ def write_report(*, out: Path, records: dict, emulator_stats: dict, template: di
     fired = [r for r in results if r.fired]
     lines += [f"charts: {rates} ; {dashboard} ({widgets} dashboard widgets drawn)",
               f"alarms that would have fired: {len(fired)} of {len(results)}",
-              render_report(results)]
+              render_report(results, run_s=ended - started)]
 
     audit_lines = (out / "audit.jsonl").read_text().splitlines()
     denied = sum('"denied"' in line for line in audit_lines)
-    lines.append(f"audit: {len(audit_lines)} tool calls recorded ({denied} denied) in "
-                 f"{out / 'audit.jsonl'}; query them with: python -m cli.audit --local "
-                 f"{out / 'audit.jsonl'}")
+    lines.append(f"audit: {len(records)} requests and {len(audit_lines)} tool calls recorded "
+                 f"({denied} denied) in {out}; query them with: python -m cli.audit --local "
+                 f"{out}")
     mcp_lines = [json.loads(line) for line in audit_lines
                  if line.strip() and '"mcp://' in line]
     decisions_path = out / "mcp_decisions.json"

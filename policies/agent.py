@@ -144,7 +144,7 @@ def agent_statements(r: AgentResources) -> list[iam.PolicyStatement]:
 
 def bedrock_statements(r: AgentResources) -> list[iam.PolicyStatement]:
     """InvokeModel* only through the configured inference profiles and the models they route to
-    (CLAUDE_LIMITS.md, "IAM for a global profile")."""
+    (Amazon Bedrock's documented IAM for cross-region and global inference profiles)."""
     statements = []
     actions = ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
     for index, (profile_id, model_id, regions) in enumerate(r.bedrock_profiles):

@@ -11,7 +11,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from agent.tools import ToolResources
+from agent.tools import ToolPrefix, ToolResources, declared_needs
 from policies.agent import AgentResources, agent_statements
 from policies.boundary import service_trust
 from policies.mcp import (builtin_outside_mcp, denied_action_patterns, mcp_agent_statements,
@@ -75,9 +75,13 @@ class AgentFunction(Construct):
             "AssumeRolePolicyDocument",
             {"Version": "2012-10-17", "Statement": [trust.to_statement_json()]})
 
+        #: what the tools declare they need, by placeholder: table names and bucket prefixes
+        needs = {need.name: (need.prefix if isinstance(need, ToolPrefix)
+                             else state.tool_tables[need.name].table_name)
+                 for need in declared_needs()}
         tool_resources = ToolResources(docs_bucket=state.documents.bucket_name,
                                        docs_prefix="docs/",
-                                       notes_table=state.notes_table.table_name)
+                                       notes_table=state.notes_table.table_name, named=needs)
         builtin_statements = tool_permission_statements(stack.partition, stack.region,
                                                         stack.account, tool_resources)
         data_key_statement = tool_data_key_statement(key.key_arn, stack.region)
@@ -160,6 +164,7 @@ class AgentFunction(Construct):
             "POWERTOOLS_SERVICE_NAME": settings.agent_name,
             "POWERTOOLS_METRICS_NAMESPACE": "Bulwark",
         }
+        environment.update({need.env: needs[need.name] for need in declared_needs()})
         if settings.degrade_model:
             environment["DEGRADE_MODEL"] = settings.degrade_model
         if mcp.enabled:

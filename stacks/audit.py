@@ -33,14 +33,17 @@ class AccessLogBucket(Construct):
             self, "Bucket", encryption=s3.BucketEncryption.S3_MANAGED, enforce_ssl=True,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
-            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365 if prod else 90))],
+            # Versioned: a deleted or overwritten log object stays recoverable for 30 days.
+            versioned=True,
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365 if prod else 90),
+                                              noncurrent_version_expiration=Duration.days(30))],
             removal_policy=RemovalPolicy.RETAIN if prod else RemovalPolicy.DESTROY)
 
 
 class AuditTrail(Construct):
     def __init__(self, scope: Construct, id: str, *, key: kms.IKey, prod: bool,
                  access_log_bucket: s3.IBucket, documents_bucket: s3.IBucket,
-                 notes_table_arn: str, function_arn: str, kit_role_arns: list[str],
+                 tool_table_arns: list[str], function_arn: str, kit_role_arns: list[str],
                  retention_days: int, existing_trail_arn: str | None) -> None:
         super().__init__(scope, id)
         stack = Stack.of(self)
@@ -105,11 +108,11 @@ class AuditTrail(Construct):
                  {"Field": "resources.type", "Equals": ["AWS::S3::Object"]},
                  {"Field": "resources.ARN",
                   "StartsWith": [documents_bucket.arn_for_objects("")]}]},
-            {"Name": "Tool notes (DynamoDB items the tools write)",
+            {"Name": "Tool tables (DynamoDB items the tools read and write)",
              "FieldSelectors": [
                  {"Field": "eventCategory", "Equals": ["Data"]},
                  {"Field": "resources.type", "Equals": ["AWS::DynamoDB::Table"]},
-                 {"Field": "resources.ARN", "Equals": [notes_table_arn]}]},
+                 {"Field": "resources.ARN", "Equals": list(tool_table_arns)}]},
             {"Name": "Agent function invocations",
              "FieldSelectors": [
                  {"Field": "eventCategory", "Equals": ["Data"]},

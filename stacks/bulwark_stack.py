@@ -3,19 +3,29 @@ role, tags, and records the few policy-check acknowledgements (each with its rea
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Duration, Stack, Tags, Validations
+from aws_cdk import Acknowledgment, Annotations, CfnOutput, Duration, Stack, Tags, Validations
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from agent.tools import ToolTable, declared_needs
 from policies.boundary import boundary_statements
 
 from .agent import AgentFunction
+from . import outputs
 from .audit import AccessLogBucket, AuditTrail
 from .monitoring import AlarmThresholds, ModelLimits, Monitoring
 from .settings import Settings
 from .state import AgentState, DataKey
+
+
+def checkov_skip(construct, check_id: str, comment: str) -> None:
+    """Acknowledge a checkov finding on the resource itself (its Metadata), with the reason."""
+    resource = construct.node.default_child
+    metadata = resource.get_metadata("checkov") or {"skip": []}
+    metadata["skip"].append({"id": check_id, "comment": comment})
+    resource.add_metadata("checkov", metadata)
 
 
 class BulwarkStack(Stack):
@@ -27,12 +37,15 @@ class BulwarkStack(Stack):
                                 prod=settings.prod)
         key = self.data_key.key
         self.state = AgentState(self, "State", key=key, prod=settings.prod,
-                                access_log_bucket=access_logs.bucket)
+                                access_log_bucket=access_logs.bucket,
+                                tool_tables=[n for n in declared_needs()
+                                             if isinstance(n, ToolTable)])
         self.agent = AgentFunction(self, "Agent", settings=settings, state=self.state, key=key)
         self.audit = AuditTrail(
             self, "Audit", key=key, prod=settings.prod, access_log_bucket=access_logs.bucket,
             documents_bucket=self.state.documents,
-            notes_table_arn=self.state.notes_table.table_arn,
+            tool_table_arns=[self.state.notes_table.table_arn,
+                             *(t.table_arn for t in self.state.tool_tables.values())],
             function_arn=self.agent.function.function_arn,
             kit_role_arns=[self.agent.role.role_arn, self.agent.tool_role.role_arn],
             retention_days=settings.log_retention_days,
@@ -81,9 +94,45 @@ class BulwarkStack(Stack):
         iam.PermissionsBoundary.of(self).apply(self.boundary)  # every role in the stack
 
         self._acknowledge()
+        self._outputs()
         Tags.of(self).add("bulwark:stage", settings.stage)
         Tags.of(self).add("bulwark:agent", settings.agent_name)
 
+
+    def _outputs(self) -> None:
+        """Where the deployed pieces are, under stable names (`stacks/outputs.py`): README's
+        deploy steps, the CLIs and the demo read these."""
+        agent, state = self.agent, self.state
+        values = {
+            outputs.FUNCTION_URL: (agent.url.url, "Function URL (AWS_IAM: SigV4, service lambda)"),
+            outputs.FUNCTION_NAME: (agent.function.function_name, "agent function"),
+            outputs.ALIAS_ARN: (agent.alias.function_arn, "alias 'live' (invoke this)"),
+            outputs.DOCUMENTS_BUCKET: (state.documents.bucket_name, "tenant documents"),
+            outputs.DOCUMENTS_PREFIX: ("docs/", "a tenant's documents: <prefix><tenant>/<key>"),
+            outputs.WORK_QUEUE_URL: (state.work_queue.queue_url, "queued agent requests"),
+            outputs.DEAD_LETTER_QUEUE_URL: (state.dead_letter_queue.queue_url,
+                                            "dead-lettered requests (python -m cli.dlq)"),
+            outputs.BUCKET_TABLE: (state.bucket_table.table_name, "token buckets"),
+            outputs.RESULTS_TABLE: (state.results_table.table_name, "deferred results"),
+            outputs.IDEMPOTENCY_TABLE: (state.idempotency_table.table_name, "idempotency"),
+            outputs.NOTES_TABLE: (state.notes_table.table_name, "tenant notes"),
+            outputs.AGENT_ROLE_ARN: (agent.role.role_arn, "agent execution role"),
+            outputs.TOOL_ROLE_ARN: (agent.tool_role.role_arn, "tool role (tenant sessions)"),
+            outputs.AGENT_LOG_GROUP: (agent.log_group.log_group_name,
+                                      "the agent's logs (request finished lines)"),
+            outputs.DASHBOARD_URL: (
+                f"https://{self.region}.console.aws.amazon.com/cloudwatch/home?region="
+                f"{self.region}#dashboards:name={self.monitoring.dashboard_name}",
+                "CloudWatch dashboard"),
+        }
+        if agent.secret is not None:
+            values[outputs.API_KEY_SECRET_ARN] = (agent.secret.secret_arn,
+                                                  'Anthropic API key: put {"api_key": ...}')
+        if self.audit.log_group is not None:
+            values[outputs.TRAIL_LOG_GROUP] = (self.audit.log_group.log_group_name,
+                                               "CloudTrail log group (python -m cli.audit)")
+        for name, (value, description) in values.items():
+            CfnOutput(self, name, value=value, description=description)
 
     def _acknowledge(self) -> None:
         """Policy-check findings accepted on purpose, each on the narrowest scope, with why."""
@@ -123,13 +172,26 @@ class BulwarkStack(Stack):
             ack(agent.secret, "AwsSolutions-SMG4",
                 "An Anthropic API key is issued by Anthropic's console; a rotation Lambda "
                 "cannot mint one. Rotate by putting a new value; Parameters caches it 5 min.")
+        never_async = ("Never invoked asynchronously: direct invokes answer the caller, and queued "
+                       "work is dead-lettered by the handler (with its reason) and by the "
+                       "queue's redrive.")
+        checkov_skip(agent.function, "CKV_AWS_116", never_async)
+        checkov_skip(agent.function, "CKV_AWS_117",
+                     "No VPC: the function reaches only public endpoints (Claude, DynamoDB, SQS, "
+                     "S3, STS, KMS, Secrets Manager) under IAM; a VPC would add NAT or endpoint "
+                     "cost and cold-start latency without narrowing what it can reach.")
+        checkov_skip(self.node.find_child("AccessLogs").bucket, "CKV_AWS_18",
+                     "This is the server-access-log target: logging it to itself would log "
+                     "its own log deliveries without end.")
         for rule in ("AwsSolutions-L1", "Serverless-LambdaLatestVersion"):
             ack(agent.function, rule,
                 "Pinned to python3.12 on purpose: the asset's wheels are locked for cp312 "
                 "manylinux2014_aarch64; moving runtimes is a deliberate lock change.")
-        ack(agent.function, "Serverless-LambdaDLQ",
-            "Never invoked asynchronously: direct invokes answer the caller, and queued work "
-            "is dead-lettered by the handler (with its reason) and by the queue's redrive.")
+        # CDK's warning asks for a published version: the alias `live` is on current_version.
+        Annotations.of(agent.function).acknowledge_warning(
+            "@aws-cdk/aws-lambda:snapStartRequirePublish",
+            "SnapStart runs on the published version behind the alias 'live'.")
+        ack(agent.function, "Serverless-LambdaDLQ", never_async)
         ack(agent.node.find_child("WorkQueueSource"),
             "Serverless-LambdaEventSourceMappingDestination",
             "Failed messages reach the DLQ through the queue's redrive policy and the "

@@ -182,6 +182,8 @@ class Monitoring(Construct):
             metric_factory_defaults=MetricFactoryDefaults(period=_FIVE_MINUTES),
             dashboard_factory=dashboards)
         self.dashboard: cloudwatch.Dashboard = dashboards.dashboard
+        #: the dashboard's name as a plain string (the stack's outputs link to it)
+        self.dashboard_name = prefix
 
         self.facade.add_large_header(f"Bulwark {stage}: {stack.stack_name}")
         for widget in self._overview_widgets(models):

@@ -1,4 +1,4 @@
-"""Published Anthropic rate-limit presets (see ../shared/CLAUDE_LIMITS.md).
+"""Published Anthropic rate-limit presets (Anthropic's rate-limits page, both published versions).
 
 Figures change: every number here is a default that `cdk.json` context overrides. Values are
 (requests, input tokens, output tokens) per minute, per model family bucket. Sonnet 4.x and Opus

@@ -1,44 +1,416 @@
 """The CDK app's configuration: `cdk.json` context (and `-c key=value`), read and validated once.
 
-`load_settings(context)` returns typed `Settings` or raises `SettingsError` naming the key and
-the expected form. Values given on the command line arrive as strings; numbers, lists
-(comma-separated) and JSON objects are accepted in that form too.
+`load_settings(context, region=...)` returns typed `Settings` or raises `SettingsError` with
+every problem found (`.problems`, one line each, naming the key and the expected form). Values
+given on the command line arrive as strings; numbers, lists (comma-separated) and JSON objects
+are accepted in that form too.
+
+`SCHEMA` is the one table of what may be configured: every context key and every nested key,
+with its meaning (README's configuration reference lists the same keys; a test keeps them in
+step), how its value is read and its default. A key that is not in it is an error with the
+closest valid name, except the keys the CDK itself owns (`cdk_owned`). To add a setting, add
+a `Key` to `SCHEMA` (a section: a `Key` with `keys={...}`), read it in `load_settings`, and
+document it in README.
+
+Defaults per provider live in cdk.json under `provider_defaults.<provider>` (models, default
+and degrade model, the Anthropic tier, the regions Bedrock's inference-profile prefixes route
+to); a top-level key of the same name overrides the provider's default.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
-
-from agent.mcp.config import McpConfigError, McpSettings, load_mcp_settings
+from typing import Any, Callable, Mapping
 
 from .presets import ANTHROPIC_TIERS, family_of
 
 STAGES = ("dev", "prod")
 PROVIDERS = ("anthropic", "bedrock")
-OVERFLOW_POLICIES = ("defer", "degrade", "reject")
 #: How callers wait for capacity: "fifo" books a start, "poll" retries after retry_after (the
 #: pre-booking behaviour, for rolling upgrades); one home, the guard.
 from guard.client import SCHEDULING_MODES  # noqa: E402
+from agent.mcp.config import McpConfigError, McpSettings, load_mcp_settings  # noqa: E402
+
+OVERFLOW_POLICIES = ("defer", "degrade", "reject")
 _TENANT = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ARN = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{0,12}:.+$")
-_GEO_PREFIX = {"us": ["us-east-1", "us-east-2", "us-west-2"],
-               "eu": ["eu-central-1", "eu-west-1", "eu-west-3", "eu-north-1"],
-               "apac": ["ap-northeast-1", "ap-southeast-1", "ap-southeast-2"]}
-
 
 #: CloudWatch Logs accepts only these retention periods (days)
 RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
                   2192, 2557, 2922, 3288, 3653)
 
+#: Context the CDK owns, never validated here: feature flags ("@aws-cdk/..."), what the CLI
+#: injects ("aws:cdk:..."), the notices it acknowledged, and context lookups it caches in
+#: cdk.context.json ("<provider>:account=...:region=..."; the cloud-assembly-schema's
+#: ContextProvider names).
+CDK_LOOKUP_PROVIDERS = ("ami", "availability-zones", "cc-api-provider",
+                        "endpoint-service-availability-zones", "hosted-zone", "key-provider",
+                        "load-balancer", "load-balancer-listener", "security-group", "ssm",
+                        "vpc-provider")
+CDK_OWNED_KEYS = ("acknowledged-issue-numbers",)
+
+
+def cdk_owned(key: str) -> bool:
+    """True for context keys the CDK (library or CLI) owns."""
+    return (key.startswith("@") or key.startswith("aws:cdk:") or key in CDK_OWNED_KEYS
+            or key.split(":", 1)[0] in CDK_LOOKUP_PROVIDERS and ":" in key)
+
 
 class SettingsError(ValueError):
-    """A context value is missing or malformed; the message names the key and expected form."""
+    """The context has problems; `.problems` lists each (key, expected form, value given)."""
 
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+# -- reading values --------------------------------------------------------------------------
+
+class Problems:
+    """Collects every problem of one load; readers return None for a bad value."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def bad(self, key: str, expected: str, value: Any) -> None:
+        self.items.append(f"context key {key!r}: expected {expected}, got {value!r}")
+
+    def say(self, message: str) -> None:
+        self.items.append(message)
+
+
+Reader = Callable[[Problems, str, Any], Any]
+_UNSET = ("", "null", "none")
+
+
+def _json_or(value: Any) -> Any:
+    if isinstance(value, str) and value.strip()[:1] in "{[":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def _empty(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip().lower() in _UNSET)
+
+
+def choice(*options: str) -> Reader:
+    def read(problems: Problems, key: str, value: Any):
+        if value not in options:
+            return problems.bad(key, "one of " + ", ".join(options), value)
+        return value
+    return read
+
+
+def number(minimum: float = 0, *, integer: bool = False, nullable: bool = False) -> Reader:
+    def read(problems: Problems, key: str, value: Any):
+        if nullable and _empty(value):
+            return None
+        if isinstance(value, str):
+            try:
+                value = float(value) if not integer else int(value)
+            except ValueError:
+                return problems.bad(key, "a whole number" if integer else "a number", value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return problems.bad(key, "a number", value)
+        if integer and int(value) != value:
+            return problems.bad(key, "a whole number", value)
+        if value < minimum or value != value:
+            return problems.bad(key, f"a number >= {minimum:g}", value)
+        return int(value) if integer else float(value)
+    return read
+
+
+def matching(pattern: re.Pattern, expected: str, *, nullable: bool = False) -> Reader:
+    def read(problems: Problems, key: str, value: Any):
+        if nullable and _empty(value):
+            return None
+        if not isinstance(value, str) or not pattern.match(value):
+            return problems.bad(key, expected, value)
+        return value
+    return read
+
+
+def string_list(item: re.Pattern, expected: str) -> Reader:
+    def read(problems: Problems, key: str, value: Any):
+        value = _json_or(value)
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, list) or not value or not all(isinstance(v, str)
+                                                               for v in value):
+            return problems.bad(key, "a non-empty list of strings (or comma-separated)", value)
+        wrong = [v for v in value if not item.match(v)]
+        if wrong:
+            return problems.bad(key, expected, wrong[0] if len(wrong) == 1 else wrong)
+        return tuple(value)
+    return read
+
+
+def text(*, nullable: bool = True) -> Reader:
+    def read(problems: Problems, key: str, value: Any):
+        if nullable and _empty(value):
+            return None  # "" (-c degrade_model=) unsets
+        if not isinstance(value, str):
+            return problems.bad(key, "a string", value)
+        return value
+    return read
+
+
+def boolean(problems: Problems, key: str, value: Any):
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if not isinstance(value, bool):
+        return problems.bad(key, "true or false", value)
+    return value
+
+
+def _fraction(problems: Problems, key: str, value: Any):
+    share = number()(problems, key, value)
+    if share is not None and not 0 < share <= 1:
+        return problems.bad(key, "a share of the per-minute capacity in (0, 1]", value)
+    return share
+
+
+def _mcp(problems: Problems, key: str, value: Any):
+    try:
+        return load_mcp_settings(_json_or(value))
+    except McpConfigError as err:
+        return problems.say(f"context key {err}")
+
+
+def retention(problems: Problems, key: str, value: Any):
+    days = number(1, integer=True)(problems, key, value)
+    if days is not None and days not in RETENTION_DAYS:
+        return problems.bad(key, "one of CloudWatch's periods: "
+                            + ", ".join(map(str, RETENTION_DAYS)), value)
+    return days
+
+
+def percent(problems: Problems, key: str, value: Any):
+    share = number(0)(problems, key, value)
+    if share is not None and not 0 < share <= 100:
+        return problems.bad(key, "a percentage in (0, 100]", value)
+    return share
+
+
+def positive(problems: Problems, key: str, value: Any):
+    amount = number(0)(problems, key, value)
+    if amount == 0:
+        return problems.bad(key, "a number > 0", value)
+    return amount
+
+
+def region_map(problems: Problems, key: str, value: Any):
+    value = _json_or(value)
+    if not isinstance(value, dict) or not value:
+        return problems.bad(key, 'an object of profile prefix -> regions, e.g. {"us": '
+                            '["us-east-1", "us-east-2", "us-west-2"]}', value)
+    read = string_list(_REGION, "AWS region names such as us-east-1")
+    return {prefix: read(problems, f"{key}.{prefix}", regions)
+            for prefix, regions in value.items()}
+
+
+# -- the schema ------------------------------------------------------------------------------
+
+REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configurable key. `doc`: what it means (README's reference). `read`: how a value is
+    read (a leaf), `keys`: the nested keys of an object section, `each`: the nested keys of
+    every entry of an object of name -> object (e.g. models). `default`: used when absent
+    (REQUIRED: must be given). `provider`: applies to that provider only."""
+
+    doc: str
+    read: Reader | None = None
+    default: Any = None
+    keys: Mapping[str, "Key"] | None = None
+    each: Mapping[str, "Key"] | None = None
+    provider: str | None = None
+
+
+_LIMIT = number(1)
+_TOKENS = number(1, integer=True)
+
+PRICE_KEYS: dict[str, Key] = {
+    "input": Key("USD per million input tokens", number(), REQUIRED),
+    "output": Key("USD per million output tokens", number(), REQUIRED),
+    "cache_write": Key("USD per million cache-write tokens (input x 1.25)", number()),
+    "cache_read": Key("USD per million cache-read tokens (input x 0.1)", number()),
+}
+
+MODEL_KEYS: dict[str, Key] = {
+    "prices": Key("USD per million tokens", keys=PRICE_KEYS, default=REQUIRED),
+    "rpm": Key("requests per minute (Anthropic: overrides the tier preset; Bedrock: optional)",
+               number(1, nullable=True)),
+    "itpm": Key("input tokens per minute (overrides the tier preset)", _LIMIT,
+                provider="anthropic"),
+    "otpm": Key("output tokens per minute (overrides the tier preset)", _LIMIT,
+                provider="anthropic"),
+    "family": Key("rate-limit family sharing one bucket: sonnet-4, opus-4, haiku-4.5 (from the "
+                  "model id)", choice("sonnet-4", "opus-4", "haiku-4.5"), provider="anthropic"),
+    "counts_cache_reads": Key("cache reads count toward ITPM (e.g. Haiku 3.5)", boolean, False,
+                              provider="anthropic"),
+    "tpm": Key("tokens per minute (input + cache write + output x burndown), the account's "
+               "Service Quotas value", _LIMIT, REQUIRED, provider="bedrock"),
+    "output_burndown": Key("quota charged per output token (5 for recent Claude models)",
+                           number(1), 5, provider="bedrock"),
+    "routes_to_regions": Key("regions the inference profile routes to (from the profile "
+                             "prefix and profile_regions)",
+                             string_list(_REGION, "AWS region names such as us-east-1"),
+                             provider="bedrock"),
+    "bucket": Key("rate-limit bucket id (bedrock#<model id>)", text(), provider="bedrock"),
+    "context_window": Key("tokens of context the model accepts", _TOKENS, 200_000),
+    "burst_fraction": Key("share of a minute's capacity the bucket hands out at once, in (0, 1] "
+                          "(GCRA burst tolerance; the sustained rate is the limit)",
+                          _fraction, 1.0),
+    "max_output_tokens": Key("largest max_tokens the model accepts", _TOKENS, 64_000),
+}
+
+#: keys a provider's defaults may set, and that a top-level key of the same name overrides
+PROVIDER_KEYS: dict[str, Key] = {
+    "tier": Key("Anthropic rate-limit preset: " + ", ".join(ANTHROPIC_TIERS),
+                choice(*ANTHROPIC_TIERS), provider="anthropic"),
+    "models": Key("model id -> settings (Bedrock: inference profile ids)", each=MODEL_KEYS,
+                  default=REQUIRED),
+    "default_model": Key("the model a request without 'model' uses (first of models)", text()),
+    "degrade_model": Key("the smaller model of overflow_policy=degrade ('' unsets)", text()),
+    "profile_regions": Key("Bedrock: inference-profile prefix -> regions it routes to",
+                           region_map, provider="bedrock"),
+}
+
+SCHEMA: dict[str, Key] = {
+    "stage": Key("dev or prod: prod retains and deletion-protects stateful resources",
+                 choice(*STAGES), "dev"),
+    "provider": Key("anthropic or bedrock", choice(*PROVIDERS), "anthropic"),
+    **PROVIDER_KEYS,
+    "provider_defaults": Key("per provider: tier, models, default_model, degrade_model, "
+                             "profile_regions", keys={
+                                 p: Key(f"defaults for provider={p}", keys=PROVIDER_KEYS)
+                                 for p in PROVIDERS}),
+    "overflow_policy": Key("defer, degrade or reject, when capacity is short",
+                           choice(*OVERFLOW_POLICIES), "defer"),
+    "scheduling": Key("fifo (book a start, sleep until it) or poll (retry after retry_after; "
+                      "for rolling upgrades and as a kill switch)",
+                      choice(*SCHEDULING_MODES), "fifo"),
+    "mcp": Key("MCP tool sources and their IAM allowlist (agent.mcp.config; checked there)",
+               _mcp, None),
+    "deferral": Key("dead-letter rules for deferred requests", keys={
+        "max_deferrals": Key("deferrals before the DLQ", number(0, integer=True), 5),
+        "max_age_s": Key("age (s) before the DLQ", number(60, integer=True), 3600)}),
+    "tenants": Key("allowed tenants", string_list(_TENANT, "names of 1-63 characters "
+                                                  "[a-z0-9-]"), REQUIRED),
+    "alarms": Key("alarm thresholds and the e-mail they page", keys={
+        "email": Key("e-mail subscribed to the alarm topic (null: none)",
+                     matching(_EMAIL, "an e-mail address or null", nullable=True)),
+        "local_throttle_rate_percent": Key("bucket refusals per acquire", percent, 20),
+        "quota_used_percent": Key("fullest bucket dimension at acquire", percent, 80),
+        "latency_p99_ms": Key("p99 model latency", positive, 60_000),
+        "failure_rate_percent": Key("failed requests", percent, 5),
+        "cost_per_hour_usd": Key("Claude spend per hour", positive, 10)}),
+    "allowed_regions": Key("regions the permissions boundary allows (the deploy region too)",
+                           string_list(_REGION, "AWS region names such as us-east-1"),
+                           ("us-east-1",)),
+    "reserved_concurrency": Key("reserved Lambda concurrency (null: none)",
+                                number(1, integer=True, nullable=True), 20),
+    "queue_max_concurrency": Key("SQS event source maximum concurrency",
+                                 number(2, integer=True), 5),
+    "log_retention_days": Key("CloudWatch Logs retention", retention, 30),
+    "existing_trail_arn": Key("reuse this trail instead of creating one",
+                              matching(_ARN, "an ARN or null", nullable=True)),
+    "existing_kms_key_arn": Key("reuse this KMS key instead of creating one",
+                                matching(_ARN, "an ARN or null", nullable=True)),
+    "api_key_secret_arn": Key("reuse this Anthropic API key secret",
+                              matching(_ARN, "an ARN or null", nullable=True),
+                              provider="anthropic"),
+}
+
+
+def _leaf_paths(schema: Mapping[str, Key], prefix: str = "") -> list[str]:
+    paths = []
+    for name, key in schema.items():
+        paths.append(prefix + name)
+        if key.keys:
+            paths += _leaf_paths(key.keys, f"{prefix}{name}.")
+    return paths
+
+
+def _unknown(problems: Problems, where: str, name: str, known: list[str],
+             extra: list[str] = ()) -> None:
+    close = difflib.get_close_matches(name, list(known) + list(extra), n=1, cutoff=0.6)
+    if close and close[0] in known:
+        close[0] = where + close[0]
+    hint = f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(known)})"
+    if "." in name and close and "." in close[0]:
+        hint += " Nested keys are set as JSON: -c section='{\"key\": value}'"
+    problems.say(f"context key {where + name!r} is not a setting{hint}")
+
+
+def check_keys(problems: Problems, schema: Mapping[str, Key], values: Mapping[str, Any],
+               where: str = "") -> dict[str, Any]:
+    """Reports keys not in `schema` (with the closest valid name); returns the known ones,
+    objects given as JSON strings parsed."""
+    known: dict[str, Any] = {}
+    for name, value in values.items():
+        if not where and cdk_owned(name):
+            continue
+        if name not in schema:
+            _unknown(problems, where, name, list(schema),
+                     _leaf_paths(SCHEMA) if not where and "." in name else ())
+            continue
+        key = schema[name]
+        if key.keys is not None or key.each is not None:
+            value = _json_or(value)
+            if not isinstance(value, dict):
+                problems.bad(where + name, f"an object ({key.doc})", value)
+                continue
+            if key.keys is not None:
+                value = check_keys(problems, key.keys, value, f"{where}{name}.")
+            else:
+                entries = {}
+                for entry, spec in value.items():
+                    if not isinstance(spec, dict):
+                        problems.bad(f"{where}{name}.{entry}", "an object", spec)
+                        continue
+                    entries[entry] = check_keys(problems, key.each, spec,
+                                                f"{where}{name}.{entry}.")
+                value = entries
+        known[name] = value
+    return known
+
+
+def read_section(problems: Problems, schema: Mapping[str, Key], values: Mapping[str, Any],
+                 where: str = "", *, provider: str | None = None) -> dict[str, Any]:
+    """Every leaf of `schema` read from `values` (defaults filled in; None when bad or absent
+    without a default). Keys of another provider are reported when given."""
+    out: dict[str, Any] = {}
+    for name, key in schema.items():
+        if key.keys is not None or key.each is not None:
+            continue  # sections are read by their owner
+        present = name in values
+        if present and provider and key.provider and key.provider != provider:
+            problems.say(f"context key {where + name!r} applies to provider={key.provider} "
+                         f"only (this is provider={provider}): remove it")
+            out[name] = None
+            continue
+        if not present:
+            if key.default is REQUIRED and (not key.provider or key.provider == provider):
+                problems.bad(where + name, key.doc, None)
+            out[name] = None if key.default is REQUIRED else key.default
+            continue
+        out[name] = key.read(problems, where + name, values[name])
+    return out
+
+
+# -- typed settings --------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class ModelSettings:
@@ -78,10 +450,15 @@ class ModelSettings:
         return entry
 
     @property
+    def profile_prefix(self) -> str | None:
+        """Bedrock: "us" for "us.anthropic.x", None for a foundation model id."""
+        head, dot, _ = self.model_id.partition(".")
+        return head if dot and head != "anthropic" else None
+
+    @property
     def foundation_model_id(self) -> str:
         """Bedrock: the model id behind an inference profile ("us.anthropic.x" -> "anthropic.x")."""
-        head, _, rest = self.model_id.partition(".")
-        return rest if head in _GEO_PREFIX or head == "global" else self.model_id
+        return self.model_id.partition(".")[2] if self.profile_prefix else self.model_id
 
 
 @dataclass(frozen=True)
@@ -118,7 +495,6 @@ class Settings:
     api_key_secret_arn: str | None = None
     #: MCP tool sources and their IAM allowlist (`agent.mcp.config`; off when empty)
     mcp: McpSettings = field(default_factory=McpSettings)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def prod(self) -> bool:
@@ -129,208 +505,214 @@ class Settings:
                           sort_keys=True)
 
 
-def _fail(key: str, expected: str, value: Any) -> SettingsError:
-    return SettingsError(f"context key {key!r}: expected {expected}, got {value!r}")
-
-
-def _json_or(value: Any) -> Any:
-    if isinstance(value, str) and value.strip()[:1] in "{[":
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    return value
-
-
-def _choice(ctx, key, choices, default):
-    value = ctx.get(key, default)
-    if value not in choices:
-        raise _fail(key, "one of " + ", ".join(choices), value)
-    return value
-
-
-def _number(key: str, value: Any, *, minimum: float = 0, integer: bool = False,
-            allow_none: bool = False):
-    if allow_none and (value is None or (isinstance(value, str)
-                                         and value.strip().lower() in ("", "null", "none"))):
+def _prices(problems: Problems, where: str, raw: Any) -> dict[str, float] | None:
+    if not isinstance(raw, dict):
+        return None  # reported as missing or not an object already
+    prices = read_section(problems, PRICE_KEYS, raw, f"{where}.")
+    if prices["input"] is None or prices["output"] is None:
         return None
-    if isinstance(value, str):
-        try:
-            value = float(value) if not integer else int(value)
-        except ValueError:
-            raise _fail(key, "a number", value) from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _fail(key, "a number", value)
-    if integer and int(value) != value:
-        raise _fail(key, "a whole number", value)
-    if value < minimum or value != value:
-        raise _fail(key, f"a number >= {minimum}", value)
-    return int(value) if integer else float(value)
-
-
-def _string_list(key: str, value: Any) -> tuple[str, ...]:
-    value = _json_or(value)
-    if isinstance(value, str):
-        value = [part.strip() for part in value.split(",") if part.strip()]
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise _fail(key, "a non-empty list of strings (or comma-separated)", value)
-    return tuple(value)
-
-
-def _prices(key: str, value: Any) -> dict[str, float]:
-    if not isinstance(value, dict) or "input" not in value or "output" not in value:
-        raise _fail(key, 'an object {"input": USD/MTok, "output": USD/MTok, '
-                         '"cache_write"?: ..., "cache_read"?: ...}', value)
-    prices = {name: _number(f"{key}.{name}", value[name]) for name in value
-              if name in ("input", "output", "cache_write", "cache_read")}
-    unknown = set(value) - {"input", "output", "cache_write", "cache_read"}
-    if unknown:
-        raise _fail(key, "only input, output, cache_write, cache_read", sorted(unknown))
-    prices.setdefault("cache_write", prices["input"] * 1.25)
-    prices.setdefault("cache_read", prices["input"] * 0.1)
+    if prices["cache_write"] is None:
+        prices["cache_write"] = prices["input"] * 1.25
+    if prices["cache_read"] is None:
+        prices["cache_read"] = prices["input"] * 0.1
     return prices
 
 
-def _anthropic_model(model_id: str, spec: dict, tier: str | None) -> ModelSettings:
-    key = f"models.{model_id}"
-    family = spec.get("family") or family_of(model_id)
+def _anthropic_model(problems: Problems, model_id: str, spec: dict, tier: str | None,
+                     tier_bad: bool = False) -> ModelSettings | None:
+    where = f"models.{model_id}"
+    values = read_section(problems, MODEL_KEYS, spec, f"{where}.", provider="anthropic")
+    family = values["family"] or family_of(model_id)
     preset = ANTHROPIC_TIERS[tier].get(family) if tier and family else None
-    limits = {}
+    limits, missing = {}, []
     for index, name in enumerate(("rpm", "itpm", "otpm")):
-        value = spec.get(name, preset[index] if preset else None)
-        if value is None:
-            raise _fail(f"{key}.{name}", "a per-minute limit (or a known model family with "
-                        "'tier')", None)
-        limits[name] = _number(f"{key}.{name}", value, minimum=1)
+        limits[name] = values[name] if name in spec else (preset[index] if preset else None)
+        if limits[name] is None and name in spec and _empty(spec[name]):
+            problems.bad(f"{where}.{name}", "a per-minute limit", spec[name])
+        elif limits[name] is None and name not in spec:
+            missing.append(name)
+    if missing and not tier_bad:  # a bad tier is reported once, as itself
+        why = (f"its family {family!r} has no preset without a tier" if family else
+               "its family is unknown: set 'family' (sonnet-4, opus-4, haiku-4.5) or")
+        problems.bad(f"{where}.{missing[0]}" if len(missing) == 1 else where,
+                     f"per-minute limits {', '.join(missing)} ({why} the limits)", None)
+    prices = _prices(problems, f"{where}.prices", spec.get("prices"))
+    if None in limits.values() or prices is None or any(
+            values[k] is None for k in ("counts_cache_reads", "context_window",
+                                        "max_output_tokens", "burst_fraction")):
+        return None
     return ModelSettings(
         model_id=model_id, bucket_id=f"anthropic#{family or model_id}",
-        rpm=limits["rpm"], itpm=limits["itpm"], otpm=limits["otpm"], tpm=None,
-        output_burndown=1.0, counts_cache_reads=bool(spec.get("counts_cache_reads", False)),
-        prices=_prices(f"{key}.prices", spec.get("prices")),
-        context_window=_number(f"{key}.context_window", spec.get("context_window", 200_000),
-                               minimum=1, integer=True),
-        max_output_tokens=_number(f"{key}.max_output_tokens",
-                                  spec.get("max_output_tokens", 64_000), minimum=1,
-                                  integer=True),
-        burst_fraction=_burst_fraction(key, spec))
+        rpm=float(limits["rpm"]), itpm=float(limits["itpm"]), otpm=float(limits["otpm"]),
+        tpm=None, output_burndown=1.0, counts_cache_reads=values["counts_cache_reads"],
+        prices=prices, context_window=values["context_window"],
+        max_output_tokens=values["max_output_tokens"], burst_fraction=values["burst_fraction"])
 
 
-def _burst_fraction(key: str, spec: dict) -> float:
-    value = _number(f"{key}.burst_fraction", spec.get("burst_fraction", 1.0))
-    if not 0 < value <= 1:
-        raise _fail(f"{key}.burst_fraction", "a share of the per-minute capacity in (0, 1]",
-                    value)
-    return value
-
-
-def _bedrock_model(model_id: str, spec: dict) -> ModelSettings:
-    key = f"models.{model_id}"
-    head = model_id.split(".", 1)[0]
-    routes = spec.get("routes_to_regions", _GEO_PREFIX.get(head))
-    if not routes:
-        raise _fail(f"{key}.routes_to_regions", "the regions this inference profile routes to",
-                    routes)
-    for region in routes:
-        if not _REGION.match(str(region)):
-            raise _fail(f"{key}.routes_to_regions", "AWS region names", routes)
+def _bedrock_model(problems: Problems, model_id: str, spec: dict,
+                   profile_regions: Mapping[str, tuple[str, ...]], region: str | None
+                   ) -> ModelSettings | None:
+    where = f"models.{model_id}"
+    values = read_section(problems, MODEL_KEYS, spec, f"{where}.", provider="bedrock")
+    prefix = model_id.partition(".")[0] if "." in model_id else None
+    routes = values["routes_to_regions"] or (profile_regions or {}).get(prefix)
+    if not routes and "routes_to_regions" not in spec:
+        known = ", ".join(f"'{p}.'" for p in profile_regions or {})
+        problems.bad(f"{where}.routes_to_regions",
+                     f"the regions this inference profile routes to: its prefix "
+                     f"{prefix + '.' if prefix else '(none)'} is not in profile_regions "
+                     f"({known}); use a profile id such as us.anthropic.<model>, or set "
+                     "routes_to_regions", None)
+    if prefix and region and prefix in (profile_regions or {}) and prefix != "global" \
+            and region not in (profile_regions[prefix] or ()):
+        serving = [p for p, regions in profile_regions.items() if region in (regions or ())]
+        problems.say(
+            f"context key {'models.' + model_id!r}: the '{prefix}.' inference profile serves "
+            f"{', '.join(profile_regions[prefix] or ())}, not the deploy region {region}: "
+            + (f"use the '{serving[0]}.' profile ({serving[0]}.{model_id.partition('.')[2]})"
+               if serving else "deploy in one of its regions")
+            + f", or add {region} to profile_regions.{prefix}")
+    prices = _prices(problems, f"{where}.prices", spec.get("prices"))
+    if not routes or prices is None or any(
+            values[k] is None for k in ("tpm", "output_burndown", "context_window",
+                                        "max_output_tokens", "burst_fraction")):
+        return None
     return ModelSettings(
-        model_id=model_id, bucket_id=spec.get("bucket", f"bedrock#{model_id}"),
-        rpm=_number(f"{key}.rpm", spec.get("rpm"), minimum=1, allow_none=True),
-        itpm=None, otpm=None,
-        tpm=_number(f"{key}.tpm", spec.get("tpm"), minimum=1),
-        output_burndown=_number(f"{key}.output_burndown", spec.get("output_burndown", 5),
-                                minimum=1),
-        counts_cache_reads=False, prices=_prices(f"{key}.prices", spec.get("prices")),
-        context_window=_number(f"{key}.context_window", spec.get("context_window", 200_000),
-                               minimum=1, integer=True),
-        max_output_tokens=_number(f"{key}.max_output_tokens",
-                                  spec.get("max_output_tokens", 64_000), minimum=1,
-                                  integer=True),
-        routes_to_regions=tuple(routes), burst_fraction=_burst_fraction(key, spec))
+        model_id=model_id, bucket_id=values["bucket"] or f"bedrock#{model_id}",
+        rpm=values["rpm"], itpm=None, otpm=None, tpm=values["tpm"],
+        output_burndown=values["output_burndown"], counts_cache_reads=False, prices=prices,
+        context_window=values["context_window"],
+        max_output_tokens=values["max_output_tokens"], routes_to_regions=tuple(routes),
+        burst_fraction=values["burst_fraction"])
 
 
-def _retention(value: Any) -> int:
-    days = _number("log_retention_days", value, minimum=1, integer=True)
-    if days not in RETENTION_DAYS:
-        raise _fail("log_retention_days", "one of CloudWatch's periods: "
-                    + ", ".join(map(str, RETENTION_DAYS)), value)
-    return days
+def load_settings(ctx: Mapping[str, Any], *, region: str | None = None) -> Settings:
+    """Validate the app's context (and, when known, the deploy `region`); raises
+    `SettingsError` listing every problem."""
+    problems = Problems()
+    ctx = check_keys(problems, SCHEMA, ctx)
+    provider = ctx.get("provider", "anthropic")
+    provider = provider if provider in PROVIDERS else None  # reported below
+    top = read_section(problems, {k: v for k, v in SCHEMA.items() if k not in PROVIDER_KEYS},
+                       ctx, provider=provider)
+    provider = provider or "anthropic"
+    defaults = ctx.get("provider_defaults", {}).get(provider, {})
+    explicit = {k: ctx[k] for k in PROVIDER_KEYS if k in ctx}
+    if provider == "bedrock" and "tier" in explicit:
+        problems.say(f"context key 'tier' ({explicit.pop('tier')!r}) applies to the Anthropic "
+                     "API only: Bedrock quotas are per account, region and model, set as "
+                     "models.<profile id>.tpm/rpm (Service Quotas shows yours). Remove -c tier "
+                     "with provider=bedrock")
+    if provider == "bedrock" and "tier" in defaults:
+        defaults = {k: v for k, v in defaults.items() if k != "tier"}
+    chosen = {**defaults, **explicit}
+    picked = read_section(problems, PROVIDER_KEYS, chosen, provider=provider)
+    tier = picked["tier"] if provider == "anthropic" else None
+    deploy_region = region or (top["allowed_regions"] or (None,))[0]
 
+    models: dict[str, ModelSettings] = {}
+    raw_models = chosen.get("models")
+    if not raw_models:
+        problems.bad("models", "an object of model id -> settings", raw_models)
+    tier_bad = provider == "anthropic" and "tier" in chosen and tier is None
+    for model_id, spec in (raw_models or {}).items():
+        before = len(problems.items)
+        model = (_anthropic_model(problems, model_id, spec, tier, tier_bad) if provider == "anthropic"
+                 else _bedrock_model(problems, model_id, spec, picked["profile_regions"],
+                                     deploy_region))
+        if model is not None:
+            models[model_id] = model
+        elif len(problems.items) == before and not tier_bad:  # never drop one silently
+            problems.bad(f"models.{model_id}", "valid model settings", spec)
+    model_ids = list(raw_models or {})
+    default_model = picked["default_model"] or (model_ids[0] if model_ids else None)
+    where = "models" if "models" in explicit else f"provider_defaults.{provider}.models"
+    for name, value in (("default_model", default_model),
+                        ("degrade_model", picked["degrade_model"])):
+        if value is not None and model_ids and value not in model_ids:
+            problems.bad(name, f"one of the {where} keys: " + ", ".join(model_ids)
+                         + (" (set it with the models, or '' to unset)"
+                            if name == "degrade_model" else ""), value)
+    if top["overflow_policy"] == "degrade" and picked["degrade_model"] is None:
+        problems.bad("degrade_model", "a model id (required with overflow_policy=degrade)",
+                     None)
 
-def load_settings(ctx: Mapping[str, Any]) -> Settings:
-    """Validate the app's context; raises `SettingsError` naming the first bad key."""
-    stage = _choice(ctx, "stage", STAGES, "dev")
-    provider = _choice(ctx, "provider", PROVIDERS, "anthropic")
-    tier = ctx.get("tier")
-    if tier is not None and tier not in ANTHROPIC_TIERS:
-        raise _fail("tier", "one of " + ", ".join(ANTHROPIC_TIERS), tier)
-    raw_models = _json_or(ctx.get("models"))
-    if not isinstance(raw_models, dict) or not raw_models:
-        raise _fail("models", "an object of model id -> settings", raw_models)
-    models = {}
-    for model_id, spec in raw_models.items():
-        if not isinstance(spec, dict):
-            raise _fail(f"models.{model_id}", "an object", spec)
-        models[model_id] = (_anthropic_model(model_id, spec, tier) if provider == "anthropic"
-                            else _bedrock_model(model_id, spec))
-    default_model = ctx.get("default_model", next(iter(models)))
-    if default_model not in models:
-        raise _fail("default_model", "one of the models keys: " + ", ".join(models),
-                    default_model)
-    overflow = _choice(ctx, "overflow_policy", OVERFLOW_POLICIES, "defer")
-    scheduling = _choice(ctx, "scheduling", SCHEDULING_MODES, "fifo")
-    degrade_model = ctx.get("degrade_model") or None  # "" (-c degrade_model=) unsets it
-    if degrade_model is not None and degrade_model not in models:
-        raise _fail("degrade_model", "one of the models keys: " + ", ".join(models),
-                    degrade_model)
-    if overflow == "degrade" and degrade_model is None:
-        raise _fail("degrade_model", "a model id (required with overflow_policy=degrade)", None)
-    deferral = _json_or(ctx.get("deferral", {}))
-    if not isinstance(deferral, dict):
-        raise _fail("deferral", 'an object {"max_deferrals": n, "max_age_s": seconds}', deferral)
-    tenants = _string_list("tenants", ctx.get("tenants"))
-    for tenant in tenants:
-        if not _TENANT.match(tenant):
-            raise _fail("tenants", "names of 1-63 characters [a-z0-9-]", tenant)
-    alarms_raw = _json_or(ctx.get("alarms", {}))
-    if not isinstance(alarms_raw, dict):
-        raise _fail("alarms", "an object of thresholds and an optional email", alarms_raw)
-    email = alarms_raw.get("email")
-    if email is not None and not (isinstance(email, str) and _EMAIL.match(email)):
-        raise _fail("alarms.email", "an e-mail address or null", email)
-    unknown = set(alarms_raw) - set(AlarmSettings.__dataclass_fields__)
-    if unknown:
-        raise _fail("alarms", "only " + ", ".join(AlarmSettings.__dataclass_fields__),
-                    sorted(unknown))
-    alarms = AlarmSettings(email=email, **{
-        name: _number(f"alarms.{name}", value) for name, value in alarms_raw.items()
-        if name != "email"})
-    regions = _string_list("allowed_regions", ctx.get("allowed_regions", "us-east-1"))
-    for region in regions:
-        if not _REGION.match(region):
-            raise _fail("allowed_regions", "AWS region names such as us-east-1", region)
-    optional_arns = {}
-    for key in ("existing_trail_arn", "existing_kms_key_arn", "api_key_secret_arn"):
-        value = ctx.get(key) or None
-        if value is not None and not (isinstance(value, str) and _ARN.match(value)):
-            raise _fail(key, "an ARN or null", value)
-        optional_arns[key] = value
-    try:
-        mcp = load_mcp_settings(ctx.get("mcp"))
-    except McpConfigError as err:
-        raise SettingsError(f"context key {err}") from None
+    tenants = top["tenants"] or ()
+    duplicates = sorted({t for t in tenants if tenants.count(t) > 1})
+    if duplicates:
+        problems.bad("tenants", "each tenant once", list(duplicates))
+    if top["reserved_concurrency"] is not None and top["queue_max_concurrency"] is not None \
+            and top["reserved_concurrency"] < top["queue_max_concurrency"]:
+        problems.say(f"context key 'reserved_concurrency': {top['reserved_concurrency']} is "
+                     f"below queue_max_concurrency={top['queue_max_concurrency']}: the queue's "
+                     "pollers would be throttled by Lambda; raise reserved_concurrency or "
+                     "lower queue_max_concurrency")
+    regions = top["allowed_regions"]
+    if region and regions and region not in regions:
+        problems.bad("allowed_regions", f"the deploy region {region} among them (the boundary "
+                     "denies every other region)", list(regions))
+
+    deferral = read_section(problems, SCHEMA["deferral"].keys, ctx.get("deferral", {}),
+                            "deferral.")
+    alarms = read_section(problems, SCHEMA["alarms"].keys, ctx.get("alarms", {}), "alarms.")
+    if problems.items:
+        raise SettingsError(problems.items)
     return Settings(
-        stage=stage, provider=provider, tier=tier, models=models, default_model=default_model,
-        overflow_policy=overflow, degrade_model=degrade_model, scheduling=scheduling,
-        max_deferrals=_number("deferral.max_deferrals", deferral.get("max_deferrals", 5),
-                              integer=True),
-        max_deferral_age_s=_number("deferral.max_age_s", deferral.get("max_age_s", 3600),
-                                   minimum=60, integer=True),
-        tenants=tenants, alarms=alarms, allowed_regions=regions,
-        reserved_concurrency=_number("reserved_concurrency", ctx.get("reserved_concurrency", 20),
-                                     minimum=1, integer=True, allow_none=True),
-        queue_max_concurrency=_number("queue_max_concurrency",
-                                      ctx.get("queue_max_concurrency", 5), minimum=2,
-                                      integer=True),
-        log_retention_days=_retention(ctx.get("log_retention_days", 30)),
-        mcp=mcp, **optional_arns)
+        stage=top["stage"], provider=provider, tier=tier, models=models,
+        default_model=default_model, overflow_policy=top["overflow_policy"],
+        degrade_model=picked["degrade_model"], scheduling=top["scheduling"],
+        mcp=top["mcp"] or McpSettings(), max_deferrals=deferral["max_deferrals"],
+        max_deferral_age_s=deferral["max_age_s"], tenants=tenants,
+        alarms=AlarmSettings(**alarms), allowed_regions=regions,
+        reserved_concurrency=top["reserved_concurrency"],
+        queue_max_concurrency=top["queue_max_concurrency"],
+        log_retention_days=top["log_retention_days"],
+        existing_trail_arn=top["existing_trail_arn"],
+        existing_kms_key_arn=top["existing_kms_key_arn"],
+        api_key_secret_arn=top["api_key_secret_arn"] if provider == "anthropic" else None)
+
+
+def report_settings_error(error: SettingsError) -> None:
+    """Print every problem as `bulwark: bad configuration: ...` on stderr."""
+    import sys
+
+    for problem in error.problems:
+        print(f"bulwark: bad configuration: {problem}", file=sys.stderr)
+
+
+def _default_text(key: Key) -> str:
+    if key.default is REQUIRED:
+        return "required"
+    if key.default is None:
+        return "-"
+    if isinstance(key.default, tuple):
+        return ", ".join(map(str, key.default))
+    return str(key.default).lower() if isinstance(key.default, bool) else str(key.default)
+
+
+def reference_table() -> str:
+    """README's configuration reference, rendered from `SCHEMA` (`python -m stacks.settings`)."""
+    rows = ["| context key | meaning | default |", "|---|---|---|"]
+
+    def walk(schema: Mapping[str, Key], prefix: str) -> None:
+        for name, key in schema.items():
+            path = prefix + name
+            only = f" ({key.provider} only)" if key.provider else ""
+            if name == "provider_defaults":
+                rows.append(f"| `{path}` | {key.doc}: a top-level key of the same name "
+                            "overrides it | cdk.json |")
+                continue
+            default = "provider_defaults" if name in PROVIDER_KEYS and not prefix \
+                else _default_text(key)
+            rows.append(f"| `{path}` | {key.doc}{only} | {default} |")
+            if key.keys:
+                walk(key.keys, path + ".")
+            if key.each:
+                walk(key.each, path + ".<id>.")
+
+    walk(SCHEMA, "")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(reference_table())

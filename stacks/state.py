@@ -7,6 +7,8 @@ ids) never change between stages.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from aws_cdk import Annotations, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
@@ -15,6 +17,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
+
+from agent.tools import ToolTable
 
 
 _RETENTION = {1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS",
@@ -65,11 +69,11 @@ class DataKey(Construct):
 
 
 class AgentState(Construct):
-    """Bucket, idempotency and results tables; work queue and DLQ; tenant documents bucket and
-    notes table (the tools' resources)."""
+    """Bucket, idempotency and results tables; work queue and DLQ; tenant documents bucket,
+    notes table and the tables tools declare (the tools' resources)."""
 
     def __init__(self, scope: Construct, id: str, *, key: kms.IKey, prod: bool,
-                 access_log_bucket: s3.IBucket) -> None:
+                 access_log_bucket: s3.IBucket, tool_tables: Sequence[ToolTable] = ()) -> None:
         super().__init__(scope, id)
         removal = RemovalPolicy.RETAIN if prod else RemovalPolicy.DESTROY
 
@@ -93,6 +97,9 @@ class AgentState(Construct):
         #: TTL only cleans up: expiry is checked in code on read
         self.results_table = table("ResultsTable", "request_id", ttl="expires_at")
         self.notes_table = table("NotesTable", "tenant", "note_id")
+        #: tables the tools declare (`Tool.needs`), by placeholder name
+        self.tool_tables = {need.name: table(need.name, need.partition_key, need.sort_key)
+                            for need in tool_tables}
 
         self.dead_letter_queue = sqs.Queue(
             self, "DeadLetterQueue", encryption=sqs.QueueEncryption.KMS, encryption_master_key=key,

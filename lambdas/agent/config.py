@@ -74,6 +74,8 @@ class AgentConfig:
     notes_table: str
     api_key_secret_arn: str | None = None
     scheduling: str = "fifo"
+    #: resources the tools declare (agent.tools.ToolNeed): placeholder -> name or prefix
+    tool_needs: dict[str, str] = field(default_factory=dict)
     aws_region: str = "us-east-1"
     max_deferrals: int = 5
     max_deferral_age_s: float = 3600.0
@@ -183,12 +185,18 @@ def load_config(env: Mapping[str, str]) -> AgentConfig:
     if provider == "anthropic" and secret is None:
         raise ConfigError("API_KEY_SECRET_ARN is not set: the Anthropic API key's secret ARN "
                           "is required with PROVIDER=anthropic")
+    from .tools.registry import needs_from_environment
+
+    try:
+        tool_needs = needs_from_environment(env)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     try:
         mcp_servers = servers_from_env(env.get("MCP_SERVERS"))
     except McpConfigError as err:
         raise ConfigError(str(err)) from None
     return AgentConfig(
-        provider=provider, mcp_servers=mcp_servers,
+        provider=provider, tool_needs=tool_needs, mcp_servers=mcp_servers,
         bucket_table=_require(env, "BUCKET_TABLE", "the rate-limit bucket table name"),
         results_table=_require(env, "RESULTS_TABLE", "the deferred-results table name"),
         idempotency_table=_require(env, "IDEMPOTENCY_TABLE", "the idempotency table name"),

@@ -278,7 +278,8 @@ def _run(rt: Runtime, request: AgentRequest, context, deferrals, first_received_
         return ToolContext(session=session, tenant=request.tenant,
                            request_id=request.request_id,
                            resources=ToolResources(config.docs_bucket, config.docs_prefix,
-                                                   config.notes_table))
+                                                   config.notes_table,
+                                                   named=config.tool_needs))
 
     try:
         outcome = run_agent(request, rt.claude, config, tool_context=tool_context,
@@ -308,7 +309,8 @@ def _run(rt: Runtime, request: AgentRequest, context, deferrals, first_received_
             "request_id": request.request_id, "tenant": request.tenant,
             "caller": request.caller, "status": response["status"], "model": outcome.model,
             "model_calls": outcome.model_calls, "tool_calls": outcome.tool_calls,
-            "usage": outcome.usage, **({"prompt": request.prompt} if config.log_prompts else {})})
+            "usage": outcome.usage, "duration_ms": round((time.monotonic() - started) * 1000),
+            **({"prompt": request.prompt} if config.log_prompts else {})})
         _store_result(rt, response, request.tenant)
         return response
     finally:

@@ -15,13 +15,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 def test_tiny_demo_deploys_answers_everything_and_writes_its_outputs(tmp_path):
-    env = {**os.environ, "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
-           "PYTHONPATH": f"{REPO}:{REPO / 'lambdas'}"}
+    env = {**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'lambdas'}"}
     for name in ("AWS_ENDPOINT_URL", "ANTHROPIC_BASE_URL", "ANTHROPIC_BEDROCK_BASE_URL"):
         env.pop(name, None)
     result = subprocess.run(
         [sys.executable, "-m", "local.demo", "--requests", "8", "--workers", "4",
-         "--inject-529", "2", "--out", str(tmp_path)],
+         "--inject-529", "2", "--dynamodb-throttle", "0.2", "--out", str(tmp_path)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "upstream 429s sent by the emulator: 0" in result.stdout
@@ -44,3 +43,15 @@ def test_tiny_demo_deploys_answers_everything_and_writes_its_outputs(tmp_path):
     assert {(d["source_identity"], d["action"], d["result"]) for d in decisions} >= {
         ("demo-0003", "s3:DeleteObject", "ExplicitlyDenied"),
         ("demo-0006", "s3:ListBucket", "Allowed")}
+    assert "Why it did not fire" in result.stdout
+    assert "the bucket admits in" in result.stdout  # utilisation against the bucket's bound
+    # store errors under the injected DynamoDB throttling are counted, not printed one by one
+    assert "guard log (in agent.log): token bucket store error x" in result.stdout
+    assert "token bucket store error" not in result.stderr
+    # the audit covers every request, also those without a tool call
+    listing = subprocess.run([sys.executable, "-m", "cli.audit", "--local", str(tmp_path),
+                              "--json"], cwd=REPO, env=env, capture_output=True, text=True,
+                             timeout=60)
+    requests = {row["request_id"] for row in json.loads(listing.stdout)
+                if row["action"] == "agent:request"}
+    assert {f"demo-{i:04d}" for i in range(8)} <= requests

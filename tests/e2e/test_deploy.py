@@ -385,6 +385,20 @@ def test_audit_trail_and_access_denied_filter_in_the_template(deployed):
 
 # -- destroy (last: runs after every check above) ----------------------------------------------
 
+def test_outputs_find_the_pieces_and_the_ones_moto_drops_are_computed(deployed):
+    from stacks import outputs
+
+    stack = deployed.stack
+    found = stack.outputs
+    assert found[outputs.DEAD_LETTER_QUEUE_URL] == stack.physical("StateDeadLetterQueue")
+    assert found[outputs.BUCKET_TABLE] == stack.physical("StateBucketTable")
+    function = stack.physical("AgentFunction")
+    assert found[outputs.FUNCTION_NAME] == function
+    # moto drops an output that Refs the alias: computed from the template and the resources
+    assert found[outputs.ALIAS_ARN] == f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:{function}:live"
+    assert outputs.FUNCTION_URL not in found  # left out locally (MOTO_COMPAT)
+
+
 def test_destroy_removes_the_stack(deployed):
     stack = deployed.stack
     deployed.destroy(deployed.destroy_dir)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import uuid
 from types import SimpleNamespace
 
@@ -173,31 +174,66 @@ def test_redrive_needs_the_work_queue_and_a_choice(dead):
     assert counts(dead.sqs, dead.dlq) == (2, 0)
 
 
-def test_stack_option_finds_both_queues(local_aws, monkeypatch, capsys):
-    """--stack resolves the URLs from the stack's resources; main() builds its own clients."""
-    for name, value in local_aws.env().items():
-        monkeypatch.setenv(name, value)
+def test_stack_option_finds_both_queues_by_the_stack_outputs(local_aws, capsys, tmp_path,
+                                                                monkeypatch):
+    """--stack reads the DeadLetterQueueUrl and WorkQueueUrl outputs of a stack in local AWS
+    (--endpoint-url); main() builds its own clients."""
+    for name in ("AWS_ENDPOINT_URL", "AWS_REGION"):
+        monkeypatch.delenv(name, raising=False)
     suffix = uuid.uuid4().hex[:8]
     cfn = local_aws.client("cloudformation")
     stack = f"Bulwark-test-{suffix}"
-    cfn.create_stack(StackName=stack, TemplateBody=json.dumps({"Resources": {
-        "StateDeadLetterQueue9C4930C8": {"Type": "AWS::SQS::Queue",
-                                         "Properties": {"QueueName": f"stack-dlq-{suffix}"}},
-        "StateWorkQueueFCF3B4F1": {"Type": "AWS::SQS::Queue",
-                                   "Properties": {"QueueName": f"stack-work-{suffix}"}}}}))
+    queues = {"Dlq": f"stack-dlq-{suffix}", "Work": f"stack-work-{suffix}"}
+    cfn.create_stack(StackName=stack, TemplateBody=json.dumps({
+        "Resources": {logical: {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": name}}
+                      for logical, name in queues.items()},
+        "Outputs": {"DeadLetterQueueUrl": {"Value": {"Ref": "Dlq"}},
+                    "WorkQueueUrl": {"Value": {"Ref": "Work"}}}}))
+    cfn.create_stack(StackName=f"other-{suffix}", TemplateBody=json.dumps({"Resources": {
+        "Dlq": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": f"other-{suffix}"}}}}))
     sqs = local_aws.client("sqs")
-    dlq_url = sqs.get_queue_url(QueueName=f"stack-dlq-{suffix}")["QueueUrl"]
-    work_url = sqs.get_queue_url(QueueName=f"stack-work-{suffix}")["QueueUrl"]
+    dlq_url = sqs.get_queue_url(QueueName=queues["Dlq"])["QueueUrl"]
+    work_url = sqs.get_queue_url(QueueName=queues["Work"])["QueueUrl"]
     dead_letter(SimpleNamespace(sqs=sqs, dlq=dlq_url), GOOD_BODY, GOOD_REASON)
+    local = ["--endpoint-url", local_aws.endpoint_url, "--region", "us-east-1"]
 
-    assert dlq.main(["--stack", stack, "list", "--json"]) == 0
+    assert dlq.main([*local, "--stack", stack, "list", "--json"]) == 0
     assert [m["request_id"] for m in json.loads(capsys.readouterr().out)] == ["req-dlq-1"]
-    assert dlq.main(["--stack", stack, "redrive", "--all"]) == 0
+    assert dlq.main([*local, "--stack", stack, "redrive", "--all"]) == 0
     assert "1 moved" in capsys.readouterr().out
     assert len(drain(sqs, work_url)) == 1 and drain(sqs, dlq_url) == []
 
-    assert dlq.main(["--stack", f"not-{stack}", "list"]) == 2
-    assert "error:" in capsys.readouterr().err
+    assert dlq.main([*local, "--stack", f"other-{suffix}", "list"]) == 2
+    assert (f"stack 'other-{suffix}' has no output DeadLetterQueueUrl, WorkQueueUrl: is it a "
+            "Bulwark stack") in capsys.readouterr().err
+
+
+def test_a_demo_runs_dead_letters_can_be_listed_and_inspected(tmp_path, capsys):
+    recorded = tmp_path / "dead_letters.json"
+    recorded.write_text(json.dumps([{
+        "summary": {"message_id": "m-7"}, "attributes": {"SentTimestamp": "1800000000000"},
+        "body": {**GOOD_BODY, "dlq_reason": GOOD_REASON}, "message_attributes": {},
+        "text": json.dumps({**GOOD_BODY, "dlq_reason": GOOD_REASON})}]))
+    assert dlq.main(["--local", str(recorded), "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "m-7" in listing and "req-dlq-1" in listing and "1 dead-lettered message" in listing
+    assert dlq.main(["--local", str(recorded), "inspect", "m-7", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["reason"] == GOOD_REASON
+    assert dlq.main(["--local", str(recorded), "redrive", "--all"]) == 2
+    assert "redrive needs the queues" in capsys.readouterr().err
+
+
+def test_missing_region_or_credentials_give_a_hint(monkeypatch, capsys, tmp_path):
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    assert dlq.main(["--stack", "Bulwark-prod", "list"]) == 2
+    assert "no AWS region: pass --region REGION" in capsys.readouterr().err
+    assert dlq.main(["--stack", "Bulwark-prod", "--region", "us-east-1", "list"]) == 2
+    assert "give credentials for the stack's account" in capsys.readouterr().err
 
 
 def letter(text: str, attributes: dict | None = None) -> dlq.DeadLetter:

@@ -8,18 +8,16 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 os.environ.setdefault("CDK_DEFAULT_ACCOUNT", "123456789012")
 os.environ.setdefault("CDK_DEFAULT_REGION", "us-east-1")
 
-BEDROCK_PROFILE = "us.anthropic.claude-sonnet-4-20250514-v1:0"
-BEDROCK_CONTEXT = {
-    "stage": "prod", "provider": "bedrock",
-    "models": {BEDROCK_PROFILE: {"rpm": 200, "tpm": 200000, "output_burndown": 5,
-                                 "prices": {"input": 3.0, "output": 15.0}}},
-    "default_model": BEDROCK_PROFILE, "degrade_model": None,
-    "alarms": {"email": "oncall@example.com"},
-}
+#: Bedrock in one step: `-c provider=bedrock` and nothing else Bedrock-specific takes cdk.json's
+#: provider defaults (the prod stage and an alarm e-mail are this fixture's own choices).
+_BEDROCK_DEFAULTS = json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_text())[
+    "context"]["provider_defaults"]["bedrock"]
+BEDROCK_PROFILE = _BEDROCK_DEFAULTS["default_model"]
+BEDROCK_CONTEXT = {"stage": "prod", "provider": "bedrock",
+                   "alarms": {"email": "oncall@example.com"}}
 
 
 class Synthesized:
@@ -49,5 +47,5 @@ def dev(tmp_path_factory) -> Synthesized:
 
 @pytest.fixture(scope="session")
 def prod_bedrock(tmp_path_factory) -> Synthesized:
-    """prod stage on Bedrock with an inference profile and an alarm e-mail."""
+    """prod stage on Bedrock (cdk.json's Bedrock defaults) with an alarm e-mail."""
     return Synthesized(BEDROCK_CONTEXT, tmp_path_factory.mktemp("cdk-prod"))

@@ -27,7 +27,6 @@ from typing import Any, Callable
 
 import pytest
 
-os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 os.environ.setdefault("CDK_DEFAULT_ACCOUNT", "123456789012")
 os.environ.setdefault("CDK_DEFAULT_REGION", "us-east-1")
 

@@ -360,3 +360,29 @@ def test_function_and_queue_mapping_wait_for_the_role_policy(dev):
     [mapping] = dev.resources("AWS::Lambda::EventSourceMapping").values()
     for resource in (function, mapping):
         assert any(d.startswith("AgentAgentPolicy") for d in resource.get("DependsOn", []))
+
+
+# -- outputs -------------------------------------------------------------------------------------
+
+def test_outputs_name_every_deployed_piece_under_stable_names(dev, prod_bedrock):
+    from stacks import outputs
+
+    logical = {name: next(k for k, r in dev.json["Resources"].items() if r["Type"] == kind
+                          and k.startswith(prefix))
+               for name, kind, prefix in (("url", "AWS::Lambda::Url", "AgentLive"),
+                                          ("alias", "AWS::Lambda::Alias", "AgentLive"),
+                                          ("dlq", "AWS::SQS::Queue", "StateDeadLetterQueue"),
+                                          ("secret", "AWS::SecretsManager::Secret", "Agent"),
+                                          ("trail", "AWS::Logs::LogGroup", "AuditTrailLogs"))}
+    found = {name: output["Value"] for name, output in dev.json["Outputs"].items()}
+    assert found[outputs.FUNCTION_URL] == {"Fn::GetAtt": [logical["url"], "FunctionUrl"]}
+    assert found[outputs.ALIAS_ARN] == {"Ref": logical["alias"]}
+    assert found[outputs.DEAD_LETTER_QUEUE_URL] == {"Ref": logical["dlq"]}
+    assert found[outputs.API_KEY_SECRET_ARN] == {"Ref": logical["secret"]}
+    assert found[outputs.TRAIL_LOG_GROUP] == {"Ref": logical["trail"]}
+    assert found[outputs.DOCUMENTS_PREFIX] == "docs/"
+    assert "#dashboards:name=Bulwark-dev" in json.dumps(found[outputs.DASHBOARD_URL])
+    names = {v for k, v in vars(outputs).items() if k.isupper() and isinstance(v, str)}
+    assert set(found) == names
+    # Bedrock has no API key secret; everything else is there under the same names.
+    assert set(prod_bedrock.json["Outputs"]) == names - {outputs.API_KEY_SECRET_ARN}

@@ -380,3 +380,29 @@ def test_evaluate_all_and_report():
     latency_row = next(line for line in lines if line.startswith("AWS::StackName-latency"))
     assert " no " in latency_row and "no data > 100" in latency_row
     assert lines[-1] == "1 of 2 alarms fired"
+
+
+def test_an_alarm_that_breached_without_firing_says_why():
+    short = evaluate(alarm(m=3, n=3, period=300), store_of([X], period=300), T0, T0 + 72)
+    assert not short.fired
+    assert short.why_not(run_s=72) == "needs 3 of 3 periods of 300 s; 1 breached; the run " \
+                                      "lasted 72 s"
+    row = next(line for line in render_report([short], run_s=72).splitlines()
+               if line.startswith("test-alarm"))
+    assert row.endswith("needs 3 of 3 periods of 300 s; 1 breached; the run lasted 72 s")
+    assert run([X, X, X], m=3, n=3).why_not(180) == ""  # it fired
+    assert run([O, O, O], m=3, n=3).why_not(180) == ""  # it never breached
+
+
+def test_the_chart_line_is_what_the_bucket_admits_per_minute():
+    from local.charts import enforced_per_minute
+
+    # idle: a full bucket's capacity plus the refill so far, then capacity + 60 s of refill
+    idle = enforced_per_minute(50, [0.0] * 24)
+    assert idle[0] == pytest.approx(50 + 50 * 5 / 60) and idle[11] == idle[-1] == 100
+    # a burst of the whole capacity at the start, then kept busy at the refill rate: once the
+    # burst is out of the window the bucket admits its refill alone: 50 per minute, plus the
+    # one step of refill it held when the window opened
+    busy = enforced_per_minute(50, [50.0] + [50 * 5 / 60] * 23)
+    assert busy[11] == pytest.approx(100)  # the first minute: capacity + refill
+    assert busy[12:] == pytest.approx([50 + 50 * 5 / 60] * 12)

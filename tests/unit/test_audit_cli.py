@@ -42,7 +42,7 @@ def insights_rows(events: list[dict]) -> list[list[dict]]:
     """Events as GetQueryResults returns them for `fields @timestamp, @message`."""
     rows = []
     for i, event in enumerate(events):
-        stamp = audit.parse_time(event["eventTime"]).strftime("%Y-%m-%d %H:%M:%S.000")
+        stamp = audit.parse_time(event.get("eventTime") or event["timestamp"]).strftime("%Y-%m-%d %H:%M:%S.000")
         rows.append([{"field": "@timestamp", "value": stamp},
                      {"field": "@message", "value": json.dumps(event)},
                      {"field": "@ptr", "value": f"CmAKJgoiMTExMTIyMjIzMzMzOkJ1bHdhcmsQABI{i}"}])
@@ -83,48 +83,30 @@ class NoCalls:
         raise AssertionError(f"unexpected call {name}")
 
 
-def resource(logical: str, kind: str, physical: str) -> dict:
-    return {"LogicalResourceId": logical, "PhysicalResourceId": physical, "ResourceType": kind,
-            "LastUpdatedTimestamp": datetime(2026, 11, 1, tzinfo=UTC),
-            "ResourceStatus": "CREATE_COMPLETE"}
+AGENT_LOG_GROUP = "/aws/lambda/Bulwark-prod-agent"
 
 
-def stack_summaries(*, trail: bool = True) -> list[dict]:
-    summaries = [
-        resource("AgentRole9D587F56", "AWS::IAM::Role", AGENT_ROLE.rsplit("/", 1)[1]),
-        resource("AgentToolRoleA144CB60", "AWS::IAM::Role", TOOL_ROLE.rsplit("/", 1)[1]),
-        resource("AgentLogGroup60F973C0", "AWS::Logs::LogGroup", "/aws/lambda/Bulwark-prod-agent"),
-        resource("StateWorkQueueFCF3B4F1", "AWS::SQS::Queue",
-                 "https://sqs.us-east-1.amazonaws.com/111122223333/Bulwark-prod-StateWorkQueue"),
-    ]
+def stack_outputs(*, trail: bool = True, agent_logs: bool = False) -> list[dict]:
+    found = {"AgentRoleArn": AGENT_ROLE, "ToolRoleArn": TOOL_ROLE,
+             "WorkQueueUrl": "https://sqs.us-east-1.amazonaws.com/111122223333/work"}
     if trail:
-        summaries += [
-            resource("AuditTrailLogsRole2A90AD1B", "AWS::IAM::Role",
-                     "Bulwark-prod-AuditTrailLogsRole2A90AD1B-9XkQ"),
-            resource("AuditTrailLogs712385C4", "AWS::Logs::LogGroup", LOG_GROUP),
-            resource("AuditTrail90B6CA04", "AWS::CloudTrail::Trail", "Bulwark-prod-audit")]
-    return summaries
+        found["TrailLogGroup"] = LOG_GROUP
+    if agent_logs:
+        found["AgentLogGroup"] = AGENT_LOG_GROUP
+    return [{"OutputKey": k, "OutputValue": v} for k, v in found.items()]
 
 
-def stubbed_stack(*, trail: bool = True):
-    """Real CloudFormation and IAM clients answering from Stubbers (paged stack listing)."""
+def stubbed_stack(*, trail: bool = True, agent_logs: bool = False):
+    """A real CloudFormation client answering DescribeStacks from a Stubber."""
     cfn = boto3.client("cloudformation", region_name="us-east-1")
-    iam = boto3.client("iam", region_name="us-east-1")
-    cfn_stub, iam_stub = Stubber(cfn), Stubber(iam)
-    summaries = stack_summaries(trail=trail)
-    cfn_stub.add_response("list_stack_resources",
-                          {"StackResourceSummaries": summaries[:3], "NextToken": "page-2"},
-                          {"StackName": STACK})
-    cfn_stub.add_response("list_stack_resources", {"StackResourceSummaries": summaries[3:]},
-                          {"StackName": STACK, "NextToken": "page-2"})
-    for arn in (AGENT_ROLE, TOOL_ROLE):
-        name = arn.rsplit("/", 1)[1]
-        iam_stub.add_response("get_role", {"Role": {
-            "Path": "/", "RoleName": name, "RoleId": "AROAQEXAMPLE" + name[-8:].upper(),
-            "Arn": arn, "CreateDate": datetime(2026, 11, 1, tzinfo=UTC)}}, {"RoleName": name})
+    cfn_stub = Stubber(cfn)
+    cfn_stub.add_response("describe_stacks", {"Stacks": [{
+        "StackName": STACK, "StackStatus": "CREATE_COMPLETE",
+        "StackId": f"arn:aws:cloudformation:us-east-1:111122223333:stack/{STACK}/x",
+        "CreationTime": datetime(2026, 11, 1, tzinfo=UTC),
+        "Outputs": stack_outputs(trail=trail, agent_logs=agent_logs)}]}, {"StackName": STACK})
     cfn_stub.activate()
-    iam_stub.activate()
-    return cfn, iam, (cfn_stub, iam_stub)
+    return cfn, (cfn_stub,)
 
 
 def stubbed_history(request_id: str, events: list[dict]):
@@ -145,9 +127,10 @@ def stubbed_history(request_id: str, events: list[dict]):
     return cloudtrail, stub
 
 
-def account(logs, *, request_id=None, cloudtrail=None, trail=True, **kwargs):
-    cfn, iam, stubs = stubbed_stack(trail=trail)
-    rows = audit.account_rows(STACK, START, END, cloudformation=cfn, iam=iam, logs=logs,
+def account(logs, *, request_id=None, cloudtrail=None, trail=True, agent_logs=False,
+            **kwargs):
+    cfn, stubs = stubbed_stack(trail=trail, agent_logs=agent_logs)
+    rows = audit.account_rows(STACK, START, END, cloudformation=cfn, logs=logs,
                               cloudtrail=cloudtrail or NoCalls(), request_id=request_id,
                               sleep=lambda s: None, **kwargs)
     for stub in stubs:
@@ -274,14 +257,65 @@ def test_log_group_option_overrides_the_stack():
     assert logs.started["logGroupName"] == "org-trail-logs"
 
 
-def test_a_stack_without_the_kit_roles_is_refused():
+def test_a_stack_without_the_outputs_is_refused_with_a_clear_error():
     class Cfn:
-        def list_stack_resources(self, **kwargs):
-            return {"StackResourceSummaries": [
-                resource("AuditTrailLogs712385C4", "AWS::Logs::LogGroup", LOG_GROUP)]}
+        def describe_stacks(self, **kwargs):
+            return {"Stacks": [{"StackId": "arn:aws:cloudformation:us-east-1:1:stack/x/y",
+                                "Outputs": [{"OutputKey": "Other", "OutputValue": "v"}]}]}
 
-    with pytest.raises(audit.AuditError, match="agent or tool role"):
-        audit.kit_resources(Cfn(), NoCalls(), "not-bulwark")
+        def get_template(self, **kwargs):
+            return {"TemplateBody": {"Resources": {}}}
+
+    with pytest.raises(audit.AuditError, match="stack 'not-bulwark' has no output "
+                       "AgentRoleArn, ToolRoleArn: is it a Bulwark stack"):
+        audit.kit_resources(Cfn(), "not-bulwark")
+
+
+def request_line(request_id: str, status: str, *, tool_calls: int, when: str) -> dict:
+    return {"level": "INFO", "message": "request finished", "timestamp": when,
+            "service": "bulwark-agent", "request_id": request_id, "tenant": "acme",
+            "caller": "arn:aws:iam::111122223333:user/ci", "status": status,
+            "model": "claude-sonnet-4-6", "model_calls": 1 + tool_calls,
+            "tool_calls": tool_calls, "duration_ms": 2345,
+            "usage": {"input_tokens": 1200, "output_tokens": 300}}
+
+
+def test_every_request_has_a_row_from_the_functions_log_group_even_without_tool_calls():
+    lines = [request_line("req-9", "ok", tool_calls=0, when="2026-11-22T10:20:00.000Z"),
+             request_line("req-10", "deferred", tool_calls=0, when="2026-11-22T10:21:00.000Z")]
+
+    class TwoGroups(FakeLogs):
+        """The agent's log group answers request lines, the trail's the CloudTrail events."""
+
+        def start_query(self, **kwargs):
+            self.events = lines if kwargs["logGroupName"] == AGENT_LOG_GROUP else EVENTS
+            self.polls = 0
+            return super().start_query(**kwargs)
+
+    logs = TwoGroups(EVENTS, running=0)
+    rows = account(logs, agent_logs=True)
+    requests = [r for r in rows if r.action == "agent:request"]
+    assert [(r.request_id, r.outcome, r.source) for r in requests] == [
+        ("req-9", "ok", "logs"), ("req-10", "deferred", "logs")]
+    assert requests[0].detail == "1 model call(s), 0 tool call(s), 1,500 tokens, 2,345 ms"
+    assert requests[0].target == "model:claude-sonnet-4-6" and requests[0].tenant == "acme"
+    assert 'filter message = "request finished"' in logs.started["queryString"]
+    assert any(r.source == "trail" for r in rows)  # the CloudTrail rows are still there
+
+
+def test_local_mode_reads_request_lines_beside_the_tool_calls(tmp_path):
+    (tmp_path / "audit.jsonl").write_text(json.dumps({
+        "audit": "tool_call", "request_id": "req-1", "tenant": "acme", "tool": "read_note",
+        "target": "dynamodb://notes/acme/n1", "outcome": "ok",
+        "timestamp": "2026-11-22T10:00:01Z"}) + "\n")
+    (tmp_path / "agent.log").write_text("\n".join(json.dumps(line) for line in (
+        request_line("req-1", "ok", tool_calls=1, when="2026-11-22T10:00:02Z"),
+        request_line("req-2", "rejected", tool_calls=0, when="2026-11-22T10:00:03Z"),
+        {"level": "INFO", "message": "something else"})) + "\n")
+    rows = audit.local_rows(tmp_path)
+    assert sorted((r.request_id, r.action, r.outcome) for r in rows) == [
+        ("req-1", "agent:request", "ok"), ("req-1", "tool:read_note", "ok"),
+        ("req-2", "agent:request", "rejected")]
 
 
 def test_query_timeout_stops_the_query():
@@ -525,9 +559,9 @@ def test_main_with_no_rows_exits_zero(audit_dir, capsys):
 
 
 def test_main_account_mode_with_injected_clients(capsys):
-    cfn, iam, _ = stubbed_stack()
+    cfn, _ = stubbed_stack()
     logs = FakeLogs(EVENTS, running=0)
-    clients = {"cloudformation": cfn, "iam": iam, "logs": logs, "cloudtrail": NoCalls()}
+    clients = {"cloudformation": cfn, "logs": logs, "cloudtrail": NoCalls()}
     code = audit.main(["--stack", STACK, "--since", "2026-11-22T10:00Z", "--until",
                        "2026-11-22T11:00Z", "--tenant", "acme"], clients=clients,
                       now=lambda: NOW, sleep=lambda s: None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -40,8 +41,46 @@ class ListLogger:
 
 # -- IAM statements -----------------------------------------------------------------------------
 
-def test_registry_holds_the_example_tools():
-    assert list(TOOLS) == ["list_documents", "read_document", "write_note", "read_note"]
+def test_registry_holds_every_tool_module_s_tools_once():
+    from agent.tools import documents, notes
+
+    shipped = [tool.name for module in (documents, notes) for tool in module.TOOLS]
+    assert list(TOOLS) == shipped and len(set(shipped)) == len(shipped)
+
+
+# -- tools that declare the resource they need ------------------------------------------------
+
+def test_a_tool_declares_a_table_and_its_placeholder_becomes_the_table_name(monkeypatch):
+    from agent.tools import registry
+    from tests.fixtures.catalog_tool import CATALOG, FIND_PRODUCT
+
+    assert registry.declared_needs([FIND_PRODUCT]) == [CATALOG]
+    assert CATALOG.env == "CATALOG_TABLE"
+    monkeypatch.setitem(registry.TOOLS, FIND_PRODUCT.name, FIND_PRODUCT)
+    resources = ToolResources("bulwark-docs", "docs/", "bulwark-notes",
+                              named={"CatalogTable": "bulwark-catalog"})
+    [statement] = tool_role_statements("aws", "eu-west-1", "111122223333", resources,
+                                       names=["find_product"])
+    assert statement["Resource"] == [
+        "arn:aws:dynamodb:eu-west-1:111122223333:table/bulwark-catalog"]
+    assert statement["Condition"] == {"ForAllValues:StringEquals": {
+        "dynamodb:LeadingKeys": [TENANT_TAG]}}
+    # the Lambda side reads the name from the variable the stack sets
+    assert registry.needs_from_environment({"CATALOG_TABLE": "t-1"}) == {"CatalogTable": "t-1"}
+    with pytest.raises(ValueError, match="CATALOG_TABLE not set"):
+        registry.needs_from_environment({})
+
+
+def test_an_undeclared_placeholder_is_refused_naming_the_fix():
+    from tests.fixtures.catalog_tool import FIND_PRODUCT
+
+    with pytest.raises(ValueError, match=r"unknown placeholder \$\{Bucket\}"):
+        dataclasses.replace(TOOLS["read_document"], permissions=(ToolPermission(
+            sid="Ok", actions=("s3:GetObject",), resources=("arn:${Partition}:s3:::${Bucket}",),
+            conditions={}, why="because"),))
+    with pytest.raises(ValueError, match=r"unknown placeholder \$\{CatalogTable\}.*declare it "
+                                         "in the tool's needs"):
+        dataclasses.replace(FIND_PRODUCT, needs=())
 
 
 def test_read_document_grants_get_object_only_under_the_tagged_tenant_prefix():
@@ -111,7 +150,6 @@ def test_every_permission_is_scoped_by_the_tenant_tag_and_says_why():
     ({"actions": ("*",)}, "no wildcards"),
     ({"actions": ()}, "no actions"),
     ({"resources": ("*",)}, "must be an ARN template"),
-    ({"resources": ("arn:${Partition}:s3:::${Bucket}",)}, "unknown placeholder ${Bucket}"),
     ({"sid": "Has Space"}, "alphanumeric"),
     ({"why": " "}, "say why"),
 ])

@@ -5,7 +5,8 @@ Each `Tool` carries its own `ToolPermission`s. The CDK app builds the tool role'
 so adding a tool changes its schema, its code and its policy in one place.
 
 Permissions are ARN templates. `${Partition}`, `${Region}`, `${Account}`, `${DocsBucket}`,
-`${DocsPrefix}` and `${NotesTable}` are substituted when the policy is built; IAM policy
+`${DocsPrefix}`, `${NotesTable}` and the names of the resources a tool declares in `needs`
+(`ToolTable`, `ToolPrefix`: the stack creates them) are substituted when the policy is built; IAM policy
 variables such as `${aws:PrincipalTag/tenant}` are kept for IAM to resolve per request, from
 the session tags `credentials.assume_tool_role` sets. That is attribute-based access control:
 one role serves every tenant, and the tenant tag of the session decides which S3 prefix and
@@ -60,6 +61,8 @@ class ToolResources:
     docs_bucket: str
     docs_prefix: str
     notes_table: str
+    #: resources tools declared (`Tool.needs`): placeholder name -> physical name or prefix
+    named: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("docs_bucket", "notes_table"):
@@ -78,7 +81,8 @@ class ToolResources:
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> "ToolResources":
-        """Read DOCS_BUCKET, DOCS_PREFIX (default "docs/") and NOTES_TABLE."""
+        """Read DOCS_BUCKET, DOCS_PREFIX (default "docs/"), NOTES_TABLE and the variable of
+        every resource a registered tool declares."""
         missing = [name for name in (DOCS_BUCKET_ENV, NOTES_TABLE_ENV)
                    if not environ.get(name, "").strip()]
         if missing:
@@ -86,7 +90,81 @@ class ToolResources:
                              "bucket and the notes table names")
         return cls(docs_bucket=environ[DOCS_BUCKET_ENV].strip(),
                    docs_prefix=environ.get(DOCS_PREFIX_ENV, "docs/"),
-                   notes_table=environ[NOTES_TABLE_ENV].strip())
+                   notes_table=environ[NOTES_TABLE_ENV].strip(),
+                   named=needs_from_environment(environ))
+
+    def __getitem__(self, name: str) -> str:
+        """The physical name of a declared resource (`ctx.resources["CatalogTable"]`)."""
+        return self.named[name]
+
+
+_NEED_NAME = re.compile(r"^[A-Z][A-Za-z0-9]{2,63}$")
+
+
+@dataclass(frozen=True)
+class ToolNeed:
+    """A resource a tool needs that the kit does not create otherwise (see `ToolTable`,
+    `ToolPrefix`). `name` is its placeholder in the tool's ARN templates and its key in
+    `ctx.resources`; the function receives it in the variable `env`."""
+
+    name: str  # CamelCase, e.g. "CatalogTable"
+
+    def __post_init__(self) -> None:
+        if not _NEED_NAME.match(self.name) or self.name in PLACEHOLDERS:
+            raise ValueError(f"{type(self).__name__} name {self.name!r} must be CamelCase and "
+                             f"not one of {', '.join(PLACEHOLDERS)}")
+
+    @property
+    def env(self) -> str:
+        """The Lambda variable holding its value ("CatalogTable" -> "CATALOG_TABLE")."""
+        return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", self.name).upper()
+
+
+@dataclass(frozen=True)
+class ToolTable(ToolNeed):
+    """A DynamoDB table. The stack creates it like the kit's own (on demand, the kit's KMS key,
+    point-in-time recovery, retained and deletion-protected in prod, CloudTrail data events)
+    and passes its name. Key the partition by tenant and condition the grant on
+    `dynamodb:LeadingKeys` = `${aws:PrincipalTag/tenant}`."""
+
+    partition_key: str = "tenant"
+    sort_key: str | None = None
+
+
+@dataclass(frozen=True)
+class ToolPrefix(ToolNeed):
+    """A prefix in the documents bucket (its value, e.g. "reports/"); put
+    `${aws:PrincipalTag/tenant}/` after it in the ARN templates to keep tenants apart."""
+
+    prefix: str = ""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not re.match(r"^[a-z0-9][a-z0-9_-]*/$", self.prefix):
+            raise ValueError(f"ToolPrefix {self.name}: prefix {self.prefix!r} must look like "
+                             "'reports/'")
+
+
+def needs_from_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """Placeholder -> physical name of every declared resource, from the Lambda variables."""
+    found, missing = {}, []
+    for need in declared_needs():
+        value = environ.get(need.env, "").strip()
+        (found.__setitem__(need.name, value) if value else missing.append(need.env))
+    if missing:
+        raise ValueError(f"{', '.join(missing)} not set: resources the tools declare")
+    return found
+
+
+def declared_needs(tools: Iterable["Tool"] | None = None) -> list[ToolNeed]:
+    """Every resource the (registered) tools declare, once each; a name declared twice in two
+    forms is an error."""
+    needs: dict[str, ToolNeed] = {}
+    for tool in TOOLS.values() if tools is None else tools:
+        for need in tool.needs:
+            if needs.setdefault(need.name, need) != need:
+                raise ValueError(f"resource {need.name!r} is declared twice, differently")
+    return list(needs.values())
 
 
 @dataclass(frozen=True)
@@ -120,14 +198,19 @@ class ToolPermission:
             if resource == "*" or not resource.startswith("arn:"):
                 raise ValueError(f"ToolPermission {self.sid}: resource {resource!r} must be an "
                                  "ARN template")
-        for template in _strings(self.resources, self.conditions):
-            for name in _PLACEHOLDER_RE.findall(template):
-                if name not in PLACEHOLDERS and ":" not in name:
-                    raise ValueError(f"ToolPermission {self.sid}: unknown placeholder "
-                                     f"${{{name}}} (known: {', '.join(PLACEHOLDERS)}, or an "
-                                     "IAM policy variable such as ${aws:PrincipalTag/tenant})")
         if not self.why.strip():
             raise ValueError(f"ToolPermission {self.sid}: say why (what the conditions prevent)")
+
+
+    def check_placeholders(self, needs: Iterable[ToolNeed]) -> None:
+        known = [*PLACEHOLDERS, *(need.name for need in needs)]
+        for template in _strings(self.resources, self.conditions):
+            for name in _PLACEHOLDER_RE.findall(template):
+                if name not in known and ":" not in name:
+                    raise ValueError(f"ToolPermission {self.sid}: unknown placeholder "
+                                     f"${{{name}}} (known: {', '.join(known)}, or an "
+                                     "IAM policy variable such as ${aws:PrincipalTag/tenant}; "
+                                     "a new resource: declare it in the tool's needs)")
 
 
 @dataclass
@@ -177,6 +260,10 @@ class Tool:
     `input_schema`: JSON Schema of the input (checked by `validate_tool_input`).
     `run(ctx, input) -> dict`: JSON-able result; AWS errors become {"error": ...} results.
     `target(ctx, input) -> str`: the AWS resource acted on, for audit lines.
+    `needs`: resources the kit does not create otherwise (`ToolTable`, `ToolPrefix`); the
+    stack creates them, and their names are placeholders in `permissions` and
+    `ctx.resources[name]` at run time. Placeholders are checked here: each is a kit resource
+    (PLACEHOLDERS), one of `needs`, or an IAM policy variable.
     """
 
     name: str
@@ -185,6 +272,11 @@ class Tool:
     permissions: tuple[ToolPermission, ...]
     run: Callable[[ToolContext, dict], dict]
     target: Callable[[ToolContext, dict], str]
+    needs: tuple[ToolNeed, ...] = ()
+
+    def __post_init__(self) -> None:
+        for permission in self.permissions:
+            permission.check_placeholders(self.needs)
 
 
 # -- results shared by the tools ------------------------------------------------------------------
@@ -322,7 +414,7 @@ def tool_role_statements(partition: str, region: str, account: str,
     """
     values = {"Partition": partition, "Region": region, "Account": account,
               "DocsBucket": resources.docs_bucket, "DocsPrefix": resources.docs_prefix,
-              "NotesTable": resources.notes_table}
+              "NotesTable": resources.notes_table, **resources.named}
     statements: dict[str, dict] = {}
     for tool in _select(names):
         for permission in tool.permissions:

@@ -227,33 +227,33 @@ def settle_update(shape: Shape, deltas: Mapping[str, float], seen: Mapping[str, 
         tat = seen.get(dim)
         if delta < 0:  # refund
             refund = -delta
-            if tat is not None and tat <= now:
+            # Only what lies above "full now" can be credited: tat - now at most (a little less,
+            # so the rounded condition holds on the tat seen). More would fill past full.
+            credit = min(refund, tat - now - 2e-6) if tat is not None else 0.0
+            if credit <= 0:
                 continue  # the dimension is full already: a refund adds nothing, no write
             own = written.get(dim)
-            if (own is None or tat is None or tat != float(own)) and not no_booking_pending:
-                plan.forgone[dim] = refund  # would erase a pending booking's charge
-                continue
-            attr = update.name(TAT_PREFIX + dim)
-            if own is not None and tat is not None and tat == float(own):
+            if no_booking_pending:
+                # classic GCRA refund; robust to other callers' charges (tat only grows)
+                attr = update.name(TAT_PREFIX + dim)
+                if not booking_checked:
+                    booked = update.name(BOOKED_UNTIL)
+                    update.conditions.append(
+                        f"(attribute_not_exists({booked}) OR {booked} <= "
+                        f"{update.value(cell(now, 'down'))})")
+                    booking_checked = True
+                update.conditions.append(
+                    f"{attr} >= {update.value(cell(now + credit, 'up'))}")
+                update.sets.append(f"{attr} = {attr} - {update.value(cell(credit, 'down'))}")
+                plan.credited[dim] = credit
+            elif own is not None and tat == float(own):
                 # exact undo of the grant's own charge: nothing was stacked on top of it
+                attr = update.name(TAT_PREFIX + dim)
                 update.conditions.append(f"{attr} = {update.value(own)}")
                 update.sets.append(f"{attr} = {update.value(cell(float(own) - refund, 'up'))}")
                 plan.credited[dim] = refund
-                continue
-            if not booking_checked:
-                booked = update.name(BOOKED_UNTIL)
-                update.conditions.append(
-                    f"(attribute_not_exists({booked}) OR {booked} <= "
-                    f"{update.value(cell(now, 'down'))})")
-                booking_checked = True
-            lo = update.value(cell(now + refund, "up"))
-            if tat is not None and tat >= now + refund:
-                update.conditions.append(f"{attr} >= {lo}")
-                update.sets.append(f"{attr} = {attr} - {update.value(cell(refund, 'down'))}")
-            else:  # the refund fills the bucket: it is full at tat = now
-                update.conditions.append(f"(attribute_not_exists({attr}) OR {attr} < {lo})")
-                update.sets.append(f"{attr} = {update.value(cell(now, 'up'))}")
-            plan.credited[dim] = refund
+            else:
+                plan.forgone[dim] = refund  # would erase a pending booking's charge
             continue
         debt = delta
         attr = update.name(TAT_PREFIX + dim)

@@ -16,8 +16,8 @@ of Claude calls; every tool call and AWS action has rows of its own.
   every record is shown.
 * ``--stack NAME``: the stack's outputs name the agent's log group (AgentLogGroup: a Logs
   Insights query for the request lines), the trail's CloudWatch Logs group (TrailLogGroup) and
-  the kit's two roles (AgentRoleArn, ToolRoleArn); a Logs Insights query reads the events over the time
-  range (default: the last 60 minutes), filtered on
+  the kit's two roles (AgentRoleArn, ToolRoleArn); a Logs Insights query reads the events
+  over the time range (default: the last 60 minutes), filtered on
   ``userIdentity.sessionContext.sessionIssuer.arn`` and, with ``--request-id``, on the source
   identity (the tool role's sessions carry the request id as SourceIdentity and session name).
   With ``--request-id`` the CloudTrail event history (LookupEvents, Username = request id) is

@@ -617,7 +617,8 @@ def load_settings(ctx: Mapping[str, Any], *, region: str | None = None) -> Setti
     tier_bad = provider == "anthropic" and "tier" in chosen and tier is None
     for model_id, spec in (raw_models or {}).items():
         before = len(problems.items)
-        model = (_anthropic_model(problems, model_id, spec, tier, tier_bad) if provider == "anthropic"
+        model = (_anthropic_model(problems, model_id, spec, tier, tier_bad)
+                 if provider == "anthropic"
                  else _bedrock_model(problems, model_id, spec, picked["profile_regions"],
                                      deploy_region))
         if model is not None:

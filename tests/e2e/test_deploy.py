@@ -395,7 +395,8 @@ def test_outputs_find_the_pieces_and_the_ones_moto_drops_are_computed(deployed):
     function = stack.physical("AgentFunction")
     assert found[outputs.FUNCTION_NAME] == function
     # moto drops an output that Refs the alias: computed from the template and the resources
-    assert found[outputs.ALIAS_ARN] == f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:{function}:live"
+    assert found[outputs.ALIAS_ARN] == \
+        f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:{function}:live"
     assert outputs.FUNCTION_URL not in found  # left out locally (MOTO_COMPAT)
 
 

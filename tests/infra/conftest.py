@@ -20,6 +20,15 @@ BEDROCK_CONTEXT = {"stage": "prod", "provider": "bedrock",
                    "alarms": {"email": "oncall@example.com"}}
 
 
+def reuse_assets(synth: "Synthesized", outdir: Path) -> Path:
+    """Link an earlier synth's bundled assets into `outdir`: the CDK skips bundling an asset
+    whose directory exists (the hash covers the code and the lock), saving ~20 s a synth."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    for asset in synth.outdir.glob("asset.*"):
+        (outdir / asset.name).symlink_to(asset.resolve(), target_is_directory=asset.is_dir())
+    return outdir
+
+
 class Synthesized:
     def __init__(self, context: dict, outdir: Path) -> None:
         import app
@@ -46,6 +55,6 @@ def dev(tmp_path_factory) -> Synthesized:
 
 
 @pytest.fixture(scope="session")
-def prod_bedrock(tmp_path_factory) -> Synthesized:
+def prod_bedrock(tmp_path_factory, dev) -> Synthesized:
     """prod stage on Bedrock (cdk.json's Bedrock defaults) with an alarm e-mail."""
-    return Synthesized(BEDROCK_CONTEXT, tmp_path_factory.mktemp("cdk-prod"))
+    return Synthesized(BEDROCK_CONTEXT, reuse_assets(dev, tmp_path_factory.mktemp("cdk-prod")))

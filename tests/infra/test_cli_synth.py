@@ -9,11 +9,15 @@ import subprocess
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-#: progress lines the CDK prints that ask nothing of the user
+#: progress lines the CDK prints that ask nothing of the user (not printed here: the asset is
+#: reused)
 _PROGRESS = ("Bundling asset ",)
 
 
-def test_cdk_synth_with_provider_bedrock_alone_is_clean(tmp_path):
+def test_cdk_synth_with_provider_bedrock_alone_is_clean(tmp_path, dev):
+    from tests.infra.conftest import reuse_assets
+
+    reuse_assets(dev, tmp_path / "cdk.out")  # no second bundling of the same asset
     env = {k: v for k, v in os.environ.items()
            if k not in ("CDK_DEFAULT_ACCOUNT", "CDK_DEFAULT_REGION")
            and not k.startswith("JSII_")}  # no silencing: a banner would show

@@ -53,7 +53,7 @@ BEDROCK_CONTEXT = {
                          "routes_to_regions": ["us-east-1"]},
     },
     "default_model": GEO_PROFILE,
-    "degrade_model": None,
+    "degrade_model": "",  # unset: cdk.json's Bedrock degrade model is not among these models
 }
 
 SOURCE_IDENTITY = "req-0123456789abcdef"
@@ -736,9 +736,12 @@ CASES: list[Case] = [
 # -- fixtures: two synths, one simulator run -------------------------------------------------
 
 @pytest.fixture(scope="module")
-def deployments(tmp_path_factory) -> dict[str, Deployment]:
-    return {"anthropic": Deployment({}, tmp_path_factory.mktemp("iam-anthropic")),
-            "bedrock": Deployment(BEDROCK_CONTEXT, tmp_path_factory.mktemp("iam-bedrock"))}
+def deployments(tmp_path_factory, dev) -> dict[str, Deployment]:
+    from tests.infra.conftest import reuse_assets  # the dev synth's bundled asset, not again
+
+    return {"anthropic": Deployment({}, reuse_assets(dev, tmp_path_factory.mktemp("iam-a"))),
+            "bedrock": Deployment(BEDROCK_CONTEXT,
+                                  reuse_assets(dev, tmp_path_factory.mktemp("iam-b")))}
 
 
 def simulate(requests: dict[str, dict]) -> dict[str, dict]:

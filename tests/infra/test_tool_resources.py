@@ -13,13 +13,13 @@ from tests.fixtures.catalog_tool import FIND_PRODUCT
 
 
 @pytest.fixture(scope="module")
-def with_catalog(tmp_path_factory):
+def with_catalog(tmp_path_factory, dev):
     from agent.tools import registry
-    from tests.infra.conftest import Synthesized
+    from tests.infra.conftest import Synthesized, reuse_assets
 
     registry.TOOLS[FIND_PRODUCT.name] = FIND_PRODUCT
     try:
-        yield Synthesized({}, tmp_path_factory.mktemp("cdk-catalog"))
+        yield Synthesized({}, reuse_assets(dev, tmp_path_factory.mktemp("cdk-catalog")))
     finally:
         del registry.TOOLS[FIND_PRODUCT.name]
 

@@ -42,7 +42,8 @@ def insights_rows(events: list[dict]) -> list[list[dict]]:
     """Events as GetQueryResults returns them for `fields @timestamp, @message`."""
     rows = []
     for i, event in enumerate(events):
-        stamp = audit.parse_time(event.get("eventTime") or event["timestamp"]).strftime("%Y-%m-%d %H:%M:%S.000")
+        when = event.get("eventTime") or event["timestamp"]  # a CloudTrail event or a log line
+        stamp = audit.parse_time(when).strftime("%Y-%m-%d %H:%M:%S.000")
         rows.append([{"field": "@timestamp", "value": stamp},
                      {"field": "@message", "value": json.dumps(event)},
                      {"field": "@ptr", "value": f"CmAKJgoiMTExMTIyMjIzMzMzOkJ1bHdhcmsQABI{i}"}])

@@ -6,11 +6,11 @@ so adding a tool changes its schema, its code and its policy in one place.
 
 Permissions are ARN templates. `${Partition}`, `${Region}`, `${Account}`, `${DocsBucket}`,
 `${DocsPrefix}`, `${NotesTable}` and the names of the resources a tool declares in `needs`
-(`ToolTable`, `ToolPrefix`: the stack creates them) are substituted when the policy is built; IAM policy
-variables such as `${aws:PrincipalTag/tenant}` are kept for IAM to resolve per request, from
-the session tags `credentials.assume_tool_role` sets. That is attribute-based access control:
-one role serves every tenant, and the tenant tag of the session decides which S3 prefix and
-which DynamoDB partition it can reach.
+(`ToolTable`, `ToolPrefix`: the stack creates them) are substituted when the policy is built;
+IAM policy variables such as `${aws:PrincipalTag/tenant}` are kept for IAM to resolve per
+request, from the session tags `credentials.assume_tool_role` sets. That is attribute-based
+access control: one role serves every tenant, and the tenant tag of the session decides which
+S3 prefix and which DynamoDB partition it can reach.
 
 Runtime code here has no Lambda specifics: the boto3 session and the clock are injected
 through `ToolContext`.

@@ -50,9 +50,14 @@ def caller(args) -> None:
     while time.time() < args.start_at:
         time.sleep(0.005)
     outcomes = []
-    while time.time() < args.start_at + args.duration:
+    # every caller runs `duration` seconds after its first call (which pays for the SDK
+    # import), so a slow machine still puts the whole fleet at stake
+    end = None
+    while end is None or time.time() < end:
         result = claude.create(model=MODEL, max_tokens=args.max_tokens, messages=PROMPT,
-                               deadline_s=max(0.0, args.start_at + args.duration - time.time()))
+                               deadline_s=max(0.0, (end or time.time() + args.duration)
+                                              - time.time()))
+        end = end or time.time() + args.duration
         outcomes.append({"status": result.status, "upstream_429": result.upstream_429,
                          "grant_to_send_s": result.grant_to_send_s,
                          "stale_grants": result.stale_grants})
@@ -77,7 +82,7 @@ def run_cold_fleet(emulator_url: str, aws_endpoint: str, table: str, *, callers:
                               stderr=subprocess.PIPE, text=True) for _ in range(callers)]
     outcomes = []
     for proc in procs:
-        out, err = proc.communicate(timeout=duration_s + 120)
+        out, err = proc.communicate(timeout=duration_s + 180)
         if proc.returncode != 0:
             raise RuntimeError(f"cold caller failed: {err[-2000:]}")
         outcomes.extend(json.loads(out.strip().splitlines()[-1]))

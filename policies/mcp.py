@@ -2,7 +2,7 @@
 
 The server calls AWS with the CALLER's credentials: here, the tool role's per-request session
 (source identity = request id, tenant session tag), so every downstream action is attributable.
-IAM sees such calls with two global keys (CLAUDE_LIMITS.md, "AWS MCP Server"):
+IAM sees such calls with two global keys (the AWS MCP Server documentation):
 
 * `aws:ViaAWSMCPService` (Bool): true for a call made through any AWS-managed MCP server;
 * `aws:CalledViaAWSMCP` (String): that server's service principal, `aws-mcp.amazonaws.com`

@@ -419,7 +419,7 @@ def _invoke_global_model(d: Deployment, via_profile: str | None) -> dict:
 
 
 #: Request context keys the AWS MCP Server's downstream calls carry, and another AWS-managed
-#: MCP server's (CLAUDE_LIMITS.md "AWS MCP Server"; only checked against documentation).
+#: MCP server's (the AWS MCP Server documentation; only checked against it).
 VIA_AWS_MCP = {"aws:ViaAWSMCPService": "true", "aws:CalledViaAWSMCP": "aws-mcp.amazonaws.com"}
 VIA_EKS_MCP = {"aws:ViaAWSMCPService": "true", "aws:CalledViaAWSMCP": "eks-mcp.amazonaws.com"}
 MCP_DENY = "DenyDestructiveViaMcp"

@@ -41,8 +41,10 @@ def test_the_stack_creates_the_declared_table_and_scopes_the_tool_role_to_it(wit
                    if s.get("Sid") == "ReadOwnTenantCatalog"]
     assert statement["Action"] == "dynamodb:GetItem"
     assert table_id in json.dumps(statement["Resource"])
-    assert statement["Condition"] == {"ForAllValues:StringEquals": {
-        "dynamodb:LeadingKeys": ["${aws:PrincipalTag/tenant}"]}}
+    assert statement["Condition"] == {
+        "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["${aws:PrincipalTag/tenant}"]},
+        # a built-in grant works only outside MCP (the MCP allowlist is separate)
+        "Null": {"aws:ViaAWSMCPService": "true"}}
     boundary = next(iter(synth.resources("AWS::IAM::ManagedPolicy").values()))
     assert any(s.get("Sid", "").endswith("ReadOwnTenantCatalog")
                for s in boundary["Properties"]["PolicyDocument"]["Statement"])

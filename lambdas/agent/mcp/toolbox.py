@@ -240,7 +240,9 @@ class McpRequest:
             grant = bucket.try_acquire(requests=1)
             if grant.granted:
                 return None
-            if grant.reason == "store_unavailable" or box.clock() + grant.retry_after > deadline:
+            # a store error is transient (throttling, a timeout): retried like a refusal,
+            # with the bucket's backoff, while the deadline allows
+            if box.clock() + grant.retry_after > deadline:
                 return {"error": f"the MCP rate budget for {server.name!r} is spent "
                                  f"({grant.reason}); retry after {grant.retry_after:.1f} s",
                         "throttled": True, "retry_after": round(grant.retry_after, 3)}

@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from guard.usage import Usage
+
 from .audit import run_tool
 from .config import AgentConfig
 from .requests import AgentRequest
@@ -30,9 +32,7 @@ class LoopOutcome:
     reason: str | None = None
     error: dict[str, str] | None = None
     degraded: bool = False
-    usage: dict[str, int] = field(default_factory=lambda: {
-        "input_tokens": 0, "output_tokens": 0, "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0})
+    usage: Usage = field(default_factory=Usage)
     transcript: list[dict] = field(default_factory=list)
     model_calls: int = 0
     tool_calls: int = 0
@@ -130,8 +130,7 @@ def _loop(request, claude, config, outcome, messages, system, tools, shared_cont
             outcome.error = result.error
             return outcome
         outcome.model_calls += 1
-        for key, value in result.usage.items():
-            outcome.usage[key] += value
+        outcome.usage.add(result.usage)
         message = result.message
         messages.append({"role": "assistant",
                          "content": [_block_to_param(block) for block in message.content]})

@@ -14,6 +14,7 @@ from .bucket import (
 from .client import CallResult, GuardedClaude, GuardedStream
 from .estimate import estimate_input_tokens
 from .limits import Limits, LimitsError
+from .usage import Usage
 
 __all__ = [
     "BucketRequestError",
@@ -25,6 +26,7 @@ __all__ = [
     "LimitsError",
     "Settlement",
     "TokenBucket",
+    "Usage",
     "ensure_table",
     "estimate_input_tokens",
 ]

@@ -37,6 +37,7 @@ from typing import Any, Callable, Mapping
 
 from .bucket import BucketRequestError, Grant, TokenBucket
 from .limits import WINDOW_S
+from .usage import Usage
 from .estimate import estimate_input_tokens
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,7 @@ class CallResult:
     model: str
     message: Any = None
     stream: "GuardedStream | None" = None
-    usage: dict[str, int] | None = None
+    usage: Usage | None = None
     retry_after: float | None = None
     reason: str | None = None
     error: dict[str, str] | None = None
@@ -162,16 +163,6 @@ class CallResult:
     queue_s: float = 0.0
     cool_down_rebooks: int = 0
     store_reads: int = 0
-
-
-def _usage_dict(usage: Any) -> dict[str, int]:
-    def get(name):
-        value = getattr(usage, name, None) if not isinstance(usage, dict) else usage.get(name)
-        return int(value or 0)
-
-    return {"input_tokens": get("input_tokens"), "output_tokens": get("output_tokens"),
-            "cache_creation_input_tokens": get("cache_creation_input_tokens"),
-            "cache_read_input_tokens": get("cache_read_input_tokens")}
 
 
 def _retry_after_header(headers: Mapping[str, str] | None) -> float | None:
@@ -205,6 +196,48 @@ def _settle_usage(bucket: TokenBucket, grant: Grant, usage: dict[str, int]) -> N
         log.warning("settle failed (%s): the reservation stands", settlement.reason)
 
 
+class _AnthropicApi:
+    """The Anthropic API: API key, `anthropic-ratelimit-*` headers, keys that rotate."""
+
+    name = "anthropic"
+    reports_remaining = True  # responses carry anthropic-ratelimit-*-remaining
+    rotates_keys = True
+
+    @staticmethod
+    def build(anthropic, *, api_key, aws_region, timeout_s):
+        return anthropic.Anthropic(api_key=api_key(), max_retries=0, timeout=timeout_s)
+
+    @staticmethod
+    def warm(sdk) -> None:
+        """Nothing beyond the client: the key is in it already."""
+
+
+class _BedrockApi:
+    """Amazon Bedrock: SigV4 from the AWS credentials, no rate-limit headers."""
+
+    name = "bedrock"
+    reports_remaining = False
+    rotates_keys = False
+
+    @staticmethod
+    def build(anthropic, *, api_key, aws_region, timeout_s):
+        return anthropic.AnthropicBedrock(aws_region=aws_region, max_retries=0,
+                                          timeout=timeout_s)
+
+    @staticmethod
+    def warm(sdk) -> None:
+        """Resolve credentials and load botocore's signer now, not after a grant."""
+        try:
+            import httpx2
+
+            sdk._prepare_request(httpx2.Request("POST", str(sdk.base_url), content=b"{}"))
+        except Exception as err:  # noqa: BLE001 - the real request will report it
+            log.warning("could not pre-sign a Bedrock request: %s", err)
+
+
+PROVIDERS = {api.name: api for api in (_AnthropicApi, _BedrockApi)}
+
+
 class GuardedClaude:
     """Claude Messages through the distributed bucket.
 
@@ -234,8 +267,9 @@ class GuardedClaude:
                  sleep: Callable[[float], None] = time.sleep,
                  estimator: Callable[[dict], int] = estimate_input_tokens,
                  rng: random.Random | None = None) -> None:
-        if provider not in ("anthropic", "bedrock"):
+        if provider not in PROVIDERS:
             raise ValueError(f"provider must be 'anthropic' or 'bedrock', got {provider!r}")
+        self._api = PROVIDERS[provider]
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
         if scheduling not in SCHEDULING_MODES:
@@ -268,12 +302,8 @@ class GuardedClaude:
         if self._sdk is None:
             import anthropic
 
-            if self.provider == "anthropic":
-                self._sdk = anthropic.Anthropic(api_key=self._key(refresh=False), max_retries=0,
-                                                timeout=self.timeout_s)
-            else:
-                self._sdk = anthropic.AnthropicBedrock(aws_region=self._aws_region,
-                                                       max_retries=0, timeout=self.timeout_s)
+            self._sdk = self._api.build(anthropic, api_key=lambda: self._key(refresh=False),
+                                        aws_region=self._aws_region, timeout_s=self.timeout_s)
             self._sdk_ready = False
         return self._sdk
 
@@ -288,13 +318,7 @@ class GuardedClaude:
         sdk = self.sdk
         _install_send_hook(sdk)
         _ = sdk.messages.with_raw_response  # lazily imported resource modules
-        if self.provider == "bedrock":
-            try:  # resolve credentials and load botocore's signer now, not after a grant
-                import httpx2
-
-                sdk._prepare_request(httpx2.Request("POST", str(sdk.base_url), content=b"{}"))
-            except Exception as err:  # noqa: BLE001 - the real request will report it
-                log.warning("could not pre-sign a Bedrock request: %s", err)
+        self._api.warm(sdk)
         self._sdk_ready = True
 
     def _key(self, *, refresh: bool) -> str | None:
@@ -310,7 +334,7 @@ class GuardedClaude:
     def _rotate_key(self) -> bool:
         """After a 401: fetch the key again (bypassing caches) and rebuild the SDK client.
         False when there is nothing to refresh (a fixed key, Bedrock or an injected client)."""
-        if self.provider != "anthropic" or not callable(self._api_key):
+        if not self._api.rotates_keys or not callable(self._api_key):
             return False
         old = getattr(self._sdk, "api_key", None)
         key = self._key(refresh=True)
@@ -420,7 +444,7 @@ class GuardedClaude:
             result.quota_used_percent = grant.quota_used_percent
             # Headers are observed after settling: the server's "remaining" already reflects
             # actual use, so a refund applied after lowering the bucket would undo the lowering.
-            observe = bucket.observe_headers if self.provider == "anthropic" else None
+            observe = bucket.observe_headers if self._api.reports_remaining else None
             if streaming:
                 result.status = OK
                 result.stream = GuardedStream(raw.parse(), bucket, grant, estimate, max_tokens,
@@ -428,7 +452,7 @@ class GuardedClaude:
                                                   headers))
                 return self._finish(result, started)
             message = raw.parse()
-            usage = _usage_dict(message.usage)
+            usage = Usage.of(message.usage)
             self._settle(bucket, grant, usage)
             if observe:
                 observe(headers)
@@ -565,7 +589,7 @@ class GuardedClaude:
                 else:
                     result.upstream_529 += 1
                 self._settle_failed(bucket, grant, 0, 0)  # refused upstream: no tokens used
-                if self.provider == "anthropic":
+                if self._api.reports_remaining:
                     bucket.observe_headers(headers)
                 bucket.cool_down(max(wait, 0.001))  # every caller backs off, not just this one
                 return wait, f"upstream_{status}"
@@ -590,9 +614,7 @@ class GuardedClaude:
 
     def _settle_failed(self, bucket: TokenBucket, grant: Grant, input_tokens: int,
                        output_tokens: int) -> None:
-        self._settle(bucket, grant, {"input_tokens": input_tokens, "output_tokens": output_tokens,
-                                     "cache_creation_input_tokens": 0,
-                                     "cache_read_input_tokens": 0})
+        self._settle(bucket, grant, Usage(input_tokens, output_tokens))
 
     def _finish(self, result: CallResult, started: float) -> CallResult:
         result.latency_s = self._clock() - started
@@ -613,8 +635,7 @@ class GuardedStream:
         self._grant = grant
         self._max_tokens = max_tokens
         self._result = result
-        self._usage = {"input_tokens": estimate, "output_tokens": 0,
-                       "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+        self._usage = Usage(input_tokens=estimate)
         self._done = False
         self.text_parts: list[str] = []
         self.stop_reason: str | None = None
@@ -639,7 +660,7 @@ class GuardedStream:
     def _track(self, event) -> None:
         kind = getattr(event, "type", None)
         if kind == "message_start":
-            usage = _usage_dict(event.message.usage)
+            usage = Usage.of(event.message.usage)
             self._usage.update({k: usage[k] for k in ("input_tokens",
                                                       "cache_creation_input_tokens",
                                                       "cache_read_input_tokens")})
@@ -656,7 +677,7 @@ class GuardedStream:
         if self._done:
             return
         self._done = True
-        usage = dict(self._usage)
+        usage = Usage.of(self._usage)
         if not complete:
             usage["output_tokens"] = self._max_tokens
         self._result.usage = usage

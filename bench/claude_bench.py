@@ -203,8 +203,8 @@ def render(runs: list[tuple[str, dict]]) -> str:
     def fmt(value, kind):
         if value is None:
             return "-"
-        return {"str": str(value), "int": f"{value:,.0f}", "pct": f"{value:.1%}", "s": f"{value:.2f} s",
-                "f": f"{value:.3f}"}[kind]
+        formats = {"str": "{}", "int": "{:,.0f}", "pct": "{:.1%}", "s": "{:.2f} s", "f": "{:.3f}"}
+        return formats[kind].format(value)
 
     rows = [("caller-visible calls", "calls", "int"), ("succeeded", "ok", "int"),
             ("failures seen by callers", "failed", "int"), ("deferred", "deferred", "int"),

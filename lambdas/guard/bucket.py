@@ -233,8 +233,8 @@ class TokenBucket:
             return Grant(True, 0.0, None, reserved, self.shape.used_percent(seen, now),
                          store_calls=0, acquired_at=now, bucket_id=self.bucket_id,
                          returned_at=now)
-        for _ in range(self._max_attempts):
-            start = self._start(costs, seen, now, max_wait_s)
+        for attempt in range(self._max_attempts):
+            start = self._start(costs, seen, now, max_wait_s, attempt, now - seen_at)
             update = gcra.acquire_update(self.shape, costs, seen, start, now, self._margin)
             calls += 1
             outcome, item, raw = self._write(update)
@@ -250,8 +250,8 @@ class TokenBucket:
                              bucket_id=self.bucket_id, returned_at=self._clock(),
                              start_at=start, queue_s=max(0.0, start - acquired_at),
                              first_attempt=calls == 1, _written=written)
-            seen = item
-            now = self._clock()
+            seen, seen_at = item, self._clock()
+            now = seen_at
             wait, reason = self.shape.refusal(costs, item, now)
             if wait > max_wait_s:
                 return refused(wait, reason)
@@ -360,13 +360,21 @@ class TokenBucket:
     # -- helpers -----------------------------------------------------------------------------
 
     def _start(self, costs: dict[str, float], seen: dict[str, float], now: float,
-               max_wait_s: float) -> float:
+                max_wait_s: float, attempt: int = 0, seen_age_s: float = 0.0) -> float:
         """The start to book: now without waiting; otherwise the earliest start seen plus a
-        slack (about one store round trip) so that bookings made meanwhile still fit."""
+        slack, so that bookings other callers made meanwhile still fit.
+
+        The slack is about one store round trip (p99, at most `max_slack_s`), plus one
+        request's cost per failed attempt (a booking that lost a race skips the slot taken).
+        A view that showed a queue is `seen_age_s` old: a saturated queue grows in real time,
+        so its earliest start is moved on by that age."""
         if max_wait_s <= 0:
             return now
         earliest = self.shape.earliest_start(costs, seen, -math.inf)  # not clamped to now
-        return min(max(now, earliest + self._slack()), now + max_wait_s)
+        if earliest > now - seen_age_s:  # the view showed a queue: it has grown since
+            earliest += min(seen_age_s, max_wait_s)
+        slack = self._slack() + attempt * max(costs.values(), default=0.0)
+        return min(max(now, earliest + slack), now + max_wait_s)
 
     def _slack(self) -> float:
         with self._lock:

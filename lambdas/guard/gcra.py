@@ -47,6 +47,10 @@ COOL_UNTIL = "cool_until"
 BOOKED_UNTIL = "booked_until"
 TAT_PREFIX = "tat_"
 
+#: `booked_until` is kept in whole steps of this many seconds (rounded up: a bound on every
+#: pending start), so concurrent bookings in one step write the same value and never race.
+BOOKED_STEP_S = 5.0
+
 #: Largest debt a bucket carries: its level never goes below minus one capacity.
 DEBT_FLOOR_WINDOWS = 1.0
 
@@ -194,14 +198,15 @@ def acquire_update(shape: Shape, costs: Mapping[str, float], seen: Mapping[str, 
             k_cell = update.value(cell(k, "down"))
             update.conditions.append(f"(attribute_not_exists({attr}) OR {attr} <= {k_cell})")
             update.sets.append(f"{attr} = {update.value(cell(k + cost, 'up'))}")
-    if start > now:  # a booking: booked_until = max(booked_until, start)
+    if start > now:  # a booking: booked_until = max(booked_until, start), in whole steps
         booked = update.name(BOOKED_UNTIL)
-        start_up = update.value(cell(start, "up"))
-        if seen.get(BOOKED_UNTIL, -math.inf) < start:
-            update.conditions.append(f"(attribute_not_exists({booked}) OR {booked} <= {start_up})")
-            update.sets.append(f"{booked} = {start_up}")
+        mark = math.ceil(start / BOOKED_STEP_S) * BOOKED_STEP_S
+        mark_cell = update.value(cell(mark, "up"))
+        if seen.get(BOOKED_UNTIL, -math.inf) < mark:
+            update.conditions.append(f"(attribute_not_exists({booked}) OR {booked} <= {mark_cell})")
+            update.sets.append(f"{booked} = {mark_cell}")
         else:
-            update.conditions.append(f"{booked} >= {start_up}")
+            update.conditions.append(f"{booked} >= {mark_cell}")
     return update
 
 

@@ -180,10 +180,12 @@ def test_with_no_booking_pending_refunds_are_credited_as_before():
 def test_booked_until_only_grows():
     sh = shape(rpm=60)
     item = Item()
-    book(item, sh, {"requests": 1}, T0 + 30, T0)
-    assert item.attrs["booked_until"] == pytest.approx(T0 + 30)
+    book(item, sh, {"requests": 1}, T0 + 31, T0)
+    assert item.attrs["booked_until"] == pytest.approx(T0 + 35)   # whole 5 s steps, rounded up
     book(item, sh, {"requests": 1}, T0 + 10, T0)   # an earlier start keeps the later mark
-    assert item.attrs["booked_until"] == pytest.approx(T0 + 30)
+    assert item.attrs["booked_until"] == pytest.approx(T0 + 35)
+    book(item, sh, {"requests": 1}, T0 + 33, T0)   # same step: the same value, no race
+    assert item.attrs["booked_until"] == pytest.approx(T0 + 35)
 
 
 def test_burst_fraction_caps_what_a_full_bucket_hands_out_at_once():

@@ -63,6 +63,7 @@ bench-claude: setup
 
 bench-cold-start: setup
 	$(PY) -m bench.cold_start
+	$(PY) -m bench.cold_fleet
 
 ## Re-resolve the hash-pinned locks after editing requirements/*.in. lambda.txt carries every
 ## published file's hash, so the arm64/cp312 wheels the asset needs verify too.

@@ -138,3 +138,12 @@ def test_a_person_sees_every_widget_the_limits_and_the_fired_alarm(view, tmp_pat
                 browser.close()
         shot = screenshot(server.url, tmp_path / "dashboard.png")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 100_000
+
+
+def test_the_last_15_minutes_row_reads_high_resolution_requests_at_10_s(view):
+    widget = _widget(view.data(), f"Requests: {MODEL}, last 15 min (10 s)")
+    assert (widget["period"], widget["range_label"]) == (10, "last 15 minutes")
+    line = widget["lines"][0]
+    # the agent emits Requests at StorageResolution 1, so the 10 s periods hold 5 requests each
+    assert line["period"] == 10 and [v for _, v in line["points"] if v] == [5.0] * 18
+    assert [a["label"] for a in widget["annotations"]] == ["RPM 50/min: refill 8.3 per 10 s"]

@@ -203,7 +203,9 @@ class DashboardView:
                     "not drawn locally", "lines": [], "annotations": []}
         entries = metric_entries(props)
         relative = _relative_seconds(props.get("start"))
-        lo = end - relative if relative else start
+        # "last 15 minutes" of a shorter run is the run: drawn across the widget, not squeezed
+        # into its right edge
+        lo = max(end - relative, start) if relative else start
         period = entries[0]["period"] if entries else DEFAULT_PERIOD_S
         lo = math.floor(lo / period) * period
         queries = []

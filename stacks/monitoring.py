@@ -467,7 +467,7 @@ class Monitoring(Construct):
                              "cachewrite": ten_s("CacheWriteTokens", m.model_id)},
                             f"Input+CacheWrite tokens {m.model_id}", _TEN_SECONDS),
                       ten_s("OutputTokens", m.model_id)]
-            widgets += [
+            widgets.append(cloudwatch.Row(
                 graph(f"Requests: {m.model_id}", [ten_s("Requests", m.model_id)],
                       left_annotations=refill(m.rpm, "RPM", cloudwatch.Color.PURPLE),
                       left_y_axis=cloudwatch.YAxisProps(label="per 10 s", min=0,
@@ -483,6 +483,5 @@ class Monitoring(Construct):
                        ten_s("Deferred", m.model_id)],
                       right=[ten_s("QueueSeconds", m.model_id, "Maximum")],
                       right_y_axis=cloudwatch.YAxisProps(label="booked wait s", min=0,
-                                                         show_units=False)),
-            ]
+                                                         show_units=False))))
         return widgets

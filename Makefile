@@ -11,13 +11,22 @@ export PYTHONDONTWRITEBYTECODE := 1
 # `guard` is importable as it is inside Lambda; `local` and `bench` from the repository root.
 export PYTHONPATH := $(CURDIR):$(CURDIR)/lambdas
 
-.PHONY: setup demo test bench-bucket bench-claude bench-cold-start deploy clean lock
+.PHONY: setup demo dashboard test bench-bucket bench-claude bench-cold-start deploy clean lock
 
 WHEELS := .cache/wheels-arm64
 ## checkov in its own venv: its pins would downgrade boto3 in ours. The infra tests run it.
 CHECKOV_VENV := .venv-checkov
 
-setup: $(VENV)/.installed node_modules/.installed $(WHEELS)/.done $(CHECKOV_VENV)/.installed
+setup: $(VENV)/.installed node_modules/.installed $(WHEELS)/.done $(CHECKOV_VENV)/.installed \
+	$(CHROMIUM)
+
+## The browser test and the demo's screenshot drive Debian's chromium through Playwright
+## (`executable_path`; Playwright's own browser download is never used). CI runs as root.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq chromium; else sudo apt-get update -qq && \
+		sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; fi
 
 ## Lambda dependencies for the asset (arm64, Python 3.12), hash-checked; synth installs from
 ## here with --no-index, so synth makes no network call.
@@ -46,6 +55,11 @@ node_modules/.installed: package.json package-lock.json
 ## against the Claude emulator at Tier-1 limits; report, charts and alarms in out/demo.
 demo: setup
 	$(PY) -m local.demo $(DEMO_ARGS)
+
+## The deployed dashboard on a local page, from a saved run (default: the last demo's):
+## DASHBOARD_ARGS="--run out/demo --port 8050 --screenshot out/demo/dashboard.png".
+dashboard: setup
+	$(PY) -m local.dashboard $(DASHBOARD_ARGS)
 
 ## A real account: AWS credentials in the environment, context in cdk.json or CDK_ARGS.
 deploy: setup

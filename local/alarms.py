@@ -55,7 +55,7 @@ series period by period with None for missing:
     power   := primary ["^" unary]
     primary := number | query id | FUNC "(" args ")" | "(" expr ")"
     FUNC    := IF(cond, a [, b]) | FILL(x, number | expr | REPEAT | LINEAR)
-             | ABS(x) | CEIL(x) | FLOOR(x)
+             | ABS(x) | CEIL(x) | FLOOR(x) | PERIOD(x)
 
 Any operation with a missing operand is missing; division by zero is missing; IF takes `a`
 where `cond` is non-zero, `b` (missing when omitted) where it is zero, missing where `cond`
@@ -371,7 +371,7 @@ _TOKEN = re.compile(r"""\s*(?:
   | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<op>==|!=|<=|>=|&&|\|\||[-+*/^(),<>!])
 )""", re.VERBOSE)
-_FUNCTIONS = {"IF", "FILL", "ABS", "CEIL", "FLOOR"}
+_FUNCTIONS = {"IF", "FILL", "ABS", "CEIL", "FLOOR", "PERIOD"}
 _FILL_MODES = {"REPEAT", "LINEAR"}
 _KEYWORDS = {"AND": "&&", "OR": "||", "NOT": "!"}
 
@@ -577,11 +577,11 @@ def _fill(values: Series, how) -> Series:
 
 
 def evaluate_expression(expression: str, variables: Mapping[str, Series],
-                        length: int | None = None) -> Series:
+                        length: int | None = None, period_s: float | None = None) -> Series:
     """Evaluate one metric-math expression over per-period series (None = missing).
 
     `variables` maps query ids to equally long series; `length` is needed only when there
-    are no variables (a constant expression).
+    are no variables (a constant expression); `period_s` is what PERIOD(x) returns.
     """
     tree = _Parser(expression).parse()
     if length is None:
@@ -624,6 +624,10 @@ def evaluate_expression(expression: str, variables: Mapping[str, Series],
                 if args[1][0] == "mode":
                     return _fill(values, args[1][1])
                 return _fill(values, broadcast(run(args[1])))
+            if fn == "PERIOD":
+                if period_s is None:
+                    raise ExpressionError(f"PERIOD() needs the query's period in {expression!r}")
+                return [float(period_s)] * length
             func = {"ABS": abs, "CEIL": math.ceil, "FLOOR": math.floor}[fn]
             return [None if v is None else float(func(v)) for v in broadcast(run(args[0]))]
         raise ExpressionError(f"cannot evaluate {node!r}")  # pragma: no cover
@@ -659,7 +663,7 @@ def _query_values(alarm: AlarmDefinition, store: MetricStore, start: float,
         else:
             names = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", query.expression))
             variables = {n: values_of(n) for n in names if n in by_id}
-            result = evaluate_expression(query.expression, variables, len(grid))
+            result = evaluate_expression(query.expression, variables, len(grid), period)
         busy.discard(qid)
         done[qid] = result
         return result

@@ -2,17 +2,15 @@
 
 * `plot_rates`: requests, input tokens and output tokens per minute (sliding 60 s sums) for
   each model, against the model's limits.
-* `plot_dashboard`: the deployed CloudWatch dashboard, widget by widget, drawn from the same
-  metrics: the synthesized DashboardBody is parsed and each metric widget's lines (and metric
-  math, through `local.alarms`' expression evaluator) are queried from the store.
+
+The deployed dashboard itself is drawn on a local page (`local/dashboard.py`); its screenshot
+is the demo's `dashboard.png`.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
-from typing import Any, Callable
+
 
 NAMESPACE = "Bulwark"
 STEP_S = 5
@@ -102,101 +100,3 @@ def plot_rates(store, limits: dict[str, dict[str, float]], start: float, end: fl
     figure.savefig(path, dpi=90)
     plt.close(figure)
     return path
-
-
-def resolve_intrinsics(value: Any, resolve: Callable[[Any], str]) -> Any:
-    """Fn::Join of strings and Ref/GetAtt -> one string (dashboard bodies are Fn::Join)."""
-    if isinstance(value, dict) and "Fn::Join" in value:
-        separator, parts = value["Fn::Join"]
-        return separator.join(resolve_intrinsics(p, resolve) for p in parts)
-    if isinstance(value, dict):
-        return resolve(value)
-    return value
-
-
-def dashboard_widgets(template: dict, resolve: Callable[[Any], str]) -> list[dict]:
-    """The metric widgets of every dashboard in the template, in order."""
-    widgets = []
-    for resource in template.get("Resources", {}).values():
-        if resource.get("Type") != "AWS::CloudWatch::Dashboard":
-            continue
-        body = json.loads(resolve_intrinsics(resource["Properties"]["DashboardBody"], resolve))
-        widgets += [w for w in body.get("widgets", []) if w.get("type") == "metric"]
-    return widgets
-
-
-def _widget_lines(widget: dict, store, start: float, end: float) -> list[tuple[str, list]]:
-    """[(label, [(t, value)])] for one widget's visible metrics and expressions."""
-    from local.alarms import evaluate_expression
-
-    props = widget.get("properties", {})
-    period = int(props.get("period", 60))
-    default_stat = props.get("stat", "Average")
-    by_id: dict[str, list] = {}
-    lines = []
-    previous: list = []
-    for entry in props.get("metrics", []):
-        options = entry[-1] if entry and isinstance(entry[-1], dict) else {}
-        fields = entry[:-1] if options else entry
-        if "expression" in options:
-            continue
-        fields = [previous[i] if f == "..." and i < len(previous) else f
-                  for i, f in enumerate(fields)]
-        if len(fields) == 1 and fields[0] == "...":
-            fields = previous
-        previous = list(fields)
-        namespace, name, *dims = fields
-        dimensions = dict(zip(dims[0::2], dims[1::2])) or None
-        stat = options.get("stat", default_stat)
-        series = store.series(namespace, name, dimensions, stat, int(options.get("period",
-                                                                                 period)),
-                              start, end)
-        if options.get("id"):
-            by_id[options["id"]] = series
-        if options.get("visible", True):
-            lines.append((options.get("label", f"{name} {stat}"), series))
-    times = [t for t, _ in next(iter(by_id.values()))] if by_id else []
-    values = {key: [v for _, v in series] for key, series in by_id.items()}
-    for entry in props.get("metrics", []):
-        options = entry[-1] if entry and isinstance(entry[-1], dict) else {}
-        if "expression" in options and times:
-            try:
-                result = evaluate_expression(options["expression"], values)
-            except Exception:  # noqa: BLE001 - a widget we cannot evaluate is left out
-                continue
-            if options.get("id"):
-                values[options["id"]] = result
-            if options.get("visible", True):
-                lines.append((options.get("label", options["expression"]),
-                              list(zip(times, result))))
-    return lines
-
-
-def plot_dashboard(template: dict, store, start: float, end: float, path: Path,
-                   resolve: Callable[[Any], str]) -> tuple[Path, int]:
-    """Draw the deployed dashboard's metric widgets; returns (path, widgets drawn)."""
-    plt = _matplotlib()
-    widgets = dashboard_widgets(template, resolve)
-    columns = 3
-    rows = max(1, math.ceil(len(widgets) / columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(16, 3.2 * rows), squeeze=False)
-    for index, widget in enumerate(widgets):
-        axis = axes[index // columns][index % columns]
-        for label, series in _widget_lines(widget, store, start, end):
-            points = [(t - start, v) for t, v in series if v is not None]
-            if points:
-                axis.plot(*zip(*points), marker=".", label=label[:40])
-        for annotation in widget.get("properties", {}).get("annotations", {}).get(
-                "horizontal", []):
-            if isinstance(annotation.get("value"), (int, float)):
-                axis.axhline(annotation["value"], color="tab:red", linestyle="--",
-                             label=str(annotation.get("label", ""))[:40])
-        axis.set_title(str(widget.get("properties", {}).get("title", ""))[:60], fontsize=8)
-        if axis.lines:
-            axis.legend(fontsize=6)
-    for index in range(len(widgets), rows * columns):
-        axes[index // columns][index % columns].axis("off")
-    figure.tight_layout()
-    figure.savefig(path, dpi=80)
-    plt.close(figure)
-    return path, len(widgets)

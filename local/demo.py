@@ -129,6 +129,7 @@ class Scenario:
     deadline_s: float = 4.0
     drain_timeout_s: float = 240.0
     seed: int = 7
+    serve: bool = False  # serve the dashboard page live while the fleet runs, then until Ctrl-C
     out: Path = field(default_factory=lambda: REPO_ROOT / "out" / "demo")
 
 
@@ -280,6 +281,7 @@ def run(scenario: Scenario) -> int:
             emulator.inject("529", count=scenario.inject_529)
 
         files = [open(out / name, "w") for name in ("emf.jsonl", "audit.jsonl", "agent.log")]
+        live = _LivePage(aws, stack, out / "emf.jsonl") if scenario.serve else None
         router = _LineRouter(*files)
         guard_log = _GuardLogCounter(files[2])
         records: dict[str, RunRecord] = {}
@@ -311,10 +313,56 @@ def run(scenario: Scenario) -> int:
         print("\n4/4 report, charts, alarms", flush=True)
         from local.report import write_report
 
-        return write_report(out=out, records=records, emulator_stats=emulator.stats(),
+        code = write_report(out=out, records=records, emulator_stats=emulator.stats(),
                             template=stack.template(), env=env, aws=aws, stack=stack,
                             started=fleet_started, ended=fleet_ended, timings=timings,
                             scenario=scenario, guard_log=guard_log.counts)
+        if live:
+            live.serve_until_interrupted()
+        return code
+
+
+class _LivePage:
+    """`--serve`: the dashboard page of this run, live. A thread ingests what the fleet has
+    written to emf.jsonl into local CloudWatch every 2 s; the page redraws every 5 s."""
+
+    def __init__(self, aws: LocalAws, stack, emf_path: Path) -> None:
+        from local.cloudwatch import LocalCloudWatch
+        from local.dashboard import DashboardServer, DashboardView, resolver
+
+        self.cloudwatch = LocalCloudWatch(aws.client("cloudwatch"))
+        self.started = time.time()
+        self.view = DashboardView(stack.template(), self.cloudwatch,
+                                  lambda: (self.started, time.time()),
+                                  resolver(dict(stack.resources)), live=True)
+        self.server = DashboardServer(self.view, 8050).start()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._tail, args=(emf_path,), daemon=True)
+        self._thread.start()
+        print(f"    dashboard page, live: {self.server.url}", file=sys.__stdout__, flush=True)
+
+    def _tail(self, path: Path) -> None:
+        offset = 0
+        while not self._stop.wait(2.0):
+            if not path.exists():
+                continue
+            with open(path) as handle:
+                handle.seek(offset)
+                chunk = handle.read()
+            complete = chunk[:chunk.rfind("\n") + 1]
+            offset += len(complete.encode())
+            if complete:
+                self.cloudwatch.put_emf_lines(complete.splitlines())
+
+    def serve_until_interrupted(self) -> None:
+        print(f"serving the dashboard page at {self.server.url} (Ctrl-C stops)", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self._stop.set()
+            self.server.stop()
 
 
 def _start_mcp_stand_in(aws: LocalAws, env: dict) -> LocalAwsMcp | None:
@@ -477,11 +525,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="probability that a bucket write is throttled")
     parser.add_argument("--deadline", type=float, default=4.0, help="seconds per request")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "out" / "demo")
+    parser.add_argument("--serve", action="store_true",
+                        help="serve the dashboard page live while the fleet runs")
     args = parser.parse_args(argv)
     scenario = Scenario(requests=args.requests, workers=args.workers, tier=args.tier,
                         provider=args.provider, overflow_policy=args.overflow_policy,
                         inject_529=args.inject_529, dynamodb_throttle=args.dynamodb_throttle,
-                        deadline_s=args.deadline, out=args.out)
+                        deadline_s=args.deadline, out=args.out, serve=args.serve)
     try:
         return run(scenario)
     except KeyboardInterrupt:

@@ -23,8 +23,10 @@ CloudWatch semantics kept here:
   nearest rank on large samples; on small samples nearest rank is what it reports.
 - Units are kept on each datapoint but never converted (CloudWatch does not either).
 
-What is not modelled: high-resolution storage (datapoints keep their full timestamp, periods
-of any length in seconds are accepted), metric retention and the two-week timestamp window.
+Each datapoint keeps its EMF `StorageResolution` (1 or 60, default 60); this store itself
+does not aggregate by it (datapoints keep their full timestamp, periods of any length are
+accepted): `local.cloudwatch.LocalCloudWatch` reads standard-resolution metrics at no finer
+than 60 s, as CloudWatch does. Not modelled: retention and the two-week timestamp window.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Datapoint", "MetricStore", "EmfError", "STATISTICS", "parse_statistic"]
+__all__ = ["Datapoint", "MetricStore", "EmfError", "STATISTICS", "parse_statistic",
+           "points_from_emf", "emf_documents"]
 
 #: the plain statistics `MetricStore.series` accepts (plus percentiles "p0".."p100")
 STATISTICS = ("Sum", "Average", "Minimum", "Maximum", "SampleCount")
@@ -63,11 +66,15 @@ class Datapoint:
     dimensions: Dimensions
     value: float
     unit: str = "None"
+    #: EMF/PutMetricData StorageResolution: 1 (high resolution) or 60 (standard)
+    resolution: int = 60
 
     @classmethod
     def of(cls, timestamp: float, namespace: str, name: str, value: float,
-           dimensions: Mapping[str, str] | None = None, unit: str = "None") -> Datapoint:
-        return cls(float(timestamp), namespace, name, _dims_key(dimensions), float(value), unit)
+           dimensions: Mapping[str, str] | None = None, unit: str = "None",
+           resolution: int = 60) -> Datapoint:
+        return cls(float(timestamp), namespace, name, _dims_key(dimensions), float(value), unit,
+                   resolution)
 
 
 def parse_statistic(statistic: str) -> tuple[str, float | None]:
@@ -140,6 +147,81 @@ class _Series:
             self.ordered = True
 
 
+def points_from_emf(doc: dict) -> list[Datapoint]:
+    """The datapoints of one EMF document (see `MetricStore.add_emf` for what is rejected)."""
+    if not isinstance(doc, dict):
+        raise EmfError(f"an EMF document is a JSON object, got {type(doc).__name__}")
+    meta = doc.get("_aws")
+    if not isinstance(meta, dict) or not isinstance(meta.get("CloudWatchMetrics"), list):
+        raise EmfError("not an EMF document: no _aws.CloudWatchMetrics list")
+    stamp = meta.get("Timestamp")
+    if not _is_number(stamp):
+        raise EmfError(f"EMF _aws.Timestamp must be epoch milliseconds, got {stamp!r}")
+    timestamp = stamp / 1000.0
+    points: list[Datapoint] = []
+    for directive in meta["CloudWatchMetrics"]:
+        if not isinstance(directive, dict):
+            raise EmfError(f"EMF CloudWatchMetrics entry is not an object: {directive!r}")
+        namespace = directive.get("Namespace")
+        if not isinstance(namespace, str) or not namespace:
+            raise EmfError(f"EMF directive without a Namespace: {directive!r}")
+        dimension_sets = directive.get("Dimensions", [[]])
+        if not isinstance(dimension_sets, list) or not dimension_sets:
+            dimension_sets = [[]]
+        keys: list[Dimensions] = []
+        for names in dimension_sets:
+            if not isinstance(names, list):
+                raise EmfError(f"EMF Dimensions must be a list of lists, got {names!r}")
+            pairs = []
+            for name in names:
+                value = doc.get(name)
+                if not isinstance(name, str) or value is None or isinstance(value,
+                                                                            (dict, list)):
+                    raise EmfError(f"EMF dimension {name!r} has no scalar value in the "
+                                   "document")
+                pairs.append((name, str(value)))
+            keys.append(_dims_key(pairs))
+        for metric in directive.get("Metrics", []):
+            if not isinstance(metric, dict) or not isinstance(metric.get("Name"), str):
+                raise EmfError(f"EMF metric definition without a Name: {metric!r}")
+            name = metric["Name"]
+            unit = metric.get("Unit") or "None"
+            resolution = metric.get("StorageResolution", 60)
+            if resolution not in (1, 60):
+                raise EmfError(f"EMF metric {name!r}: StorageResolution must be 1 or 60, got "
+                               f"{resolution!r}")
+            raw = doc.get(name)
+            if raw is None:
+                continue
+            values = raw if isinstance(raw, list) else [raw]
+            if not all(_is_number(v) for v in values):
+                raise EmfError(f"EMF metric {name!r} must be a number or a list of numbers, "
+                               f"got {raw!r}")
+            for dims in keys:
+                for value in values:
+                    points.append(Datapoint(timestamp, namespace, name, dims, float(value),
+                                            unit, resolution))
+    return points
+
+
+def emf_documents(lines: Iterable[str | bytes]) -> Iterable[dict]:
+    """The EMF-looking documents among `lines`: JSON objects (after any log prefix before the
+    first `{`) with an `_aws.CloudWatchMetrics` entry; other lines are skipped."""
+    for line in lines:
+        if not isinstance(line, str):
+            line = line.decode("utf-8", "replace")
+        brace = line.find("{")
+        if brace < 0:
+            continue
+        try:
+            doc = json.loads(line[brace:])
+        except ValueError:
+            continue
+        if isinstance(doc, dict) and isinstance(doc.get("_aws"), dict) \
+                and "CloudWatchMetrics" in doc["_aws"]:
+            yield doc
+
+
 class MetricStore:
     """Thread-safe in-memory metric store with CloudWatch-style per-period statistics.
 
@@ -176,7 +258,7 @@ class MetricStore:
         whose value is not a number or a list of numbers. A declared metric absent from the
         document is skipped, as CloudWatch does. Nothing is added when the document is bad.
         """
-        points = self._points_from_emf(doc)
+        points = points_from_emf(doc)
         with self._lock:
             for point in points:
                 key = (point.namespace, point.name, point.dimensions)
@@ -192,77 +274,13 @@ class MetricStore:
         `{` (a log prefix) is ignored. EMF documents that are malformed are skipped too and
         counted in `rejected_lines`."""
         added = 0
-        for line in lines:
-            if not isinstance(line, str):
-                line = line.decode("utf-8", "replace")
-            brace = line.find("{")
-            if brace < 0:
-                continue
-            try:
-                doc = json.loads(line[brace:])
-            except ValueError:
-                continue
-            if not isinstance(doc, dict) or not isinstance(doc.get("_aws"), dict) \
-                    or "CloudWatchMetrics" not in doc["_aws"]:
-                continue
+        for doc in emf_documents(lines):
             try:
                 added += self.add_emf(doc)
             except EmfError:
                 with self._lock:
                     self.rejected_lines += 1
         return added
-
-    @staticmethod
-    def _points_from_emf(doc: dict) -> list[Datapoint]:
-        if not isinstance(doc, dict):
-            raise EmfError(f"an EMF document is a JSON object, got {type(doc).__name__}")
-        meta = doc.get("_aws")
-        if not isinstance(meta, dict) or not isinstance(meta.get("CloudWatchMetrics"), list):
-            raise EmfError("not an EMF document: no _aws.CloudWatchMetrics list")
-        stamp = meta.get("Timestamp")
-        if not _is_number(stamp):
-            raise EmfError(f"EMF _aws.Timestamp must be epoch milliseconds, got {stamp!r}")
-        timestamp = stamp / 1000.0
-        points: list[Datapoint] = []
-        for directive in meta["CloudWatchMetrics"]:
-            if not isinstance(directive, dict):
-                raise EmfError(f"EMF CloudWatchMetrics entry is not an object: {directive!r}")
-            namespace = directive.get("Namespace")
-            if not isinstance(namespace, str) or not namespace:
-                raise EmfError(f"EMF directive without a Namespace: {directive!r}")
-            dimension_sets = directive.get("Dimensions", [[]])
-            if not isinstance(dimension_sets, list) or not dimension_sets:
-                dimension_sets = [[]]
-            keys: list[Dimensions] = []
-            for names in dimension_sets:
-                if not isinstance(names, list):
-                    raise EmfError(f"EMF Dimensions must be a list of lists, got {names!r}")
-                pairs = []
-                for name in names:
-                    value = doc.get(name)
-                    if not isinstance(name, str) or value is None or isinstance(value,
-                                                                                (dict, list)):
-                        raise EmfError(f"EMF dimension {name!r} has no scalar value in the "
-                                       "document")
-                    pairs.append((name, str(value)))
-                keys.append(_dims_key(pairs))
-            for metric in directive.get("Metrics", []):
-                if not isinstance(metric, dict) or not isinstance(metric.get("Name"), str):
-                    raise EmfError(f"EMF metric definition without a Name: {metric!r}")
-                name = metric["Name"]
-                unit = metric.get("Unit") or "None"
-                raw = doc.get(name)
-                if raw is None:
-                    continue
-                values = raw if isinstance(raw, list) else [raw]
-                if not all(_is_number(v) for v in values):
-                    raise EmfError(f"EMF metric {name!r} must be a number or a list of numbers, "
-                                   f"got {raw!r}")
-                for dims in keys:
-                    for value in values:
-                        points.append(Datapoint(timestamp, namespace, name, dims, float(value),
-                                                unit))
-        return points
 
     # --- queries --------------------------------------------------------------------------
     def names(self) -> set[tuple[str, str]]:

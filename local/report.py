@@ -10,7 +10,8 @@ from typing import Any
 
 from bench.bucket_load import percentile
 from local.alarms import evaluate_all, render_report
-from local.charts import plot_dashboard, plot_rates
+from local.charts import plot_rates
+from local.dashboard import resolver
 from local.metrics import Datapoint, MetricStore
 from stacks.outputs import FUNCTION_NAME
 
@@ -34,23 +35,31 @@ def _bound_text(admitted: float, cap: float, seconds: float) -> str:
             f"+ {cap:,.0f} at start) = {admitted / bound:.0%}")
 
 
-def _resolver(stack):
-    """CloudFormation intrinsics in the template -> the deployed physical names."""
-    def resolve(value: Any) -> str:
-        if isinstance(value, dict):
-            if "Ref" in value:
-                return stack.resources.get(value["Ref"], value["Ref"])
-            if "Fn::GetAtt" in value:
-                logical, attribute = value["Fn::GetAtt"]
-                physical = stack.resources.get(logical, logical)
-                return physical.rsplit("/", 1)[-1] if attribute == "QueueName" else physical
-            if "Fn::Join" in value:
-                separator, parts = value["Fn::Join"]
-                return separator.join(resolve(p) if isinstance(p, dict) else str(p)
-                                      for p in parts)
-        return str(value)
+def _dashboard_page(out: Path, aws, stack, template: dict, started: float, ended: float,
+                    platform: list[Datapoint]) -> str:
+    """The run saved for replay (`run.json`), its EMF ingested into local CloudWatch, and a
+    screenshot of the dashboard page (`dashboard.png`) when Chromium is installed."""
+    from local.cloudwatch import LocalCloudWatch
+    from local.dashboard import (DashboardServer, DashboardView, browser_available, save_run,
+                                 screenshot)
 
-    return resolve
+    save_run(out, template=template, resources=dict(stack.resources), start=started,
+             end=ended, extra=platform)
+    cloudwatch = LocalCloudWatch(aws.client("cloudwatch"))
+    with open(out / "emf.jsonl") as emf:
+        cloudwatch.put_emf_lines(emf)
+    cloudwatch.put(platform)
+    view = DashboardView(template, cloudwatch, lambda: (started, ended),
+                         resolver(dict(stack.resources)))
+    run = view.data()["run"]
+    text = (f"dashboard page: {run['widgets']} widgets, {run['with_data']} with data, "
+            f"{run['no_data']} with no data in this run")
+    if browser_available():
+        with DashboardServer(view) as server:
+            text += f"; screenshot {screenshot(server.url, out / 'dashboard.png')}"
+    else:
+        text += "; no screenshot (make setup installs chromium)"
+    return text + f"; open it: make dashboard (python -m local.dashboard --run {out})"
 
 
 def _destructive_allowed(decisions: list[dict]) -> list[dict]:
@@ -75,12 +84,15 @@ def write_report(*, out: Path, records: dict, emulator_stats: dict, template: di
         "Attributes"]["ApproximateNumberOfMessages"])
     dlq_name = env["DLQ_URL"].rsplit("/", 1)[-1]
     function_name = stack.outputs[FUNCTION_NAME]
+    platform = []
     for minute in range(int(started), int(ended) + 60, 60):
-        store.add(Datapoint(minute, "AWS/SQS", "ApproximateNumberOfMessagesVisible",
-                            (("QueueName", dlq_name),), float(dlq_depth), "Count"))
+        platform.append(Datapoint(minute, "AWS/SQS", "ApproximateNumberOfMessagesVisible",
+                                  (("QueueName", dlq_name),), float(dlq_depth), "Count"))
         for name in ("Errors", "Throttles"):
-            store.add(Datapoint(minute, "AWS/Lambda", name,
-                                (("FunctionName", function_name),), 0.0, "Count"))
+            platform.append(Datapoint(minute, "AWS/Lambda", name,
+                                      (("FunctionName", function_name),), 0.0, "Count"))
+    for point in platform:
+        store.add(point)
 
     from cli.dlq import release, scan
 
@@ -172,15 +184,14 @@ def write_report(*, out: Path, records: dict, emulator_stats: dict, template: di
         f"p50 {percentile(end_to_end, 50):.1f} s, p99 {percentile(end_to_end, 99):.1f} s",
     ]
 
-    resolve = _resolver(stack)
+    resolve = resolver(dict(stack.resources))
     limits_by_model = {m: {k: spec.get(k) for k in ("rpm", "itpm", "otpm", "tpm")}
                        for m, spec in models.items()}
     rates = plot_rates(store, limits_by_model, started, ended, out / "rates.png")
-    dashboard, widgets = plot_dashboard(template, store, started, ended, out / "dashboard.png",
-                                        resolve)
+    page = _dashboard_page(out, aws, stack, template, started, ended, platform)
     results = evaluate_all(template, store, started - 60, ended + 60, resolve=resolve)
     fired = [r for r in results if r.fired]
-    lines += [f"charts: {rates} ; {dashboard} ({widgets} dashboard widgets drawn)",
+    lines += [f"charts: {rates} ; {page}",
               f"alarms that would have fired: {len(fired)} of {len(results)}",
               render_report(results, run_s=ended - started)]
 

@@ -43,6 +43,7 @@ ALARM_KEY = "bulwark_alarm"  # custom_params key naming each alarm in `Monitorin
 _ONE_MINUTE = Duration.minutes(1)
 _FIVE_MINUTES = Duration.minutes(5)
 _ONE_HOUR = Duration.hours(1)
+_TEN_SECONDS = Duration.seconds(10)
 _STAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 
 
@@ -187,6 +188,8 @@ class Monitoring(Construct):
 
         self.facade.add_large_header(f"Bulwark {stage}: {stack.stack_name}")
         for widget in self._overview_widgets(models):
+            self.facade.add_widget(widget)
+        for widget in self._high_resolution_row(models):
             self.facade.add_widget(widget)
         for model in models:
             self._model_alarms(model.model_id, thresholds)
@@ -434,3 +437,51 @@ class Monitoring(Construct):
             right=[_metric("Requests", m.model_id, "Sum", _ONE_MINUTE, "Requests/min")],
             right_annotations=right_annotations,
             right_y_axis=cloudwatch.YAxisProps(label="requests/min", min=0, show_units=False))
+
+    @staticmethod
+    def _high_resolution_row(models: list[ModelLimits]) -> list[cloudwatch.IWidget]:
+        """Rate limits over the last 15 minutes at 10 s (high-resolution metrics,
+        `agent.telemetry.HIGH_RESOLUTION`). The limit lines are what the bucket enforces in
+        10 s: its refill, limit / 6 (a full bucket admits up to one minute's limit more)."""
+        def ten_s(name: str, model_id: str, stat: str = "Sum") -> cloudwatch.Metric:
+            return _metric(name, model_id, stat, _TEN_SECONDS, f"{name} {model_id}")
+
+        def graph(title: str, left, **kw) -> cloudwatch.GraphWidget:
+            return cloudwatch.GraphWidget(title=f"{title}, last 15 min (10 s)", left=left,
+                                          width=8, height=6, period=_TEN_SECONDS,
+                                          start="-PT15M", **kw)
+
+        def refill(value: float | None, what: str, color: str):
+            if value is None:
+                return []
+            return [cloudwatch.HorizontalAnnotation(
+                value=value / 6, color=color,
+                label=f"{what} {value:,.0f}/min: refill {value / 6:,.1f} per 10 s")]
+
+        widgets: list[cloudwatch.IWidget] = [cloudwatch.TextWidget(
+            markdown="### Rate limits, last 15 minutes (10 s, high resolution)", width=24,
+            height=1)]
+        for m in models:
+            tokens = [_rate("FILL(input, 0) + FILL(cachewrite, 0)",
+                            {"input": ten_s("InputTokens", m.model_id),
+                             "cachewrite": ten_s("CacheWriteTokens", m.model_id)},
+                            f"Input+CacheWrite tokens {m.model_id}", _TEN_SECONDS),
+                      ten_s("OutputTokens", m.model_id)]
+            widgets.append(cloudwatch.Row(
+                graph(f"Requests: {m.model_id}", [ten_s("Requests", m.model_id)],
+                      left_annotations=refill(m.rpm, "RPM", cloudwatch.Color.PURPLE),
+                      left_y_axis=cloudwatch.YAxisProps(label="per 10 s", min=0,
+                                                        show_units=False)),
+                graph(f"Tokens: {m.model_id}", tokens,
+                      left_annotations=refill(m.itpm or m.tpm, "ITPM" if m.itpm else "TPM",
+                                              cloudwatch.Color.RED)
+                      + refill(m.otpm, "OTPM", cloudwatch.Color.ORANGE),
+                      left_y_axis=cloudwatch.YAxisProps(label="tokens per 10 s", min=0,
+                                                        show_units=False)),
+                graph(f"Throttles, 429s, deferrals: {m.model_id}",
+                      [ten_s("LocalThrottles", m.model_id), ten_s("Upstream429", m.model_id),
+                       ten_s("Deferred", m.model_id)],
+                      right=[ten_s("QueueSeconds", m.model_id, "Maximum")],
+                      right_y_axis=cloudwatch.YAxisProps(label="booked wait s", min=0,
+                                                         show_units=False))))
+        return widgets

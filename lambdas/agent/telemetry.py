@@ -22,6 +22,11 @@ METRICS = {
     "GrantToSendMs": "Milliseconds", "QueueSeconds": "Seconds",
 }
 
+#: high-resolution (StorageResolution 1) metrics: the dashboard's "last 15 minutes" rate-limit
+#: row reads them at 10 s (README, "Metrics": the extra cost)
+HIGH_RESOLUTION = {"Requests", "InputTokens", "OutputTokens", "CacheWriteTokens",
+                   "LocalThrottles", "Upstream429", "Deferred", "QueueSeconds"}
+
 #: metrics that take the largest value seen in a request rather than the sum
 _MAXIMA = {"QuotaUsedPercent", "RetryAfterSeconds", "GrantToSendMs", "QueueSeconds"}
 
@@ -67,7 +72,7 @@ class RequestMetrics:
             self.add(model, "Latency", result.latency_s * 1000)
 
     def flush(self) -> None:
-        from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+        from aws_lambda_powertools.metrics import EphemeralMetrics, MetricResolution, MetricUnit
 
         for model, values in self.values.items():
             metrics = EphemeralMetrics(namespace=NAMESPACE)
@@ -75,6 +80,7 @@ class RequestMetrics:
             metrics.add_dimension(name=DIMENSION, value=model)
             for name, value in values.items():
                 metrics.add_metric(name=name, unit=getattr(MetricUnit, METRICS[name]),
-                                   value=value)
+                                   value=value, resolution=MetricResolution.High
+                                   if name in HIGH_RESOLUTION else MetricResolution.Standard)
             metrics.flush_metrics()
         self.values.clear()

@@ -1,4 +1,4 @@
-"""Charts from emitted metrics: produced, non-empty, and the dashboard's widgets all drawn."""
+"""Charts from emitted metrics: produced and non-empty (the dashboard: test_dashboard_page)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 
 from agent.telemetry import RequestMetrics
-from local.charts import dashboard_widgets, plot_dashboard, plot_rates
+from local.charts import plot_rates
 from local.metrics import MetricStore
 
 START = 1_800_000_000.0
@@ -52,14 +52,3 @@ def test_rate_chart_is_written_and_not_blank(store, tmp_path):
     path = plot_rates(store, {MODEL: {"rpm": 50, "itpm": 30000, "otpm": 8000}}, START,
                       START + 120, tmp_path / "rates.png")
     assert path.stat().st_size > 20_000 and _non_blank(path)
-
-
-def test_dashboard_rendering_draws_every_metric_widget_of_the_deployed_dashboard(
-        dev, store, tmp_path):
-    widgets = dashboard_widgets(dev.json, resolve=lambda value: "resolved-name")
-    titles = [w["properties"].get("title", "") for w in widgets]
-    assert any("429" in t for t in titles) and any("Latency" in t for t in titles)
-    path, drawn = plot_dashboard(dev.json, store, START, START + 120, tmp_path / "dash.png",
-                                 resolve=lambda value: "resolved-name")
-    assert drawn == len(widgets) >= 10
-    assert path.stat().st_size > 50_000 and _non_blank(path)

@@ -20,10 +20,15 @@ METRICS = {
     "Deferred": "Count", "Degraded": "Count", "Rejected": "Count", "Latency": "Milliseconds",
     "CostUSD": "NoUnit", "Succeeded": "Count", "Failed": "Count", "QuotaUsedPercent": "Percent",
     "GrantToSendMs": "Milliseconds", "QueueSeconds": "Seconds",
+    # the batch lane (agent.batch): dimension Model ("all" for BatchInFlight)
+    "BatchQueued": "Count", "BatchSubmitted": "Count", "BatchSucceeded": "Count",
+    "BatchErrored": "Count", "BatchExpired": "Count", "BatchCostUSD": "NoUnit",
+    "BatchSavedUSD": "NoUnit", "BatchInFlight": "Count",
 }
 
 #: metrics that take the largest value seen in a request rather than the sum
-_MAXIMA = {"QuotaUsedPercent", "RetryAfterSeconds", "GrantToSendMs", "QueueSeconds"}
+_MAXIMA = {"QuotaUsedPercent", "RetryAfterSeconds", "GrantToSendMs", "QueueSeconds",
+           "BatchInFlight"}
 
 
 class RequestMetrics:

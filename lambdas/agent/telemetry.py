@@ -20,7 +20,7 @@ METRICS = {
     "Deferred": "Count", "Degraded": "Count", "Rejected": "Count", "Latency": "Milliseconds",
     "CostUSD": "NoUnit", "Succeeded": "Count", "Failed": "Count", "QuotaUsedPercent": "Percent",
     "GrantToSendMs": "Milliseconds", "QueueSeconds": "Seconds",
-    # the batch lane (agent.batch): dimension Model ("all" for BatchInFlight)
+    # the batch lane (agent.batch); BatchInFlight: requests held by open batches (a gauge)
     "BatchQueued": "Count", "BatchSubmitted": "Count", "BatchSucceeded": "Count",
     "BatchErrored": "Count", "BatchExpired": "Count", "BatchCostUSD": "NoUnit",
     "BatchSavedUSD": "NoUnit", "BatchInFlight": "Count",

@@ -91,8 +91,6 @@ def _run(kind: str) -> dict[str, Any]:
     rt = _rt()
     worker = rt.collector(metrics) if kind == "collector" else rt.poller(metrics)
     summary = worker.run()
-    if kind == "poller":
-        metrics.add("all", "BatchInFlight", summary.in_flight)
     metrics.flush()
     result = asdict(summary)
     logger.info(f"batch {kind} run", extra={"summary": result})

@@ -70,6 +70,12 @@ class Poller:
         except NotNow as wait:
             summary.stopped = str(wait)
         summary.in_flight = self.store.queued()
+        if self.metrics is not None:  # in flight per model, 0 included (a gauge)
+            held = {model: 0 for model in self.config.models}
+            for intent in self.store.intents():
+                held[intent.model] = held.get(intent.model, 0) + intent.n
+            for model, n in held.items():
+                self.metrics.add(model, "BatchInFlight", n)
         return summary
 
     def poll(self, intent: Intent, summary: PollSummary) -> None:

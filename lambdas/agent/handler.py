@@ -357,7 +357,8 @@ def handler(event: Any, context: Any) -> dict:
     url_event = is_function_url_event(event)
     response = _handle(event, context, url_event)
     if url_event:
-        code = {"ok": 200, "deferred": 202, "rejected": 429}.get(response["status"], 400)
+        code = {"ok": 200, "deferred": 202, "queued": 202, "rejected": 429}.get(
+            response["status"], 400)
         if response.get("error", {}).get("type") in ("internal", "configuration"):
             code = 500
         return {"statusCode": code, "headers": {"content-type": "application/json"},

@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from local.child import ChildServer, announce_port, exit_with_parent
+from local.claude_batches import BATCH_CONFIG, BatchService, validate_batch_config
 from stacks.presets import ANTHROPIC_TIERS, FAMILIES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -90,6 +91,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # than accel_fraction of the RPM capacity arrived within the last accel_window_s seconds
     "accel_fraction": None,
     "accel_window_s": 1.0,
+    # Message Batches (local.claude_batches): processing time, per-batch and queue limits
+    **BATCH_CONFIG,
 }
 
 FAULT_KINDS = ("529", "500", "504", "429", "spend_limit", "slow")
@@ -436,6 +439,7 @@ class Emulator:
         self.config = copy.deepcopy(self.initial_config)
         self.faults: collections.deque[dict] = collections.deque()
         self._reset_state()
+        self.batch_service = BatchService(self)
 
     # config ------------------------------------------------------------------------------------
 
@@ -493,6 +497,7 @@ class Emulator:
         if not isinstance(config["revoked_api_keys"], list) or not all(
                 isinstance(key, str) for key in config["revoked_api_keys"]):
             raise ValueError("revoked_api_keys must be a list of strings")
+        validate_batch_config(config)
         for key in ("output_tokens", "context_window", "cache_min_tokens"):
             if isinstance(config[key], bool) or not isinstance(config[key], int) \
                     or config[key] < 0:
@@ -538,6 +543,8 @@ class Emulator:
         for family in self.families:  # every family listed, zeros until it admits something
             self.families_stats[family]
         self.in_flight = getattr(self, "in_flight", 0)  # answers still running survive a reset
+        if hasattr(self, "batch_service"):
+            self.batch_service.reset()
         self.max_in_flight = self.in_flight
 
     @staticmethod
@@ -554,7 +561,7 @@ class Emulator:
         with self.lock:
             self.total_requests += 1
         try:
-            reply = self._route(method, path, body, headers)
+            reply = self._route(method, path, body, headers, target)
         except _ApiError as err:
             reply = self._error_reply(err, bedrock=path.startswith("/model/"))
         except Exception as err:  # noqa: BLE001 - a bug here must still answer like an API
@@ -564,7 +571,16 @@ class Emulator:
             self.responses[str(reply.status)] += 1
         return reply
 
-    def _route(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> _Reply:
+    def _route(self, method: str, path: str, body: bytes, headers: dict[str, str],
+               target: str = "") -> _Reply:
+        if path.startswith("/v1/messages/batches"):
+            self._check_anthropic_headers(headers)
+            status, payload = self.batch_service.route(method, target or path, body, headers,
+                                                       _ApiError)
+            if isinstance(payload, bytes):  # results: JSONL
+                return _Reply(status, [("content-type", "application/binary"),
+                                       ("request-id", _request_id())], payload)
+            return _json_reply(status, payload, [("request-id", _request_id())])
         if path == "/v1/messages" and method == "POST":
             self._check_anthropic_headers(headers)
             return self._messages(self._parse_json(body), bedrock_model=None, stream=None)
@@ -1031,6 +1047,27 @@ class Emulator:
         tokens.level -= reserve
         return _Admission(self, model_id, "bedrock", state, reserve, "reserve", state.burndown)
 
+    def answer_batch_item(self, params: dict) -> dict:
+        """One batch item's message: validated like /v1/messages, answered deterministically,
+        outside the per-minute limits (batch processing does not count against them)."""
+        if not isinstance(params, dict) or not params.get("model"):
+            raise _ApiError(400, "invalid_request_error", "model: Field required")
+        if params.get("stream"):
+            raise _ApiError(400, "invalid_request_error", "stream: not supported in batches")
+        self._validate(params, bedrock=False)
+        model = str(params["model"])
+        if self.family_of(model) is None:
+            raise _ApiError(404, "not_found_error", f"model: {model}")
+        request_hash = hashlib.sha256(_canonical(model, params).encode()).hexdigest()
+        content, output_tokens, stop_reason = self._answer(params, params["max_tokens"],
+                                                           request_hash, bedrock=False)
+        usage = {"input_tokens": count_request_input_tokens(params),
+                 "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+                 "output_tokens": output_tokens, "service_tier": "batch"}
+        return {"id": "msg_" + uuid.uuid4().hex[:24], "type": "message", "role": "assistant",
+                "model": model, "content": content, "stop_reason": stop_reason,
+                "stop_sequence": None, "usage": usage}
+
     def _answer(self, body: dict, max_tokens: int, request_hash: str,
                 *, bedrock: bool) -> tuple[list[dict], int, str]:
         last_user = next((m for m in reversed(body["messages"]) if m.get("role") == "user"), None)
@@ -1204,6 +1241,7 @@ class Emulator:
                 "faults_pending": len(self.faults),
                 "cache_entries": len(self.cache),
                 "buckets": buckets,
+                "message_batches": self.batch_service.stats(),
             }
 
     def _control(self, method: str, action: str, body: bytes) -> _Reply:

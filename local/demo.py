@@ -130,6 +130,8 @@ class Scenario:
     drain_timeout_s: float = 240.0
     seed: int = 7
     serve: bool = False  # serve the dashboard page live while the fleet runs, then until Ctrl-C
+    #: every Nth request takes the batch lane (Message Batches at half price); 0: none
+    batch_every: int = 5
     out: Path = field(default_factory=lambda: REPO_ROOT / "out" / "demo")
 
 
@@ -253,7 +255,8 @@ def run(scenario: Scenario) -> int:
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(scenario.seed)
     timings: dict[str, float] = {}
-    emulator_config = {"tier": scenario.tier, "output_tokens": 60, "latency_s": 0.2}
+    emulator_config = {"tier": scenario.tier, "output_tokens": 60, "latency_s": 0.2,
+                       "batch_processing_s": 2.0}  # a short batch processing time
     print(f"Bulwark demo: {scenario.requests} requests, {scenario.workers} workers, "
           f"{scenario.tier} limits, provider {scenario.provider}, overflow "
           f"{scenario.overflow_policy}; output in {out}", flush=True)
@@ -301,6 +304,7 @@ def run(scenario: Scenario) -> int:
                 print("\n3/4 draining deferred requests through sqs_handler ...",
                       file=sys.__stdout__, flush=True)
                 _drain(agent, aws, env, scenario, function_name, records, stack.template())
+                batch = _drain_batch_lane(aws, stack, records, emulator)
                 fleet_ended = time.time()
         finally:
             router.flush()
@@ -310,6 +314,14 @@ def run(scenario: Scenario) -> int:
             if mcp_stand_in:
                 mcp_stand_in.stop()
         (out / "mcp_decisions.json").write_text(json.dumps(decisions, indent=2))
+        if batch is not None:
+            (out / "batch.json").write_text(json.dumps(batch, indent=2))
+            print(f"\nBatch lane: {batch['queued']} queued, {batch['completed']} completed, "
+                  f"{batch['lost']} lost, {batch['answered_twice']} answered twice; cost "
+                  f"{batch['cost_usd']:.6f} USD vs {batch['standard_usd']:.6f} USD standard "
+                  f"({batch['cost_share_percent']:g}%), saved {batch['saved_usd']:.6f} USD; "
+                  f"{batch['batches']} batches, batch-endpoint 429s "
+                  f"{batch['batch_endpoint_429']}", flush=True)
         print("\n4/4 report, charts, alarms", flush=True)
         from local.report import write_report
 
@@ -397,18 +409,24 @@ def _drive(agent, scenario: Scenario, function_name: str, records: dict,
             with lock:
                 records[request_id] = record
             caller = f"arn:aws:iam::123456789012:user/{tenant}-operator"
+            lane = "batch" if scenario.batch_every and i % scenario.batch_every == \
+                scenario.batch_every - 1 and (env or {}).get("BATCH_QUEUE_URL") else None
+            prompt = prompt_for(i, tenant, env)
+            if lane and "EMULATOR: call" in prompt:
+                prompt = f"Label ticket {i} for {tenant}."  # the batch lane has no tools
             event = {"version": "2.0", "body": json.dumps({
-                "prompt": prompt_for(i, tenant, env), "tenant": tenant, "request_id": request_id,
-                "max_tokens": 200, "deadline_s": scenario.deadline_s}),
+                "prompt": prompt, "tenant": tenant, "request_id": request_id,
+                "max_tokens": 200, "deadline_s": scenario.deadline_s,
+                **({"lane": lane} if lane else {})}),
                 "requestContext": {"http": {"method": "POST", "path": "/"},
                                    "authorizer": {"iam": {"userArn": caller}}}}
             answer = agent.handler(event, _Context(function_name))
             response = json.loads(answer["body"])
             with lock:
                 record.first_status = response["status"]
-                if response["status"] != "deferred":
+                if response["status"] not in ("deferred", "queued"):
                     record.final, record.finished_at = response, time.time()
-                done = sum(r.final is not None or r.first_status == "deferred"
+                done = sum(r.final is not None or r.first_status in ("deferred", "queued")
                            for r in records.values())
                 _progress(done, scenario.requests, started)
 
@@ -439,7 +457,8 @@ def _drain(agent, aws: LocalAws, env: dict, scenario: Scenario, function_name: s
 
     def pending() -> list[RunRecord]:
         with lock:
-            return [r for r in records.values() if r.final is None and not r.dead_lettered]
+            return [r for r in records.values() if r.final is None and not r.dead_lettered
+                    and r.first_status != "queued"]  # the batch lane drains after this
 
     def consume() -> None:
         while not stop.is_set():
@@ -498,6 +517,65 @@ def _drain(agent, aws: LocalAws, env: dict, scenario: Scenario, function_name: s
         stop.set()
         for consumer in consumers:
             consumer.join(timeout=10)
+
+
+def _drain_batch_lane(aws: LocalAws, stack, records: dict, emulator,
+                      timeout_s: float = 180.0) -> dict | None:
+    """Run the deployed collector and poller (their own environment) in-process until every
+    batch-lane request has its answer; returns the lane's numbers for the report."""
+    queued = [r for r in records.values() if r.first_status == "queued"]
+    if not queued:
+        return None
+    print(f"3b/4 the batch lane: {len(queued)} requests through the Message Batches API ...",
+          file=sys.__stdout__, flush=True)
+    from agent.batch.handler import BatchRuntime
+    from agent.batch.poller import PollSummary
+    from agent.telemetry import RequestMetrics
+
+    config = aws.client("lambda").get_function_configuration(
+        FunctionName=f"{stack.stack_name}-batch-collector")
+    env = dict(config["Environment"]["Variables"])
+    env["BATCH_MAX_WAIT_S"] = "0"  # the demo does not wait for fuller batches
+    runtime = BatchRuntime(env, dynamodb=aws.client("dynamodb"), sqs=aws.client("sqs"),
+                           secrets=aws.client("secretsmanager"))
+    totals = PollSummary()
+    deadline = time.monotonic() + timeout_s
+    results = runtime.config.results_table
+    dynamodb = aws.client("dynamodb")
+
+    def answer(record) -> dict | None:
+        item = dynamodb.get_item(TableName=results, ConsistentRead=True, Key={
+            "request_id": {"S": f"{record.tenant}/{record.request_id}"}}).get("Item")
+        response = json.loads(item["response"]["S"]) if item else None
+        return response if response and response["status"] != "queued" else None
+
+    while time.monotonic() < deadline:
+        metrics = RequestMetrics()
+        runtime.collector(metrics).run()
+        polled = runtime.poller(metrics).run()
+        metrics.flush()  # into emf.jsonl with the rest
+        for name in ("succeeded", "duplicates", "retried", "dead_lettered"):
+            setattr(totals, name, getattr(totals, name) + getattr(polled, name))
+        totals.cost_usd += polled.cost_usd
+        totals.standard_usd += polled.standard_usd
+        for record in queued:
+            if record.final is None and (final := answer(record)) is not None:
+                record.final, record.finished_at = final, time.time()
+        if all(r.final is not None for r in queued):
+            break
+        time.sleep(0.5)
+    stats = emulator.stats()["message_batches"]
+    completed = sum(1 for r in queued if r.final and r.final["status"] == "ok")
+    return {"queued": len(queued), "completed": completed,
+            "lost": sum(1 for r in queued if r.final is None),
+            "answered_twice": totals.duplicates, "retried": totals.retried,
+            "dead_lettered": totals.dead_lettered, "batches": stats["batches"],
+            "items_submitted": sum(stats["items"].values()),
+            "cost_usd": totals.cost_usd, "standard_usd": totals.standard_usd,
+            "saved_usd": totals.standard_usd - totals.cost_usd,
+            "cost_share_percent": round(100 * totals.cost_usd / totals.standard_usd, 6)
+            if totals.standard_usd else 0.0,
+            "batch_endpoint_429": stats["rate_limited"]}
 
 
 def _dead_lettered(aws: LocalAws, env: dict) -> dict[str, str]:

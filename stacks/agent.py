@@ -13,6 +13,7 @@ from constructs import Construct
 
 from agent.tools import ToolPrefix, ToolResources, declared_needs
 from policies.agent import AgentResources, agent_statements
+from policies.batch import agent_batch_statement
 from policies.boundary import service_trust
 from policies.mcp import (builtin_outside_mcp, denied_action_patterns, mcp_agent_statements,
                           mcp_allow_statements, mcp_boundary_statements, mcp_deny_statement)
@@ -32,7 +33,7 @@ class AgentFunction(Construct):
     Function URL and the work queue), and a tool role for tenant data."""
 
     def __init__(self, scope: Construct, id: str, *, settings: Settings, state: AgentState,
-                 key: kms.IKey) -> None:
+                 key: kms.IKey, batch_queue=None) -> None:
         super().__init__(scope, id)
         stack = Stack.of(self)
         removal = RemovalPolicy.RETAIN if settings.prod else RemovalPolicy.DESTROY
@@ -123,6 +124,8 @@ class AgentFunction(Construct):
         self.agent_statements = agent_statements(agent_resources) + mcp_agent_statements(
             server.auth["secret_arn"] for server in mcp.servers.values()
             if server.auth["type"] == "bearer")
+        if batch_queue is not None:  # lane "batch" (stacks/batch.py)
+            self.agent_statements.append(agent_batch_statement(batch_queue.queue_arn))
         self.tool_statements = tool_statements
         agent_policy = iam.Policy(self, "AgentPolicy", statements=self.agent_statements)
         self.role.attach_inline_policy(agent_policy)
@@ -171,6 +174,8 @@ class AgentFunction(Construct):
             environment["MCP_SERVERS"] = mcp.lambda_env()
         if self.secret:
             environment["API_KEY_SECRET_ARN"] = self.secret.secret_arn
+        if batch_queue is not None:
+            environment["BATCH_QUEUE_URL"] = batch_queue.queue_url
 
         self.function = lambda_.Function(
             self, "Function", function_name=function_name, runtime=RUNTIME,

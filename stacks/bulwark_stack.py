@@ -13,6 +13,7 @@ from agent.tools import ToolTable, declared_needs
 from policies.boundary import boundary_statements
 
 from .agent import AgentFunction
+from .batch import BatchFunctions, BatchState
 from . import outputs
 from .audit import AccessLogBucket, AuditTrail
 from .monitoring import AlarmThresholds, ModelLimits, Monitoring
@@ -40,14 +41,26 @@ class BulwarkStack(Stack):
                                 access_log_bucket=access_logs.bucket,
                                 tool_tables=[n for n in declared_needs()
                                              if isinstance(n, ToolTable)])
-        self.agent = AgentFunction(self, "Agent", settings=settings, state=self.state, key=key)
+        #: the batch lane (Anthropic only): its queue exists before the agent queues into it
+        self.batch_state = BatchState(self, "BatchState", key=key, prod=settings.prod) \
+            if settings.batch.enabled else None
+        self.agent = AgentFunction(self, "Agent", settings=settings, state=self.state, key=key,
+                                   batch_queue=self.batch_state.queue if self.batch_state
+                                   else None)
+        self.batch = BatchFunctions(
+            self, "Batch", settings=settings, state=self.batch_state, key=key,
+            bucket_table=self.state.bucket_table, results_table=self.state.results_table,
+            api_key_secret_arn=self.agent.secret.secret_arn if self.agent.secret else None) \
+            if self.batch_state else None
         self.audit = AuditTrail(
             self, "Audit", key=key, prod=settings.prod, access_log_bucket=access_logs.bucket,
             documents_bucket=self.state.documents,
             tool_table_arns=[self.state.notes_table.table_arn,
                              *(t.table_arn for t in self.state.tool_tables.values())],
             function_arn=self.agent.function.function_arn,
-            kit_role_arns=[self.agent.role.role_arn, self.agent.tool_role.role_arn],
+            kit_role_arns=[self.agent.role.role_arn, self.agent.tool_role.role_arn,
+                           *(r.role_arn for r in (self.batch.roles.values()
+                                                  if self.batch else ()))],
             retention_days=settings.log_retention_days,
             existing_trail_arn=settings.existing_trail_arn)
         alarms = settings.alarms
@@ -64,6 +77,12 @@ class BulwarkStack(Stack):
                 failure_rate_percent=alarms.failure_rate_percent,
                 cost_per_hour_usd=alarms.cost_per_hour_usd),
             alarm_email=alarms.email)
+        if self.batch is not None:
+            self.monitoring.add_batch_lane(
+                queue=self.batch_state.queue,
+                dead_letter_queue=self.batch_state.dead_letter_queue,
+                models=list(settings.models),
+                oldest_queued_hours=settings.batch.oldest_queued_alarm_hours)
         if self.audit.log_group is not None:
             denied = cloudwatch.Alarm(
                 self, "AccessDeniedAlarm",
@@ -77,6 +96,8 @@ class BulwarkStack(Stack):
             denied.add_alarm_action(cw_actions.SnsAction(self.monitoring.alarm_topic))
 
         granted = list(self.agent.granted_statements)
+        if self.batch is not None:
+            granted += self.batch.statements
         if self.audit.trail is not None:
             granted.append(iam.PolicyStatement(
                 actions=["logs:CreateLogStream", "logs:PutLogEvents"],
@@ -94,6 +115,7 @@ class BulwarkStack(Stack):
         iam.PermissionsBoundary.of(self).apply(self.boundary)  # every role in the stack
 
         self._acknowledge()
+        self._acknowledge_batch()
         self._outputs()
         Tags.of(self).add("bulwark:stage", settings.stage)
         Tags.of(self).add("bulwark:agent", settings.agent_name)
@@ -133,6 +155,36 @@ class BulwarkStack(Stack):
                                                "CloudTrail log group (python -m cli.audit)")
         for name, (value, description) in values.items():
             CfnOutput(self, name, value=value, description=description)
+
+    def _acknowledge_batch(self) -> None:
+        """The batch lane's accepted findings (issue 13), each with why."""
+        if self.batch is None:
+            return
+        stack = self
+
+        def ack(scope, rule: str, reason: str) -> None:
+            Validations.of(scope).acknowledge(Acknowledgment(id=rule, reason=reason))
+
+        xray = ("X-Ray accepts no resource ARNs (the grant is region-conditioned); CDK's tracing "
+                "grant adds the same actions.")
+        for name, function in self.batch.functions.items():
+            role, policy = self.batch.roles[name], self.batch.node.find_child(f"{name}Policy")
+            streams = (f"AwsSolutions-IAM5[Resource::<"
+                       f"{stack.get_logical_id(self.batch.log_groups[name].node.default_child)}"
+                       ".Arn>:log-stream:*]")
+            ack(role, "AwsSolutions-IAM5[Resource::*]", xray)
+            ack(policy, "AwsSolutions-IAM5[Resource::*]", xray)
+            for scope in (policy, self.boundary):
+                ack(scope, streams, "Log streams are created per container under this one "
+                                    "log group.")
+            for rule in ("AwsSolutions-L1", "Serverless-LambdaLatestVersion"):
+                ack(function, rule, "Pinned to python3.12 on purpose, like the agent: the "
+                                    "asset's wheels are locked for cp312 manylinux2014_aarch64.")
+            checkov_skip(function, "CKV_AWS_117",
+                         "No VPC, like the agent: it reaches only public endpoints (Claude, "
+                         "DynamoDB, SQS, KMS, Secrets Manager) under IAM.")
+        ack(self.batch_state.dead_letter_queue, "Serverless-SQSRedrivePolicy",
+            "This queue is the batch lane's dead-letter queue.")
 
     def _acknowledge(self) -> None:
         """Policy-check findings accepted on purpose, each on the narrowest scope, with why."""

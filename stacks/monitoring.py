@@ -191,6 +191,7 @@ class Monitoring(Construct):
             self.facade.add_widget(widget)
         for widget in self._high_resolution_row(models):
             self.facade.add_widget(widget)
+        self.facade.add_widget(self._batch_widget(models))  # the batch lane (issue 13)
         for model in models:
             self._model_alarms(model.model_id, thresholds)
         self._platform_alarms(function, work_queue, dead_letter_queue, bucket_table)
@@ -485,3 +486,57 @@ class Monitoring(Construct):
                       right_y_axis=cloudwatch.YAxisProps(label="booked wait s", min=0,
                                                          show_units=False))))
         return widgets
+    # --- the batch lane (issue 13): its dashboard row and alarms, kept apart ----------------
+    @staticmethod
+    def _batch_widget(models: list[ModelLimits]) -> cloudwatch.GraphWidget:
+        """Batch lane per model: queued, submitted, in flight, completed and saved USD."""
+        def per_model(name: str, stat: str = "Sum", period: Duration = _FIVE_MINUTES):
+            return [_metric(name, m.model_id, stat, period, f"{name} {m.model_id}")
+                    for m in models]
+
+        return cloudwatch.GraphWidget(
+            title="Batch lane: queued, in flight, completed (per 5 min); cost and saved USD",
+            width=24, height=6,
+            left=per_model("BatchQueued") + per_model("BatchSubmitted")
+            + per_model("BatchInFlight", "Maximum") + per_model("BatchSucceeded")
+            + per_model("BatchErrored") + per_model("BatchExpired"),
+            right=per_model("BatchCostUSD") + per_model("BatchSavedUSD"),
+            right_y_axis=cloudwatch.YAxisProps(label="USD per 5 min", show_units=False))
+
+    def add_batch_lane(self, *, queue: sqs.IQueue, dead_letter_queue: sqs.IQueue,
+                       models: list[str], oldest_queued_hours: float) -> None:
+        """Alarms of the batch lane (to the alarm topic): the oldest queued request too old,
+        batch items errored, the batch DLQ not empty. Names in `alarms` start "Batch"."""
+        from aws_cdk import aws_cloudwatch_actions as cw_actions
+
+        gt = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
+        missing = cloudwatch.TreatMissingData.NOT_BREACHING
+
+        def alarm(name: str, metric: cloudwatch.IMetric, threshold: float,
+                  description: str) -> None:
+            created = cloudwatch.Alarm(
+                self, f"{name.replace('/', '')}Alarm", metric=metric, threshold=threshold,
+                evaluation_periods=1, datapoints_to_alarm=1, comparison_operator=gt,
+                treat_missing_data=missing, alarm_description=description)
+            created.add_alarm_action(cw_actions.SnsAction(self.alarm_topic))
+            self.alarms[name] = created
+
+        alarm("BatchOldestQueued", queue.metric_approximate_age_of_oldest_message(
+            period=_FIVE_MINUTES, statistic="Maximum"), oldest_queued_hours * 3600,
+            f"A batch-lane request has waited more than {oldest_queued_hours:g} h in the batch "
+            "queue: the collector is not submitting. Read the collector's logs (stopped: "
+            "quota or queue cap?) and check batch.max_queued_requests and the batch bucket.")
+        for model_id in models:
+            alarm(f"BatchErrored/{model_id}", _metric("BatchErrored", model_id, "Sum",
+                                                      _FIVE_MINUTES), 0,
+                  f"Message Batches items of {model_id} came back errored. Transient types "
+                  "are retried; read the poller's logs and the batch DLQ for the reasons.")
+        alarm("BatchDeadLetterQueueNotEmpty",
+              dead_letter_queue.metric_approximate_number_of_messages_visible(
+                  period=_ONE_MINUTE, statistic="Maximum"), 0,
+              "Batch-lane requests reached the batch DLQ (permanent errors or exhausted "
+              "retries; each message carries dlq_reason). Fix the cause, then send them "
+              "to the batch queue again.")
+        self.facade.monitor_sqs_queue_with_dlq(
+            queue=queue, dead_letter_queue=dead_letter_queue,
+            human_readable_name="Batch queue", alarm_friendly_name="BatchQueue")

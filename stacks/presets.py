@@ -31,3 +31,13 @@ def family_of(model_id: str) -> str | None:
         if model_id.startswith(prefix):
             return family
     return None
+
+
+#: tier -> (batch endpoints' requests per minute, requests waiting in the batch processing
+#: queue). Conservative defaults after Anthropic's published Message Batches limits (not
+#: verified here): `batch.requests_per_minute` / `batch.max_queued_requests` override them.
+BATCH_TIERS: dict[str, tuple[int, int]] = {
+    "tier1": (50, 100_000), "tier2": (1_000, 200_000), "tier3": (2_000, 300_000),
+    "tier4": (4_000, 500_000), "start": (1_000, 200_000), "build": (2_000, 300_000),
+    "scale": (4_000, 500_000),
+}

@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from .presets import ANTHROPIC_TIERS, family_of
+from .presets import ANTHROPIC_TIERS, BATCH_TIERS, family_of
 
 STAGES = ("dev", "prod")
 PROVIDERS = ("anthropic", "bedrock")
@@ -306,6 +306,28 @@ SCHEMA: dict[str, Key] = {
     "deferral": Key("dead-letter rules for deferred requests", keys={
         "max_deferrals": Key("deferrals before the DLQ", number(0, integer=True), 5),
         "max_age_s": Key("age (s) before the DLQ", number(60, integer=True), 3600)}),
+    "batch": Key("the batch lane (Anthropic Message Batches, half price; README 'Batch lane')",
+                  keys={
+        "enabled": Key("deploy the batch lane (Anthropic only; with Bedrock it is off)",
+                       boolean, True),
+        "requests_per_minute": Key("batch endpoints' requests per minute, shared by every "
+                                   "model (null: the tier preset)", number(1, nullable=True)),
+        "max_queued_requests": Key("most requests waiting in the batch processing queue "
+                                   "(null: the tier preset)",
+                                   number(1, integer=True, nullable=True)),
+        "max_items_per_batch": Key("requests per batch (the API allows 100,000)",
+                                   number(1, integer=True), 1_000),
+        "max_wait_s": Key("seconds the oldest queued request waits before a partial batch",
+                          number(0, integer=True), 300),
+        "max_retries": Key("times an expired, canceled or transiently errored item is "
+                           "queued again before the DLQ", number(0, integer=True), 3),
+        "cancel_after_hours": Key("cancel a batch still processing after this many hours "
+                                  "(null: the API expires it at 24 h)",
+                                  number(1, nullable=True)),
+        "schedule_minutes": Key("minutes between collector runs and between poller runs",
+                                number(1, integer=True), 1),
+        "oldest_queued_alarm_hours": Key("alarm when the oldest queued request is older",
+                                         positive, 6)}),
     "tenants": Key("allowed tenants", string_list(_TENANT, "names of 1-63 characters "
                                                   "[a-z0-9-]"), REQUIRED),
     "alarms": Key("alarm thresholds and the e-mail they page", keys={
@@ -472,6 +494,21 @@ class AlarmSettings:
 
 
 @dataclass(frozen=True)
+class BatchSettings:
+    """The batch lane; `enabled` is False with provider=bedrock."""
+
+    enabled: bool = False
+    requests_per_minute: float = 50.0
+    max_queued_requests: int = 100_000
+    max_items_per_batch: int = 1_000
+    max_wait_s: int = 300
+    max_retries: int = 3
+    cancel_after_hours: float | None = None
+    schedule_minutes: int = 1
+    oldest_queued_alarm_hours: float = 6.0
+
+
+@dataclass(frozen=True)
 class Settings:
     stage: str
     provider: str
@@ -495,6 +532,8 @@ class Settings:
     api_key_secret_arn: str | None = None
     #: MCP tool sources and their IAM allowlist (`agent.mcp.config`; off when empty)
     mcp: McpSettings = field(default_factory=McpSettings)
+    #: the batch lane (Message Batches API)
+    batch: BatchSettings = field(default_factory=BatchSettings)
 
     @property
     def prod(self) -> bool:
@@ -656,6 +695,19 @@ def load_settings(ctx: Mapping[str, Any], *, region: str | None = None) -> Setti
     deferral = read_section(problems, SCHEMA["deferral"].keys, ctx.get("deferral", {}),
                             "deferral.")
     alarms = read_section(problems, SCHEMA["alarms"].keys, ctx.get("alarms", {}), "alarms.")
+    batch = read_section(problems, SCHEMA["batch"].keys, ctx.get("batch", {}), "batch.")
+    preset = BATCH_TIERS.get(tier or "tier1", BATCH_TIERS["tier1"])
+    if batch["max_items_per_batch"] is not None and batch["max_items_per_batch"] > 100_000:
+        problems.bad("batch.max_items_per_batch", "at most 100,000 (the API's cap per batch)",
+                     batch["max_items_per_batch"])
+    batch_settings = BatchSettings(
+        enabled=bool(batch["enabled"]) and provider == "anthropic",
+        requests_per_minute=batch["requests_per_minute"] or float(preset[0]),
+        max_queued_requests=batch["max_queued_requests"] or preset[1],
+        **{k: batch[k] for k in ("max_items_per_batch", "max_wait_s", "max_retries",
+                                 "cancel_after_hours", "schedule_minutes",
+                                 "oldest_queued_alarm_hours")}) \
+        if not problems.items else None
     if problems.items:
         raise SettingsError(problems.items)
     return Settings(
@@ -670,7 +722,8 @@ def load_settings(ctx: Mapping[str, Any], *, region: str | None = None) -> Setti
         log_retention_days=top["log_retention_days"],
         existing_trail_arn=top["existing_trail_arn"],
         existing_kms_key_arn=top["existing_kms_key_arn"],
-        api_key_secret_arn=top["api_key_secret_arn"] if provider == "anthropic" else None)
+        api_key_secret_arn=top["api_key_secret_arn"] if provider == "anthropic" else None,
+        batch=batch_settings)
 
 
 def report_settings_error(error: SettingsError) -> None:

@@ -85,6 +85,8 @@ class AgentConfig:
     default_deadline_s: float = 20.0
     result_ttl_s: int = 86_400
     log_prompts: bool = False
+    #: the batch lane's queue (BATCH_QUEUE_URL); None: lane "batch" is not deployed
+    batch_queue_url: str | None = None
     #: MCP tool sources (MCP_SERVERS; `agent.mcp.config`), empty when none are configured
     mcp_servers: dict[str, McpServer] = field(default_factory=dict)
     system_prompt: str = field(default=(
@@ -219,4 +221,5 @@ def load_config(env: Mapping[str, str]) -> AgentConfig:
         default_deadline_s=_number(env, "DEFAULT_DEADLINE_S", 20.0, float, 0),
         result_ttl_s=_number(env, "RESULT_TTL_S", 86_400, int, 60),
         log_prompts=env.get("LOG_PROMPTS", "false").lower() == "true",
+        batch_queue_url=env.get("BATCH_QUEUE_URL", "").strip() or None,
     )

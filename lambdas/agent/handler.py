@@ -31,7 +31,8 @@ from .config import AgentConfig, ConfigError, load_config
 from .credentials import assume_tool_role
 from .loop import run_agent
 from .mcp.toolbox import McpToolbox
-from .requests import (BadRequest, REQUEST_ID, function_url_payload,
+from .batch.state import put_queued
+from .requests import (BadRequest, REQUEST_ID, batch_params, function_url_payload,
                        is_function_url_event, parse_request, AgentRequest)
 from .telemetry import RequestMetrics
 from .tools.registry import ToolContext, ToolResources
@@ -226,6 +227,32 @@ def _defer(rt: Runtime, request: AgentRequest, outcome, deferrals: int,
             "retry_after": outcome.retry_after, "reason": outcome.reason}
 
 
+def _enqueue_batch(rt: Runtime, request: AgentRequest) -> dict:
+    """Lane "batch": a "queued" placeholder in the results table, then the batch queue. A
+    request id seen before answers what is stored (a duplicate is not queued twice; one still
+    queued is sent again, which the collector's claim makes harmless)."""
+    if rt.config.batch_queue_url is None:
+        return _error(request.request_id, "invalid_request",
+                      "lane 'batch' is not deployed here (no BATCH_QUEUE_URL); use lane "
+                      "'interactive'")
+    response = {"status": "queued", "request_id": request.request_id, "lane": "batch",
+                "model": request.model}
+    stored = put_queued(rt.dynamodb, rt.config.results_table, request.tenant,
+                        request.request_id, response,
+                        int(rt.clock() + rt.config.result_ttl_s))
+    if stored is not None and stored.get("status") != "queued":
+        return stored
+    body = {"request": request.to_dict(), "params": batch_params(request, rt.config),
+            "attempt": 0, "queued_at": rt.clock()}
+    rt.sqs.send_message(QueueUrl=rt.config.batch_queue_url,
+                        MessageBody=json.dumps(body, default=str))
+    if stored is None:
+        metrics = RequestMetrics()
+        metrics.add(request.model, "BatchQueued")
+        metrics.flush()
+    return response
+
+
 # -- the core ----------------------------------------------------------------------------------
 
 @tracer.capture_method(capture_response=False)
@@ -330,7 +357,8 @@ def handler(event: Any, context: Any) -> dict:
     url_event = is_function_url_event(event)
     response = _handle(event, context, url_event)
     if url_event:
-        code = {"ok": 200, "deferred": 202, "rejected": 429}.get(response["status"], 400)
+        code = {"ok": 200, "deferred": 202, "queued": 202, "rejected": 429}.get(
+            response["status"], 400)
         if response.get("error", {}).get("type") in ("internal", "configuration"):
             code = 500
         return {"statusCode": code, "headers": {"content-type": "application/json"},
@@ -349,6 +377,8 @@ def _handle(event: Any, context: Any, url_event: bool) -> dict:
         if isinstance(event, dict) and event.get("action") == "get_result":
             return _fetch_result(rt, event)
         request = parse_request(event, rt.config, caller=caller)
+        if request.lane == "batch":
+            return _enqueue_batch(rt, request)
         return _process(rt, request, context)
     except BadRequest as err:
         return _error(request_id if isinstance(request_id, str) else None, "invalid_request",
@@ -401,6 +431,9 @@ def _record_handler(record, lambda_context=None) -> None:
     if age > rt.config.max_deferral_age_s:
         _send_to_dlq(rt, body, f"{age:.0f} s old, older than MAX_DEFERRAL_AGE_S="
                                f"{rt.config.max_deferral_age_s:g}")
+        return
+    if request.lane == "batch":  # queued work may choose the batch lane too
+        _enqueue_batch(rt, request)
         return
     receives = int(record.attributes.approximate_receive_count or 1)
     try:

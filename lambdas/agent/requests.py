@@ -18,6 +18,12 @@ REQUEST_ID = re.compile(r"^[A-Za-z0-9_+=,.@-]{2,64}$")
 MAX_PROMPT_CHARS = 1_000_000
 DEFAULT_MAX_TOKENS = 1024
 MAX_DEADLINE_S = 900.0
+#: The API path a request takes (contract 2 `lane`): the Messages API now, or the Message
+#: Batches API (half price, answered within hours; `agent.batch`).
+LANES = ("interactive", "batch")
+#: The largest batch item (its Messages params as JSON) the batch lane accepts: an item travels
+#: in one SQS message (256 KiB) on its way to a batch (256 MB in all).
+MAX_BATCH_ITEM_BYTES = 200_000
 
 
 class BadRequest(ValueError):
@@ -35,6 +41,7 @@ class AgentRequest:
     tenant: str
     deadline_s: float
     caller: str | None = None
+    lane: str = "interactive"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,10 +98,42 @@ def parse_request(event: Any, config: AgentConfig, *, caller: str | None = None)
         raise BadRequest(f"deadline_s must be a number of seconds from 0 to {MAX_DEADLINE_S:g}, "
                          f"got {deadline_s!r}")
 
+    lane = event.get("lane", "interactive")
+    if lane not in LANES:
+        raise BadRequest(f"unknown lane {lane!r}; expected one of {', '.join(LANES)}")
+    if lane == "batch":
+        check_batch_lane(event, config)
+
     request = AgentRequest(prompt, model, max_tokens, request_id, tenant, float(deadline_s),
-                           caller)
+                           caller, lane)
     check_size(request, config)
+    if lane == "batch":
+        size = len(json.dumps(batch_params(request, config)).encode())
+        if size > MAX_BATCH_ITEM_BYTES:
+            raise BadRequest(f"the batch item is {size:,} bytes, over the batch lane's limit of "
+                             f"{MAX_BATCH_ITEM_BYTES:,} bytes per item")
     return request
+
+
+def check_batch_lane(event: dict, config: AgentConfig) -> None:
+    """What the batch lane cannot do, each refused by name."""
+    if config.provider != "anthropic":
+        raise BadRequest(f"lane 'batch' is not available with provider={config.provider}: "
+                         "only the Anthropic Message Batches API is supported for now; use "
+                         "lane 'interactive'")
+    if event.get("stream"):
+        raise BadRequest("stream is not available in lane 'batch': batch answers are fetched "
+                         "with get_result once stored")
+    if event.get("tools"):
+        raise BadRequest("tools are not available in lane 'batch': a batch item is one turn "
+                         "without tools; use lane 'interactive' for tool use")
+
+
+def batch_params(request: AgentRequest, config: AgentConfig) -> dict[str, Any]:
+    """The Messages request one batch item carries (one turn, no tools)."""
+    return {"model": request.model, "max_tokens": request.max_tokens,
+            "system": config.system_prompt,
+            "messages": [{"role": "user", "content": request.prompt}]}
 
 
 def check_size(request: AgentRequest, config: AgentConfig) -> None:

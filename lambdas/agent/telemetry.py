@@ -20,6 +20,10 @@ METRICS = {
     "Deferred": "Count", "Degraded": "Count", "Rejected": "Count", "Latency": "Milliseconds",
     "CostUSD": "NoUnit", "Succeeded": "Count", "Failed": "Count", "QuotaUsedPercent": "Percent",
     "GrantToSendMs": "Milliseconds", "QueueSeconds": "Seconds",
+    # the batch lane (agent.batch); BatchInFlight: requests held by open batches (a gauge)
+    "BatchQueued": "Count", "BatchSubmitted": "Count", "BatchSucceeded": "Count",
+    "BatchErrored": "Count", "BatchExpired": "Count", "BatchCostUSD": "NoUnit",
+    "BatchSavedUSD": "NoUnit", "BatchInFlight": "Count",
 }
 
 #: high-resolution (StorageResolution 1) metrics: the dashboard's "last 15 minutes" rate-limit
@@ -28,7 +32,8 @@ HIGH_RESOLUTION = {"Requests", "InputTokens", "OutputTokens", "CacheWriteTokens"
                    "LocalThrottles", "Upstream429", "Deferred", "QueueSeconds"}
 
 #: metrics that take the largest value seen in a request rather than the sum
-_MAXIMA = {"QuotaUsedPercent", "RetryAfterSeconds", "GrantToSendMs", "QueueSeconds"}
+_MAXIMA = {"QuotaUsedPercent", "RetryAfterSeconds", "GrantToSendMs", "QueueSeconds",
+           "BatchInFlight"}
 
 
 class RequestMetrics:

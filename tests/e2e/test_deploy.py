@@ -271,7 +271,7 @@ def test_work_queue_redrives_to_the_dlq_under_kms(deployed):
     assert work["KmsMasterKeyId"] == key_arn and dlq["KmsMasterKeyId"] == key_arn
     # Queue policies (TLS only) are not modelled by moto: on the template.
     policies = deployed.resources_of_type("AWS::SQS::QueuePolicy")
-    assert len(policies) == 2
+    assert len(policies) == 4  # work queue + DLQ, batch queue + batch DLQ
     for policy in policies.values():
         deny = one([s for s in policy["Properties"]["PolicyDocument"]["Statement"]
                     if s["Effect"] == "Deny"])

@@ -429,3 +429,62 @@ def test_a_function_url_body_that_is_not_text_is_a_400(stack):
     response = invoke(stack, event)
     assert response["statusCode"] == 400
     assert "body must be a string" in json.loads(response["body"])["error"]["message"]
+
+
+# -- lane "batch" (issue 13) ---------------------------------------------------------------------
+
+@pytest.fixture
+def batch_queue(stack, monkeypatch):
+    url = stack["sqs"].create_queue(QueueName=f"batch-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    monkeypatch.setenv("BATCH_QUEUE_URL", url)
+    stack["module"]._runtime = None
+    return url
+
+
+def test_batch_lane_answers_queued_then_get_result_says_queued(stack, batch_queue):
+    response = invoke(stack, {"prompt": "Label this ticket", "lane": "batch",
+                              "request_id": "batch-1", "tenant": "acme"})
+    assert response == {"status": "queued", "request_id": "batch-1", "lane": "batch",
+                        "model": MAIN}
+    assert invoke(stack, {"action": "get_result", "request_id": "batch-1",
+                          "tenant": "acme"})["status"] == "queued"
+    [message] = stack["sqs"].receive_message(QueueUrl=batch_queue,
+                                             MaxNumberOfMessages=10)["Messages"]
+    body = json.loads(message["Body"])
+    assert body["attempt"] == 0 and body["request"]["lane"] == "batch"
+    assert body["params"]["model"] == MAIN and body["params"]["messages"][0]["content"] == \
+        "Label this ticket"
+    assert "tools" not in body["params"]  # one turn, no tools
+    assert stack["module"]._runtime.claude is not None  # nothing was sent to Claude
+    # a duplicate submission is not queued as a new request
+    again = invoke(stack, {"prompt": "Label this ticket", "lane": "batch",
+                           "request_id": "batch-1", "tenant": "acme"})
+    assert again["status"] == "queued"
+
+
+@pytest.mark.parametrize("event, words", [
+    ({"lane": "overnight"}, "unknown lane 'overnight'"),
+    ({"lane": "batch", "stream": True}, "stream is not available in lane 'batch'"),
+    ({"lane": "batch", "tools": ["notes"]}, "tools are not available in lane 'batch'"),
+    ({"lane": "batch", "prompt": "x " * 120_000, "max_tokens": 16},
+     "over the batch lane's limit"),
+])
+def test_batch_lane_refuses_what_it_cannot_do(stack, batch_queue, event, words):
+    response = invoke(stack, {"prompt": "hello", **event})
+    assert response["status"] == "error" and words in response["error"]["message"], response
+
+
+def test_batch_lane_not_deployed_is_a_clear_error(stack):
+    response = invoke(stack, {"prompt": "hello", "lane": "batch"})
+    assert response["status"] == "error" and "not deployed" in response["error"]["message"]
+
+
+def test_batch_lane_under_bedrock_is_refused(stack, monkeypatch):
+    from agent.config import load_config
+    from agent.requests import BadRequest, parse_request
+
+    env = {**stack["env"], "PROVIDER": "bedrock"}
+    env.pop("API_KEY_SECRET_ARN")
+    config = load_config(env)
+    with pytest.raises(BadRequest, match="not available with provider=bedrock"):
+        parse_request({"prompt": "hello", "lane": "batch"}, config)

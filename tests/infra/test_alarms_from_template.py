@@ -46,7 +46,9 @@ def test_every_alarm_of_the_stack_is_loaded(dev):
     settings = dev.stack.settings
     access_denied = 1 if dev.stack.audit.log_group is not None else 0
     assert len(alarms) == len(dev.resources("AWS::CloudWatch::Alarm"))
-    assert len(alarms) == 6 * len(settings.models) + 3 + access_denied
+    # the batch lane: oldest queued request, batch DLQ, BatchErrored per model
+    batch = 2 + len(settings.models) if dev.stack.batch is not None else 0
+    assert len(alarms) == 6 * len(settings.models) + 3 + batch + access_denied
     assert len(alarms) == len(dev.stack.monitoring.alarms) + access_denied
     assert {a.logical_id for a in alarms} >= set(logical_ids(dev).values())
     for a in alarms:

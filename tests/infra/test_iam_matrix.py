@@ -179,6 +179,7 @@ class Resolver:
                 f"arn:{p}:secretsmanager:{r}:{a}:secret:{self._name(logical, 'Name')}-AbCdEf"),
             "AWS::SNS::Topic": lambda: f"arn:{p}:sns:{r}:{a}:{self._name(logical, 'TopicName')}",
             "AWS::Lambda::Function": lambda: f"arn:{p}:lambda:{r}:{a}:function:{self.ref(logical)}",
+            "AWS::Events::Rule": lambda: f"arn:{p}:events:{r}:{a}:rule/{self._name(logical, 'Name')}",
         }
         if kind not in arns:
             raise AssertionError(f"no example ARN for {kind} ({logical})")
@@ -229,6 +230,15 @@ class Deployment:
         self.data_key = self.arn(stack.data_key.key)
         self.secret = self.arn(agent.secret) if agent.secret is not None else None
         self.work_queue = self.arn(stack.state.work_queue)
+        self.results_table = self.arn(stack.state.results_table)
+        if stack.batch is not None:  # the batch lane (Anthropic only)
+            self.collector = self._role(stack.batch.roles["Collector"],
+                                        session=f"{stack.stack_name}-batch-collector")
+            self.poller = self._role(stack.batch.roles["Poller"],
+                                     session=f"{stack.stack_name}-batch-poller")
+            self.batch_queue = self.arn(stack.batch_state.queue)
+            self.batch_dlq = self.arn(stack.batch_state.dead_letter_queue)
+            self.batch_table = self.arn(stack.batch_state.table)
         self.resource_policies = self._resource_policies()
 
     def logical_id(self, construct) -> str:
@@ -442,7 +452,69 @@ def _assume_via_mcp(d: Deployment, request: dict) -> dict:
     return {**request, "context": {**request["context"], **VIA_AWS_MCP}}
 
 
-CASES: list[Case] = [
+BATCH_KEYS = ["anthropic#message-batches"]
+COUNTER_KEYS = ["anthropic#message-batches#queued"]
+
+#: the batch lane's roles (collector, poller) and the agent's part in it
+BATCH_CASES: list[Case] = [
+    Case("collector.bucket.acquire_batch_bucket", "anthropic", ALLOWED, lambda d: d.request(
+        d.collector, "dynamodb:UpdateItem", d.bucket_table, {"dynamodb:LeadingKeys": BATCH_KEYS})),
+    Case("collector.bucket.reserve_counter", "anthropic", ALLOWED, lambda d: d.request(
+        d.collector, "dynamodb:UpdateItem", d.bucket_table,
+        {"dynamodb:LeadingKeys": COUNTER_KEYS})),
+    Case("collector.bucket.drain_interactive_bucket", "anthropic", IMPLICIT, lambda d: d.request(
+        d.collector, "dynamodb:UpdateItem", d.bucket_table,
+        {"dynamodb:LeadingKeys": ["anthropic#sonnet-4"]})),
+    Case("collector.bucket.delete_counter", "anthropic", IMPLICIT, lambda d: d.request(
+        d.collector, "dynamodb:DeleteItem", d.bucket_table,
+        {"dynamodb:LeadingKeys": COUNTER_KEYS})),
+    Case("collector.queue.receive", "anthropic", ALLOWED, lambda d: d.request(
+        d.collector, "sqs:ReceiveMessage", d.batch_queue)),
+    Case("collector.queue.receive_work_queue", "anthropic", IMPLICIT, lambda d: d.request(
+        d.collector, "sqs:ReceiveMessage", d.work_queue)),
+    Case("collector.dlq.send", "anthropic", ALLOWED, lambda d: d.request(
+        d.collector, "sqs:SendMessage", d.batch_dlq)),
+    Case("collector.state.write_items", "anthropic", ALLOWED, lambda d: d.request(
+        d.collector, "dynamodb:BatchWriteItem", d.batch_table)),
+    Case("collector.results.write", "anthropic", IMPLICIT, lambda d: d.request(
+        d.collector, "dynamodb:PutItem", d.results_table,
+        {"dynamodb:LeadingKeys": ["acme/r1"]})),
+    Case("collector.other_region", "anthropic", EXPLICIT, lambda d: d.request(
+        d.collector, "sqs:ReceiveMessage", d.batch_queue, region=OTHER_REGION),
+        denied_by=OUTSIDE_REGIONS),
+    Case("collector.api_key.current", "anthropic", ALLOWED, lambda d: d.request(
+        d.collector, "secretsmanager:GetSecretValue", d.secret,
+        {"secretsmanager:VersionStage": "AWSCURRENT"})),
+    Case("collector.api_key.previous", "anthropic", IMPLICIT, lambda d: d.request(
+        d.collector, "secretsmanager:GetSecretValue", d.secret,
+        {"secretsmanager:VersionStage": "AWSPREVIOUS"})),
+    Case("poller.results.store_tenant_answer", "anthropic", ALLOWED, lambda d: d.request(
+        d.poller, "dynamodb:PutItem", d.results_table, {"dynamodb:LeadingKeys": ["acme/r1"]})),
+    Case("poller.results.store_outside_tenants", "anthropic", IMPLICIT, lambda d: d.request(
+        d.poller, "dynamodb:PutItem", d.results_table,
+        {"dynamodb:LeadingKeys": ["initech/r1"]})),
+    Case("poller.queue.requeue", "anthropic", ALLOWED, lambda d: d.request(
+        d.poller, "sqs:SendMessage", d.batch_queue)),
+    Case("poller.queue.receive", "anthropic", IMPLICIT, lambda d: d.request(
+        d.poller, "sqs:ReceiveMessage", d.batch_queue)),
+    Case("poller.state.put_intent", "anthropic", IMPLICIT, lambda d: d.request(
+        d.poller, "dynamodb:PutItem", d.batch_table)),
+    Case("poller.state.mark_item", "anthropic", ALLOWED, lambda d: d.request(
+        d.poller, "dynamodb:UpdateItem", d.batch_table)),
+    Case("poller.bucket.release_counter", "anthropic", ALLOWED, lambda d: d.request(
+        d.poller, "dynamodb:UpdateItem", d.bucket_table, {"dynamodb:LeadingKeys": COUNTER_KEYS})),
+    Case("poller.bucket.interactive_bucket", "anthropic", IMPLICIT, lambda d: d.request(
+        d.poller, "dynamodb:UpdateItem", d.bucket_table,
+        {"dynamodb:LeadingKeys": ["anthropic#haiku-4.5"]})),
+    Case("agent.batch_queue.send", "anthropic", ALLOWED, lambda d: d.request(
+        d.agent, "sqs:SendMessage", d.batch_queue)),
+    Case("agent.batch_queue.receive", "anthropic", IMPLICIT, lambda d: d.request(
+        d.agent, "sqs:ReceiveMessage", d.batch_queue)),
+    Case("agent.bucket.touch_batch_counter", "anthropic", IMPLICIT, lambda d: d.request(
+        d.agent, "dynamodb:UpdateItem", d.bucket_table, {"dynamodb:LeadingKeys": COUNTER_KEYS})),
+]
+
+CASES: list[Case] = BATCH_CASES + [
     # -- agent role: the rate-limit bucket table -----------------------------------------------
     Case("agent.bucket.update_own_bucket", "anthropic", ALLOWED, lambda d: d.request(
         d.agent, "dynamodb:UpdateItem", d.bucket_table,
@@ -772,7 +844,9 @@ def test_case_ids_are_unique():
 def test_every_policy_was_resolved(deployments):
     """No CloudFormation intrinsic is left in a document handed to the evaluator."""
     for deployment in deployments.values():
-        for role in (deployment.agent, deployment.tool):
+        for role in (deployment.agent, deployment.tool,
+                     *(getattr(deployment, r) for r in ("collector", "poller")
+                       if hasattr(deployment, r))):
             text = json.dumps([role.identity_policies, role.boundaries, role.trust])
             assert '"Fn::' not in text and '"Ref"' not in text
             assert role.boundaries, f"{role.arn} has no permissions boundary"

@@ -32,7 +32,8 @@ def test_the_stack_creates_the_declared_table_and_scopes_the_tool_role_to_it(wit
         {"AttributeName": "tenant", "KeyType": "HASH"},
         {"AttributeName": "sku", "KeyType": "RANGE"}]
     assert table["Properties"]["SSESpecification"]["SSEEnabled"] is True
-    [function] = synth.resources("AWS::Lambda::Function").values()
+    [function] = [f for k, f in synth.resources("AWS::Lambda::Function").items()
+                  if k.startswith("AgentFunction")]
     assert function["Properties"]["Environment"]["Variables"]["CATALOG_TABLE"] == {
         "Ref": table_id}
     tool_policy = next(r for k, r in synth.resources("AWS::IAM::Policy").items()

@@ -1,0 +1,447 @@
+"""The batch lane (agent.batch) against the Claude emulator's Message Batches endpoints and the
+local AWS server: grouping, caps, partial-batch timing, the batch bucket and the queued-requests
+counter, results (malformed lines too), each retry class, expiry, cancel, the DLQ, duplicate
+submission, and crash-and-resume of the collector and the poller at every step."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import uuid
+
+import pytest
+
+from local.claude_emulator import ClaudeEmulator
+
+SONNET, HAIKU = "claude-sonnet-4-6", "claude-haiku-4-5"
+MODELS = {SONNET: {"bucket": "anthropic#sonnet-4", "rpm": 50, "itpm": 30000, "otpm": 8000,
+                   "prices": {"input": 3.0, "output": 15.0}},
+          HAIKU: {"bucket": "anthropic#haiku-4.5", "rpm": 50, "itpm": 50000, "otpm": 10000,
+                  "prices": {"input": 1.0, "output": 5.0}}}
+
+
+class Crash(Exception):
+    """A Lambda dying between two durable steps."""
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    with ClaudeEmulator({"batch_processing_s": 0.0, "batch_rpm": 10_000,
+                         "output_tokens": 8}) as emu:
+        yield emu
+
+
+@pytest.fixture
+def lane(local_aws, emulator, monkeypatch):
+    from agent.batch.config import BatchConfig
+    from agent.config import _parse_models
+    from guard import ensure_table
+
+    emulator.reset(config=True)
+    suffix = uuid.uuid4().hex[:8]
+    dynamodb, sqs = local_aws.client("dynamodb"), local_aws.client("sqs")
+    bucket, results, batch = f"bk-{suffix}", f"res-{suffix}", f"batch-{suffix}"
+    ensure_table(dynamodb, bucket)
+    dynamodb.create_table(TableName=results, BillingMode="PAY_PER_REQUEST",
+                          AttributeDefinitions=[{"AttributeName": "request_id",
+                                                 "AttributeType": "S"}],
+                          KeySchema=[{"AttributeName": "request_id", "KeyType": "HASH"}])
+    dynamodb.create_table(TableName=batch, BillingMode="PAY_PER_REQUEST",
+                          AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"}
+                                                for k in ("pk", "sk")],
+                          KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                                     {"AttributeName": "sk", "KeyType": "RANGE"}])
+    queue = sqs.create_queue(QueueName=f"bq-{suffix}")["QueueUrl"]
+    dlq = sqs.create_queue(QueueName=f"bdlq-{suffix}")["QueueUrl"]
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", emulator.base_url)
+    config = BatchConfig(queue_url=queue, dlq_url=dlq, batch_table=batch, bucket_table=bucket,
+                         results_table=results, models=_parse_models(json.dumps(MODELS)),
+                         rpm=1000, max_items=100, max_wait_s=0, max_retries=2,
+                         visibility_timeout_s=1)
+    return Lane(config, dynamodb, sqs, emulator)
+
+
+class Lane:
+    def __init__(self, config, dynamodb, sqs, emulator) -> None:
+        self.config, self.dynamodb, self.sqs, self.emulator = config, dynamodb, sqs, emulator
+        self.clock_offset = 0.0
+
+    def clock(self) -> float:
+        return time.time() + self.clock_offset
+
+    def configure(self, **changes):
+        self.config = dataclasses.replace(self.config, **changes)
+
+    def runtime(self):
+        import anthropic
+
+        from agent.batch.handler import BatchRuntime
+
+        class Env(dict):
+            pass
+
+        env = {"BATCH_QUEUE_URL": self.config.queue_url, "BATCH_DLQ_URL": self.config.dlq_url,
+               "BATCH_TABLE": self.config.batch_table, "BUCKET_TABLE": self.config.bucket_table,
+               "RESULTS_TABLE": self.config.results_table, "MODELS": json.dumps(MODELS)}
+        rt = BatchRuntime(env, dynamodb=self.dynamodb, sqs=self.sqs, clock=self.clock,
+                          claude=anthropic.Anthropic(base_url=self.emulator.base_url,
+                                                     api_key="test", max_retries=0))
+        rt.config = self.config
+        from guard import Limits, TokenBucket
+
+        rt.bucket = TokenBucket(self.config.bucket_table, self.config.bucket_id,
+                                Limits(rpm=self.config.rpm), self.dynamodb, clock=self.clock)
+        return rt
+
+    def collector(self, **kwargs):
+        from agent.telemetry import RequestMetrics
+
+        self.metrics = RequestMetrics()
+        return self.runtime().collector(self.metrics, **kwargs)
+
+    def poller(self, **kwargs):
+        from agent.telemetry import RequestMetrics
+
+        self.metrics = RequestMetrics()
+        return self.runtime().poller(self.metrics, **kwargs)
+
+    def enqueue(self, n: int, model: str = SONNET, prompt: str = "Summarise the report",
+                tenant: str = "acme", prefix: str | None = None) -> list[str]:
+        """What the agent handler sends for lane "batch" (placeholder + queue message)."""
+        from agent.batch.state import put_queued
+
+        ids = []
+        prefix = prefix or uuid.uuid4().hex[:6]
+        for index in range(n):
+            request_id = f"{prefix}-{index}"
+            put_queued(self.dynamodb, self.config.results_table, tenant, request_id,
+                       {"status": "queued", "request_id": request_id, "lane": "batch"},
+                       int(time.time() + 3600))
+            body = {"request": {"prompt": prompt, "model": model, "max_tokens": 16,
+                                "request_id": request_id, "tenant": tenant, "deadline_s": 20,
+                                "caller": None, "lane": "batch"},
+                    "params": {"model": model, "max_tokens": 16,
+                               "messages": [{"role": "user", "content": f"{prompt} #{index}"}]},
+                    "attempt": 0, "queued_at": self.clock()}
+            self.sqs.send_message(QueueUrl=self.config.queue_url, MessageBody=json.dumps(body))
+            ids.append(request_id)
+        return ids
+
+    def result(self, request_id: str, tenant: str = "acme") -> dict | None:
+        item = self.dynamodb.get_item(TableName=self.config.results_table, ConsistentRead=True,
+                                      Key={"request_id": {"S": f"{tenant}/{request_id}"}}
+                                      ).get("Item")
+        return json.loads(item["response"]["S"]) if item else None
+
+    def dlq(self) -> list[dict]:
+        out = []
+        while True:
+            page = self.sqs.receive_message(QueueUrl=self.config.dlq_url,
+                                            MaxNumberOfMessages=10, VisibilityTimeout=60)
+            if not page.get("Messages"):
+                return out
+            out += [json.loads(m["Body"]) for m in page["Messages"]]
+
+    def queued(self) -> int:
+        return self.runtime().store.queued()
+
+    def batches(self) -> dict:
+        return self.emulator.stats()["message_batches"]
+
+    def settle(self, ids, *, rounds: int = 40, **kwargs) -> None:
+        """Run collector and poller until every request has a final answer (polling, with a
+        bound: retried items wait out the queue's visibility timeout)."""
+        for _ in range(rounds):
+            self.collector(**kwargs.get("collector", {})).run()
+            self.poller(**kwargs.get("poller", {})).run()
+            if all((self.result(i) or {}).get("status") in ("ok", "error") for i in ids) \
+                    and self.runtime().store.intents() == []:
+                return
+            time.sleep(0.25)
+        raise AssertionError("the batch lane did not settle")
+
+
+# -- the path ---------------------------------------------------------------------------------
+
+def test_queued_requests_are_answered_at_half_price(lane):
+    ids = lane.enqueue(5)
+    assert lane.result(ids[0])["status"] == "queued"
+    summary = lane.collector().run()
+    assert len(summary.submitted) == 1 and summary.items == 5
+    assert lane.queued() == 5  # the counter holds the batch's requests
+    assert lane.metrics.values[SONNET]["BatchSubmitted"] == 5
+    polled = lane.poller().run()
+    assert polled.succeeded == 5 and polled.ended == 1
+    assert lane.queued() == 0  # released when the batch ended
+    for request_id in ids:
+        answer = lane.result(request_id)
+        assert answer["status"] == "ok" and answer["lane"] == "batch" and answer["output"]
+        usage = answer["usage"]
+        standard = (usage["input_tokens"] * 3.0 + usage["output_tokens"] * 15.0) / 1e6
+        assert answer["cost_usd"] == standard / 2
+    assert polled.cost_usd == polled.standard_usd / 2
+    values = lane.metrics.values[SONNET]
+    assert values["BatchSucceeded"] == 5
+    assert values["BatchCostUSD"] == pytest.approx(values["BatchSavedUSD"])
+
+
+def test_groups_by_model(lane):
+    lane.enqueue(3, SONNET)
+    lane.enqueue(2, HAIKU)
+    summary = lane.collector().run()
+    assert len(summary.submitted) == 2 and summary.items == 5
+    models = {i.model: i.n for i in lane.runtime().store.intents()}
+    assert models == {SONNET: 3, HAIKU: 2}
+
+
+def test_count_cap_splits_batches(lane):
+    lane.configure(max_items=2)
+    lane.enqueue(5)
+    summary = lane.collector().run()
+    assert summary.items == 5 and len(summary.submitted) == 3
+    assert sorted(i.n for i in lane.runtime().store.intents()) == [1, 2, 2]
+
+
+def test_size_cap_splits_batches(lane):
+    lane.configure(max_bytes=1_000)
+    lane.enqueue(6, prompt="x" * 300)
+    summary = lane.collector().run()
+    assert summary.items == 6 and len(summary.submitted) >= 3
+    assert all(i.n <= 2 for i in lane.runtime().store.intents())
+
+
+def test_take_chunk_respects_the_hard_caps():
+    from agent.batch.collector import Queued, take_chunk
+
+    group = [Queued(str(i), {}, 10) for i in range(200_001)]
+    assert len(take_chunk(group, 100_000, 10**9)) == 100_000
+    assert len(take_chunk(group, 100_000, 10 * 50 + 60)) == 50
+    assert len(take_chunk([Queued("big", {}, 10**6)], 5, 100)) == 1  # never empty
+
+
+def test_partial_batch_waits_at_most_max_wait(lane):
+    lane.configure(max_items=10, max_wait_s=60)
+    ids = lane.enqueue(3)
+    summary = lane.collector().run()
+    assert summary.submitted == [] and summary.waiting == 3
+    time.sleep(1.1)  # the released messages' visibility (1 s) is over
+    lane.clock_offset = 61
+    summary = lane.collector().run()
+    assert summary.items == 3 and len(summary.submitted) == 1
+    lane.poller().run()
+    assert all(lane.result(i)["status"] == "ok" for i in ids)
+
+
+def test_batch_endpoints_have_their_own_bucket_item(lane):
+    lane.configure(rpm=1)
+    lane.enqueue(2, SONNET)
+    lane.enqueue(2, HAIKU)
+    summary = lane.collector().run()
+    # one request a minute: the first create goes out, the second waits for the bucket
+    assert len(summary.submitted) == 1 and "batch endpoints: quota" in summary.stopped
+    item = lane.dynamodb.get_item(TableName=lane.config.bucket_table,
+                                  Key={"pk": {"S": "anthropic#message-batches"}})
+    assert "Item" in item
+    assert lane.poller().run().stopped.startswith("batch endpoints")
+    # the interactive buckets were not touched; the counter is its own item
+    for bucket in ("anthropic#sonnet-4", "anthropic#haiku-4.5"):
+        assert "Item" not in lane.dynamodb.get_item(TableName=lane.config.bucket_table,
+                                                    Key={"pk": {"S": bucket}})
+    # the second batch's intent holds its reservation until the next run creates it
+    assert lane.queued() == 4
+    assert sorted(i.state for i in lane.runtime().store.intents()) == ["intent", "submitted"]
+
+
+def test_queue_cap_counter_refuses_and_loses_nothing(lane):
+    lane.configure(queue_cap=3, max_items=5)
+    ids = lane.enqueue(5)
+    summary = lane.collector().run()
+    assert summary.submitted == [] and "queue" in summary.stopped
+    assert lane.queued() == 0
+    lane.configure(queue_cap=5)
+    lane.settle(ids)
+    assert lane.queued() == 0
+    assert all(lane.result(i)["status"] == "ok" for i in ids)
+
+
+# -- results and retry classes ----------------------------------------------------------------
+
+def test_parse_line_reports_malformed_lines():
+    from agent.batch.api import classify, parse_line
+
+    assert parse_line(b'{"custom_id": "a-1", "result": {"type": "expired"}}') == (
+        "a-1", {"type": "expired"}, None)
+    assert parse_line(b'{"custom_id": "a-1", "resu')[2].startswith("not JSON")
+    assert parse_line(b"[1]")[2] == "not a JSON object"
+    assert parse_line(b'{"result": {"type": "expired"}}')[2] == "no custom_id"
+    assert parse_line(b'{"custom_id": "a", "result": {"type": "odd"}}')[2] == \
+        "no result of a known type"
+    assert parse_line(b'{"custom_id": "a", "result": {"type": "succeeded"}}')[2] == \
+        "succeeded without a message"
+    assert parse_line(b"  ")[2] == "empty line"
+    errored = {"type": "errored", "error": {"type": "error", "error": {
+        "type": "overloaded_error", "message": "busy"}}}
+    assert classify(errored) == ("retry", "errored: overloaded_error: busy")
+    for kind in ("api_error", "rate_limit_error"):
+        assert classify({"type": "errored", "error": {"type": kind}})[0] == "retry"
+    for kind in ("invalid_request_error", "authentication_error", "permission_error",
+                 "not_found_error"):
+        assert classify({"type": "errored", "error": {"type": kind}})[0] == "dead"
+    assert classify({"type": "expired"})[0] == classify({"type": "canceled"})[0] == "retry"
+
+
+def test_malformed_result_lines_lose_nothing(lane):
+    lane.emulator.configure(batch_malformed_lines=2)
+    ids = lane.enqueue(4)
+    lane.collector().run()
+    polled = lane.poller().run()
+    assert polled.malformed == 2 and polled.succeeded == 4
+    assert all(lane.result(i)["status"] == "ok" for i in ids)
+
+
+@pytest.mark.parametrize("kind", ["overloaded_error", "api_error", "rate_limit_error"])
+def test_transient_errors_are_retried_then_dead_lettered(lane, kind):
+    [request_id] = lane.enqueue(1, prompt=f"EMULATOR: batch_error {kind}")
+    lane.settle([request_id])
+    answer = lane.result(request_id)
+    assert answer["status"] == "error" and kind in answer["error"]["message"]
+    [dead] = lane.dlq()
+    assert dead["attempt"] == 2 and "after 2 retries" in dead["dlq_reason"]
+    assert lane.batches()["batches"] == 3  # the first try and two retries
+    assert lane.queued() == 0
+
+
+@pytest.mark.parametrize("kind", ["invalid_request_error", "authentication_error",
+                                  "permission_error", "not_found_error"])
+def test_permanent_errors_go_to_the_dlq_at_once(lane, kind):
+    [request_id] = lane.enqueue(1, prompt=f"EMULATOR: batch_error {kind}")
+    lane.settle([request_id])
+    [dead] = lane.dlq()
+    assert dead["attempt"] == 0 and dead["dlq_reason"].startswith(f"errored: {kind}")
+    assert lane.batches()["batches"] == 1
+
+
+def test_a_transient_error_then_success(lane):
+    ids = lane.enqueue(2)
+    lane.collector().run()
+    # the provider loses the first batch's items (expired): they come back and succeed
+    lane.emulator.configure(batch_expire_all=True)
+    polled = lane.poller().run()
+    assert polled.expired == 2 and polled.retried == 2
+    assert lane.metrics.values[SONNET]["BatchExpired"] == 2
+    lane.emulator.configure(batch_expire_all=False)
+    lane.settle(ids)
+    assert all(lane.result(i)["status"] == "ok" for i in ids)
+    assert lane.dlq() == []
+
+
+def test_expired_items_are_retried_a_bounded_number_of_times(lane):
+    [request_id] = lane.enqueue(1, prompt="EMULATOR: batch_expire")
+    lane.settle([request_id])
+    [dead] = lane.dlq()
+    assert dead["dlq_reason"].startswith("expired after 2 retries")
+
+
+def test_canceled_batch_items_come_back(lane):
+    lane.emulator.configure(batch_processing_s=3600)
+    lane.configure(cancel_after_s=60)
+    ids = lane.enqueue(3)
+    lane.collector().run()
+    assert lane.poller().run().ended == 0  # still processing, not yet too old
+    lane.clock_offset = 61
+    lane.poller().run()  # cancels
+    lane.emulator.configure(batch_processing_s=0)
+    polled = lane.poller().run()
+    assert polled.canceled == 3 and polled.retried == 3
+    lane.configure(cancel_after_s=None)
+    lane.settle(ids)
+    assert all(lane.result(i)["status"] == "ok" for i in ids)
+
+
+def test_malformed_queue_message_goes_to_the_dlq(lane):
+    lane.sqs.send_message(QueueUrl=lane.config.queue_url, MessageBody="not json")
+    lane.sqs.send_message(QueueUrl=lane.config.queue_url, MessageBody=json.dumps(
+        {"request": {"model": "gpt-9", "tenant": "acme", "request_id": "r1"}}))
+    lane.collector().run()
+    reasons = sorted(d["dlq_reason"] for d in lane.dlq())
+    assert len(reasons) == 2 and all(r.startswith("malformed batch message") for r in reasons)
+
+
+# -- duplicates and crashes -------------------------------------------------------------------
+
+def test_duplicate_messages_are_submitted_once(lane):
+    ids = lane.enqueue(3, prefix="dup")
+    lane.enqueue(3, prefix="dup")  # the same requests again (a caller's retry)
+    summary = lane.collector().run()
+    assert summary.items == 3 and summary.duplicates == 3
+    lane.settle(ids)
+    assert lane.batches()["items"] == {"succeeded": 3}
+
+
+COLLECTOR_STEPS = ("claimed", "items_written", "intent_recorded", "messages_deleted",
+                   "created", "submitted")
+POLLER_STEPS = ("retrieved", "item_acted", "item_marked", "items_done")
+
+
+def _crash_at(step: str, times: int = 1):
+    left = [times]
+
+    def checkpoint(name: str) -> None:
+        if name == step and left[0] > 0:
+            left[0] -= 1
+            raise Crash(step)
+    return checkpoint
+
+
+@pytest.mark.parametrize("step", COLLECTOR_STEPS)
+def test_collector_crash_and_resume(lane, step):
+    lane.configure(max_items=3)
+    ids = lane.enqueue(5)
+    with pytest.raises(Crash):
+        lane.collector(checkpoint=_crash_at(step)).run()
+    lane.settle(ids)
+    answers = [lane.result(i) for i in ids]
+    assert all(a["status"] == "ok" for a in answers)  # 0 lost
+    stats = lane.batches()
+    assert stats["items"] == {"succeeded": 5}  # 0 submitted twice (adopted, not resubmitted)
+    assert lane.queued() == 0 and lane.dlq() == []
+
+
+@pytest.mark.parametrize("step", POLLER_STEPS)
+def test_poller_crash_and_resume(lane, step):
+    ids = lane.enqueue(4, prompt="EMULATOR: batch_error overloaded_error") \
+        if step == "item_acted" and False else lane.enqueue(4)
+    lane.collector().run()
+    with pytest.raises(Crash):
+        lane.poller(checkpoint=_crash_at(step)).run()
+    lane.settle(ids)
+    assert all(lane.result(i)["status"] == "ok" for i in ids)
+    assert lane.batches()["items"] == {"succeeded": 4}
+    assert lane.queued() == 0 and lane.dlq() == []
+
+
+def test_poller_crash_while_requeueing_answers_once(lane):
+    ids = lane.enqueue(2)
+    lane.collector().run()
+    lane.emulator.configure(batch_expire_all=True)
+    with pytest.raises(Crash):  # requeued, but the outcome not recorded: requeued again
+        lane.poller(checkpoint=_crash_at("item_acted")).run()
+    lane.poller().run()
+    lane.emulator.configure(batch_expire_all=False)
+    lane.settle(ids)
+    assert all(lane.result(i)["status"] == "ok" for i in ids)
+    # the doubled requeue was dropped by the claim: each request answered by one batch item
+    assert lane.batches()["items"].get("succeeded") == 2
+
+
+def test_create_that_crashed_is_adopted_not_resubmitted(lane):
+    ids = lane.enqueue(3)
+    with pytest.raises(Crash):
+        lane.collector(checkpoint=_crash_at("created")).run()
+    assert lane.batches()["batches"] == 1
+    summary = lane.collector().run()
+    assert summary.resumed == 1 and summary.adopted == 1 and summary.submitted == []
+    assert lane.batches()["batches"] == 1
+    lane.poller().run()
+    assert all(lane.result(i)["status"] == "ok" for i in ids)

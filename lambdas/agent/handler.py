@@ -250,6 +250,11 @@ def _enqueue_batch(rt: Runtime, request: AgentRequest) -> dict:
         metrics = RequestMetrics()
         metrics.add(request.model, "BatchQueued")
         metrics.flush()
+    # the audit covers every request: a queued one too (its answer comes from the poller)
+    logger.info("request finished", extra={
+        "request_id": request.request_id, "tenant": request.tenant, "caller": request.caller,
+        "status": "queued", "lane": "batch", "model": request.model, "model_calls": 0,
+        "tool_calls": 0, "usage": {}, "duration_ms": 0})
     return response
 
 

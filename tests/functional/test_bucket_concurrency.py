@@ -13,7 +13,7 @@ WORKLOAD = Workload(input_min=50, input_max=150, max_tokens=40, output_min=10, c
 ONE_REQUEST = {"requests": 1, "input_tokens": WORKLOAD.input_max,
                "output_tokens": WORKLOAD.max_tokens}
 WINDOW_S = 10.0
-DURATION_S = 20.0
+DURATION_S = 14.0
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ def test_eight_cold_callers_starting_together_see_no_upstream_429(local_aws, cap
     with ClaudeEmulator({"limits": {"sonnet-4": LIMITS}, "latency_s": 0.2,
                          "output_tokens": 20}) as emulator:
         run = run_cold_fleet(emulator.base_url, local_aws.endpoint_url, table, callers=8,
-                             duration_s=25, **LIMITS)
+                             duration_s=15, **LIMITS)
         sent_429 = emulator.stats()["rate_limited"]
     delays = run["grant_to_send_s"]
     with capsys.disabled():

@@ -373,10 +373,13 @@ class TokenBucket:
         earliest = self.shape.earliest_start(costs, seen, -math.inf)  # not clamped to now
         if earliest > now - seen_age_s:  # the view showed a queue: it has grown since
             earliest += min(seen_age_s, max_wait_s)
-        slack = self._slack() + attempt * max(costs.values(), default=0.0)
+        slack = self.round_trip_s() + attempt * max(costs.values(), default=0.0)
         return min(max(now, earliest + slack), now + max_wait_s)
 
-    def _slack(self) -> float:
+    def round_trip_s(self) -> float:
+        """About one store round trip (seconds): the p99 of recent writes, within
+        [0.01, max_slack_s]; 0.1 before any write. Bookings start this much after the
+        earliest start seen, and a booked caller reads the cool-down this long before."""
         with self._lock:
             samples = sorted(self._round_trips)
         if not samples:

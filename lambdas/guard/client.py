@@ -535,7 +535,7 @@ class GuardedClaude:
         result.queue_s = max(result.queue_s, wait)
         due = grant._returned_mono + wait
         if wait > COOL_DOWN_CHECK_AFTER_S:
-            lead = min(0.5, max(0.05, 2 * bucket._slack()))  # about one round trip before
+            lead = min(0.5, max(0.05, 2 * bucket.round_trip_s()))  # about one round trip before
             self._pause_until(due - lead, result)
             result.store_reads += 1
             cool_until = bucket.cool_down_until()

@@ -14,15 +14,16 @@ export PYTHONPATH := $(CURDIR):$(CURDIR)/lambdas
 .PHONY: setup demo dashboard test bench-bucket bench-claude bench-cold-start deploy clean lock
 
 WHEELS := .cache/wheels-arm64
+## The browser test and the demo's screenshot drive Debian's chromium through Playwright
+## (`executable_path`; Playwright's own browser download is never used). CI runs as root.
+## (Defined before `setup`: make expands a rule's prerequisites when it reads the rule.)
+CHROMIUM := /usr/bin/chromium
 ## checkov in its own venv: its pins would downgrade boto3 in ours. The infra tests run it.
 CHECKOV_VENV := .venv-checkov
 
 setup: $(VENV)/.installed node_modules/.installed $(WHEELS)/.done $(CHECKOV_VENV)/.installed \
 	$(CHROMIUM)
 
-## The browser test and the demo's screenshot drive Debian's chromium through Playwright
-## (`executable_path`; Playwright's own browser download is never used). CI runs as root.
-CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):
 	if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq chromium; else sudo apt-get update -qq && \

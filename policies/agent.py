@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from aws_cdk import aws_iam as iam
 
+from guard.gcra import STATE_ATTRIBUTES
+
 
 @dataclass(frozen=True)
 class AgentResources:
@@ -51,16 +53,18 @@ def agent_statements(r: AgentResources) -> list[iam.PolicyStatement]:
                 "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": list(r.bucket_ids)},
             }),
         iam.PolicyStatement(
-            sid="RateLimitCoolDownRead",
-            # A caller that booked a start reads the shared cool-down once before it sends.
+            sid="RateLimitStateRead",
+            # A caller that booked a start reads the bucket's state (the shared cool-down and
+            # the queue) once before it sends.
             actions=["dynamodb:GetItem"],
             resources=[r.bucket_table_arn],
             conditions={
                 # dynamodb:LeadingKeys: only the configured models' bucket items.
-                # dynamodb:Attributes: only the cool-down (a projection naming it), and the
-                # Null check makes a read without a projection (every attribute) fail.
+                # dynamodb:Attributes: only the rate-limit state attributes (a projection
+                # naming them, nothing else a bucket table item could hold), and the Null check
+                # makes a read without a projection (every attribute) fail.
                 "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": list(r.bucket_ids),
-                                              "dynamodb:Attributes": ["pk", "cool_until"]},
+                                              "dynamodb:Attributes": list(STATE_ATTRIBUTES)},
                 "Null": {"dynamodb:Attributes": "false"},
             }),
         iam.PolicyStatement(

@@ -54,6 +54,12 @@ _HEADER_DIMENSIONS = {
 #: (seconds): within it, other callers' refunds can delay a caller by at most this long.
 LOCAL_REFUSAL_MAX_AGE_S = 1.0
 
+#: A booking reads the bucket's state first when its view is older than this many store
+#: round trips (and older than the floor below): a queue extrapolated across a long wait is
+#: a guess, and a wrong guess costs a refused write; a read costs no write capacity.
+BOOKING_VIEW_MAX_ROUND_TRIPS = 2
+BOOKING_VIEW_MAX_AGE_FLOOR_S = 0.2
+
 QUOTA = "quota"
 COOL_DOWN = "cool_down"
 STORE_UNAVAILABLE = "store_unavailable"
@@ -71,7 +77,8 @@ class Grant:
     when it may succeed and `reason` is "quota", "cool_down" or "store_unavailable".
     `reserved` maps each dimension to what was reserved (requests or tokens);
     `quota_used_percent` is the fullest dimension after the acquire (from the item written);
-    `store_calls` counts the DynamoDB calls this acquire made. `acquired_at` and
+    `store_calls` counts the DynamoDB writes this acquire made, `store_reads` its reads (a
+    booking with an old view reads the bucket's state first). `acquired_at` and
     `returned_at` are the bucket clock (epoch seconds) when `try_acquire` started and returned;
     `start_at` is when the reservation's capacity starts (epoch seconds; `returned_at` for a grant
     that may be used at once): send no earlier. `queue_s` is how far ahead it was booked
@@ -86,6 +93,7 @@ class Grant:
     store_calls: int = 0
     acquired_at: float = 0.0
     bucket_id: str = ""
+    store_reads: int = 0
     returned_at: float = 0.0
     start_at: float = 0.0
     queue_s: float = 0.0
@@ -112,6 +120,10 @@ class Settlement:
     adjustment: dict[str, float]
     store_calls: int
     forgone: dict[str, float] = field(default_factory=dict)
+
+
+#: What a bucket write is for (`TokenBucket.writes_by_purpose`).
+WRITE_PURPOSES = ("acquire", "settle", "cool_down", "lower")
 
 
 def _check_amount(name: str, value: Any) -> int:
@@ -174,6 +186,11 @@ class TokenBucket:
         self._store_failures = 0
         self._round_trips: list[float] = []  # recent write latencies (clock seconds)
         self.store_calls = 0  # DynamoDB writes made by this instance, for benchmarks
+        #: those writes by purpose: "acquire" (try_acquire), "settle" (settle and release),
+        #: "cool_down" and "lower" (observe_headers), for benchmarks
+        self.writes_by_purpose = dict.fromkeys(WRITE_PURPOSES, 0)
+        self.granted_acquires = 0  # grants this instance handed out
+        self.settles = 0  # settle and release calls made on this instance
         self.store_reads = 0  # DynamoDB reads made by this instance, for benchmarks
         self.forgone_refunds = 0  # refunds not credited because bookings were pending
 
@@ -214,15 +231,20 @@ class TokenBucket:
                     f"{self._capacity[dim]:g} per minute: it can never be granted")
         costs = {dim: self.shape.seconds(dim, amount) for dim, amount in reserved.items()
                  if amount > 0}
-        calls = 0
+        calls = reads = 0
         now = self._clock()
         acquired_at = now
         seen, seen_at = self._snapshot_with_age()
+        if max_wait_s > 0 and now - seen_at > self._booking_view_max_age():
+            reads = 1
+            if self._read_state() is not None:  # else book from the old view
+                seen, seen_at = self._snapshot_with_age()
+                now = self._clock()
 
         def refused(wait: float, reason: str | None) -> Grant:
             return Grant(False, wait, reason, reserved, store_calls=calls,
                          acquired_at=acquired_at, bucket_id=self.bucket_id,
-                         returned_at=self._clock())
+                         returned_at=self._clock(), store_reads=reads)
 
         wait, reason = self.shape.refusal(costs, seen, now)
         # The last item seen may refuse without a write, but only while it is fresh: other
@@ -231,25 +253,33 @@ class TokenBucket:
             return refused(wait, reason)
         if not costs and wait <= 0:  # nothing to charge (all amounts zero): nothing to write
             return Grant(True, 0.0, None, reserved, self.shape.used_percent(seen, now),
-                         store_calls=0, acquired_at=now, bucket_id=self.bucket_id,
-                         returned_at=now)
+                         store_calls=0, acquired_at=acquired_at, bucket_id=self.bucket_id,
+                         returned_at=now, store_reads=reads)
+        lost_by = 0.0  # how far the queue head moved past the last attempt's view (seconds)
         for attempt in range(self._max_attempts):
-            start = self._start(costs, seen, now, max_wait_s, attempt, now - seen_at)
+            start = self._start(costs, seen, now, max_wait_s, now - seen_at, lost_by)
             update = gcra.acquire_update(self.shape, costs, seen, start, now, self._margin)
             calls += 1
-            outcome, item, raw = self._write(update)
+            outcome, item, raw = self._write(update, "acquire")
             if outcome == STORE_UNAVAILABLE:
                 return Grant(False, self._store_backoff(), STORE_UNAVAILABLE, reserved,
                              store_calls=calls, acquired_at=acquired_at,
-                             bucket_id=self.bucket_id, returned_at=self._clock())
+                             bucket_id=self.bucket_id, returned_at=self._clock(),
+                             store_reads=reads)
             if outcome == "written":
+                with self._lock:
+                    self.granted_acquires += 1
                 written = {dim: raw[gcra.TAT_PREFIX + dim]["N"] for dim in costs
                            if gcra.TAT_PREFIX + dim in raw}
                 return Grant(True, 0.0, None, reserved, self.shape.used_percent(item, start),
                              store_calls=calls, acquired_at=acquired_at,
                              bucket_id=self.bucket_id, returned_at=self._clock(),
                              start_at=start, queue_s=max(0.0, start - acquired_at),
-                             first_attempt=calls == 1, _written=written)
+                             first_attempt=calls == 1, _written=written, store_reads=reads)
+            head_seen = self.shape.earliest_start(costs, seen, -math.inf)
+            lost_by = 0.0 if head_seen == -math.inf else min(  # (nothing seen: no race lost)
+                self._max_slack, max(0.0, self.shape.earliest_start(costs, item, -math.inf)
+                                     - head_seen))
             seen, seen_at = item, self._clock()
             now = seen_at
             wait, reason = self.shape.refusal(costs, item, now)
@@ -299,29 +329,20 @@ class TokenBucket:
             raise BucketRequestError(f"cool_down needs a positive number of seconds, got "
                                      f"{seconds!r}")
         until = self._clock() + float(seconds)
-        outcome, item, _ = self._write(gcra.cool_down_update(until))
+        outcome, item, _ = self._write(gcra.cool_down_update(until), "cool_down")
         if outcome == STORE_UNAVAILABLE:
             return 0.0
         return item.get(COOL_UNTIL, until) if outcome == "refused" else until
 
     def cool_down_until(self) -> float | None:
         """The shared cool-down's end as the store has it now (epoch seconds, 0.0 for none),
-        with one strongly consistent GetItem; None when the store cannot be read. A caller
-        that booked a start reads it one round trip before the start, so a cool-down set
-        after it booked keeps it from sending into the cool-down."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        self.store_reads += 1
-        try:
-            response = self.dynamodb.get_item(
-                TableName=self.table_name, Key={PARTITION_KEY: {"S": self.bucket_id}},
-                ConsistentRead=True, ProjectionExpression="#c",
-                ExpressionAttributeNames={"#c": COOL_UNTIL})
-        except (BotoCoreError, ClientError) as err:
-            log.warning("token bucket cool-down read failed: %s", err,
-                        extra={"bucket_id": self.bucket_id, "table": self.table_name})
-            return None
-        return gcra.decode(response.get("Item", {})).get(COOL_UNTIL, 0.0)
+        with one strongly consistent GetItem of the bucket's state; None when the store cannot
+        be read. A caller that booked a start reads it one round trip before the start, so a
+        cool-down set after it booked keeps it from sending into the cool-down. The state read
+        also becomes this client's view of the bucket, so its next booking starts from a fresh
+        queue instead of one extrapolated across its wait."""
+        item = self._read_state()
+        return None if item is None else item.get(COOL_UNTIL, 0.0)
 
     def observe_headers(self, headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict:
         """Lower the bucket to what the server's `anthropic-ratelimit-*-remaining` says is left.
@@ -341,7 +362,8 @@ class TokenBucket:
                        if self.shape.level(dim, seen, now) > level + tolerance}
             if not targets:
                 break
-            outcome, item, _ = self._write(gcra.lower_update(self.shape, targets, now))
+            outcome, item, _ = self._write(gcra.lower_update(self.shape, targets, now),
+                                           "lower")
             if outcome == "written":
                 lowered.update(targets)
                 break
@@ -360,20 +382,24 @@ class TokenBucket:
     # -- helpers -----------------------------------------------------------------------------
 
     def _start(self, costs: dict[str, float], seen: dict[str, float], now: float,
-                max_wait_s: float, attempt: int = 0, seen_age_s: float = 0.0) -> float:
+               max_wait_s: float, seen_age_s: float = 0.0, lost_by_s: float = 0.0) -> float:
         """The start to book: now without waiting; otherwise the earliest start seen plus a
         slack, so that bookings other callers made meanwhile still fit.
 
-        The slack is about one store round trip (p99, at most `max_slack_s`), plus one
-        request's cost per failed attempt (a booking that lost a race skips the slot taken).
-        A view that showed a queue is `seen_age_s` old: a saturated queue grows in real time,
-        so its earliest start is moved on by that age."""
+        The slack is about one store round trip (p99) plus one request's cost (so a booking
+        another caller makes during the round trip still leaves it room), at most
+        `max_slack_s`. After a lost race it also covers `lost_by_s`, how far the queue head
+        moved during that attempt:
+        the callers that lost together retry together, and the queue moves about as far
+        again while they do. A view that showed a queue is `seen_age_s` old: a saturated
+        queue grows in real time, so its earliest start is moved on by that age."""
         if max_wait_s <= 0:
             return now
         earliest = self.shape.earliest_start(costs, seen, -math.inf)  # not clamped to now
         if earliest > now - seen_age_s:  # the view showed a queue: it has grown since
             earliest += min(seen_age_s, max_wait_s)
-        slack = self.round_trip_s() + attempt * max(costs.values(), default=0.0)
+        slack = min(self._max_slack, self.round_trip_s() + max(costs.values(), default=0.0)) \
+            + lost_by_s
         return min(max(now, earliest + slack), now + max_wait_s)
 
     def round_trip_s(self) -> float:
@@ -387,6 +413,32 @@ class TokenBucket:
         p99 = samples[min(len(samples) - 1, int(0.99 * (len(samples) - 1) + 0.5))]
         return min(self._max_slack, max(0.01, p99))
 
+    def _booking_view_max_age(self) -> float:
+        """Seconds a view may age before a booking reads the bucket's state first."""
+        return max(BOOKING_VIEW_MAX_AGE_FLOOR_S,
+                   BOOKING_VIEW_MAX_ROUND_TRIPS * self.round_trip_s())
+
+    def _read_state(self) -> dict[str, float] | None:
+        """One strongly consistent GetItem of the bucket's state attributes (a projection:
+        IAM allows no other), remembered as this client's view; None on a store error."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        with self._lock:
+            self.store_reads += 1
+        names = {f"#a{i}": attribute for i, attribute in enumerate(gcra.STATE_ATTRIBUTES)}
+        try:
+            response = self.dynamodb.get_item(
+                TableName=self.table_name, Key={PARTITION_KEY: {"S": self.bucket_id}},
+                ConsistentRead=True, ProjectionExpression=", ".join(names),
+                ExpressionAttributeNames=names)
+        except (BotoCoreError, ClientError) as err:
+            log.warning("token bucket state read failed: %s", err,
+                        extra={"bucket_id": self.bucket_id, "table": self.table_name})
+            return None
+        item = gcra.decode(response.get("Item", {}))
+        self._remember(item)
+        return item
+
     def _check_grant(self, grant: Grant, verb: str) -> None:
         if not isinstance(grant, Grant) or not grant.granted:
             raise BucketRequestError(f"{verb} needs a granted Grant from try_acquire")
@@ -399,6 +451,7 @@ class TokenBucket:
             if grant._settled:
                 raise BucketRequestError("this grant was already settled")
             grant._settled = True
+            self.settles += 1
 
     def _apply(self, grant: Grant, adjustment: dict[str, float]) -> Settlement:
         """One write moving each dimension by `adjustment` (tokens; negative = refund)."""
@@ -416,7 +469,7 @@ class TokenBucket:
                 self._count_forgone(forgone)
                 return Settlement(True, None, adjustment, calls, forgone)
             calls += 1
-            outcome, item, _ = self._write(plan.update)
+            outcome, item, _ = self._write(plan.update, "settle")
             if outcome == "written":
                 self._count_forgone(forgone)
                 return Settlement(True, None, adjustment, calls, forgone)
@@ -438,12 +491,13 @@ class TokenBucket:
         with self._lock:
             return dict(self._seen), self._seen_at
 
-    def _remember(self, item: dict[str, float], round_trip: float) -> None:
+    def _remember(self, item: dict[str, float], write_round_trip: float | None = None) -> None:
         with self._lock:
             self._seen = item
             self._seen_at = self._clock()
-            self._round_trips.append(round_trip)
-            del self._round_trips[:-100]
+            if write_round_trip is not None:
+                self._round_trips.append(write_round_trip)
+                del self._round_trips[:-100]
 
     def _store_backoff(self) -> float:
         with self._lock:
@@ -451,12 +505,15 @@ class TokenBucket:
             failures = self._store_failures
         return min(5.0, 0.1 * 2 ** (failures - 1))
 
-    def _write(self, update: gcra.Update) -> tuple[str, dict[str, float], dict]:
-        """Send one UpdateItem. Returns ("written", new item, raw attributes), ("refused", old
+    def _write(self, update: gcra.Update,
+               purpose: str) -> tuple[str, dict[str, float], dict]:
+        """Send one UpdateItem (`purpose`: one of WRITE_PURPOSES). Returns ("written", new item, raw attributes), ("refused", old
         item, raw) or ("store_unavailable", {}, {})."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        self.store_calls += 1
+        with self._lock:
+            self.store_calls += 1
+            self.writes_by_purpose[purpose] += 1
         sent_at = time.monotonic()
         try:
             response = self.dynamodb.update_item(**update.request(self.table_name,

@@ -514,6 +514,7 @@ class GuardedClaude:
                 result.error = {"type": "request_too_large", "message": str(err)}
                 return None
             result.store_calls += grant.store_calls
+            result.store_reads += grant.store_reads
             if grant.granted:
                 grant._returned_mono = self._clock()
                 if grant.start_at > grant.returned_at and not self._sleep_until_start(

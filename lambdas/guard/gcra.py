@@ -40,12 +40,17 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .limits import WINDOW_S
+from .limits import INPUT_TOKENS, OUTPUT_TOKENS, REQUESTS, TOKENS, WINDOW_S
 
 PARTITION_KEY = "pk"
 COOL_UNTIL = "cool_until"
 BOOKED_UNTIL = "booked_until"
 TAT_PREFIX = "tat_"
+
+#: Every attribute of a bucket item: its key and its rate-limit state. A booked caller reads
+#: exactly these (a projection; IAM allows no other attribute of the bucket table).
+STATE_ATTRIBUTES = (PARTITION_KEY, COOL_UNTIL, BOOKED_UNTIL) + tuple(
+    TAT_PREFIX + dim for dim in (REQUESTS, INPUT_TOKENS, OUTPUT_TOKENS, TOKENS))
 
 #: `booked_until` is kept in whole steps of this many seconds (rounded up: a bound on every
 #: pending start), so concurrent bookings in one step write the same value and never race.

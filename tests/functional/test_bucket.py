@@ -402,3 +402,35 @@ def test_old_and_new_clients_in_poll_mode_share_one_item(make_bucket, dynamodb, 
     seen = new.try_acquire(1, 0, 0)
     assert seen.granted
     assert new.level("output_tokens") == pytest.approx(6000 - 20 * 100 + 5 * 100, abs=1)
+
+
+def test_a_booking_with_an_old_view_reads_the_state_once_and_books_in_one_write(
+        make_bucket, local_aws, clock):
+    mine = make_bucket(Limits(rpm=60))
+    others = make_bucket(Limits(rpm=60))
+    assert mine.try_acquire().granted  # mine's view: one request charged
+    drain(others)  # the bucket empties behind mine's back ...
+    for _ in range(5):  # ... and others book a queue five seconds deep
+        assert others.try_acquire(max_wait_s=30).granted
+    clock.advance(0.5)  # older than a couple of round trips
+    local_aws.reset_stats()
+    booked = mine.try_acquire(max_wait_s=30)
+    assert booked.granted and booked.store_reads == 1 and booked.store_calls == 1
+    assert local_aws.stats() == {"DynamoDB_20120810.GetItem": 1,
+                                 "DynamoDB_20120810.UpdateItem": 1}
+    assert booked.start_at >= clock() + 5  # behind the five booked ahead of it
+    assert booked.start_at - (clock() + 6) < 0.6  # at most the slack late
+    local_aws.reset_stats()
+    again = mine.try_acquire(max_wait_s=30)  # its view is fresh now: no read
+    assert again.granted and again.store_reads == 0 and again.store_calls == 1
+    assert mine.writes_by_purpose == {"acquire": 3, "settle": 0, "cool_down": 0, "lower": 0}
+    assert mine.granted_acquires == 3
+
+
+def test_polling_never_reads_before_its_write(make_bucket, local_aws, clock):
+    bucket = make_bucket(Limits(rpm=60))
+    bucket.try_acquire()
+    clock.advance(30)
+    local_aws.reset_stats()
+    assert bucket.try_acquire().granted
+    assert local_aws.stats() == {"DynamoDB_20120810.UpdateItem": 1}

@@ -528,10 +528,15 @@ CASES: list[Case] = BATCH_CASES + [
     Case("agent.bucket.read_cool_down", "anthropic", ALLOWED, lambda d: d.request(
         d.agent, "dynamodb:GetItem", d.bucket_table,
         {"dynamodb:LeadingKeys": ["anthropic#sonnet-4"], "dynamodb:Attributes": ["cool_until"]})),
+    Case("agent.bucket.read_state", "anthropic", ALLOWED, lambda d: d.request(
+        d.agent, "dynamodb:GetItem", d.bucket_table,
+        {"dynamodb:LeadingKeys": ["anthropic#sonnet-4"],
+         "dynamodb:Attributes": ["pk", "cool_until", "booked_until", "tat_requests",
+                                 "tat_input_tokens", "tat_output_tokens", "tat_tokens"]})),
     Case("agent.bucket.read_other_attributes", "anthropic", IMPLICIT, lambda d: d.request(
         d.agent, "dynamodb:GetItem", d.bucket_table,
         {"dynamodb:LeadingKeys": ["anthropic#sonnet-4"],
-         "dynamodb:Attributes": ["cool_until", "tat_requests"]})),
+         "dynamodb:Attributes": ["cool_until", "tat_requests", "owner_notes"]})),
     Case("agent.bucket.read_cool_down_other_bucket", "anthropic", IMPLICIT, lambda d: d.request(
         d.agent, "dynamodb:GetItem", d.bucket_table,
         {"dynamodb:LeadingKeys": ["anthropic#other"], "dynamodb:Attributes": ["cool_until"]})),

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from guard.usage import Usage
 
-from .audit import run_tool
+from .tool_runner import run_tool
 from .config import AgentConfig
 from .requests import AgentRequest
 from .telemetry import RequestMetrics

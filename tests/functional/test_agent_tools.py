@@ -16,7 +16,7 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from agent.audit import run_tool
+from agent.tool_runner import run_tool
 from agent.credentials import assume_tool_role, session_factory
 from agent.tools import ToolContext, ToolResources
 from agent.tools.documents import MAX_CONTENT_CHARS

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from agent.audit import audit_tool_call, classify_result, run_tool
+from agent.tool_runner import audit_tool_call, classify_result, run_tool
 from agent.tools import (
     TOOLS,
     Tool,

@@ -29,7 +29,7 @@ import threading
 import time
 from typing import Any, Callable, Mapping
 
-from ..audit import DENIED, ERROR, INVALID_INPUT, OK, audit_tool_call
+from ..tool_runner import DENIED, ERROR, INVALID_INPUT, OK, audit_tool_call
 from ..tools.registry import validate_tool_input
 from .config import McpServer, McpTool, tool_index
 from .errors import McpProtocolError, McpSessionExpired, McpThrottled, McpUnavailable

@@ -181,13 +181,6 @@ def test_tool_resources_are_validated(kwargs, message):
         ToolResources(**{**fields, **kwargs})
 
 
-def test_tool_resources_from_environment():
-    assert ToolResources.from_environment({"DOCS_BUCKET": "b", "NOTES_TABLE": "t"}) == \
-        ToolResources("b", "docs/", "t")
-    with pytest.raises(ValueError, match="NOTES_TABLE"):
-        ToolResources.from_environment({"DOCS_BUCKET": "b"})
-
-
 # -- Claude tool definitions -------------------------------------------------------------------
 
 def test_definitions_carry_cache_control_on_the_last_one_only():

@@ -292,8 +292,8 @@ def run(scenario: Scenario) -> int:
             with contextlib.redirect_stdout(router), guard_log.capturing():
                 from agent import handler as agent
 
-                agent._runtime = None
-                runtime = agent._runtime_or_error()
+                agent.reset_runtime()
+                runtime = agent.current_runtime()
                 if scenario.dynamodb_throttle:
                     _throttle_dynamodb(runtime.dynamodb, env["BUCKET_TABLE"],
                                        scenario.dynamodb_throttle, rng)
@@ -442,6 +442,8 @@ def _drain(agent, aws: LocalAws, env: dict, scenario: Scenario, function_name: s
     """Poll the deployed work queue with `consumers` parallel pollers (the event source
     mapping's maximum concurrency) and hand batches to sqs_handler, deleting what it did not
     report as failed, until every request has an answer or was dead-lettered."""
+    from agent.results import fetch_result
+
     sqs = aws.client("sqs")
     started = time.monotonic()
     queue = env["WORK_QUEUE_URL"]
@@ -502,7 +504,7 @@ def _drain(agent, aws: LocalAws, env: dict, scenario: Scenario, function_name: s
                 if record.request_id in dead:
                     record.dead_lettered = dead[record.request_id]
                     continue
-                stored = agent._fetch_result(agent._runtime_or_error(), {
+                stored = fetch_result(agent.current_runtime(), {
                     "request_id": record.request_id, "tenant": record.tenant})
                 if stored.get("status") not in ("deferred", None) and not (
                         stored.get("status") == "error"

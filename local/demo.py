@@ -206,6 +206,16 @@ def _pause_event_source_mappings(aws: LocalAws, function_name: str) -> None:
         lambda_client.update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)
 
 
+def _queue_pollers(aws: LocalAws, queue_url: str) -> int:
+    """How many pollers the deployed event source mapping of the queue at `queue_url` runs at
+    most: its ScalingConfig.MaximumConcurrency (the stack's `queue_max_concurrency`)."""
+    queue_arn = aws.client("sqs").get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    [mapping] = aws.client("lambda").list_event_source_mappings(
+        EventSourceArn=queue_arn)["EventSourceMappings"]
+    return int(mapping["ScalingConfig"]["MaximumConcurrency"])
+
+
 def _seed_documents(aws: LocalAws, bucket: str, prefix: str) -> None:
     s3 = aws.client("s3")
     for tenant in TENANTS:
@@ -493,7 +503,7 @@ def _drain(agent, aws: LocalAws, env: dict, scenario: Scenario, function_name: s
                                                             int(body.get("deferrals", 0)))
 
     consumers = [threading.Thread(target=consume, daemon=True)
-                 for _ in range(int(env.get("QUEUE_MAX_CONCURRENCY", "5")))]
+                 for _ in range(_queue_pollers(aws, queue))]
     for consumer in consumers:
         consumer.start()
     try:

@@ -18,6 +18,17 @@ def models_with(model_id: str, **changes) -> str:
     return json.dumps({**MODELS, model_id: {k: v for k, v in entry.items() if v is not None}})
 
 
+#: AgentConfig fields read from variables that may be left out
+OPTIONAL_FIELDS = ("overflow_policy", "degrade_model", "scheduling", "agent_name",
+                   "docs_prefix", "max_deferrals", "max_deferral_age_s", "max_receives",
+                   "max_iterations", "max_total_tokens", "default_deadline_s", "result_ttl_s",
+                   "log_prompts", "batch_queue_url")
+
+
+def optional_values(config) -> dict:
+    return {name: getattr(config, name) for name in OPTIONAL_FIELDS}
+
+
 def test_a_complete_environment_with_its_defaults():
     config = agent_config()
     assert config.provider == "anthropic" and config.default_model == MAIN
@@ -29,15 +40,13 @@ def test_a_complete_environment_with_its_defaults():
     assert config.dlq_url == AGENT_ENV["DLQ_URL"]
     assert config.tool_role_arn == AGENT_ENV["TOOL_ROLE_ARN"]
     assert config.api_key_secret_arn == AGENT_ENV["API_KEY_SECRET_ARN"]
-    assert (config.overflow_policy, config.degrade_model, config.scheduling) == (
-        "defer", None, "fifo")
-    assert (config.agent_name, config.docs_prefix) == ("bulwark-agent", "docs/")
-    assert (config.max_deferrals, config.max_deferral_age_s, config.max_receives) == (
-        5, 3600.0, 3)
-    assert (config.max_iterations, config.max_total_tokens) == (8, 100_000)
-    assert (config.default_deadline_s, config.result_ttl_s) == (20.0, 86_400)
-    assert config.log_prompts is False
-    assert config.batch_queue_url is None and config.mcp_servers == {}
+    assert optional_values(config) == {
+        "overflow_policy": "defer", "degrade_model": None, "scheduling": "fifo",
+        "agent_name": "bulwark-agent", "docs_prefix": "docs/", "max_deferrals": 5,
+        "max_deferral_age_s": 3600.0, "max_receives": 3, "max_iterations": 8,
+        "max_total_tokens": 100_000, "default_deadline_s": 20.0, "result_ttl_s": 86_400,
+        "log_prompts": False, "batch_queue_url": None}
+    assert config.mcp_servers == {}
 
 
 def test_models_carry_their_bucket_limits_sizes_and_prices():
@@ -70,14 +79,12 @@ def test_optional_variables_are_read():
                           RESULT_TTL_S="60", LOG_PROMPTS="TRUE",
                           BATCH_QUEUE_URL="https://sqs.example/batch",
                           TENANTS=" acme , globex ,")
-    assert (config.overflow_policy, config.degrade_model) == ("degrade", SMALL)
-    assert (config.agent_name, config.docs_prefix) == ("ops-agent", "")
-    assert (config.max_deferrals, config.max_deferral_age_s, config.max_receives) == (
-        0, 90.5, 1)
-    assert (config.max_iterations, config.max_total_tokens) == (2, 5000)
-    assert (config.default_deadline_s, config.result_ttl_s) == (0.0, 60)
-    assert config.log_prompts is True
-    assert config.batch_queue_url == "https://sqs.example/batch"
+    assert optional_values(config) == {
+        "overflow_policy": "degrade", "degrade_model": SMALL, "scheduling": "fifo",
+        "agent_name": "ops-agent", "docs_prefix": "", "max_deferrals": 0,
+        "max_deferral_age_s": 90.5, "max_receives": 1, "max_iterations": 2,
+        "max_total_tokens": 5000, "default_deadline_s": 0.0, "result_ttl_s": 60,
+        "log_prompts": True, "batch_queue_url": "https://sqs.example/batch"}
     assert config.tenants == ("acme", "globex")
 
 

@@ -206,6 +206,16 @@ def _pause_event_source_mappings(aws: LocalAws, function_name: str) -> None:
         lambda_client.update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)
 
 
+def _queue_pollers(aws: LocalAws, queue_url: str) -> int:
+    """How many pollers the deployed event source mapping of the queue at `queue_url` runs at
+    most: its ScalingConfig.MaximumConcurrency (the stack's `queue_max_concurrency`)."""
+    queue_arn = aws.client("sqs").get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    [mapping] = aws.client("lambda").list_event_source_mappings(
+        EventSourceArn=queue_arn)["EventSourceMappings"]
+    return int(mapping["ScalingConfig"]["MaximumConcurrency"])
+
+
 def _seed_documents(aws: LocalAws, bucket: str, prefix: str) -> None:
     s3 = aws.client("s3")
     for tenant in TENANTS:
@@ -292,8 +302,8 @@ def run(scenario: Scenario) -> int:
             with contextlib.redirect_stdout(router), guard_log.capturing():
                 from agent import handler as agent
 
-                agent._runtime = None
-                runtime = agent._runtime_or_error()
+                agent.reset_runtime()
+                runtime = agent.current_runtime()
                 if scenario.dynamodb_throttle:
                     _throttle_dynamodb(runtime.dynamodb, env["BUCKET_TABLE"],
                                        scenario.dynamodb_throttle, rng)
@@ -442,6 +452,8 @@ def _drain(agent, aws: LocalAws, env: dict, scenario: Scenario, function_name: s
     """Poll the deployed work queue with `consumers` parallel pollers (the event source
     mapping's maximum concurrency) and hand batches to sqs_handler, deleting what it did not
     report as failed, until every request has an answer or was dead-lettered."""
+    from agent.results import fetch_result
+
     sqs = aws.client("sqs")
     started = time.monotonic()
     queue = env["WORK_QUEUE_URL"]
@@ -491,7 +503,7 @@ def _drain(agent, aws: LocalAws, env: dict, scenario: Scenario, function_name: s
                                                             int(body.get("deferrals", 0)))
 
     consumers = [threading.Thread(target=consume, daemon=True)
-                 for _ in range(int(env.get("QUEUE_MAX_CONCURRENCY", "5")))]
+                 for _ in range(_queue_pollers(aws, queue))]
     for consumer in consumers:
         consumer.start()
     try:
@@ -502,7 +514,7 @@ def _drain(agent, aws: LocalAws, env: dict, scenario: Scenario, function_name: s
                 if record.request_id in dead:
                     record.dead_lettered = dead[record.request_id]
                     continue
-                stored = agent._fetch_result(agent._runtime_or_error(), {
+                stored = fetch_result(agent.current_runtime(), {
                     "request_id": record.request_id, "tenant": record.tenant})
                 if stored.get("status") not in ("deferred", None) and not (
                         stored.get("status") == "error"

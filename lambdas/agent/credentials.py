@@ -14,7 +14,7 @@ for the agent's execution role.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from typing import Any
 
 from .tools.registry import TENANT_PATTERN
 
@@ -63,13 +63,3 @@ def assume_tool_role(sts_client: Any, role_arn: str, *, request_id: str, tenant:
                          aws_session_token=credentials["SessionToken"],
                          region_name=sts_client.meta.region_name)
 
-
-def session_factory(sts_client: Any, role_arn: str, *, agent: str,
-                    duration_s: int = 900) -> Callable[..., Any]:
-    """`make_session(request_id=..., tenant=...)` bound to one role and agent name."""
-
-    def make_session(*, request_id: str, tenant: str) -> Any:
-        return assume_tool_role(sts_client, role_arn, request_id=request_id, tenant=tenant,
-                                agent=agent, duration_s=duration_s)
-
-    return make_session

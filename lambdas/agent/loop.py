@@ -14,11 +14,11 @@ from typing import Any, Callable
 
 from guard.usage import Usage
 
-from .audit import run_tool
+from .tool_runner import run_tool
 from .config import AgentConfig
 from .requests import AgentRequest
 from .telemetry import RequestMetrics
-from .tools.registry import TOOLS, ToolContext, claude_tool_definitions
+from .tools.registry import ToolContext, claude_tool_definitions
 
 
 @dataclass
@@ -145,9 +145,10 @@ def _loop(request, claude, config, outcome, messages, system, tools, shared_cont
             if mcp_calls is not None and mcp_calls.toolbox.offers(block.name):
                 output = mcp_calls.call(block.name, block.input)
             else:
-                # an unknown name (outside every allowlist) is refused with an audit line
-                output = run_tool(shared_context(), TOOLS.get(block.name) or block.name,
-                                  block.input, caller=request.caller, logger=logger)
+                # a name no tool has is refused with its own audit line (outcome
+                # "unknown_tool") and an error tool_result
+                output = run_tool(shared_context(), block.name, block.input,
+                                  caller=request.caller, logger=logger)
             results.append({"type": "tool_result", "tool_use_id": block.id,
                             "content": json.dumps(output, default=str),
                             "is_error": "error" in output})

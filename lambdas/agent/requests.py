@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 import uuid
 from dataclasses import asdict, dataclass
@@ -45,6 +46,32 @@ class AgentRequest:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class WorkMessage:
+    """One work-queue message, parsed: the request and how far it has come.
+
+    `body`: the message as received (what a dead letter carries). `deferrals`: times the
+    request was deferred before. `first_received_at`: epoch seconds when it first arrived.
+    `transcript`: the conversation to resume (None: start afresh). `model`: the model it was
+    deferred on (a degraded request keeps its smaller model)."""
+
+    body: dict[str, Any]
+    request: AgentRequest
+    deferrals: int
+    first_received_at: float
+    transcript: list[dict] | None = None
+    model: str | None = None
+
+
+class MalformedMessage(ValueError):
+    """A work-queue message that can never be served; `body` is what to dead-letter and the
+    message the reason."""
+
+    def __init__(self, reason: str, body: Any) -> None:
+        super().__init__(reason)
+        self.body = body
 
 
 def new_request_id() -> str:
@@ -113,6 +140,38 @@ def parse_request(event: Any, config: AgentConfig, *, caller: str | None = None)
             raise BadRequest(f"the batch item is {size:,} bytes, over the batch lane's limit of "
                              f"{MAX_BATCH_ITEM_BYTES:,} bytes per item")
     return request
+
+
+def parse_work_message(raw_body: Any, config: AgentConfig, *, now: float) -> WorkMessage:
+    """A work-queue message: {"request": {...}, "deferrals": n, "first_received_at": epoch s,
+    "transcript": [...]?, "model": str?} or a bare contract-2 request. `now`: epoch seconds,
+    the arrival time of a message that carries none. Raises `MalformedMessage` naming the
+    problem.
+
+    Queued work is asynchronous: it may wait for capacity as long as DEFAULT_DEADLINE_S
+    (within the Lambda's time) instead of re-deferring on the caller's short deadline."""
+    try:
+        body = json.loads(raw_body)
+    except (json.JSONDecodeError, TypeError) as err:
+        raise MalformedMessage(f"malformed body: not JSON ({err})", raw_body) from None
+    if not isinstance(body, dict):
+        raise MalformedMessage("malformed body: not a JSON object", body)
+    envelope = body if "request" in body else {"request": body}
+    try:
+        deferrals = int(envelope.get("deferrals", 0))
+        first_received_at = float(envelope.get("first_received_at") or now)
+        if not math.isfinite(first_received_at):
+            raise ValueError(f"first_received_at must be a time, got {first_received_at}")
+        if envelope.get("model") is not None and envelope["model"] not in config.models:
+            raise ValueError(f"unknown model {envelope['model']!r} in the envelope")
+        request = parse_request(envelope["request"], config,
+                                caller=(envelope["request"] or {}).get("caller")
+                                if isinstance(envelope["request"], dict) else None)
+    except (TypeError, ValueError) as err:  # BadRequest is a ValueError
+        raise MalformedMessage(f"malformed request: {err}", body) from None
+    request.deadline_s = max(request.deadline_s, config.default_deadline_s)
+    return WorkMessage(body, request, deferrals, first_received_at,
+                       envelope.get("transcript"), envelope.get("model"))
 
 
 def check_batch_lane(event: dict, config: AgentConfig) -> None:

@@ -92,12 +92,12 @@ def stack(local_aws, emulator, monkeypatch):
     emulator.reset()
     from agent import handler as module
 
-    module._runtime = None
+    module.reset_runtime()
     log_stream = io.StringIO()  # Powertools' handler holds the stdout of import time
     monkeypatch.setattr(module.logger.registered_handler, "stream", log_stream)
     yield {"log": log_stream, "env": env, "names": names, "dynamodb": dynamodb, "sqs": sqs, "work": work,
            "dlq": dlq, "module": module}
-    module._runtime = None
+    module.reset_runtime()
 
 
 def invoke(stack, event, remaining_ms=60_000):
@@ -213,7 +213,7 @@ def test_tool_role_is_assumed_with_source_identity_and_session_tags(stack):
     module = stack["module"]
     invoke(stack, {"prompt": "warm up", "tenant": "acme"})  # builds the runtime
     sent = []
-    module._runtime.sts.meta.events.register(
+    module.current_runtime().sts.meta.events.register(
         "before-parameter-build.sts.AssumeRole", lambda params, **_: sent.append(dict(params)))
     prompt = 'Read.\nEMULATOR: call list_documents {}'
     invoke(stack, {"prompt": prompt, "tenant": "acme", "request_id": "req-sts-1"})
@@ -230,7 +230,7 @@ def test_tool_role_is_assumed_with_source_identity_and_session_tags(stack):
 def test_defer_policy_queues_the_request_and_the_result_can_be_fetched(stack):
     drain_bucket(stack)
     sent = []
-    stack["module"]._runtime_or_error().sqs.meta.events.register(
+    stack["module"].current_runtime().sqs.meta.events.register(
         "before-parameter-build.sqs.SendMessage", lambda params, **_: sent.append(dict(params)))
     response = invoke(stack, {"prompt": "later please", "tenant": "acme",
                               "request_id": "req-defer-1", "deadline_s": 0})
@@ -245,7 +245,7 @@ def test_defer_policy_queues_the_request_and_the_result_can_be_fetched(stack):
     assert envelope["deferrals"] == 1 and envelope["request"]["request_id"] == "req-defer-1"
 
     refill_bucket(stack)
-    stack["module"]._runtime = None  # the queue is drained by another (fresh) container
+    stack["module"].reset_runtime()  # the queue is drained by another (fresh) container
     result = stack["module"].sqs_handler(sqs_event(message["MessageBody"]), LambdaContext())
     assert result == {"batchItemFailures": []}
     done = invoke(stack, {"action": "get_result", "request_id": "req-defer-1", "tenant": "acme"})
@@ -384,12 +384,14 @@ def test_the_deployed_entry_point_dispatches_sqs_batches(stack, emulator):
 
 
 def test_a_request_that_keeps_failing_is_retried_then_dead_lettered(stack, monkeypatch):
+    from agent import service
+
     module = stack["module"]
 
     def broken(*_args, **_kwargs):
         raise RuntimeError("tool backend down")
 
-    monkeypatch.setattr(module, "run_agent", broken)
+    monkeypatch.setattr(service, "run_agent", broken)
     body = json.dumps({"request": {"prompt": "x", "tenant": "acme",
                                    "request_id": "req-broken-1"}})
     first = module.sqs_handler(sqs_event(body, receive_count=1), LambdaContext())
@@ -409,7 +411,7 @@ def test_a_rejection_is_not_remembered_as_the_answer(stack, monkeypatch):
              "deadline_s": 0}
     assert invoke(stack, event)["status"] == "rejected"
     refill_bucket(stack)
-    stack["module"]._runtime = None  # a fresh container, as after the retry_after
+    stack["module"].reset_runtime()  # a fresh container, as after the retry_after
     assert invoke(stack, event)["status"] == "ok"
 
 
@@ -437,7 +439,7 @@ def test_a_function_url_body_that_is_not_text_is_a_400(stack):
 def batch_queue(stack, monkeypatch):
     url = stack["sqs"].create_queue(QueueName=f"batch-{uuid.uuid4().hex[:8]}")["QueueUrl"]
     monkeypatch.setenv("BATCH_QUEUE_URL", url)
-    stack["module"]._runtime = None
+    stack["module"].reset_runtime()
     return url
 
 
@@ -455,7 +457,7 @@ def test_batch_lane_answers_queued_then_get_result_says_queued(stack, batch_queu
     assert body["params"]["model"] == MAIN and body["params"]["messages"][0]["content"] == \
         "Label this ticket"
     assert "tools" not in body["params"]  # one turn, no tools
-    assert stack["module"]._runtime.claude is not None  # nothing was sent to Claude
+    assert stack["module"].current_runtime().claude is not None  # nothing was sent to Claude
     # a duplicate submission is not queued as a new request
     again = invoke(stack, {"prompt": "Label this ticket", "lane": "batch",
                            "request_id": "batch-1", "tenant": "acme"})

@@ -16,8 +16,8 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from agent.audit import run_tool
-from agent.credentials import assume_tool_role, session_factory
+from agent.tool_runner import run_tool
+from agent.credentials import assume_tool_role
 from agent.tools import ToolContext, ToolResources
 from agent.tools.documents import MAX_CONTENT_CHARS
 from local.aws_server import REGION
@@ -324,10 +324,9 @@ def test_assume_tool_role_sends_session_name_source_identity_and_tags(sts_with_c
     assert result["content"].startswith("Acme")
 
 
-def test_session_factory_binds_role_and_agent(sts_with_capture):
+def test_assume_tool_role_defaults_to_the_shortest_session(sts_with_capture):
     sts, sent = sts_with_capture
-    make_session = session_factory(sts, ROLE_ARN, agent="ops-agent")
-    make_session(request_id="req-1", tenant="globex")
+    assume_tool_role(sts, ROLE_ARN, request_id="req-1", tenant="globex", agent="ops-agent")
     assert sent[0]["Tags"] == [{"Key": "tenant", "Value": "globex"},
                                {"Key": "agent", "Value": "ops-agent"}]
     assert sent[0]["DurationSeconds"] == 900

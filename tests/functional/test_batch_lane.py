@@ -109,7 +109,7 @@ class Lane:
     def enqueue(self, n: int, model: str = SONNET, prompt: str = "Summarise the report",
                 tenant: str = "acme", prefix: str | None = None) -> list[str]:
         """What the agent handler sends for lane "batch" (placeholder + queue message)."""
-        from agent.batch.state import put_queued
+        from agent.results import put_queued
 
         ids = []
         prefix = prefix or uuid.uuid4().hex[:6]

@@ -1,8 +1,8 @@
 """cli.dlq against SQS on the local AWS server: list and inspect leave the DLQ as it was;
 redrive moves good requests back to the work queue (fresh envelope) and keeps malformed ones.
 
-The dead-lettered bodies are written by the handler's own `_send_to_dlq`, so the command reads
-exactly what the agent writes.
+The dead-lettered bodies are written by the agent's own `agent.queues.send_to_dlq`, so the
+command reads exactly what the agent writes.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from agent.handler import _send_to_dlq
+from agent.queues import send_to_dlq
 from cli import dlq
 
 DEAD_AT = 1_800_000_000.0
@@ -43,7 +43,7 @@ def queues(local_aws):
 def dead_letter(queues, body, reason: str, at: float = DEAD_AT) -> None:
     runtime = SimpleNamespace(sqs=queues.sqs, config=SimpleNamespace(dlq_url=queues.dlq),
                               clock=lambda: at)
-    _send_to_dlq(runtime, body, reason)
+    send_to_dlq(runtime, body, reason)
 
 
 def counts(sqs, url) -> tuple[int, int]:

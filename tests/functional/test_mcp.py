@@ -16,7 +16,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from agent.audit import OUTCOMES
+from agent.tool_runner import OUTCOMES
 from agent.credentials import assume_tool_role
 from agent.mcp.config import load_mcp_settings
 from agent.mcp.toolbox import TRUNCATION_MARKER, McpToolbox

@@ -340,11 +340,11 @@ _loggers = itertools.count()
 
 
 def powertools_lines(records: list[tuple[str, dict]]) -> str:
-    """Audit lines as the agent writes them (agent.audit + a Powertools Logger), each at the
+    """Audit lines as the agent writes them (agent.tool_runner + a Powertools Logger), each at the
     given time, mixed with the other lines of a Powertools log."""
     from aws_lambda_powertools import Logger
 
-    from agent.audit import audit_tool_call
+    from agent.tool_runner import audit_tool_call
 
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from agent.audit import audit_tool_call, classify_result, run_tool
+from agent.tool_runner import audit_tool_call, classify_result, run_tool
 from agent.tools import (
     TOOLS,
     Tool,
@@ -181,13 +181,6 @@ def test_tool_resources_are_validated(kwargs, message):
         ToolResources(**{**fields, **kwargs})
 
 
-def test_tool_resources_from_environment():
-    assert ToolResources.from_environment({"DOCS_BUCKET": "b", "NOTES_TABLE": "t"}) == \
-        ToolResources("b", "docs/", "t")
-    with pytest.raises(ValueError, match="NOTES_TABLE"):
-        ToolResources.from_environment({"DOCS_BUCKET": "b"})
-
-
 # -- Claude tool definitions -------------------------------------------------------------------
 
 def test_definitions_carry_cache_control_on_the_last_one_only():
@@ -339,8 +332,10 @@ def test_run_tool_refuses_unknown_tools_and_invalid_input_without_running():
     # session=None: any AWS call would raise, so an "invalid_input" result proves none was made.
     result = run_tool(ctx, "read_document", {"key": "../globex/x"}, caller="c", logger=logger)
     assert result == {"error": "key must not contain '..'", "invalid_input": True}
-    outcomes = [json.loads(line)["outcome"] for line in logger.lines]
-    assert outcomes == ["invalid_input", "invalid_input"]
+    lines = [json.loads(line) for line in logger.lines]
+    assert [(line["tool"], line["outcome"]) for line in lines] == [
+        ("rm_rf", "unknown_tool"), ("read_document", "invalid_input")]
+    assert lines[0]["detail"] == "unknown tool 'rm_rf'"
 
 
 def test_audit_fields_sit_at_the_top_level_of_a_powertools_log_line():

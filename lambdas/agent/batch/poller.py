@@ -22,9 +22,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..results import put_result_once
 from .api import BatchApi, NotNow, Rejected, classify, parse_line
 from .config import BatchConfig
-from .state import BatchStore, Intent, store_result
+from .state import BatchStore, Intent
 
 BATCH_DISCOUNT = 0.5
 
@@ -158,9 +159,9 @@ class Poller:
         response = {"status": "ok", "request_id": request["request_id"],
                     "model": request["model"], "lane": "batch", "output": output,
                     "usage": usage, "cost_usd": cost, "batch_id": intent.batch_id}
-        stored = store_result(self.dynamodb, self.config.results_table, request["tenant"],
-                              request["request_id"], response,
-                              int(self.clock() + self.config.result_ttl_s))
+        stored = put_result_once(self.dynamodb, self.config.results_table,
+                                 request["tenant"], request["request_id"], response,
+                                 int(self.clock() + self.config.result_ttl_s))
         if not stored:  # answered already (a duplicate): neither counted nor costed again
             summary.duplicates += 1
             return
@@ -180,12 +181,12 @@ class Poller:
             MessageBody=json.dumps({**body, "dlq_reason": reason,
                                     "dead_lettered_at": self.clock()}, default=str),
             MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:256]}})
-        store_result(self.dynamodb, self.config.results_table, request["tenant"],
-                     request["request_id"],
-                     {"status": "error", "request_id": request["request_id"], "lane": "batch",
-                      "model": request["model"],
-                      "error": {"type": "batch_failed", "message": reason}},
-                     int(self.clock() + self.config.result_ttl_s))
+        put_result_once(self.dynamodb, self.config.results_table, request["tenant"],
+                        request["request_id"],
+                        {"status": "error", "request_id": request["request_id"],
+                         "lane": "batch", "model": request["model"],
+                         "error": {"type": "batch_failed", "message": reason}},
+                        int(self.clock() + self.config.result_ttl_s))
 
     def _metric(self, model: str, name: str, value: float = 1.0) -> None:
         if self.metrics is not None:

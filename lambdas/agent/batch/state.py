@@ -223,38 +223,3 @@ class BatchStore:
                                       Key={"pk": {"S": self.counter_key}}).get("Item")
         return int(item["queued"]["N"]) if item and "queued" in item else 0
 
-
-def store_result(dynamodb, table: str, tenant: str, request_id: str, response: dict,
-                 expires_at: int) -> bool:
-    """Store a final answer once per request id: only over nothing or a "queued" placeholder.
-    False when an answer was stored already (a duplicate result is dropped)."""
-    try:
-        dynamodb.put_item(
-            TableName=table, Item={
-                "request_id": {"S": f"{tenant}/{request_id}"}, "tenant": {"S": tenant},
-                "status": {"S": response["status"]}, "response": {"S": json.dumps(response)},
-                "expires_at": {"N": str(expires_at)}},
-            ConditionExpression="attribute_not_exists(request_id) OR #s = :queued",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={":queued": {"S": "queued"}})
-        return True
-    except dynamodb.exceptions.ConditionalCheckFailedException:
-        return False
-
-
-def put_queued(dynamodb, table: str, tenant: str, request_id: str, response: dict,
-               expires_at: int) -> dict | None:
-    """The "queued" placeholder for a new batch request; returns the stored response instead
-    when the request id is known already (a duplicate submission)."""
-    try:
-        dynamodb.put_item(
-            TableName=table, Item={
-                "request_id": {"S": f"{tenant}/{request_id}"}, "tenant": {"S": tenant},
-                "status": {"S": "queued"}, "response": {"S": json.dumps(response)},
-                "expires_at": {"N": str(expires_at)}},
-            ConditionExpression="attribute_not_exists(request_id)",
-            ReturnValuesOnConditionCheckFailure="ALL_OLD")
-        return None
-    except dynamodb.exceptions.ConditionalCheckFailedException as err:
-        old = err.response.get("Item") or {}
-        return json.loads(old["response"]["S"]) if "response" in old else {}

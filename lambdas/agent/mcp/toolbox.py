@@ -29,7 +29,7 @@ import threading
 import time
 from typing import Any, Callable, Mapping
 
-from ..audit import DENIED, ERROR, INVALID_INPUT, OK, audit_tool_call
+from ..tool_runner import OK, audit_tool_call, classify_result
 from ..tools.registry import validate_tool_input
 from .config import McpServer, McpTool, tool_index
 from .errors import McpProtocolError, McpSessionExpired, McpThrottled, McpUnavailable
@@ -166,8 +166,7 @@ class McpRequest:
         except Exception as err:  # noqa: BLE001 - an MCP call never ends the agent loop
             log.exception("MCP tool %r failed", name)
             result = {"error": f"MCP tool failed: {type(err).__name__}"}
-        outcome = (DENIED if result.get("denied") else INVALID_INPUT if result.get(
-            "invalid_input") else ERROR if "error" in result else OK)
+        outcome = classify_result(result)
         try:
             audit_tool_call(box.logger, request_id=getattr(ctx, "request_id", "unknown"),
                             caller=self.caller, tenant=getattr(ctx, "tenant", "unknown"),

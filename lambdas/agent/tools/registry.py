@@ -37,9 +37,6 @@ _ACTION_RE = re.compile(r"^[a-z0-9-]+:[A-Za-z0-9]+$")
 #: session tag's value: letters, digits, "_", "." and "-", starting with a letter or digit.
 TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
-#: Environment variables `ToolResources.from_environment` reads (same names as agent config).
-DOCS_BUCKET_ENV, DOCS_PREFIX_ENV, NOTES_TABLE_ENV = "DOCS_BUCKET", "DOCS_PREFIX", "NOTES_TABLE"
-
 #: SDK exceptions a tool turns into a result with `aws_error_result` instead of raising.
 AWS_ERRORS = (ClientError, BotoCoreError)
 
@@ -78,20 +75,6 @@ class ToolResources:
             # A wildcard in a name would widen every grant built from it.
             if any(char in getattr(self, name) for char in "*?"):
                 raise ValueError(f"ToolResources.{name} must not contain '*' or '?'")
-
-    @classmethod
-    def from_environment(cls, environ: Mapping[str, str]) -> "ToolResources":
-        """Read DOCS_BUCKET, DOCS_PREFIX (default "docs/"), NOTES_TABLE and the variable of
-        every resource a registered tool declares."""
-        missing = [name for name in (DOCS_BUCKET_ENV, NOTES_TABLE_ENV)
-                   if not environ.get(name, "").strip()]
-        if missing:
-            raise ValueError(f"{', '.join(missing)} not set: the tools need the documents "
-                             "bucket and the notes table names")
-        return cls(docs_bucket=environ[DOCS_BUCKET_ENV].strip(),
-                   docs_prefix=environ.get(DOCS_PREFIX_ENV, "docs/"),
-                   notes_table=environ[NOTES_TABLE_ENV].strip(),
-                   named=needs_from_environment(environ))
 
     def __getitem__(self, name: str) -> str:
         """The physical name of a declared resource (`ctx.resources["CatalogTable"]`)."""

@@ -20,7 +20,9 @@ from .tools.registry import TOOLS, Tool, ToolContext, validate_tool_input
 log = logging.getLogger(__name__)
 
 OK, DENIED, ERROR, INVALID_INPUT = "ok", "denied", "error", "invalid_input"
-OUTCOMES = (OK, DENIED, ERROR, INVALID_INPUT)
+#: Claude asked for a name no tool has (nothing ran; the model gets an error tool_result).
+UNKNOWN_TOOL = "unknown_tool"
+OUTCOMES = (OK, DENIED, ERROR, INVALID_INPUT, UNKNOWN_TOOL)
 
 #: Longest target and detail (characters) written to an audit line.
 MAX_FIELD_CHARS = 1024
@@ -43,7 +45,7 @@ def audit_tool_call(logger: Any, *, request_id: str, caller: str | None, tenant:
 
     `caller`: who invoked the agent (e.g. the invoking principal's ARN; "unknown" when None,
     so the field is always present). `target`: the AWS
-    resource acted on. `outcome`: "ok", "denied", "error" or "invalid_input".
+    resource acted on. `outcome`: "ok", "denied", "error", "invalid_input" or "unknown_tool".
     `duration_ms`: milliseconds the tool took. `detail`: short reason for a failed outcome.
     """
     if outcome not in OUTCOMES:
@@ -77,8 +79,8 @@ def run_tool(ctx: ToolContext, tool: Tool | str, tool_input: Any, *, caller: str
              logger: Any, clock: Callable[[], float] = time.monotonic) -> dict:
     """Validate the input, run the tool, write one audit line, return the tool's result.
 
-    `tool` is a `Tool` or a registered tool name (an unknown name is an "invalid_input"
-    outcome). `clock`: monotonic seconds, for `duration_ms`. Never raises: an unexpected
+    `tool` is a `Tool` or a tool name; a name no registered tool has runs nothing, gets an
+    error result and an audit line with outcome "unknown_tool". `clock`: monotonic seconds, for `duration_ms`. Never raises: an unexpected
     exception in the tool becomes {"error": "internal error in tool"} with outcome "error".
     """
     started = clock()
@@ -86,7 +88,7 @@ def run_tool(ctx: ToolContext, tool: Tool | str, tool_input: Any, *, caller: str
     known = TOOLS.get(tool) if isinstance(tool, str) else tool
     target = _target(ctx, known, tool_input) if known is not None else ""
     result = _call(ctx, known, tool_name, tool_input)
-    outcome = classify_result(result)
+    outcome = UNKNOWN_TOOL if known is None else classify_result(result)
     try:
         audit_tool_call(logger, request_id=ctx.request_id, caller=caller, tenant=ctx.tenant,
                         tool=tool_name, target=target, outcome=outcome,

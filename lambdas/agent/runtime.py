@@ -1,0 +1,104 @@
+"""What the agent Lambda builds once per container, at init (before a SnapStart snapshot): the
+parsed environment, the AWS clients, the guarded Claude client with one bucket per model
+family, the idempotency store, the MCP toolbox, and the Powertools logger and tracer every
+agent module writes with. Nothing here imports `anthropic`: the guard loads it on the first
+Claude call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+from guard import GuardedClaude, Limits, TokenBucket
+
+from .config import AgentConfig, load_config
+from .mcp.toolbox import McpToolbox
+
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "bulwark-agent"))
+tracer = Tracer(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "bulwark-agent"))
+
+
+@dataclass
+class Runtime:
+    """Everything built once per container (at init, before a SnapStart snapshot)."""
+
+    config: AgentConfig
+    dynamodb: Any
+    sqs: Any
+    sts: Any
+    claude: GuardedClaude
+    persistence: DynamoDBPersistenceLayer
+    #: epoch seconds: result expiry, deferral ages, dead-letter stamps
+    clock: Any = time.time
+    #: MCP tool sources (None when MCP_SERVERS is empty); the SDK loads on the first MCP call
+    mcp: McpToolbox | None = None
+
+
+def build_runtime(env=os.environ, *, dynamodb=None, sqs=None, sts=None, secrets=None,
+                  sdk_client=None) -> Runtime:
+    """Parse the environment and build clients; injected clients are used as given (tests)."""
+    import boto3
+
+    config = load_config(env)
+    dynamodb = dynamodb or boto3.client("dynamodb")
+    buckets: dict[str, TokenBucket] = {}
+    shared: dict[str, TokenBucket] = {}
+    for model_id, model in config.models.items():
+        if model.bucket_id not in shared:  # a model family shares one bucket
+            shared[model.bucket_id] = TokenBucket(config.bucket_table, model.bucket_id,
+                                                  model.limits, dynamodb)
+        buckets[model_id] = shared[model.bucket_id]
+
+    secrets_provider = []
+
+    def api_key(refresh: bool = False) -> str:
+        """The API key from Secrets Manager, cached 300 s; `refresh` (after an upstream 401)
+        bypasses the cache so a rotated key is used at once."""
+        from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+        if not secrets_provider:
+            secrets_provider.append(SecretsProvider(
+                boto3_client=secrets or boto3.client("secretsmanager")))
+        # VersionStage named explicitly: the role may read only AWSCURRENT (IAM condition).
+        value = secrets_provider[0].get(config.api_key_secret_arn, max_age=300,
+                                        force_fetch=refresh, VersionStage="AWSCURRENT")
+        if isinstance(value, bytes):
+            value = value.decode()
+        try:
+            parsed = json.loads(value)
+            return parsed["api_key"] if isinstance(parsed, dict) else value
+        except (json.JSONDecodeError, KeyError):
+            return value
+
+    claude = GuardedClaude(buckets, provider=config.provider, sdk_client=sdk_client,
+                           api_key=api_key if config.provider == "anthropic" else None,
+                           aws_region=config.aws_region, scheduling=config.scheduling)
+    persistence = DynamoDBPersistenceLayer(table_name=config.idempotency_table,
+                                           boto3_client=dynamodb)
+    mcp = None
+    if config.mcp_servers:
+        def secret(arn: str) -> str:  # bearer tokens: {"token": ...} or the plain token
+            from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+            provider = SecretsProvider(boto3_client=secrets or boto3.client("secretsmanager"))
+            value = provider.get(arn, max_age=300, VersionStage="AWSCURRENT")
+            value = value.decode() if isinstance(value, bytes) else value
+            try:
+                parsed = json.loads(value)
+            except json.JSONDecodeError:
+                return value
+            return parsed.get("token", value) if isinstance(parsed, dict) else value
+
+        mcp = McpToolbox(config.mcp_servers, logger=logger, secret=secret, buckets={
+            name: TokenBucket(config.bucket_table, server.bucket_id,
+                              Limits(rpm=server.requests_per_minute), dynamodb)
+            for name, server in config.mcp_servers.items()})
+    return Runtime(config, dynamodb, sqs or boto3.client("sqs"), sts or boto3.client("sts"),
+                   claude, persistence, mcp=mcp)

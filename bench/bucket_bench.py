@@ -22,7 +22,7 @@ import uuid
 
 from bench.bucket_load import (Workload, calibrate_grant_rate, mean, over_admission_windows,
                                percentile, run_load, saturating_limits)
-from local.aws_server import LocalAws
+from local.fakes.aws_server import LocalAws
 
 
 def summarise(result, limits_kwargs: dict, duration_s: float, workload: Workload,

@@ -119,8 +119,8 @@ def report(args) -> int:
 
     from bench.bucket_load import percentile
     from guard import ensure_table
-    from local.aws_server import LocalAws
-    from local.claude_emulator import ClaudeEmulator
+    from local.fakes.aws_server import LocalAws
+    from local.fakes.claude_emulator import ClaudeEmulator
 
     limits = {"rpm": args.rpm, "itpm": args.itpm, "otpm": args.otpm}
     print(f"Cold fleet: {args.callers} fresh processes, {args.duration:g} s, Sonnet 4.x limits "

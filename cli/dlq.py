@@ -18,7 +18,7 @@ receives (the original body, unchanged, with the DeadLetterQueueSourceArn attrib
   deletes the DLQ message only after the send succeeded. Malformed originals (raw_body, or a
   request that is not a JSON object) are not redriven: they are reported and stay.
 * --stack finds the queue URLs in the stack's outputs (DeadLetterQueueUrl, WorkQueueUrl);
-  --endpoint-url (or AWS_ENDPOINT_URL) points at local AWS (`python -m local.deploy --keep`
+  --endpoint-url (or AWS_ENDPOINT_URL) points at local AWS (`python -m local.demo.deploy --keep`
   prints it). --local out/demo/dead_letters.json lists and inspects what a demo run left.
 
 Exit status: 0; 1 when a message was not found or a redrive failed; 2 for bad options or an AWS

@@ -1,4 +1,4 @@
-"""Evaluate the stack's CloudWatch alarms locally against a `local.metrics.MetricStore`.
+"""Evaluate the stack's CloudWatch alarms locally against a `local.cloudwatch.metrics.MetricStore`.
 
     template = json.loads(Path("cdk.out/Bulwark-dev.template.json").read_text())
     store = MetricStore(); store.add_emf_lines(agent_stdout.splitlines())
@@ -80,7 +80,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from local.metrics import MetricStore, parse_statistic
+from local.cloudwatch.metrics import MetricStore, parse_statistic
 
 __all__ = [
     "AlarmDefinition", "AlarmResult", "ExpressionError", "MetricDataQuery", "MetricQuery",

@@ -1,19 +1,21 @@
 """The deployed dashboard, drawn on a local page from a run's metrics in local CloudWatch.
 
     make dashboard                         # replays out/demo (the last `make demo`)
-    python -m local.dashboard [--run out/demo] [--port 8050] [--screenshot PATH] [--no-serve]
+    python -m local.cloudwatch.dashboard [--run out/demo] [--port 8050] [--screenshot PATH]
+                                         [--no-serve]
 
 Starts local AWS, ingests the run's saved EMF (`emf.jsonl`, plus the platform datapoints the
 demo recorded in `run.json`) into local CloudWatch with PutMetricData
-(`local.cloudwatch.LocalCloudWatch`) and serves, on 127.0.0.1, a page that draws the
+(`local.cloudwatch.api.LocalCloudWatch`) and serves, on 127.0.0.1, a page that draws the
 dashboard body of the synthesized template, as deployed, widget by widget: the same metrics,
 statistics, periods, units, horizontal annotations (limits, alarm thresholds) and axes. Each
-alarm's state and history come from the local alarm evaluation (`local.alarms.evaluate` over
-local CloudWatch); a widget whose metrics the run could not produce says "no data in this
-run" instead of drawing empty axes.
+alarm's state and history come from the local alarm evaluation
+(`local.cloudwatch.alarms.evaluate` over local CloudWatch); a widget whose metrics the run
+could not produce says "no data in this run" instead of drawing empty axes.
 
-    GET /                the page (static, vendored: `local/dashboard_page/`, Chart.js from
-                         node_modules, pinned in package.json; no network at run time)
+    GET /                the page (static, vendored: `local/cloudwatch/dashboard_page/`,
+                         Chart.js from node_modules, pinned in package.json; no network
+                         at run time)
     GET /api/dashboard   what the page draws, as JSON (`DashboardView.data()`)
 
 `screenshot(url, path)` loads the page in headless Chromium (Debian's `chromium`, driven by
@@ -34,11 +36,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from local.alarms import AlarmDefinition, alarms_from_template, evaluate
-from local.cloudwatch import LocalCloudWatch, metric_stat
-from local.metrics import Datapoint
+from local.cloudwatch.alarms import AlarmDefinition, alarms_from_template, evaluate
+from local.cloudwatch.api import LocalCloudWatch, metric_stat
+from local.cloudwatch.metrics import Datapoint
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PAGE_DIR = Path(__file__).resolve().parent / "dashboard_page"
 CHART_JS = REPO_ROOT / "node_modules" / "chart.js" / "dist" / "chart.umd.min.js"
 CHROMIUM = "/usr/bin/chromium"
@@ -406,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.run} holds no saved run (run.json): run `make demo` first",
               file=sys.stderr)
         return 2
-    from local.aws_server import LocalAws
+    from local.fakes.aws_server import LocalAws
 
     with LocalAws() as aws:
         view = replay(args.run, LocalCloudWatch(aws.client("cloudwatch")))

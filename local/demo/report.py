@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.bucket_load import percentile
-from local.alarms import evaluate_all, render_report
-from local.charts import plot_rates
-from local.dashboard import resolver
-from local.metrics import Datapoint, MetricStore
+from local.cloudwatch.alarms import evaluate_all, render_report
+from local.cloudwatch.charts import plot_rates
+from local.cloudwatch.dashboard import resolver
+from local.cloudwatch.metrics import Datapoint, MetricStore
 from stacks.outputs import FUNCTION_NAME
 
 NAMESPACE = "Bulwark"
@@ -39,9 +39,9 @@ def _dashboard_page(out: Path, aws, stack, template: dict, started: float, ended
                     platform: list[Datapoint]) -> str:
     """The run saved for replay (`run.json`), its EMF ingested into local CloudWatch, and a
     screenshot of the dashboard page (`dashboard.png`) when Chromium is installed."""
-    from local.cloudwatch import LocalCloudWatch
-    from local.dashboard import (DashboardServer, DashboardView, browser_available, save_run,
-                                 screenshot)
+    from local.cloudwatch.api import LocalCloudWatch
+    from local.cloudwatch.dashboard import (DashboardServer, DashboardView, browser_available,
+                                            save_run, screenshot)
 
     save_run(out, template=template, resources=dict(stack.resources), start=started,
              end=ended, extra=platform)
@@ -59,7 +59,7 @@ def _dashboard_page(out: Path, aws, stack, template: dict, started: float, ended
             text += f"; screenshot {screenshot(server.url, out / 'dashboard.png')}"
     else:
         text += "; no screenshot (make setup installs chromium)"
-    return text + f"; open it: make dashboard (python -m local.dashboard --run {out})"
+    return text + f"; open it: make dashboard (python -m local.cloudwatch.dashboard --run {out})"
 
 
 def _destructive_allowed(decisions: list[dict]) -> list[dict]:

@@ -34,11 +34,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from local.aws_mcp_server import LocalAwsMcp
-from local.aws_server import LocalAws
-from local.claude_emulator import ClaudeEmulator
+from local.fakes.aws_mcp_server import LocalAwsMcp
+from local.fakes.aws_server import LocalAws
+from local.fakes.claude_emulator import ClaudeEmulator
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TENANTS = ("acme", "globex")
 DOCUMENTS = {
     "runbook.md": "Ingest runbook: restart the ingest service, check the queue depth, then "
@@ -249,7 +249,7 @@ class _Context:
 
 
 def run(scenario: Scenario) -> int:
-    from local.deploy import deploy_local
+    from local.demo.deploy import deploy_local
 
     out = scenario.out
     out.mkdir(parents=True, exist_ok=True)
@@ -323,7 +323,7 @@ def run(scenario: Scenario) -> int:
                   f"{batch['batches']} batches, batch-endpoint 429s "
                   f"{batch['batch_endpoint_429']}", flush=True)
         print("\n4/4 report, charts, alarms", flush=True)
-        from local.report import write_report
+        from local.demo.report import write_report
 
         code = write_report(out=out, records=records, emulator_stats=emulator.stats(),
                             template=stack.template(), env=env, aws=aws, stack=stack,
@@ -339,8 +339,8 @@ class _LivePage:
     written to emf.jsonl into local CloudWatch every 2 s; the page redraws every 5 s."""
 
     def __init__(self, aws: LocalAws, stack, emf_path: Path) -> None:
-        from local.cloudwatch import LocalCloudWatch
-        from local.dashboard import DashboardServer, DashboardView, resolver
+        from local.cloudwatch.api import LocalCloudWatch
+        from local.cloudwatch.dashboard import DashboardServer, DashboardView, resolver
 
         self.cloudwatch = LocalCloudWatch(aws.client("cloudwatch"))
         self.started = time.time()
@@ -616,6 +616,3 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted: local servers stopped", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())

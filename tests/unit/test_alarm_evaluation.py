@@ -1,11 +1,11 @@
-"""local.alarms: CloudWatch alarm semantics on synthetic series, metric math, template parsing
+"""local.cloudwatch.alarms: CloudWatch alarm semantics on synthetic series, metric math, template parsing
 (no I/O)."""
 
 from __future__ import annotations
 
 import pytest
 
-from local.alarms import (
+from local.cloudwatch.alarms import (
     AlarmDefinition,
     ExpressionError,
     MetricDataQuery,
@@ -17,7 +17,7 @@ from local.alarms import (
     placeholder,
     render_report,
 )
-from local.metrics import Datapoint, MetricStore
+from local.cloudwatch.metrics import Datapoint, MetricStore
 
 T0 = 1_800_000_000 // 3600 * 3600
 P = 60
@@ -395,7 +395,7 @@ def test_an_alarm_that_breached_without_firing_says_why():
 
 
 def test_the_chart_line_is_what_the_bucket_admits_per_minute():
-    from local.charts import enforced_per_minute
+    from local.cloudwatch.charts import enforced_per_minute
 
     # idle: a full bucket's capacity plus the refill so far, then capacity + 60 s of refill
     idle = enforced_per_minute(50, [0.0] * 24)

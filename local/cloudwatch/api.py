@@ -18,10 +18,10 @@ Reading (`get_metric_data`, the shape of CloudWatch's GetMetricData: `Id`, `Metr
   from local AWS with GetMetricData.
 - What moto 5.2 does not do is done here: percentile statistics (pNN, moto answers none),
   metric math (moto returns an empty series for any expression that is not a bare id,
-  silently) through `local.cloudwatch.alarms.evaluate_expression`, the parser the alarm evaluation
-  uses, and `ANOMALY_DETECTION_BAND(id[, k])` (a band of mean +/- k standard deviations of
-  the series over the range, k = 2 by default; CloudWatch trains a model instead: this is a
-  stand-in so a widget with a band draws one). A band comes back as two results with the
+  silently) through `local.cloudwatch.metric_math.evaluate_expression`, the parser the alarm
+  evaluation uses, and `ANOMALY_DETECTION_BAND(id[, k])` (a band of mean +/- k standard
+  deviations of the series over the range, k = 2 by default; CloudWatch trains a model
+  instead: this is a stand-in so a widget with a band draws one). A band comes back as two results with the
   query's Id, labelled "... (upper)" and "... (lower)".
 - Resolution as CloudWatch applies it: a standard-resolution metric (StorageResolution 60)
   read with a period under 60 s comes back at 60 s; a high-resolution one at the period
@@ -41,7 +41,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from local.cloudwatch.alarms import ExpressionError, evaluate_expression
+from local.cloudwatch.metric_math import ExpressionError, evaluate_expression
 from local.cloudwatch.metrics import (Datapoint, EmfError, MetricStore, emf_documents,
                                       parse_statistic, points_from_emf)
 

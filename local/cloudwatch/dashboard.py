@@ -36,9 +36,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from local.cloudwatch.alarms import AlarmDefinition, alarms_from_template, evaluate
+from local.cloudwatch.alarm_template import AlarmDefinition, alarms_from_template
+from local.cloudwatch.alarms import evaluate
 from local.cloudwatch.api import LocalCloudWatch, metric_stat
 from local.cloudwatch.metrics import Datapoint
+from local.cloudwatch.references import resolver
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PAGE_DIR = Path(__file__).resolve().parent / "dashboard_page"
@@ -54,21 +56,13 @@ _LABEL_STATS = re.compile(r"\$\{(AVG|MAX|MIN|SUM|LAST)\}")
 
 
 # --- the dashboard body --------------------------------------------------------------------
-def _join(value: Any, resolve: Callable[[Any], str]) -> str:
-    if isinstance(value, dict) and "Fn::Join" in value:
-        separator, parts = value["Fn::Join"]
-        return separator.join(_join(p, resolve) for p in parts)
-    if isinstance(value, dict):
-        return resolve(value)
-    return str(value)
-
-
 def dashboard_bodies(template: dict, resolve: Callable[[Any], str]) -> list[dict]:
-    """Every `AWS::CloudWatch::Dashboard`'s body in the template, intrinsics resolved."""
+    """Every `AWS::CloudWatch::Dashboard`'s body in the template, intrinsics resolved
+    (`resolve`: a `local.cloudwatch.references` resolver)."""
     bodies = []
     for logical_id, resource in template.get("Resources", {}).items():
         if resource.get("Type") == "AWS::CloudWatch::Dashboard":
-            body = json.loads(_join(resource["Properties"]["DashboardBody"], resolve))
+            body = json.loads(resolve(resource["Properties"]["DashboardBody"]))
             body["logical_id"] = logical_id
             bodies.append(body)
     return bodies
@@ -363,25 +357,6 @@ def save_run(out: Path, *, template: dict, resources: dict[str, str], start: flo
         "extra": [[p.timestamp, p.namespace, p.name, dict(p.dimensions), p.value, p.unit]
                   for p in extra]}))
     return path
-
-
-def resolver(resources: dict[str, str]) -> Callable[[Any], str]:
-    """CloudFormation intrinsics -> the deployed physical names (`resources`)."""
-    def resolve(value: Any) -> str:
-        if isinstance(value, dict):
-            if "Ref" in value:
-                return resources.get(value["Ref"], value["Ref"])
-            if "Fn::GetAtt" in value:
-                logical, attribute = value["Fn::GetAtt"]
-                physical = resources.get(logical, logical)
-                return physical.rsplit("/", 1)[-1] if attribute == "QueueName" else physical
-            if "Fn::Join" in value:
-                separator, parts = value["Fn::Join"]
-                return separator.join(resolve(p) if isinstance(p, dict) else str(p)
-                                      for p in parts)
-        return str(value)
-
-    return resolve
 
 
 def replay(run_dir: Path, cloudwatch: LocalCloudWatch) -> DashboardView:

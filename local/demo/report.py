@@ -11,8 +11,8 @@ from typing import Any
 from bench.bucket_load import percentile
 from local.cloudwatch.alarms import evaluate_all, render_report
 from local.cloudwatch.charts import plot_rates
-from local.cloudwatch.dashboard import resolver
 from local.cloudwatch.metrics import Datapoint, MetricStore
+from local.cloudwatch.references import resolver
 from stacks.outputs import FUNCTION_NAME
 
 NAMESPACE = "Bulwark"

@@ -340,7 +340,8 @@ class _LivePage:
 
     def __init__(self, aws: LocalAws, stack, emf_path: Path) -> None:
         from local.cloudwatch.api import LocalCloudWatch
-        from local.cloudwatch.dashboard import DashboardServer, DashboardView, resolver
+        from local.cloudwatch.dashboard import DashboardServer, DashboardView
+        from local.cloudwatch.references import resolver
 
         self.cloudwatch = LocalCloudWatch(aws.client("cloudwatch"))
         self.started = time.time()

@@ -40,6 +40,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from local.stats import nearest_rank
+
 __all__ = ["Datapoint", "MetricStore", "EmfError", "STATISTICS", "parse_statistic",
            "points_from_emf", "emf_documents"]
 
@@ -120,9 +122,7 @@ def _statistic(values: list[float], kind: str, percentile: float | None) -> floa
         return max(values)
     if kind == "SampleCount":
         return float(len(values))
-    ordered = sorted(values)  # nearest rank: the smallest value with >= p% of values <= it
-    rank = max(1, math.ceil(percentile / 100.0 * len(ordered)))
-    return ordered[rank - 1]
+    return nearest_rank(values, percentile)
 
 
 @dataclass

@@ -8,11 +8,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.bucket_load import percentile
 from local.cloudwatch.alarms import evaluate_all, render_report
 from local.cloudwatch.charts import plot_rates
 from local.cloudwatch.metrics import Datapoint, MetricStore
 from local.cloudwatch.references import resolver
+from local.stats import percentile
 from stacks.outputs import FUNCTION_NAME
 
 NAMESPACE = "Bulwark"

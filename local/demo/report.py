@@ -94,10 +94,9 @@ def write_report(*, out: Path, records: dict, emulator_stats: dict, template: di
     for point in platform:
         store.add(point)
 
-    from cli.dlq import release, scan
+    from cli.dlq import list_dead_letters
 
-    letters = scan(sqs, env["DLQ_URL"], wait_s=0)
-    release(sqs, env["DLQ_URL"], letters)
+    letters = list_dead_letters(sqs, env["DLQ_URL"], wait_s=0)
     (out / "dead_letters.json").write_text(json.dumps(
         [{"summary": letter.summary(), "attributes": letter.attributes, "body": letter.body,
           "text": letter.text, "message_attributes": letter.message_attributes}

@@ -581,11 +581,10 @@ def _drain_batch_lane(aws: LocalAws, stack, records: dict, emulator,
 
 def _dead_lettered(aws: LocalAws, env: dict) -> dict[str, str]:
     """request id -> dead-letter reason, peeking at the DLQ without consuming it."""
-    from cli.dlq import release, scan
+    from cli.dlq import list_dead_letters
 
     sqs = aws.client("sqs")
-    letters = scan(sqs, env["DLQ_URL"], wait_s=0)
-    release(sqs, env["DLQ_URL"], letters)
+    letters = list_dead_letters(sqs, env["DLQ_URL"], wait_s=0)
     rows = [letter.summary() for letter in letters]
     return {row["request_id"]: row["reason"] for row in rows if row.get("request_id")}
 

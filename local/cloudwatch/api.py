@@ -21,8 +21,8 @@ Reading (`get_metric_data`, the shape of CloudWatch's GetMetricData: `Id`, `Metr
   silently) through `local.cloudwatch.metric_math.evaluate_expression`, the parser the alarm
   evaluation uses, and `ANOMALY_DETECTION_BAND(id[, k])` (a band of mean +/- k standard
   deviations of the series over the range, k = 2 by default; CloudWatch trains a model
-  instead: this is a stand-in so a widget with a band draws one). A band comes back as two results with the
-  query's Id, labelled "... (upper)" and "... (lower)".
+  instead: this is a stand-in so a widget with a band draws one). A band comes back as two
+  results with the query's Id, labelled "... (upper)" and "... (lower)".
 - Resolution as CloudWatch applies it: a standard-resolution metric (StorageResolution 60)
   read with a period under 60 s comes back at 60 s; a high-resolution one at the period
   asked (1, 5, 10, 30 s or multiples of 60).

@@ -1,4 +1,5 @@
-"""Evaluate the stack's CloudWatch alarms locally against a `local.cloudwatch.metrics.MetricStore`.
+"""Evaluate the stack's CloudWatch alarms locally against a run's metrics (a
+`local.cloudwatch.metrics.MetricStore`, or local CloudWatch: `local.cloudwatch.api`).
 
     template = json.loads(Path("cdk.out/Bulwark-dev.template.json").read_text())
     store = MetricStore(); store.add_emf_lines(agent_stdout.splitlines())

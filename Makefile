@@ -60,7 +60,7 @@ demo: setup
 ## The deployed dashboard on a local page, from a saved run (default: the last demo's):
 ## DASHBOARD_ARGS="--run out/demo --port 8050 --screenshot out/demo/dashboard.png".
 dashboard: setup
-	$(PY) -m local.dashboard $(DASHBOARD_ARGS)
+	$(PY) -m local.cloudwatch.dashboard $(DASHBOARD_ARGS)
 
 ## A real account: AWS credentials in the environment, context in cdk.json or CDK_ARGS.
 deploy: setup

@@ -21,8 +21,9 @@ import sys
 import uuid
 
 from bench.bucket_load import (Workload, calibrate_grant_rate, mean, over_admission_windows,
-                               percentile, run_load, saturating_limits)
-from local.aws_server import LocalAws
+                               run_load, saturating_limits)
+from local.fakes.aws_server import LocalAws
+from local.stats import percentile
 
 
 def summarise(result, limits_kwargs: dict, duration_s: float, workload: Workload,

@@ -264,13 +264,6 @@ def replay_min_level(ledger, dim: str, capacity: float) -> float:
     return lowest
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
-
-
 def mean(values: list[float]) -> float:
     return statistics.fmean(values) if values else 0.0
 

@@ -22,10 +22,10 @@ import threading
 import time
 import uuid
 
-from bench.bucket_load import percentile
-from local.aws_server import LocalAws
-from local.claude_emulator import ClaudeEmulator
-from stacks.presets import ANTHROPIC_TIERS
+from guard.tiers import ANTHROPIC_TIERS
+from local.fakes.aws_server import LocalAws
+from local.fakes.claude_emulator import ClaudeEmulator
+from local.stats import percentile
 
 MODEL = "claude-sonnet-4-6"
 FAMILY = "sonnet-4"

@@ -117,10 +117,10 @@ def main(argv: list[str] | None = None) -> int:
 def report(args) -> int:
     import uuid
 
-    from bench.bucket_load import percentile
     from guard import ensure_table
-    from local.aws_server import LocalAws
-    from local.claude_emulator import ClaudeEmulator
+    from local.fakes.aws_server import LocalAws
+    from local.fakes.claude_emulator import ClaudeEmulator
+    from local.stats import percentile
 
     limits = {"rpm": args.rpm, "itpm": args.itpm, "otpm": args.otpm}
     print(f"Cold fleet: {args.callers} fresh processes, {args.duration:g} s, Sonnet 4.x limits "

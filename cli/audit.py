@@ -51,6 +51,7 @@ from typing import Any, Callable, Iterable, Iterator
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cli import aws
+from cli.table import aligned, cut
 from stacks import outputs
 
 #: Prefix of the tenant documents in the documents bucket (the stack's `docs_prefix`).
@@ -634,14 +635,6 @@ def filter_rows(rows: Iterable[Row], *, start: datetime | None = None,
     return sorted(kept, key=lambda r: r.time or epoch)
 
 
-def _cut(text: str, width: int) -> str:
-    """`text` in at most `width` characters: its start and end, "..." between."""
-    if len(text) <= width:
-        return text
-    head = (width - 3) // 2
-    return text[:head] + "..." + text[-(width - 3 - head):]
-
-
 def summary(rows: list[Row]) -> str:
     if not rows:
         return "no agent actions in range"
@@ -661,15 +654,10 @@ def render_table(rows: list[Row]) -> str:
     headers = ["TIME", "REQUEST", "TENANT", "PRINCIPAL", "ACTION", "TARGET", "OUTCOME",
                "SOURCE"]
     table = [[format_time(r.time), r.request_id or "-", r.tenant or "-",
-              _cut(r.principal, MAX_CELL["principal"]), r.action,
-              _cut(r.target or "-", MAX_CELL["target"]), r.outcome, r.source] for r in rows]
-    widths = [max(len(h), *(len(line[i]) for line in table)) for i, h in enumerate(headers)]
-
-    def fmt(mark: str, cells: list[str]) -> str:
-        return (mark + " " + "  ".join(c.ljust(w) for c, w in zip(cells, widths))).rstrip()
-
-    lines = [fmt(" ", headers)]
-    lines += [fmt("!" if row.denied else " ", cells) for row, cells in zip(rows, table)]
+              cut(r.principal, MAX_CELL["principal"], keep_end=True), r.action,
+              cut(r.target or "-", MAX_CELL["target"], keep_end=True), r.outcome, r.source]
+             for r in rows]
+    lines = aligned([headers, *table], marks=[" ", *("!" if r.denied else " " for r in rows)])
     lines.append(summary(rows))
     return "\n".join(lines)
 

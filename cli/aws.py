@@ -26,7 +26,7 @@ def explain(problem: Exception) -> str:
                 "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or `aws sso login`); for local AWS "
                 "pass --endpoint-url (any non-empty test credentials work there)")
     if isinstance(problem, EndpointConnectionError):
-        return (f"{problem}: is the endpoint up? (local AWS: `python -m local.deploy --keep` "
+        return (f"{problem}: is the endpoint up? (local AWS: `python -m local.demo.deploy --keep` "
                 "prints its URL)")
     if isinstance(problem, BotoCoreError):
         return str(problem)

@@ -18,7 +18,7 @@ receives (the original body, unchanged, with the DeadLetterQueueSourceArn attrib
   deletes the DLQ message only after the send succeeded. Malformed originals (raw_body, or a
   request that is not a JSON object) are not redriven: they are reported and stay.
 * --stack finds the queue URLs in the stack's outputs (DeadLetterQueueUrl, WorkQueueUrl);
-  --endpoint-url (or AWS_ENDPOINT_URL) points at local AWS (`python -m local.deploy --keep`
+  --endpoint-url (or AWS_ENDPOINT_URL) points at local AWS (`python -m local.demo.deploy --keep`
   prints it). --local out/demo/dead_letters.json lists and inspects what a demo run left.
 
 Exit status: 0; 1 when a message was not found or a redrive failed; 2 for bad options or an AWS
@@ -40,6 +40,7 @@ from typing import Any, Callable, Iterable
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cli import aws
+from cli.table import aligned, cut
 from stacks import outputs
 
 #: Body fields the handler adds when dead-lettering; a redrive removes them.
@@ -181,9 +182,10 @@ def release(sqs: Any, queue_url: str, letters: Iterable[DeadLetter]) -> list[str
     return failed
 
 
-def list_dead_letters(sqs: Any, dlq_url: str) -> list[DeadLetter]:
-    """Every visible DLQ message, left in the queue and visible again."""
-    letters = scan(sqs, dlq_url)
+def list_dead_letters(sqs: Any, dlq_url: str, *, wait_s: int = 1) -> list[DeadLetter]:
+    """Every visible DLQ message, left in the queue and visible again (`wait_s`: the long poll
+    of each receive, seconds)."""
+    letters = scan(sqs, dlq_url, wait_s=wait_s)
     release(sqs, dlq_url, letters)
     return letters
 
@@ -310,10 +312,6 @@ def redrive(sqs: Any, dlq_url: str, work_queue_url: str, *, ids: Iterable[str] |
 
 # -- output --------------------------------------------------------------------------------------
 
-def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[:width - 3] + "..."
-
-
 def render_list(letters: list[DeadLetter]) -> str:
     if not letters:
         return "the dead-letter queue is empty"
@@ -325,9 +323,8 @@ def render_list(letters: list[DeadLetter]) -> str:
                                                           else "-"),
                      s["tenant"] or "-", s["dead_lettered_at"] or "-",
                      "-" if s["deferrals"] is None else str(s["deferrals"]),
-                     _cut(s["reason"], REASON_CHARS)])
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [headers] + rows]
+                     cut(s["reason"], REASON_CHARS)])
+    lines = aligned([headers, *rows])
     malformed = sum(s.malformed for s in letters)
     lines.append(f"{len(letters)} dead-lettered message{'s' if len(letters) != 1 else ''}"
                  + (f", {malformed} malformed (not redrivable)" if malformed else ""))

@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from .presets import ANTHROPIC_TIERS, BATCH_TIERS, family_of
+from guard.tiers import ANTHROPIC_TIERS, BATCH_TIERS, family_of
 
 STAGES = ("dev", "prod")
 PROVIDERS = ("anthropic", "bedrock")

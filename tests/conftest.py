@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from local.aws_server import LocalAws
+from local.fakes.aws_server import LocalAws
 
 # Nothing a test does may reach a real account.
 for _name, _value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",

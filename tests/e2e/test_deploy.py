@@ -8,7 +8,7 @@ asserted on the template that was deployed (the cloud assembly the CLI synthesiz
 the trail and its metric filter, queue and bucket policies, the Lambda alias and Function URL,
 Lambda architecture and tracing, DynamoDB SSE and S3 versioning.
 
-The deploy goes through `local.deploy.MOTO_COMPAT` (KMS key tags and policy form, the API key
+The deploy goes through `local.demo.deploy.MOTO_COMPAT` (KMS key tags and policy form, the API key
 secret passed by ARN, the queue mapping on the function rather than its alias): see there.
 """
 
@@ -19,8 +19,8 @@ import time
 
 import pytest
 
-from local.aws_server import LocalAws
-from local.deploy import ACCOUNT, DeployedStack, deploy_local, destroy_local
+from local.fakes.aws_server import LocalAws
+from local.demo.deploy import ACCOUNT, DeployedStack, deploy_local, destroy_local
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from local.claude_emulator import ClaudeEmulator
+from local.fakes.claude_emulator import ClaudeEmulator
 
 MAIN, SMALL = "claude-sonnet-4-6", "claude-haiku-4-5"
 PRICES = {"input": 3.0, "output": 15.0, "cache_write": 3.75, "cache_read": 0.30}

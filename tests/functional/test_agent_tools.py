@@ -20,7 +20,7 @@ from agent.tool_runner import run_tool
 from agent.credentials import assume_tool_role
 from agent.tools import ToolContext, ToolResources
 from agent.tools.documents import MAX_CONTENT_CHARS
-from local.aws_server import REGION
+from local.fakes.aws_server import REGION
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/bulwark-tool-role"
 _names = itertools.count()

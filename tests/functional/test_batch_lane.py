@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from local.claude_emulator import ClaudeEmulator
+from local.fakes.claude_emulator import ClaudeEmulator
 
 SONNET, HAIKU = "claude-sonnet-4-6", "claude-haiku-4-5"
 MODELS = {SONNET: {"bucket": "anthropic#sonnet-4", "rpm": 50, "itpm": 30000, "otpm": 8000,

@@ -1,4 +1,5 @@
-"""The Claude emulator (local/claude_emulator.py) through the real `anthropic` SDK over HTTP."""
+"""The Claude emulator (local/fakes/claude_emulator.py) through the real `anthropic` SDK over
+HTTP."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from local.claude_emulator import ClaudeEmulator, count_request_input_tokens, count_tokens
+from local.fakes.claude_emulator import ClaudeEmulator, count_request_input_tokens, count_tokens
 
 MODEL = "claude-sonnet-4-6"
 BEDROCK_MODEL = "us.anthropic.claude-sonnet-4-20250514-v1:0"

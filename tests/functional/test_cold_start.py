@@ -6,10 +6,10 @@ import uuid
 
 import pytest
 
-from bench.bucket_load import percentile
 from bench.cold_fleet import run_cold_fleet
 from guard import ensure_table
-from local.claude_emulator import ClaudeEmulator
+from local.fakes.claude_emulator import ClaudeEmulator
+from local.stats import percentile
 
 LIMITS = {"rpm": 60, "itpm": 600_000, "otpm": 120_000}  # requests bind
 

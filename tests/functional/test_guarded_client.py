@@ -8,7 +8,7 @@ import time
 import pytest
 
 from guard import GuardedClaude, Limits, TokenBucket
-from local.claude_emulator import ClaudeEmulator
+from local.fakes.claude_emulator import ClaudeEmulator
 
 MODEL = "claude-sonnet-4-6"
 # The emulator enforces these (per minute) for the Sonnet 4.x bucket; the guard is given the same.

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from local.cloudwatch import LocalCloudWatch, metric_stat
+from local.cloudwatch.api import LocalCloudWatch, metric_stat
 
 T0 = 1_800_003_600.0  # epoch-aligned to the hour
 
@@ -94,7 +94,8 @@ def test_percentiles_math_and_bands_through_the_evaluator(cloudwatch):
 
 
 def test_alarm_evaluation_reads_local_cloudwatch(cloudwatch):
-    from local.alarms import AlarmDefinition, MetricQuery, evaluate
+    from local.cloudwatch.alarm_template import AlarmDefinition, MetricQuery
+    from local.cloudwatch.alarms import evaluate
 
     cloudwatch.put_emf_lines(_emf(s, "m-alarm", Latency=70_000.0) for s in range(0, 180, 10))
     alarm = AlarmDefinition("L", "latency", metric=MetricQuery(

@@ -22,8 +22,8 @@ from agent.mcp.config import load_mcp_settings
 from agent.mcp.toolbox import TRUNCATION_MARKER, McpToolbox
 from agent.tools import ToolResources, tool_role_statements
 from agent.tools.registry import ToolContext
-from local.aws_mcp_server import LocalAwsMcp, simulate
-from local.aws_server import LocalAws
+from local.fakes.aws_mcp_server import LocalAwsMcp, simulate
+from local.fakes.aws_server import LocalAws
 
 REPO = Path(__file__).resolve().parents[2]
 CONTEXT = json.loads((REPO / "cdk.json").read_text())["context"]

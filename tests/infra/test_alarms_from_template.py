@@ -1,5 +1,5 @@
 """The real stack's alarms, read from the synthesized template and replayed locally
-(`local.alarms`) against metrics the agent's own telemetry code prints as EMF."""
+(`local.cloudwatch.alarms`) against metrics the agent's own telemetry code prints as EMF."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import json
 import pytest
 from agent.telemetry import RequestMetrics
 
-from local.alarms import alarms_from_template, evaluate, evaluate_all, placeholder, render_report
-from local.metrics import Datapoint, MetricStore
+from local.cloudwatch.alarm_template import alarms_from_template
+from local.cloudwatch.alarms import evaluate, evaluate_all, render_report
+from local.cloudwatch.metrics import Datapoint, MetricStore
+from local.cloudwatch.references import placeholder
 
 T0 = 1_800_000_000 // 3600 * 3600  # an hour boundary: the 1 h cost period aligns too
 MINUTE = 60

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from agent.telemetry import RequestMetrics
-from local.charts import plot_rates
-from local.metrics import MetricStore
+from local.cloudwatch.charts import plot_rates
+from local.cloudwatch.metrics import MetricStore
 
 START = 1_800_000_000.0
 MODEL = "claude-sonnet-4-6"

@@ -11,10 +11,10 @@ import urllib.request
 import pytest
 
 from agent.telemetry import RequestMetrics
-from local.cloudwatch import LocalCloudWatch
-from local.dashboard import (NO_DATA, DashboardServer, browser_available, replay, save_run,
-                             screenshot)
-from local.metrics import Datapoint
+from local.cloudwatch.api import LocalCloudWatch
+from local.cloudwatch.dashboard import (NO_DATA, DashboardServer, browser_available, replay,
+                                        save_run, screenshot)
+from local.cloudwatch.metrics import Datapoint
 
 T0 = 1_800_007_200.0  # epoch-aligned; a range no other test writes to
 MODEL = "claude-sonnet-4-6"
@@ -106,7 +106,7 @@ def test_a_person_sees_every_widget_the_limits_and_the_fired_alarm(view, tmp_pat
     assert browser_available(), "needs /usr/bin/chromium and playwright: run `make setup`"
     from playwright.sync_api import sync_playwright
 
-    from local.dashboard import CHROMIUM, CHROMIUM_ARGS
+    from local.cloudwatch.dashboard import CHROMIUM, CHROMIUM_ARGS
 
     with DashboardServer(view) as server:
         with sync_playwright() as p:

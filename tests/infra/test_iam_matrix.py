@@ -31,7 +31,7 @@ os.environ.setdefault("CDK_DEFAULT_ACCOUNT", "123456789012")
 os.environ.setdefault("CDK_DEFAULT_REGION", "us-east-1")
 
 ROOT = Path(__file__).resolve().parents[2]
-SIMULATOR = ROOT / "local" / "iam_simulate.mjs"  # shared with the local AWS MCP Server
+SIMULATOR = ROOT / "local" / "fakes" / "iam_simulate.mjs"  # shared with the local AWS MCP Server
 SIMULATOR_PACKAGE = ROOT / "node_modules" / "@cloud-copilot" / "iam-simulate"
 
 ACCOUNT = os.environ["CDK_DEFAULT_ACCOUNT"]

@@ -1,23 +1,19 @@
-"""local.alarms: CloudWatch alarm semantics on synthetic series, metric math, template parsing
-(no I/O)."""
+"""local.cloudwatch.alarms: CloudWatch alarm semantics on synthetic series, alarms with metric
+math, template parsing (no I/O; the expression grammar: test_metric_math)."""
 
 from __future__ import annotations
 
 import pytest
 
-from local.alarms import (
+from local.cloudwatch.alarm_template import (
     AlarmDefinition,
-    ExpressionError,
     MetricDataQuery,
     MetricQuery,
     alarms_from_template,
-    evaluate,
-    evaluate_all,
-    evaluate_expression,
-    placeholder,
-    render_report,
 )
-from local.metrics import Datapoint, MetricStore
+from local.cloudwatch.alarms import evaluate, evaluate_all, render_report
+from local.cloudwatch.metric_math import ExpressionError
+from local.cloudwatch.metrics import Datapoint, MetricStore
 
 T0 = 1_800_000_000 // 3600 * 3600
 P = 60
@@ -228,49 +224,6 @@ def test_expressions_may_refer_to_other_expressions():
         evaluate(cycle, MetricStore(), T0, T0 + P)
 
 
-@pytest.mark.parametrize("expression, expected", [
-    ("1 + 2 * 3", 7.0), ("(1 + 2) * 3", 9.0), ("10 / 4", 2.5), ("7 - 2 - 1", 4.0),
-    ("-2 ^ 2", -4.0), ("2 ^ 3 ^ 2", 512.0), ("2 ^ -1", 0.5), ("1.5e2", 150.0), (".5", 0.5),
-    ("3 > 2", 1.0), ("3 >= 4", 0.0), ("2 == 2", 1.0), ("2 != 2", 0.0), ("1 < 2 AND 2 < 1", 0.0),
-    ("1 < 2 OR 2 < 1", 1.0), ("NOT 0", 1.0), ("!(1 && 1)", 0.0), ("1 || 0", 1.0),
-    ("IF(1, 10, 20)", 10.0), ("IF(0, 10, 20)", 20.0), ("IF(0, 10)", None),
-    ("ABS(-3)", 3.0), ("CEIL(1.2)", 2.0), ("FLOOR(1.8)", 1.0),
-    ("1 / 0", None), ("IF(0, 1 / 0, 7)", 7.0), ("FILL(1 / 0, 4)", 4.0), ("(-8) ^ 0.5", None),
-])
-def test_expression_grammar(expression, expected):
-    assert evaluate_expression(expression, {}, length=1) == [expected]
-
-
-def test_missing_propagates_and_fill_replaces_it():
-    a = [1.0, None, None, 4.0, None]
-    b = [2.0, 2.0, None, 0.0, None]
-    assert evaluate_expression("a + b", {"a": a, "b": b}) == [3.0, None, None, 4.0, None]
-    assert evaluate_expression("a / b", {"a": a, "b": b}) == [0.5, None, None, None, None]
-    assert evaluate_expression("FILL(a, 0)", {"a": a}) == [1.0, 0.0, 0.0, 4.0, 0.0]
-    assert evaluate_expression("FILL(a, b)", {"a": a, "b": b}) == [1.0, 2.0, None, 4.0, None]
-    assert evaluate_expression("FILL(a, REPEAT)", {"a": a}) == [1.0, 1.0, 1.0, 4.0, 4.0]
-    assert evaluate_expression("FILL(a, LINEAR)", {"a": a}) == [1.0, 2.0, 3.0, 4.0, None]
-    assert evaluate_expression("IF(b, a, 0)", {"a": a, "b": b}) == [1.0, None, None, 0.0, None]
-
-
-@pytest.mark.parametrize("expression, problem", [
-    ("__import__('os').system('true')", "unexpected character"),
-    ("a.b", "unexpected character"),
-    ("SUM(a)", "unsupported function"),
-    ("nope + 1", "unknown id"),
-    ("1 +", "unexpected end"),
-    ("(1 + 2", r"expected '\)'"),
-    ("1 2", "unexpected '2'"),
-    ("1 < 2 < 3", "chained comparison"),
-    ("IF(1)", "IF takes 2-3"),
-    ("FILL(a)", "FILL takes 2"),
-    ("", "empty"),
-])
-def test_expression_errors(expression, problem):
-    with pytest.raises(ExpressionError, match=problem):
-        evaluate_expression(expression, {"a": [1.0]})
-
-
 # --- definitions and templates -------------------------------------------------------------
 def test_definition_validation():
     assert alarm(n=4, m=None).datapoints_to_alarm == 4  # CloudWatch default: M = N
@@ -339,15 +292,6 @@ def test_alarms_from_template_sends_intrinsics_through_resolve():
     assert {"Ref": "Fn"} in seen and {"Fn::GetAtt": ["Queue", "QueueName"]} in seen
 
 
-def test_placeholders():
-    assert placeholder({"Ref": "AgentFunctionB8994DEA"}) == "AgentFunctionB8994DEA"
-    assert placeholder({"Fn::GetAtt": ["Queue", "QueueName"]}) == "Queue.QueueName"
-    assert placeholder({"Fn::GetAtt": "Queue.QueueName"}) == "Queue.QueueName"
-    assert placeholder({"Fn::Join": ["", ["a-", {"Ref": "B"}]]}) == "a-B"
-    assert placeholder({"Fn::Sub": "${AWS::StackName}-x"}) == "${AWS::StackName}-x"
-    assert placeholder({"Fn::Select": [1, ["a", "b"]]}) == "b"
-
-
 def test_unsupported_alarms_are_refused_by_name():
     template = {"Resources": {"Band": {"Type": "AWS::CloudWatch::Alarm", "Properties": {
         "ThresholdMetricId": "ad1", "EvaluationPeriods": 1, "Metrics": [],
@@ -395,7 +339,7 @@ def test_an_alarm_that_breached_without_firing_says_why():
 
 
 def test_the_chart_line_is_what_the_bucket_admits_per_minute():
-    from local.charts import enforced_per_minute
+    from local.cloudwatch.charts import enforced_per_minute
 
     # idle: a full bucket's capacity plus the refill so far, then capacity + 60 s of refill
     idle = enforced_per_minute(50, [0.0] * 24)

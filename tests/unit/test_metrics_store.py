@@ -1,4 +1,5 @@
-"""local.metrics.MetricStore: EMF parsing, per-period statistics, exact dimensions (no I/O)."""
+"""local.cloudwatch.metrics.MetricStore: EMF parsing, per-period statistics, exact dimensions
+(no I/O)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import threading
 
 import pytest
 
-from local.metrics import Datapoint, EmfError, MetricStore, parse_statistic
+from local.cloudwatch.metrics import Datapoint, EmfError, MetricStore, parse_statistic
 
 T0 = 1_800_000_000 // 3600 * 3600  # an hour boundary, so 60/300/3600 s periods all align
 

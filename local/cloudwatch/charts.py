@@ -1,10 +1,10 @@
-"""PNG charts from a run's metrics (`local.metrics.MetricStore`), with matplotlib (Agg).
+"""PNG charts from a run's metrics (`local.cloudwatch.metrics.MetricStore`), with matplotlib (Agg).
 
 * `plot_rates`: requests, input tokens and output tokens per minute (sliding 60 s sums) for
   each model, against the model's limits.
 
-The deployed dashboard itself is drawn on a local page (`local/dashboard.py`); its screenshot
-is the demo's `dashboard.png`.
+The deployed dashboard itself is drawn on a local page (`local/cloudwatch/dashboard.py`); its
+screenshot is the demo's `dashboard.png`.
 """
 
 from __future__ import annotations

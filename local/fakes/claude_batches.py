@@ -1,4 +1,4 @@
-"""The Message Batches endpoints of the local Claude emulator (`local.claude_emulator`).
+"""The Message Batches endpoints of the local Claude emulator (`local.fakes.claude_emulator`).
 
 The paths and shapes the `anthropic` SDK 2.x calls: `POST /v1/messages/batches` (create),
 `GET /v1/messages/batches/{id}` (retrieve), `GET /v1/messages/batches` (list, newest first,

@@ -18,11 +18,11 @@ Reading (`get_metric_data`, the shape of CloudWatch's GetMetricData: `Id`, `Metr
   from local AWS with GetMetricData.
 - What moto 5.2 does not do is done here: percentile statistics (pNN, moto answers none),
   metric math (moto returns an empty series for any expression that is not a bare id,
-  silently) through `local.alarms.evaluate_expression`, the parser the alarm evaluation
-  uses, and `ANOMALY_DETECTION_BAND(id[, k])` (a band of mean +/- k standard deviations of
-  the series over the range, k = 2 by default; CloudWatch trains a model instead: this is a
-  stand-in so a widget with a band draws one). A band comes back as two results with the
-  query's Id, labelled "... (upper)" and "... (lower)".
+  silently) through `local.cloudwatch.metric_math.evaluate_expression`, the parser the alarm
+  evaluation uses, and `ANOMALY_DETECTION_BAND(id[, k])` (a band of mean +/- k standard
+  deviations of the series over the range, k = 2 by default; CloudWatch trains a model
+  instead: this is a stand-in so a widget with a band draws one). A band comes back as two
+  results with the query's Id, labelled "... (upper)" and "... (lower)".
 - Resolution as CloudWatch applies it: a standard-resolution metric (StorageResolution 60)
   read with a period under 60 s comes back at 60 s; a high-resolution one at the period
   asked (1, 5, 10, 30 s or multiples of 60).
@@ -41,9 +41,9 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from local.alarms import ExpressionError, evaluate_expression
-from local.metrics import (Datapoint, EmfError, MetricStore, emf_documents, parse_statistic,
-                           points_from_emf)
+from local.cloudwatch.metric_math import ExpressionError, evaluate_expression
+from local.cloudwatch.metrics import (Datapoint, EmfError, MetricStore, emf_documents,
+                                      parse_statistic, points_from_emf)
 
 __all__ = ["LocalCloudWatch", "PLAIN_STATISTICS", "aligned_grid"]
 
@@ -156,7 +156,8 @@ class LocalCloudWatch:
     def series(self, namespace: str, name: str, dimensions: Mapping[str, str] | None,
                statistic: str, period_s: int, start: float,
                end: float) -> list[tuple[float, float | None]]:
-        """`MetricStore.series`' interface over local CloudWatch (so `local.alarms.evaluate`
+        """`MetricStore.series`' interface over local CloudWatch (so
+        `local.cloudwatch.alarms.evaluate`
         runs against it): one (period start, value or None) per period of the grid anchored
         at `start`."""
         query = {"Id": "m", "MetricStat": metric_stat(namespace, name, dimensions, statistic,

@@ -3,7 +3,7 @@
 The agent Lambda writes contract-4 metrics as CloudWatch Embedded Metric Format (EMF) lines
 on stdout (`lambdas/agent/telemetry.py`, through Powertools). CloudWatch Logs turns each such
 line into datapoints; this module does the same locally so alarms can be evaluated without
-an AWS account (`local/alarms.py`):
+an AWS account (`local/cloudwatch/alarms.py`):
 
     store = MetricStore()
     store.add_emf_lines(captured_stdout.splitlines())
@@ -25,8 +25,8 @@ CloudWatch semantics kept here:
 
 Each datapoint keeps its EMF `StorageResolution` (1 or 60, default 60); this store itself
 does not aggregate by it (datapoints keep their full timestamp, periods of any length are
-accepted): `local.cloudwatch.LocalCloudWatch` reads standard-resolution metrics at no finer
-than 60 s, as CloudWatch does. Not modelled: retention and the two-week timestamp window.
+accepted): `local.cloudwatch.api.LocalCloudWatch` reads standard-resolution metrics at no
+finer than 60 s, as CloudWatch does. Not modelled: retention and the two-week timestamp window.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from local.stats import nearest_rank
 
 __all__ = ["Datapoint", "MetricStore", "EmfError", "STATISTICS", "parse_statistic",
            "points_from_emf", "emf_documents"]
@@ -120,9 +122,7 @@ def _statistic(values: list[float], kind: str, percentile: float | None) -> floa
         return max(values)
     if kind == "SampleCount":
         return float(len(values))
-    ordered = sorted(values)  # nearest rank: the smallest value with >= p% of values <= it
-    rank = max(1, math.ceil(percentile / 100.0 * len(ordered)))
-    return ordered[rank - 1]
+    return nearest_rank(values, percentile)
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """A local stand-in for the AWS MCP Server, on the MCP SDK's own server (streamable HTTP,
 loopback), calling local AWS (moto) with the CALLER's credentials.
 
-    python -m local.aws_mcp_server --aws-endpoint http://127.0.0.1:PORT   # prints {"port": N}
+    python -m local.fakes.aws_mcp_server --aws-endpoint http://127.0.0.1:PORT   # prints {"port": N}
 
 From Python: `with LocalAwsMcp(aws.endpoint_url) as mcp: mcp.url` (a child process).
 
@@ -9,7 +9,7 @@ What it checks, as the real service does:
 - every HTTP request is SigV4-signed for service `aws-mcp` with credentials local AWS issued
   (the secret comes from the local AWS launcher's AssumeRole records); otherwise 401/403;
 - before each downstream AWS call, the caller's effective policies (identity policies and
-  permissions boundary, read from local IAM) are evaluated with `local/iam_simulate.mjs` (the
+  permissions boundary, read from local IAM) are evaluated with `local/fakes/iam_simulate.mjs` (the
   evaluator the infra tests use), with the MCP context keys the real server's calls carry
   (`aws:ViaAWSMCPService` = true, `aws:CalledViaAWSMCP` = aws-mcp.amazonaws.com) and the
   session's tags and source identity (`${aws:PrincipalTag/...}` resolves as in AWS). A denied
@@ -44,10 +44,10 @@ from typing import Any
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
-from local.child import ChildServer, announce_port, exit_with_parent
+from local.fakes.child import ChildServer, announce_port, exit_with_parent
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SIMULATOR = REPO_ROOT / "local" / "iam_simulate.mjs"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SIMULATOR = Path(__file__).resolve().parent / "iam_simulate.mjs"
 SERVICE = "aws-mcp"
 PRINCIPAL = "aws-mcp.amazonaws.com"
 CONTROL = "/_stand_in/"
@@ -139,7 +139,7 @@ def _document(document: Any) -> dict:
 
 
 def simulate(cases: list[dict]) -> dict[str, dict]:
-    """Evaluate cases with local/iam_simulate.mjs (one Node process)."""
+    """Evaluate cases with local/fakes/iam_simulate.mjs (one Node process)."""
     node = shutil.which("node")
     if node is None:
         raise RuntimeError("the local AWS MCP Server needs Node and npm ci (make setup)")
@@ -436,7 +436,7 @@ def serve(aws_endpoint: str, region: str, port: int = 0) -> None:
 class LocalAwsMcp(ChildServer):
     """The stand-in in a child process; `url` is its MCP endpoint."""
 
-    module = "local.aws_mcp_server"
+    module = "local.fakes.aws_mcp_server"
     name = "local AWS MCP Server"
 
     def __init__(self, aws_endpoint: str, region: str = "us-east-1",

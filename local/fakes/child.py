@@ -17,7 +17,7 @@ import time
 import urllib.error
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def exit_with_parent(parent_pid: int) -> None:
@@ -57,7 +57,12 @@ class ChildServer:
         return []
 
     def child_env(self) -> dict[str, str]:
-        return {**os.environ, "PYTHONUNBUFFERED": "1"}
+        """The parent's environment, unbuffered, with the repository root and `lambdas/` (where
+        `guard` is importable, as inside Lambda: the emulator reads its tier presets) first on
+        PYTHONPATH."""
+        path = [str(REPO_ROOT), str(REPO_ROOT / "lambdas"), os.environ.get("PYTHONPATH", "")]
+        return {**os.environ, "PYTHONUNBUFFERED": "1",
+                "PYTHONPATH": os.pathsep.join(p for p in path if p)}
 
     def probe(self) -> None:
         """Raise URLError/ConnectionError until the server answers."""

@@ -34,11 +34,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from local.aws_mcp_server import LocalAwsMcp
-from local.aws_server import LocalAws
-from local.claude_emulator import ClaudeEmulator
+from local.fakes.aws_mcp_server import LocalAwsMcp
+from local.fakes.aws_server import LocalAws
+from local.fakes.claude_emulator import ClaudeEmulator
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TENANTS = ("acme", "globex")
 DOCUMENTS = {
     "runbook.md": "Ingest runbook: restart the ingest service, check the queue depth, then "
@@ -259,7 +259,7 @@ class _Context:
 
 
 def run(scenario: Scenario) -> int:
-    from local.deploy import deploy_local
+    from local.demo.deploy import deploy_local
 
     out = scenario.out
     out.mkdir(parents=True, exist_ok=True)
@@ -333,7 +333,7 @@ def run(scenario: Scenario) -> int:
                   f"{batch['batches']} batches, batch-endpoint 429s "
                   f"{batch['batch_endpoint_429']}", flush=True)
         print("\n4/4 report, charts, alarms", flush=True)
-        from local.report import write_report
+        from local.demo.report import write_report
 
         code = write_report(out=out, records=records, emulator_stats=emulator.stats(),
                             template=stack.template(), env=env, aws=aws, stack=stack,
@@ -349,8 +349,9 @@ class _LivePage:
     written to emf.jsonl into local CloudWatch every 2 s; the page redraws every 5 s."""
 
     def __init__(self, aws: LocalAws, stack, emf_path: Path) -> None:
-        from local.cloudwatch import LocalCloudWatch
-        from local.dashboard import DashboardServer, DashboardView, resolver
+        from local.cloudwatch.api import LocalCloudWatch
+        from local.cloudwatch.dashboard import DashboardServer, DashboardView
+        from local.cloudwatch.references import resolver
 
         self.cloudwatch = LocalCloudWatch(aws.client("cloudwatch"))
         self.started = time.time()
@@ -592,11 +593,10 @@ def _drain_batch_lane(aws: LocalAws, stack, records: dict, emulator,
 
 def _dead_lettered(aws: LocalAws, env: dict) -> dict[str, str]:
     """request id -> dead-letter reason, peeking at the DLQ without consuming it."""
-    from cli.dlq import release, scan
+    from cli.dlq import list_dead_letters
 
     sqs = aws.client("sqs")
-    letters = scan(sqs, env["DLQ_URL"], wait_s=0)
-    release(sqs, env["DLQ_URL"], letters)
+    letters = list_dead_letters(sqs, env["DLQ_URL"], wait_s=0)
     rows = [letter.summary() for letter in letters]
     return {row["request_id"]: row["reason"] for row in rows if row.get("request_id")}
 
@@ -628,6 +628,3 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted: local servers stopped", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())

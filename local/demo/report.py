@@ -8,11 +8,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.bucket_load import percentile
-from local.alarms import evaluate_all, render_report
-from local.charts import plot_rates
-from local.dashboard import resolver
-from local.metrics import Datapoint, MetricStore
+from local.cloudwatch.alarms import evaluate_all, render_report
+from local.cloudwatch.charts import plot_rates
+from local.cloudwatch.metrics import Datapoint, MetricStore
+from local.cloudwatch.references import resolver
+from local.stats import percentile
 from stacks.outputs import FUNCTION_NAME
 
 NAMESPACE = "Bulwark"
@@ -39,9 +39,9 @@ def _dashboard_page(out: Path, aws, stack, template: dict, started: float, ended
                     platform: list[Datapoint]) -> str:
     """The run saved for replay (`run.json`), its EMF ingested into local CloudWatch, and a
     screenshot of the dashboard page (`dashboard.png`) when Chromium is installed."""
-    from local.cloudwatch import LocalCloudWatch
-    from local.dashboard import (DashboardServer, DashboardView, browser_available, save_run,
-                                 screenshot)
+    from local.cloudwatch.api import LocalCloudWatch
+    from local.cloudwatch.dashboard import (DashboardServer, DashboardView, browser_available,
+                                            save_run, screenshot)
 
     save_run(out, template=template, resources=dict(stack.resources), start=started,
              end=ended, extra=platform)
@@ -59,7 +59,7 @@ def _dashboard_page(out: Path, aws, stack, template: dict, started: float, ended
             text += f"; screenshot {screenshot(server.url, out / 'dashboard.png')}"
     else:
         text += "; no screenshot (make setup installs chromium)"
-    return text + f"; open it: make dashboard (python -m local.dashboard --run {out})"
+    return text + f"; open it: make dashboard (python -m local.cloudwatch.dashboard --run {out})"
 
 
 def _destructive_allowed(decisions: list[dict]) -> list[dict]:
@@ -94,10 +94,9 @@ def write_report(*, out: Path, records: dict, emulator_stats: dict, template: di
     for point in platform:
         store.add(point)
 
-    from cli.dlq import release, scan
+    from cli.dlq import list_dead_letters
 
-    letters = scan(sqs, env["DLQ_URL"], wait_s=0)
-    release(sqs, env["DLQ_URL"], letters)
+    letters = list_dead_letters(sqs, env["DLQ_URL"], wait_s=0)
     (out / "dead_letters.json").write_text(json.dumps(
         [{"summary": letter.summary(), "attributes": letter.attributes, "body": letter.body,
           "text": letter.text, "message_attributes": letter.message_attributes}

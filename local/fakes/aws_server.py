@@ -11,7 +11,7 @@ session tags (and the secret key, so a local stand-in can verify SigV4 signature
 it). `GET /_bulwark/sessions` returns them; `LocalAws.session(access_key)` reads one. The local
 AWS MCP Server uses them to evaluate `${aws:PrincipalTag/...}` as IAM would.
 
-    python -m local.aws_server            # prints {"port": N} once ready, serves until killed
+    python -m local.fakes.aws_server            # prints {"port": N} once ready, serves until killed
 
 From Python, `LocalAws()` starts it in a child process and stops it on exit:
 
@@ -34,7 +34,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from local.child import ChildServer, announce_port, exit_with_parent
+from local.fakes.child import ChildServer, announce_port, exit_with_parent
 
 STATS_PATH = "/_bulwark/stats"
 #: Seconds added to every request under the lock, to act out a slower machine (tests that
@@ -178,7 +178,7 @@ class LocalAws(ChildServer):
     """Starts the serialised moto server in a child process; `stop()` (or leaving the `with`
     block) ends it. `env()` gives the variables that point AWS SDKs and the CDK CLI at it."""
 
-    module = "local.aws_server"
+    module = "local.fakes.aws_server"
     name = "local AWS server"
 
     @property

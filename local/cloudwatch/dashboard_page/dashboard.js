@@ -1,4 +1,5 @@
-// Draws /api/dashboard: the deployed dashboard body, widget by widget (local/dashboard.py).
+// Draws /api/dashboard: the deployed dashboard body, widget by widget
+// (local/cloudwatch/dashboard.py).
 "use strict";
 const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
                  "#7f7f7f", "#bcbd22", "#17becf"];

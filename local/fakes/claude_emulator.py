@@ -1,7 +1,7 @@
 """Local Claude: the Messages API (Anthropic API and the Bedrock runtime paths) with the published
 rate-limit semantics, so tests and benchmarks can prove a client never gets a 429.
 
-    python -m local.claude_emulator --config '{"tier": "tier1"}'   # prints {"port": N} once ready
+    python -m local.fakes.claude_emulator --config '{"tier": "tier1"}'  # prints {"port": N}
 
 From Python, `ClaudeEmulator()` starts it in a child process and stops it on exit:
 
@@ -58,18 +58,17 @@ import uuid
 import zlib
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any, Iterator
 
-from local.child import ChildServer, announce_port, exit_with_parent
-from local.claude_batches import BATCH_CONFIG, BatchService, validate_batch_config
-from stacks.presets import ANTHROPIC_TIERS, FAMILIES
+from guard.tiers import ANTHROPIC_TIERS, FAMILIES
+from local.fakes.child import ChildServer, announce_port, exit_with_parent
+from local.fakes.claude_batches import BATCH_CONFIG, BatchService, validate_batch_config
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 CONTROL_PREFIX = "/_emulator/"
 
 # (requests, input tokens, output tokens) per minute per family and preset: the same table
-# the CDK app deploys (stacks/presets.py), so the emulator and the guard agree by construction.
+# the CDK app deploys (lambdas/guard/tiers.py), so the emulator and the guard agree by
+# construction.
 PRESETS = ANTHROPIC_TIERS
 
 BEDROCK_DEFAULT = {"rpm": 200, "tpm": 200_000, "output_burndown": 5}
@@ -91,7 +90,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # than accel_fraction of the RPM capacity arrived within the last accel_window_s seconds
     "accel_fraction": None,
     "accel_window_s": 1.0,
-    # Message Batches (local.claude_batches): processing time, per-batch and queue limits
+    # Message Batches (local.fakes.claude_batches): processing time, per-batch and queue limits
     **BATCH_CONFIG,
 }
 
@@ -1404,7 +1403,7 @@ class ClaudeEmulator(ChildServer):
     `base_url` is for `anthropic.Anthropic(base_url=...)` / ANTHROPIC_BASE_URL, `bedrock_base_url`
     for `anthropic.AnthropicBedrock(base_url=..., aws_region="us-east-1")` (same server)."""
 
-    module = "local.claude_emulator"
+    module = "local.fakes.claude_emulator"
     name = "Claude emulator"
 
     def __init__(self, config: dict | None = None, startup_timeout_s: float = 30.0) -> None:

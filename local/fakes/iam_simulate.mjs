@@ -1,5 +1,6 @@
 // Evaluate IAM requests with @cloud-copilot/iam-simulate, for tests/infra/test_iam_matrix.py and
-// the local AWS MCP Server (local/aws_mcp_server.py), which checks each downstream call with it.
+// the local AWS MCP Server (local/fakes/aws_mcp_server.py), which checks each downstream call
+// with it.
 //
 // One process for every case: reads JSON from stdin,
 //   {"cases": [{"id": str, "principal": ARN, "actions": [str, ...], "resource": ARN,

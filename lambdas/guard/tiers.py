@@ -1,8 +1,13 @@
 """Published Anthropic rate-limit presets (Anthropic's rate-limits page, both published versions).
 
 Figures change: every number here is a default that `cdk.json` context overrides. Values are
-(requests, input tokens, output tokens) per minute, per model family bucket. Sonnet 4.x and Opus
-4.x versions each share one bucket across versions.
+(requests, input tokens, output tokens) per minute, per model family bucket: the `rpm`, `itpm`
+and `otpm` of a `guard.Limits`. Sonnet 4.x and Opus 4.x versions each share one bucket across
+versions.
+
+One home, beside `Limits`, for everything that needs the published figures: the stack's
+settings (`stacks/settings.py` fills a model's limits from its tier), the Claude emulator
+(enforces the same table) and `bench/claude_bench.py`. Plain data: no CDK, no SDK imports.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ destroy), and find what it created.
 or from a shell (starts its own local AWS server, deploys, prints the resources, destroys
 unless --keep is given, which then serves until Ctrl-C):
 
-    python -m local.deploy -c stage=dev -c tenants=acme,globex [--keep]
+    python -m local.demo.deploy -c stage=dev -c tenants=acme,globex [--keep]
 
 The pinned CLI (`node_modules/.bin/cdk`) runs in the repository root with the local server's
 endpoint and dummy credentials (`LocalAws.env()`), account 123456789012 (moto's), region
@@ -43,9 +43,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from local.aws_server import REGION, LocalAws
+from local.fakes.aws_server import REGION, LocalAws
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CDK_CLI = REPO_ROOT / "node_modules" / ".bin" / "cdk"
 VENV_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
 #: the account moto's server reports (STS GetCallerIdentity) and creates resources in
@@ -217,7 +217,7 @@ def app_command(moto_compat: bool = True) -> str:
     """The `--app` the CLI runs: `app.py` itself, or (moto_compat) this module, which builds
     the same app with `app.build_app()` and applies `MOTO_COMPAT` before synthesizing."""
     if moto_compat:
-        return f"{VENV_PYTHON} -m local.deploy --synth-app"
+        return f"{VENV_PYTHON} -m local.demo.deploy --synth-app"
     return f"{VENV_PYTHON} app.py"
 
 
@@ -272,7 +272,7 @@ def _synth_app() -> int:
         report_settings_error(err)
         return 1
     for path in apply_moto_compat(cdk_app):
-        print(f"local.deploy: moto compat: {path}", file=sys.stderr)
+        print(f"local.demo.deploy: moto compat: {path}", file=sys.stderr)
     cdk_app.synth()
     return 0
 

@@ -1,19 +1,21 @@
 """The deployed dashboard, drawn on a local page from a run's metrics in local CloudWatch.
 
     make dashboard                         # replays out/demo (the last `make demo`)
-    python -m local.dashboard [--run out/demo] [--port 8050] [--screenshot PATH] [--no-serve]
+    python -m local.cloudwatch.dashboard [--run out/demo] [--port 8050] [--screenshot PATH]
+                                         [--no-serve]
 
 Starts local AWS, ingests the run's saved EMF (`emf.jsonl`, plus the platform datapoints the
 demo recorded in `run.json`) into local CloudWatch with PutMetricData
-(`local.cloudwatch.LocalCloudWatch`) and serves, on 127.0.0.1, a page that draws the
+(`local.cloudwatch.api.LocalCloudWatch`) and serves, on 127.0.0.1, a page that draws the
 dashboard body of the synthesized template, as deployed, widget by widget: the same metrics,
 statistics, periods, units, horizontal annotations (limits, alarm thresholds) and axes. Each
-alarm's state and history come from the local alarm evaluation (`local.alarms.evaluate` over
-local CloudWatch); a widget whose metrics the run could not produce says "no data in this
-run" instead of drawing empty axes.
+alarm's state and history come from the local alarm evaluation
+(`local.cloudwatch.alarms.evaluate` over local CloudWatch); a widget whose metrics the run
+could not produce says "no data in this run" instead of drawing empty axes.
 
-    GET /                the page (static, vendored: `local/dashboard_page/`, Chart.js from
-                         node_modules, pinned in package.json; no network at run time)
+    GET /                the page (static, vendored: `local/cloudwatch/dashboard_page/`,
+                         Chart.js from node_modules, pinned in package.json; no network
+                         at run time)
     GET /api/dashboard   what the page draws, as JSON (`DashboardView.data()`)
 
 `screenshot(url, path)` loads the page in headless Chromium (Debian's `chromium`, driven by
@@ -34,11 +36,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from local.alarms import AlarmDefinition, alarms_from_template, evaluate
-from local.cloudwatch import LocalCloudWatch, metric_stat
-from local.metrics import Datapoint
+from local.cloudwatch.alarm_template import AlarmDefinition, alarms_from_template
+from local.cloudwatch.alarms import evaluate
+from local.cloudwatch.api import LocalCloudWatch, metric_stat
+from local.cloudwatch.metrics import Datapoint
+from local.cloudwatch.references import resolver
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PAGE_DIR = Path(__file__).resolve().parent / "dashboard_page"
 CHART_JS = REPO_ROOT / "node_modules" / "chart.js" / "dist" / "chart.umd.min.js"
 CHROMIUM = "/usr/bin/chromium"
@@ -52,21 +56,13 @@ _LABEL_STATS = re.compile(r"\$\{(AVG|MAX|MIN|SUM|LAST)\}")
 
 
 # --- the dashboard body --------------------------------------------------------------------
-def _join(value: Any, resolve: Callable[[Any], str]) -> str:
-    if isinstance(value, dict) and "Fn::Join" in value:
-        separator, parts = value["Fn::Join"]
-        return separator.join(_join(p, resolve) for p in parts)
-    if isinstance(value, dict):
-        return resolve(value)
-    return str(value)
-
-
 def dashboard_bodies(template: dict, resolve: Callable[[Any], str]) -> list[dict]:
-    """Every `AWS::CloudWatch::Dashboard`'s body in the template, intrinsics resolved."""
+    """Every `AWS::CloudWatch::Dashboard`'s body in the template, intrinsics resolved
+    (`resolve`: a `local.cloudwatch.references` resolver)."""
     bodies = []
     for logical_id, resource in template.get("Resources", {}).items():
         if resource.get("Type") == "AWS::CloudWatch::Dashboard":
-            body = json.loads(_join(resource["Properties"]["DashboardBody"], resolve))
+            body = json.loads(resolve(resource["Properties"]["DashboardBody"]))
             body["logical_id"] = logical_id
             bodies.append(body)
     return bodies
@@ -363,25 +359,6 @@ def save_run(out: Path, *, template: dict, resources: dict[str, str], start: flo
     return path
 
 
-def resolver(resources: dict[str, str]) -> Callable[[Any], str]:
-    """CloudFormation intrinsics -> the deployed physical names (`resources`)."""
-    def resolve(value: Any) -> str:
-        if isinstance(value, dict):
-            if "Ref" in value:
-                return resources.get(value["Ref"], value["Ref"])
-            if "Fn::GetAtt" in value:
-                logical, attribute = value["Fn::GetAtt"]
-                physical = resources.get(logical, logical)
-                return physical.rsplit("/", 1)[-1] if attribute == "QueueName" else physical
-            if "Fn::Join" in value:
-                separator, parts = value["Fn::Join"]
-                return separator.join(resolve(p) if isinstance(p, dict) else str(p)
-                                      for p in parts)
-        return str(value)
-
-    return resolve
-
-
 def replay(run_dir: Path, cloudwatch: LocalCloudWatch) -> DashboardView:
     """Ingest a saved run (`emf.jsonl` + `run.json`) into `cloudwatch`; the page's view."""
     run = json.loads((run_dir / "run.json").read_text())
@@ -406,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.run} holds no saved run (run.json): run `make demo` first",
               file=sys.stderr)
         return 2
-    from local.aws_server import LocalAws
+    from local.fakes.aws_server import LocalAws
 
     with LocalAws() as aws:
         view = replay(args.run, LocalCloudWatch(aws.client("cloudwatch")))

@@ -34,6 +34,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.contract import OVERFLOW_POLICIES, PROVIDERS
 from local.aws_mcp_server import LocalAwsMcp
 from local.aws_server import LocalAws
 from local.claude_emulator import ClaudeEmulator
@@ -595,9 +596,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--tier", default="tier1",
                         choices=["tier1", "tier2", "tier3", "tier4", "start", "build", "scale"])
-    parser.add_argument("--provider", choices=["anthropic", "bedrock"], default="anthropic")
-    parser.add_argument("--overflow-policy", choices=["defer", "degrade", "reject"],
-                        default="defer")
+    parser.add_argument("--provider", choices=PROVIDERS, default="anthropic")
+    parser.add_argument("--overflow-policy", choices=OVERFLOW_POLICIES, default="defer")
     parser.add_argument("--inject-529", type=int, default=0, help="529 answers to inject")
     parser.add_argument("--dynamodb-throttle", type=float, default=0.0,
                         help="probability that a bucket write is throttled")

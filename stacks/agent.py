@@ -11,6 +11,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from agent.contract import DOCUMENTS_PREFIX, NAMESPACE, Env, encode_models
 from agent.tools import ToolPrefix, ToolResources, declared_needs
 from policies.agent import AgentResources, agent_statements
 from policies.batch import agent_batch_statement
@@ -81,7 +82,7 @@ class AgentFunction(Construct):
                              else state.tool_tables[need.name].table_name)
                  for need in declared_needs()}
         tool_resources = ToolResources(docs_bucket=state.documents.bucket_name,
-                                       docs_prefix="docs/",
+                                       docs_prefix=DOCUMENTS_PREFIX,
                                        notes_table=state.notes_table.table_name, named=needs)
         builtin_statements = tool_permission_statements(stack.partition, stack.region,
                                                         stack.account, tool_resources)
@@ -92,7 +93,7 @@ class AgentFunction(Construct):
         deny_patterns = denied_action_patterns(mcp.deny_actions)
         mcp_allowed = mcp_allow_statements(mcp.allow, {
             "Partition": stack.partition, "Region": stack.region, "Account": stack.account,
-            "DocsBucket": state.documents.bucket_name, "DocsPrefix": "docs/",
+            "DocsBucket": state.documents.bucket_name, "DocsPrefix": DOCUMENTS_PREFIX,
             "NotesTable": state.notes_table.table_name,
             "WorkQueueArn": state.work_queue.queue_arn}, deny_patterns)
         mcp_deny = mcp_deny_statement(deny_patterns)
@@ -146,36 +147,36 @@ class AgentFunction(Construct):
                                                     for r in regions}))
 
         environment = {
-            "PROVIDER": settings.provider,
-            "MODELS": settings.lambda_models_json(),
-            "DEFAULT_MODEL": settings.default_model,
-            "OVERFLOW_POLICY": settings.overflow_policy,
-            "SCHEDULING": settings.scheduling,
-            "TENANTS": ",".join(settings.tenants),
-            "BUCKET_TABLE": state.bucket_table.table_name,
-            "RESULTS_TABLE": state.results_table.table_name,
-            "IDEMPOTENCY_TABLE": state.idempotency_table.table_name,
-            "NOTES_TABLE": state.notes_table.table_name,
-            "DOCS_BUCKET": state.documents.bucket_name,
-            "DOCS_PREFIX": "docs/",
-            "WORK_QUEUE_URL": state.work_queue.queue_url,
-            "DLQ_URL": state.dead_letter_queue.queue_url,
-            "TOOL_ROLE_ARN": tool_role_arn,
-            "AGENT_NAME": settings.agent_name,
-            "MAX_DEFERRALS": str(settings.max_deferrals),
-            "MAX_DEFERRAL_AGE_S": str(settings.max_deferral_age_s),
-            "POWERTOOLS_SERVICE_NAME": settings.agent_name,
-            "POWERTOOLS_METRICS_NAMESPACE": "Bulwark",
+            Env.PROVIDER: settings.provider,
+            Env.MODELS: encode_models(settings.models.values()),
+            Env.DEFAULT_MODEL: settings.default_model,
+            Env.OVERFLOW_POLICY: settings.overflow_policy,
+            Env.SCHEDULING: settings.scheduling,
+            Env.TENANTS: ",".join(settings.tenants),
+            Env.BUCKET_TABLE: state.bucket_table.table_name,
+            Env.RESULTS_TABLE: state.results_table.table_name,
+            Env.IDEMPOTENCY_TABLE: state.idempotency_table.table_name,
+            Env.NOTES_TABLE: state.notes_table.table_name,
+            Env.DOCS_BUCKET: state.documents.bucket_name,
+            Env.DOCS_PREFIX: DOCUMENTS_PREFIX,
+            Env.WORK_QUEUE_URL: state.work_queue.queue_url,
+            Env.DLQ_URL: state.dead_letter_queue.queue_url,
+            Env.TOOL_ROLE_ARN: tool_role_arn,
+            Env.AGENT_NAME: settings.agent_name,
+            Env.MAX_DEFERRALS: str(settings.max_deferrals),
+            Env.MAX_DEFERRAL_AGE_S: str(settings.max_deferral_age_s),
+            Env.POWERTOOLS_SERVICE_NAME: settings.agent_name,
+            Env.POWERTOOLS_METRICS_NAMESPACE: NAMESPACE,
         }
         environment.update({need.env: needs[need.name] for need in declared_needs()})
         if settings.degrade_model:
-            environment["DEGRADE_MODEL"] = settings.degrade_model
+            environment[Env.DEGRADE_MODEL] = settings.degrade_model
         if mcp.enabled:
-            environment["MCP_SERVERS"] = mcp.lambda_env()
+            environment[Env.MCP_SERVERS] = mcp.lambda_env()
         if self.secret:
-            environment["API_KEY_SECRET_ARN"] = self.secret.secret_arn
+            environment[Env.API_KEY_SECRET_ARN] = self.secret.secret_arn
         if batch_queue is not None:
-            environment["BATCH_QUEUE_URL"] = batch_queue.queue_url
+            environment[Env.BATCH_QUEUE_URL] = batch_queue.queue_url
 
         self.function = lambda_.Function(
             self, "Function", function_name=function_name, runtime=RUNTIME,

@@ -17,10 +17,9 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from .state import log_retention
+from agent.contract import ACCESS_DENIED_METRIC, NAMESPACE
 
-ACCESS_DENIED_METRIC = "AccessDenied"
-AUDIT_NAMESPACE = "Bulwark"
+from .state import log_retention
 
 
 class AccessLogBucket(Construct):
@@ -132,7 +131,7 @@ class AuditTrail(Construct):
             f'$.userIdentity.sessionContext.sessionIssuer.arn = "{arn}"' for arn in kit_role_arns)
         self.metric_filter = logs.MetricFilter(
             self, "AccessDeniedByKitRoles", log_group=self.log_group,
-            metric_namespace=AUDIT_NAMESPACE, metric_name=ACCESS_DENIED_METRIC,
+            metric_namespace=NAMESPACE, metric_name=ACCESS_DENIED_METRIC,
             metric_value="1", default_value=0,
             filter_pattern=logs.FilterPattern.literal(
                 '{ ($.errorCode = "AccessDenied*" || $.errorCode = "*UnauthorizedOperation"'

@@ -9,6 +9,7 @@ from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from agent.contract import ACCESS_DENIED_METRIC, DOCUMENTS_PREFIX, NAMESPACE
 from agent.tools import ToolTable, declared_needs
 from policies.boundary import boundary_statements
 
@@ -68,8 +69,8 @@ class BulwarkStack(Stack):
             self, "Monitoring", stage=settings.stage, function=self.agent.function,
             work_queue=self.state.work_queue, dead_letter_queue=self.state.dead_letter_queue,
             bucket_table=self.state.bucket_table,
-            models=[ModelLimits(m.model_id, m.rpm, m.itpm, m.otpm, m.tpm)
-                    for m in settings.models.values()],
+            models=[ModelLimits(m.model_id, m.limits.rpm, m.limits.itpm, m.limits.otpm,
+                                m.limits.tpm) for m in settings.models.values()],
             thresholds=AlarmThresholds(
                 local_throttle_rate_percent=alarms.local_throttle_rate_percent,
                 quota_used_percent=alarms.quota_used_percent,
@@ -88,7 +89,7 @@ class BulwarkStack(Stack):
                 self, "AccessDeniedAlarm",
                 alarm_description="A kit role was denied an AWS call: check CloudTrail for the "
                                   "request (source identity) and what it tried.",
-                metric=cloudwatch.Metric(namespace="Bulwark", metric_name="AccessDenied",
+                metric=cloudwatch.Metric(namespace=NAMESPACE, metric_name=ACCESS_DENIED_METRIC,
                                          statistic="Sum", period=Duration.minutes(5)),
                 threshold=0, evaluation_periods=1,
                 comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
@@ -130,7 +131,8 @@ class BulwarkStack(Stack):
             outputs.FUNCTION_NAME: (agent.function.function_name, "agent function"),
             outputs.ALIAS_ARN: (agent.alias.function_arn, "alias 'live' (invoke this)"),
             outputs.DOCUMENTS_BUCKET: (state.documents.bucket_name, "tenant documents"),
-            outputs.DOCUMENTS_PREFIX: ("docs/", "a tenant's documents: <prefix><tenant>/<key>"),
+            outputs.DOCUMENTS_PREFIX: (DOCUMENTS_PREFIX,
+                                       "a tenant's documents: <prefix><tenant>/<key>"),
             outputs.WORK_QUEUE_URL: (state.work_queue.queue_url, "queued agent requests"),
             outputs.DEAD_LETTER_QUEUE_URL: (state.dead_letter_queue.queue_url,
                                             "dead-lettered requests (python -m cli.dlq)"),
@@ -202,10 +204,11 @@ class BulwarkStack(Stack):
         xray = ("X-Ray accepts no resource ARNs (the grant is region-conditioned); CDK's tracing "
                 "grant adds the same actions.")
         streams = "Log streams are created per container under this one log group."
-        tenant_objects = ("Objects under the tenant's own prefix docs/${aws:PrincipalTag/tenant}/"
-                          " (ABAC): the wildcard is bounded by the session tag.")
-        tenant_docs = (f"arn:<AWS::Partition>:s3:::<{logical(self.state.documents)}>/docs/"
-                       "<aws:PrincipalTag/tenant>/*")
+        tenant_objects = (f"Objects under the tenant's own prefix {DOCUMENTS_PREFIX}"
+                          "${aws:PrincipalTag/tenant}/ (ABAC): the wildcard is bounded by the "
+                          "session tag.")
+        tenant_docs = (f"arn:<AWS::Partition>:s3:::<{logical(self.state.documents)}>/"
+                       f"{DOCUMENTS_PREFIX}<aws:PrincipalTag/tenant>/*")
         agent_streams = f"<{logical(agent.log_group)}.Arn>:log-stream:*"
         for scope, rule, reason in (
                 (agent.role, iam5("*"), xray),

@@ -1,7 +1,7 @@
 """Monitoring construct: contract-4 alarms and one dashboard, alarms to a KMS-encrypted topic.
 
-Alarms and widgets use exactly the metric names the agent Lambda emits as EMF
-(`lambdas/agent/telemetry.py`: namespace `Bulwark`, single dimension `Model`). Alarms are
+Alarms and widgets use exactly the metric names the agent Lambda emits as EMF (one home,
+`agent.contract`: namespace `Bulwark`, single dimension `Model`). Alarms are
 built through cdk-monitoring-constructs (`MonitoringFacade`) so every one of them shares the
 SNS action, the naming prefix and a place on the dashboard; the overview widgets that need
 two axes and quota annotations are plain CloudWatch `GraphWidget`s added to the same dashboard.
@@ -36,8 +36,8 @@ from cdk_monitoring_constructs import (
 )
 from constructs import Construct
 
-NAMESPACE = "Bulwark"
-DIMENSION = "Model"
+from agent.contract import DIMENSION, METRICS, NAMESPACE
+
 ALARM_KEY = "bulwark_alarm"  # custom_params key naming each alarm in `Monitoring.alarms`
 
 _ONE_MINUTE = Duration.minutes(1)
@@ -88,6 +88,9 @@ class ModelLimits:
 
 def _metric(name: str, model_id: str, statistic: str, period: Duration,
             label: str | None = None) -> cloudwatch.Metric:
+    """One contract-4 metric of one model (KeyError for a name the Lambda does not emit)."""
+    if name not in METRICS:
+        raise KeyError(f"{name} is not a metric of agent.contract.METRICS")
     return cloudwatch.Metric(namespace=NAMESPACE, metric_name=name,
                              dimensions_map={DIMENSION: model_id}, statistic=statistic,
                              period=period, label=label or name)
@@ -442,7 +445,7 @@ class Monitoring(Construct):
     @staticmethod
     def _high_resolution_row(models: list[ModelLimits]) -> list[cloudwatch.IWidget]:
         """Rate limits over the last 15 minutes at 10 s (high-resolution metrics,
-        `agent.telemetry.HIGH_RESOLUTION`). The limit lines are what the bucket enforces in
+        `agent.contract.HIGH_RESOLUTION`). The limit lines are what the bucket enforces in
         10 s: its refill, limit / 6 (a full bucket admits up to one minute's limit more)."""
         def ten_s(name: str, model_id: str, stat: str = "Sum") -> cloudwatch.Metric:
             return _metric(name, model_id, stat, _TEN_SECONDS, f"{name} {model_id}")

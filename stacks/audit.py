@@ -49,7 +49,8 @@ class AuditTrail(Construct):
         removal = RemovalPolicy.RETAIN if prod else RemovalPolicy.DESTROY
         self.trail: cloudtrail.Trail | None = None
         self.log_group: logs.LogGroup | None = None
-        self.access_denied_metric_name = ACCESS_DENIED_METRIC
+        #: counts AccessDenied/Unauthorized calls by the kit's roles (`Monitoring` alarms on it)
+        self.metric_filter: logs.MetricFilter | None = None
         if existing_trail_arn:
             return  # the account's trail already records; data events are its owner's choice
         trail_name = f"{stack.stack_name}-audit"

@@ -3,13 +3,11 @@ role, tags, and records the few policy-check acknowledgements (each with its rea
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Annotations, CfnOutput, Duration, Stack, Tags, Validations
-from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import Acknowledgment, Annotations, CfnOutput, Stack, Tags, Validations
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from agent.contract import ACCESS_DENIED_METRIC, DOCUMENTS_PREFIX, NAMESPACE
+from agent.contract import DOCUMENTS_PREFIX
 from agent.tools import ToolTable, declared_needs
 from policies.boundary import boundary_statements
 
@@ -17,7 +15,7 @@ from .agent import AgentFunction
 from .batch import BatchFunctions, BatchState
 from . import outputs
 from .audit import AccessLogBucket, AuditTrail
-from .monitoring import AlarmThresholds, ModelLimits, Monitoring
+from .monitoring import Monitoring
 from .settings import Settings
 from .state import AgentState, DataKey
 
@@ -64,37 +62,19 @@ class BulwarkStack(Stack):
                                                   if self.batch else ()))],
             retention_days=settings.log_retention_days,
             existing_trail_arn=settings.existing_trail_arn)
-        alarms = settings.alarms
         self.monitoring = Monitoring(
             self, "Monitoring", stage=settings.stage, function=self.agent.function,
             work_queue=self.state.work_queue, dead_letter_queue=self.state.dead_letter_queue,
-            bucket_table=self.state.bucket_table,
-            models=[ModelLimits(m.model_id, m.limits.rpm, m.limits.itpm, m.limits.otpm,
-                                m.limits.tpm) for m in settings.models.values()],
-            thresholds=AlarmThresholds(
-                local_throttle_rate_percent=alarms.local_throttle_rate_percent,
-                quota_used_percent=alarms.quota_used_percent,
-                latency_p99_ms=alarms.latency_p99_ms,
-                failure_rate_percent=alarms.failure_rate_percent,
-                cost_per_hour_usd=alarms.cost_per_hour_usd),
-            alarm_email=alarms.email)
+            bucket_table=self.state.bucket_table, models=list(settings.models.values()),
+            alarm_settings=settings.alarms)
         if self.batch is not None:
             self.monitoring.add_batch_lane(
                 queue=self.batch_state.queue,
                 dead_letter_queue=self.batch_state.dead_letter_queue,
                 models=list(settings.models),
                 oldest_queued_hours=settings.batch.oldest_queued_alarm_hours)
-        if self.audit.log_group is not None:
-            denied = cloudwatch.Alarm(
-                self, "AccessDeniedAlarm",
-                alarm_description="A kit role was denied an AWS call: check CloudTrail for the "
-                                  "request (source identity) and what it tried.",
-                metric=cloudwatch.Metric(namespace=NAMESPACE, metric_name=ACCESS_DENIED_METRIC,
-                                         statistic="Sum", period=Duration.minutes(5)),
-                threshold=0, evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING)
-            denied.add_alarm_action(cw_actions.SnsAction(self.monitoring.alarm_topic))
+        if self.audit.metric_filter is not None:
+            self.monitoring.add_access_denied_alarm(self.audit.metric_filter)
 
         granted = list(self.agent.granted_statements)
         if self.batch is not None:

@@ -462,12 +462,26 @@ class ModelSettings(ModelSpec):
 
 @dataclass(frozen=True)
 class AlarmSettings:
+    """Alarm thresholds (the monitoring construct takes these) and the e-mail they page."""
+
     email: str | None = None
-    local_throttle_rate_percent: float = 20.0
-    quota_used_percent: float = 80.0
-    latency_p99_ms: float = 60_000.0
-    failure_rate_percent: float = 5.0
-    cost_per_hour_usd: float = 10.0
+    local_throttle_rate_percent: float = 20.0  # LocalThrottles / (Requests + LocalThrottles), 5 min
+    quota_used_percent: float = 80.0  # QuotaUsedPercent Maximum >= this
+    latency_p99_ms: float = 60_000.0  # Latency p99
+    failure_rate_percent: float = 5.0  # Failed / (Succeeded + Failed)
+    cost_per_hour_usd: float = 10.0  # CostUSD Sum over 1 hour
+
+    def __post_init__(self) -> None:
+        if self.email is not None and not _EMAIL.match(self.email):
+            raise ValueError(f"AlarmSettings.email is not an email address: {self.email!r}")
+        for name in ("local_throttle_rate_percent", "quota_used_percent", "failure_rate_percent"):
+            value = getattr(self, name)
+            if not 0 < value <= 100:
+                raise ValueError(f"AlarmSettings.{name} must be in (0, 100], got {value!r}")
+        for name in ("latency_p99_ms", "cost_per_hour_usd"):
+            value = getattr(self, name)
+            if not value > 0:
+                raise ValueError(f"AlarmSettings.{name} must be > 0, got {value!r}")
 
 
 @dataclass(frozen=True)

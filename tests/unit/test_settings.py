@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from stacks.settings import SettingsError, load_settings, reference_table
+from stacks.settings import AlarmSettings, SettingsError, load_settings, reference_table
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULTS = json.loads((REPO / "cdk.json").read_text())["context"]
@@ -195,6 +195,17 @@ def test_bad_context_reports_every_problem_naming_the_key(overrides, region, exp
     assert len(problems) == len(expected), problems
     for problem, fragment in zip(sorted(problems), sorted(expected)):
         assert fragment in problem, problems
+
+
+@pytest.mark.parametrize(("factory", "message"), [
+    (lambda: AlarmSettings(quota_used_percent=120), "quota_used_percent"),
+    (lambda: AlarmSettings(cost_per_hour_usd=0), "cost_per_hour_usd"),
+    (lambda: AlarmSettings(email="not-an-address"), "email"),
+])
+def test_alarm_settings_refuse_bad_values_naming_the_field(factory, message):
+    # what the monitoring construct takes: checked when built, not only when read from context
+    with pytest.raises(ValueError, match=message):
+        factory()
 
 
 def test_readme_configuration_reference_is_the_schema():

@@ -51,6 +51,8 @@ class AuditTrail(Construct):
         self.log_group: logs.LogGroup | None = None
         #: counts AccessDenied/Unauthorized calls by the kit's roles (`Monitoring` alarms on it)
         self.metric_filter: logs.MetricFilter | None = None
+        #: what the trail's delivery role is granted, for the permissions boundary
+        self.granted_statements: list[iam.PolicyStatement] = []
         if existing_trail_arn:
             return  # the account's trail already records; data events are its owner's choice
         trail_name = f"{stack.stack_name}-audit"
@@ -68,6 +70,10 @@ class AuditTrail(Construct):
         self.log_group = logs.LogGroup(
             self, "TrailLogs", encryption_key=key,
             retention=log_retention(retention_days), removal_policy=removal)
+        self.granted_statements.append(iam.PolicyStatement(
+            actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+            resources=[self.log_group.log_group_arn,
+                       f"{self.log_group.log_group_arn}:log-stream:*"]))
         self.trail = cloudtrail.Trail(
             self, "Trail", trail_name=trail_name, bucket=self.bucket, encryption_key=key,
             is_multi_region_trail=True, include_global_service_events=True,

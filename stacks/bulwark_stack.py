@@ -4,17 +4,16 @@ role, tags, and records the few policy-check acknowledgements (each with its rea
 from __future__ import annotations
 
 from aws_cdk import Acknowledgment, Annotations, CfnOutput, Stack, Tags, Validations
-from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from agent.contract import DOCUMENTS_PREFIX
 from agent.tools import ToolTable, declared_needs
-from policies.boundary import boundary_statements
 
-from .agent import AgentFunction
-from .batch import BatchFunctions, BatchState
 from . import outputs
+from .agent import AgentFunction
 from .audit import AccessLogBucket, AuditTrail
+from .batch import BatchFunctions, BatchState
+from .boundary import PermissionsBoundary
 from .monitoring import Monitoring
 from .settings import Settings
 from .state import AgentState, DataKey
@@ -76,24 +75,17 @@ class BulwarkStack(Stack):
         if self.audit.metric_filter is not None:
             self.monitoring.add_access_denied_alarm(self.audit.metric_filter)
 
-        granted = list(self.agent.granted_statements)
-        if self.batch is not None:
-            granted += self.batch.statements
-        if self.audit.trail is not None:
-            granted.append(iam.PolicyStatement(
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[self.audit.log_group.log_group_arn,
-                           f"{self.audit.log_group.log_group_arn}:log-stream:*"]))
-        self.boundary = iam.ManagedPolicy(
+        self.boundary = PermissionsBoundary(
             self, "PermissionsBoundary",
-            description="Bulwark: the most any role of this stack may do",
-            statements=boundary_statements(
-                granted, settings.allowed_regions,
-                bedrock_profile_arns=self.agent.bedrock_profile_arns,
-                bedrock_routed_regions=self.agent.bedrock_routed_regions,
-                global_endpoints=self.agent.uses_global_endpoints)
-            + self.agent.mcp_boundary_statements)
-        iam.PermissionsBoundary.of(self).apply(self.boundary)  # every role in the stack
+            granted=[*self.agent.granted_statements,
+                     *(self.batch.statements if self.batch is not None else ()),
+                     *self.audit.granted_statements],
+            allowed_regions=settings.allowed_regions,
+            bedrock_profile_arns=self.agent.bedrock_profile_arns,
+            bedrock_routed_regions=self.agent.bedrock_routed_regions,
+            global_endpoints=self.agent.uses_global_endpoints,
+            extra_statements=self.agent.mcp_boundary_statements)
+        self.boundary.apply_to(self)  # every role in the stack
 
         self._acknowledge()
         self._acknowledge_batch()
@@ -156,7 +148,7 @@ class BulwarkStack(Stack):
                        ".Arn>:log-stream:*]")
             ack(role, "AwsSolutions-IAM5[Resource::*]", xray)
             ack(policy, "AwsSolutions-IAM5[Resource::*]", xray)
-            for scope in (policy, self.boundary):
+            for scope in (policy, self.boundary.policy):
                 ack(scope, streams, "Log streams are created per container under this one "
                                     "log group.")
             for rule in ("AwsSolutions-L1", "Serverless-LambdaLatestVersion"):
@@ -195,13 +187,14 @@ class BulwarkStack(Stack):
                 (agent.node.find_child("AgentPolicy"), iam5("*"), xray),
                 (agent.node.find_child("AgentPolicy"), iam5(agent_streams), streams),
                 (agent.node.find_child("ToolPolicy"), iam5(tenant_docs), tenant_objects),
-                (self.boundary, iam5("*"), "The boundary's only '*' resources mirror the X-Ray "
-                 "grant and the explicit Deny outside the allowed regions."),
-                (self.boundary, iam5(agent_streams), streams),
-                (self.boundary, iam5(tenant_docs), tenant_objects)):
+                (self.boundary.policy, iam5("*"), "The boundary's only '*' resources mirror the "
+                 "X-Ray grant and the explicit Deny outside the allowed regions."),
+                (self.boundary.policy, iam5(agent_streams), streams),
+                (self.boundary.policy, iam5(tenant_docs), tenant_objects)):
             ack(scope, rule, reason)
         if self.audit.log_group is not None:
-            ack(self.boundary, iam5(f"<{logical(self.audit.log_group)}.Arn>:log-stream:*"),
+            ack(self.boundary.policy,
+                iam5(f"<{logical(self.audit.log_group)}.Arn>:log-stream:*"),
                 "CloudTrail writes its own log streams into the trail's log group.")
         if agent.secret is not None and not self.settings.api_key_secret_arn:
             ack(agent.secret, "AwsSolutions-SMG4",

@@ -10,7 +10,7 @@ from agent.contract import DOCUMENTS_PREFIX
 from agent.tools import ToolTable, declared_needs
 
 from . import outputs
-from .agent import AgentFunction
+from .agent import AgentFunction, AgentProps
 from .audit import AccessLogBucket, AuditTrail
 from .batch import BatchFunctions, BatchState
 from .boundary import PermissionsBoundary
@@ -42,7 +42,8 @@ class BulwarkStack(Stack):
         #: the batch lane (Anthropic only): its queue exists before the agent queues into it
         self.batch_state = BatchState(self, "BatchState", key=key, prod=settings.prod) \
             if settings.batch.enabled else None
-        self.agent = AgentFunction(self, "Agent", settings=settings, state=self.state, key=key,
+        self.agent = AgentFunction(self, "Agent", props=AgentProps.from_settings(settings),
+                                   state=self.state, key=key,
                                    batch_queue=self.batch_state.queue if self.batch_state
                                    else None)
         self.batch = BatchFunctions(

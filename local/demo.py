@@ -450,11 +450,11 @@ def _drain(agent, aws: LocalAws, env: dict, scenario: Scenario, function_name: s
     stop = threading.Event()
     # The deployed queue's visibility timeout (6 x the function timeout), passed explicitly:
     # moto's CloudFormation leaves its queues at the 30 s default, which would hand a batch
-    # still being processed to a second poller.
-    visibility_s = next(
-        (int(r["Properties"].get("VisibilityTimeout", 30)) for logical, r in
-         template["Resources"].items() if logical.startswith("StateWorkQueue")
-         and r["Type"] == "AWS::SQS::Queue"), 720)
+    # still being processed to a second poller. The queue is the one the stack's output names.
+    from stacks.outputs import WORK_QUEUE_URL
+
+    work_queue = template["Resources"][template["Outputs"][WORK_QUEUE_URL]["Value"]["Ref"]]
+    visibility_s = int(work_queue["Properties"].get("VisibilityTimeout", 30))
 
     def pending() -> list[RunRecord]:
         with lock:

@@ -132,7 +132,6 @@ class AuditTrail(Construct):
         logs_role.node.default_child.add_property_override(
             "AssumeRolePolicyDocument.Statement.0.Condition", {
                 "StringEquals": {"aws:SourceAccount": stack.account}})
-        self.logs_role: iam.Role = logs_role
 
         denied_by_kit = " || ".join(
             f'$.userIdentity.sessionContext.sessionIssuer.arn = "{arn}"' for arn in kit_role_arns)

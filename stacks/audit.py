@@ -17,10 +17,9 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from .state import log_retention
+from agent.contract import ACCESS_DENIED_METRIC, NAMESPACE
 
-ACCESS_DENIED_METRIC = "AccessDenied"
-AUDIT_NAMESPACE = "Bulwark"
+from .state import log_retention
 
 
 class AccessLogBucket(Construct):
@@ -50,7 +49,10 @@ class AuditTrail(Construct):
         removal = RemovalPolicy.RETAIN if prod else RemovalPolicy.DESTROY
         self.trail: cloudtrail.Trail | None = None
         self.log_group: logs.LogGroup | None = None
-        self.access_denied_metric_name = ACCESS_DENIED_METRIC
+        #: counts AccessDenied/Unauthorized calls by the kit's roles (`Monitoring` alarms on it)
+        self.metric_filter: logs.MetricFilter | None = None
+        #: what the trail's delivery role is granted, for the permissions boundary
+        self.granted_statements: list[iam.PolicyStatement] = []
         if existing_trail_arn:
             return  # the account's trail already records; data events are its owner's choice
         trail_name = f"{stack.stack_name}-audit"
@@ -68,6 +70,10 @@ class AuditTrail(Construct):
         self.log_group = logs.LogGroup(
             self, "TrailLogs", encryption_key=key,
             retention=log_retention(retention_days), removal_policy=removal)
+        self.granted_statements.append(iam.PolicyStatement(
+            actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+            resources=[self.log_group.log_group_arn,
+                       f"{self.log_group.log_group_arn}:log-stream:*"]))
         self.trail = cloudtrail.Trail(
             self, "Trail", trail_name=trail_name, bucket=self.bucket, encryption_key=key,
             is_multi_region_trail=True, include_global_service_events=True,
@@ -126,13 +132,12 @@ class AuditTrail(Construct):
         logs_role.node.default_child.add_property_override(
             "AssumeRolePolicyDocument.Statement.0.Condition", {
                 "StringEquals": {"aws:SourceAccount": stack.account}})
-        self.logs_role: iam.Role = logs_role
 
         denied_by_kit = " || ".join(
             f'$.userIdentity.sessionContext.sessionIssuer.arn = "{arn}"' for arn in kit_role_arns)
         self.metric_filter = logs.MetricFilter(
             self, "AccessDeniedByKitRoles", log_group=self.log_group,
-            metric_namespace=AUDIT_NAMESPACE, metric_name=ACCESS_DENIED_METRIC,
+            metric_namespace=NAMESPACE, metric_name=ACCESS_DENIED_METRIC,
             metric_value="1", default_value=0,
             filter_pattern=logs.FilterPattern.literal(
                 '{ ($.errorCode = "AccessDenied*" || $.errorCode = "*UnauthorizedOperation"'

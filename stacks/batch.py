@@ -15,6 +15,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from agent.contract import BATCH_BUCKET_ID, NAMESPACE, Env, encode_models
 from policies.batch import BatchResources, collector_statements, poller_statements
 from policies.boundary import service_trust
 
@@ -22,7 +23,6 @@ from .packaging import ARCHITECTURE, RUNTIME, lambda_code
 from .settings import Settings
 from .state import log_retention
 
-BATCH_BUCKET_ID = "anthropic#message-batches"
 FUNCTION_TIMEOUT = Duration.minutes(5)
 
 
@@ -74,22 +74,22 @@ class BatchFunctions(Construct):
             data_key_arn=key.key_arn, log_group_arn="", allowed_regions=settings.allowed_regions,
             api_key_secret_arn=api_key_secret_arn)
         environment = {
-            "PROVIDER": settings.provider, "MODELS": settings.lambda_models_json(),
-            "BATCH_QUEUE_URL": state.queue.queue_url,
-            "BATCH_DLQ_URL": state.dead_letter_queue.queue_url,
-            "BATCH_TABLE": state.table.table_name, "BUCKET_TABLE": bucket_table.table_name,
-            "RESULTS_TABLE": results_table.table_name, "BATCH_BUCKET_ID": BATCH_BUCKET_ID,
-            "BATCH_RPM": str(batch.requests_per_minute),
-            "BATCH_QUEUE_CAP": str(batch.max_queued_requests),
-            "BATCH_MAX_ITEMS": str(batch.max_items_per_batch),
-            "BATCH_MAX_WAIT_S": str(batch.max_wait_s),
-            "BATCH_MAX_RETRIES": str(batch.max_retries),
-            "POWERTOOLS_METRICS_NAMESPACE": "Bulwark",
+            Env.PROVIDER: settings.provider, Env.MODELS: encode_models(settings.models.values()),
+            Env.BATCH_QUEUE_URL: state.queue.queue_url,
+            Env.BATCH_DLQ_URL: state.dead_letter_queue.queue_url,
+            Env.BATCH_TABLE: state.table.table_name, Env.BUCKET_TABLE: bucket_table.table_name,
+            Env.RESULTS_TABLE: results_table.table_name, Env.BATCH_BUCKET_ID: BATCH_BUCKET_ID,
+            Env.BATCH_RPM: str(batch.requests_per_minute),
+            Env.BATCH_QUEUE_CAP: str(batch.max_queued_requests),
+            Env.BATCH_MAX_ITEMS: str(batch.max_items_per_batch),
+            Env.BATCH_MAX_WAIT_S: str(batch.max_wait_s),
+            Env.BATCH_MAX_RETRIES: str(batch.max_retries),
+            Env.POWERTOOLS_METRICS_NAMESPACE: NAMESPACE,
         }
         if batch.cancel_after_hours is not None:
-            environment["BATCH_CANCEL_AFTER_S"] = str(int(batch.cancel_after_hours * 3600))
+            environment[Env.BATCH_CANCEL_AFTER_S] = str(int(batch.cancel_after_hours * 3600))
         if api_key_secret_arn:
-            environment["API_KEY_SECRET_ARN"] = api_key_secret_arn
+            environment[Env.API_KEY_SECRET_ARN] = api_key_secret_arn
         self.statements: list[iam.PolicyStatement] = []
         self.functions: dict[str, lambda_.Function] = {}
         self.roles: dict[str, iam.Role] = {}
@@ -114,7 +114,7 @@ class BatchFunctions(Construct):
                 architecture=ARCHITECTURE, handler=handler, code=lambda_code(), role=role,
                 memory_size=512, timeout=FUNCTION_TIMEOUT,
                 environment={**environment,
-                             "POWERTOOLS_SERVICE_NAME": f"{settings.agent_name}-batch"},
+                             Env.POWERTOOLS_SERVICE_NAME: f"{settings.agent_name}-batch"},
                 environment_encryption=key, tracing=lambda_.Tracing.ACTIVE,
                 log_group=log_group, reserved_concurrent_executions=1,
                 dead_letter_queue=state.dead_letter_queue,

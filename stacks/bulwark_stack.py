@@ -3,20 +3,18 @@ role, tags, and records the few policy-check acknowledgements (each with its rea
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Annotations, CfnOutput, Duration, Stack, Tags, Validations
-from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cw_actions
-from aws_cdk import aws_iam as iam
+from aws_cdk import Acknowledgment, Annotations, CfnOutput, Stack, Tags, Validations
 from constructs import Construct
 
+from agent.contract import DOCUMENTS_PREFIX
 from agent.tools import ToolTable, declared_needs
-from policies.boundary import boundary_statements
 
-from .agent import AgentFunction
-from .batch import BatchFunctions, BatchState
 from . import outputs
+from .agent import AgentFunction, AgentProps
 from .audit import AccessLogBucket, AuditTrail
-from .monitoring import AlarmThresholds, ModelLimits, Monitoring
+from .batch import BatchFunctions, BatchState
+from .boundary import PermissionsBoundary
+from .monitoring import Monitoring
 from .settings import Settings
 from .state import AgentState, DataKey
 
@@ -44,7 +42,8 @@ class BulwarkStack(Stack):
         #: the batch lane (Anthropic only): its queue exists before the agent queues into it
         self.batch_state = BatchState(self, "BatchState", key=key, prod=settings.prod) \
             if settings.batch.enabled else None
-        self.agent = AgentFunction(self, "Agent", settings=settings, state=self.state, key=key,
+        self.agent = AgentFunction(self, "Agent", props=AgentProps.from_settings(settings),
+                                   state=self.state, key=key,
                                    batch_queue=self.batch_state.queue if self.batch_state
                                    else None)
         self.batch = BatchFunctions(
@@ -63,56 +62,31 @@ class BulwarkStack(Stack):
                                                   if self.batch else ()))],
             retention_days=settings.log_retention_days,
             existing_trail_arn=settings.existing_trail_arn)
-        alarms = settings.alarms
         self.monitoring = Monitoring(
             self, "Monitoring", stage=settings.stage, function=self.agent.function,
             work_queue=self.state.work_queue, dead_letter_queue=self.state.dead_letter_queue,
-            bucket_table=self.state.bucket_table,
-            models=[ModelLimits(m.model_id, m.rpm, m.itpm, m.otpm, m.tpm)
-                    for m in settings.models.values()],
-            thresholds=AlarmThresholds(
-                local_throttle_rate_percent=alarms.local_throttle_rate_percent,
-                quota_used_percent=alarms.quota_used_percent,
-                latency_p99_ms=alarms.latency_p99_ms,
-                failure_rate_percent=alarms.failure_rate_percent,
-                cost_per_hour_usd=alarms.cost_per_hour_usd),
-            alarm_email=alarms.email)
+            bucket_table=self.state.bucket_table, models=list(settings.models.values()),
+            alarm_settings=settings.alarms)
         if self.batch is not None:
             self.monitoring.add_batch_lane(
                 queue=self.batch_state.queue,
                 dead_letter_queue=self.batch_state.dead_letter_queue,
                 models=list(settings.models),
                 oldest_queued_hours=settings.batch.oldest_queued_alarm_hours)
-        if self.audit.log_group is not None:
-            denied = cloudwatch.Alarm(
-                self, "AccessDeniedAlarm",
-                alarm_description="A kit role was denied an AWS call: check CloudTrail for the "
-                                  "request (source identity) and what it tried.",
-                metric=cloudwatch.Metric(namespace="Bulwark", metric_name="AccessDenied",
-                                         statistic="Sum", period=Duration.minutes(5)),
-                threshold=0, evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING)
-            denied.add_alarm_action(cw_actions.SnsAction(self.monitoring.alarm_topic))
+        if self.audit.metric_filter is not None:
+            self.monitoring.add_access_denied_alarm(self.audit.metric_filter)
 
-        granted = list(self.agent.granted_statements)
-        if self.batch is not None:
-            granted += self.batch.statements
-        if self.audit.trail is not None:
-            granted.append(iam.PolicyStatement(
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[self.audit.log_group.log_group_arn,
-                           f"{self.audit.log_group.log_group_arn}:log-stream:*"]))
-        self.boundary = iam.ManagedPolicy(
+        self.boundary = PermissionsBoundary(
             self, "PermissionsBoundary",
-            description="Bulwark: the most any role of this stack may do",
-            statements=boundary_statements(
-                granted, settings.allowed_regions,
-                bedrock_profile_arns=self.agent.bedrock_profile_arns,
-                bedrock_routed_regions=self.agent.bedrock_routed_regions,
-                global_endpoints=self.agent.uses_global_endpoints)
-            + self.agent.mcp_boundary_statements)
-        iam.PermissionsBoundary.of(self).apply(self.boundary)  # every role in the stack
+            granted=[*self.agent.granted_statements,
+                     *(self.batch.statements if self.batch is not None else ()),
+                     *self.audit.granted_statements],
+            allowed_regions=settings.allowed_regions,
+            bedrock_profile_arns=self.agent.bedrock_profile_arns,
+            bedrock_routed_regions=self.agent.bedrock_routed_regions,
+            global_endpoints=self.agent.uses_global_endpoints,
+            extra_statements=self.agent.mcp_boundary_statements)
+        self.boundary.apply_to(self)  # every role in the stack
 
         self._acknowledge()
         self._acknowledge_batch()
@@ -130,7 +104,8 @@ class BulwarkStack(Stack):
             outputs.FUNCTION_NAME: (agent.function.function_name, "agent function"),
             outputs.ALIAS_ARN: (agent.alias.function_arn, "alias 'live' (invoke this)"),
             outputs.DOCUMENTS_BUCKET: (state.documents.bucket_name, "tenant documents"),
-            outputs.DOCUMENTS_PREFIX: ("docs/", "a tenant's documents: <prefix><tenant>/<key>"),
+            outputs.DOCUMENTS_PREFIX: (DOCUMENTS_PREFIX,
+                                       "a tenant's documents: <prefix><tenant>/<key>"),
             outputs.WORK_QUEUE_URL: (state.work_queue.queue_url, "queued agent requests"),
             outputs.DEAD_LETTER_QUEUE_URL: (state.dead_letter_queue.queue_url,
                                             "dead-lettered requests (python -m cli.dlq)"),
@@ -174,7 +149,7 @@ class BulwarkStack(Stack):
                        ".Arn>:log-stream:*]")
             ack(role, "AwsSolutions-IAM5[Resource::*]", xray)
             ack(policy, "AwsSolutions-IAM5[Resource::*]", xray)
-            for scope in (policy, self.boundary):
+            for scope in (policy, self.boundary.policy):
                 ack(scope, streams, "Log streams are created per container under this one "
                                     "log group.")
             for rule in ("AwsSolutions-L1", "Serverless-LambdaLatestVersion"):
@@ -202,23 +177,25 @@ class BulwarkStack(Stack):
         xray = ("X-Ray accepts no resource ARNs (the grant is region-conditioned); CDK's tracing "
                 "grant adds the same actions.")
         streams = "Log streams are created per container under this one log group."
-        tenant_objects = ("Objects under the tenant's own prefix docs/${aws:PrincipalTag/tenant}/"
-                          " (ABAC): the wildcard is bounded by the session tag.")
-        tenant_docs = (f"arn:<AWS::Partition>:s3:::<{logical(self.state.documents)}>/docs/"
-                       "<aws:PrincipalTag/tenant>/*")
+        tenant_objects = (f"Objects under the tenant's own prefix {DOCUMENTS_PREFIX}"
+                          "${aws:PrincipalTag/tenant}/ (ABAC): the wildcard is bounded by the "
+                          "session tag.")
+        tenant_docs = (f"arn:<AWS::Partition>:s3:::<{logical(self.state.documents)}>/"
+                       f"{DOCUMENTS_PREFIX}<aws:PrincipalTag/tenant>/*")
         agent_streams = f"<{logical(agent.log_group)}.Arn>:log-stream:*"
         for scope, rule, reason in (
                 (agent.role, iam5("*"), xray),
                 (agent.node.find_child("AgentPolicy"), iam5("*"), xray),
                 (agent.node.find_child("AgentPolicy"), iam5(agent_streams), streams),
                 (agent.node.find_child("ToolPolicy"), iam5(tenant_docs), tenant_objects),
-                (self.boundary, iam5("*"), "The boundary's only '*' resources mirror the X-Ray "
-                 "grant and the explicit Deny outside the allowed regions."),
-                (self.boundary, iam5(agent_streams), streams),
-                (self.boundary, iam5(tenant_docs), tenant_objects)):
+                (self.boundary.policy, iam5("*"), "The boundary's only '*' resources mirror the "
+                 "X-Ray grant and the explicit Deny outside the allowed regions."),
+                (self.boundary.policy, iam5(agent_streams), streams),
+                (self.boundary.policy, iam5(tenant_docs), tenant_objects)):
             ack(scope, rule, reason)
         if self.audit.log_group is not None:
-            ack(self.boundary, iam5(f"<{logical(self.audit.log_group)}.Arn>:log-stream:*"),
+            ack(self.boundary.policy,
+                iam5(f"<{logical(self.audit.log_group)}.Arn>:log-stream:*"),
                 "CloudTrail writes its own log streams into the trail's log group.")
         if agent.secret is not None and not self.settings.api_key_secret_arn:
             ack(agent.secret, "AwsSolutions-SMG4",

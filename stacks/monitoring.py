@@ -1,23 +1,27 @@
 """Monitoring construct: contract-4 alarms and one dashboard, alarms to a KMS-encrypted topic.
 
-Alarms and widgets use exactly the metric names the agent Lambda emits as EMF
-(`lambdas/agent/telemetry.py`: namespace `Bulwark`, single dimension `Model`). Alarms are
-built through cdk-monitoring-constructs (`MonitoringFacade`) so every one of them shares the
-SNS action, the naming prefix and a place on the dashboard; the overview widgets that need
-two axes and quota annotations are plain CloudWatch `GraphWidget`s added to the same dashboard.
+Alarms and widgets use exactly the metric names the agent Lambda emits as EMF (one home,
+`agent.contract`: namespace `Bulwark`, single dimension `Model`). Models and thresholds come
+in as the settings' own types (`agent.contract.ModelSpec`, `stacks.settings.AlarmSettings`).
+Alarms are built through cdk-monitoring-constructs (`MonitoringFacade`) so every one of them
+shares the SNS action, the naming prefix and a place on the dashboard; the overview widgets
+that need two axes and quota annotations are plain CloudWatch `GraphWidget`s added to the same
+dashboard. The few alarms outside the facade's monitors (batch lane, AccessDenied) are kept in
+`alarms` too and notify the same topic.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from aws_cdk import RemovalPolicy, Annotations, Duration, Stack, Token
 from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
@@ -36,8 +40,10 @@ from cdk_monitoring_constructs import (
 )
 from constructs import Construct
 
-NAMESPACE = "Bulwark"
-DIMENSION = "Model"
+from agent.contract import DIMENSION, METRICS, NAMESPACE, ModelSpec
+
+from .settings import AlarmSettings
+
 ALARM_KEY = "bulwark_alarm"  # custom_params key naming each alarm in `Monitoring.alarms`
 
 _ONE_MINUTE = Duration.minutes(1)
@@ -47,47 +53,11 @@ _TEN_SECONDS = Duration.seconds(10)
 _STAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 
 
-@dataclass(frozen=True)
-class AlarmThresholds:
-    local_throttle_rate_percent: float = 20.0  # LocalThrottles / (Requests + LocalThrottles), 5 min
-    quota_used_percent: float = 80.0  # QuotaUsedPercent Maximum >= this
-    latency_p99_ms: float = 60_000.0  # Latency p99
-    failure_rate_percent: float = 5.0  # Failed / (Succeeded + Failed)
-    cost_per_hour_usd: float = 10.0  # CostUSD Sum over 1 hour
-
-    def __post_init__(self) -> None:
-        for name in ("local_throttle_rate_percent", "quota_used_percent", "failure_rate_percent"):
-            value = getattr(self, name)
-            if not 0 < value <= 100:
-                raise ValueError(f"AlarmThresholds.{name} must be in (0, 100], got {value!r}")
-        for name in ("latency_p99_ms", "cost_per_hour_usd"):
-            value = getattr(self, name)
-            if not value > 0:
-                raise ValueError(f"AlarmThresholds.{name} must be > 0, got {value!r}")
-
-
-@dataclass(frozen=True)
-class ModelLimits:
-    """Per-minute quota of one model, drawn as annotations on the "tokens vs limits" widget."""
-
-    model_id: str
-    rpm: float | None
-    itpm: float | None
-    otpm: float | None
-    tpm: float | None
-
-    def __post_init__(self) -> None:
-        if not self.model_id or not self.model_id.strip():
-            raise ValueError("ModelLimits.model_id must be a non-empty string")
-        for name in ("rpm", "itpm", "otpm", "tpm"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ValueError(f"ModelLimits({self.model_id}).{name} must be > 0 or None, "
-                                 f"got {value!r}")
-
-
 def _metric(name: str, model_id: str, statistic: str, period: Duration,
             label: str | None = None) -> cloudwatch.Metric:
+    """One contract-4 metric of one model (KeyError for a name the Lambda does not emit)."""
+    if name not in METRICS:
+        raise KeyError(f"{name} is not a metric of agent.contract.METRICS")
     return cloudwatch.Metric(namespace=NAMESPACE, metric_name=name,
                              dimensions_map={DIMENSION: model_id}, statistic=statistic,
                              period=period, label=label or name)
@@ -111,24 +81,23 @@ class Monitoring(Construct):
     Attributes: `alarm_topic` (sns.Topic), `key` (the topic's kms.IKey), `facade`
     (MonitoringFacade), `dashboard` (cloudwatch.Dashboard) and `alarms` (name -> Alarm), where
     names are "<Kind>/<model_id>" for per-model alarms and "DeadLetterQueueNotEmpty",
-    "LambdaErrors", "LambdaThrottles" for the rest.
+    "LambdaErrors", "LambdaThrottles" for the rest; `add_batch_lane` adds "Batch..." names and
+    `add_access_denied_alarm` "AccessDenied".
     """
 
     def __init__(self, scope: Construct, id: str, *, stage: str,
                  function: aws_lambda.IFunction, work_queue: sqs.IQueue,
                  dead_letter_queue: sqs.IQueue, bucket_table: dynamodb.ITable,
-                 models: list[ModelLimits], thresholds: AlarmThresholds,
-                 alarm_email: str | None, key: kms.IKey | None = None) -> None:
+                 models: list[ModelSpec], alarm_settings: AlarmSettings,
+                 key: kms.IKey | None = None) -> None:
         super().__init__(scope, id)
         if not isinstance(stage, str) or not _STAGE.match(stage):
             raise ValueError(f"Monitoring stage must be 1-32 chars of [A-Za-z0-9_-], got {stage!r}")
         if not models:
-            raise ValueError("Monitoring needs at least one ModelLimits in models")
+            raise ValueError("Monitoring needs at least one ModelSpec in models")
         model_ids = [m.model_id for m in models]
         if len(set(model_ids)) != len(model_ids):
             raise ValueError(f"Monitoring models repeat a model_id: {model_ids}")
-        if alarm_email is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", alarm_email):
-            raise ValueError(f"Monitoring alarm_email is not an email address: {alarm_email!r}")
         stack = Stack.of(self)
         if Token.is_unresolved(stack.stack_name):
             raise ValueError("Monitoring needs a concrete stack name to derive dashboard and "
@@ -136,7 +105,7 @@ class Monitoring(Construct):
         # the stack name already carries the stage ("Bulwark-dev"); add it only when it does not
         prefix = stack.stack_name if stack.stack_name.endswith(f"-{stage}") \
             else f"{stack.stack_name}-{stage}"
-        self.thresholds = thresholds
+        self.alarm_settings = alarm_settings
 
         # --- alarm topic, encrypted ---------------------------------------------------------
         self.key = key or kms.Key(self, "AlarmTopicKey", enable_key_rotation=True,
@@ -167,8 +136,9 @@ class Monitoring(Construct):
             # aws:SourceAccount prevents the confused deputy: only this account's alarms.
             conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
         ))
-        if alarm_email:
-            self.alarm_topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
+        if alarm_settings.email:
+            self.alarm_topic.add_subscription(
+                subscriptions.EmailSubscription(alarm_settings.email))
 
         # --- facade: one dashboard, every alarm's action is the topic -------------------------
         dashboards = DefaultDashboardFactory(
@@ -193,7 +163,7 @@ class Monitoring(Construct):
             self.facade.add_widget(widget)
         self.facade.add_widget(self._batch_widget(models))  # the batch lane (issue 13)
         for model in models:
-            self._model_alarms(model.model_id, thresholds)
+            self._model_alarms(model.model_id, alarm_settings)
         self._platform_alarms(function, work_queue, dead_letter_queue, bucket_table)
 
         self.alarms: dict[str, cloudwatch.Alarm] = {}
@@ -211,7 +181,7 @@ class Monitoring(Construct):
             treat_missing_data_override=cloudwatch.TreatMissingData.NOT_BREACHING,
             alarm_description_override=description, custom_params={ALARM_KEY: name}, **extra)
 
-    def _model_alarms(self, model_id: str, t: AlarmThresholds) -> None:
+    def _model_alarms(self, model_id: str, t: AlarmSettings) -> None:
         gt = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
         ge = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
 
@@ -328,7 +298,7 @@ class Monitoring(Construct):
                                          human_readable_name="Token bucket table")
 
     # --- dashboard overview ---------------------------------------------------------------
-    def _overview_widgets(self, models: list[ModelLimits]) -> list[cloudwatch.IWidget]:
+    def _overview_widgets(self, models: list[ModelSpec]) -> list[cloudwatch.IWidget]:
         def per_model(name: str, stat: str = "Sum", period: Duration = _ONE_MINUTE):
             return [_metric(name, m.model_id, stat, period, f"{name} {m.model_id}")
                     for m in models]
@@ -391,14 +361,16 @@ class Monitoring(Construct):
                   left_y_axis=cloudwatch.YAxisProps(min=0, max=100, label="%",
                                                     show_units=False),
                   left_annotations=[cloudwatch.HorizontalAnnotation(
-                      value=self.thresholds.quota_used_percent, label="alarm",
+                      value=self.alarm_settings.quota_used_percent, label="alarm",
                       color=cloudwatch.Color.ORANGE)]),
         ]
         return widgets
 
     @staticmethod
-    def _limits_widget(m: ModelLimits) -> cloudwatch.GraphWidget:
+    def _limits_widget(m: ModelSpec) -> cloudwatch.GraphWidget:
         """Tokens and requests per minute against the configured per-minute limits."""
+        limits = m.limits
+
         def per_minute(name: str) -> cloudwatch.Metric:
             return _metric(name, m.model_id, "Sum", _ONE_MINUTE)
 
@@ -407,18 +379,20 @@ class Monitoring(Construct):
             _metric("OutputTokens", m.model_id, "Sum", _ONE_MINUTE, "OutputTokens/min"),
         ]
         annotations = []
-        if m.itpm is not None:
+        if limits.itpm is not None:
             # ITPM charges input + cache-creation tokens (cache reads only for some models).
             tokens.append(_rate(
                 "FILL(input, 0) + FILL(cachewrite, 0)",
                 {"input": per_minute("InputTokens"), "cachewrite": per_minute("CacheWriteTokens")},
                 "Input+CacheWrite tokens/min (ITPM basis)", _ONE_MINUTE))
             annotations.append(cloudwatch.HorizontalAnnotation(
-                value=m.itpm, label=f"ITPM limit {m.itpm:,.0f}", color=cloudwatch.Color.RED))
-        if m.otpm is not None:
+                value=limits.itpm, label=f"ITPM limit {limits.itpm:,.0f}",
+                color=cloudwatch.Color.RED))
+        if limits.otpm is not None:
             annotations.append(cloudwatch.HorizontalAnnotation(
-                value=m.otpm, label=f"OTPM limit {m.otpm:,.0f}", color=cloudwatch.Color.ORANGE))
-        if m.tpm is not None:
+                value=limits.otpm, label=f"OTPM limit {limits.otpm:,.0f}",
+                color=cloudwatch.Color.ORANGE))
+        if limits.tpm is not None:
             # Bedrock TPM charges input + cache write + output (output x burndown at settle).
             tokens.append(_rate(
                 "FILL(input, 0) + FILL(cachewrite, 0) + FILL(output, 0)",
@@ -426,11 +400,12 @@ class Monitoring(Construct):
                  "output": per_minute("OutputTokens")},
                 "Input+CacheWrite+Output tokens/min (TPM basis, before burndown)", _ONE_MINUTE))
             annotations.append(cloudwatch.HorizontalAnnotation(
-                value=m.tpm, label=f"TPM limit {m.tpm:,.0f}", color=cloudwatch.Color.RED))
+                value=limits.tpm, label=f"TPM limit {limits.tpm:,.0f}", color=cloudwatch.Color.RED))
         right_annotations = []
-        if m.rpm is not None:
+        if limits.rpm is not None:
             right_annotations.append(cloudwatch.HorizontalAnnotation(
-                value=m.rpm, label=f"RPM limit {m.rpm:,.0f}", color=cloudwatch.Color.PURPLE))
+                value=limits.rpm, label=f"RPM limit {limits.rpm:,.0f}",
+                color=cloudwatch.Color.PURPLE))
         return cloudwatch.GraphWidget(
             title=f"Tokens vs limits: {m.model_id}", width=12, height=6,
             left=tokens, left_annotations=annotations,
@@ -440,9 +415,9 @@ class Monitoring(Construct):
             right_y_axis=cloudwatch.YAxisProps(label="requests/min", min=0, show_units=False))
 
     @staticmethod
-    def _high_resolution_row(models: list[ModelLimits]) -> list[cloudwatch.IWidget]:
+    def _high_resolution_row(models: list[ModelSpec]) -> list[cloudwatch.IWidget]:
         """Rate limits over the last 15 minutes at 10 s (high-resolution metrics,
-        `agent.telemetry.HIGH_RESOLUTION`). The limit lines are what the bucket enforces in
+        `agent.contract.HIGH_RESOLUTION`). The limit lines are what the bucket enforces in
         10 s: its refill, limit / 6 (a full bucket admits up to one minute's limit more)."""
         def ten_s(name: str, model_id: str, stat: str = "Sum") -> cloudwatch.Metric:
             return _metric(name, model_id, stat, _TEN_SECONDS, f"{name} {model_id}")
@@ -463,6 +438,7 @@ class Monitoring(Construct):
             markdown="### Rate limits, last 15 minutes (10 s, high resolution)", width=24,
             height=1)]
         for m in models:
+            limits = m.limits
             tokens = [_rate("FILL(input, 0) + FILL(cachewrite, 0)",
                             {"input": ten_s("InputTokens", m.model_id),
                              "cachewrite": ten_s("CacheWriteTokens", m.model_id)},
@@ -470,13 +446,14 @@ class Monitoring(Construct):
                       ten_s("OutputTokens", m.model_id)]
             widgets.append(cloudwatch.Row(
                 graph(f"Requests: {m.model_id}", [ten_s("Requests", m.model_id)],
-                      left_annotations=refill(m.rpm, "RPM", cloudwatch.Color.PURPLE),
+                      left_annotations=refill(limits.rpm, "RPM", cloudwatch.Color.PURPLE),
                       left_y_axis=cloudwatch.YAxisProps(label="per 10 s", min=0,
                                                         show_units=False)),
                 graph(f"Tokens: {m.model_id}", tokens,
-                      left_annotations=refill(m.itpm or m.tpm, "ITPM" if m.itpm else "TPM",
+                      left_annotations=refill(limits.itpm or limits.tpm,
+                                              "ITPM" if limits.itpm else "TPM",
                                               cloudwatch.Color.RED)
-                      + refill(m.otpm, "OTPM", cloudwatch.Color.ORANGE),
+                      + refill(limits.otpm, "OTPM", cloudwatch.Color.ORANGE),
                       left_y_axis=cloudwatch.YAxisProps(label="tokens per 10 s", min=0,
                                                         show_units=False)),
                 graph(f"Throttles, 429s, deferrals: {m.model_id}",
@@ -488,7 +465,7 @@ class Monitoring(Construct):
         return widgets
     # --- the batch lane (issue 13): its dashboard row and alarms, kept apart ----------------
     @staticmethod
-    def _batch_widget(models: list[ModelLimits]) -> cloudwatch.GraphWidget:
+    def _batch_widget(models: list[ModelSpec]) -> cloudwatch.GraphWidget:
         """Batch lane per model: queued, submitted, in flight, completed and saved USD."""
         def per_model(name: str, stat: str = "Sum", period: Duration = _FIVE_MINUTES):
             return [_metric(name, m.model_id, stat, period, f"{name} {m.model_id}")
@@ -507,36 +484,48 @@ class Monitoring(Construct):
                        models: list[str], oldest_queued_hours: float) -> None:
         """Alarms of the batch lane (to the alarm topic): the oldest queued request too old,
         batch items errored, the batch DLQ not empty. Names in `alarms` start "Batch"."""
-        from aws_cdk import aws_cloudwatch_actions as cw_actions
-
-        gt = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
-        missing = cloudwatch.TreatMissingData.NOT_BREACHING
-
-        def alarm(name: str, metric: cloudwatch.IMetric, threshold: float,
-                  description: str) -> None:
-            created = cloudwatch.Alarm(
-                self, f"{name.replace('/', '')}Alarm", metric=metric, threshold=threshold,
-                evaluation_periods=1, datapoints_to_alarm=1, comparison_operator=gt,
-                treat_missing_data=missing, alarm_description=description)
-            created.add_alarm_action(cw_actions.SnsAction(self.alarm_topic))
-            self.alarms[name] = created
-
-        alarm("BatchOldestQueued", queue.metric_approximate_age_of_oldest_message(
-            period=_FIVE_MINUTES, statistic="Maximum"), oldest_queued_hours * 3600,
+        self._alarm_above(
+            "BatchOldestQueued", queue.metric_approximate_age_of_oldest_message(
+                period=_FIVE_MINUTES, statistic="Maximum"), oldest_queued_hours * 3600,
             f"A batch-lane request has waited more than {oldest_queued_hours:g} h in the batch "
             "queue: the collector is not submitting. Read the collector's logs (stopped: "
             "quota or queue cap?) and check batch.max_queued_requests and the batch bucket.")
         for model_id in models:
-            alarm(f"BatchErrored/{model_id}", _metric("BatchErrored", model_id, "Sum",
-                                                      _FIVE_MINUTES), 0,
-                  f"Message Batches items of {model_id} came back errored. Transient types "
-                  "are retried; read the poller's logs and the batch DLQ for the reasons.")
-        alarm("BatchDeadLetterQueueNotEmpty",
-              dead_letter_queue.metric_approximate_number_of_messages_visible(
-                  period=_ONE_MINUTE, statistic="Maximum"), 0,
-              "Batch-lane requests reached the batch DLQ (permanent errors or exhausted "
-              "retries; each message carries dlq_reason). Fix the cause, then send them "
-              "to the batch queue again.")
+            self._alarm_above(
+                f"BatchErrored/{model_id}",
+                _metric("BatchErrored", model_id, "Sum", _FIVE_MINUTES), 0,
+                f"Message Batches items of {model_id} came back errored. Transient types "
+                "are retried; read the poller's logs and the batch DLQ for the reasons.")
+        self._alarm_above(
+            "BatchDeadLetterQueueNotEmpty",
+            dead_letter_queue.metric_approximate_number_of_messages_visible(
+                period=_ONE_MINUTE, statistic="Maximum"), 0,
+            "Batch-lane requests reached the batch DLQ (permanent errors or exhausted "
+            "retries; each message carries dlq_reason). Fix the cause, then send them "
+            "to the batch queue again.")
         self.facade.monitor_sqs_queue_with_dlq(
             queue=queue, dead_letter_queue=dead_letter_queue,
             human_readable_name="Batch queue", alarm_friendly_name="BatchQueue")
+
+    # --- the audit trail's AccessDenied count -------------------------------------------------
+    def add_access_denied_alarm(self, metric_filter: logs.MetricFilter) -> None:
+        """Alarm (to the alarm topic) on any call by a kit role that AWS denied, counted by the
+        audit trail's metric filter (`ACCESS_DENIED_METRIC`, no dimension); `alarms`
+        name "AccessDenied"."""
+        self._alarm_above(
+            "AccessDenied", metric_filter.metric(statistic="Sum", period=_FIVE_MINUTES), 0,
+            "A kit role was denied an AWS call: check CloudTrail for the request (source "
+            "identity) and what it tried.")
+
+    def _alarm_above(self, name: str, metric: cloudwatch.IMetric, threshold: float,
+                     description: str) -> None:
+        """An alarm outside the facade's monitors: one period above `threshold` notifies the
+        alarm topic; missing data is not breaching. Kept in `alarms` under `name`."""
+        created = cloudwatch.Alarm(
+            self, f"{name.replace('/', '')}Alarm", metric=metric, threshold=threshold,
+            evaluation_periods=1, datapoints_to_alarm=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description=description)
+        created.add_alarm_action(cw_actions.SnsAction(self.alarm_topic))
+        self.alarms[name] = created

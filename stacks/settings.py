@@ -25,17 +25,18 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+#: The rules the Lambda checks too (providers, overflow policies, tenants, scheduling modes,
+#: model specs and their defaults) come from the deploy-runtime contract, `agent.contract`.
+from agent.contract import (CACHE_READ_PRICE_FACTOR, CACHE_WRITE_PRICE_FACTOR,
+                            DEFAULT_AGENT_NAME, DEFAULT_CONTEXT_WINDOW,
+                            DEFAULT_MAX_OUTPUT_TOKENS, OVERFLOW_POLICIES, PROVIDERS,
+                            SCHEDULING_MODES, TENANT_PATTERN, ModelSpec, Prices)
+from agent.mcp.config import McpConfigError, McpSettings, load_mcp_settings
+from guard.limits import Limits
+
 from guard.tiers import ANTHROPIC_TIERS, BATCH_TIERS, family_of
 
 STAGES = ("dev", "prod")
-PROVIDERS = ("anthropic", "bedrock")
-#: How callers wait for capacity: "fifo" books a start, "poll" retries after retry_after (the
-#: pre-booking behaviour, for rolling upgrades); one home, the guard.
-from guard.client import SCHEDULING_MODES  # noqa: E402
-from agent.mcp.config import McpConfigError, McpSettings, load_mcp_settings  # noqa: E402
-
-OVERFLOW_POLICIES = ("defer", "degrade", "reject")
-_TENANT = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ARN = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{0,12}:.+$")
@@ -243,8 +244,10 @@ _TOKENS = number(1, integer=True)
 PRICE_KEYS: dict[str, Key] = {
     "input": Key("USD per million input tokens", number(), REQUIRED),
     "output": Key("USD per million output tokens", number(), REQUIRED),
-    "cache_write": Key("USD per million cache-write tokens (input x 1.25)", number()),
-    "cache_read": Key("USD per million cache-read tokens (input x 0.1)", number()),
+    "cache_write": Key(f"USD per million cache-write tokens (input x "
+                       f"{CACHE_WRITE_PRICE_FACTOR:g})", number()),
+    "cache_read": Key(f"USD per million cache-read tokens (input x {CACHE_READ_PRICE_FACTOR:g})",
+                      number()),
 }
 
 MODEL_KEYS: dict[str, Key] = {
@@ -268,11 +271,13 @@ MODEL_KEYS: dict[str, Key] = {
                              string_list(_REGION, "AWS region names such as us-east-1"),
                              provider="bedrock"),
     "bucket": Key("rate-limit bucket id (bedrock#<model id>)", text(), provider="bedrock"),
-    "context_window": Key("tokens of context the model accepts", _TOKENS, 200_000),
+    "context_window": Key("tokens of context the model accepts", _TOKENS,
+                          DEFAULT_CONTEXT_WINDOW),
     "burst_fraction": Key("share of a minute's capacity the bucket hands out at once, in (0, 1] "
                           "(GCRA burst tolerance; the sustained rate is the limit)",
                           _fraction, 1.0),
-    "max_output_tokens": Key("largest max_tokens the model accepts", _TOKENS, 64_000),
+    "max_output_tokens": Key("largest max_tokens the model accepts", _TOKENS,
+                             DEFAULT_MAX_OUTPUT_TOKENS),
 }
 
 #: keys a provider's defaults may set, and that a top-level key of the same name overrides
@@ -328,7 +333,7 @@ SCHEMA: dict[str, Key] = {
                                 number(1, integer=True), 1),
         "oldest_queued_alarm_hours": Key("alarm when the oldest queued request is older",
                                          positive, 6)}),
-    "tenants": Key("allowed tenants", string_list(_TENANT, "names of 1-63 characters "
+    "tenants": Key("allowed tenants", string_list(TENANT_PATTERN, "names of 1-63 characters "
                                                   "[a-z0-9-]"), REQUIRED),
     "alarms": Key("alarm thresholds and the e-mail they page", keys={
         "email": Key("e-mail subscribed to the alarm topic (null: none)",
@@ -434,42 +439,14 @@ def read_section(problems: Problems, schema: Mapping[str, Key], values: Mapping[
 
 # -- typed settings --------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class ModelSettings:
-    """One callable model and its bucket. Limits per minute (requests or tokens), prices in USD
-    per million tokens."""
+@dataclass(frozen=True, kw_only=True)
+class ModelSettings(ModelSpec):
+    """One callable model (`agent.contract.ModelSpec`: its bucket and per-minute limits,
+    context, prices in USD per million tokens), plus what only the stack needs: Bedrock's
+    routing."""
 
-    model_id: str
-    bucket_id: str
-    rpm: float | None
-    itpm: float | None
-    otpm: float | None
-    tpm: float | None
-    output_burndown: float
-    counts_cache_reads: bool
-    prices: dict[str, float]
-    context_window: int = 200_000
-    max_output_tokens: int = 64_000
     #: Bedrock: regions the inference profile routes to (for the foundation-model ARNs)
     routes_to_regions: tuple[str, ...] = ()
-    #: share of a minute's capacity handed out at once (GCRA burst tolerance), 0 < f <= 1
-    burst_fraction: float = 1.0
-
-    def lambda_config(self) -> dict[str, Any]:
-        """This model's entry in the agent Lambda's MODELS variable."""
-        entry: dict[str, Any] = {"bucket": self.bucket_id, "prices": self.prices,
-                                 "context_window": self.context_window,
-                                 "max_output_tokens": self.max_output_tokens}
-        for key in ("rpm", "itpm", "otpm", "tpm"):
-            if getattr(self, key) is not None:
-                entry[key] = getattr(self, key)
-        if self.tpm is not None:
-            entry["output_burndown"] = self.output_burndown
-        if self.counts_cache_reads:
-            entry["counts_cache_reads"] = True
-        if self.burst_fraction < 1.0:
-            entry["burst_fraction"] = self.burst_fraction
-        return entry
 
     @property
     def profile_prefix(self) -> str | None:
@@ -485,12 +462,26 @@ class ModelSettings:
 
 @dataclass(frozen=True)
 class AlarmSettings:
+    """Alarm thresholds (the monitoring construct takes these) and the e-mail they page."""
+
     email: str | None = None
-    local_throttle_rate_percent: float = 20.0
-    quota_used_percent: float = 80.0
-    latency_p99_ms: float = 60_000.0
-    failure_rate_percent: float = 5.0
-    cost_per_hour_usd: float = 10.0
+    local_throttle_rate_percent: float = 20.0  # LocalThrottles / (Requests + LocalThrottles), 5 min
+    quota_used_percent: float = 80.0  # QuotaUsedPercent Maximum >= this
+    latency_p99_ms: float = 60_000.0  # Latency p99
+    failure_rate_percent: float = 5.0  # Failed / (Succeeded + Failed)
+    cost_per_hour_usd: float = 10.0  # CostUSD Sum over 1 hour
+
+    def __post_init__(self) -> None:
+        if self.email is not None and not _EMAIL.match(self.email):
+            raise ValueError(f"AlarmSettings.email is not an email address: {self.email!r}")
+        for name in ("local_throttle_rate_percent", "quota_used_percent", "failure_rate_percent"):
+            value = getattr(self, name)
+            if not 0 < value <= 100:
+                raise ValueError(f"AlarmSettings.{name} must be in (0, 100], got {value!r}")
+        for name in ("latency_p99_ms", "cost_per_hour_usd"):
+            value = getattr(self, name)
+            if not value > 0:
+                raise ValueError(f"AlarmSettings.{name} must be > 0, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -526,7 +517,7 @@ class Settings:
     reserved_concurrency: int | None  # None: no reservation (new accounts may have < 120)
     queue_max_concurrency: int
     log_retention_days: int
-    agent_name: str = "bulwark-agent"
+    agent_name: str = DEFAULT_AGENT_NAME
     existing_trail_arn: str | None = None
     existing_kms_key_arn: str | None = None
     api_key_secret_arn: str | None = None
@@ -539,22 +530,15 @@ class Settings:
     def prod(self) -> bool:
         return self.stage == "prod"
 
-    def lambda_models_json(self) -> str:
-        return json.dumps({m.model_id: m.lambda_config() for m in self.models.values()},
-                          sort_keys=True)
 
-
-def _prices(problems: Problems, where: str, raw: Any) -> dict[str, float] | None:
+def _prices(problems: Problems, where: str, raw: Any) -> Prices | None:
     if not isinstance(raw, dict):
         return None  # reported as missing or not an object already
     prices = read_section(problems, PRICE_KEYS, raw, f"{where}.")
     if prices["input"] is None or prices["output"] is None:
         return None
-    if prices["cache_write"] is None:
-        prices["cache_write"] = prices["input"] * 1.25
-    if prices["cache_read"] is None:
-        prices["cache_read"] = prices["input"] * 0.1
-    return prices
+    return Prices.of(prices["input"], prices["output"], prices["cache_write"],
+                     prices["cache_read"])
 
 
 def _anthropic_model(problems: Problems, model_id: str, spec: dict, tier: str | None,
@@ -563,12 +547,12 @@ def _anthropic_model(problems: Problems, model_id: str, spec: dict, tier: str | 
     values = read_section(problems, MODEL_KEYS, spec, f"{where}.", provider="anthropic")
     family = values["family"] or family_of(model_id)
     preset = ANTHROPIC_TIERS[tier].get(family) if tier and family else None
-    limits, missing = {}, []
+    per_minute, missing = {}, []
     for index, name in enumerate(("rpm", "itpm", "otpm")):
-        limits[name] = values[name] if name in spec else (preset[index] if preset else None)
-        if limits[name] is None and name in spec and _empty(spec[name]):
+        per_minute[name] = values[name] if name in spec else (preset[index] if preset else None)
+        if per_minute[name] is None and name in spec and _empty(spec[name]):
             problems.bad(f"{where}.{name}", "a per-minute limit", spec[name])
-        elif limits[name] is None and name not in spec:
+        elif per_minute[name] is None and name not in spec:
             missing.append(name)
     if missing and not tier_bad:  # a bad tier is reported once, as itself
         why = (f"its family {family!r} has no preset without a tier" if family else
@@ -576,16 +560,17 @@ def _anthropic_model(problems: Problems, model_id: str, spec: dict, tier: str | 
         problems.bad(f"{where}.{missing[0]}" if len(missing) == 1 else where,
                      f"per-minute limits {', '.join(missing)} ({why} the limits)", None)
     prices = _prices(problems, f"{where}.prices", spec.get("prices"))
-    if None in limits.values() or prices is None or any(
+    if None in per_minute.values() or prices is None or any(
             values[k] is None for k in ("counts_cache_reads", "context_window",
                                         "max_output_tokens", "burst_fraction")):
         return None
     return ModelSettings(
         model_id=model_id, bucket_id=f"anthropic#{family or model_id}",
-        rpm=float(limits["rpm"]), itpm=float(limits["itpm"]), otpm=float(limits["otpm"]),
-        tpm=None, output_burndown=1.0, counts_cache_reads=values["counts_cache_reads"],
+        limits=Limits(per_minute["rpm"], per_minute["itpm"], per_minute["otpm"],
+                      counts_cache_reads=values["counts_cache_reads"],
+                      burst_fraction=values["burst_fraction"]),
         prices=prices, context_window=values["context_window"],
-        max_output_tokens=values["max_output_tokens"], burst_fraction=values["burst_fraction"])
+        max_output_tokens=values["max_output_tokens"])
 
 
 def _bedrock_model(problems: Problems, model_id: str, spec: dict,
@@ -618,11 +603,11 @@ def _bedrock_model(problems: Problems, model_id: str, spec: dict,
         return None
     return ModelSettings(
         model_id=model_id, bucket_id=values["bucket"] or f"bedrock#{model_id}",
-        rpm=values["rpm"], itpm=None, otpm=None, tpm=values["tpm"],
-        output_burndown=values["output_burndown"], counts_cache_reads=False, prices=prices,
-        context_window=values["context_window"],
-        max_output_tokens=values["max_output_tokens"], routes_to_regions=tuple(routes),
-        burst_fraction=values["burst_fraction"])
+        limits=Limits(values["rpm"], tpm=values["tpm"],
+                      output_burndown=values["output_burndown"],
+                      burst_fraction=values["burst_fraction"]),
+        prices=prices, context_window=values["context_window"],
+        max_output_tokens=values["max_output_tokens"], routes_to_regions=tuple(routes))
 
 
 def load_settings(ctx: Mapping[str, Any], *, region: str | None = None) -> Settings:

@@ -16,10 +16,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .tools.registry import TENANT_PATTERN
+from .contract import REQUEST_ID_PATTERN, TENANT_PATTERN
 
-#: RoleSessionName and SourceIdentity share this alphabet; 2-64 characters.
-REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9_+=,.@-]{2,64}$")
 #: Session tag values: letters, digits, spaces and _ . : / = + - @; at most 256 characters.
 TAG_VALUE_PATTERN = re.compile(r"^[A-Za-z0-9 _.:/=+@-]{1,256}$")
 #: AssumeRole accepts 900 s (15 minutes) up to the role's maximum session duration.
@@ -39,8 +37,8 @@ def assume_tool_role(sts_client: Any, role_arn: str, *, request_id: str, tenant:
         raise ValueError(f"request_id {request_id!r} must be 2-64 characters of "
                          "[A-Za-z0-9_+=,.@-] (it becomes RoleSessionName and SourceIdentity)")
     if not isinstance(tenant, str) or not TENANT_PATTERN.match(tenant):
-        raise ValueError(f"tenant {tenant!r} must be 1-64 characters of [A-Za-z0-9_.-] "
-                         "starting with a letter or digit (it becomes the tenant session tag)")
+        raise ValueError(f"tenant {tenant!r} must be 1-63 characters of [a-z0-9-] starting "
+                         "with a letter or digit (it becomes the tenant session tag)")
     if not isinstance(agent, str) or not TAG_VALUE_PATTERN.match(agent):
         raise ValueError(f"agent {agent!r} must be 1-256 characters of letters, digits, "
                          "spaces and _.:/=+-@ (it becomes the agent session tag)")

@@ -1,35 +1,15 @@
 """Contract 4 metrics: CloudWatch EMF through Powertools, namespace `Bulwark`, dimension `Model`.
 
 One request may touch two models (degrade), so numbers are collected per model and flushed as
-one EMF document per model at the end of the request. Alarms and the dashboard use exactly
-these names (README, "Metrics").
+one EMF document per model at the end of the request. The names, units and namespace are
+`agent.contract`'s; alarms and the dashboard use exactly these (README, "Metrics").
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 
-NAMESPACE = "Bulwark"
-DIMENSION = "Model"
-
-#: metric name -> Powertools MetricUnit name
-METRICS = {
-    "Requests": "Count", "InputTokens": "Count", "OutputTokens": "Count",
-    "CacheWriteTokens": "Count", "CacheReadTokens": "Count", "LocalThrottles": "Count",
-    "Upstream429": "Count", "Upstream529": "Count", "RetryAfterSeconds": "Seconds",
-    "Deferred": "Count", "Degraded": "Count", "Rejected": "Count", "Latency": "Milliseconds",
-    "CostUSD": "NoUnit", "Succeeded": "Count", "Failed": "Count", "QuotaUsedPercent": "Percent",
-    "GrantToSendMs": "Milliseconds", "QueueSeconds": "Seconds",
-    # the batch lane (agent.batch); BatchInFlight: requests held by open batches (a gauge)
-    "BatchQueued": "Count", "BatchSubmitted": "Count", "BatchSucceeded": "Count",
-    "BatchErrored": "Count", "BatchExpired": "Count", "BatchCostUSD": "NoUnit",
-    "BatchSavedUSD": "NoUnit", "BatchInFlight": "Count",
-}
-
-#: high-resolution (StorageResolution 1) metrics: the dashboard's "last 15 minutes" rate-limit
-#: row reads them at 10 s (README, "Metrics": the extra cost)
-HIGH_RESOLUTION = {"Requests", "InputTokens", "OutputTokens", "CacheWriteTokens",
-                   "LocalThrottles", "Upstream429", "Deferred", "QueueSeconds"}
+from .contract import DIMENSION, HIGH_RESOLUTION, METRICS, NAMESPACE
 
 #: metrics that take the largest value seen in a request rather than the sum
 _MAXIMA = {"QuotaUsedPercent", "RetryAfterSeconds", "GrantToSendMs", "QueueSeconds",

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from agent.contract import NAMESPACE
 
-NAMESPACE = "Bulwark"
 STEP_S = 5
 
 

@@ -8,14 +8,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from agent.contract import NAMESPACE, Prices
 from local.cloudwatch.alarms import evaluate_all, render_report
 from local.cloudwatch.charts import plot_rates
 from local.cloudwatch.metrics import Datapoint, MetricStore
 from local.cloudwatch.references import resolver
 from local.stats import percentile
 from stacks.outputs import FUNCTION_NAME
-
-NAMESPACE = "Bulwark"
 
 
 def _total(store: MetricStore, name: str, models, start: float, end: float) -> float:
@@ -116,8 +115,8 @@ def write_report(*, out: Path, records: dict, emulator_stats: dict, template: di
     savings = 0.0
     for model, spec in models.items():
         read = _total(store, "CacheReadTokens", [model], started, ended)
-        prices = spec["prices"]
-        savings += read * (prices["input"] - prices.get("cache_read", prices["input"] * 0.1)) / 1e6
+        prices = Prices.decode(spec["prices"])
+        savings += read * (prices.input - prices.cache_read) / 1e6
     latencies = [value for model in models
                  for _, value in store.datapoints(NAMESPACE, "Latency", {"Model": model})]
     end_to_end = [r.finished_at - r.submitted_at for r in records.values() if r.finished_at]

@@ -34,6 +34,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.contract import OVERFLOW_POLICIES, PROVIDERS
 from local.fakes.aws_mcp_server import LocalAwsMcp
 from local.fakes.aws_server import LocalAws
 from local.fakes.claude_emulator import ClaudeEmulator
@@ -462,11 +463,11 @@ def _drain(agent, aws: LocalAws, env: dict, scenario: Scenario, function_name: s
     stop = threading.Event()
     # The deployed queue's visibility timeout (6 x the function timeout), passed explicitly:
     # moto's CloudFormation leaves its queues at the 30 s default, which would hand a batch
-    # still being processed to a second poller.
-    visibility_s = next(
-        (int(r["Properties"].get("VisibilityTimeout", 30)) for logical, r in
-         template["Resources"].items() if logical.startswith("StateWorkQueue")
-         and r["Type"] == "AWS::SQS::Queue"), 720)
+    # still being processed to a second poller. The queue is the one the stack's output names.
+    from stacks.outputs import WORK_QUEUE_URL
+
+    work_queue = template["Resources"][template["Outputs"][WORK_QUEUE_URL]["Value"]["Ref"]]
+    visibility_s = int(work_queue["Properties"].get("VisibilityTimeout", 30))
 
     def pending() -> list[RunRecord]:
         with lock:
@@ -607,9 +608,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--tier", default="tier1",
                         choices=["tier1", "tier2", "tier3", "tier4", "start", "build", "scale"])
-    parser.add_argument("--provider", choices=["anthropic", "bedrock"], default="anthropic")
-    parser.add_argument("--overflow-policy", choices=["defer", "degrade", "reject"],
-                        default="defer")
+    parser.add_argument("--provider", choices=PROVIDERS, default="anthropic")
+    parser.add_argument("--overflow-policy", choices=OVERFLOW_POLICIES, default="defer")
     parser.add_argument("--inject-529", type=int, default=0, help="529 answers to inject")
     parser.add_argument("--dynamodb-throttle", type=float, default=0.0,
                         help="probability that a bucket write is throttled")

@@ -35,7 +35,7 @@ def emulator():
 @pytest.fixture
 def lane(local_aws, emulator, monkeypatch):
     from agent.batch.config import BatchConfig
-    from agent.config import _parse_models
+    from agent.contract import decode_models
     from guard import ensure_table
 
     emulator.reset(config=True)
@@ -56,7 +56,7 @@ def lane(local_aws, emulator, monkeypatch):
     dlq = sqs.create_queue(QueueName=f"bdlq-{suffix}")["QueueUrl"]
     monkeypatch.setenv("ANTHROPIC_BASE_URL", emulator.base_url)
     config = BatchConfig(queue_url=queue, dlq_url=dlq, batch_table=batch, bucket_table=bucket,
-                         results_table=results, models=_parse_models(json.dumps(MODELS)),
+                         results_table=results, models=decode_models(json.dumps(MODELS)),
                          rpm=1000, max_items=100, max_wait_s=0, max_retries=2,
                          visibility_timeout_s=1)
     return Lane(config, dynamodb, sqs, emulator)

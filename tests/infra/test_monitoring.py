@@ -12,9 +12,10 @@ import re
 
 import aws_cdk as cdk
 import pytest
-from agent.telemetry import DIMENSION as EMF_DIMENSION
-from agent.telemetry import METRICS as CONTRACT_4_METRICS
-from agent.telemetry import NAMESPACE as EMF_NAMESPACE
+from agent.contract import DIMENSION as EMF_DIMENSION
+from agent.contract import METRICS as CONTRACT_4_METRICS
+from agent.contract import NAMESPACE as EMF_NAMESPACE
+from agent.contract import ModelSpec, Prices
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -22,17 +23,22 @@ from aws_cdk import aws_lambda
 from aws_cdk import aws_sqs as sqs
 from aws_cdk.assertions import Capture, Match, Template
 from cdk_nag import AwsSolutionsChecks
+from guard import Limits
 
-from stacks.monitoring import DIMENSION, NAMESPACE, AlarmThresholds, ModelLimits, Monitoring
+from stacks.monitoring import DIMENSION, NAMESPACE, Monitoring
+from stacks.settings import AlarmSettings
 
 ACCOUNT = "123456789012"
 ENV = cdk.Environment(account=ACCOUNT, region="us-east-1")
-ANTHROPIC = ModelLimits("claude-sonnet-4-5", rpm=50, itpm=30_000, otpm=8_000, tpm=None)
-BEDROCK = ModelLimits("us.anthropic.claude-haiku-4-5-20251001-v1:0", rpm=250, itpm=None,
-                      otpm=None, tpm=2_000_000)
-THRESHOLDS = AlarmThresholds(local_throttle_rate_percent=25, quota_used_percent=85,
-                             latency_p99_ms=45_000, failure_rate_percent=4,
-                             cost_per_hour_usd=12.5)
+PRICES = Prices.of(3.0, 15.0)
+ANTHROPIC = ModelSpec(model_id="claude-sonnet-4-5", bucket_id="anthropic#sonnet-4",
+                      limits=Limits(rpm=50, itpm=30_000, otpm=8_000), prices=PRICES)
+BEDROCK = ModelSpec(model_id="us.anthropic.claude-haiku-4-5-20251001-v1:0",
+                    bucket_id="bedrock#us.anthropic.claude-haiku-4-5-20251001-v1:0",
+                    limits=Limits(rpm=250, tpm=2_000_000, output_burndown=5), prices=PRICES)
+THRESHOLDS = AlarmSettings(email="oncall@example.com", local_throttle_rate_percent=25,
+                           quota_used_percent=85, latency_p99_ms=45_000,
+                           failure_rate_percent=4, cost_per_hour_usd=12.5)
 
 
 def _fixture_resources(stack: cdk.Stack):
@@ -66,7 +72,7 @@ def synth(tmp_path_factory):
     monitoring = Monitoring(
         stack, "Monitoring", stage="dev", function=function, work_queue=work_queue,
         dead_letter_queue=dead_letter_queue, bucket_table=table, models=[ANTHROPIC, BEDROCK],
-        thresholds=THRESHOLDS, alarm_email="oncall@example.com")
+        alarm_settings=THRESHOLDS)
 
     # cdk-nag v3 is a CDK policy-validation plugin: it runs inside app.synth(), which raises
     # (ValidationFailed) on any unacknowledged finding and writes validation-report.json.
@@ -104,11 +110,11 @@ def topic_ref(synth) -> dict:
     return {"Ref": _logical_id(synth["stack"], synth["monitoring"].alarm_topic)}
 
 
-def _model_dimension(model: ModelLimits) -> list[dict]:
+def _model_dimension(model: ModelSpec) -> list[dict]:
     return [{"Name": "Model", "Value": model.model_id}]
 
 
-def _stat(metric: str, model: ModelLimits, stat: str, period: int) -> dict:
+def _stat(metric: str, model: ModelSpec, stat: str, period: int) -> dict:
     return Match.object_like({"MetricStat": {
         "Metric": {"Namespace": "Bulwark", "MetricName": metric,
                    "Dimensions": _model_dimension(model)},
@@ -358,7 +364,7 @@ def test_bring_your_own_key_and_no_email():
     key = kms.Key(stack, "SharedKey", enable_key_rotation=True)
     Monitoring(stack, "Monitoring", stage="prod", function=function, work_queue=work_queue,
                dead_letter_queue=dead_letter_queue, bucket_table=table, models=[ANTHROPIC],
-               thresholds=AlarmThresholds(), alarm_email=None, key=key)
+               alarm_settings=AlarmSettings(), key=key)
     template = Template.from_stack(stack)
     template.resource_count_is("AWS::KMS::Key", 1)
     key_id = _logical_id(stack, key)
@@ -379,24 +385,19 @@ def test_bring_your_own_key_and_no_email():
     ({"stage": "dev stage"}, "stage"),
     ({"models": []}, "at least one"),
     ({"models": [ANTHROPIC, ANTHROPIC]}, "repeat"),
-    ({"alarm_email": "not-an-address"}, "alarm_email"),
 ])
 def test_bad_props_raise_naming_the_problem(overrides, message):
     stack = cdk.Stack(cdk.App(), "Bad", env=ENV)
     function, work_queue, dead_letter_queue, table = _fixture_resources(stack)
     props = dict(stage="dev", function=function, work_queue=work_queue,
                  dead_letter_queue=dead_letter_queue, bucket_table=table, models=[ANTHROPIC],
-                 thresholds=AlarmThresholds(), alarm_email=None) | overrides
+                 alarm_settings=AlarmSettings()) | overrides
     with pytest.raises(ValueError, match=message):
         Monitoring(stack, "Monitoring", **props)
 
 
-@pytest.mark.parametrize(("factory", "message"), [
-    (lambda: AlarmThresholds(quota_used_percent=120), "quota_used_percent"),
-    (lambda: AlarmThresholds(cost_per_hour_usd=0), "cost_per_hour_usd"),
-    (lambda: ModelLimits("m", rpm=-1, itpm=None, otpm=None, tpm=None), "rpm"),
-    (lambda: ModelLimits(" ", rpm=1, itpm=None, otpm=None, tpm=None), "model_id"),
-])
-def test_bad_values_raise_naming_the_field(factory, message):
-    with pytest.raises(ValueError, match=message):
-        factory()
+def test_a_metric_the_lambda_does_not_emit_is_refused():
+    from stacks.monitoring import _metric
+
+    with pytest.raises(KeyError, match="Throttled"):
+        _metric("Throttled", ANTHROPIC.model_id, "Sum", cdk.Duration.minutes(1))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from stacks.settings import SettingsError, load_settings, reference_table
+from stacks.settings import AlarmSettings, SettingsError, load_settings, reference_table
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULTS = json.loads((REPO / "cdk.json").read_text())["context"]
@@ -23,8 +23,8 @@ def settings(**overrides):
 def test_defaults_resolve_tier_presets_per_family():
     s = settings()
     sonnet, haiku = s.models["claude-sonnet-4-6"], s.models["claude-haiku-4-5"]
-    assert (sonnet.rpm, sonnet.itpm, sonnet.otpm) == (50, 30000, 8000)
-    assert (haiku.rpm, haiku.itpm, haiku.otpm) == (50, 50000, 10000)
+    assert (sonnet.limits.rpm, sonnet.limits.itpm, sonnet.limits.otpm) == (50, 30000, 8000)
+    assert (haiku.limits.rpm, haiku.limits.itpm, haiku.limits.otpm) == (50, 50000, 10000)
     assert sonnet.bucket_id == "anthropic#sonnet-4"
     assert s.tenants == ("acme", "globex") and not s.prod and s.tier == "tier1"
 
@@ -34,7 +34,7 @@ def test_tier_from_the_command_line_and_explicit_values_override_it():
         "claude-sonnet-4-6": {"otpm": 123456, "prices": {"input": 3, "output": 15}}}),
         default_model="claude-sonnet-4-6", degrade_model=None, overflow_policy="reject")
     model = s.models["claude-sonnet-4-6"]
-    assert (model.rpm, model.itpm, model.otpm) == (5000, 5000000, 123456)
+    assert (model.limits.rpm, model.limits.itpm, model.limits.otpm) == (5000, 5000000, 123456)
 
 
 def test_cli_strings_are_accepted_for_numbers_and_lists():
@@ -51,9 +51,10 @@ def test_provider_bedrock_alone_takes_the_bedrock_defaults():
     assert (s.default_model, s.degrade_model) == (bedrock["default_model"],
                                                   bedrock["degrade_model"])
     for model in s.models.values():
-        assert model.model_id.startswith("us.") and model.tpm and model.output_burndown == 5
+        assert model.model_id.startswith("us.") and model.limits.tpm \
+            and model.limits.output_burndown == 5
         assert model.routes_to_regions == tuple(bedrock["profile_regions"]["us"])
-        assert model.itpm is None and model.otpm is None
+        assert model.limits.itpm is None and model.limits.otpm is None
     assert s.api_key_secret_arn is None
 
 
@@ -66,7 +67,7 @@ def test_bedrock_models_route_to_their_geography():
     model = s.models["eu.anthropic.claude-sonnet-4-20250514-v1:0"]
     assert model.routes_to_regions == ("eu-west-1", "eu-central-1")
     assert model.foundation_model_id == "anthropic.claude-sonnet-4-20250514-v1:0"
-    assert model.output_burndown == 5 and model.itpm is None
+    assert model.limits.output_burndown == 5 and model.limits.itpm is None
 
 
 def test_cdk_owned_context_keys_are_exempt():
@@ -194,6 +195,17 @@ def test_bad_context_reports_every_problem_naming_the_key(overrides, region, exp
     assert len(problems) == len(expected), problems
     for problem, fragment in zip(sorted(problems), sorted(expected)):
         assert fragment in problem, problems
+
+
+@pytest.mark.parametrize(("factory", "message"), [
+    (lambda: AlarmSettings(quota_used_percent=120), "quota_used_percent"),
+    (lambda: AlarmSettings(cost_per_hour_usd=0), "cost_per_hour_usd"),
+    (lambda: AlarmSettings(email="not-an-address"), "email"),
+])
+def test_alarm_settings_refuse_bad_values_naming_the_field(factory, message):
+    # what the monitoring construct takes: checked when built, not only when read from context
+    with pytest.raises(ValueError, match=message):
+        factory()
 
 
 def test_readme_configuration_reference_is_the_schema():

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from ..config import ConfigError, ModelConfig, _number, _parse_models, _require
+from ..config import ConfigError, _number, _require, models_from_env
+from ..contract import BATCH_BUCKET_ID, Env, ModelSpec
 
 #: Published hard caps of one batch (Anthropic Message Batches): requests and bytes.
 HARD_MAX_REQUESTS = 100_000
 HARD_MAX_BYTES = 256 * 1000 * 1000  # "256 MB": the smaller reading, to stay under either
-DEFAULT_BUCKET_ID = "anthropic#message-batches"
 
 
 @dataclass(frozen=True)
@@ -20,10 +20,10 @@ class BatchConfig:
     batch_table: str
     bucket_table: str
     results_table: str
-    models: dict[str, ModelConfig]
+    models: dict[str, ModelSpec]
     api_key_secret_arn: str | None = None
     #: the batch endpoints' own bucket item (requests per minute, shared by every model)
-    bucket_id: str = DEFAULT_BUCKET_ID
+    bucket_id: str = BATCH_BUCKET_ID
     rpm: float = 50.0
     #: most requests waiting in the provider's processing queue (a counter, not a bucket)
     queue_cap: int = 10_000
@@ -47,34 +47,35 @@ class BatchConfig:
 
 
 def load_batch_config(env: Mapping[str, str]) -> BatchConfig:
-    provider = env.get("PROVIDER", "anthropic").strip() or "anthropic"
+    provider = env.get(Env.PROVIDER, "anthropic").strip() or "anthropic"
     if provider != "anthropic":
-        raise ConfigError(f"PROVIDER={provider!r}: the batch lane runs on the Anthropic "
+        raise ConfigError(f"{Env.PROVIDER}={provider!r}: the batch lane runs on the Anthropic "
                           "Message Batches API only")
-    max_items = _number(env, "BATCH_MAX_ITEMS", 1_000, int, 1)
+    max_items = _number(env, Env.BATCH_MAX_ITEMS, 1_000, int, 1)
     if max_items > HARD_MAX_REQUESTS:
-        raise ConfigError(f"BATCH_MAX_ITEMS={max_items} is over the API's {HARD_MAX_REQUESTS:,} "
-                          "requests per batch")
+        raise ConfigError(f"{Env.BATCH_MAX_ITEMS}={max_items} is over the API's "
+                          f"{HARD_MAX_REQUESTS:,} requests per batch")
     max_bytes = _number(env, "BATCH_MAX_BYTES", HARD_MAX_BYTES, int, 1_000)
     if max_bytes > HARD_MAX_BYTES:
         raise ConfigError(f"BATCH_MAX_BYTES={max_bytes} is over the API's {HARD_MAX_BYTES:,} "
                           "bytes per batch")
-    cancel = env.get("BATCH_CANCEL_AFTER_S", "").strip()
+    cancel = env.get(Env.BATCH_CANCEL_AFTER_S, "").strip()
     return BatchConfig(
-        queue_url=_require(env, "BATCH_QUEUE_URL", "the batch queue URL"),
-        dlq_url=_require(env, "BATCH_DLQ_URL", "the batch dead-letter queue URL"),
-        batch_table=_require(env, "BATCH_TABLE", "the batch state table name"),
-        bucket_table=_require(env, "BUCKET_TABLE", "the rate-limit bucket table name"),
-        results_table=_require(env, "RESULTS_TABLE", "the results table name"),
-        models=_parse_models(_require(env, "MODELS", "a JSON object of model id -> settings")),
-        api_key_secret_arn=env.get("API_KEY_SECRET_ARN", "").strip() or None,
-        bucket_id=env.get("BATCH_BUCKET_ID", "").strip() or DEFAULT_BUCKET_ID,
-        rpm=_number(env, "BATCH_RPM", 50.0, float, 1),
-        queue_cap=_number(env, "BATCH_QUEUE_CAP", 10_000, int, 1),
+        queue_url=_require(env, Env.BATCH_QUEUE_URL, "the batch queue URL"),
+        dlq_url=_require(env, Env.BATCH_DLQ_URL, "the batch dead-letter queue URL"),
+        batch_table=_require(env, Env.BATCH_TABLE, "the batch state table name"),
+        bucket_table=_require(env, Env.BUCKET_TABLE, "the rate-limit bucket table name"),
+        results_table=_require(env, Env.RESULTS_TABLE, "the results table name"),
+        models=models_from_env(env),
+        api_key_secret_arn=env.get(Env.API_KEY_SECRET_ARN, "").strip() or None,
+        bucket_id=env.get(Env.BATCH_BUCKET_ID, "").strip() or BATCH_BUCKET_ID,
+        rpm=_number(env, Env.BATCH_RPM, 50.0, float, 1),
+        queue_cap=_number(env, Env.BATCH_QUEUE_CAP, 10_000, int, 1),
         max_items=max_items, max_bytes=max_bytes,
-        max_wait_s=_number(env, "BATCH_MAX_WAIT_S", 300.0, float, 0),
-        max_retries=_number(env, "BATCH_MAX_RETRIES", 3, int, 0),
-        cancel_after_s=_number(env, "BATCH_CANCEL_AFTER_S", None, float, 60) if cancel else None,
+        max_wait_s=_number(env, Env.BATCH_MAX_WAIT_S, 300.0, float, 0),
+        max_retries=_number(env, Env.BATCH_MAX_RETRIES, 3, int, 0),
+        cancel_after_s=_number(env, Env.BATCH_CANCEL_AFTER_S, None, float, 60) if cancel
+        else None,
         result_ttl_s=_number(env, "RESULT_TTL_S", 86_400, int, 60),
         visibility_timeout_s=_number(env, "BATCH_VISIBILITY_TIMEOUT_S", 900, int, 1),
         aws_region=env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", "us-east-1")))

@@ -26,6 +26,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..contract import TENANT_PATTERN
+
 #: Template placeholders `tool_role_statements` substitutes; anything else of the form
 #: `${service:key}` is an IAM policy variable and is left for IAM.
 PLACEHOLDERS = ("Partition", "Region", "Account", "DocsBucket", "DocsPrefix", "NotesTable")
@@ -33,9 +35,6 @@ _PLACEHOLDER_RE = re.compile(r"\$\{([^}]*)\}")
 _SID_RE = re.compile(r"^[A-Za-z0-9]+$")
 _ACTION_RE = re.compile(r"^[a-z0-9-]+:[A-Za-z0-9]+$")
 
-#: Tenant names become an S3 prefix segment and a DynamoDB partition key, and the tenant
-#: session tag's value: letters, digits, "_", "." and "-", starting with a letter or digit.
-TENANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 #: SDK exceptions a tool turns into a result with `aws_error_result` instead of raising.
 AWS_ERRORS = (ClientError, BotoCoreError)
@@ -219,7 +218,7 @@ class ToolContext:
     def __post_init__(self) -> None:
         # The tenant becomes an S3 prefix segment and a partition key: validate it once here.
         if not isinstance(self.tenant, str) or not TENANT_PATTERN.match(self.tenant):
-            raise ValueError(f"tenant {self.tenant!r} must be 1-64 chars of [A-Za-z0-9_.-] "
+            raise ValueError(f"tenant {self.tenant!r} must be 1-63 chars of [a-z0-9-] "
                              "starting with a letter or digit")
 
     def client(self, service_name: str) -> Any:

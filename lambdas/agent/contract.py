@@ -1,0 +1,261 @@
+"""The contract between the stack and the agent Lambda: one home, imported by both sides.
+
+The CDK app (`stacks/`, which maps cdk.json context to these types in `stacks/settings.py`)
+and the Lambda (`agent.config`, which maps the environment to them) read every shared rule
+from here, so the two sides cannot drift:
+
+* the model spec (`ModelSpec`, `Prices`) and its environment encoding, `encode_models` /
+  `decode_models` (the `MODELS` variable);
+* the tenant and request-id patterns, the lanes, the providers and the overflow policies;
+* the environment variable names the stack sets and the Lambda reads (`Env`);
+* the metric namespace, dimension and names (DESIGN contract 4) the Lambda emits and the
+  alarms and dashboard read.
+
+No CDK, boto3 or anthropic import: the Lambda loads this at cold start.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+from guard.client import SCHEDULING_MODES
+from guard.limits import Limits
+
+__all__ = [
+    "ACCESS_DENIED_METRIC", "BATCH_BUCKET_ID", "CACHE_READ_PRICE_FACTOR",
+    "CACHE_WRITE_PRICE_FACTOR", "ContractError", "DEFAULT_AGENT_NAME",
+    "DEFAULT_CONTEXT_WINDOW", "DEFAULT_MAX_OUTPUT_TOKENS", "DIMENSION", "DOCUMENTS_PREFIX",
+    "Env", "HIGH_RESOLUTION", "LANES", "METRICS", "ModelSpec", "NAMESPACE",
+    "OVERFLOW_POLICIES", "PROVIDERS", "Prices", "REQUEST_ID_PATTERN", "SCHEDULING_MODES",
+    "TENANT_PATTERN", "decode_models", "encode_models",
+]
+
+
+class ContractError(ValueError):
+    """A value one side hands the other breaks the contract (the message names it)."""
+
+
+# -- rules both sides check --------------------------------------------------------------------
+
+PROVIDERS = ("anthropic", "bedrock")
+#: What a request does when capacity is short (DESIGN, data flow): re-queue, smaller model, error.
+OVERFLOW_POLICIES = ("defer", "degrade", "reject")
+#: How a request is served: "interactive" (the Messages API now) or "batch" (Message Batches).
+LANES = ("interactive", "batch")
+#: Tenant names become an S3 prefix segment, a DynamoDB partition key and the tenant session
+#: tag: 1-63 characters of [a-z0-9-], starting with a letter or digit.
+TENANT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+#: Request ids become the tool session's RoleSessionName and SourceIdentity: 2-64 characters.
+REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9_+=,.@-]{2,64}$")
+
+#: The agent's name (session tag `agent`, Powertools service name) when none is configured.
+DEFAULT_AGENT_NAME = "bulwark-agent"
+#: Where a tenant's documents live in the documents bucket: f"{DOCUMENTS_PREFIX}{tenant}/".
+DOCUMENTS_PREFIX = "docs/"
+#: The batch lane's bucket item (requests per minute of the Message Batches endpoints).
+BATCH_BUCKET_ID = "anthropic#message-batches"
+
+
+class Env:
+    """Names of the environment variables the stack sets and the Lambda reads (README, "Agent
+    Lambda environment" and "Batch lane")."""
+
+    PROVIDER = "PROVIDER"
+    MODELS = "MODELS"
+    DEFAULT_MODEL = "DEFAULT_MODEL"
+    DEGRADE_MODEL = "DEGRADE_MODEL"
+    OVERFLOW_POLICY = "OVERFLOW_POLICY"
+    SCHEDULING = "SCHEDULING"
+    TENANTS = "TENANTS"
+    AGENT_NAME = "AGENT_NAME"
+    API_KEY_SECRET_ARN = "API_KEY_SECRET_ARN"
+    MCP_SERVERS = "MCP_SERVERS"
+    BUCKET_TABLE = "BUCKET_TABLE"
+    RESULTS_TABLE = "RESULTS_TABLE"
+    IDEMPOTENCY_TABLE = "IDEMPOTENCY_TABLE"
+    NOTES_TABLE = "NOTES_TABLE"
+    DOCS_BUCKET = "DOCS_BUCKET"
+    DOCS_PREFIX = "DOCS_PREFIX"
+    WORK_QUEUE_URL = "WORK_QUEUE_URL"
+    DLQ_URL = "DLQ_URL"
+    TOOL_ROLE_ARN = "TOOL_ROLE_ARN"
+    MAX_DEFERRALS = "MAX_DEFERRALS"
+    MAX_DEFERRAL_AGE_S = "MAX_DEFERRAL_AGE_S"
+    POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
+    POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
+    # the batch lane (the agent queues into it; the collector and poller read the rest)
+    BATCH_QUEUE_URL = "BATCH_QUEUE_URL"
+    BATCH_DLQ_URL = "BATCH_DLQ_URL"
+    BATCH_TABLE = "BATCH_TABLE"
+    BATCH_BUCKET_ID = "BATCH_BUCKET_ID"
+    BATCH_RPM = "BATCH_RPM"
+    BATCH_QUEUE_CAP = "BATCH_QUEUE_CAP"
+    BATCH_MAX_ITEMS = "BATCH_MAX_ITEMS"
+    BATCH_MAX_WAIT_S = "BATCH_MAX_WAIT_S"
+    BATCH_MAX_RETRIES = "BATCH_MAX_RETRIES"
+    BATCH_CANCEL_AFTER_S = "BATCH_CANCEL_AFTER_S"
+
+
+# -- metrics (DESIGN contract 4) ---------------------------------------------------------------
+
+NAMESPACE = "Bulwark"
+DIMENSION = "Model"
+
+#: metric name -> Powertools MetricUnit name (EMF, dimension `Model`)
+METRICS = {
+    "Requests": "Count", "InputTokens": "Count", "OutputTokens": "Count",
+    "CacheWriteTokens": "Count", "CacheReadTokens": "Count", "LocalThrottles": "Count",
+    "Upstream429": "Count", "Upstream529": "Count", "RetryAfterSeconds": "Seconds",
+    "Deferred": "Count", "Degraded": "Count", "Rejected": "Count", "Latency": "Milliseconds",
+    "CostUSD": "NoUnit", "Succeeded": "Count", "Failed": "Count", "QuotaUsedPercent": "Percent",
+    "GrantToSendMs": "Milliseconds", "QueueSeconds": "Seconds",
+    # the batch lane (agent.batch); BatchInFlight: requests held by open batches (a gauge)
+    "BatchQueued": "Count", "BatchSubmitted": "Count", "BatchSucceeded": "Count",
+    "BatchErrored": "Count", "BatchExpired": "Count", "BatchCostUSD": "NoUnit",
+    "BatchSavedUSD": "NoUnit", "BatchInFlight": "Count",
+}
+
+#: high-resolution (StorageResolution 1) metrics: the dashboard's "last 15 minutes" rate-limit
+#: row reads them at 10 s (README, "Metrics": the extra cost)
+HIGH_RESOLUTION = frozenset({"Requests", "InputTokens", "OutputTokens", "CacheWriteTokens",
+                             "LocalThrottles", "Upstream429", "Deferred", "QueueSeconds"})
+
+#: AccessDenied/Unauthorized calls by the kit's roles: a CloudTrail metric filter (namespace
+#: `Bulwark`, no dimension), not EMF
+ACCESS_DENIED_METRIC = "AccessDenied"
+
+
+# -- the model spec and its environment encoding -------------------------------------------
+
+#: Tokens of context and the largest max_tokens a model accepts when its spec does not say.
+DEFAULT_CONTEXT_WINDOW = 200_000
+DEFAULT_MAX_OUTPUT_TOKENS = 64_000
+#: Cache prices when a spec gives none, as multiples of the input price (Anthropic's list).
+CACHE_WRITE_PRICE_FACTOR = 1.25
+CACHE_READ_PRICE_FACTOR = 0.1
+
+
+@dataclass(frozen=True)
+class Prices:
+    """USD per million tokens."""
+
+    input: float
+    output: float
+    cache_write: float
+    cache_read: float
+
+    @classmethod
+    def of(cls, input: float, output: float, cache_write: float | None = None,
+           cache_read: float | None = None) -> "Prices":
+        """Prices in USD per million tokens; cache prices default to the input price times
+        `CACHE_WRITE_PRICE_FACTOR` and `CACHE_READ_PRICE_FACTOR`."""
+        return cls(input, output,
+                   input * CACHE_WRITE_PRICE_FACTOR if cache_write is None else cache_write,
+                   input * CACHE_READ_PRICE_FACTOR if cache_read is None else cache_read)
+
+    @classmethod
+    def decode(cls, raw: Mapping) -> "Prices":
+        """From the `prices` object of a MODELS entry; KeyError, TypeError or ValueError when
+        `input` or `output` is missing or a price is not a number."""
+        def optional(name: str) -> float | None:
+            return None if raw.get(name) is None else float(raw[name])
+
+        return cls.of(float(raw["input"]), float(raw["output"]), optional("cache_write"),
+                      optional("cache_read"))
+
+    def encode(self) -> dict[str, float]:
+        """The `prices` object of a MODELS entry."""
+        return {"input": self.input, "output": self.output, "cache_write": self.cache_write,
+                "cache_read": self.cache_read}
+
+    def cost_usd(self, usage: Mapping[str, int]) -> float:
+        """Cost of one call's `usage` (tokens) in USD."""
+        return (usage.get("input_tokens", 0) * self.input
+                + usage.get("output_tokens", 0) * self.output
+                + usage.get("cache_creation_input_tokens", 0) * self.cache_write
+                + usage.get("cache_read_input_tokens", 0) * self.cache_read) / 1_000_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSpec:
+    """One callable model as the stack hands it to the Lambda: its rate-limit bucket and that
+    bucket's per-minute `limits` (`guard.Limits`), its context (tokens) and its prices (USD per
+    million tokens). A spec that cannot be served raises ValueError naming the field."""
+
+    model_id: str
+    bucket_id: str
+    limits: Limits
+    prices: Prices
+    context_window: int = DEFAULT_CONTEXT_WINDOW
+    max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model_id, str) or not self.model_id.strip():
+            raise ValueError(f"model_id must be a non-empty string, got {self.model_id!r}")
+        if not isinstance(self.bucket_id, str) or not self.bucket_id:
+            raise ValueError("bucket must name the rate-limit bucket (e.g. "
+                             "'anthropic#sonnet-4')")
+        for name in ("context_window", "max_output_tokens"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _encode_model(spec: ModelSpec) -> dict:
+    limits = spec.limits
+    entry: dict = {"bucket": spec.bucket_id, "prices": spec.prices.encode(),
+                   "context_window": spec.context_window,
+                   "max_output_tokens": spec.max_output_tokens}
+    for key in ("rpm", "itpm", "otpm", "tpm"):
+        if getattr(limits, key) is not None:
+            entry[key] = getattr(limits, key)
+    if limits.bedrock:
+        entry["output_burndown"] = limits.output_burndown
+    if limits.counts_cache_reads:
+        entry["counts_cache_reads"] = True
+    if limits.burst_fraction < 1.0:
+        entry["burst_fraction"] = limits.burst_fraction
+    return entry
+
+
+def encode_models(specs: Iterable[ModelSpec]) -> str:
+    """The MODELS variable: a JSON object of model id -> entry (`decode_models` reads it)."""
+    return json.dumps({spec.model_id: _encode_model(spec) for spec in specs}, sort_keys=True)
+
+
+def _decode_model(model_id: str, entry: object) -> ModelSpec:
+    where = f"{Env.MODELS}[{model_id!r}]"
+    if not isinstance(entry, dict):
+        raise ContractError(f"{where} must be an object")
+    try:
+        prices = Prices.decode(entry.get("prices", {}))
+    except (KeyError, TypeError, ValueError):
+        raise ContractError(f"{where}.prices needs numeric 'input' and 'output' USD per "
+                            "million tokens") from None
+    try:
+        limits = Limits(entry.get("rpm"), entry.get("itpm"), entry.get("otpm"),
+                        tpm=entry.get("tpm"), output_burndown=entry.get("output_burndown", 1.0),
+                        counts_cache_reads=entry.get("counts_cache_reads", False),
+                        burst_fraction=entry.get("burst_fraction", 1.0))
+        return ModelSpec(
+            model_id=model_id, bucket_id=entry.get("bucket"), limits=limits, prices=prices,
+            context_window=entry.get("context_window", DEFAULT_CONTEXT_WINDOW),
+            max_output_tokens=entry.get("max_output_tokens", DEFAULT_MAX_OUTPUT_TOKENS))
+    except ValueError as err:  # guard.LimitsError included
+        raise ContractError(f"{where}: {err}") from None
+
+
+def decode_models(raw: str) -> dict[str, ModelSpec]:
+    """Model id -> spec from the MODELS variable (`encode_models` writes it); ContractError
+    naming the first bad entry."""
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise ContractError(f"{Env.MODELS} is not valid JSON: {err}") from None
+    if not isinstance(data, dict) or not data:
+        raise ContractError(f"{Env.MODELS} must be a non-empty JSON object of model id -> "
+                            "settings")
+    return {model_id: _decode_model(model_id, entry) for model_id, entry in data.items()}

@@ -50,6 +50,7 @@ class Workload:
 class LoadResult:
     ledger: list[tuple[float, dict[str, float]]] = field(default_factory=list)
     acquire_calls: list[int] = field(default_factory=list)
+    acquire_reads: int = 0
     acquire_latency_s: list[float] = field(default_factory=list)
     grants: int = 0
     refusals: dict[str, int] = field(default_factory=dict)
@@ -64,6 +65,7 @@ class LoadResult:
     def merge(self, other: "LoadResult") -> None:
         self.ledger.extend(other.ledger)
         self.acquire_calls.extend(other.acquire_calls)
+        self.acquire_reads += other.acquire_reads
         self.acquire_latency_s.extend(other.acquire_latency_s)
         self.grants += other.grants
         for reason, n in other.refusals.items():
@@ -102,6 +104,7 @@ def _caller(endpoint: str, table: str, bucket_id: str, limits_kwargs: dict, work
                                    max_wait_s=workload.booking_s)
         local.acquire_latency_s.append(time.perf_counter() - t0)
         local.acquire_calls.append(grant.store_calls)
+        local.acquire_reads += grant.store_reads
         if not grant.granted:
             local.refusals[grant.reason] = local.refusals.get(grant.reason, 0) + 1
             time.sleep(min(grant.retry_after, workload.max_wait_s) + rng.uniform(0, 0.005))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-import re
 import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -14,14 +13,12 @@ from typing import Any
 from guard import estimate_input_tokens
 
 from .config import AgentConfig
+from .contract import LANES
+from .contract import REQUEST_ID_PATTERN as REQUEST_ID
 
-REQUEST_ID = re.compile(r"^[A-Za-z0-9_+=,.@-]{2,64}$")
 MAX_PROMPT_CHARS = 1_000_000
 DEFAULT_MAX_TOKENS = 1024
 MAX_DEADLINE_S = 900.0
-#: The API path a request takes (contract 2 `lane`): the Messages API now, or the Message
-#: Batches API (half price, answered within hours; `agent.batch`).
-LANES = ("interactive", "batch")
 #: The largest batch item (its Messages params as JSON) the batch lane accepts: an item travels
 #: in one SQS message (256 KiB) on its way to a batch (256 MB in all).
 MAX_BATCH_ITEM_BYTES = 200_000

@@ -26,7 +26,7 @@ from guard.limits import Limits
 
 __all__ = [
     "ACCESS_DENIED_METRIC", "BATCH_BUCKET_ID", "CACHE_READ_PRICE_FACTOR",
-    "CACHE_WRITE_PRICE_FACTOR", "ContractError", "DEFAULT_AGENT_NAME",
+    "CACHE_WRITE_PRICE_FACTOR", "ContractError", "DEFAULT_AGENT_NAME", "FieldError",
     "DEFAULT_CONTEXT_WINDOW", "DEFAULT_MAX_OUTPUT_TOKENS", "DIMENSION", "DOCUMENTS_PREFIX",
     "Env", "HIGH_RESOLUTION", "LANES", "METRICS", "ModelSpec", "NAMESPACE",
     "OVERFLOW_POLICIES", "PROVIDERS", "Prices", "REQUEST_ID_PATTERN", "SCHEDULING_MODES",
@@ -36,6 +36,15 @@ __all__ = [
 
 class ContractError(ValueError):
     """A value one side hands the other breaks the contract (the message names it)."""
+
+
+class FieldError(ValueError):
+    """One field of a spec is bad: `field` names it (its MODELS key), the message says why."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field} {problem}")
+        self.field = field
+        self.problem = problem
 
 
 # -- rules both sides check --------------------------------------------------------------------
@@ -196,12 +205,12 @@ class ModelSpec:
         if not isinstance(self.model_id, str) or not self.model_id.strip():
             raise ValueError(f"model_id must be a non-empty string, got {self.model_id!r}")
         if not isinstance(self.bucket_id, str) or not self.bucket_id:
-            raise ValueError("bucket must name the rate-limit bucket (e.g. "
-                             "'anthropic#sonnet-4')")
+            raise FieldError("bucket", "must name the rate-limit bucket (e.g. "
+                                       "'anthropic#sonnet-4')")
         for name in ("context_window", "max_output_tokens"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise FieldError(name, f"must be a positive integer, got {value!r}")
 
 
 def _encode_model(spec: ModelSpec) -> dict:
@@ -244,6 +253,8 @@ def _decode_model(model_id: str, entry: object) -> ModelSpec:
             model_id=model_id, bucket_id=entry.get("bucket"), limits=limits, prices=prices,
             context_window=entry.get("context_window", DEFAULT_CONTEXT_WINDOW),
             max_output_tokens=entry.get("max_output_tokens", DEFAULT_MAX_OUTPUT_TOKENS))
+    except FieldError as err:
+        raise ContractError(f"{where}.{err.field}: {err.problem}") from None
     except ValueError as err:  # guard.LimitsError included
         raise ContractError(f"{where}: {err}") from None
 

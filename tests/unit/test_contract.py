@@ -52,11 +52,11 @@ def test_cache_prices_default_to_multiples_of_the_input_price():
     ("{}", "MODELS must be a non-empty JSON object"),
     ('{"m": 1}', r"MODELS\['m'\] must be an object"),
     ('{"m": {"bucket": "b", "rpm": 1, "prices": {"input": 1}}}', r"MODELS\['m'\].prices"),
-    ('{"m": {"rpm": 1, "prices": {"input": 1, "output": 2}}}', r"MODELS\['m'\]: bucket"),
+    ('{"m": {"rpm": 1, "prices": {"input": 1, "output": 2}}}', r"MODELS\['m'\]\.bucket:"),
     ('{"m": {"bucket": "b", "rpm": -1, "prices": {"input": 1, "output": 2}}}',
      r"MODELS\['m'\]: rpm"),
     ('{"m": {"bucket": "b", "rpm": 1, "context_window": 0, "prices": {"input": 1, '
-     '"output": 2}}}', r"MODELS\['m'\]: context_window"),
+     '"output": 2}}}', r"MODELS\['m'\]\.context_window:"),
 ])
 def test_a_bad_models_variable_is_named(raw, message):
     with pytest.raises(ContractError, match=message):

@@ -389,9 +389,8 @@ class TokenBucket:
         The slack is about one store round trip (p99) plus one request's cost (so a booking
         another caller makes during the round trip still leaves it room), at most
         `max_slack_s`. After a lost race it also covers `lost_by_s`, how far the queue head
-        moved during that attempt:
-        the callers that lost together retry together, and the queue moves about as far
-        again while they do. A view that showed a queue is `seen_age_s` old: a saturated
+        moved during that attempt: the callers that lost together retry together, and the
+        queue moves about as far again while they do. A view that showed a queue is `seen_age_s` old: a saturated
         queue grows in real time, so its earliest start is moved on by that age."""
         if max_wait_s <= 0:
             return now

@@ -105,6 +105,7 @@ class Monitoring(Construct):
         # the stack name already carries the stage ("Bulwark-dev"); add it only when it does not
         prefix = stack.stack_name if stack.stack_name.endswith(f"-{stage}") \
             else f"{stack.stack_name}-{stage}"
+        self._alarm_name_prefix = prefix
         self.alarm_settings = alarm_settings
 
         # --- alarm topic, encrypted ---------------------------------------------------------
@@ -489,7 +490,8 @@ class Monitoring(Construct):
                 period=_FIVE_MINUTES, statistic="Maximum"), oldest_queued_hours * 3600,
             f"A batch-lane request has waited more than {oldest_queued_hours:g} h in the batch "
             "queue: the collector is not submitting. Read the collector's logs (stopped: "
-            "quota or queue cap?) and check batch.max_queued_requests and the batch bucket.")
+            "quota or queue cap?) and check batch.max_queued_requests and the batch bucket.",
+            severity="Warning")
         for model_id in models:
             self._alarm_above(
                 f"BatchErrored/{model_id}",
@@ -518,11 +520,13 @@ class Monitoring(Construct):
             "identity) and what it tried.")
 
     def _alarm_above(self, name: str, metric: cloudwatch.IMetric, threshold: float,
-                     description: str) -> None:
+                     description: str, severity: str = "Critical") -> None:
         """An alarm outside the facade's monitors: one period above `threshold` notifies the
-        alarm topic; missing data is not breaching. Kept in `alarms` under `name`."""
+        alarm topic; missing data is not breaching. Kept in `alarms` under `name`, and named
+        like the facade's alarms ("Bulwark-dev-AccessDenied-Critical")."""
         created = cloudwatch.Alarm(
             self, f"{name.replace('/', '')}Alarm", metric=metric, threshold=threshold,
+            alarm_name=f"{self._alarm_name_prefix}-{name.replace('/', '-')}-{severity}",
             evaluation_periods=1, datapoints_to_alarm=1,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,

@@ -157,3 +157,14 @@ def test_intrinsic_dimensions_resolve_to_physical_names(dev):
 
     assert fired(resolve)
     assert not fired(None)  # the placeholder "<id>.QueueName" is a different metric
+
+
+@pytest.mark.parametrize("deployment", ["dev", "prod_bedrock"])
+def test_every_alarm_is_named_after_the_stack_and_its_severity(deployment, request):
+    synthesized = request.getfixturevalue(deployment)
+    names = [alarm["Properties"].get("AlarmName")
+             for alarm in synthesized.resources("AWS::CloudWatch::Alarm").values()]
+    prefix = synthesized.stack.stack_name
+    assert names and all(isinstance(n, str) and n.startswith(prefix + "-")
+                         and n.rsplit("-", 1)[-1] in ("Warning", "Critical") for n in names), names
+    assert len(set(names)) == len(names)

@@ -63,7 +63,8 @@ DEFAULT_MINUTES = 60
 MAX_CELL = {"target": 96, "principal": 48}
 
 DENIED = "DENIED"
-#: the message of the agent's one log line per request (lambdas/agent/handler.py)
+#: the message of the agent's one log line per request (lambdas/agent/service.py; the batch
+#: lane's in queues.py)
 REQUEST_FINISHED = "request finished"
 SOURCE_TRAIL, SOURCE_LOCAL, SOURCE_LOGS = "trail", "local", "logs"
 _LOCAL_OUTCOMES = {"ok": "ok", "denied": DENIED, "error": "error",

@@ -6,8 +6,8 @@
                       redrive (--id MESSAGE_ID ... | --all) [--json]
 
 The DLQ holds what the agent dead-lettered with `agent.queues.send_to_dlq` (the original body
-plus "dlq_reason" and "dead_lettered_at", and a "reason" message attribute; a body that was not a JSON object is kept
-as {"raw_body": ...}) and what the work queue's redrive policy moved there after too many
+plus "dlq_reason" and "dead_lettered_at", and a "reason" message attribute; a body that was
+not a JSON object is kept as {"raw_body": ...}) and what the work queue's redrive policy moved there after too many
 receives (the original body, unchanged, with the DeadLetterQueueSourceArn attribute).
 
 * list / inspect never delete: they receive every visible message (hidden for a few seconds so

@@ -206,7 +206,8 @@ def summarise_bare(results, stats, limits, elapsed, workers) -> dict:
         "writes_per_answer": None, "reads_per_answer": None, "wait_p50_s": None,
         "writes_per_grant": None, "writes_per_settle": None, "other_writes_per_answer": None,
         "wait_p99_s": None, "wait_max_s": None, "waits_beyond_queue": None,
-        "stale_grants": None, "deferral_reasons": "-", "share_min": share_min, "share_max": share_max,
+        "stale_grants": None, "deferral_reasons": "-", "share_min": share_min,
+        "share_max": share_max,
         "calls": len(results), "ok": len(ok), "failed": len(results) - len(ok), "deferred": 0,
         "upstream_429_sent": stats["rate_limited"],
         "goodput_rpm": len(ok) / elapsed * 60,
@@ -319,7 +320,8 @@ def fairness(args) -> bool:
            and fifo["upstream_429_sent"] == 0
            and fifo["share_min"] >= 0.85 and fifo["share_max"] <= 1.15
            and max(fifo["utilisation"].values()) >= 0.95 and fifo["waits_beyond_queue"] == 0)
-    print("fifo targets (<= 1.1 writes per granted acquire, <= 1.05 per settle, 0 upstream 429s, shares within 15% of the "
+    print("fifo targets (<= 1.1 writes per granted acquire, <= 1.05 per settle, 0 upstream "
+          "429s, shares within 15% of the "
           "mean, >= 95% of the binding limit, no wait beyond its booked queue + 1 s): "
           + ("met" if met else "NOT met"), flush=True)
     return met

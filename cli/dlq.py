@@ -7,8 +7,9 @@
 
 The DLQ holds what the agent dead-lettered with `agent.queues.send_to_dlq` (the original body
 plus "dlq_reason" and "dead_lettered_at", and a "reason" message attribute; a body that was
-not a JSON object is kept as {"raw_body": ...}) and what the work queue's redrive policy moved there after too many
-receives (the original body, unchanged, with the DeadLetterQueueSourceArn attribute).
+not a JSON object is kept as {"raw_body": ...}) and what the work queue's redrive policy moved
+there after too many receives (the original body, unchanged, with the DeadLetterQueueSourceArn
+attribute).
 
 * list / inspect never delete: they receive every visible message (hidden for a few seconds so
   the next receive returns the others), then make them visible again at once

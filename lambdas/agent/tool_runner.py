@@ -80,8 +80,9 @@ def run_tool(ctx: ToolContext, tool: Tool | str, tool_input: Any, *, caller: str
     """Validate the input, run the tool, write one audit line, return the tool's result.
 
     `tool` is a `Tool` or a tool name; a name no registered tool has runs nothing, gets an
-    error result and an audit line with outcome "unknown_tool". `clock`: monotonic seconds, for `duration_ms`. Never raises: an unexpected
-    exception in the tool becomes {"error": "internal error in tool"} with outcome "error".
+    error result and an audit line with outcome "unknown_tool". `clock`: monotonic seconds,
+    for `duration_ms`. Never raises: an unexpected exception in the tool becomes
+    {"error": "internal error in tool"} with outcome "error".
     """
     started = clock()
     tool_name = tool if isinstance(tool, str) else tool.name

@@ -390,8 +390,9 @@ class TokenBucket:
         another caller makes during the round trip still leaves it room), at most
         `max_slack_s`. After a lost race it also covers `lost_by_s`, how far the queue head
         moved during that attempt: the callers that lost together retry together, and the
-        queue moves about as far again while they do. A view that showed a queue is `seen_age_s` old: a saturated
-        queue grows in real time, so its earliest start is moved on by that age."""
+        queue moves about as far again while they do. A view that showed a queue is
+        `seen_age_s` old: a saturated queue grows in real time, so its earliest start is moved
+        on by that age."""
         if max_wait_s <= 0:
             return now
         earliest = self.shape.earliest_start(costs, seen, -math.inf)  # not clamped to now
@@ -506,8 +507,8 @@ class TokenBucket:
 
     def _write(self, update: gcra.Update,
                purpose: str) -> tuple[str, dict[str, float], dict]:
-        """Send one UpdateItem (`purpose`: one of WRITE_PURPOSES). Returns ("written", new item, raw attributes), ("refused", old
-        item, raw) or ("store_unavailable", {}, {})."""
+        """Send one UpdateItem (`purpose`: one of WRITE_PURPOSES). Returns ("written", new
+        item, raw attributes), ("refused", old item, raw) or ("store_unavailable", {}, {})."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         with self._lock:

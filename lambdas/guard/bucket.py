@@ -122,6 +122,9 @@ class Settlement:
     forgone: dict[str, float] = field(default_factory=dict)
 
 
+#: The state read's projection: a placeholder per state attribute.
+_STATE_NAMES = {f"#a{i}": attribute for i, attribute in enumerate(gcra.STATE_ATTRIBUTES)}
+
 #: What a bucket write is for (`TokenBucket.writes_by_purpose`).
 WRITE_PURPOSES = ("acquire", "settle", "cool_down", "lower")
 
@@ -185,9 +188,8 @@ class TokenBucket:
         self._seen_at = float("-inf")  # when it was seen (clock seconds)
         self._store_failures = 0
         self._round_trips: list[float] = []  # recent write latencies (clock seconds)
-        self.store_calls = 0  # DynamoDB writes made by this instance, for benchmarks
-        #: those writes by purpose: "acquire" (try_acquire), "settle" (settle and release),
-        #: "cool_down" and "lower" (observe_headers), for benchmarks
+        #: DynamoDB writes made by this instance by purpose: "acquire" (try_acquire), "settle"
+        #: (settle and release), "cool_down" and "lower" (observe_headers), for benchmarks
         self.writes_by_purpose = dict.fromkeys(WRITE_PURPOSES, 0)
         self.granted_acquires = 0  # grants this instance handed out
         self.settles = 0  # settle and release calls made on this instance
@@ -195,6 +197,11 @@ class TokenBucket:
         self.forgone_refunds = 0  # refunds not credited because bookings were pending
 
     # -- public API ------------------------------------------------------------------------
+
+    @property
+    def store_calls(self) -> int:
+        """DynamoDB writes made by this instance, every purpose (for benchmarks)."""
+        return sum(self.writes_by_purpose.values())
 
     @property
     def dynamodb(self):
@@ -425,12 +432,11 @@ class TokenBucket:
 
         with self._lock:
             self.store_reads += 1
-        names = {f"#a{i}": attribute for i, attribute in enumerate(gcra.STATE_ATTRIBUTES)}
         try:
             response = self.dynamodb.get_item(
                 TableName=self.table_name, Key={PARTITION_KEY: {"S": self.bucket_id}},
-                ConsistentRead=True, ProjectionExpression=", ".join(names),
-                ExpressionAttributeNames=names)
+                ConsistentRead=True, ProjectionExpression=", ".join(_STATE_NAMES),
+                ExpressionAttributeNames=_STATE_NAMES)
         except (BotoCoreError, ClientError) as err:
             log.warning("token bucket state read failed: %s", err,
                         extra={"bucket_id": self.bucket_id, "table": self.table_name})
@@ -512,7 +518,6 @@ class TokenBucket:
         from botocore.exceptions import BotoCoreError, ClientError
 
         with self._lock:
-            self.store_calls += 1
             self.writes_by_purpose[purpose] += 1
         sent_at = time.monotonic()
         try:

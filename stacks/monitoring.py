@@ -25,7 +25,6 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
-from guard.client import MAX_GRANT_AGE_S
 from cdk_monitoring_constructs import (
     AlarmFactoryDefaults,
     CustomMetricGroup,
@@ -41,6 +40,7 @@ from cdk_monitoring_constructs import (
 from constructs import Construct
 
 from agent.contract import DIMENSION, METRICS, NAMESPACE, ModelSpec
+from guard.client import MAX_GRANT_AGE_S
 
 from .settings import AlarmSettings
 

@@ -63,6 +63,13 @@ def _metric(name: str, model_id: str, statistic: str, period: Duration,
                              period=period, label=label or name)
 
 
+def _per_model(models: list[ModelSpec], name: str, statistic: str,
+               period: Duration) -> list[cloudwatch.Metric]:
+    """One metric for each model, labelled "<name> <model_id>"."""
+    return [_metric(name, m.model_id, statistic, period, f"{name} {m.model_id}")
+            for m in models]
+
+
 def _rate(expression: str, using: dict[str, cloudwatch.IMetric], label: str,
           period: Duration) -> cloudwatch.MathExpression:
     return cloudwatch.MathExpression(expression=expression, using_metrics=using, label=label,
@@ -301,8 +308,7 @@ class Monitoring(Construct):
     # --- dashboard overview ---------------------------------------------------------------
     def _overview_widgets(self, models: list[ModelSpec]) -> list[cloudwatch.IWidget]:
         def per_model(name: str, stat: str = "Sum", period: Duration = _ONE_MINUTE):
-            return [_metric(name, m.model_id, stat, period, f"{name} {m.model_id}")
-                    for m in models]
+            return _per_model(models, name, stat, period)
 
         def graph(title: str, left, width: int = 12, **kw) -> cloudwatch.GraphWidget:
             return cloudwatch.GraphWidget(title=title, left=left, width=width, height=6, **kw)
@@ -468,9 +474,8 @@ class Monitoring(Construct):
     @staticmethod
     def _batch_widget(models: list[ModelSpec]) -> cloudwatch.GraphWidget:
         """Batch lane per model: queued, submitted, in flight, completed and saved USD."""
-        def per_model(name: str, stat: str = "Sum", period: Duration = _FIVE_MINUTES):
-            return [_metric(name, m.model_id, stat, period, f"{name} {m.model_id}")
-                    for m in models]
+        def per_model(name: str, stat: str = "Sum"):
+            return _per_model(models, name, stat, _FIVE_MINUTES)
 
         return cloudwatch.GraphWidget(
             title="Batch lane: queued, in flight, completed (per 5 min); cost and saved USD",

@@ -19,6 +19,22 @@ from .settings import Settings
 from .state import AgentState, DataKey
 
 
+#: reasons shared by the agent's and the batch lane's acknowledgements
+_XRAY = ("X-Ray accepts no resource ARNs (the grant is region-conditioned); CDK's tracing grant "
+         "adds the same actions.")
+_STREAMS = "Log streams are created per container under this one log group."
+
+
+def _ack(scope, rule: str, reason: str) -> None:
+    """Acknowledge a cdk-nag finding on `scope`, with the reason."""
+    Validations.of(scope).acknowledge(Acknowledgment(id=rule, reason=reason))
+
+
+def _iam5(resource: str) -> str:
+    """cdk-nag names each wildcard finding by its resource."""
+    return f"AwsSolutions-IAM5[Resource::{resource}]"
+
+
 def checkov_skip(construct, check_id: str, comment: str) -> None:
     """Acknowledge a checkov finding on the resource itself (its Metadata), with the reason."""
     resource = construct.node.default_child
@@ -94,7 +110,6 @@ class BulwarkStack(Stack):
         Tags.of(self).add("bulwark:stage", settings.stage)
         Tags.of(self).add("bulwark:agent", settings.agent_name)
 
-
     def _outputs(self) -> None:
         """Where the deployed pieces are, under stable names (`stacks/outputs.py`): README's
         deploy steps, the CLIs and the demo read these."""
@@ -135,48 +150,30 @@ class BulwarkStack(Stack):
         """The batch lane's accepted findings (issue 13), each with why."""
         if self.batch is None:
             return
-        stack = self
-
-        def ack(scope, rule: str, reason: str) -> None:
-            Validations.of(scope).acknowledge(Acknowledgment(id=rule, reason=reason))
-
-        xray = ("X-Ray accepts no resource ARNs (the grant is region-conditioned); CDK's tracing "
-                "grant adds the same actions.")
         for name, function in self.batch.functions.items():
             role, policy = self.batch.roles[name], self.batch.node.find_child(f"{name}Policy")
-            streams = (f"AwsSolutions-IAM5[Resource::<"
-                       f"{stack.get_logical_id(self.batch.log_groups[name].node.default_child)}"
-                       ".Arn>:log-stream:*]")
-            ack(role, "AwsSolutions-IAM5[Resource::*]", xray)
-            ack(policy, "AwsSolutions-IAM5[Resource::*]", xray)
+            log_group = self.get_logical_id(self.batch.log_groups[name].node.default_child)
+            streams = _iam5(f"<{log_group}.Arn>:log-stream:*")
+            _ack(role, _iam5("*"), _XRAY)
+            _ack(policy, _iam5("*"), _XRAY)
             for scope in (policy, self.boundary.policy):
-                ack(scope, streams, "Log streams are created per container under this one "
-                                    "log group.")
+                _ack(scope, streams, _STREAMS)
             for rule in ("AwsSolutions-L1", "Serverless-LambdaLatestVersion"):
-                ack(function, rule, "Pinned to python3.12 on purpose, like the agent: the "
-                                    "asset's wheels are locked for cp312 manylinux2014_aarch64.")
+                _ack(function, rule, "Pinned to python3.12 on purpose, like the agent: the "
+                                     "asset's wheels are locked for cp312 manylinux2014_aarch64.")
             checkov_skip(function, "CKV_AWS_117",
                          "No VPC, like the agent: it reaches only public endpoints (Claude, "
                          "DynamoDB, SQS, KMS, Secrets Manager) under IAM.")
-        ack(self.batch_state.dead_letter_queue, "Serverless-SQSRedrivePolicy",
-            "This queue is the batch lane's dead-letter queue.")
+        _ack(self.batch_state.dead_letter_queue, "Serverless-SQSRedrivePolicy",
+             "This queue is the batch lane's dead-letter queue.")
 
     def _acknowledge(self) -> None:
         """Policy-check findings accepted on purpose, each on the narrowest scope, with why."""
         agent = self.agent
 
-        def ack(scope, rule: str, reason: str) -> None:
-            Validations.of(scope).acknowledge(Acknowledgment(id=rule, reason=reason))
-
         def logical(construct) -> str:
             return self.get_logical_id(construct.node.default_child)
 
-        def iam5(resource: str) -> str:  # cdk-nag names each wildcard finding by its resource
-            return f"AwsSolutions-IAM5[Resource::{resource}]"
-
-        xray = ("X-Ray accepts no resource ARNs (the grant is region-conditioned); CDK's tracing "
-                "grant adds the same actions.")
-        streams = "Log streams are created per container under this one log group."
         tenant_objects = (f"Objects under the tenant's own prefix {DOCUMENTS_PREFIX}"
                           "${aws:PrincipalTag/tenant}/ (ABAC): the wildcard is bounded by the "
                           "session tag.")
@@ -184,23 +181,23 @@ class BulwarkStack(Stack):
                        f"{DOCUMENTS_PREFIX}<aws:PrincipalTag/tenant>/*")
         agent_streams = f"<{logical(agent.log_group)}.Arn>:log-stream:*"
         for scope, rule, reason in (
-                (agent.role, iam5("*"), xray),
-                (agent.node.find_child("AgentPolicy"), iam5("*"), xray),
-                (agent.node.find_child("AgentPolicy"), iam5(agent_streams), streams),
-                (agent.node.find_child("ToolPolicy"), iam5(tenant_docs), tenant_objects),
-                (self.boundary.policy, iam5("*"), "The boundary's only '*' resources mirror the "
-                 "X-Ray grant and the explicit Deny outside the allowed regions."),
-                (self.boundary.policy, iam5(agent_streams), streams),
-                (self.boundary.policy, iam5(tenant_docs), tenant_objects)):
-            ack(scope, rule, reason)
+                (agent.role, _iam5("*"), _XRAY),
+                (agent.node.find_child("AgentPolicy"), _iam5("*"), _XRAY),
+                (agent.node.find_child("AgentPolicy"), _iam5(agent_streams), _STREAMS),
+                (agent.node.find_child("ToolPolicy"), _iam5(tenant_docs), tenant_objects),
+                (self.boundary.policy, _iam5("*"), "The boundary's only '*' resources mirror "
+                 "the X-Ray grant and the explicit Deny outside the allowed regions."),
+                (self.boundary.policy, _iam5(agent_streams), _STREAMS),
+                (self.boundary.policy, _iam5(tenant_docs), tenant_objects)):
+            _ack(scope, rule, reason)
         if self.audit.log_group is not None:
-            ack(self.boundary.policy,
-                iam5(f"<{logical(self.audit.log_group)}.Arn>:log-stream:*"),
-                "CloudTrail writes its own log streams into the trail's log group.")
+            _ack(self.boundary.policy,
+                 _iam5(f"<{logical(self.audit.log_group)}.Arn>:log-stream:*"),
+                 "CloudTrail writes its own log streams into the trail's log group.")
         if agent.secret is not None and not self.settings.api_key_secret_arn:
-            ack(agent.secret, "AwsSolutions-SMG4",
-                "An Anthropic API key is issued by Anthropic's console; a rotation Lambda "
-                "cannot mint one. Rotate by putting a new value; Parameters caches it 5 min.")
+            _ack(agent.secret, "AwsSolutions-SMG4",
+                 "An Anthropic API key is issued by Anthropic's console; a rotation Lambda "
+                 "cannot mint one. Rotate by putting a new value; Parameters caches it 5 min.")
         never_async = ("Never invoked asynchronously: direct invokes answer the caller, and queued "
                        "work is dead-lettered by the handler (with its reason) and by the "
                        "queue's redrive.")
@@ -213,22 +210,22 @@ class BulwarkStack(Stack):
                      "This is the server-access-log target: logging it to itself would log "
                      "its own log deliveries without end.")
         for rule in ("AwsSolutions-L1", "Serverless-LambdaLatestVersion"):
-            ack(agent.function, rule,
-                "Pinned to python3.12 on purpose: the asset's wheels are locked for cp312 "
-                "manylinux2014_aarch64; moving runtimes is a deliberate lock change.")
+            _ack(agent.function, rule,
+                 "Pinned to python3.12 on purpose: the asset's wheels are locked for cp312 "
+                 "manylinux2014_aarch64; moving runtimes is a deliberate lock change.")
         # CDK's warning asks for a published version: the alias `live` is on current_version.
         Annotations.of(agent.function).acknowledge_warning(
             "@aws-cdk/aws-lambda:snapStartRequirePublish",
             "SnapStart runs on the published version behind the alias 'live'.")
-        ack(agent.function, "Serverless-LambdaDLQ", never_async)
-        ack(agent.node.find_child("WorkQueueSource"),
-            "Serverless-LambdaEventSourceMappingDestination",
-            "Failed messages reach the DLQ through the queue's redrive policy and the "
-            "handler's own dead-lettering with a reason.")
-        ack(self.state.dead_letter_queue, "Serverless-SQSRedrivePolicy",
-            "This queue is the dead-letter queue.")
+        _ack(agent.function, "Serverless-LambdaDLQ", never_async)
+        _ack(agent.node.find_child("WorkQueueSource"),
+             "Serverless-LambdaEventSourceMappingDestination",
+             "Failed messages reach the DLQ through the queue's redrive policy and the "
+             "handler's own dead-lettering with a reason.")
+        _ack(self.state.dead_letter_queue, "Serverless-SQSRedrivePolicy",
+             "This queue is the dead-letter queue.")
         if self.settings.alarms.email:
-            ack(self.monitoring.alarm_topic, "Serverless-SNSRedrivePolicy",
-                "E-mail alarm delivery: a failed delivery shows in the topic's "
-                "NumberOfNotificationsFailed metric and the alarm stays in ALARM in the console; "
-                "a queue nobody reads would not page anyone either.")
+            _ack(self.monitoring.alarm_topic, "Serverless-SNSRedrivePolicy",
+                 "E-mail alarm delivery: a failed delivery shows in the topic's "
+                 "NumberOfNotificationsFailed metric and the alarm stays in ALARM in the console; "
+                 "a queue nobody reads would not page anyone either.")

@@ -25,7 +25,6 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
-from guard.client import MAX_GRANT_AGE_S
 from cdk_monitoring_constructs import (
     AlarmFactoryDefaults,
     CustomMetricGroup,
@@ -41,6 +40,7 @@ from cdk_monitoring_constructs import (
 from constructs import Construct
 
 from agent.contract import DIMENSION, METRICS, NAMESPACE, ModelSpec
+from guard.client import MAX_GRANT_AGE_S
 
 from .settings import AlarmSettings
 
@@ -61,6 +61,13 @@ def _metric(name: str, model_id: str, statistic: str, period: Duration,
     return cloudwatch.Metric(namespace=NAMESPACE, metric_name=name,
                              dimensions_map={DIMENSION: model_id}, statistic=statistic,
                              period=period, label=label or name)
+
+
+def _per_model(models: list[ModelSpec], name: str, statistic: str,
+               period: Duration) -> list[cloudwatch.Metric]:
+    """One metric for each model, labelled "<name> <model_id>"."""
+    return [_metric(name, m.model_id, statistic, period, f"{name} {m.model_id}")
+            for m in models]
 
 
 def _rate(expression: str, using: dict[str, cloudwatch.IMetric], label: str,
@@ -301,8 +308,7 @@ class Monitoring(Construct):
     # --- dashboard overview ---------------------------------------------------------------
     def _overview_widgets(self, models: list[ModelSpec]) -> list[cloudwatch.IWidget]:
         def per_model(name: str, stat: str = "Sum", period: Duration = _ONE_MINUTE):
-            return [_metric(name, m.model_id, stat, period, f"{name} {m.model_id}")
-                    for m in models]
+            return _per_model(models, name, stat, period)
 
         def graph(title: str, left, width: int = 12, **kw) -> cloudwatch.GraphWidget:
             return cloudwatch.GraphWidget(title=title, left=left, width=width, height=6, **kw)
@@ -468,9 +474,8 @@ class Monitoring(Construct):
     @staticmethod
     def _batch_widget(models: list[ModelSpec]) -> cloudwatch.GraphWidget:
         """Batch lane per model: queued, submitted, in flight, completed and saved USD."""
-        def per_model(name: str, stat: str = "Sum", period: Duration = _FIVE_MINUTES):
-            return [_metric(name, m.model_id, stat, period, f"{name} {m.model_id}")
-                    for m in models]
+        def per_model(name: str, stat: str = "Sum"):
+            return _per_model(models, name, stat, _FIVE_MINUTES)
 
         return cloudwatch.GraphWidget(
             title="Batch lane: queued, in flight, completed (per 5 min); cost and saved USD",

@@ -33,8 +33,7 @@ from agent.contract import (CACHE_READ_PRICE_FACTOR, CACHE_WRITE_PRICE_FACTOR,
                             SCHEDULING_MODES, TENANT_PATTERN, ModelSpec, Prices)
 from agent.mcp.config import McpConfigError, McpSettings, load_mcp_settings
 from guard.limits import Limits
-
-from guard.tiers import ANTHROPIC_TIERS, BATCH_TIERS, family_of
+from guard.tiers import ANTHROPIC_TIERS, BATCH_TIERS, FAMILIES, family_of
 
 STAGES = ("dev", "prod")
 _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
@@ -258,8 +257,8 @@ MODEL_KEYS: dict[str, Key] = {
                 provider="anthropic"),
     "otpm": Key("output tokens per minute (overrides the tier preset)", _LIMIT,
                 provider="anthropic"),
-    "family": Key("rate-limit family sharing one bucket: sonnet-4, opus-4, haiku-4.5 (from the "
-                  "model id)", choice("sonnet-4", "opus-4", "haiku-4.5"), provider="anthropic"),
+    "family": Key(f"rate-limit family sharing one bucket: {', '.join(FAMILIES)} (from the "
+                  "model id)", choice(*FAMILIES), provider="anthropic"),
     "counts_cache_reads": Key("cache reads count toward ITPM (e.g. Haiku 3.5)", boolean, False,
                               provider="anthropic"),
     "tpm": Key("tokens per minute (input + cache write + output x burndown), the account's "
@@ -556,7 +555,7 @@ def _anthropic_model(problems: Problems, model_id: str, spec: dict, tier: str | 
             missing.append(name)
     if missing and not tier_bad:  # a bad tier is reported once, as itself
         why = (f"its family {family!r} has no preset without a tier" if family else
-               "its family is unknown: set 'family' (sonnet-4, opus-4, haiku-4.5) or")
+               f"its family is unknown: set 'family' ({', '.join(FAMILIES)}) or")
         problems.bad(f"{where}.{missing[0]}" if len(missing) == 1 else where,
                      f"per-minute limits {', '.join(missing)} ({why} the limits)", None)
     prices = _prices(problems, f"{where}.prices", spec.get("prices"))

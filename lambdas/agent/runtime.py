@@ -19,10 +19,12 @@ from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from guard import GuardedClaude, Limits, TokenBucket
 
 from .config import AgentConfig, load_config
+from .contract import DEFAULT_AGENT_NAME, Env
 from .mcp.toolbox import McpToolbox
 
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "bulwark-agent"))
-tracer = Tracer(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "bulwark-agent"))
+_SERVICE = os.environ.get(Env.POWERTOOLS_SERVICE_NAME, DEFAULT_AGENT_NAME)
+logger = Logger(service=_SERVICE)
+tracer = Tracer(service=_SERVICE)
 
 
 @dataclass

@@ -13,8 +13,7 @@ from typing import Any
 from guard import estimate_input_tokens
 
 from .config import AgentConfig
-from .contract import LANES
-from .contract import REQUEST_ID_PATTERN as REQUEST_ID
+from .contract import LANES, REQUEST_ID_PATTERN
 
 MAX_PROMPT_CHARS = 1_000_000
 DEFAULT_MAX_TOKENS = 1024
@@ -107,7 +106,7 @@ def parse_request(event: Any, config: AgentConfig, *, caller: str | None = None)
     request_id = event.get("request_id")
     if request_id is None:
         request_id = new_request_id()
-    elif not isinstance(request_id, str) or not REQUEST_ID.match(request_id):
+    elif not isinstance(request_id, str) or not REQUEST_ID_PATTERN.match(request_id):
         raise BadRequest("request_id must be 2-64 characters of [A-Za-z0-9_+=,.@-], got "
                          f"{request_id!r}")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from .requests import REQUEST_ID
+from .contract import REQUEST_ID_PATTERN
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -83,7 +83,7 @@ def fetch_result(rt: "Runtime", event: dict) -> dict:
     `event["tenant"]` (the first configured tenant when absent), or an error response naming
     why there is none (bad request id, unknown tenant, unknown or expired result)."""
     request_id, tenant = event.get("request_id"), event.get("tenant", rt.config.tenants[0])
-    if not isinstance(request_id, str) or not REQUEST_ID.match(request_id):
+    if not isinstance(request_id, str) or not REQUEST_ID_PATTERN.match(request_id):
         return error_response(None, "invalid_request", "get_result needs request_id: 2-64 "
                                                        "characters of [A-Za-z0-9_+=,.@-]")
     if not isinstance(tenant, str) or tenant not in rt.config.tenants:

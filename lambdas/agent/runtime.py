@@ -11,7 +11,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
@@ -19,10 +19,12 @@ from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from guard import GuardedClaude, Limits, TokenBucket
 
 from .config import AgentConfig, load_config
+from .contract import DEFAULT_AGENT_NAME, Env
 from .mcp.toolbox import McpToolbox
 
-logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "bulwark-agent"))
-tracer = Tracer(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "bulwark-agent"))
+_SERVICE = os.environ.get(Env.POWERTOOLS_SERVICE_NAME, DEFAULT_AGENT_NAME)
+logger = Logger(service=_SERVICE)
+tracer = Tracer(service=_SERVICE)
 
 
 @dataclass
@@ -56,26 +58,12 @@ def build_runtime(env=os.environ, *, dynamodb=None, sqs=None, sts=None, secrets=
                                                   model.limits, dynamodb)
         buckets[model_id] = shared[model.bucket_id]
 
-    secrets_provider = []
+    read_secret = _secret_reader(lambda: secrets or boto3.client("secretsmanager"))
 
     def api_key(refresh: bool = False) -> str:
-        """The API key from Secrets Manager, cached 300 s; `refresh` (after an upstream 401)
-        bypasses the cache so a rotated key is used at once."""
-        from aws_lambda_powertools.utilities.parameters import SecretsProvider
-
-        if not secrets_provider:
-            secrets_provider.append(SecretsProvider(
-                boto3_client=secrets or boto3.client("secretsmanager")))
-        # VersionStage named explicitly: the role may read only AWSCURRENT (IAM condition).
-        value = secrets_provider[0].get(config.api_key_secret_arn, max_age=300,
-                                        force_fetch=refresh, VersionStage="AWSCURRENT")
-        if isinstance(value, bytes):
-            value = value.decode()
-        try:
-            parsed = json.loads(value)
-            return parsed["api_key"] if isinstance(parsed, dict) else value
-        except (json.JSONDecodeError, KeyError):
-            return value
+        """The API key ({"api_key": ...} or plain), cached 300 s; `refresh` (after an upstream
+        401) bypasses the cache so a rotated key is used at once."""
+        return read_secret(config.api_key_secret_arn, "api_key", refresh=refresh)
 
     claude = GuardedClaude(buckets, provider=config.provider, sdk_client=sdk_client,
                            api_key=api_key if config.provider == "anthropic" else None,
@@ -84,17 +72,9 @@ def build_runtime(env=os.environ, *, dynamodb=None, sqs=None, sts=None, secrets=
                                            boto3_client=dynamodb)
     mcp = None
     if config.mcp_servers:
-        def secret(arn: str) -> str:  # bearer tokens: {"token": ...} or the plain token
-            from aws_lambda_powertools.utilities.parameters import SecretsProvider
-
-            provider = SecretsProvider(boto3_client=secrets or boto3.client("secretsmanager"))
-            value = provider.get(arn, max_age=300, VersionStage="AWSCURRENT")
-            value = value.decode() if isinstance(value, bytes) else value
-            try:
-                parsed = json.loads(value)
-            except json.JSONDecodeError:
-                return value
-            return parsed.get("token", value) if isinstance(parsed, dict) else value
+        def secret(arn: str) -> str:
+            """A bearer token ({"token": ...} or plain), read afresh for every session."""
+            return read_secret(arn, "token", refresh=True)
 
         mcp = McpToolbox(config.mcp_servers, logger=logger, secret=secret, buckets={
             name: TokenBucket(config.bucket_table, server.bucket_id,
@@ -102,3 +82,26 @@ def build_runtime(env=os.environ, *, dynamodb=None, sqs=None, sts=None, secrets=
             for name, server in config.mcp_servers.items()})
     return Runtime(config, dynamodb, sqs or boto3.client("sqs"), sts or boto3.client("sts"),
                    claude, persistence, mcp=mcp)
+
+
+def _secret_reader(client: Callable[[], Any]) -> Callable[..., str]:
+    """`read(arn, field, refresh=False)`: a secret's AWSCURRENT value through one Powertools
+    provider (built on the first read, from `client()`), cached 300 s unless `refresh`: the
+    JSON object's `field`, or the whole value when it is not an object holding it."""
+    provider = []
+
+    def read(arn: str, field: str, *, refresh: bool = False) -> str:
+        from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+        if not provider:
+            provider.append(SecretsProvider(boto3_client=client()))
+        # VersionStage named explicitly: the role may read only AWSCURRENT (IAM condition).
+        value = provider[0].get(arn, max_age=300, force_fetch=refresh, VersionStage="AWSCURRENT")
+        value = value.decode() if isinstance(value, bytes) else value
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            return value
+        return parsed.get(field, value) if isinstance(parsed, dict) else value
+
+    return read

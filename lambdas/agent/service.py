@@ -72,15 +72,14 @@ def _run(rt: Runtime, request: AgentRequest, context, deferrals, first_received_
     config = rt.config
     metrics = RequestMetrics()
     started = time.monotonic()
-    budget = request.deadline_s
-    if context is not None and hasattr(context, "get_remaining_time_in_millis"):
-        budget = min(budget, context.get_remaining_time_in_millis() / 1000 - LAMBDA_SAFETY_S)
-    deadline_at = started + max(0.0, budget)
-    time_left = None
-    if context is not None and hasattr(context, "get_remaining_time_in_millis"):
+    budget, time_left = request.deadline_s, None
+    if hasattr(context, "get_remaining_time_in_millis"):
         def time_left() -> float:
             """Seconds this invocation may still spend on a Claude call."""
             return context.get_remaining_time_in_millis() / 1000 - LAMBDA_SAFETY_S
+
+        budget = min(budget, time_left())
+    deadline_at = started + max(0.0, budget)
 
     def tool_context() -> ToolContext:
         session = assume_tool_role(rt.sts, config.tool_role_arn, request_id=request.request_id,

@@ -95,8 +95,8 @@ def stack(local_aws, emulator, monkeypatch):
     module.reset_runtime()
     log_stream = io.StringIO()  # Powertools' handler holds the stdout of import time
     monkeypatch.setattr(module.logger.registered_handler, "stream", log_stream)
-    yield {"log": log_stream, "env": env, "names": names, "dynamodb": dynamodb, "sqs": sqs, "work": work,
-           "dlq": dlq, "module": module}
+    yield {"log": log_stream, "env": env, "names": names, "dynamodb": dynamodb, "sqs": sqs,
+           "work": work, "dlq": dlq, "module": module}
     module.reset_runtime()
 
 

@@ -13,7 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import boto3
 import pytest
 
 from agent.tool_runner import OUTCOMES

@@ -8,10 +8,11 @@ import json
 
 import pytest
 
+from agent.contract import REQUEST_ID_PATTERN
 from agent.queues import dead_letter_reason
-from agent.requests import (MAX_DEADLINE_S, MAX_PROMPT_CHARS, REQUEST_ID, BadRequest,
-                            MalformedMessage, function_url_payload, is_function_url_event,
-                            parse_request, parse_work_message)
+from agent.requests import (MAX_DEADLINE_S, MAX_PROMPT_CHARS, BadRequest, MalformedMessage,
+                            function_url_payload, is_function_url_event, parse_request,
+                            parse_work_message)
 from tests.fixtures.agent_env import MAIN, MODELS, SMALL, agent_config
 
 NOW = 1_800_000_000.0  # epoch seconds
@@ -31,7 +32,7 @@ def test_absent_fields_take_their_defaults():
     assert (request.model, request.max_tokens, request.tenant) == (MAIN, 1024, "acme")
     assert request.deadline_s == CONFIG.default_deadline_s
     assert (request.caller, request.lane) == (None, "interactive")
-    assert REQUEST_ID.match(request.request_id) and request.request_id.startswith("req-")
+    assert REQUEST_ID_PATTERN.match(request.request_id) and request.request_id.startswith("req-")
     assert parse_request({"prompt": "hi"}, CONFIG).request_id != request.request_id
 
 

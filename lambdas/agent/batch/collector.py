@@ -21,7 +21,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 from .api import BatchApi, NotNow, Rejected
 from .config import HARD_MAX_REQUESTS, BatchConfig

@@ -38,6 +38,7 @@ from agent.contract import OVERFLOW_POLICIES, PROVIDERS
 from local.fakes.aws_mcp_server import LocalAwsMcp
 from local.fakes.aws_server import LocalAws
 from local.fakes.claude_emulator import ClaudeEmulator
+from stacks.outputs import FUNCTION_NAME, WORK_QUEUE_URL
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TENANTS = ("acme", "globex")
@@ -187,10 +188,8 @@ def _progress(done: int, total: int, started: float, extra: str = "") -> None:
     sys.__stderr__.flush()
 
 
-def _deployed_environment(aws: LocalAws, stack) -> dict[str, str]:
-    """The deployed agent function's environment, as moto's Lambda holds it."""
-    from stacks.outputs import FUNCTION_NAME
-
+def _deployed_environment(aws: LocalAws, stack) -> tuple[dict[str, str], str]:
+    """The deployed agent function's environment, as moto's Lambda holds it, and its name."""
     lambda_client = aws.client("lambda")
     function_name = stack.outputs[FUNCTION_NAME]
     config = lambda_client.get_function_configuration(FunctionName=function_name)
@@ -456,8 +455,6 @@ def _drain(agent, aws: LocalAws, env: dict, scenario: Scenario, function_name: s
     # at the 30 s default, which would hand a batch still being processed to a second poller;
     # as many pollers as its event source mapping's ScalingConfig.MaximumConcurrency (the
     # stack's `queue_max_concurrency`).
-    from stacks.outputs import WORK_QUEUE_URL
-
     work_queue_id = template["Outputs"][WORK_QUEUE_URL]["Value"]["Ref"]
     visibility_s = int(template["Resources"][work_queue_id]["Properties"].get(
         "VisibilityTimeout", 30))

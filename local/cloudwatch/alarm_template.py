@@ -9,8 +9,8 @@ the classic form (MetricName/Namespace/Dimensions/Period with Statistic or
 ExtendedStatistic) and the `Metrics` form (MetricStat and Expression entries, one with
 ReturnData true) that cdk-monitoring-constructs emits. Values that are CloudFormation
 intrinsics (Ref, Fn::GetAtt, Fn::Join, ...) go through `resolve`; the default,
-`local.cloudwatch.references.placeholder`, turns them into readable names such as
-"AgentFunctionB8994DEA" or "StateDeadLetterQueue9C4930C8.QueueName".
+`local.cloudwatch.references.resolve` without deployed ids, turns them into readable names
+such as "AgentFunctionB8994DEA" or "StateDeadLetterQueue9C4930C8.QueueName".
 
 Not modelled: anomaly-detection alarms (ThresholdMetricId) and the band comparison operators
 (rejected with ValueError).
@@ -22,8 +22,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from local.cloudwatch import references
 from local.cloudwatch.metrics import parse_statistic
-from local.cloudwatch.references import placeholder
 
 __all__ = ["AlarmDefinition", "MetricDataQuery", "MetricQuery", "alarms_from_template"]
 
@@ -153,7 +153,7 @@ def _return_data(raw: Any) -> bool:
 def alarms_from_template(template: Mapping[str, Any],
                          resolve: Callable[[Any], str] | None = None) -> list[AlarmDefinition]:
     """Every `AWS::CloudWatch::Alarm` of a synthesized template, in template order."""
-    res = resolve or placeholder
+    res = resolve or references.resolve
     alarms: list[AlarmDefinition] = []
     for logical_id, resource in (template.get("Resources") or {}).items():
         if not isinstance(resource, dict) or resource.get("Type") != "AWS::CloudWatch::Alarm":

@@ -157,9 +157,8 @@ class LocalCloudWatch:
                statistic: str, period_s: int, start: float,
                end: float) -> list[tuple[float, float | None]]:
         """`MetricStore.series`' interface over local CloudWatch (so
-        `local.cloudwatch.alarms.evaluate`
-        runs against it): one (period start, value or None) per period of the grid anchored
-        at `start`."""
+        `local.cloudwatch.alarms.evaluate` runs against it): one (period start, value or None)
+        per period of the grid anchored at `start`."""
         query = {"Id": "m", "MetricStat": metric_stat(namespace, name, dimensions, statistic,
                                                      period_s)}
         grid = [start + k * period_s for k in range(math.ceil((end - start) / period_s))]

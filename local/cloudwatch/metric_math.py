@@ -99,17 +99,18 @@ class _Parser:
             raise ExpressionError(f"unexpected {self.peek()[1]!r} in {self.text!r}")
         return node
 
-    def or_(self):
-        node = self.and_()
-        while self.take("||"):
-            node = ("bin", "||", node, self.and_())
+    def chain(self, operand, *ops: str):
+        """operand ((ops) operand)*, left-associative: the or, and, add and mul rules."""
+        node = operand()
+        while (op := self.take(*ops)):
+            node = ("bin", op, node, operand())
         return node
 
+    def or_(self):
+        return self.chain(self.and_, "||")
+
     def and_(self):
-        node = self.not_()
-        while self.take("&&"):
-            node = ("bin", "&&", node, self.not_())
-        return node
+        return self.chain(self.not_, "&&")
 
     def not_(self):
         if self.take("!"):
@@ -126,16 +127,10 @@ class _Parser:
         return node
 
     def add(self):
-        node = self.mul()
-        while (op := self.take("+", "-")):
-            node = ("bin", op, node, self.mul())
-        return node
+        return self.chain(self.mul, "+", "-")
 
     def mul(self):
-        node = self.unary()
-        while (op := self.take("*", "/")):
-            node = ("bin", op, node, self.unary())
-        return node
+        return self.chain(self.unary, "*", "/")
 
     def unary(self):
         if self.take("-"):

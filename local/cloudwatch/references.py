@@ -55,11 +55,6 @@ def _attribute(arg: Any, physical: Mapping[str, str] | None) -> str:
     return text
 
 
-def placeholder(value: Any) -> str:
-    """A readable stand-in for a reference, before deployment (`resolve` without names)."""
-    return resolve(value)
-
-
 def resolver(physical: Mapping[str, str]) -> Callable[[Any], str]:
     """`resolve` against a deployed stack's logical -> physical ids, as one-argument callable."""
     return lambda value: resolve(value, physical)

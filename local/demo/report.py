@@ -6,7 +6,6 @@ import json
 import statistics
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 from agent.contract import NAMESPACE, Prices
 from local.cloudwatch.alarms import evaluate_all, render_report

@@ -38,6 +38,7 @@ from agent.contract import OVERFLOW_POLICIES, PROVIDERS
 from local.fakes.aws_mcp_server import LocalAwsMcp
 from local.fakes.aws_server import LocalAws
 from local.fakes.claude_emulator import ClaudeEmulator
+from stacks.outputs import FUNCTION_NAME, WORK_QUEUE_URL
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TENANTS = ("acme", "globex")
@@ -187,10 +188,8 @@ def _progress(done: int, total: int, started: float, extra: str = "") -> None:
     sys.__stderr__.flush()
 
 
-def _deployed_environment(aws: LocalAws, stack) -> dict[str, str]:
-    """The deployed agent function's environment, as moto's Lambda holds it."""
-    from stacks.outputs import FUNCTION_NAME
-
+def _deployed_environment(aws: LocalAws, stack) -> tuple[dict[str, str], str]:
+    """The deployed agent function's environment, as moto's Lambda holds it, and its name."""
     lambda_client = aws.client("lambda")
     function_name = stack.outputs[FUNCTION_NAME]
     config = lambda_client.get_function_configuration(FunctionName=function_name)
@@ -205,16 +204,6 @@ def _pause_event_source_mappings(aws: LocalAws, function_name: str) -> None:
     for mapping in lambda_client.list_event_source_mappings(
             FunctionName=function_name)["EventSourceMappings"]:
         lambda_client.update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)
-
-
-def _queue_pollers(aws: LocalAws, queue_url: str) -> int:
-    """How many pollers the deployed event source mapping of the queue at `queue_url` runs at
-    most: its ScalingConfig.MaximumConcurrency (the stack's `queue_max_concurrency`)."""
-    queue_arn = aws.client("sqs").get_queue_attributes(
-        QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    [mapping] = aws.client("lambda").list_event_source_mappings(
-        EventSourceArn=queue_arn)["EventSourceMappings"]
-    return int(mapping["ScalingConfig"]["MaximumConcurrency"])
 
 
 def _seed_documents(aws: LocalAws, bucket: str, prefix: str) -> None:
@@ -461,13 +450,18 @@ def _drain(agent, aws: LocalAws, env: dict, scenario: Scenario, function_name: s
     queue = env["WORK_QUEUE_URL"]
     lock = threading.Lock()
     stop = threading.Event()
-    # The deployed queue's visibility timeout (6 x the function timeout), passed explicitly:
-    # moto's CloudFormation leaves its queues at the 30 s default, which would hand a batch
-    # still being processed to a second poller. The queue is the one the stack's output names.
-    from stacks.outputs import WORK_QUEUE_URL
-
-    work_queue = template["Resources"][template["Outputs"][WORK_QUEUE_URL]["Value"]["Ref"]]
-    visibility_s = int(work_queue["Properties"].get("VisibilityTimeout", 30))
+    # The work queue as deployed (the one the stack's output names): its visibility timeout
+    # (6 x the function timeout), passed explicitly: moto's CloudFormation leaves its queues
+    # at the 30 s default, which would hand a batch still being processed to a second poller;
+    # as many pollers as its event source mapping's ScalingConfig.MaximumConcurrency (the
+    # stack's `queue_max_concurrency`).
+    work_queue_id = template["Outputs"][WORK_QUEUE_URL]["Value"]["Ref"]
+    visibility_s = int(template["Resources"][work_queue_id]["Properties"].get(
+        "VisibilityTimeout", 30))
+    [mapping] = [r["Properties"] for r in template["Resources"].values()
+                 if r["Type"] == "AWS::Lambda::EventSourceMapping"
+                 and r["Properties"]["EventSourceArn"] == {"Fn::GetAtt": [work_queue_id, "Arn"]}]
+    pollers = int(mapping["ScalingConfig"]["MaximumConcurrency"])
 
     def pending() -> list[RunRecord]:
         with lock:
@@ -505,7 +499,7 @@ def _drain(agent, aws: LocalAws, env: dict, scenario: Scenario, function_name: s
                                                             int(body.get("deferrals", 0)))
 
     consumers = [threading.Thread(target=consume, daemon=True)
-                 for _ in range(_queue_pollers(aws, queue))]
+                 for _ in range(pollers)]
     for consumer in consumers:
         consumer.start()
     try:

@@ -11,7 +11,7 @@ from agent.telemetry import RequestMetrics
 from local.cloudwatch.alarm_template import alarms_from_template
 from local.cloudwatch.alarms import evaluate, evaluate_all, render_report
 from local.cloudwatch.metrics import Datapoint, MetricStore
-from local.cloudwatch.references import placeholder
+from local.cloudwatch.references import resolve as placeholder
 
 T0 = 1_800_000_000 // 3600 * 3600  # an hour boundary: the 1 h cost period aligns too
 MINUTE = 60

@@ -3,7 +3,7 @@ names (no I/O)."""
 
 from __future__ import annotations
 
-from local.cloudwatch.references import placeholder, resolver
+from local.cloudwatch.references import resolve as placeholder, resolver
 
 
 def test_placeholders():

@@ -179,6 +179,11 @@ def run_load(endpoint: str, table: str, bucket_id: str, limits_kwargs: dict, *,
     return total
 
 
+#: fifo's write targets (the scheduled-reservations issue), means over a run: DynamoDB writes
+#: per granted acquire (refused acquires' writes included) and per settle or release.
+FIFO_MAX_WRITES_PER_GRANT = 1.1
+FIFO_MAX_WRITES_PER_SETTLE = 1.05
+
 #: Limits that no load on one machine reaches: the bucket never refuses (calibration).
 UNLIMITED = {"rpm": 1e9, "itpm": 1e12, "otpm": 1e12}
 

@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 
+from bench.bucket_load import FIFO_MAX_WRITES_PER_GRANT, FIFO_MAX_WRITES_PER_SETTLE
 from guard.tiers import ANTHROPIC_TIERS
 from local.fakes.aws_server import LocalAws
 from local.fakes.claude_emulator import ClaudeEmulator
@@ -317,13 +318,14 @@ def fairness(args) -> bool:
               f"({max(fifo['utilisation'].values()):.0%} used): rerun with a lower "
               f"--fairness-rpm; writes, waits and shares say nothing here", flush=True)
         return True
-    met = (fifo["writes_per_grant"] <= 1.1 and fifo["writes_per_settle"] <= 1.05
+    met = (fifo["writes_per_grant"] <= FIFO_MAX_WRITES_PER_GRANT
+           and fifo["writes_per_settle"] <= FIFO_MAX_WRITES_PER_SETTLE
            and fifo["upstream_429_sent"] == 0
            and fifo["share_min"] >= 0.85 and fifo["share_max"] <= 1.15
            and max(fifo["utilisation"].values()) >= 0.95 and fifo["waits_beyond_queue"] == 0)
-    print("fifo targets (<= 1.1 writes per granted acquire, <= 1.05 per settle, 0 upstream "
-          "429s, shares within 15% of the mean, >= 95% of the binding limit, no wait beyond "
-          "its booked queue + 1 s): "
+    print(f"fifo targets (<= {FIFO_MAX_WRITES_PER_GRANT:g} writes per granted acquire, <= "
+          f"{FIFO_MAX_WRITES_PER_SETTLE:g} per settle, 0 upstream 429s, shares within 15% of "
+          "the mean, >= 95% of the binding limit, no wait beyond its booked queue + 1 s): "
           + ("met" if met else "NOT met"), flush=True)
     return met
 

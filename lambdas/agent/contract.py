@@ -23,6 +23,8 @@ from typing import Iterable, Mapping
 
 from guard.client import SCHEDULING_MODES
 from guard.limits import Limits
+# One home for prices: the guard reserves budgets with them, the metrics report cost.
+from guard.prices import CACHE_READ_PRICE_FACTOR, CACHE_WRITE_PRICE_FACTOR, Prices
 
 __all__ = [
     "ACCESS_DENIED_METRIC", "BATCH_BUCKET_ID", "CACHE_READ_PRICE_FACTOR",
@@ -142,52 +144,6 @@ ACCESS_DENIED_METRIC = "AccessDenied"
 #: Tokens of context and the largest max_tokens a model accepts when its spec does not say.
 DEFAULT_CONTEXT_WINDOW = 200_000
 DEFAULT_MAX_OUTPUT_TOKENS = 64_000
-#: Cache prices when a spec gives none, as multiples of the input price (Anthropic's list).
-CACHE_WRITE_PRICE_FACTOR = 1.25
-CACHE_READ_PRICE_FACTOR = 0.1
-
-
-@dataclass(frozen=True)
-class Prices:
-    """USD per million tokens."""
-
-    input: float
-    output: float
-    cache_write: float
-    cache_read: float
-
-    @classmethod
-    def of(cls, input: float, output: float, cache_write: float | None = None,
-           cache_read: float | None = None) -> "Prices":
-        """Prices in USD per million tokens; cache prices default to the input price times
-        `CACHE_WRITE_PRICE_FACTOR` and `CACHE_READ_PRICE_FACTOR`."""
-        return cls(input, output,
-                   input * CACHE_WRITE_PRICE_FACTOR if cache_write is None else cache_write,
-                   input * CACHE_READ_PRICE_FACTOR if cache_read is None else cache_read)
-
-    @classmethod
-    def decode(cls, raw: Mapping) -> "Prices":
-        """From the `prices` object of a MODELS entry; KeyError, TypeError or ValueError when
-        `input` or `output` is missing or a price is not a number."""
-        def optional(name: str) -> float | None:
-            return None if raw.get(name) is None else float(raw[name])
-
-        return cls.of(float(raw["input"]), float(raw["output"]), optional("cache_write"),
-                      optional("cache_read"))
-
-    def encode(self) -> dict[str, float]:
-        """The `prices` object of a MODELS entry."""
-        return {"input": self.input, "output": self.output, "cache_write": self.cache_write,
-                "cache_read": self.cache_read}
-
-    def cost_usd(self, usage: Mapping[str, int]) -> float:
-        """Cost of one call's `usage` (tokens) in USD."""
-        return (usage.get("input_tokens", 0) * self.input
-                + usage.get("output_tokens", 0) * self.output
-                + usage.get("cache_creation_input_tokens", 0) * self.cache_write
-                + usage.get("cache_read_input_tokens", 0) * self.cache_read) / 1_000_000
-
-
 @dataclass(frozen=True, kw_only=True)
 class ModelSpec:
     """One callable model as the stack hands it to the Lambda: its rate-limit bucket and that

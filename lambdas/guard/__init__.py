@@ -4,6 +4,7 @@
 on first use.
 """
 
+from .budget import Budget
 from .bucket import (
     BucketRequestError,
     Grant,
@@ -14,16 +15,19 @@ from .bucket import (
 from .client import CallResult, GuardedClaude, GuardedStream
 from .estimate import estimate_input_tokens
 from .limits import Limits, LimitsError
+from .prices import Prices
 from .usage import Usage
 
 __all__ = [
     "BucketRequestError",
+    "Budget",
     "CallResult",
     "GuardedClaude",
     "GuardedStream",
     "Grant",
     "Limits",
     "LimitsError",
+    "Prices",
     "Settlement",
     "TokenBucket",
     "Usage",

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from .bucket import BucketRequestError, Grant, TokenBucket
+from .spend import gate_for
 from .limits import WINDOW_S
 from .usage import Usage
 from .estimate import estimate_input_tokens
@@ -43,6 +44,10 @@ from .estimate import estimate_input_tokens
 log = logging.getLogger(__name__)
 
 OK, DEFERRED, ERROR = "ok", "deferred", "error"
+#: A call refused before any Claude call (a spent budget, with the tenant's action "reject").
+REJECTED = "rejected"
+#: Longest pause (seconds) between budget checks while open reservations are in the way.
+BUDGET_POLL_S = 0.5
 
 #: SDK exception -> (reason used in results and metrics, retryable)
 _SPEND_LIMIT_CODE = "enforced_spend_limit_reached"
@@ -163,6 +168,15 @@ class CallResult:
     queue_s: float = 0.0
     cool_down_rebooks: int = 0
     store_reads: int = 0
+    #: Budgets: the tenant's `action` on a budget refusal ("reject", "degrade", "batch"), the
+    #: scope and window that refused, percent used per scope and window, budget writes made.
+    budget_action: str | None = None
+    budget_scope: str | None = None
+    budget_window: str | None = None
+    budget_used_percent: dict[str, dict[str, float]] = field(default_factory=dict)
+    budget_store_calls: int = 0
+    degraded_from: str | None = None
+    _hold: Any = field(default=None, repr=False)
 
 
 def _retry_after_header(headers: Mapping[str, str] | None) -> float | None:
@@ -255,6 +269,12 @@ class GuardedClaude:
     and acquired again. `min_call_s`: with less time left than this (seconds) a call is deferred.
     `scheduling`: "fifo" (book the earliest start within the wait allowed, sleep until it) or
     "poll" (refuse and retry after `retry_after`).
+    Budgets (`guard.budget`): `prices` (model id -> `Prices`, USD per million tokens),
+    `budgets` (tenant -> `Budget`), `budget` (the deployment's `Budget`),
+    `model_tokens_per_day` (model id -> tokens per UTC day); `budget_ledger` (default: a
+    `BudgetLedger` on the first bucket's table) and `limits_source` (a `guard.spend.
+    LimitsSource`: limits changed without a redeploy). A call refused for budget returns
+    status "rejected" (reason "budget" or "budget_reserved") or follows the tenant's action.
     """
 
     def __init__(self, buckets: Mapping[str, TokenBucket] | Callable[[str], TokenBucket | None],
@@ -266,7 +286,10 @@ class GuardedClaude:
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep,
                  estimator: Callable[[dict], int] = estimate_input_tokens,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, prices: Mapping | None = None,
+                 budgets: Mapping | None = None, budget: Any = None,
+                 model_tokens_per_day: Mapping[str, int] | None = None,
+                 budget_ledger: Any = None, limits_source: Any = None) -> None:
         if provider not in PROVIDERS:
             raise ValueError(f"provider must be 'anthropic' or 'bedrock', got {provider!r}")
         self._api = PROVIDERS[provider]
@@ -293,6 +316,10 @@ class GuardedClaude:
         self._sleep = sleep
         self._estimate = estimator
         self._rng = rng or random.Random()
+        # budgets (guard.spend): None when none is configured, and then nothing is added
+        self._budget = gate_for(buckets, prices, budgets, budget=budget,
+                                model_tokens_per_day=model_tokens_per_day,
+                                ledger=budget_ledger, source=limits_source)
 
     # -- SDK -----------------------------------------------------------------------------------
 
@@ -351,25 +378,29 @@ class GuardedClaude:
     # -- public API ----------------------------------------------------------------------------
 
     def create(self, *, deadline_s: float | None = None,
-               time_left_s: Callable[[], float] | None = None, **params: Any) -> CallResult:
+               time_left_s: Callable[[], float] | None = None, tenant: str | None = None,
+               **params: Any) -> CallResult:
         """One guarded `messages.create(**params)` (not streaming). Never raises for upstream or
         store trouble: the result's status says what happened.
 
         `deadline_s`: seconds from now the call may wait for capacity. `time_left_s`: returns the
         seconds this invocation may still spend (a Lambda's remaining time minus its safety
-        margin); it bounds both the wait and each SDK call's timeout."""
-        return self._call(params, deadline_s, time_left_s, streaming=False)
+        margin); it bounds both the wait and each SDK call's timeout. `tenant`: whose budget
+        the call counts against."""
+        return self._call(params, deadline_s, time_left_s, streaming=False, tenant=tenant)
 
     def stream(self, *, deadline_s: float | None = None,
-               time_left_s: Callable[[], float] | None = None, **params: Any) -> CallResult:
+               time_left_s: Callable[[], float] | None = None, tenant: str | None = None,
+               **params: Any) -> CallResult:
         """Guarded streaming call. On status "ok", iterate `result.stream` (a `GuardedStream`,
         also a context manager); it settles when the stream ends or is closed early."""
-        return self._call(params, deadline_s, time_left_s, streaming=True)
+        return self._call(params, deadline_s, time_left_s, streaming=True, tenant=tenant)
 
     # -- the attempt loop --------------------------------------------------------------------
 
     def _call(self, params: dict[str, Any], deadline_s: float | None,
-              time_left_s: Callable[[], float] | None, streaming: bool) -> CallResult:
+              time_left_s: Callable[[], float] | None, streaming: bool,
+              tenant: str | None = None) -> CallResult:
         started = self._clock()
         model = params.get("model")
         result = CallResult(status=ERROR, model=str(model))
@@ -389,6 +420,12 @@ class GuardedClaude:
         estimate = self._estimate(params)
         result.input_estimate = estimate
         self.prepare()
+        if self._budget is not None and not self._hold_budget(tenant, estimate, max_tokens,
+                                                              deadline, result):
+            if result.budget_action == "degrade" and result.degraded_from is None:
+                return self._degrade(params, deadline_s, time_left_s, streaming, tenant,
+                                     result)
+            return self._finish(result, started)
         attempt = stale = 0
         rotated = False
         while True:
@@ -448,8 +485,9 @@ class GuardedClaude:
             if streaming:
                 result.status = OK
                 result.stream = GuardedStream(raw.parse(), bucket, grant, estimate, max_tokens,
-                                              result, on_settled=lambda: observe and observe(
-                                                  headers))
+                                              result, on_settled=lambda: (
+                                                  observe and observe(headers),
+                                                  self._settle_budget(result, ended=True)))
                 return self._finish(result, started)
             message = raw.parse()
             usage = Usage.of(message.usage)
@@ -619,7 +657,65 @@ class GuardedClaude:
 
     def _finish(self, result: CallResult, started: float) -> CallResult:
         result.latency_s = self._clock() - started
+        self._settle_budget(result, ended=False)
         return result
+
+    # -- budgets (guard.spend) -----------------------------------------------------------------
+
+    def _hold_budget(self, tenant: str | None, estimate: int, max_tokens: int,
+                     deadline: float, result: CallResult) -> bool:
+        """Reserve the call's maximum cost; while only open reservations are in the way, check
+        again every BUDGET_POLL_S seconds within the deadline. False: refused (result filled
+        in: status "rejected", reason, retry_after, the tenant's action)."""
+        while True:
+            hold = self._budget.reserve(result.model, tenant, estimate, max_tokens)
+            if isinstance(hold, str):
+                result.error = {"type": "unpriced_model", "message": hold}
+                return False
+            result.budget_store_calls += hold.store_calls
+            result.budget_used_percent = hold.used_percent
+            if hold.granted:
+                result._hold = hold
+                return True
+            pause = min(hold.retry_after, BUDGET_POLL_S)
+            if hold.reason != "budget_reserved" or self._clock() + pause > deadline:
+                break
+            self._wait(pause, result)
+        budget = self._budget.budget_of(tenant)
+        result.status, result.reason, result.retry_after = REJECTED, hold.reason, \
+            hold.retry_after
+        result.budget_scope, result.budget_window = hold.scope, hold.window
+        result.budget_action = budget.action if budget is not None else "reject"
+        return False
+
+    def _degrade(self, params: dict[str, Any], deadline_s: float | None,
+                 time_left_s: Callable[[], float] | None, streaming: bool,
+                 tenant: str | None, refused: CallResult) -> CallResult:
+        """The tenant's action "degrade": the same call on its cheaper model, once."""
+        cheaper = self._budget.budget_of(tenant).degrade_to
+        if cheaper == params["model"]:  # the cheaper model is refused too
+            return refused
+        result = self._call({**params, "model": cheaper}, deadline_s, time_left_s, streaming,
+                            tenant)
+        result.degraded_from = refused.model
+        result.budget_action = "degrade"
+        return result
+
+    def _settle_budget(self, result: CallResult, *, ended: bool) -> None:
+        """Settle the call's budget hold once: with its usage when it succeeded, at its
+        maximum when a sent attempt's outcome is unknown (timeout, connection error, 5xx),
+        else at nothing (refused upstream or never sent). A stream settles when it ends."""
+        hold = result._hold
+        if hold is None or (result.stream is not None and not ended):
+            return
+        result._hold = None
+        if result.status == OK:
+            usage = result.usage
+        elif result.attempts and result.reason in ("upstream_error", "time_left"):
+            usage = None
+        else:
+            usage = {}
+        self._budget.settle(hold, result.model, usage)
 
 
 class GuardedStream:

@@ -76,6 +76,12 @@ bench-bucket: setup
 bench-claude: setup
 	$(PY) -m bench.claude_bench $(BENCH_ARGS)
 
+## 3 processes x 8 threads against one tenant's $0.20 daily budget (one model, then two);
+## writes per answered call with budgets off and on.
+.PHONY: bench-budget
+bench-budget: setup
+	$(PY) -m bench.budget_bench $(BENCH_ARGS)
+
 bench-cold-start: setup
 	$(PY) -m bench.cold_start
 	$(PY) -m bench.cold_fleet

@@ -23,7 +23,7 @@ import difflib
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 #: The rules the Lambda checks too (providers, overflow policies, tenants, scheduling modes,
 #: model specs and their defaults) come from the deploy-runtime contract, `agent.contract`.
@@ -32,6 +32,8 @@ from agent.contract import (CACHE_READ_PRICE_FACTOR, CACHE_WRITE_PRICE_FACTOR,
                             DEFAULT_MAX_OUTPUT_TOKENS, OVERFLOW_POLICIES, PROVIDERS,
                             SCHEDULING_MODES, TENANT_PATTERN, ModelSpec, Prices)
 from agent.mcp.config import McpConfigError, McpSettings, load_mcp_settings
+from guard.budget import ACTIONS, Budget, BudgetError
+from guard.spend import LimitSet
 from guard.limits import Limits
 from guard.tiers import ANTHROPIC_TIERS, BATCH_TIERS, FAMILIES, family_of
 
@@ -277,6 +279,23 @@ MODEL_KEYS: dict[str, Key] = {
                           _fraction, 1.0),
     "max_output_tokens": Key("largest max_tokens the model accepts", _TOKENS,
                              DEFAULT_MAX_OUTPUT_TOKENS),
+    "tokens_per_day": Key("Bedrock's 'Model invocation max tokens per day' (input + output; "
+                          "counted per UTC day; null: not enforced)",
+                          number(1, integer=True, nullable=True), provider="bedrock"),
+}
+
+#: A budget (`guard.Budget`): the deployment's (`budget`), a tenant's (`budgets.<tenant>`), and
+#: what `python -m cli.limits set` accepts.
+BUDGET_KEYS: dict[str, Key] = {
+    "usd_per_day": Key("USD per UTC day (0 blocks; null: no limit)", number(0, nullable=True)),
+    "usd_per_month": Key("USD per UTC month, reset on the 1st (0 blocks; null: no limit)",
+                         number(0, nullable=True)),
+    "tokens_per_day": Key("tokens per UTC day, input + cache write + output (null: no limit)",
+                          number(0, integer=True, nullable=True)),
+    "action": Key("what a call refused for budget does: " + ", ".join(ACTIONS),
+                  choice(*ACTIONS), "reject"),
+    "degrade_to": Key("the cheaper model of action=degrade (default: degrade_model)", text()),
+    "currency": Key("USD only (prices are USD per million tokens)", choice("USD"), "USD"),
 }
 
 #: keys a provider's defaults may set, and that a top-level key of the same name overrides
@@ -334,6 +353,8 @@ SCHEMA: dict[str, Key] = {
                                          positive, 6)}),
     "tenants": Key("allowed tenants", string_list(TENANT_PATTERN, "names of 1-63 characters "
                                                   "[a-z0-9-]"), REQUIRED),
+    "budget": Key("the deployment-wide budget: every tenant's calls together", keys=BUDGET_KEYS),
+    "budgets": Key("tenant -> its budget", each=BUDGET_KEYS),
     "alarms": Key("alarm thresholds and the e-mail they page", keys={
         "email": Key("e-mail subscribed to the alarm topic (null: none)",
                      matching(_EMAIL, "an e-mail address or null", nullable=True)),
@@ -524,6 +545,9 @@ class Settings:
     mcp: McpSettings = field(default_factory=McpSettings)
     #: the batch lane (Message Batches API)
     batch: BatchSettings = field(default_factory=BatchSettings)
+    #: budgets on deploy (`guard.spend.LimitSet`: per tenant, the deployment's, each model's
+    #: tokens per day); `python -m cli.limits set` changes them without a redeploy
+    limits: LimitSet = field(default_factory=LimitSet)
 
     @property
     def prod(self) -> bool:
@@ -609,6 +633,88 @@ def _bedrock_model(problems: Problems, model_id: str, spec: dict,
         max_output_tokens=values["max_output_tokens"], routes_to_regions=tuple(routes))
 
 
+def read_budget(problems: Problems, where: str, raw: Any, *, models: Iterable[str],
+                degrade_model: str | None) -> Budget | None:
+    """One budget object (BUDGET_KEYS) at `where`; None (problems reported) when bad, or when
+    it sets no limit."""
+    before = len(problems.items)
+    raw = check_keys(problems, BUDGET_KEYS, _json_or(raw) if raw is not None else {},
+                     f"{where}.") if isinstance(_json_or(raw), dict) else raw
+    if not isinstance(raw, dict):
+        problems.bad(where, "an object of " + ", ".join(BUDGET_KEYS), raw)
+        return None
+    values = read_section(problems, BUDGET_KEYS, raw, f"{where}.")
+    if len(problems.items) > before:
+        return None
+    degrade_to = values["degrade_to"] or (degrade_model if values["action"] == "degrade"
+                                          else None)
+    if values["action"] == "degrade" and degrade_to not in models:
+        problems.bad(f"{where}.degrade_to", "one of the models (" + ", ".join(models)
+                     + ") with action=degrade", degrade_to)
+        return None
+    try:
+        budget = Budget(values["usd_per_day"], values["usd_per_month"],
+                        values["tokens_per_day"], values["action"], degrade_to)
+    except BudgetError as err:
+        problems.say(f"context key {where!r}: {err}")
+        return None
+    return None if budget.unlimited else budget
+
+
+def read_limits(problems: Problems, raw: Mapping[str, Any], *, tenants: Iterable[str],
+                models: Iterable[str], degrade_model: str | None,
+                tokens_per_day: Mapping[str, int | None], version: int = 0) -> LimitSet:
+    """Budgets from `budget` and `budgets` (tenant -> budget) of `raw` (cdk.json's shape;
+    `cli.limits` edits the same shape), with the models' `tokens_per_day` (read already): a
+    tenant that is not configured, a bad value or a key that is not a budget key is a problem
+    naming the key."""
+    tenants, models = list(tenants), list(models)
+    deployment = None
+    if raw.get("budget") is not None:
+        deployment = read_budget(problems, "budget", raw["budget"], models=models,
+                                 degrade_model=degrade_model)
+    budgets = {}
+    per_tenant = _json_or(raw.get("budgets") or {})
+    if not isinstance(per_tenant, dict):
+        problems.bad("budgets", "an object of tenant -> budget", per_tenant)
+        per_tenant = {}
+    for tenant, spec in per_tenant.items():
+        if tenant not in tenants:
+            problems.bad(f"budgets.{tenant}", "a configured tenant (" + ", ".join(tenants)
+                         + ")", tenant)
+            continue
+        budget = read_budget(problems, f"budgets.{tenant}", spec, models=models,
+                             degrade_model=degrade_model)
+        if budget is not None:
+            budgets[tenant] = budget
+    tokens = {model: n for model, n in tokens_per_day.items() if n is not None}
+    return LimitSet(budgets, deployment, tokens, version)
+
+
+def load_limits(raw: Mapping[str, Any], *, tenants: Iterable[str], models: Iterable[str],
+                degrade_model: str | None, version: int = 0) -> LimitSet:
+    """`read_limits` for `cli.limits`: raises SettingsError listing every problem. `models`:
+    the deployed model ids; `raw["models"]` may give their `tokens_per_day`."""
+    problems = Problems()
+    known = list(models)
+    raw_models = raw.get("models") or {}
+    unknown_keys = {k for k in raw if k not in ("budget", "budgets", "models")}
+    for key in sorted(unknown_keys):
+        _unknown(problems, "", key, ["budget", "budgets", "models"])
+    tokens: dict[str, int | None] = {}
+    for model, spec in raw_models.items():
+        if model not in known:
+            problems.bad(f"models.{model}", "a deployed model (" + ", ".join(known) + ")", model)
+            continue
+        tokens[model] = number(1, integer=True, nullable=True)(
+            problems, f"models.{model}.tokens_per_day", (spec or {}).get("tokens_per_day"))
+    limits = read_limits(problems, raw, tenants=tenants, models=known,
+                         degrade_model=degrade_model, tokens_per_day=tokens, version=version)
+    if problems.items:
+        raise SettingsError(problems.items)
+    return limits
+
+
 def load_settings(ctx: Mapping[str, Any], *, region: str | None = None) -> Settings:
     """Validate the app's context (and, when known, the deploy `region`); raises
     `SettingsError` listing every problem."""
@@ -692,6 +798,12 @@ def load_settings(ctx: Mapping[str, Any], *, region: str | None = None) -> Setti
                                  "cancel_after_hours", "schedule_minutes",
                                  "oldest_queued_alarm_hours")}) \
         if not problems.items else None
+    limits = read_limits(problems, ctx, tenants=tenants, models=model_ids,
+                         degrade_model=picked["degrade_model"], tokens_per_day={
+                             m: read_section(problems, {"tokens_per_day": MODEL_KEYS[
+                                 "tokens_per_day"]}, spec, f"models.{m}.")["tokens_per_day"]
+                             for m, spec in (raw_models or {}).items()
+                             if isinstance(spec, dict) and provider == "bedrock"})
     if problems.items:
         raise SettingsError(problems.items)
     return Settings(
@@ -707,7 +819,7 @@ def load_settings(ctx: Mapping[str, Any], *, region: str | None = None) -> Setti
         existing_trail_arn=top["existing_trail_arn"],
         existing_kms_key_arn=top["existing_kms_key_arn"],
         api_key_secret_arn=top["api_key_secret_arn"] if provider == "anthropic" else None,
-        batch=batch_settings)
+        batch=batch_settings, limits=limits)
 
 
 def report_settings_error(error: SettingsError) -> None:

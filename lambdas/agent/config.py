@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from guard.budget import BudgetError
+from guard.spend import LimitSet
+
 from .contract import (DEFAULT_AGENT_NAME, DOCUMENTS_PREFIX, OVERFLOW_POLICIES, PROVIDERS,
                        SCHEDULING_MODES, TENANT_PATTERN, ContractError, Env, ModelSpec,
                        decode_models)
@@ -55,6 +58,9 @@ class AgentConfig:
     batch_queue_url: str | None = None
     #: MCP tool sources (MCP_SERVERS; `agent.mcp.config`), empty when none are configured
     mcp_servers: dict[str, McpServer] = field(default_factory=dict)
+    #: budgets on deploy (BUDGETS) and the config table that may replace them (LIMITS_TABLE)
+    limits: LimitSet = field(default_factory=LimitSet)
+    limits_table: str | None = None
     system_prompt: str = field(default=(
         "You are Bulwark's operations agent. Answer concisely. Use the tools to read the "
         "tenant's documents and to record notes; never guess a document's content."))
@@ -159,4 +165,18 @@ def load_config(env: Mapping[str, str]) -> AgentConfig:
         result_ttl_s=_number(env, "RESULT_TTL_S", 86_400, int, 60),
         log_prompts=env.get("LOG_PROMPTS", "false").lower() == "true",
         batch_queue_url=env.get(Env.BATCH_QUEUE_URL, "").strip() or None,
+        limits=_limits(env), limits_table=env.get(Env.LIMITS_TABLE, "").strip() or None,
     )
+
+
+def _limits(env: Mapping[str, str]) -> LimitSet:
+    """The BUDGETS variable (`LimitSet.encode()` as JSON; empty: no budgets)."""
+    import json
+
+    raw = env.get(Env.BUDGETS, "").strip()
+    if not raw:
+        return LimitSet()
+    try:
+        return LimitSet.decode(json.loads(raw))
+    except (json.JSONDecodeError, BudgetError, AttributeError, TypeError, ValueError) as err:
+        raise ConfigError(f"{Env.BUDGETS}: {err}") from None

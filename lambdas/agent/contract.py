@@ -108,6 +108,10 @@ class Env:
     BATCH_MAX_WAIT_S = "BATCH_MAX_WAIT_S"
     BATCH_MAX_RETRIES = "BATCH_MAX_RETRIES"
     BATCH_CANCEL_AFTER_S = "BATCH_CANCEL_AFTER_S"
+    # budgets: the limits on deploy (`guard.spend.LimitSet` as JSON) and the config table
+    # whose limits item replaces them without a redeploy
+    BUDGETS = "BUDGETS"
+    LIMITS_TABLE = "LIMITS_TABLE"
 
 
 # -- metrics (DESIGN contract 4) ---------------------------------------------------------------
@@ -127,7 +131,17 @@ METRICS = {
     "BatchQueued": "Count", "BatchSubmitted": "Count", "BatchSucceeded": "Count",
     "BatchErrored": "Count", "BatchExpired": "Count", "BatchCostUSD": "NoUnit",
     "BatchSavedUSD": "NoUnit", "BatchInFlight": "Count",
+    # budgets (dimension Tenant only): the fullest window's spent + open as a percentage of
+    # its limit, and calls refused for budget
+    "BudgetUsedPercent": "Percent", "BudgetRefused": "Count",
 }
+
+#: Per-tenant figures: these metrics are also emitted with dimension `Tenant` (configured
+#: tenants only, so the cardinality is bounded)
+TENANT_DIMENSION = "Tenant"
+TENANT_METRICS = frozenset({"Requests", "InputTokens", "OutputTokens", "CostUSD", "Succeeded",
+                            "Failed", "Upstream429", "Latency", "BudgetUsedPercent",
+                            "BudgetRefused"})
 
 #: high-resolution (StorageResolution 1) metrics: the dashboard's "last 15 minutes" rate-limit
 #: row reads them at 10 s (README, "Metrics": the extra cost)

@@ -23,7 +23,8 @@ from .tools.registry import ToolContext, claude_tool_definitions
 
 @dataclass
 class LoopOutcome:
-    """status: "ok" | "deferred" | "error". `usage` sums every call (tokens)."""
+    """status: "ok" | "deferred" | "rejected" (a spent budget; `budget_action` is the
+    tenant's action) | "error". `usage` sums every call (tokens)."""
 
     status: str
     model: str
@@ -36,6 +37,7 @@ class LoopOutcome:
     transcript: list[dict] = field(default_factory=list)
     model_calls: int = 0
     tool_calls: int = 0
+    budget_action: str | None = None
 
 
 def _block_to_param(block: Any) -> dict:
@@ -108,13 +110,14 @@ def _loop(request, claude, config, outcome, messages, system, tools, shared_cont
             return outcome
         result = claude.create(model=outcome.model, max_tokens=min(
             request.max_tokens, config.models[outcome.model].max_output_tokens),
-            system=system, tools=tools, messages=messages,
+            system=system, tools=tools, messages=messages, tenant=request.tenant,
             deadline_s=max(0.0, deadline_at - clock()), time_left_s=time_left)
-        metrics.record_call(outcome.model, result, config.models[outcome.model].prices)
+        metrics.record_call(result.model, result, config.models[result.model].prices)
+        outcome.model = result.model  # a budget's "degrade" may have answered on another
         if result.status == "deferred" and _may_degrade(config, outcome):
             degraded = claude.create(model=config.degrade_model, max_tokens=min(
                 request.max_tokens, config.models[config.degrade_model].max_output_tokens),
-                system=system, tools=tools, messages=messages,
+                system=system, tools=tools, messages=messages, tenant=request.tenant,
                 deadline_s=max(0.0, deadline_at - clock()), time_left_s=time_left)
             metrics.record_call(config.degrade_model, degraded,
                                 config.models[config.degrade_model].prices)
@@ -125,6 +128,12 @@ def _loop(request, claude, config, outcome, messages, system, tools, shared_cont
             outcome.status, outcome.retry_after, outcome.reason = ("deferred",
                                                                    result.retry_after,
                                                                    result.reason)
+            return outcome
+        if result.status == "rejected":  # a spent budget, refused before any Claude call
+            outcome.status, outcome.retry_after, outcome.reason = ("rejected",
+                                                                   result.retry_after,
+                                                                   result.reason)
+            outcome.budget_action = result.budget_action
             return outcome
         if result.status != "ok":
             outcome.error = result.error

@@ -17,6 +17,7 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 from guard import GuardedClaude, Limits, TokenBucket
+from guard.spend import LimitsSource
 
 from .config import AgentConfig, load_config
 from .contract import DEFAULT_AGENT_NAME, Env
@@ -67,7 +68,8 @@ def build_runtime(env=os.environ, *, dynamodb=None, sqs=None, sts=None, secrets=
 
     claude = GuardedClaude(buckets, provider=config.provider, sdk_client=sdk_client,
                            api_key=api_key if config.provider == "anthropic" else None,
-                           aws_region=config.aws_region, scheduling=config.scheduling)
+                           aws_region=config.aws_region, scheduling=config.scheduling,
+                           **budget_options(config, dynamodb))
     persistence = DynamoDBPersistenceLayer(table_name=config.idempotency_table,
                                            boto3_client=dynamodb)
     mcp = None
@@ -82,6 +84,16 @@ def build_runtime(env=os.environ, *, dynamodb=None, sqs=None, sts=None, secrets=
             for name, server in config.mcp_servers.items()})
     return Runtime(config, dynamodb, sqs or boto3.client("sqs"), sts or boto3.client("sts"),
                    claude, persistence, mcp=mcp)
+
+
+def budget_options(config, dynamodb) -> dict[str, Any]:
+    """GuardedClaude's budget arguments: the models' prices, the budgets on deploy, and the
+    limits config item (LIMITS_TABLE) that replaces them within 30 s of a change."""
+    limits = config.limits
+    source = LimitsSource(config.limits_table, dynamodb) if config.limits_table else None
+    return {"prices": {m: spec.prices for m, spec in config.models.items()},
+            "budgets": limits.tenants, "budget": limits.deployment,
+            "model_tokens_per_day": limits.model_tokens_per_day, "limits_source": source}
 
 
 def _secret_reader(client: Callable[[], Any]) -> Callable[..., str]:

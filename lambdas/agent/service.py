@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idemp
 
 from .credentials import assume_tool_role
 from .loop import LoopOutcome, run_agent
-from .queues import defer
+from .queues import defer, enqueue_batch
 from .requests import AgentRequest
 from .results import expires_at, put_result
 from .runtime import Runtime, logger, tracer
@@ -70,7 +70,7 @@ def process(rt: Runtime, request: AgentRequest, context: Any, *, deferrals: int 
 def _run(rt: Runtime, request: AgentRequest, context, deferrals, first_received_at, transcript,
          model) -> dict:
     config = rt.config
-    metrics = RequestMetrics()
+    metrics = RequestMetrics(tenant=request.tenant)
     started = time.monotonic()
     budget, time_left = request.deadline_s, None
     if hasattr(context, "get_remaining_time_in_millis"):
@@ -96,6 +96,8 @@ def _run(rt: Runtime, request: AgentRequest, context, deferrals, first_received_
                             logger=logger, transcript=transcript, model=model, mcp=rt.mcp)
         if outcome.status == "deferred":
             response = _overflow(rt, request, outcome, metrics, deferrals, first_received_at)
+        elif outcome.status == "rejected":
+            response = _over_budget(rt, request, outcome, metrics)
         elif outcome.status == "ok":
             metrics.add(outcome.model, "Succeeded")
             response = {"status": "ok", "request_id": request.request_id, "model": outcome.model,
@@ -114,6 +116,23 @@ def _run(rt: Runtime, request: AgentRequest, context, deferrals, first_received_
         return response
     finally:
         metrics.flush()
+
+
+def _over_budget(rt: Runtime, request: AgentRequest, outcome: LoopOutcome,
+                 metrics: RequestMetrics) -> dict:
+    """A call refused for budget: the tenant's action "batch" queues the request on the batch
+    lane when it can take it (the lane is deployed and the loop has not started: no tool
+    results mid-loop); otherwise "rejected" with the retry-after ("degrade" happened in the
+    guard already)."""
+    if outcome.budget_action == "batch" and rt.config.batch_queue_url \
+            and outcome.model_calls == 0 and outcome.reason == "budget":
+        return enqueue_batch(rt, request)
+    metrics.add(outcome.model, "Rejected")
+    return {"status": "rejected", "request_id": request.request_id, "model": outcome.model,
+            "retry_after": outcome.retry_after,
+            "error": {"type": outcome.reason or "budget",
+                      "message": f"the tenant's budget is spent ({outcome.reason}); retry "
+                                 f"after {outcome.retry_after or 0:.0f} s"}}
 
 
 def _overflow(rt: Runtime, request: AgentRequest, outcome: LoopOutcome,

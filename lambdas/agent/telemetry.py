@@ -9,18 +9,23 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from .contract import DIMENSION, HIGH_RESOLUTION, METRICS, NAMESPACE
+from .contract import (DIMENSION, HIGH_RESOLUTION, METRICS, NAMESPACE, TENANT_DIMENSION,
+                       TENANT_METRICS)
 
 #: metrics that take the largest value seen in a request rather than the sum
 _MAXIMA = {"QuotaUsedPercent", "RetryAfterSeconds", "GrantToSendMs", "QueueSeconds",
-           "BatchInFlight"}
+           "BatchInFlight", "BudgetUsedPercent"}
+#: the key under which tenant-only metrics (budgets) are collected
+_TENANT_ONLY = "<tenant>"
 
 
 class RequestMetrics:
     """Accumulates one request's metrics per model; `flush()` writes them as EMF to stdout."""
 
-    def __init__(self) -> None:
+    def __init__(self, tenant: str | None = None) -> None:
         self.values: dict[str, dict[str, float]] = defaultdict(dict)
+        #: the request's tenant: TENANT_METRICS are also emitted with dimension Tenant
+        self.tenant = tenant
 
     def add(self, model: str, name: str, value: float = 1.0) -> None:
         if name not in METRICS:
@@ -55,17 +60,40 @@ class RequestMetrics:
             self.add(model, "CacheReadTokens", usage["cache_read_input_tokens"])
             self.add(model, "CostUSD", prices.cost_usd(usage))
             self.add(model, "Latency", result.latency_s * 1000)
+        used = [p for windows in (result.budget_used_percent or {}).values()
+                for p in windows.values()]
+        if used:
+            self.add(_TENANT_ONLY, "BudgetUsedPercent", max(used))
+        if result.status == "rejected" and (result.reason or "").startswith("budget"):
+            self.add(_TENANT_ONLY, "BudgetRefused", 1)
 
     def flush(self) -> None:
         from aws_lambda_powertools.metrics import EphemeralMetrics, MetricResolution, MetricUnit
 
-        for model, values in self.values.items():
+        documents = [(DIMENSION, model, values) for model, values in self.values.items()
+                     if model != _TENANT_ONLY]
+        if self.tenant is not None:
+            documents.append((TENANT_DIMENSION, self.tenant, self._per_tenant()))
+        for dimension, value_of_dimension, values in documents:
+            if not values:
+                continue
             metrics = EphemeralMetrics(namespace=NAMESPACE)
             metrics.service = None  # else POWERTOOLS_SERVICE_NAME adds a second dimension
-            metrics.add_dimension(name=DIMENSION, value=model)
+            metrics.add_dimension(name=dimension, value=value_of_dimension)
             for name, value in values.items():
                 metrics.add_metric(name=name, unit=getattr(MetricUnit, METRICS[name]),
                                    value=value, resolution=MetricResolution.High
                                    if name in HIGH_RESOLUTION else MetricResolution.Standard)
             metrics.flush_metrics()
         self.values.clear()
+
+    def _per_tenant(self) -> dict[str, float]:
+        """TENANT_METRICS summed over the request's models (maxima for _MAXIMA)."""
+        out: dict[str, float] = {}
+        for values in self.values.values():
+            for name, value in values.items():
+                if name not in TENANT_METRICS:
+                    continue
+                out[name] = (max(out.get(name, value), value) if name in _MAXIMA
+                             else out.get(name, 0.0) + value)
+        return out

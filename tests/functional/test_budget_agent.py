@@ -1,0 +1,68 @@
+"""Budgets through the agent Lambda: the environment's budgets, the tenant's action, the
+per-tenant metrics, and limits changed in the config table without a redeploy."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.functional.test_agent_handler import (MAIN, emitted, emulator, invoke,  # noqa: F401
+                                                 stack)
+
+
+def set_budgets(stack, monkeypatch, limits: dict, **extra) -> None:
+    monkeypatch.setenv("BUDGETS", json.dumps(limits))
+    for name, value in extra.items():
+        monkeypatch.setenv(name, value)
+    stack["module"].reset_runtime()
+
+
+def test_a_tenant_over_budget_is_rejected_and_the_other_tenant_is_served(stack, monkeypatch,
+                                                                         capsys):
+    set_budgets(stack, monkeypatch, {"tenants": {"acme": {"budget": {"usd_per_day": 0}}}})
+    refused = invoke(stack, {"prompt": "hello", "tenant": "acme", "request_id": "b-1"})
+    assert refused["status"] == "rejected" and refused["error"]["type"] == "budget"
+    assert refused["retry_after"] > 0
+    served = invoke(stack, {"prompt": "hello", "tenant": "globex", "request_id": "b-2"})
+    assert served["status"] == "ok", served
+    emf, _ = emitted(capsys)
+    acme = [d for d in emf if d.get("Tenant") == "acme"]
+    globex = [d for d in emf if d.get("Tenant") == "globex"]
+    assert acme and acme[0]["BudgetRefused"] == [1.0]
+    assert acme[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Tenant"]]
+    assert globex and globex[0]["Requests"] == [1.0] and globex[0]["CostUSD"][0] > 0
+
+
+def test_budget_used_percent_is_emitted_per_tenant(stack, monkeypatch, capsys):
+    set_budgets(stack, monkeypatch, {"tenants": {"acme": {"budget": {"usd_per_day": 1.0}}}})
+    assert invoke(stack, {"prompt": "hello", "tenant": "acme"})["status"] == "ok"
+    emf, _ = emitted(capsys)
+    [doc] = [d for d in emf if d.get("Tenant") == "acme"]
+    assert 0 < doc["BudgetUsedPercent"][0] < 100
+
+
+def test_a_limit_set_in_the_config_table_applies_without_a_redeploy(stack, monkeypatch):
+    from guard.spend import LIMITS_KEY
+
+    table = stack["names"]["bucket"]  # any table with key pk serves as the config table here
+    set_budgets(stack, monkeypatch, {}, LIMITS_TABLE=table)
+    assert invoke(stack, {"prompt": "hello", "tenant": "acme"})["status"] == "ok"
+    stack["dynamodb"].put_item(TableName=table, Item={
+        "pk": {"S": LIMITS_KEY}, "limits": {"M": {"tenants": {"M": {"acme": {"M": {
+            "budget": {"M": {"usd_per_day": {"N": "0"}}}}}}}}}})
+    source = stack["module"].current_runtime().claude._budget._source
+    source._read_at = float("-inf")  # as if its 30 s had passed
+    assert invoke(stack, {"prompt": "hello", "tenant": "acme"})["status"] == "rejected"
+
+
+@pytest.mark.parametrize("raw, words", [
+    ("{not json", "BUDGETS"),
+    (json.dumps({"tenants": {"acme": {"budget": {"usd_per_day": -1}}}}),
+     "tenants.acme.budget"),
+])
+def test_a_bad_budgets_variable_is_reported_naming_it(stack, monkeypatch, raw, words):
+    monkeypatch.setenv("BUDGETS", raw)
+    stack["module"].reset_runtime()
+    response = invoke(stack, {"prompt": "hello", "tenant": "acme"})
+    assert response["status"] == "error" and words in response["error"]["message"]

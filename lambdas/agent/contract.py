@@ -139,6 +139,10 @@ METRICS = {
 #: Per-tenant figures: these metrics are also emitted with dimension `Tenant` (configured
 #: tenants only, so the cardinality is bounded)
 TENANT_DIMENSION = "Tenant"
+#: BudgetUsedPercent is also emitted per budget window: dimensions Tenant and Window, the
+#: window named by BUDGET_WINDOWS (guard.budget's window -> Window value); alarms read these
+WINDOW_DIMENSION = "Window"
+BUDGET_WINDOWS = {"usd_per_day": "day", "usd_per_month": "month", "tokens_per_day": "tokens"}
 TENANT_METRICS = frozenset({"Requests", "InputTokens", "OutputTokens", "CostUSD", "Succeeded",
                             "Failed", "Upstream429", "Latency", "BudgetUsedPercent",
                             "BudgetRefused"})

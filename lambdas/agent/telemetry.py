@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from .contract import (DIMENSION, HIGH_RESOLUTION, METRICS, NAMESPACE, TENANT_DIMENSION,
-                       TENANT_METRICS)
+from .contract import (BUDGET_WINDOWS, DIMENSION, HIGH_RESOLUTION, METRICS, NAMESPACE,
+                       TENANT_DIMENSION, TENANT_METRICS, WINDOW_DIMENSION)
 
 #: metrics that take the largest value seen in a request rather than the sum
 _MAXIMA = {"QuotaUsedPercent", "RetryAfterSeconds", "GrantToSendMs", "QueueSeconds",
@@ -26,6 +26,8 @@ class RequestMetrics:
         self.values: dict[str, dict[str, float]] = defaultdict(dict)
         #: the request's tenant: TENANT_METRICS are also emitted with dimension Tenant
         self.tenant = tenant
+        #: BudgetUsedPercent per budget window (dimensions Tenant, Window)
+        self.windows: dict[str, float] = {}
 
     def add(self, model: str, name: str, value: float = 1.0) -> None:
         if name not in METRICS:
@@ -60,32 +62,38 @@ class RequestMetrics:
             self.add(model, "CacheReadTokens", usage["cache_read_input_tokens"])
             self.add(model, "CostUSD", prices.cost_usd(usage))
             self.add(model, "Latency", result.latency_s * 1000)
-        used = [p for windows in (result.budget_used_percent or {}).values()
-                for p in windows.values()]
-        if used:
-            self.add(_TENANT_ONLY, "BudgetUsedPercent", max(used))
+        windows = (result.budget_used_percent or {}).get(f"tenant:{self.tenant}", {})
+        if windows:
+            self.add(_TENANT_ONLY, "BudgetUsedPercent", max(windows.values()))
+        for window, used in windows.items():
+            name = BUDGET_WINDOWS[window]
+            self.windows[name] = max(self.windows.get(name, 0.0), used)
         if result.status == "rejected" and (result.reason or "").startswith("budget"):
             self.add(_TENANT_ONLY, "BudgetRefused", 1)
 
     def flush(self) -> None:
         from aws_lambda_powertools.metrics import EphemeralMetrics, MetricResolution, MetricUnit
 
-        documents = [(DIMENSION, model, values) for model, values in self.values.items()
+        documents = [({DIMENSION: model}, values) for model, values in self.values.items()
                      if model != _TENANT_ONLY]
         if self.tenant is not None:
-            documents.append((TENANT_DIMENSION, self.tenant, self._per_tenant()))
-        for dimension, value_of_dimension, values in documents:
+            documents.append(({TENANT_DIMENSION: self.tenant}, self._per_tenant()))
+            documents += [({TENANT_DIMENSION: self.tenant, WINDOW_DIMENSION: window},
+                           {"BudgetUsedPercent": used}) for window, used in self.windows.items()]
+        for dimensions, values in documents:
             if not values:
                 continue
             metrics = EphemeralMetrics(namespace=NAMESPACE)
             metrics.service = None  # else POWERTOOLS_SERVICE_NAME adds a second dimension
-            metrics.add_dimension(name=dimension, value=value_of_dimension)
+            for dimension, value_of_dimension in dimensions.items():
+                metrics.add_dimension(name=dimension, value=value_of_dimension)
             for name, value in values.items():
                 metrics.add_metric(name=name, unit=getattr(MetricUnit, METRICS[name]),
                                    value=value, resolution=MetricResolution.High
                                    if name in HIGH_RESOLUTION else MetricResolution.Standard)
             metrics.flush_metrics()
         self.values.clear()
+        self.windows.clear()
 
     def _per_tenant(self) -> dict[str, float]:
         """TENANT_METRICS summed over the request's models (maxima for _MAXIMA)."""

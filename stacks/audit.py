@@ -105,7 +105,7 @@ class AuditTrail(Construct):
         cfn_trail: cloudtrail.CfnTrail = self.trail.node.default_child
         # Basic and advanced selectors cannot be combined: drop the (empty) basic ones.
         cfn_trail.add_property_deletion_override("EventSelectors")
-        cfn_trail.add_property_override("AdvancedEventSelectors", [
+        self._selectors = [
             {"Name": "Management events",
              "FieldSelectors": [{"Field": "eventCategory", "Equals": ["Management"]}]},
             {"Name": "Tool documents (S3 objects the tools read)",
@@ -124,7 +124,8 @@ class AuditTrail(Construct):
                  {"Field": "eventCategory", "Equals": ["Data"]},
                  {"Field": "resources.type", "Equals": ["AWS::Lambda::Function"]},
                  {"Field": "resources.ARN", "StartsWith": [function_arn]}]},
-        ])
+        ]
+        cfn_trail.add_property_override("AdvancedEventSelectors", self._selectors)
         # The delivery role CDK creates trusts cloudtrail.amazonaws.com: narrow it to this
         # account (aws:SourceAccount) against the confused deputy. No aws:SourceArn: CloudTrail
         # has been reported not to send it when it assumes the delivery role.
@@ -143,3 +144,16 @@ class AuditTrail(Construct):
                 '{ ($.errorCode = "AccessDenied*" || $.errorCode = "*UnauthorizedOperation"'
                 ' || $.errorCode = "*Unauthorized*") && (' + denied_by_kit + ") }"))
 
+    def log_table_writes(self, name: str, table_arns: list[str]) -> None:
+        """Record writes (never reads) to `table_arns` as data events, under selector `name`
+        (e.g. who changed a limit and when). No-op with an existing trail: its owner chooses
+        its data events."""
+        if self.trail is None:
+            return
+        self._selectors.append({"Name": name, "FieldSelectors": [
+            {"Field": "eventCategory", "Equals": ["Data"]},
+            {"Field": "resources.type", "Equals": ["AWS::DynamoDB::Table"]},
+            {"Field": "readOnly", "Equals": ["false"]},
+            {"Field": "resources.ARN", "Equals": list(table_arns)}]})
+        self.trail.node.default_child.add_property_override("AdvancedEventSelectors",
+                                                            self._selectors)

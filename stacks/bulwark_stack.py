@@ -14,6 +14,7 @@ from .agent import AgentFunction, AgentProps
 from .audit import AccessLogBucket, AuditTrail
 from .batch import BatchFunctions, BatchState
 from .boundary import PermissionsBoundary
+from .budgets import Budgets
 from .monitoring import Monitoring
 from .settings import Settings
 from .state import AgentState, DataKey
@@ -91,12 +92,20 @@ class BulwarkStack(Stack):
                 oldest_queued_hours=settings.batch.oldest_queued_alarm_hours)
         if self.audit.metric_filter is not None:
             self.monitoring.add_access_denied_alarm(self.audit.metric_filter)
+        self.budgets = Budgets(
+            self, "Budgets", limits=settings.limits, tenants=settings.tenants,
+            function=self.agent.function, role=self.agent.role,
+            bucket_table=self.state.bucket_table, alarm_topic=self.monitoring.alarm_topic,
+            dashboard=self.monitoring.dashboard, key=key, prod=settings.prod,
+            alarm_name_prefix=self.monitoring.dashboard_name)
+        self.audit.log_table_writes("Limits changes (writes to the limits config table)",
+                                    [self.budgets.table.table_arn])
 
         self.boundary = PermissionsBoundary(
             self, "PermissionsBoundary",
             granted=[*self.agent.granted_statements,
                      *(self.batch.statements if self.batch is not None else ()),
-                     *self.audit.granted_statements],
+                     *self.audit.granted_statements, *self.budgets.statements],
             allowed_regions=settings.allowed_regions,
             bedrock_profile_arns=self.agent.bedrock_profile_arns,
             bedrock_routed_regions=self.agent.bedrock_routed_regions,

@@ -1,0 +1,143 @@
+"""Budgets: the limits config table, the agent's budget environment and IAM, the per-tenant
+alarms at 80% and 100% of each day and month budget, the dashboard's budget section, and the
+trail's write-only data events on the config table.
+
+The budget items themselves live in the bucket table (`guard.budget`); the config table holds
+the limits item every caller re-reads (`guard.spend.LimitsSource`) and the change records
+`python -m cli.limits set` writes beside it.
+"""
+
+from __future__ import annotations
+
+import json
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from agent.contract import (BUDGET_WINDOWS, NAMESPACE, TENANT_DIMENSION, WINDOW_DIMENSION,
+                            Env)
+from guard.spend import LimitSet
+from policies.budget import budget_statements
+
+#: Alarm thresholds: percent of a window's budget spent or held (BudgetUsedPercent)
+THRESHOLDS = (80, 100)
+#: Days in an average month: projects a day's spend to a month
+DAYS_PER_MONTH = 30.4
+_DAY = Duration.days(1)
+_FIVE_MINUTES = Duration.minutes(5)
+
+
+def tenant_metric(name: str, tenant: str, statistic: str, period: Duration,
+                  **dimensions: str) -> cloudwatch.Metric:
+    """A per-tenant metric (namespace Bulwark, dimension Tenant, plus `dimensions`); no label,
+    so an alarm on it keeps the plain MetricName form."""
+    return cloudwatch.Metric(namespace=NAMESPACE, metric_name=name, statistic=statistic,
+                             period=period,
+                             dimensions_map={TENANT_DIMENSION: tenant, **dimensions})
+
+
+class Budgets(Construct):
+    """Budgets of one deployment.
+
+    `limits`: the budgets on deploy (settings); `tenants`: the configured tenants (the
+    dashboard shows each); `function` / `role`: the agent's, which reserve and settle;
+    `bucket_table`: where the budget items live; `alarm_topic`: where alarms go; `dashboard`:
+    the dashboard the budget section is added to; `key`: encrypts the config table.
+    Attributes: `table` (the limits config table), `statements` (what the role is granted,
+    for the permissions boundary), `alarms` (name -> Alarm, "Budget<Window><pct>/<tenant>").
+    """
+
+    def __init__(self, scope: Construct, id: str, *, limits: LimitSet, tenants: tuple[str, ...],
+                 function: lambda_.Function, role: iam.IRole, bucket_table: dynamodb.ITable,
+                 alarm_topic: sns.ITopic, dashboard: cloudwatch.Dashboard, key: kms.IKey,
+                 alarm_name_prefix: str, prod: bool) -> None:
+        super().__init__(scope, id)
+        self.table = dynamodb.Table(
+            self, "LimitsTable",
+            partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED, encryption_key=key,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True),
+            deletion_protection=prod,
+            removal_policy=RemovalPolicy.RETAIN if prod else RemovalPolicy.DESTROY)
+        function.add_environment(Env.BUDGETS, json.dumps(limits.encode(), sort_keys=True))
+        function.add_environment(Env.LIMITS_TABLE, self.table.table_name)
+        self.statements = budget_statements(bucket_table.table_arn, self.table.table_arn)
+        for statement in self.statements:
+            role.add_to_principal_policy(statement)
+        self.alarms: dict[str, cloudwatch.Alarm] = {}
+        for tenant, budget in sorted(limits.tenants.items()):
+            for window, label in (("usd_per_day", "day"), ("usd_per_month", "month")):
+                if getattr(budget, window) is None:
+                    continue
+                for percent in THRESHOLDS:
+                    self._alarm(tenant, window, label, percent, getattr(budget, window),
+                                alarm_topic, alarm_name_prefix)
+        self._dashboard(dashboard, tenants, limits)
+
+    def _alarm(self, tenant: str, window: str, label: str, percent: int, usd: float,
+               topic: sns.ITopic, prefix: str) -> None:
+        """BudgetUsedPercent (Tenant, Window) Maximum >= `percent` in a 5-minute period."""
+        name = f"Budget{label.title()}{percent}/{tenant}"
+        alarm = cloudwatch.Alarm(
+            self, name.replace("/", ""),
+            metric=tenant_metric("BudgetUsedPercent", tenant, "Maximum", _FIVE_MINUTES,
+                                 **{WINDOW_DIMENSION: BUDGET_WINDOWS[window]}),
+            threshold=percent, evaluation_periods=1, datapoints_to_alarm=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_name=f"{prefix}-{name.replace('/', '-')}",
+            alarm_description=(
+                f"Tenant {tenant} has spent or holds {percent}% of its {label} budget "
+                f"(${usd:g} per UTC {label}). At 100% its calls follow its action (reject, "
+                "degrade or batch) until the window resets. Raise it without a redeploy: "
+                f"python -m cli.limits set budgets.{tenant}.{window}=<USD>"))
+        alarm.add_alarm_action(cw_actions.SnsAction(topic))
+        self.alarms[name] = alarm
+
+    def _dashboard(self, dashboard: cloudwatch.Dashboard, tenants: tuple[str, ...],
+                   limits: LimitSet) -> None:
+        """The budget section: spend per tenant (24 h), spend against budget (percent of each
+        window), and the month-end spend projected at the last 24 hours' rate."""
+        spend = [tenant_metric("CostUSD", t, "Sum", _DAY).with_(label=t) for t in tenants]
+        dashboard.add_widgets(cloudwatch.TextWidget(
+            markdown="## Budgets\nSpend per tenant, spend against each tenant's budget "
+                     "(percent of the UTC day and month, spent plus open reservations) and "
+                     "the month-end spend at the last 24 hours' rate. Change a budget: "
+                     "`python -m cli.limits set budgets.<tenant>.usd_per_day=<USD>`.",
+            width=24, height=2))
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Top tenants by spend (USD per day)", left=spend,
+                view=cloudwatch.GraphWidgetView.BAR, width=8, height=6,
+                left_y_axis=cloudwatch.YAxisProps(label="USD", show_units=False)),
+            cloudwatch.GraphWidget(
+                title="Spend against budget (% of the window)",
+                left=[tenant_metric("BudgetUsedPercent", t, "Maximum", _FIVE_MINUTES,
+                                    **{WINDOW_DIMENSION: BUDGET_WINDOWS[w]})
+                      .with_(label=f"{t} {BUDGET_WINDOWS[w]}")
+                      for t, b in sorted(limits.tenants.items())
+                      for w in ("usd_per_day", "usd_per_month") if getattr(b, w) is not None],
+                left_annotations=[cloudwatch.HorizontalAnnotation(value=p, label=f"{p}%")
+                                  for p in THRESHOLDS],
+                left_y_axis=cloudwatch.YAxisProps(min=0, label="%", show_units=False),
+                width=8, height=6),
+            cloudwatch.GraphWidget(
+                title="Projected month-end spend at today's rate (USD)",
+                left=[cloudwatch.MathExpression(
+                    expression=f"spend{i} * {DAYS_PER_MONTH}", using_metrics={f"spend{i}": m},
+                    label=f"{tenant} projected", period=_DAY)
+                    for i, (tenant, m) in enumerate(zip(tenants, spend))],
+                left_annotations=[cloudwatch.HorizontalAnnotation(
+                    value=b.usd_per_month, label=f"{t} monthly budget")
+                    for t, b in sorted(limits.tenants.items()) if b.usd_per_month],
+                left_y_axis=cloudwatch.YAxisProps(min=0, label="USD", show_units=False),
+                width=8, height=6))

@@ -1,0 +1,105 @@
+"""Budgets in the synthesized template: the per-tenant alarms, the dashboard section, the
+config table and its write-only data events, the agent's environment, and (through the IAM
+evaluator) what the agent role may do with budget items."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.infra.test_iam_matrix import ALLOWED, IMPLICIT, Deployment, simulate
+
+BUDGETS = {"budget": {"usd_per_month": 2000},
+           "budgets": {"acme": {"usd_per_day": 50, "usd_per_month": 800},
+                       "globex": {"usd_per_month": 100}}}
+
+
+@pytest.fixture(scope="module")
+def budgeted(tmp_path_factory, dev) -> Deployment:
+    from tests.infra.conftest import reuse_assets
+
+    return Deployment(BUDGETS, reuse_assets(dev, tmp_path_factory.mktemp("budgets")))
+
+
+def resources(d: Deployment, type_: str) -> dict[str, dict]:
+    return {k: v for k, v in d.template["Resources"].items() if v["Type"] == type_}
+
+
+def test_80_and_100_percent_alarms_per_tenant_and_window_go_to_the_alarm_topic(budgeted):
+    alarms = {v["Properties"]["AlarmName"]: v["Properties"]
+              for v in resources(budgeted, "AWS::CloudWatch::Alarm").values()
+              if "Budget" in v["Properties"]["AlarmName"]}
+    assert sorted(alarms) == sorted(f"Bulwark-dev-Budget{w}{p}-{t}" for t, w in (
+        ("acme", "Day"), ("acme", "Month"), ("globex", "Month")) for p in (80, 100))
+    day80 = alarms["Bulwark-dev-BudgetDay80-acme"]
+    assert day80["MetricName"] == "BudgetUsedPercent" and day80["Namespace"] == "Bulwark"
+    assert sorted(day80["Dimensions"], key=lambda d: d["Name"]) == [
+        {"Name": "Tenant", "Value": "acme"}, {"Name": "Window", "Value": "day"}]
+    assert day80["Threshold"] == 80 and day80["Statistic"] == "Maximum"
+    assert day80["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    topic = next(iter(resources(budgeted, "AWS::SNS::Topic")))
+    assert day80["AlarmActions"] == [{"Ref": topic}]
+    assert "cli.limits set budgets.acme.usd_per_day" in day80["AlarmDescription"]
+
+
+def test_no_budget_no_budget_alarms(dev):
+    assert not [v for v in dev.resources("AWS::CloudWatch::Alarm").values()
+                if "Budget" in v["Properties"]["AlarmName"]]
+
+
+def test_dashboard_has_the_budget_section(budgeted):
+    [dashboard] = resources(budgeted, "AWS::CloudWatch::Dashboard").values()
+    body = json.dumps(dashboard["Properties"]["DashboardBody"])
+    for title in ("Top tenants by spend", "Spend against budget",
+                  "Projected month-end spend at today's rate"):
+        assert title in body
+    assert "spend0 * 30.4" in body and "BudgetUsedPercent" in body
+
+
+def test_agent_gets_the_budgets_and_the_config_table(budgeted):
+    function = budgeted.template["Resources"][budgeted.logical_id(budgeted.stack.agent.function)]
+    env = function["Properties"]["Environment"]["Variables"]
+    limits = json.loads(env["BUDGETS"])
+    assert limits["tenants"]["acme"]["budget"]["usd_per_day"] == 50
+    assert limits["budget"]["usd_per_month"] == 2000
+    assert env["LIMITS_TABLE"] == {"Ref": budgeted.logical_id(budgeted.stack.budgets.table)}
+
+
+def test_trail_records_writes_to_the_config_table_only(budgeted):
+    [trail] = resources(budgeted, "AWS::CloudTrail::Trail").values()
+    [selector] = [s for s in trail["Properties"]["AdvancedEventSelectors"]
+                  if s["Name"].startswith("Limits changes")]
+    fields = {f["Field"]: f for f in selector["FieldSelectors"]}
+    assert fields["readOnly"]["Equals"] == ["false"]
+    assert fields["resources.ARN"]["Equals"] == [
+        {"Fn::GetAtt": [budgeted.logical_id(budgeted.stack.budgets.table), "Arn"]}]
+
+
+def test_agent_role_reaches_budget_items_and_the_limits_item_only(budgeted):
+    d = budgeted
+    limits_table = d.arn(d.stack.budgets.table)
+    cases = {
+        "reserve": (ALLOWED, d.request(d.agent, "dynamodb:UpdateItem", d.bucket_table,
+                                       {"dynamodb:LeadingKeys": ["budget#2027-01"]})),
+        "read_before_refusing": (ALLOWED, d.request(
+            d.agent, "dynamodb:GetItem", d.bucket_table,
+            {"dynamodb:LeadingKeys": ["budget#2027-01"]})),
+        "delete_budget_item": (IMPLICIT, d.request(
+            d.agent, "dynamodb:DeleteItem", d.bucket_table,
+            {"dynamodb:LeadingKeys": ["budget#2027-01"]})),
+        "read_a_bucket_whole": (IMPLICIT, d.request(
+            d.agent, "dynamodb:GetItem", d.bucket_table,
+            {"dynamodb:LeadingKeys": ["anthropic#sonnet-4"]})),
+        "read_limits": (ALLOWED, d.request(d.agent, "dynamodb:GetItem", limits_table,
+                                           {"dynamodb:LeadingKeys": ["limits"]})),
+        "write_limits": (IMPLICIT, d.request(d.agent, "dynamodb:PutItem", limits_table,
+                                             {"dynamodb:LeadingKeys": ["limits"]})),
+        "read_change_records": (IMPLICIT, d.request(
+            d.agent, "dynamodb:GetItem", limits_table,
+            {"dynamodb:LeadingKeys": ["limits#change#1"]})),
+    }
+    results = simulate({name: request for name, (_, request) in cases.items()})
+    assert {name: results[name]["result"] for name in cases} == {
+        name: expect for name, (expect, _) in cases.items()}
+

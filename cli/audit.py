@@ -695,11 +695,31 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=120.0,
                    help="seconds to wait for the Logs Insights query (default 120)")
     p.add_argument("--docs-prefix", default=DOCS_PREFIX, help=argparse.SUPPRESS)
+    p.add_argument("--limits", action="store_true",
+                   help="with --stack: also the budget changes `python -m cli.limits set` "
+                        "recorded (who, what, before -> after)")
     return p
 
 
+def limits_rows(cloudformation: Any, dynamodb: Any, stack: str) -> list[Row]:
+    """One row per recorded limits change: who set what, the limits before -> after; a change
+    to `budgets.<tenant>.*` counts as that tenant's (for --tenant)."""
+    from cli.limits import change_rows
+
+    def tenant_of(what: list[str]) -> str:
+        return next((key.split(".")[1] for key in what if key.startswith("budgets.")), "")
+
+    return [Row(time=datetime.fromisoformat(c["at"].replace("Z", "+00:00")), request_id="",
+                principal=c["who"], tenant="", action="limits:set", target=" ".join(c["what"]),
+                outcome="ok", source="limits",
+                detail=f"{c['before']} -> {c['after']}" + (f" ({c['reason']})"
+                                                          if c.get("reason") else ""),
+                target_tenant=tenant_of(c["what"]))
+            for c in change_rows(cloudformation, dynamodb, stack)]
+
+
 def default_clients(region: str | None, endpoint_url: str | None = None) -> dict[str, Any]:
-    return aws.clients(("cloudformation", "logs", "cloudtrail"), region=region,
+    return aws.clients(("cloudformation", "logs", "cloudtrail", "dynamodb"), region=region,
                        endpoint_url=endpoint_url)
 
 
@@ -729,6 +749,8 @@ def main(argv: list[str] | None = None, *, clients: dict[str, Any] | None = None
                                 timeout_s=args.timeout, sleep=sleep, warn=warn,
                                 cloudformation=clients["cloudformation"],
                                 logs=clients["logs"], cloudtrail=clients["cloudtrail"])
+            if args.limits:
+                rows += limits_rows(clients["cloudformation"], clients["dynamodb"], args.stack)
         undated = sum(1 for r in rows if r.time is None) if (start or end) else 0
         rows = filter_rows(rows, start=start, end=end, request_id=args.request_id,
                            tenant=args.tenant)

@@ -137,6 +137,8 @@ class BulwarkStack(Stack):
             outputs.RESULTS_TABLE: (state.results_table.table_name, "deferred results"),
             outputs.IDEMPOTENCY_TABLE: (state.idempotency_table.table_name, "idempotency"),
             outputs.NOTES_TABLE: (state.notes_table.table_name, "tenant notes"),
+            outputs.LIMITS_TABLE: (self.budgets.table.table_name,
+                                   "budgets without a redeploy (python -m cli.limits)"),
             outputs.AGENT_ROLE_ARN: (agent.role.role_arn, "agent execution role"),
             outputs.TOOL_ROLE_ARN: (agent.tool_role.role_arn, "tool role (tenant sessions)"),
             outputs.AGENT_LOG_GROUP: (agent.log_group.log_group_name,

@@ -32,6 +32,7 @@ TOOL_ROLE_ARN = "ToolRoleArn"
 AGENT_LOG_GROUP = "AgentLogGroup"
 TRAIL_LOG_GROUP = "TrailLogGroup"
 DASHBOARD_URL = "DashboardUrl"
+LIMITS_TABLE = "LimitsTable"
 
 
 class StackOutputsError(Exception):

@@ -127,22 +127,22 @@ class LimitsSource:
             return None
         raw = TypeDeserializer().deserialize(item.get("limits", {"M": {}}))
         try:
-            return LimitSet.decode(_plain(raw))
+            return LimitSet.decode(plain_numbers(raw))
         except (BudgetError, TypeError, ValueError) as err:
             log.error("limits config item is bad (keeping the last limits): %s", err)
             return None
 
 
-def _plain(value: Any) -> Any:
-    """DynamoDB's Decimals as int or float, recursively."""
+def plain_numbers(value: Any) -> Any:
+    """DynamoDB's Decimals as int or float, recursively (as JSON has them)."""
     from decimal import Decimal
 
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain_numbers(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [plain_numbers(v) for v in value]
     return value
 
 

@@ -1,0 +1,295 @@
+"""Budgets changed without a redeploy: show them, set them, list who changed what.
+
+    python -m cli.limits show    --stack STACK [--region R] [--endpoint-url URL] [--json]
+    python -m cli.limits set     --stack STACK KEY=VALUE [KEY=VALUE ...] [--reason TEXT]
+    python -m cli.limits history --stack STACK [--json]
+
+Keys are cdk.json's: `budget.<field>` (the deployment's), `budgets.<tenant>.<field>` and
+`models.<model id>.tokens_per_day`, with `<field>` one of usd_per_day, usd_per_month,
+tokens_per_day, action, degrade_to (a VALUE is JSON: 50, null, "degrade"; a bare word is a
+string). A set is validated by the same schema as cdk.json (`stacks.settings.load_limits`);
+a bad value changes nothing and says why (`bulwark: bad configuration: ...`, status 2).
+
+Where: the stack's outputs name the limits config table (LimitsTable) and the agent function
+(FunctionName), whose environment holds the tenants, the models and the budgets on deploy
+(BUDGETS). The limits item (`pk = "limits"`) replaces those budgets in every caller within
+30 s of a set (`guard.spend.LimitsSource`). Each set writes, in one transaction, the new item
+(conditional on the version it replaced: two operators cannot overwrite each other unseen)
+and a change record (`pk = "limits#change#<time>#<id>"`: who (the caller's ARN), what (the
+KEY=VALUE list), before, after, reason) that `history` and `python -m cli.audit --limits`
+list; CloudTrail records the writes too (the trail's write-only selector on the table).
+
+Exit status: 0; 2 for a bad value, a bad option or an AWS problem (message on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from cli import aws
+from cli.table import aligned
+from guard.budget import WINDOWS, BudgetLedger, day_of
+from guard.spend import LIMITS_KEY, LimitSet, plain_numbers
+from stacks import outputs
+from stacks.settings import SettingsError, load_limits
+
+CHANGE_PREFIX = LIMITS_KEY + "#change#"
+
+
+class LimitsError(Exception):
+    """A problem the operator must fix; main() prints it (status 2)."""
+
+
+class Deployment:
+    """The deployed stack's limits: its config table, tenants, models and budgets on deploy."""
+
+    def __init__(self, clients: dict[str, Any], stack: str) -> None:
+        found = outputs.stack_outputs(clients["cloudformation"], stack,
+                                      need=(outputs.LIMITS_TABLE, outputs.FUNCTION_NAME,
+                                            outputs.BUCKET_TABLE))
+        self.dynamodb = clients["dynamodb"]
+        self.sts = clients["sts"]
+        self.table = found[outputs.LIMITS_TABLE]
+        self.bucket_table = found[outputs.BUCKET_TABLE]
+        env = clients["lambda"].get_function_configuration(
+            FunctionName=found[outputs.FUNCTION_NAME])["Environment"]["Variables"]
+        self.tenants = [t for t in env.get("TENANTS", "").split(",") if t]
+        self.models = list(json.loads(env.get("MODELS", "{}")))
+        self.degrade_model = env.get("DEGRADE_MODEL") or None
+        self.deployed = LimitSet.decode(json.loads(env.get("BUDGETS") or "{}"))
+
+    def current(self) -> tuple[LimitSet, str]:
+        """(the limits in force, where they come from)."""
+        from boto3.dynamodb.types import TypeDeserializer
+
+        item = self.dynamodb.get_item(TableName=self.table, Key={"pk": {"S": LIMITS_KEY}},
+                                      ConsistentRead=True).get("Item")
+        if not item:
+            return self.deployed, "cdk.json (deployed)"
+        raw = plain_numbers(TypeDeserializer().deserialize(item["limits"]))
+        return LimitSet.decode(raw), f"config item v{raw.get('version', 0)}"
+
+    def changes(self) -> list[dict]:
+        return changes(self.dynamodb, self.table)
+
+
+def changes(dynamodb: Any, table: str) -> list[dict]:
+    """The change records of the limits table, oldest first: {pk, at, who, what (the
+    KEY=VALUE list), before, after (limits documents as JSON), reason}."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    deserialize = TypeDeserializer().deserialize
+    rows, start = [], None
+    while True:
+        page = dynamodb.scan(
+            TableName=table, FilterExpression="begins_with(pk, :p)",
+            ExpressionAttributeValues={":p": {"S": CHANGE_PREFIX}},
+            **({"ExclusiveStartKey": start} if start else {}))
+        rows += [plain_numbers({k: deserialize(v) for k, v in item.items()})
+                 for item in page.get("Items", [])]
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            return sorted(rows, key=lambda r: r["pk"])
+
+
+def change_rows(cloudformation: Any, dynamodb: Any, stack: str) -> list[dict]:
+    """`changes` of a deployed stack's limits table (for `cli.audit --limits`)."""
+    table = outputs.stack_outputs(cloudformation, stack,
+                                  need=(outputs.LIMITS_TABLE,))[outputs.LIMITS_TABLE]
+    return changes(dynamodb, table)
+
+
+def as_document(limits: LimitSet) -> dict[str, Any]:
+    """A LimitSet in cdk.json's shape (what KEY=VALUE edits)."""
+    doc: dict[str, Any] = {"budgets": {t: b.encode() for t, b in limits.tenants.items()},
+                           "models": {m: {"tokens_per_day": n}
+                                      for m, n in limits.model_tokens_per_day.items()}}
+    if limits.deployment is not None:
+        doc["budget"] = limits.deployment.encode()
+    return doc
+
+
+def apply(doc: dict[str, Any], assignment: str, models: list[str]) -> None:
+    """Apply one KEY=VALUE to `doc` in place; LimitsError for a malformed assignment."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key:
+        raise LimitsError(f"{assignment!r}: expected KEY=VALUE, e.g. budgets.acme.usd_per_day=50")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    if key.startswith("models."):
+        rest = key[len("models."):]
+        model = next((m for m in sorted(models, key=len, reverse=True)
+                      if rest.startswith(m + ".")), None)
+        if model is None:
+            raise LimitsError(f"{key!r}: models.<model id>.tokens_per_day with one of the "
+                              f"deployed models ({', '.join(models)})")
+        path = ["models", model, rest[len(model) + 1:]]
+    else:
+        path = key.split(".")
+    node = doc
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise LimitsError(f"{key!r}: {part} is not an object")
+        node = child
+    node[path[-1]] = value
+
+
+def set_limits(deployment: Deployment, assignments: list[str], *, reason: str | None,
+               now: Callable[[], float] = time.time) -> tuple[LimitSet, LimitSet]:
+    """Validate and write; returns (before, after). SettingsError for a bad value (nothing
+    written), LimitsError when another change landed in between."""
+    from boto3.dynamodb.types import TypeSerializer
+
+    before, _ = deployment.current()
+    doc = as_document(before)
+    for assignment in assignments:
+        apply(doc, assignment, deployment.models)
+    after = load_limits(doc, tenants=deployment.tenants, models=deployment.models,
+                        degrade_model=deployment.degrade_model, version=before.version + 1)
+    who = deployment.sts.get_caller_identity()["Arn"]
+    at = datetime.fromtimestamp(now(), timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    serialize = TypeSerializer().serialize
+    record = {"pk": f"{CHANGE_PREFIX}{at}#{uuid.uuid4().hex[:8]}", "who": who,
+              "what": assignments, "before": json.dumps(before.encode(), sort_keys=True),
+              "after": json.dumps(after.encode(), sort_keys=True), "at": at,
+              "reason": reason or ""}
+    condition = ({"ConditionExpression": "attribute_not_exists(pk)"} if before.version == 0
+                 else {"ConditionExpression": "#l.version = :v",
+                       "ExpressionAttributeNames": {"#l": "limits"},
+                       "ExpressionAttributeValues": {":v": {"N": str(before.version)}}})
+    try:
+        deployment.dynamodb.transact_write_items(TransactItems=[
+            {"Put": {"TableName": deployment.table,
+                     "Item": {"pk": {"S": LIMITS_KEY}, "limits": serialize(_decimals(
+                         after.encode())), "updated_by": {"S": who}, "updated_at": {"S": at}},
+                     **condition}},
+            {"Put": {"TableName": deployment.table,
+                     "Item": {k: serialize(v) for k, v in record.items()}}}])
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+            raise LimitsError("the limits changed while this set was prepared: run it again "
+                              "(show prints the new values)") from None
+        raise
+    return before, after
+
+
+def _decimals(value: Any) -> Any:
+    from decimal import Decimal
+
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: _decimals(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decimals(v) for v in value]
+    return value
+
+
+def render(limits: LimitSet, source: str, spent: dict[str, dict[str, float]]) -> str:
+    """The limits as a table, with today's and this month's spend (USD) from the ledger."""
+    rows = [["scope", "usd/day", "usd/month", "tokens/day", "action", "spent today",
+             "spent month"]]
+    scopes = [("deployment", limits.deployment)] + [
+        (f"tenant:{t}", b) for t, b in sorted(limits.tenants.items())]
+    for scope, budget in scopes:
+        if budget is None:
+            continue
+        cells = ["-" if getattr(budget, w) is None else f"{getattr(budget, w):g}"
+                 for w in WINDOWS]
+        money = spent.get(scope, {})
+        rows.append([scope, *cells, budget.action + (f" -> {budget.degrade_to}"
+                                                     if budget.degrade_to else ""),
+                     f"{money.get('day', 0.0):.4f}", f"{money.get('month', 0.0):.4f}"])
+    for model, tokens in sorted(limits.model_tokens_per_day.items()):
+        rows.append([f"model:{model}", "-", "-", f"{tokens:g}", "-", "-", "-"])
+    return "\n".join([f"limits from {source}", *aligned(rows)])
+
+
+def ledger_spend(deployment: Deployment, now: float) -> dict[str, dict[str, float]]:
+    """Spend (USD, open reservations excluded) per scope today and this month."""
+    view = BudgetLedger(deployment.bucket_table, deployment.dynamodb,
+                        clock=lambda: now).snapshot()
+    today = day_of(now)
+    out = {}
+    for scope, counters in view.counters.items():
+        day = (counters.get("d_used", 0) - counters.get("d_open", 0)
+               if counters.get("day") == today else 0)
+        out[scope] = {"day": day / 1e6,
+                      "month": (counters.get("m_used", 0) - counters.get("m_open", 0)) / 1e6}
+    return out
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m cli.limits", description=__doc__.split("\n\n")[0])
+    p.add_argument("command", choices=("show", "set", "history"))
+    p.add_argument("assignments", nargs="*", metavar="KEY=VALUE")
+    p.add_argument("--stack", required=True)
+    p.add_argument("--region")
+    p.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"))
+    p.add_argument("--reason", help="why (kept in the change record)")
+    p.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None, *, clients: dict[str, Any] | None = None,
+         now: Callable[[], float] = time.time, out=None, err=None) -> int:
+    """Run the command; returns the exit status. `clients` replaces the boto3 clients
+    (cloudformation, dynamodb, lambda, sts)."""
+    out, err = out or sys.stdout, err or sys.stderr
+    args = parser().parse_args(argv)
+    try:
+        if args.command != "set" and args.assignments:
+            raise LimitsError(f"{args.command} takes no KEY=VALUE")
+        if args.command == "set" and not args.assignments:
+            raise LimitsError("set needs at least one KEY=VALUE, e.g. "
+                              "budgets.acme.usd_per_day=50")
+        clients = clients or aws.clients(("cloudformation", "dynamodb", "lambda", "sts"),
+                                         region=args.region, endpoint_url=args.endpoint_url)
+        deployment = Deployment(clients, args.stack)
+        if args.command == "show":
+            limits, source = deployment.current()
+            if args.json:
+                print(json.dumps({"source": source, "limits": limits.encode()}, indent=2),
+                      file=out)
+            else:
+                print(render(limits, source, ledger_spend(deployment, now())), file=out)
+        elif args.command == "set":
+            before, after = set_limits(deployment, args.assignments, reason=args.reason,
+                                       now=now)
+            print(f"limits v{before.version} -> v{after.version}: {' '.join(args.assignments)}"
+                  " (every caller within 30 s)", file=out)
+        else:
+            changes = deployment.changes()
+            if args.json:
+                print(json.dumps(changes, indent=2), file=out)
+            else:
+                print("\n".join(aligned([["at", "who", "what", "reason"]] + [
+                    [c["at"], c["who"], " ".join(c["what"]), c.get("reason", "")]
+                    for c in changes])), file=out)
+        return 0
+    except SettingsError as bad:
+        for problem in bad.problems:
+            print(f"bulwark: bad configuration: {problem} (nothing changed)", file=err)
+        return 2
+    except (LimitsError, outputs.StackOutputsError) as problem:
+        print(f"cli.limits: {problem}", file=err)
+        return 2
+    except (BotoCoreError, ClientError) as problem:
+        print(f"cli.limits: {aws.explain(problem)}", file=err)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

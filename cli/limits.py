@@ -283,10 +283,7 @@ def main(argv: list[str] | None = None, *, clients: dict[str, Any] | None = None
         for problem in bad.problems:
             print(f"bulwark: bad configuration: {problem} (nothing changed)", file=err)
         return 2
-    except (LimitsError, outputs.StackOutputsError) as problem:
-        print(f"cli.limits: {problem}", file=err)
-        return 2
-    except (BotoCoreError, ClientError) as problem:
+    except (LimitsError, outputs.StackOutputsError, BotoCoreError, ClientError) as problem:
         print(f"cli.limits: {aws.explain(problem)}", file=err)
         return 2
 

@@ -154,10 +154,7 @@ def main(argv: list[str] | None = None, *, clients: dict[str, Any] | None = None
                          datetime.fromtimestamp(now(), timezone.utc))
         print(json.dumps(report, indent=2) if args.json else render(report), file=out)
         return 0
-    except (SpendError, outputs.StackOutputsError) as problem:
-        print(f"cli.spend: {problem}", file=err)
-        return 2
-    except (BotoCoreError, ClientError) as problem:
+    except (SpendError, outputs.StackOutputsError, BotoCoreError, ClientError) as problem:
         print(f"cli.spend: {aws.explain(problem)}", file=err)
         return 2
 

@@ -131,10 +131,11 @@ METRICS = {
     "BatchQueued": "Count", "BatchSubmitted": "Count", "BatchSucceeded": "Count",
     "BatchErrored": "Count", "BatchExpired": "Count", "BatchCostUSD": "NoUnit",
     "BatchSavedUSD": "NoUnit", "BatchInFlight": "Count",
-    # budgets (dimension Tenant only): the fullest window's spent + open as a percentage of
-    # its limit, and calls refused for budget
-    "BudgetUsedPercent": "Percent", "BudgetRefused": "Count",
 }
+
+#: Budgets: metric name -> unit, dimension Tenant only (never Model): the fullest window's
+#: spent + open as a percentage of its limit, and calls refused for budget
+TENANT_ONLY_METRICS = {"BudgetUsedPercent": "Percent", "BudgetRefused": "Count"}
 
 #: Per-tenant figures: these metrics are also emitted with dimension `Tenant` (configured
 #: tenants only, so the cardinality is bounded)

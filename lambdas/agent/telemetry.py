@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections import defaultdict
 
 from .contract import (BUDGET_WINDOWS, DIMENSION, HIGH_RESOLUTION, METRICS, NAMESPACE,
-                       TENANT_DIMENSION, TENANT_METRICS, WINDOW_DIMENSION)
+                       TENANT_DIMENSION, TENANT_METRICS, TENANT_ONLY_METRICS, WINDOW_DIMENSION)
+
+#: every metric this module emits -> its unit
+_UNITS = {**METRICS, **TENANT_ONLY_METRICS}
 
 #: metrics that take the largest value seen in a request rather than the sum
 _MAXIMA = {"QuotaUsedPercent", "RetryAfterSeconds", "GrantToSendMs", "QueueSeconds",
@@ -30,7 +33,7 @@ class RequestMetrics:
         self.windows: dict[str, float] = {}
 
     def add(self, model: str, name: str, value: float = 1.0) -> None:
-        if name not in METRICS:
+        if name not in _UNITS:
             raise KeyError(f"{name} is not a contract-4 metric")
         current = self.values[model].get(name)
         if current is None:
@@ -88,7 +91,7 @@ class RequestMetrics:
             for dimension, value_of_dimension in dimensions.items():
                 metrics.add_dimension(name=dimension, value=value_of_dimension)
             for name, value in values.items():
-                metrics.add_metric(name=name, unit=getattr(MetricUnit, METRICS[name]),
+                metrics.add_metric(name=name, unit=getattr(MetricUnit, _UNITS[name]),
                                    value=value, resolution=MetricResolution.High
                                    if name in HIGH_RESOLUTION else MetricResolution.Standard)
             metrics.flush_metrics()

@@ -230,14 +230,15 @@ def main(argv: list[str] | None = None) -> int:
         for label, budget in (("budgets off", None), ("budgets on", 1000.0)):
             r = writes_run(aws, emulator, [SONNET], budget, args.processes, args.threads,
                            args.calls)
-            rows.append((label, r["answered"], r["update_items"], r["writes"]))
+            rows.append((label, r["answered"], r["update_items"], r["writes"], r["refusals"]))
         print(f"writes per answered call ({args.processes} x {args.threads} callers, "
               f"{args.calls} calls each, UpdateItems counted at the server):")
-        for label, answered, updates, writes in rows:
+        for label, answered, updates, writes, refusals in rows:
             per_call = ", ".join(f"{name} {count / max(1, answered):.2f}"
                                  for name, count in sorted(writes.items()) if count)
             print(f"  {label:12s} answered {answered:4d}  UpdateItems {updates:5d}  per call "
-                  f"{updates / max(1, answered):.2f}  ({per_call})")
+                  f"{updates / max(1, answered):.2f}  ({per_call})"
+                  + (f"  not answered: {refusals}" if refusals else ""))
     return 1 if failed else 0
 
 

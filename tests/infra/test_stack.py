@@ -76,7 +76,7 @@ def test_lambda_models_variable_carries_the_tier_limits(dev):
 
 def test_tables_are_kms_encrypted_with_pitr_and_ttl_where_results_expire(dev):
     tables = dev.resources("AWS::DynamoDB::Table")
-    assert len(tables) == 5  # + the batch lane's state table
+    assert len(tables) == 6  # + the batch lane's state table and the limits config table
     for table in tables.values():
         props = table["Properties"]
         sse = props["SSESpecification"]
@@ -271,8 +271,9 @@ def test_trail_data_events_cover_tool_resources_and_function_not_the_bucket_tabl
     types = [next(f["Equals"][0] for f in s["FieldSelectors"] if f["Field"] == "resources.type")
              for s in selectors if any(f["Field"] == "resources.type"
                                        for f in s["FieldSelectors"])]
-    assert sorted(types) == ["AWS::DynamoDB::Table", "AWS::Lambda::Function",
-                             "AWS::S3::Object"]
+    # the tool tables; the limits config table (writes only)
+    assert sorted(types) == ["AWS::DynamoDB::Table", "AWS::DynamoDB::Table",
+                             "AWS::Lambda::Function", "AWS::S3::Object"]
     flat = json.dumps(selectors)
     assert "StateNotesTable" in flat and "StateBucketTable" not in flat
 

@@ -526,14 +526,15 @@ class BudgetLedger:
         hold = Hold(False, key=key, usd_micros=usd_micros, tokens=tokens,
                     scopes=tuple(budgets))
         view, seen_at = self._view(key)
-        if seen_at == -math.inf:  # never seen: a read (no write capacity) beats a wrong guess
+        read = seen_at == -math.inf  # never seen: a read (no write capacity) beats a guess
+        if read:
             view = self._read(key, hold)
             if view is None:
                 return self._unavailable(hold)
             seen_at = now = self._clock()
         verdict = assess(view, budgets, usd_micros, tokens, now)
-        if verdict is not None and not (verdict[0] == BUDGET
-                                        and now - seen_at <= LOCAL_REFUSAL_MAX_AGE_S):
+        if verdict is not None and not read and not (
+                verdict[0] == BUDGET and now - seen_at <= LOCAL_REFUSAL_MAX_AGE_S):
             view = self._read(key, hold)  # refuse only on what the store holds now
             if view is None:
                 return self._unavailable(hold)

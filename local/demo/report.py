@@ -7,7 +7,7 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
-from agent.contract import NAMESPACE, Prices
+from agent.contract import NAMESPACE, TENANT_DIMENSION, Prices
 from local.cloudwatch.alarms import evaluate_all, render_report
 from local.cloudwatch.charts import plot_rates
 from local.cloudwatch.metrics import Datapoint, MetricStore
@@ -16,14 +16,40 @@ from local.stats import percentile
 from stacks.outputs import FUNCTION_NAME
 
 
-def _total(store: MetricStore, name: str, models, start: float, end: float) -> float:
+def _total(store: MetricStore, name: str, models, start: float, end: float,
+           dimension: str = "Model") -> float:
+    """Sum of `name` over the run for every value of `dimension` in `models`."""
     period = int(end - start) + 120
     total = 0.0
     for model in models:
-        for _, value in store.series(NAMESPACE, name, {"Model": model}, "Sum", period,
+        for _, value in store.series(NAMESPACE, name, {dimension: model}, "Sum", period,
                                      start - 60, start - 60 + period):
             total += value or 0.0
     return total
+
+
+def _tenant_lines(store: MetricStore, tenants: list[str], start: float,
+                  end: float) -> list[str]:
+    """Per tenant (the agent's metrics with dimension Tenant): requests, tokens, cost, cost
+    per success, failures, 429s, latency p99, budget use and budget refusals."""
+    lines = ["per tenant:"]
+    for tenant in tenants:
+        total = {name: _total(store, name, [tenant], start, end, TENANT_DIMENSION)
+                 for name in ("Requests", "InputTokens", "OutputTokens", "CostUSD",
+                              "Succeeded", "Failed", "Upstream429", "BudgetRefused")}
+        latency = [v for _, v in store.datapoints(NAMESPACE, "Latency",
+                                                  {TENANT_DIMENSION: tenant})]
+        used = [v for _, v in store.datapoints(NAMESPACE, "BudgetUsedPercent",
+                                               {TENANT_DIMENSION: tenant})]
+        lines.append(
+            f"  {tenant}: {total['Requests']:.0f} model calls, {total['InputTokens']:,.0f} in /"
+            f" {total['OutputTokens']:,.0f} out tokens, ${total['CostUSD']:.4f} "
+            f"(${total['CostUSD'] / max(1, total['Succeeded']):.5f} per success), "
+            f"{total['Failed']:.0f} failed, {total['Upstream429']:.0f} upstream 429s, latency "
+            f"p99 {percentile(latency, 99) if latency else 0:.0f} ms; budget "
+            + (f"{max(used):.0f}% used, " if used else "none, ")
+            + f"{total['BudgetRefused']:.0f} refused")
+    return lines
 
 
 def _bound_text(admitted: float, cap: float, seconds: float) -> str:
@@ -180,6 +206,9 @@ def write_report(*, out: Path, records: dict, emulator_stats: dict, template: di
         f"{percentile(latencies, 99):.0f} ms; per request end to end (deferrals included): "
         f"p50 {percentile(end_to_end, 50):.1f} s, p99 {percentile(end_to_end, 99):.1f} s",
     ]
+
+    lines += _tenant_lines(store, [t for t in env.get("TENANTS", "").split(",") if t],
+                           started, ended)
 
     resolve = resolver(dict(stack.resources))
     limits_by_model = {m: {k: spec.get(k) for k in ("rpm", "itpm", "otpm", "tpm")}

@@ -24,6 +24,9 @@ from .tools.registry import ToolContext, ToolResources
 
 #: Seconds kept back from the Lambda's remaining time for deferring and storing a result.
 LAMBDA_SAFETY_S = 5.0
+#: Longest retry-after (seconds) of a request refused only because open budget reservations
+#: are in the way: the oldest one's lease end is an upper bound, most settle within seconds.
+BUDGET_RESERVED_RETRY_S = 15.0
 
 
 class _NotFinal(Exception):
@@ -97,7 +100,8 @@ def _run(rt: Runtime, request: AgentRequest, context, deferrals, first_received_
         if outcome.status == "deferred":
             response = _overflow(rt, request, outcome, metrics, deferrals, first_received_at)
         elif outcome.status == "rejected":
-            response = _over_budget(rt, request, outcome, metrics)
+            response = _over_budget(rt, request, outcome, metrics, deferrals,
+                                    first_received_at)
         elif outcome.status == "ok":
             metrics.add(outcome.model, "Succeeded")
             response = {"status": "ok", "request_id": request.request_id, "model": outcome.model,
@@ -119,11 +123,16 @@ def _run(rt: Runtime, request: AgentRequest, context, deferrals, first_received_
 
 
 def _over_budget(rt: Runtime, request: AgentRequest, outcome: LoopOutcome,
-                 metrics: RequestMetrics) -> dict:
-    """A call refused for budget: the tenant's action "batch" queues the request on the batch
-    lane when it can take it (the lane is deployed and the loop has not started: no tool
-    results mid-loop); otherwise "rejected" with the retry-after ("degrade" happened in the
-    guard already)."""
+                 metrics: RequestMetrics, deferrals: int, first_received_at: float) -> dict:
+    """A call refused for budget. Only open reservations in the way ("budget_reserved"):
+    they settle within seconds (or expire at their lease), so the overflow policy applies as
+    for capacity, retrying after at most BUDGET_RESERVED_RETRY_S. A spent window ("budget"):
+    the tenant's action "batch" queues the request on the batch lane when it can take it (the
+    lane is deployed and the loop has not started: no tool results mid-loop); otherwise
+    "rejected" with the retry-after ("degrade" happened in the guard already)."""
+    if outcome.reason == "budget_reserved":
+        outcome.retry_after = min(outcome.retry_after or 0.0, BUDGET_RESERVED_RETRY_S)
+        return _overflow(rt, request, outcome, metrics, deferrals, first_received_at)
     if outcome.budget_action == "batch" and rt.config.batch_queue_url \
             and outcome.model_calls == 0 and outcome.reason == "budget":
         return enqueue_batch(rt, request)

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.functional.test_agent_handler import (MAIN, emitted, emulator, invoke,  # noqa: F401
-                                                 stack)
+                                                 queued, stack)
 
 
 def set_budgets(stack, monkeypatch, limits: dict, **extra) -> None:
@@ -69,3 +69,20 @@ def test_a_bad_budgets_variable_is_reported_naming_it(stack, monkeypatch, raw, w
     stack["module"].reset_runtime()
     response = invoke(stack, {"prompt": "hello", "tenant": "acme"})
     assert response["status"] == "error" and words in response["error"]["message"]
+
+
+def test_open_reservations_in_the_way_defer_the_request_instead_of_rejecting_it(stack,
+                                                                               monkeypatch):
+    from guard import Budget
+    from guard.budget import BudgetLedger
+
+    set_budgets(stack, monkeypatch, {"tenants": {"acme": {"budget": {"usd_per_day": 1.0}}}})
+    # another caller holds almost all of acme's day (its call is still running)
+    hold = BudgetLedger(stack["names"]["bucket"], stack["dynamodb"]).reserve(
+        {"tenant:acme": Budget(usd_per_day=1.0)}, 990_000, 100)
+    assert hold.granted
+    response = invoke(stack, {"prompt": "hello", "tenant": "acme", "deadline_s": 0})
+    assert response["status"] == "deferred" and response["reason"] == "budget_reserved"
+    assert 0 < response["retry_after"] <= 15
+    [message] = queued(stack, wait_s=0) or queued(stack, wait_s=16)
+    assert json.loads(message["Body"])["request"]["tenant"] == "acme"

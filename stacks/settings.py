@@ -30,7 +30,8 @@ from typing import Any, Callable, Mapping
 from agent.contract import (CACHE_READ_PRICE_FACTOR, CACHE_WRITE_PRICE_FACTOR,
                             DEFAULT_AGENT_NAME, DEFAULT_CONTEXT_WINDOW,
                             DEFAULT_MAX_OUTPUT_TOKENS, OVERFLOW_POLICIES, PROVIDERS,
-                            SCHEDULING_MODES, TENANT_PATTERN, ModelSpec, Prices)
+                            ROLE_ARN_PATTERN, SCHEDULING_MODES, TENANT_PATTERN, ModelSpec,
+                            Prices, TenantSpec)
 from agent.mcp.config import McpConfigError, McpSettings, load_mcp_settings
 from guard.limits import Limits
 from guard.tiers import ANTHROPIC_TIERS, BATCH_TIERS, FAMILIES, family_of
@@ -207,6 +208,23 @@ def positive(problems: Problems, key: str, value: Any):
     return amount
 
 
+_ROLE_ARNS = ("IAM role ARNs such as arn:aws:iam::111122223333:role/AppRole (not users, "
+              "groups or assumed-role session ARNs)")
+
+
+def role_arns(problems: Problems, key: str, value: Any):
+    """A list (or comma-separated) of IAM role ARNs, possibly empty."""
+    value = _json_or(value)
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        return problems.bad(key, "a list of " + _ROLE_ARNS, value)
+    wrong = [v for v in value if not ROLE_ARN_PATTERN.match(v)]
+    if wrong:
+        return problems.bad(key, _ROLE_ARNS, wrong[0] if len(wrong) == 1 else wrong)
+    return tuple(dict.fromkeys(value))
+
+
 def region_map(problems: Problems, key: str, value: Any):
     value = _json_or(value)
     if not isinstance(value, dict) or not value:
@@ -279,6 +297,13 @@ MODEL_KEYS: dict[str, Key] = {
                              DEFAULT_MAX_OUTPUT_TOKENS),
 }
 
+#: keys of each tenant (`tenants.<name>`); a per-tenant setting is a Key here, a field of
+#: `agent.contract.TenantSpec` (which carries it to the Lambda) and a line in `_tenants`
+TENANT_KEYS: dict[str, Key] = {
+    "principals": Key("IAM role ARNs whose sessions act for the tenant (matched on account "
+                      "and role name); required unless allow_unbound_tenants", role_arns, ()),
+}
+
 #: keys a provider's defaults may set, and that a top-level key of the same name overrides
 PROVIDER_KEYS: dict[str, Key] = {
     "tier": Key("Anthropic rate-limit preset: " + ", ".join(ANTHROPIC_TIERS),
@@ -332,8 +357,19 @@ SCHEMA: dict[str, Key] = {
                                 number(1, integer=True), 1),
         "oldest_queued_alarm_hours": Key("alarm when the oldest queued request is older",
                                          positive, 6)}),
-    "tenants": Key("allowed tenants", string_list(TENANT_PATTERN, "names of 1-63 characters "
-                                                  "[a-z0-9-]"), REQUIRED),
+    "tenants": Key("tenant name -> its settings, e.g. {\"acme\": {\"principals\": "
+                   "[role ARNs]}}; a plain list of names only with allow_unbound_tenants "
+                   "(README 'Tenants and callers')",
+                   string_list(TENANT_PATTERN, "names of 1-63 characters [a-z0-9-]"),
+                   REQUIRED, each=TENANT_KEYS),
+    "allow_unbound_tenants": Key("accept tenants bound to no role (a plain list): any caller "
+                                 "may then name them; for the local demo and tests",
+                                 boolean, False),
+    "trusted_invokers": Key("IAM role ARNs trusted to invoke the function directly and name "
+                            "any tenant (a front door that derived the tenant itself)",
+                            role_arns, ()),
+    "trusted_producers": Key("IAM role ARNs that may send work to the work queue besides the "
+                             "agent (the queue policy denies everyone else)", role_arns, ()),
     "alarms": Key("alarm thresholds and the e-mail they page", keys={
         "email": Key("e-mail subscribed to the alarm topic (null: none)",
                      matching(_EMAIL, "an e-mail address or null", nullable=True)),
@@ -395,6 +431,9 @@ def check_keys(problems: Problems, schema: Mapping[str, Key], values: Mapping[st
         key = schema[name]
         if key.keys is not None or key.each is not None:
             value = _json_or(value)
+            if not isinstance(value, dict) and key.read is not None:
+                known[name] = value  # the section's other form (tenants: a list), read later
+                continue
             if not isinstance(value, dict):
                 problems.bad(where + name, f"an object ({key.doc})", value)
                 continue
@@ -510,6 +549,7 @@ class Settings:
     scheduling: str
     max_deferrals: int
     max_deferral_age_s: int
+    #: tenant names, in configured order (`tenant_specs` binds them to roles)
     tenants: tuple[str, ...]
     alarms: AlarmSettings
     allowed_regions: tuple[str, ...]
@@ -524,6 +564,12 @@ class Settings:
     mcp: McpSettings = field(default_factory=McpSettings)
     #: the batch lane (Message Batches API)
     batch: BatchSettings = field(default_factory=BatchSettings)
+    #: the tenants and the IAM roles bound to them (README, "Tenants and callers")
+    tenant_specs: tuple[TenantSpec, ...] = ()
+    #: IAM role ARNs trusted to invoke the function directly (naming any tenant)
+    trusted_invokers: tuple[str, ...] = ()
+    #: IAM role ARNs that may send to the work queue besides the agent role
+    trusted_producers: tuple[str, ...] = ()
 
     @property
     def prod(self) -> bool:
@@ -609,6 +655,50 @@ def _bedrock_model(problems: Problems, model_id: str, spec: dict,
         max_output_tokens=values["max_output_tokens"], routes_to_regions=tuple(routes))
 
 
+_BIND_EXAMPLE = ('{"acme": {"principals": ["arn:aws:iam::111122223333:role/AcmeApp"]}}')
+
+
+def _tenants(problems: Problems, raw: Any, allow_unbound: bool | None
+             ) -> tuple[TenantSpec, ...]:
+    """The `tenants` context: name -> {principals, ...} (`TENANT_KEYS`), or a plain list of
+    names (unbound tenants), which needs `allow_unbound_tenants`."""
+    raw = _json_or(raw)
+    fix = (f"bind each tenant to its callers' IAM roles, e.g. {_BIND_EXAMPLE}, or set "
+           "allow_unbound_tenants: true (any caller may then act for any tenant: local demo "
+           "and tests only)")
+    if raw is None:
+        problems.bad("tenants", f"tenant name -> settings: {fix}", None)
+        return ()
+    if not isinstance(raw, dict):
+        names = string_list(TENANT_PATTERN, "names of 1-63 characters [a-z0-9-]")(
+            problems, "tenants", raw)
+        if names is None:
+            return ()
+        duplicates = sorted({t for t in names if names.count(t) > 1})
+        if duplicates:
+            problems.bad("tenants", "each tenant once", duplicates)
+        if not allow_unbound:
+            problems.say(f"context key 'tenants': a plain list leaves every tenant bound to no "
+                         f"caller, so any caller could act for any tenant: {fix}")
+        return tuple(TenantSpec(name=name) for name in dict.fromkeys(names))
+    if not raw:
+        problems.bad("tenants", f"at least one tenant: {fix}", raw)
+    specs = []
+    for name, entry in raw.items():
+        where = f"tenants.{name}"
+        if not isinstance(name, str) or not TENANT_PATTERN.match(name):
+            problems.bad(where, "a tenant name of 1-63 characters [a-z0-9-]", name)
+            continue
+        values = read_section(problems, TENANT_KEYS, entry, f"{where}.")
+        if values["principals"] is None:
+            continue
+        if not values["principals"] and not allow_unbound:
+            problems.say(f"context key '{where}.principals': tenant {name!r} is bound to no "
+                         f"IAM role, so any caller could act for it: {fix}")
+        specs.append(TenantSpec(name=name, **values))
+    return tuple(specs)
+
+
 def load_settings(ctx: Mapping[str, Any], *, region: str | None = None) -> Settings:
     """Validate the app's context (and, when known, the deploy `region`); raises
     `SettingsError` listing every problem."""
@@ -661,10 +751,8 @@ def load_settings(ctx: Mapping[str, Any], *, region: str | None = None) -> Setti
         problems.bad("degrade_model", "a model id (required with overflow_policy=degrade)",
                      None)
 
-    tenants = top["tenants"] or ()
-    duplicates = sorted({t for t in tenants if tenants.count(t) > 1})
-    if duplicates:
-        problems.bad("tenants", "each tenant once", list(duplicates))
+    tenant_specs = _tenants(problems, ctx.get("tenants"), top["allow_unbound_tenants"])
+    tenants = tuple(spec.name for spec in tenant_specs)
     if top["reserved_concurrency"] is not None and top["queue_max_concurrency"] is not None \
             and top["reserved_concurrency"] < top["queue_max_concurrency"]:
         problems.say(f"context key 'reserved_concurrency': {top['reserved_concurrency']} is "
@@ -707,7 +795,8 @@ def load_settings(ctx: Mapping[str, Any], *, region: str | None = None) -> Setti
         existing_trail_arn=top["existing_trail_arn"],
         existing_kms_key_arn=top["existing_kms_key_arn"],
         api_key_secret_arn=top["api_key_secret_arn"] if provider == "anthropic" else None,
-        batch=batch_settings)
+        batch=batch_settings, tenant_specs=tenant_specs,
+        trusted_invokers=top["trusted_invokers"], trusted_producers=top["trusted_producers"])
 
 
 def report_settings_error(error: SettingsError) -> None:
@@ -724,7 +813,7 @@ def _default_text(key: Key) -> str:
     if key.default is None:
         return "-"
     if isinstance(key.default, tuple):
-        return ", ".join(map(str, key.default))
+        return ", ".join(map(str, key.default)) or "none"
     return str(key.default).lower() if isinstance(key.default, bool) else str(key.default)
 
 

@@ -26,6 +26,9 @@ pytestmark = pytest.mark.slow
 
 STAGE = "dev"
 TENANTS = ["acme", "globex"]
+#: each tenant bound to an application role of the local account
+TENANTS_CONTEXT = {tenant: {"principals": [f"arn:aws:iam::{ACCOUNT}:role/{tenant}-app"]}
+                   for tenant in TENANTS}
 #: stacks/agent.py's environment; DEGRADE_MODEL and API_KEY_SECRET_ARN because cdk.json sets a
 #: degrade model and the provider is anthropic
 AGENT_ENV = {"PROVIDER", "MODELS", "DEFAULT_MODEL", "OVERFLOW_POLICY", "TENANTS",
@@ -62,7 +65,7 @@ def deployed(tmp_path_factory):
     deployment = None
     started = time.monotonic()
     try:
-        stack = deploy_local(aws, context={"tenants": TENANTS}, stage=STAGE, timeout_s=240,
+        stack = deploy_local(aws, context={"tenants": TENANTS_CONTEXT}, stage=STAGE, timeout_s=240,
                              work_dir=work / "deploy")
         deployment = Deployment(aws, stack)
         print(f"\n[e2e] bootstrap {stack.timings['bootstrap']:.1f} s, deploy "
@@ -310,7 +313,7 @@ def test_agent_function_handler_environment_and_queue_mapping(deployed):
     variables = config["Environment"]["Variables"]
     assert AGENT_ENV <= set(variables), AGENT_ENV - set(variables)
     assert variables["PROVIDER"] == "anthropic"
-    assert variables["TENANTS"] == ",".join(TENANTS)
+    assert json.loads(variables["TENANTS"]) == TENANTS_CONTEXT
     assert variables["BUCKET_TABLE"] == stack.physical("StateBucketTable")
     assert variables["IDEMPOTENCY_TABLE"] == stack.physical("StateIdempotencyTable")
     assert variables["RESULTS_TABLE"] == stack.physical("StateResultsTable")

@@ -100,3 +100,22 @@ def work_queue_statements(queue_arn: str, agent_role_arn: str,
                 # even an account principal allowed sqs:* by its own policy) may queue work.
                 "ArnNotLike": {"aws:PrincipalArn": allowed}}),
     ]
+
+
+def producer_key_statement(producers: Iterable[str], account: str, region: str
+                           ) -> iam.PolicyStatement | None:
+    """The data key's policy statement for trusted producers of other accounts (the work queue
+    is encrypted with it; a same-account producer's own policy suffices); None when there are
+    none."""
+    others = cross_account(producers, account)
+    if not others:
+        return None
+    return iam.PolicyStatement(
+        sid="TrustedProducersSendWork",
+        principals=[iam.ArnPrincipal(arn) for arn in others],
+        actions=["kms:GenerateDataKey", "kms:Decrypt"],
+        resources=["*"],  # in a key policy "*" means this key
+        conditions={
+            # kms:ViaService: only as SQS encrypts a message they send, never to decrypt or
+            # wrap data of their own with the stack's key.
+            "StringEquals": {"kms:ViaService": f"sqs.{region}.amazonaws.com"}})

@@ -21,7 +21,7 @@ from agent.tools import ToolPrefix, ToolResources, declared_needs
 from policies.agent import AgentResources, agent_statements
 from policies.batch import agent_batch_statement
 from policies.boundary import service_trust
-from policies.callers import caller_permissions, work_queue_statements
+from policies.callers import caller_permissions, producer_key_statement, work_queue_statements
 from policies.mcp import (builtin_outside_mcp, denied_action_patterns, mcp_agent_statements,
                           mcp_allow_statements, mcp_boundary_statements, mcp_deny_statement)
 from policies.tool_role import (tool_data_key_statement, tool_permission_statements,
@@ -128,7 +128,7 @@ class AgentFunction(Construct):
         self._function(props, key, self._environment(props, state, needs, batch_queue),
                        agent_policy)
         self._work_queue_source(props, state, agent_policy)
-        self._callers(props, state)
+        self._callers(props, state, key)
 
     def _api_key_secret(self, props: AgentProps, key: kms.IKey,
                         removal: RemovalPolicy) -> secretsmanager.ISecret | None:
@@ -314,10 +314,11 @@ class AgentFunction(Construct):
             max_concurrency=props.queue_max_concurrency)
         mapping.node.add_dependency(agent_policy)
 
-    def _callers(self, props: AgentProps, state: AgentState) -> None:
+    def _callers(self, props: AgentProps, state: AgentState, key: kms.IKey) -> None:
         """Who may call the agent (`policies.callers`): cross-account tenant roles through the
         Function URL, cross-account trusted invokers directly (Lambda permissions on the
-        alias), and who may send work to the queue (its policy)."""
+        alias), and who may send work to the queue (its policy; cross-account producers also
+        in the data key's policy, when the stack owns the key)."""
         stack = Stack.of(self)
         principals = [p for spec in props.tenant_specs for p in spec.principals]
         for permission in caller_permissions(principals, props.trusted_invokers,
@@ -331,3 +332,7 @@ class AgentFunction(Construct):
         for statement in work_queue_statements(state.work_queue.queue_arn, self.role.role_arn,
                                                props.trusted_producers):
             state.work_queue.add_to_resource_policy(statement)
+        key_statement = producer_key_statement(props.trusted_producers, stack.account,
+                                               stack.region)
+        if key_statement is not None:
+            key.add_to_resource_policy(key_statement)  # an existing key is left as it is

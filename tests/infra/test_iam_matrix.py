@@ -663,6 +663,15 @@ CALLER_CASES: list[Case] = [
         d.tool, "sqs:SendMessage", d.work_queue), SEND_WORK_DENY),
     Case("callers.queue.cross_account.other_role", "anthropic", EXPLICIT,
          lambda d: _caller(d, OTHER_ROLE, "sqs:SendMessage", d.work_queue), SEND_WORK_DENY),
+    # the data key the queue is encrypted with: through SQS only
+    Case("callers.queue_key.cross_account.trusted_producer_via_sqs", "anthropic", ALLOWED,
+         lambda d: _caller(d, PRODUCER, "kms:GenerateDataKey", d.data_key,
+                           {"kms:ViaService": f"sqs.{REGION}.amazonaws.com"})),
+    Case("callers.queue_key.cross_account.trusted_producer_direct", "anthropic", IMPLICIT,
+         lambda d: _caller(d, PRODUCER, "kms:Decrypt", d.data_key)),
+    Case("callers.queue_key.cross_account.other_role_via_sqs", "anthropic", IMPLICIT,
+         lambda d: _caller(d, OTHER_ROLE, "kms:GenerateDataKey", d.data_key,
+                           {"kms:ViaService": f"sqs.{REGION}.amazonaws.com"})),
     # the producer's role name in a third account is another role
     Case("callers.queue.cross_account.producer_name_in_a_third_account", "anthropic", EXPLICIT,
          lambda d: _caller(d, f"arn:{PARTITION}:iam::333344445555:role/Producer",

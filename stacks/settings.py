@@ -30,8 +30,8 @@ from typing import Any, Callable, Mapping
 from agent.contract import (CACHE_READ_PRICE_FACTOR, CACHE_WRITE_PRICE_FACTOR,
                             DEFAULT_AGENT_NAME, DEFAULT_CONTEXT_WINDOW,
                             DEFAULT_MAX_OUTPUT_TOKENS, OVERFLOW_POLICIES, PROVIDERS,
-                            ROLE_ARN_PATTERN, SCHEDULING_MODES, TENANT_PATTERN, ModelSpec,
-                            Prices, TenantSpec)
+                            ROLE_ARN_PATTERN, SCHEDULING_MODES, TENANT_PATTERN, FieldError,
+                            ModelSpec, Prices, TenantSpec)
 from agent.mcp.config import McpConfigError, McpSettings, load_mcp_settings
 from guard.limits import Limits
 from guard.tiers import ANTHROPIC_TIERS, BATCH_TIERS, FAMILIES, family_of
@@ -297,8 +297,9 @@ MODEL_KEYS: dict[str, Key] = {
                              DEFAULT_MAX_OUTPUT_TOKENS),
 }
 
-#: keys of each tenant (`tenants.<name>`); a per-tenant setting is a Key here, a field of
-#: `agent.contract.TenantSpec` (which carries it to the Lambda) and a line in `_tenants`
+#: keys of each tenant (`tenants.<name>`). To add a per-tenant setting: a Key here and a field
+#: of the same name on `agent.contract.TenantSpec` (which checks it and carries it to the
+#: Lambda); `_tenants` passes every key on.
 TENANT_KEYS: dict[str, Key] = {
     "principals": Key("IAM role ARNs whose sessions act for the tenant (matched on account "
                       "and role name); required unless allow_unbound_tenants", role_arns, ()),
@@ -689,13 +690,17 @@ def _tenants(problems: Problems, raw: Any, allow_unbound: bool | None
         if not isinstance(name, str) or not TENANT_PATTERN.match(name):
             problems.bad(where, "a tenant name of 1-63 characters [a-z0-9-]", name)
             continue
+        before = len(problems.items)
         values = read_section(problems, TENANT_KEYS, entry, f"{where}.")
-        if values["principals"] is None:
+        if len(problems.items) > before:
             continue
         if not values["principals"] and not allow_unbound:
             problems.say(f"context key '{where}.principals': tenant {name!r} is bound to no "
                          f"IAM role, so any caller could act for it: {fix}")
-        specs.append(TenantSpec(name=name, **values))
+        try:
+            specs.append(TenantSpec(name=name, **values))
+        except FieldError as err:
+            problems.say(f"context key '{where}.{err.field}': {err.problem}")
     return tuple(specs)
 
 

@@ -32,6 +32,11 @@ def test_tiny_demo_deploys_answers_everything_and_writes_its_outputs(tmp_path):
         assert (tmp_path / chart).stat().st_size > 20_000
     audit = (tmp_path / "audit.jsonl").read_text().splitlines()
     assert audit and all(json.loads(line)["audit"] == "tool_call" for line in audit)
+    # each tenant's requests came from a session of its own role, which chose the tenant
+    for line in map(json.loads, audit):
+        assert line["caller"] == (f"arn:aws:sts::123456789012:assumed-role/"
+                                  f"{line['tenant'].capitalize()}App/demo-{line['tenant']}-"
+                                  "operator"), line
     assert "alarms that would have fired" in result.stdout
     # MCP: request 6 lists documents through the local AWS MCP Server, request 3 tries a delete
     mcp = {line["request_id"]: line for line in map(json.loads, audit)

@@ -304,10 +304,12 @@ def run(scenario: Scenario) -> int:
                 if scenario.dynamodb_throttle:
                     _throttle_dynamodb(runtime.dynamodb, env["BUCKET_TABLE"],
                                        scenario.dynamodb_throttle, rng)
-                print("2/4 driving the agent fleet (direct invokes) ...", file=sys.__stdout__,
-                      flush=True)
+                print("2/4 driving the agent fleet (Function URL requests, each tenant from "
+                      "its own role) ...", file=sys.__stdout__, flush=True)
                 fleet_started = time.time()
                 _drive(agent, scenario, function_name, records, env)
+                print(f"\n    {_forged_tenant_probe(agent, function_name)}",
+                      file=sys.__stdout__, flush=True)
                 print("\n3/4 draining deferred requests through sqs_handler ...",
                       file=sys.__stdout__, flush=True)
                 _drain(agent, aws, env, scenario, function_name, records, stack.template())
@@ -421,6 +423,17 @@ def function_url_event(body: dict, caller_arn: str | None) -> dict:
                                          "accountId": caller_arn.split(":")[4]}}
     return {"version": "2.0", "rawPath": "/", "body": json.dumps(body),
             "isBase64Encoded": False, "requestContext": context}
+
+
+def _forged_tenant_probe(agent, function_name: str) -> str:
+    """One request signed by acme's role that names globex: refused before any Claude call."""
+    caller = session_arn(TENANT_ROLES["acme"], "demo-acme-operator")
+    answer = agent.handler(function_url_event({"prompt": "Read globex's notes.",
+                                               "tenant": "globex"}, caller),
+                           _Context(function_name))
+    error = json.loads(answer["body"]).get("error", {})
+    return (f"acme's role naming tenant globex: HTTP {answer['statusCode']} "
+            f"{error.get('type')} ({error.get('message')})")
 
 
 def _drive(agent, scenario: Scenario, function_name: str, records: dict,

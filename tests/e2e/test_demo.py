@@ -24,6 +24,8 @@ def test_tiny_demo_deploys_answers_everything_and_writes_its_outputs(tmp_path):
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "upstream 429s sent by the emulator: 0" in result.stdout
+    assert ("acme's role naming tenant globex: HTTP 403 forbidden_tenant (role AcmeApp "
+            "(account 123456789012) is not bound to the tenant it named)") in result.stdout
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["lost"] == [] and summary["statuses"]["ok"] >= 1
     assert summary["upstream_429"] == 0

@@ -277,8 +277,15 @@ def test_work_queue_redrives_to_the_dlq_under_kms(deployed):
     assert len(policies) == 4  # work queue + DLQ, batch queue + batch DLQ
     for policy in policies.values():
         deny = one([s for s in policy["Properties"]["PolicyDocument"]["Statement"]
-                    if s["Effect"] == "Deny"])
+                    if s["Effect"] == "Deny" and s["Action"] == "sqs:*"])
         assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    # the work queue also denies sending to all but the agent role (README "Tenants and
+    # callers"; evaluated in the IAM matrix)
+    [work_policy] = [p["Properties"]["PolicyDocument"] for p in policies.values()
+                     if p["Properties"]["Queues"] == [{"Ref": stack.logical("StateWorkQueue")}]]
+    send_deny = one([s for s in work_policy["Statement"]
+                     if s.get("Sid") == "DenySendWorkFromOthers"])
+    assert send_deny["Effect"] == "Deny" and send_deny["Action"] == "sqs:SendMessage"
 
 
 def test_alarm_topic_is_encrypted_and_alarms_notify_it(deployed):

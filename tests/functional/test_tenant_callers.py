@@ -106,9 +106,11 @@ def test_get_result_answers_only_for_the_callers_own_tenant(bound):
     code, anonymous = call(bound, "arn:aws:iam::123456789012:user/alice",
                            action="get_result", request_id="r-owned", tenant="globex")
     assert code == 403 and anonymous["error"]["type"] == "forbidden_tenant"
-    # a role bound to both tenants finds it without naming one
-    _, shared = call(bound, SHARED, action="get_result", request_id="r-owned")
+    # a role bound to both tenants names the one it reads (its first tenant by default)
+    _, shared = call(bound, SHARED, action="get_result", request_id="r-owned", tenant="globex")
     assert shared["status"] == "ok"
+    _, first = call(bound, SHARED, action="get_result", request_id="r-owned")
+    assert first["error"]["message"] == named["error"]["message"].replace("globex", "acme")
 
 
 def test_a_deferred_request_keeps_its_derived_tenant_on_the_queue(bound, monkeypatch):

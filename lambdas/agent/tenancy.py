@@ -131,8 +131,9 @@ def readable_tenants(specs: Sequence[TenantSpec], user_arn: Any, named: Any = No
                      ) -> tuple[str, ...]:
     """The tenants whose results a Function URL caller may fetch (`get_result`): the named
     one when the caller may act for it, else none (the result is then "not found", as an
-    unknown id); without a name, every tenant it may act for. ForbiddenTenant when the caller
-    may act for no tenant at all; UnclearTenant for a name in a bad form."""
+    unknown id); without a name, every tenant it may act for, its own first (the one
+    `get_result` reads). ForbiddenTenant when the caller may act for no tenant at all;
+    UnclearTenant for a name in a bad form."""
     _, allowed = _caller_tenants(specs, user_arn, named)
     if named is None:
         return allowed

@@ -7,6 +7,7 @@ bound to both. The body may name one of the caller's tenants, never another."""
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 
@@ -131,3 +132,17 @@ def test_a_direct_invoke_is_trusted_to_name_the_tenant(bound):
     response = invoke(bound, {"prompt": "hi", "tenant": "globex", "request_id": "r-direct"})
     assert response["status"] == "ok"
     assert stored(bound, "globex", "r-direct") is not None
+
+
+def test_the_batch_lane_queues_under_the_derived_tenant(bound, monkeypatch):
+    url = bound["sqs"].create_queue(QueueName=f"batch-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    monkeypatch.setenv("BATCH_QUEUE_URL", url)
+    bound["module"].reset_runtime()
+    code, answer = call(bound, GLOBEX, prompt="Label this ticket", lane="batch",
+                        request_id="r-batch")
+    assert (code, answer["status"]) == (202, "queued")
+    [message] = bound["sqs"].receive_message(QueueUrl=url)["Messages"]
+    assert json.loads(message["Body"])["request"]["tenant"] == "globex"
+    assert stored(bound, "globex", "r-batch") is not None
+    _, other = call(bound, ACME, action="get_result", request_id="r-batch", tenant="globex")
+    assert other["error"]["type"] == "not_found"

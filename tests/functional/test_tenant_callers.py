@@ -12,7 +12,8 @@ import uuid
 import pytest
 
 from local.demo.run import function_url_event, session_arn
-from tests.functional.test_agent_handler import (LambdaContext, emulator, invoke,  # noqa: F401
+# the stack and emulator fixtures of the handler tests (the resources the stack deploys)
+from tests.functional.test_agent_handler import (drain_bucket, emulator, invoke,  # noqa: F401
                                                  stack)
 
 ACME_ROLE = "arn:aws:iam::123456789012:role/apps/AcmeApp"
@@ -115,8 +116,6 @@ def test_get_result_answers_only_for_the_callers_own_tenant(bound):
 
 
 def test_a_deferred_request_keeps_its_derived_tenant_on_the_queue(bound, monkeypatch):
-    from tests.functional.test_agent_handler import drain_bucket
-
     drain_bucket(bound)
     sent = []
     bound["module"].current_runtime().sqs.meta.events.register(

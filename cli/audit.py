@@ -703,11 +703,11 @@ def parser() -> argparse.ArgumentParser:
 
 def limits_rows(cloudformation: Any, dynamodb: Any, stack: str) -> list[Row]:
     """One row per recorded limits change: who set what, the limits before -> after; a change
-    to `budgets.<tenant>.*` counts as that tenant's (for --tenant)."""
+    to `tenants.<name>.budget.*` counts as that tenant's (for --tenant)."""
     from cli.limits import change_rows
 
     def tenant_of(what: list[str]) -> str:
-        return next((key.split(".")[1] for key in what if key.startswith("budgets.")), "")
+        return next((key.split(".")[1] for key in what if key.startswith("tenants.")), "")
 
     return [Row(time=datetime.fromisoformat(c["at"].replace("Z", "+00:00")), request_id="",
                 principal=c["who"], tenant="", action="limits:set", target=" ".join(c["what"]),

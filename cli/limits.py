@@ -4,7 +4,7 @@
     python -m cli.limits set     --stack STACK KEY=VALUE [KEY=VALUE ...] [--reason TEXT]
     python -m cli.limits history --stack STACK [--json]
 
-Keys are cdk.json's: `budget.<field>` (the deployment's), `budgets.<tenant>.<field>` and
+Keys are cdk.json's: `budget.<field>` (the deployment's), `tenants.<name>.budget.<field>` and
 `models.<model id>.tokens_per_day`, with `<field>` one of usd_per_day, usd_per_month,
 tokens_per_day, action, degrade_to (a VALUE is JSON: 50, null, "degrade"; a bare word is a
 string). A set is validated by the same schema as cdk.json (`stacks.settings.load_limits`);
@@ -49,6 +49,19 @@ class LimitsError(Exception):
     """A problem the operator must fix; main() prints it (status 2)."""
 
 
+def function_environment(clients: dict[str, Any], found: dict[str, str]) -> dict[str, str]:
+    """The deployed agent function's environment (FunctionName among the stack's outputs)."""
+    return clients["lambda"].get_function_configuration(
+        FunctionName=found[outputs.FUNCTION_NAME])["Environment"]["Variables"]
+
+
+def tenant_names(env: dict[str, str]) -> list[str]:
+    """The configured tenants, from the function's TENANTS variable."""
+    from agent.contract import decode_tenants
+
+    return [spec.name for spec in decode_tenants(env.get("TENANTS", ""))]
+
+
 class Deployment:
     """The deployed stack's limits: its config table, tenants, models and budgets on deploy."""
 
@@ -60,9 +73,8 @@ class Deployment:
         self.sts = clients["sts"]
         self.table = found[outputs.LIMITS_TABLE]
         self.bucket_table = found[outputs.BUCKET_TABLE]
-        env = clients["lambda"].get_function_configuration(
-            FunctionName=found[outputs.FUNCTION_NAME])["Environment"]["Variables"]
-        self.tenants = [t for t in env.get("TENANTS", "").split(",") if t]
+        env = function_environment(clients, found)
+        self.tenants = tenant_names(env)
         self.models = list(json.loads(env.get("MODELS", "{}")))
         self.degrade_model = env.get("DEGRADE_MODEL") or None
         self.deployed = LimitSet.decode(json.loads(env.get("BUDGETS") or "{}"))
@@ -109,20 +121,17 @@ def change_rows(cloudformation: Any, dynamodb: Any, stack: str) -> list[dict]:
 
 
 def as_document(limits: LimitSet) -> dict[str, Any]:
-    """A LimitSet in cdk.json's shape (what KEY=VALUE edits)."""
-    doc: dict[str, Any] = {"budgets": {t: b.encode() for t, b in limits.tenants.items()},
-                           "models": {m: {"tokens_per_day": n}
-                                      for m, n in limits.model_tokens_per_day.items()}}
-    if limits.deployment is not None:
-        doc["budget"] = limits.deployment.encode()
-    return doc
+    """A LimitSet in cdk.json's shape (what KEY=VALUE edits): its encoding without the
+    version."""
+    return {k: v for k, v in limits.encode().items() if k != "version"}
 
 
 def apply(doc: dict[str, Any], assignment: str, models: list[str]) -> None:
     """Apply one KEY=VALUE to `doc` in place; LimitsError for a malformed assignment."""
     key, sep, raw = assignment.partition("=")
     if not sep or not key:
-        raise LimitsError(f"{assignment!r}: expected KEY=VALUE, e.g. budgets.acme.usd_per_day=50")
+        raise LimitsError(f"{assignment!r}: expected KEY=VALUE, e.g. "
+                          "tenants.acme.budget.usd_per_day=50")
     try:
         value = json.loads(raw)
     except json.JSONDecodeError:
@@ -254,7 +263,7 @@ def main(argv: list[str] | None = None, *, clients: dict[str, Any] | None = None
             raise LimitsError(f"{args.command} takes no KEY=VALUE")
         if args.command == "set" and not args.assignments:
             raise LimitsError("set needs at least one KEY=VALUE, e.g. "
-                              "budgets.acme.usd_per_day=50")
+                              "tenants.acme.budget.usd_per_day=50")
         clients = clients or aws.clients(("cloudformation", "dynamodb", "lambda", "sts"),
                                          region=args.region, endpoint_url=args.endpoint_url)
         deployment = Deployment(clients, args.stack)

@@ -27,6 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from agent.contract import NAMESPACE, TENANT_DIMENSION
 from cli import aws
+from cli.limits import function_environment, tenant_names
 from cli.table import aligned
 from stacks import outputs
 
@@ -144,9 +145,7 @@ def main(argv: list[str] | None = None, *, clients: dict[str, Any] | None = None
                                          region=args.region, endpoint_url=args.endpoint_url)
         found = outputs.stack_outputs(clients["cloudformation"], args.stack,
                                       need=(outputs.FUNCTION_NAME,))
-        env = clients["lambda"].get_function_configuration(
-            FunctionName=found[outputs.FUNCTION_NAME])["Environment"]["Variables"]
-        tenants = [t for t in env.get("TENANTS", "").split(",") if t]
+        tenants = tenant_names(function_environment(clients, found))
         if args.tenant not in tenants:
             raise SpendError(f"tenant {args.tenant!r} is not configured in {args.stack} "
                              f"(tenants: {', '.join(tenants)}): only those have metrics")

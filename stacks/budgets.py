@@ -99,7 +99,7 @@ class Budgets(Construct):
                 f"Tenant {tenant} has spent or holds {percent}% of its {label} budget "
                 f"(${usd:g} per UTC {label}). At 100% its calls follow its action (reject, "
                 "degrade or batch) until the window resets. Raise it without a redeploy: "
-                f"python -m cli.limits set budgets.{tenant}.{window}=<USD>"))
+                f"python -m cli.limits set tenants.{tenant}.budget.{window}=<USD>"))
         alarm.add_alarm_action(cw_actions.SnsAction(topic))
         self.alarms[name] = alarm
 
@@ -112,7 +112,7 @@ class Budgets(Construct):
             markdown="## Budgets\nSpend per tenant, spend against each tenant's budget "
                      "(percent of the UTC day and month, spent plus open reservations) and "
                      "the month-end spend at the last 24 hours' rate. Change a budget: "
-                     "`python -m cli.limits set budgets.<tenant>.usd_per_day=<USD>`.",
+                     "`python -m cli.limits set tenants.<name>.budget.usd_per_day=<USD>`.",
             width=24, height=2))
         dashboard.add_widgets(
             cloudwatch.GraphWidget(

@@ -30,7 +30,8 @@ from typing import Any, Callable, Iterable, Mapping
 from agent.contract import (CACHE_READ_PRICE_FACTOR, CACHE_WRITE_PRICE_FACTOR,
                             DEFAULT_AGENT_NAME, DEFAULT_CONTEXT_WINDOW,
                             DEFAULT_MAX_OUTPUT_TOKENS, OVERFLOW_POLICIES, PROVIDERS,
-                            SCHEDULING_MODES, TENANT_PATTERN, ModelSpec, Prices)
+                            ROLE_ARN_PATTERN, SCHEDULING_MODES, TENANT_PATTERN, FieldError,
+                            ModelSpec, Prices, TenantSpec)
 from agent.mcp.config import McpConfigError, McpSettings, load_mcp_settings
 from guard.budget import ACTIONS, Budget, BudgetError
 from guard.spend import LimitSet
@@ -209,6 +210,23 @@ def positive(problems: Problems, key: str, value: Any):
     return amount
 
 
+_ROLE_ARNS = ("IAM role ARNs such as arn:aws:iam::111122223333:role/AppRole (not users, "
+              "groups or assumed-role session ARNs)")
+
+
+def role_arns(problems: Problems, key: str, value: Any):
+    """A list (or comma-separated) of IAM role ARNs, possibly empty."""
+    value = _json_or(value)
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        return problems.bad(key, "a list of " + _ROLE_ARNS, value)
+    wrong = [v for v in value if not ROLE_ARN_PATTERN.match(v)]
+    if wrong:
+        return problems.bad(key, _ROLE_ARNS, wrong[0] if len(wrong) == 1 else wrong)
+    return tuple(dict.fromkeys(value))
+
+
 def region_map(problems: Problems, key: str, value: Any):
     value = _json_or(value)
     if not isinstance(value, dict) or not value:
@@ -284,8 +302,8 @@ MODEL_KEYS: dict[str, Key] = {
                           number(1, integer=True, nullable=True), provider="bedrock"),
 }
 
-#: A budget (`guard.Budget`): the deployment's (`budget`), a tenant's (`budgets.<tenant>`), and
-#: what `python -m cli.limits set` accepts.
+#: A budget (`guard.Budget`): the deployment's (`budget`), a tenant's
+#: (`tenants.<name>.budget`), and what `python -m cli.limits set` accepts.
 BUDGET_KEYS: dict[str, Key] = {
     "usd_per_day": Key("USD per UTC day (0 blocks; null: no limit)", number(0, nullable=True)),
     "usd_per_month": Key("USD per UTC month, reset on the 1st (0 blocks; null: no limit)",
@@ -296,6 +314,17 @@ BUDGET_KEYS: dict[str, Key] = {
                   choice(*ACTIONS), "reject"),
     "degrade_to": Key("the cheaper model of action=degrade (default: degrade_model)", text()),
     "currency": Key("USD only (prices are USD per million tokens)", choice("USD"), "USD"),
+}
+
+#: keys of each tenant (`tenants.<name>`). To add a per-tenant setting: a Key here and a field
+#: of the same name on `agent.contract.TenantSpec` (which checks it and carries it to the
+#: Lambda); `_tenants` passes every key on.
+TENANT_KEYS: dict[str, Key] = {
+    "principals": Key("IAM role ARNs whose sessions act for the tenant (matched on account "
+                      "and role name); required unless allow_unbound_tenants", role_arns, ()),
+    # a section: read by `read_limits`, not passed to TenantSpec
+    "budget": Key("the tenant's budget (`python -m cli.limits` changes it without a "
+                  "redeploy)", keys=BUDGET_KEYS),
 }
 
 #: keys a provider's defaults may set, and that a top-level key of the same name overrides
@@ -351,10 +380,20 @@ SCHEMA: dict[str, Key] = {
                                 number(1, integer=True), 1),
         "oldest_queued_alarm_hours": Key("alarm when the oldest queued request is older",
                                          positive, 6)}),
-    "tenants": Key("allowed tenants", string_list(TENANT_PATTERN, "names of 1-63 characters "
-                                                  "[a-z0-9-]"), REQUIRED),
+    "tenants": Key("tenant name -> its settings, e.g. {\"acme\": {\"principals\": "
+                   "[role ARNs]}}; a plain list of names only with allow_unbound_tenants "
+                   "(README 'Tenants and callers')",
+                   string_list(TENANT_PATTERN, "names of 1-63 characters [a-z0-9-]"),
+                   REQUIRED, each=TENANT_KEYS),
+    "allow_unbound_tenants": Key("accept tenants bound to no role (a plain list): any caller "
+                                 "may then name them; for the local demo and tests",
+                                 boolean, False),
+    "trusted_invokers": Key("IAM role ARNs trusted to invoke the function directly and name "
+                            "any tenant (a front door that derived the tenant itself)",
+                            role_arns, ()),
+    "trusted_producers": Key("IAM role ARNs that may send work to the work queue besides the "
+                             "agent (the queue policy denies everyone else)", role_arns, ()),
     "budget": Key("the deployment-wide budget: every tenant's calls together", keys=BUDGET_KEYS),
-    "budgets": Key("tenant -> its budget", each=BUDGET_KEYS),
     "alarms": Key("alarm thresholds and the e-mail they page", keys={
         "email": Key("e-mail subscribed to the alarm topic (null: none)",
                      matching(_EMAIL, "an e-mail address or null", nullable=True)),
@@ -416,6 +455,9 @@ def check_keys(problems: Problems, schema: Mapping[str, Key], values: Mapping[st
         key = schema[name]
         if key.keys is not None or key.each is not None:
             value = _json_or(value)
+            if not isinstance(value, dict) and key.read is not None:
+                known[name] = value  # the section's other form (tenants: a list), read later
+                continue
             if not isinstance(value, dict):
                 problems.bad(where + name, f"an object ({key.doc})", value)
                 continue
@@ -531,6 +573,7 @@ class Settings:
     scheduling: str
     max_deferrals: int
     max_deferral_age_s: int
+    #: tenant names, in configured order (`tenant_specs` binds them to roles)
     tenants: tuple[str, ...]
     alarms: AlarmSettings
     allowed_regions: tuple[str, ...]
@@ -545,6 +588,12 @@ class Settings:
     mcp: McpSettings = field(default_factory=McpSettings)
     #: the batch lane (Message Batches API)
     batch: BatchSettings = field(default_factory=BatchSettings)
+    #: the tenants and the IAM roles bound to them (README, "Tenants and callers")
+    tenant_specs: tuple[TenantSpec, ...] = ()
+    #: IAM role ARNs trusted to invoke the function directly (naming any tenant)
+    trusted_invokers: tuple[str, ...] = ()
+    #: IAM role ARNs that may send to the work queue besides the agent role
+    trusted_producers: tuple[str, ...] = ()
     #: budgets on deploy (`guard.spend.LimitSet`: per tenant, the deployment's, each model's
     #: tokens per day); `python -m cli.limits set` changes them without a redeploy
     limits: LimitSet = field(default_factory=LimitSet)
@@ -664,7 +713,7 @@ def read_budget(problems: Problems, where: str, raw: Any, *, models: Iterable[st
 def read_limits(problems: Problems, raw: Mapping[str, Any], *, tenants: Iterable[str],
                 models: Iterable[str], degrade_model: str | None,
                 tokens_per_day: Mapping[str, int | None], version: int = 0) -> LimitSet:
-    """Budgets from `budget` and `budgets` (tenant -> budget) of `raw` (cdk.json's shape;
+    """Budgets from `budget` and `tenants.<name>.budget` of `raw` (cdk.json's shape;
     `cli.limits` edits the same shape), with the models' `tokens_per_day` (read already): a
     tenant that is not configured, a bad value or a key that is not a budget key is a problem
     naming the key."""
@@ -674,17 +723,17 @@ def read_limits(problems: Problems, raw: Mapping[str, Any], *, tenants: Iterable
         deployment = read_budget(problems, "budget", raw["budget"], models=models,
                                  degrade_model=degrade_model)
     budgets = {}
-    per_tenant = _json_or(raw.get("budgets") or {})
-    if not isinstance(per_tenant, dict):
-        problems.bad("budgets", "an object of tenant -> budget", per_tenant)
-        per_tenant = {}
-    for tenant, spec in per_tenant.items():
+    per_tenant = _json_or(raw.get("tenants") or {})
+    for tenant, entry in (per_tenant.items() if isinstance(per_tenant, dict) else ()):
+        entry = _json_or(entry)
+        if not isinstance(entry, dict) or entry.get("budget") is None:
+            continue
         if tenant not in tenants:
-            problems.bad(f"budgets.{tenant}", "a configured tenant (" + ", ".join(tenants)
+            problems.bad(f"tenants.{tenant}", "a configured tenant (" + ", ".join(tenants)
                          + ")", tenant)
             continue
-        budget = read_budget(problems, f"budgets.{tenant}", spec, models=models,
-                             degrade_model=degrade_model)
+        budget = read_budget(problems, f"tenants.{tenant}.budget", entry["budget"],
+                             models=models, degrade_model=degrade_model)
         if budget is not None:
             budgets[tenant] = budget
     tokens = {model: n for model, n in tokens_per_day.items() if n is not None}
@@ -693,14 +742,18 @@ def read_limits(problems: Problems, raw: Mapping[str, Any], *, tenants: Iterable
 
 def load_limits(raw: Mapping[str, Any], *, tenants: Iterable[str], models: Iterable[str],
                 degrade_model: str | None, version: int = 0) -> LimitSet:
-    """`read_limits` for `cli.limits`: raises SettingsError listing every problem. `models`:
-    the deployed model ids; `raw["models"]` may give their `tokens_per_day`."""
+    """`read_limits` for `cli.limits` (`budget`, `tenants.<name>.budget`,
+    `models.<id>.tokens_per_day`): raises SettingsError listing every problem. `models`: the
+    deployed model ids."""
     problems = Problems()
     known = list(models)
     raw_models = raw.get("models") or {}
-    unknown_keys = {k for k in raw if k not in ("budget", "budgets", "models")}
-    for key in sorted(unknown_keys):
-        _unknown(problems, "", key, ["budget", "budgets", "models"])
+    for key in sorted(set(raw) - {"budget", "tenants", "models"}):
+        _unknown(problems, "", key, ["budget", "tenants", "models"])
+    for tenant, entry in (raw.get("tenants") or {}).items():
+        for key in sorted(set(entry or {}) - {"budget"}):
+            problems.say(f"context key 'tenants.{tenant}.{key}' is not a limit: cli.limits "
+                         "changes tenants.<name>.budget only (the rest needs a deploy)")
     tokens: dict[str, int | None] = {}
     for model, spec in raw_models.items():
         if model not in known:
@@ -713,6 +766,54 @@ def load_limits(raw: Mapping[str, Any], *, tenants: Iterable[str], models: Itera
     if problems.items:
         raise SettingsError(problems.items)
     return limits
+
+
+_BIND_EXAMPLE = ('{"acme": {"principals": ["arn:aws:iam::111122223333:role/AcmeApp"]}}')
+
+
+def _tenants(problems: Problems, raw: Any, allow_unbound: bool | None
+             ) -> tuple[TenantSpec, ...]:
+    """The `tenants` context: name -> {principals, ...} (`TENANT_KEYS`), or a plain list of
+    names (unbound tenants), which needs `allow_unbound_tenants`."""
+    raw = _json_or(raw)
+    fix = (f"bind each tenant to its callers' IAM roles, e.g. {_BIND_EXAMPLE}, or set "
+           "allow_unbound_tenants: true (any caller may then act for any tenant: local demo "
+           "and tests only)")
+    if raw is None:
+        problems.bad("tenants", f"tenant name -> settings: {fix}", None)
+        return ()
+    if not isinstance(raw, dict):
+        names = string_list(TENANT_PATTERN, "names of 1-63 characters [a-z0-9-]")(
+            problems, "tenants", raw)
+        if names is None:
+            return ()
+        duplicates = sorted({t for t in names if names.count(t) > 1})
+        if duplicates:
+            problems.bad("tenants", "each tenant once", duplicates)
+        if not allow_unbound:
+            problems.say(f"context key 'tenants': a plain list leaves every tenant bound to no "
+                         f"caller, so any caller could act for any tenant: {fix}")
+        return tuple(TenantSpec(name=name) for name in dict.fromkeys(names))
+    if not raw:
+        problems.bad("tenants", f"at least one tenant: {fix}", raw)
+    specs = []
+    for name, entry in raw.items():
+        where = f"tenants.{name}"
+        if not isinstance(name, str) or not TENANT_PATTERN.match(name):
+            problems.bad(where, "a tenant name of 1-63 characters [a-z0-9-]", name)
+            continue
+        before = len(problems.items)
+        values = read_section(problems, TENANT_KEYS, entry, f"{where}.")
+        if len(problems.items) > before:
+            continue
+        if not values["principals"] and not allow_unbound:
+            problems.say(f"context key '{where}.principals': tenant {name!r} is bound to no "
+                         f"IAM role, so any caller could act for it: {fix}")
+        try:
+            specs.append(TenantSpec(name=name, **values))
+        except FieldError as err:
+            problems.say(f"context key '{where}.{err.field}': {err.problem}")
+    return tuple(specs)
 
 
 def load_settings(ctx: Mapping[str, Any], *, region: str | None = None) -> Settings:
@@ -767,10 +868,8 @@ def load_settings(ctx: Mapping[str, Any], *, region: str | None = None) -> Setti
         problems.bad("degrade_model", "a model id (required with overflow_policy=degrade)",
                      None)
 
-    tenants = top["tenants"] or ()
-    duplicates = sorted({t for t in tenants if tenants.count(t) > 1})
-    if duplicates:
-        problems.bad("tenants", "each tenant once", list(duplicates))
+    tenant_specs = _tenants(problems, ctx.get("tenants"), top["allow_unbound_tenants"])
+    tenants = tuple(spec.name for spec in tenant_specs)
     if top["reserved_concurrency"] is not None and top["queue_max_concurrency"] is not None \
             and top["reserved_concurrency"] < top["queue_max_concurrency"]:
         problems.say(f"context key 'reserved_concurrency': {top['reserved_concurrency']} is "
@@ -819,7 +918,9 @@ def load_settings(ctx: Mapping[str, Any], *, region: str | None = None) -> Setti
         existing_trail_arn=top["existing_trail_arn"],
         existing_kms_key_arn=top["existing_kms_key_arn"],
         api_key_secret_arn=top["api_key_secret_arn"] if provider == "anthropic" else None,
-        batch=batch_settings, limits=limits)
+        batch=batch_settings, tenant_specs=tenant_specs,
+        trusted_invokers=top["trusted_invokers"], trusted_producers=top["trusted_producers"],
+        limits=limits)
 
 
 def report_settings_error(error: SettingsError) -> None:
@@ -836,7 +937,7 @@ def _default_text(key: Key) -> str:
     if key.default is None:
         return "-"
     if isinstance(key.default, tuple):
-        return ", ".join(map(str, key.default))
+        return ", ".join(map(str, key.default)) or "none"
     return str(key.default).lower() if isinstance(key.default, bool) else str(key.default)
 
 

@@ -14,8 +14,8 @@ from guard.budget import BudgetError
 from guard.spend import LimitSet
 
 from .contract import (DEFAULT_AGENT_NAME, DOCUMENTS_PREFIX, OVERFLOW_POLICIES, PROVIDERS,
-                       SCHEDULING_MODES, TENANT_PATTERN, ContractError, Env, ModelSpec,
-                       decode_models)
+                       SCHEDULING_MODES, ContractError, Env, ModelSpec, TenantSpec,
+                       decode_models, decode_tenants)
 from .mcp.config import McpConfigError, McpServer, servers_from_env
 
 
@@ -37,6 +37,7 @@ class AgentConfig:
     default_model: str
     degrade_model: str | None
     overflow_policy: str
+    #: the tenants' names, in configured order (the first is a direct invoke's default)
     tenants: tuple[str, ...]
     docs_bucket: str
     docs_prefix: str
@@ -61,6 +62,8 @@ class AgentConfig:
     #: budgets on deploy (BUDGETS) and the config table that may replace them (LIMITS_TABLE)
     limits: LimitSet = field(default_factory=LimitSet)
     limits_table: str | None = None
+    #: the tenants and the IAM roles bound to them (`agent.tenancy` maps callers with them)
+    tenant_specs: tuple[TenantSpec, ...] = ()
     system_prompt: str = field(default=(
         "You are Bulwark's operations agent. Answer concisely. Use the tools to read the "
         "tenant's documents and to record notes; never guess a document's content."))
@@ -120,12 +123,13 @@ def load_config(env: Mapping[str, str]) -> AgentConfig:
         raise ConfigError(f"{Env.DEGRADE_MODEL}={degrade_model!r} is not in MODELS")
     if overflow == "degrade" and degrade_model is None:
         raise ConfigError(f"{Env.OVERFLOW_POLICY}=degrade needs {Env.DEGRADE_MODEL}")
-    tenants = tuple(t.strip() for t in _require(env, Env.TENANTS,
-                                                "comma-separated tenant names").split(",")
-                    if t.strip())
-    for tenant in tenants:
-        if not TENANT_PATTERN.match(tenant):
-            raise ConfigError(f"{Env.TENANTS}: {tenant!r} must be 1-63 chars of [a-z0-9-]")
+    try:
+        tenant_specs = decode_tenants(_require(
+            env, Env.TENANTS, "a JSON object of tenant name -> {\"principals\": [role ARNs]} "
+                              "(or comma-separated names of unbound tenants)"))
+    except ContractError as err:
+        raise ConfigError(str(err)) from None
+    tenants = tuple(spec.name for spec in tenant_specs)
     secret = env.get(Env.API_KEY_SECRET_ARN, "").strip() or None
     if provider == "anthropic" and secret is None:
         raise ConfigError(f"{Env.API_KEY_SECRET_ARN} is not set: the Anthropic API key's "
@@ -151,6 +155,7 @@ def load_config(env: Mapping[str, str]) -> AgentConfig:
         agent_name=env.get(Env.AGENT_NAME, DEFAULT_AGENT_NAME).strip() or DEFAULT_AGENT_NAME,
         models=models, default_model=default_model, degrade_model=degrade_model,
         overflow_policy=overflow, scheduling=scheduling, tenants=tenants,
+        tenant_specs=tenant_specs,
         docs_bucket=_require(env, Env.DOCS_BUCKET, "the tenant documents bucket name"),
         docs_prefix=env.get(Env.DOCS_PREFIX, DOCUMENTS_PREFIX),
         notes_table=_require(env, Env.NOTES_TABLE, "the notes table name"),

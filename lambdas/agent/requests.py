@@ -74,8 +74,12 @@ def new_request_id() -> str:
     return f"req-{uuid.uuid4().hex[:24]}"
 
 
-def parse_request(event: Any, config: AgentConfig, *, caller: str | None = None) -> AgentRequest:
-    """Validate a contract-2 event; raises `BadRequest` naming the first problem."""
+def parse_request(event: Any, config: AgentConfig, *, caller: str | None = None,
+                  tenant: str | None = None) -> AgentRequest:
+    """Validate a contract-2 event; raises `BadRequest` naming the first problem.
+
+    `tenant`: derived from the caller's identity (`agent.tenancy`, Function URL); None takes
+    the event's `tenant`, trusted by configuration (a direct invoke or queued work)."""
     if not isinstance(event, dict):
         raise BadRequest(f"event must be a JSON object, got {type(event).__name__}")
     prompt = event.get("prompt")
@@ -110,7 +114,8 @@ def parse_request(event: Any, config: AgentConfig, *, caller: str | None = None)
         raise BadRequest("request_id must be 2-64 characters of [A-Za-z0-9_+=,.@-], got "
                          f"{request_id!r}")
 
-    tenant = event.get("tenant", config.tenants[0])
+    if tenant is None:
+        tenant = event.get("tenant", config.tenants[0])
     if not isinstance(tenant, str) or tenant not in config.tenants:
         raise BadRequest(f"unknown tenant {tenant!r}; this deployment serves "
                          f"{', '.join(config.tenants)}")

@@ -78,20 +78,27 @@ def put_queued(dynamodb: Any, table: str, tenant: str, request_id: str, response
         return json.loads(old["response"]["S"]) if "response" in old else {}
 
 
-def fetch_result(rt: "Runtime", event: dict) -> dict:
+def fetch_result(rt: "Runtime", event: dict, *, readable: tuple[str, ...] | None = None
+                 ) -> dict:
     """The `get_result` action: the stored response of `event["request_id"]` for
     `event["tenant"]` (the first configured tenant when absent), or an error response naming
-    why there is none (bad request id, unknown tenant, unknown or expired result)."""
-    request_id, tenant = event.get("request_id"), event.get("tenant", rt.config.tenants[0])
+    why there is none (bad request id, unknown tenant, unknown or expired result).
+
+    `readable`: the tenants a Function URL caller may read (`agent.tenancy.readable_tenants`;
+    the first is the default): another tenant's result is "not found", as an unknown id.
+    None: a direct invoke, trusted by configuration."""
+    request_id, tenant = event.get("request_id"), event.get(
+        "tenant", (readable or rt.config.tenants)[0])
     if not isinstance(request_id, str) or not REQUEST_ID_PATTERN.match(request_id):
         return error_response(None, "invalid_request", "get_result needs request_id: 2-64 "
                                                        "characters of [A-Za-z0-9_+=,.@-]")
-    if not isinstance(tenant, str) or tenant not in rt.config.tenants:
+    if readable is None and (not isinstance(tenant, str) or tenant not in rt.config.tenants):
         return error_response(request_id, "invalid_request", f"unknown tenant {tenant!r}")
     item = rt.dynamodb.get_item(TableName=rt.config.results_table, ConsistentRead=True,
                                 Key={"request_id": {"S": result_key(tenant, request_id)}}
                                 ).get("Item")
     if (item is None or item["tenant"]["S"] != tenant
+            or (readable is not None and tenant not in readable)
             or float(item["expires_at"]["N"]) < rt.clock()):
         return error_response(request_id, "not_found", f"no result for request {request_id!r} "
                                                        f"of tenant {tenant!r} (unknown or "

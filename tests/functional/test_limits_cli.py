@@ -42,7 +42,8 @@ def clients(local_aws, dynamodb, bucket_table):
 
     limits_table = bucket_table + "-limits"
     ensure_table(dynamodb, limits_table)
-    env = {"TENANTS": "acme,globex", "MODELS": json.dumps(MODELS),
+    env = {"TENANTS": json.dumps({"acme": {"principals": []}, "globex": {"principals": []}}),
+           "MODELS": json.dumps(MODELS),
            "DEGRADE_MODEL": "claude-haiku-4-5",
            "BUDGETS": json.dumps({"tenants": {"acme": {"budget": {"usd_per_day": 50}}}})}
     return {"cloudformation": _CloudFormation({"LimitsTable": limits_table,
@@ -65,8 +66,8 @@ def test_show_prints_the_deployed_budgets_until_a_set(clients):
 
 def test_set_changes_the_limits_every_caller_reads_and_records_who_what_before_after(
         clients):
-    status, out, err = run(clients, "set", "budgets.acme.usd_per_day=20",
-                           "budgets.globex.usd_per_month=300", "--reason", "quarter end")
+    status, out, err = run(clients, "set", "tenants.acme.budget.usd_per_day=20",
+                           "tenants.globex.budget.usd_per_month=300", "--reason", "quarter end")
     assert status == 0, err
     assert "v0 -> v1" in out
     source = LimitsSource(clients["cloudformation"].outputs["LimitsTable"], clients["dynamodb"])
@@ -77,7 +78,7 @@ def test_set_changes_the_limits_every_caller_reads_and_records_who_what_before_a
     assert current.tenants["globex"].usd_per_month == 300.0
     status, out, _ = run(clients, "history", "--json")
     [change] = json.loads(out)
-    assert change["what"] == ["budgets.acme.usd_per_day=20", "budgets.globex.usd_per_month=300"]
+    assert change["what"] == ["tenants.acme.budget.usd_per_day=20", "tenants.globex.budget.usd_per_month=300"]
     assert change["who"].startswith("arn:aws:") and change["reason"] == "quarter end"
     assert json.loads(change["before"])["tenants"]["acme"]["budget"]["usd_per_day"] == 50
     assert json.loads(change["after"])["tenants"]["acme"]["budget"]["usd_per_day"] == 20
@@ -86,10 +87,11 @@ def test_set_changes_the_limits_every_caller_reads_and_records_who_what_before_a
 
 
 @pytest.mark.parametrize("assignment, key", [
-    ("budgets.acme.usd_per_day=-5", "budgets.acme.usd_per_day"),
-    ("budgets.initech.usd_per_day=5", "budgets.initech"),
+    ("tenants.acme.budget.usd_per_day=-5", "tenants.acme.budget.usd_per_day"),
+    ("tenants.initech.budget.usd_per_day=5", "tenants.initech"),
     ("budget.currency=EUR", "budget.currency"),
-    ("budgets.acme.usd_per_week=5", "budgets.acme.usd_per_week"),
+    ('tenants.acme.principals=["arn:aws:iam::1:role/x"]', "tenants.acme.principals"),
+    ("tenants.acme.budget.usd_per_week=5", "tenants.acme.budget.usd_per_week"),
     ("models.claude-opus-9.tokens_per_day=5", "models.<model id>"),
 ])
 def test_a_bad_set_changes_nothing_and_says_why(clients, assignment, key):
@@ -100,7 +102,7 @@ def test_a_bad_set_changes_nothing_and_says_why(clients, assignment, key):
 
 
 def test_a_set_against_a_newer_version_is_refused(clients, monkeypatch):
-    assert run(clients, "set", "budgets.acme.usd_per_day=20")[0] == 0
+    assert run(clients, "set", "tenants.acme.budget.usd_per_day=20")[0] == 0
     deployment = cli.Deployment(clients, STACK)
     stale = deployment.current
 
@@ -112,16 +114,16 @@ def test_a_set_against_a_newer_version_is_refused(clients, monkeypatch):
 
     monkeypatch.setattr(deployment, "current", older)
     with pytest.raises(cli.LimitsError, match="changed while"):
-        cli.set_limits(deployment, ["budgets.acme.usd_per_day=30"], reason=None)
+        cli.set_limits(deployment, ["tenants.acme.budget.usd_per_day=30"], reason=None)
 
 
 def test_the_audit_cli_lists_limits_changes(clients):
     from cli.audit import filter_rows, limits_rows
 
-    assert run(clients, "set", "budgets.acme.usd_per_day=20")[0] == 0
+    assert run(clients, "set", "tenants.acme.budget.usd_per_day=20")[0] == 0
     [row] = limits_rows(clients["cloudformation"], clients["dynamodb"], STACK)
     assert (row.action, row.target, row.outcome) == ("limits:set",
-                                                      "budgets.acme.usd_per_day=20", "ok")
+                                                      "tenants.acme.budget.usd_per_day=20", "ok")
     assert row.principal.startswith("arn:aws:") and " -> " in row.detail
     assert filter_rows([row], tenant="acme") == [row]
     assert filter_rows([row], tenant="globex") == []

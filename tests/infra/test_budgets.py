@@ -5,14 +5,17 @@ evaluator) what the agent role may do with budget items."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from tests.infra.test_iam_matrix import ALLOWED, IMPLICIT, Deployment, simulate
 
-BUDGETS = {"budget": {"usd_per_month": 2000},
-           "budgets": {"acme": {"usd_per_day": 50, "usd_per_month": 800},
-                       "globex": {"usd_per_month": 100}}}
+_TENANTS = json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_text())[
+    "context"]["tenants"]
+BUDGETS = {"budget": {"usd_per_month": 2000}, "tenants": {
+    "acme": {**_TENANTS["acme"], "budget": {"usd_per_day": 50, "usd_per_month": 800}},
+    "globex": {**_TENANTS["globex"], "budget": {"usd_per_month": 100}}}}
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +43,7 @@ def test_80_and_100_percent_alarms_per_tenant_and_window_go_to_the_alarm_topic(b
     assert day80["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
     topic = next(iter(resources(budgeted, "AWS::SNS::Topic")))
     assert day80["AlarmActions"] == [{"Ref": topic}]
-    assert "cli.limits set budgets.acme.usd_per_day" in day80["AlarmDescription"]
+    assert "cli.limits set tenants.acme.budget.usd_per_day" in day80["AlarmDescription"]
 
 
 def test_no_budget_no_budget_alarms(dev):

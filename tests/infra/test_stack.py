@@ -42,7 +42,9 @@ def test_agent_function_runtime_arm64_tracing_snapstart_concurrency(dev):
         "LoggingConfig": {"LogGroup": {"Ref": Match.string_like_regexp("AgentLogGroup")}},
         "Environment": {"Variables": Match.object_like({
             "PROVIDER": "anthropic", "DEFAULT_MODEL": "claude-sonnet-4-6",
-            "OVERFLOW_POLICY": "defer", "TENANTS": "acme,globex",
+            "OVERFLOW_POLICY": "defer", "TENANTS": json.dumps({
+                "acme": {"principals": ["arn:aws:iam::111122223333:role/AcmeApp"]},
+                "globex": {"principals": ["arn:aws:iam::444455556666:role/GlobexApp"]}}),
             "API_KEY_SECRET_ARN": {"Ref": Match.string_like_regexp("AgentApiKey")}})},
     })
 

@@ -21,33 +21,37 @@ DEFAULTS = json.loads((REPO / "cdk.json").read_text())["context"]
 MODELS = ["claude-sonnet-4-6", "claude-haiku-4-5"]
 
 
-def settings(**overrides):
+def settings(budgets: dict | None = None, **overrides):
+    """cdk.json's settings with `budgets` (tenant -> budget) under tenants.<name>.budget."""
+    if budgets is not None:
+        tenants = {name: dict(entry) for name, entry in DEFAULTS["tenants"].items()}
+        for name, budget in budgets.items():
+            tenants.setdefault(name, {"principals": []})["budget"] = budget
+        overrides["tenants"] = tenants
     return load_settings({**DEFAULTS, **overrides})
 
 
-def problems(**overrides) -> list[str]:
+def problems(budgets: dict | None = None, **overrides) -> list[str]:
     with pytest.raises(SettingsError) as err:
-        settings(**overrides)
+        settings(budgets, **overrides)
     return err.value.problems
 
 
 def test_tenant_and_deployment_budgets_are_read_into_the_limit_set():
-    limits = settings(budget={"usd_per_month": 2000},
-                      budgets={"acme": {"usd_per_day": 50, "usd_per_month": 800,
-                                        "action": "degrade"}}).limits
+    limits = settings({"acme": {"usd_per_day": 50, "usd_per_month": 800,
+                                "action": "degrade"}}, budget={"usd_per_month": 2000}).limits
     assert limits.deployment == Budget(usd_per_month=2000)
     assert limits.tenants == {"acme": Budget(usd_per_day=50, usd_per_month=800,
                                              action="degrade", degrade_to="claude-haiku-4-5")}
 
 
 @pytest.mark.parametrize("overrides, key", [
-    ({"budgets": {"acme": {"usd_per_day": -1}}}, "budgets.acme.usd_per_day"),
-    ({"budgets": {"initech": {"usd_per_day": 1}}}, "budgets.initech"),
+    ({"budgets": {"acme": {"usd_per_day": -1}}}, "tenants.acme.budget.usd_per_day"),
     ({"budget": {"usd_per_day": 1, "currency": "EUR"}}, "budget.currency"),
-    ({"budgets": {"acme": {"usd_per_week": 1}}}, "budgets.acme.usd_per_week"),
-    ({"budgets": {"acme": {"action": "pause"}}}, "budgets.acme.action"),
+    ({"budgets": {"acme": {"usd_per_week": 1}}}, "tenants.acme.budget.usd_per_week"),
+    ({"budgets": {"acme": {"action": "pause"}}}, "tenants.acme.budget.action"),
     ({"budgets": {"acme": {"usd_per_day": 1, "action": "degrade", "degrade_to": "gpt"}}},
-     "budgets.acme.degrade_to"),
+     "tenants.acme.budget.degrade_to"),
 ])
 def test_a_bad_budget_is_reported_naming_its_key(overrides, key):
     found = problems(**overrides)
@@ -55,8 +59,7 @@ def test_a_bad_budget_is_reported_naming_its_key(overrides, key):
 
 
 def test_zero_means_blocked_not_unset():
-    assert settings(budgets={"acme": {"usd_per_day": 0}}).limits.tenants["acme"] \
-        .usd_per_day == 0.0
+    assert settings({"acme": {"usd_per_day": 0}}).limits.tenants["acme"].usd_per_day == 0.0
 
 
 def test_tokens_per_day_is_bedrock_only():
@@ -67,14 +70,17 @@ def test_tokens_per_day_is_bedrock_only():
 
 
 def test_cli_limits_uses_the_same_schema():
-    limits = load_limits({"budgets": {"acme": {"usd_per_day": 5}},
+    limits = load_limits({"tenants": {"acme": {"budget": {"usd_per_day": 5}}},
                           "models": {"claude-sonnet-4-6": {"tokens_per_day": 1000}}},
                          tenants=["acme"], models=MODELS, degrade_model="claude-haiku-4-5")
     assert limits.tenants["acme"].usd_per_day == 5.0
     assert limits.model_tokens_per_day == {"claude-sonnet-4-6": 1000}
-    with pytest.raises(SettingsError, match="budgets.acme.usd_per_day"):
-        load_limits({"budgets": {"acme": {"usd_per_day": "lots"}}}, tenants=["acme"],
-                    models=MODELS, degrade_model=None)
+    with pytest.raises(SettingsError, match="tenants.acme.budget.usd_per_day"):
+        load_limits({"tenants": {"acme": {"budget": {"usd_per_day": "lots"}}}},
+                    tenants=["acme"], models=MODELS, degrade_model=None)
+    with pytest.raises(SettingsError, match="tenants.initech"):
+        load_limits({"tenants": {"initech": {"budget": {"usd_per_day": 1}}}},
+                    tenants=["acme"], models=MODELS, degrade_model=None)
     with pytest.raises(SettingsError, match="budgetz"):
         load_limits({"budgetz": {}}, tenants=["acme"], models=MODELS, degrade_model=None)
 

@@ -38,7 +38,8 @@ def test_tier_from_the_command_line_and_explicit_values_override_it():
 
 
 def test_cli_strings_are_accepted_for_numbers_and_lists():
-    s = settings(reserved_concurrency="7", tenants="a-team,b-team", log_retention_days="90")
+    s = settings(reserved_concurrency="7", tenants="a-team,b-team", log_retention_days="90",
+                 allow_unbound_tenants="true")
     assert (s.reserved_concurrency, s.tenants, s.log_retention_days) == (7, ("a-team",
                                                                             "b-team"), 90)
 
@@ -59,7 +60,8 @@ def test_provider_bedrock_alone_takes_the_bedrock_defaults():
 
 
 def test_bedrock_models_route_to_their_geography():
-    s = load_settings({"provider": "bedrock", "tenants": ["acme"], "models": {
+    s = load_settings({"provider": "bedrock", "tenants": ["acme"], "allow_unbound_tenants": True,
+                       "models": {
         "eu.anthropic.claude-sonnet-4-20250514-v1:0": {
             "tpm": 200000, "prices": {"input": 3, "output": 15}}},
         "profile_regions": {"eu": ["eu-west-1", "eu-central-1"]},
@@ -109,7 +111,7 @@ BAD_CONTEXT = [
       "context key 'tenants': expected names of 1-63 characters [a-z0-9-], got 'Acme Corp'",
       "context key 'log_retention_days': expected one of CloudWatch's periods",
       "context key 'tier': expected one of tier1, tier2"]),
-    ("duplicate tenants", {"tenants": "acme,globex,acme"}, None,
+    ("duplicate tenants", {"tenants": "acme,globex,acme", "allow_unbound_tenants": True}, None,
      ["context key 'tenants': expected each tenant once, got ['acme']"]),
     ("reservation below the queue's concurrency", {"reserved_concurrency": 4}, None,
      ["context key 'reserved_concurrency': 4 is below queue_max_concurrency=5"]),

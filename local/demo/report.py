@@ -7,7 +7,7 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
-from agent.contract import NAMESPACE, TENANT_DIMENSION, Prices
+from agent.contract import NAMESPACE, TENANT_DIMENSION, Prices, decode_tenants
 from local.cloudwatch.alarms import evaluate_all, render_report
 from local.cloudwatch.charts import plot_rates
 from local.cloudwatch.metrics import Datapoint, MetricStore
@@ -207,7 +207,7 @@ def write_report(*, out: Path, records: dict, emulator_stats: dict, template: di
         f"p50 {percentile(end_to_end, 50):.1f} s, p99 {percentile(end_to_end, 99):.1f} s",
     ]
 
-    lines += _tenant_lines(store, [t for t in env.get("TENANTS", "").split(",") if t],
+    lines += _tenant_lines(store, [spec.name for spec in decode_tenants(env["TENANTS"])],
                            started, ended)
 
     resolve = resolver(dict(stack.resources))

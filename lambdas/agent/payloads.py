@@ -115,6 +115,24 @@ class PayloadStore:
         return json.loads(self.get(value)) if pointer_of(value) is not None else value
 
 
+def fit_text(store: PayloadStore | None, value: dict, *, limit: int, kind: str, tenant: str,
+             request_id: str, expires_at: float | None = None,
+             keep: tuple[str, ...] = ()) -> str:
+    """`value` as UTF-8 JSON text when it is at most `limit` bytes, else a claim check
+    {"s3_payload": ..., "request_id", "tenant", <the `keep` fields of value>} with the JSON in
+    `store` under `kind` (expiring at `expires_at`, epoch seconds). `PayloadError` when it
+    cannot be stored."""
+    text = dumps(value)
+    if size(text) <= limit:
+        return text
+    if store is None:
+        raise PayloadError(f"the payload of {request_id!r} is {size(text):,} bytes, over the "
+                           f"{limit:,}-byte inline limit, and no payload store was given")
+    pointer = store.put(kind, tenant, request_id, text, expires_at=expires_at)
+    return dumps({**pointer, "request_id": request_id, "tenant": tenant,
+                  **{name: value[name] for name in keep if name in value}})
+
+
 def digest(*parts: Any) -> str:
     """A SHA-256 hex digest of `parts` as canonical JSON (what a request id must keep)."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False,

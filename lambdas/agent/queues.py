@@ -19,7 +19,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from .contract import REQUEST_ID_PATTERN, TENANT_PATTERN
-from .payloads import MAX_INLINE_MESSAGE_BYTES, PayloadError, dumps, size
+from .payloads import MAX_INLINE_MESSAGE_BYTES, PayloadError, fit_text
 from .requests import AgentRequest, Spent, batch_body
 from .results import (error_response, expires_at, put_dead_letter_answer, put_queued,
                       put_result_once)
@@ -40,15 +40,11 @@ class QueueError(Exception):
     """A message could not be queued; the message names why."""
 
 
-def message_body(rt: "Runtime", envelope: dict, tenant: str, request_id: str,
-                 kind: str = "queue") -> str:
-    """The SQS body for `envelope`: its UTF-8 JSON, or a claim check when that is over
-    MAX_INLINE_MESSAGE_BYTES (`payloads.PayloadError` when it cannot be stored)."""
-    body = dumps(envelope)
-    if size(body) <= MAX_INLINE_MESSAGE_BYTES:
-        return body
-    pointer = rt.payloads.put(kind, tenant, request_id, body)
-    return dumps({**pointer, "request_id": request_id, "tenant": tenant})
+def message_body(rt: "Runtime", envelope: dict, tenant: str, request_id: str) -> str:
+    """The work or batch queue body for `envelope` (`payloads.fit_text`: a claim check
+    when it is over MAX_INLINE_MESSAGE_BYTES)."""
+    return fit_text(rt.payloads, envelope, limit=MAX_INLINE_MESSAGE_BYTES, kind="queue",
+                    tenant=tenant, request_id=request_id)
 
 
 def send_to_dlq(rt: "Runtime", body: Any, reason: str, *,
@@ -63,13 +59,11 @@ def send_to_dlq(rt: "Runtime", body: Any, reason: str, *,
         metrics.flush()
     payload = body if isinstance(body, dict) else {"raw_body": body}
     payload = {**payload, "dlq_reason": reason, "dead_lettered_at": rt.clock()}
-    text = dumps(payload)
-    if size(text) > MAX_INLINE_MESSAGE_BYTES:  # keep the reason and ids readable inline
-        tenant, request_id = ((request.tenant, request.request_id) if request is not None
-                              else _ids(payload))
-        pointer = rt.payloads.put("dlq", tenant, request_id, text)
-        text = dumps({**pointer, "request_id": request_id, "tenant": tenant,
-                      "dlq_reason": reason, "dead_lettered_at": payload["dead_lettered_at"]})
+    tenant, request_id = ((request.tenant, request.request_id) if request is not None
+                          else _ids(payload))
+    text = fit_text(getattr(rt, "payloads", None), payload, limit=MAX_INLINE_MESSAGE_BYTES,
+                    kind="dlq", tenant=tenant, request_id=request_id,
+                    keep=("dlq_reason", "dead_lettered_at"))
     rt.sqs.send_message(QueueUrl=rt.config.dlq_url, MessageBody=text,
                         MessageAttributes={"reason": {"DataType": "String",
                                                       "StringValue": reason[:256]}})

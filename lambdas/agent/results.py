@@ -17,7 +17,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from .contract import REQUEST_ID_PATTERN
-from .payloads import MAX_INLINE_ITEM_BYTES, PayloadError, PayloadStore, dumps, pointer_of, size
+from .payloads import MAX_INLINE_ITEM_BYTES, PayloadError, PayloadStore, fit_text, pointer_of
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -46,14 +46,8 @@ def stored_text(tenant: str, request_id: str, response: dict, expires: int,
     """The `response` attribute for `response`: its UTF-8 JSON, or, over
     MAX_INLINE_ITEM_BYTES, the JSON of a pointer to it in the payload bucket (expiring with the
     item). Raises `PayloadError` naming the size when it is too large and no store is given."""
-    text = dumps(response)
-    if size(text) <= MAX_INLINE_ITEM_BYTES:
-        return text
-    if payloads is None:
-        raise PayloadError(f"the answer of {request_id!r} is {size(text):,} bytes, over the "
-                           f"{MAX_INLINE_ITEM_BYTES:,}-byte inline limit, and no payload "
-                           "bucket was given")
-    return dumps(payloads.put("results", tenant, request_id, text, expires_at=expires))
+    return fit_text(payloads, response, limit=MAX_INLINE_ITEM_BYTES, kind="results",
+                    tenant=tenant, request_id=request_id, expires_at=expires)
 
 
 def _item(tenant: str, request_id: str, status: str, response: dict, expires_at: int,

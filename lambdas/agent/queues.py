@@ -50,10 +50,15 @@ def message_body(rt: "Runtime", envelope: dict, tenant: str, request_id: str) ->
 def send_to_dlq(rt: "Runtime", body: Any, reason: str, *,
                 request: AgentRequest | None = None) -> None:
     """Dead-letter `body` (a parsed message, or the raw text of one that did not parse). With
-    `request`, its error answer (the reason) is stored first, unless it was answered "ok"."""
+    `request`, its error answer (the reason) is stored first, unless it was answered "ok";
+    when that store fails the dead letter is sent anyway and its reason says so."""
     if request is not None:
-        put_dead_letter_answer(rt.dynamodb, rt.config.results_table, request.tenant,
-                               request.request_id, reason, expires_at(rt))
+        try:
+            put_dead_letter_answer(rt.dynamodb, rt.config.results_table, request.tenant,
+                                   request.request_id, reason, expires_at(rt))
+        except Exception as err:  # noqa: BLE001 - the dead letter still goes, saying so
+            logger.exception("dead-letter answer not stored")
+            reason = f"{reason} (its error answer could not be stored: {err})"
         metrics = RequestMetrics()
         metrics.add(request.model, "DeadLettered")
         metrics.flush()

@@ -20,7 +20,8 @@ import time
 from typing import Any
 
 from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
-from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyValidationError
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyPersistenceLayerError, IdempotencyValidationError)
 
 from .credentials import assume_tool_role
 from .loop import LoopOutcome, run_agent
@@ -63,11 +64,14 @@ def process(rt: Runtime, request: AgentRequest, context: Any, *, deferrals: int 
     if context is not None and hasattr(context, "get_remaining_time_in_millis"):
         idempotency.register_lambda_context(context)
 
+    produced: list[dict] = []
+
     @idempotent_function(data_keyword_argument="payload", persistence_store=rt.persistence,
                          config=idempotency)
     def answer(payload: dict) -> dict:
         response, kept, final = _run(rt, request, context, deferrals, first_received_at,
                                      transcript, model, spent)
+        produced.append(response)
         if not final:
             # Only answers are remembered: a deferral, a rejection or an error must run again
             # when the request comes back (capacity or the upstream may have recovered).
@@ -81,6 +85,14 @@ def process(rt: Runtime, request: AgentRequest, context: Any, *, deferrals: int 
         return pending.response
     except IdempotencyValidationError:
         return conflict_response(request.request_id)
+    except IdempotencyPersistenceLayerError:
+        if not produced:
+            raise
+        # The answer is stored in the results table; only marking the idempotency record
+        # complete failed. Running again would pay Claude again: answer what was stored.
+        logger.exception("idempotency record not completed",
+                         extra={"request_id": request.request_id})
+        return produced[0]
     if pointer_of(kept) is None:
         return kept
     return json.loads(rt.payloads.get(kept))

@@ -110,10 +110,6 @@ class PayloadStore:
                                "(SHA-256 differs)")
         return body.decode("utf-8")
 
-    def resolve(self, value: Any) -> Any:
-        """`value`, or the JSON the pointer it is names, parsed."""
-        return json.loads(self.get(value)) if pointer_of(value) is not None else value
-
 
 def fit_text(store: PayloadStore | None, value: dict, *, limit: int, kind: str, tenant: str,
              request_id: str, expires_at: float | None = None,

@@ -16,6 +16,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from agent.contract import BATCH_BUCKET_ID, NAMESPACE, Env, encode_models
+from agent.payloads import MAX_SQS_MESSAGE_BYTES
 from policies.batch import BatchResources, collector_statements, poller_statements
 from policies.boundary import service_trust
 
@@ -35,10 +36,11 @@ class BatchState(Construct):
         self.dead_letter_queue = sqs.Queue(
             self, "DeadLetterQueue", encryption=sqs.QueueEncryption.KMS,
             encryption_master_key=key, enforce_ssl=True, retention_period=Duration.days(14),
-            removal_policy=removal)
+            removal_policy=removal, max_message_size_bytes=MAX_SQS_MESSAGE_BYTES)
         self.queue = sqs.Queue(
             self, "Queue", encryption=sqs.QueueEncryption.KMS, encryption_master_key=key,
             enforce_ssl=True, visibility_timeout=Duration.minutes(15),
+            max_message_size_bytes=MAX_SQS_MESSAGE_BYTES,
             retention_period=Duration.days(4), removal_policy=removal,
             # A backstop: the collector and poller dead-letter with a reason themselves.
             dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=50,

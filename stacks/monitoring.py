@@ -315,7 +315,8 @@ class Monitoring(Construct):
 
         widgets: list[cloudwatch.IWidget] = [
             graph("Requests (per minute)",
-                  per_model("Requests") + per_model("Succeeded") + per_model("Failed")),
+                  per_model("Requests") + per_model("Succeeded") + per_model("Failed")
+                  + per_model("DeadLettered")),
             graph("Throttles (per minute)",
                   per_model("LocalThrottles") + per_model("Deferred") + per_model("Degraded")
                   + per_model("Rejected"),

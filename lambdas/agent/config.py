@@ -54,6 +54,8 @@ class AgentConfig:
     log_prompts: bool = False
     #: the batch lane's queue (BATCH_QUEUE_URL); None: lane "batch" is not deployed
     batch_queue_url: str | None = None
+    #: the payload bucket (PAYLOAD_BUCKET; `agent.payloads`); None: everything stays inline
+    payload_bucket: str | None = None
     #: MCP tool sources (MCP_SERVERS; `agent.mcp.config`), empty when none are configured
     mcp_servers: dict[str, McpServer] = field(default_factory=dict)
     #: the tenants and the IAM roles bound to them (`agent.tenancy` maps callers with them)
@@ -164,4 +166,5 @@ def load_config(env: Mapping[str, str]) -> AgentConfig:
         result_ttl_s=_number(env, "RESULT_TTL_S", 86_400, int, 60),
         log_prompts=env.get("LOG_PROMPTS", "false").lower() == "true",
         batch_queue_url=env.get(Env.BATCH_QUEUE_URL, "").strip() or None,
+        payload_bucket=env.get(Env.PAYLOAD_BUCKET, "").strip() or None,
     )

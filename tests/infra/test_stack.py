@@ -152,7 +152,7 @@ def test_data_key_use_only_through_services(dev):
     statement = by_sid(dev, "DataKeyThroughServices")
     assert statement["Condition"]["StringEquals"]["kms:ViaService"] == [
         "dynamodb.us-east-1.amazonaws.com", "sqs.us-east-1.amazonaws.com",
-        "secretsmanager.us-east-1.amazonaws.com"]
+        "secretsmanager.us-east-1.amazonaws.com", "s3.us-east-1.amazonaws.com"]
 
 
 def test_only_the_one_secret_current_version(dev):

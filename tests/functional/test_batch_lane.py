@@ -569,18 +569,37 @@ def test_an_answer_that_cannot_be_stored_does_not_block_the_poller(lane):
     assert all(lane.result(i)["status"] == "ok" for i in later)
 
 
-def test_an_item_row_that_cannot_be_read_gets_an_error_answer(lane):
-    ids = lane.enqueue(3)
-    lane.collector().run()
+def _corrupt_row(lane, request_id: str) -> None:
+    """The item row of `request_id` in the open intent gets a body that is not JSON."""
     [intent] = lane.runtime().store.intents()
     rows = lane.dynamodb.query(TableName=lane.config.batch_table,
                                KeyConditionExpression="pk = :pk", ExpressionAttributeValues={
                                    ":pk": {"S": f"intent#{intent.intent_id}"}})["Items"]
-    [row] = [r for r in rows if r["request_id"]["S"] == ids[0]]
+    [row] = [r for r in rows if r["request_id"]["S"] == request_id]
     lane.dynamodb.update_item(TableName=lane.config.batch_table,
                               Key={"pk": row["pk"], "sk": row["sk"]},
                               UpdateExpression="SET body = :b",
                               ExpressionAttributeValues={":b": {"S": "{not json"}})
+
+
+def test_an_item_row_that_cannot_be_read_is_not_sent(lane):
+    ids = lane.enqueue(3)
+    with pytest.raises(Crash):
+        lane.collector(checkpoint=_crash_at("messages_deleted")).run()
+    _corrupt_row(lane, ids[0])
+    summary = lane.collector().run()
+    assert summary.dead_lettered == 1 and summary.items == 2
+    answer = lane.result(ids[0])
+    assert answer["status"] == "error" and "could not be read" in answer["error"]["message"]
+    lane.poller().run()
+    assert [lane.result(i)["status"] for i in ids] == ["error", "ok", "ok"]
+    assert lane.queued() == 0 and lane.runtime().store.intents() == []
+
+
+def test_an_item_row_that_cannot_be_read_gets_an_error_answer(lane):
+    ids = lane.enqueue(3)
+    lane.collector().run()
+    _corrupt_row(lane, ids[0])
     polled = lane.poller().run()
     assert polled.succeeded == 2 and polled.dead_lettered == 1 and polled.ended == 1
     answer = lane.result(ids[0])

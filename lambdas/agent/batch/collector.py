@@ -120,7 +120,11 @@ class Collector:
             if len(items) != intent.n:  # cannot happen: items are written before the intent
                 raise RuntimeError(f"intent {intent.intent_id}: {len(items)} items, expected "
                                    f"{intent.n}")
-            batch = self._adoptable(intent, held)
+            items = self._sendable(intent, items, summary)
+            if not items:  # nothing left to send: every item was dead-lettered
+                self.store.abandon(intent)
+                continue
+            batch = self._adoptable(intent, len(items), held)
             if batch is not None:
                 self.store.mark_submitted(intent, batch.id, provisional=True)
                 held.add(batch.id)
@@ -128,9 +132,36 @@ class Collector:
             else:
                 self._create(intent, items, summary)
 
-    def _adoptable(self, intent: Intent, held: set[str]):
-        """A listed batch that may be this intent's (None: create one). Only after a create
-        call whose outcome is unknown; never one another intent holds or this one released."""
+    def _sendable(self, intent: Intent, items: dict[str, dict], summary: RunSummary
+                  ) -> dict[str, dict]:
+        """The items still to send. One whose row cannot be read or whose params are not a
+        Messages request is dead-lettered (answered with why) and left out; one already
+        dead-lettered (by a run that died abandoning the intent) is left out."""
+        sendable = {}
+        for cid, item in items.items():
+            if item["outcome"] is not None:
+                continue
+            problem = item["problem"]
+            if problem is None:
+                try:
+                    self.params(item["body"])
+                except (ValueError, KeyError, TypeError) as err:
+                    problem = f"its params are not a Messages request ({err})"
+            if problem is None:
+                sendable[cid] = item
+                continue
+            reason = f"batch item could not be read: {problem}"
+            self._dead_letter({"batch_item": cid, "tenant": item["tenant"],
+                               "request_id": item["request_id"]}, reason, summary,
+                              request={"tenant": item["tenant"],
+                                       "request_id": item["request_id"]})
+            self.store.mark_item(intent.intent_id, cid, f"dead-lettered: {reason}")
+        return sendable
+
+    def _adoptable(self, intent: Intent, n: int, held: set[str]):
+        """A listed batch of `n` requests that may be this intent's (None: create one). Only
+        after a create call whose outcome is unknown; never one another intent holds or this
+        one released."""
         since = intent.maybe_created_since()
         if since is None:  # no create call, or every one refused: no batch of ours exists
             return None
@@ -138,7 +169,7 @@ class Collector:
             counts = batch.request_counts
             total = (counts.processing + counts.succeeded + counts.errored
                      + counts.canceled + counts.expired)
-            if batch.id not in held and batch.id not in intent.released and total == intent.n:
+            if batch.id not in held and batch.id not in intent.released and total == n:
                 return batch
         return None
 
@@ -187,6 +218,9 @@ class Collector:
 
     def submit(self, model: str, chunk: list[Queued], summary: RunSummary) -> None:
         """Claim, write items, record the intent (+ counter), delete messages, create."""
+        if not self.store.has_room(len(chunk), self.config.queue_cap):  # before any write
+            raise QueueFull(f"the processing queue has no room for {len(chunk)} more requests "
+                            f"(cap {self.config.queue_cap})")
         intent_id = self.new_id()
         claimed: list[Queued] = []
         for queued in chunk:
@@ -200,9 +234,6 @@ class Collector:
         self.checkpoint("claimed")
         if not claimed:
             return
-        if not self.store.has_room(len(claimed), self.config.queue_cap):
-            raise QueueFull(f"the processing queue has no room for {len(claimed)} more requests "
-                            f"(cap {self.config.queue_cap})")
         items = {custom_id(intent_id, i): q.body for i, q in enumerate(claimed)}
         self.store.put_items(intent_id, items.items())
         self.checkpoint("items_written")
@@ -236,9 +267,9 @@ class Collector:
         self.store.mark_submitted(intent, batch.id)
         self.checkpoint("submitted")
         summary.submitted.append(batch.id)
-        summary.items += intent.n
+        summary.items += len(requests)
         if self.metrics is not None:
-            self.metrics.add(intent.model, "BatchSubmitted", intent.n)
+            self.metrics.add(intent.model, "BatchSubmitted", len(requests))
 
     def _abandon(self, intent: Intent, items: dict[str, dict], reason: str,
                  summary: RunSummary) -> None:

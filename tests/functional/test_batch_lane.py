@@ -1,7 +1,9 @@
 """The batch lane (agent.batch) against the Claude emulator's Message Batches endpoints and the
 local AWS server: grouping, caps, partial-batch timing, the batch bucket and the queued-requests
 counter, results (malformed lines too), each retry class, expiry, cancel, the DLQ, duplicate
-submission, and crash-and-resume of the collector and the poller at every step."""
+submission, crash-and-resume of the collector and the poller at every step, adoption only after
+a create with an unknown outcome (and only provisionally), poison items, a rotated API key,
+dead letters that answer, and a batch table bounded by open work."""
 
 from __future__ import annotations
 

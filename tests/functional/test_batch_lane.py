@@ -609,6 +609,16 @@ def test_an_item_row_that_cannot_be_read_gets_an_error_answer(lane):
     assert lane.queued() == 0 and lane.runtime().store.intents() == []
 
 
+def test_a_batch_that_cannot_be_retrieved_does_not_block_the_poller(lane):
+    ids = lane.enqueue(2)
+    lane.collector().run()
+    lane.emulator.configure(batch_faults=[{"op": "retrieve", "status": 404}])
+    polled = lane.poller().run()  # its items as without results: back to the queue
+    assert polled.retried == 2 and polled.stopped is None and lane.queued() == 0
+    lane.settle(ids)
+    assert all(lane.result(i)["status"] == "ok" for i in ids) and lane.dlq() == []
+
+
 # -- a rotated API key -----------------------------------------------------------------------------
 
 BATCH_PATHS = {"create": ("POST", "batches"), "list": ("GET", "batches"),

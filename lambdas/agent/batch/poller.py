@@ -99,7 +99,14 @@ class Poller:
         return summary
 
     def poll(self, intent: Intent, summary: PollSummary) -> None:
-        batch = self.api.retrieve(intent.batch_id)
+        try:
+            batch = self.api.retrieve(intent.batch_id)
+        except Rejected as err:  # the batch is gone (404): read as ended without results
+            log.error("batch %s of intent %s cannot be retrieved: %s", intent.batch_id,
+                      intent.intent_id, err)
+            summary.batches[intent.batch_id] = f"gone: {err}"
+            self._results(intent, summary, gone=True)
+            return
         summary.batches[intent.batch_id] = batch.processing_status
         if batch.processing_status != "ended":
             limit = self.config.cancel_after_s
@@ -109,10 +116,16 @@ class Poller:
                 self.api.cancel(intent.batch_id)  # its items come back "canceled": retried
             return
         self.checkpoint("retrieved")
+        self._results(intent, summary)
+
+    def _results(self, intent: Intent, summary: PollSummary, gone: bool = False) -> None:
+        """Act on every item of an ended batch (`gone`: one that can no longer be read: every
+        item as without a result), then close it; a provisional batch without any of our
+        custom ids is released instead."""
         items = self.store.items(intent.intent_id)
         seen: set[str] = set()
         try:
-            lines = self.api.result_lines(intent.batch_id)
+            lines = () if gone else self.api.result_lines(intent.batch_id)
             for line in lines:
                 cid, result, problem = parse_line(line)
                 if problem is not None:

@@ -745,7 +745,8 @@ def test_a_full_queue_leaves_no_orphan_item_rows(lane):
 def test_everything_finished_carries_a_ttl(lane):
     ids = lane.enqueue(3)
     lane.settle(ids)
-    rows = lane.dynamodb.scan(TableName=lane.config.batch_table)["Items"]
+    rows = [r for r in lane.dynamodb.scan(TableName=lane.config.batch_table)["Items"]
+            if r["pk"]["S"] != "schema"]  # the one marker row (see index_earlier_intents)
     assert {r["pk"]["S"].split("#")[0] for r in rows} >= {"intent", "claim"}
     assert len([r for r in rows if r["pk"]["S"].startswith("intent#")]) == 3
     for row in rows:
@@ -762,3 +763,18 @@ def test_open_work_is_read_without_the_history(lane):
         lambda parsed, **_: scanned.append(parsed.get("ScannedCount", 0)))
     assert store.intents() == []
     assert sum(scanned) == 0  # three finished intents are not read
+
+
+def test_intents_recorded_before_the_open_index_are_not_lost(lane):
+    ids = lane.enqueue(3)
+    lane.collector().run()
+    # as an earlier version recorded it: no index key, and no marker that earlier ones are indexed
+    [intent] = lane.runtime().store.intents()
+    table = lane.config.batch_table
+    lane.dynamodb.update_item(TableName=table, Key={"pk": {"S": "intents"},
+                                                    "sk": {"S": intent.intent_id}},
+                              UpdateExpression="REMOVE #o", ExpressionAttributeNames={"#o": "open"})
+    lane.dynamodb.delete_item(TableName=table, Key={"pk": {"S": "schema"},
+                                                    "sk": {"S": "open-index"}})
+    assert lane.poller().run().succeeded == 3
+    assert all(lane.result(i)["status"] == "ok" for i in ids) and lane.queued() == 0

@@ -6,7 +6,8 @@ The batch table (string `pk`, string `sk`) holds
   while a create call may have created a batch, `unknown_since` (epoch s) once one such call's
   outcome stayed unknown, `provisional` while an adopted batch is not yet shown to be ours,
   `released` (batch ids shown not to be ours). An open intent carries `open` = "open", the key
-  of the sparse index `OPEN_INDEX`: every run reads open work through it, never the history;
+  of the sparse index `OPEN_INDEX`: every run reads open work through it, never the history
+  (intents recorded before the index are put on it once, `index_earlier_intents`);
 - items: pk "intent#<intent id>", sk <custom_id>: the queued request (its SQS body), tenant,
   request_id, attempt, and `outcome` once the poller has acted on its result;
 - claims: pk "claim#<tenant>/<request id>", sk "claim": which intent holds the request at which
@@ -31,6 +32,8 @@ OPEN_STATES = ("intent", "submitted")
 OPEN_INDEX = "open"
 OPEN_KEY = "open"
 TTL_ATTRIBUTE = "expires_at"
+#: the row saying intents recorded before the open index have been put on it
+INDEXED_MARKER = {"pk": {"S": "schema"}, "sk": {"S": "open-index"}}
 #: seconds finished items and intents are kept for operators before the TTL removes them
 FINISHED_TTL_S = 7 * 86_400
 #: seconds a claim is kept from when it is written: longer than the batch queue keeps a message
@@ -92,6 +95,7 @@ class BatchStore:
         self.bucket_table = bucket_table
         self.counter_key = counter_key
         self.clock = clock
+        self._indexed = False
 
     def _expiry(self, seconds: int) -> dict:
         return {"N": str(int(self.clock() + seconds))}
@@ -337,9 +341,33 @@ class BatchStore:
             "pk": {"S": INTENTS}, "sk": {"S": intent_id}}).get("Item")
         return Intent.from_item(item) if item else None
 
+    def index_earlier_intents(self) -> None:
+        """Once per table: intents recorded before the open index existed are put on it (and
+        closed ones given their expiry), then a marker row says it is done. Later calls read
+        only the marker, once per store."""
+        if self._indexed:
+            return
+        if "Item" not in self.dynamodb.get_item(TableName=self.table, ConsistentRead=True,
+                                                Key=INDEXED_MARKER):
+            for item in self._query({"KeyConditionExpression": "pk = :pk",
+                                     "ExpressionAttributeValues": {":pk": {"S": INTENTS}}}):
+                intent = Intent.from_item(item)
+                if intent.state in OPEN_STATES and OPEN_KEY not in item:
+                    self._update(intent, "SET #o = :o", "#s = :e", {
+                        ":o": {"S": OPEN_INDEX}, ":e": {"S": intent.state}}, {"#o": OPEN_KEY})
+                elif intent.state not in OPEN_STATES and TTL_ATTRIBUTE not in item:
+                    self._update(intent, "SET #x = :x", "#s = :e", {
+                        ":x": self._expiry(FINISHED_TTL_S), ":e": {"S": intent.state}},
+                        {"#x": TTL_ATTRIBUTE})
+            self.dynamodb.update_item(TableName=self.table, Key=INDEXED_MARKER,
+                                      UpdateExpression="SET indexed_at = :t",
+                                      ExpressionAttributeValues={":t": {"N": repr(self.clock())}})
+        self._indexed = True
+
     def intents(self, states: tuple[str, ...] = OPEN_STATES) -> list[Intent]:
         """Open intents in `states`, oldest first. Read through the sparse open index (only
         open work, never the history), then each one consistently: the index lags."""
+        self.index_earlier_intents()
         keys = self._query({"IndexName": OPEN_INDEX, "KeyConditionExpression": "#o = :o",
                             "ExpressionAttributeNames": {"#o": OPEN_KEY},
                             "ExpressionAttributeValues": {":o": {"S": OPEN_INDEX}}},

@@ -564,9 +564,12 @@ BATCH_CASES: list[Case] = [
         d.collector, "sqs:SendMessage", d.batch_dlq)),
     Case("collector.state.write_items", "anthropic", ALLOWED, lambda d: d.request(
         d.collector, "dynamodb:BatchWriteItem", d.batch_table)),
-    Case("collector.results.write", "anthropic", IMPLICIT, lambda d: d.request(
+    Case("collector.results.error_answer", "anthropic", ALLOWED, lambda d: d.request(
         d.collector, "dynamodb:PutItem", d.results_table,
         {"dynamodb:LeadingKeys": ["acme/r1"]})),
+    Case("collector.results.outside_tenants", "anthropic", IMPLICIT, lambda d: d.request(
+        d.collector, "dynamodb:PutItem", d.results_table,
+        {"dynamodb:LeadingKeys": ["initech/r1"]})),
     Case("collector.other_region", "anthropic", EXPLICIT, lambda d: d.request(
         d.collector, "sqs:ReceiveMessage", d.batch_queue, region=OTHER_REGION),
         denied_by=OUTSIDE_REGIONS),

@@ -10,10 +10,11 @@ for the point at index i:
 - the baseline is the median of the same time of day on each of the previous `days` days
   (the point's slot and its `neighbours` slots either side, so a baseline of 14 days of
   5-minute periods draws on up to 14 x 3 = 42 values);
-- the spread is 1.4826 x the median absolute deviation of those values (a standard deviation
-  for normal noise, robust to the outliers the band is there to find), floored at
-  `min_spread_fraction` of the baseline's size and at `min_spread` so a flat history does
-  not make every wiggle an anomaly;
+- the spread is the larger of 1.4826 x the median absolute deviation of those values (a
+  standard deviation for normal noise) and their standard deviation (which keeps sparse
+  series honest: a failure rate that is 0 most periods has a MAD of 0, yet an occasional
+  failure is normal), floored at `min_spread_fraction` of the baseline's size and at
+  `min_spread` so a flat history does not make every wiggle an anomaly;
 - the band is baseline +/- k x spread;
 - with fewer than `min_days` days of history for that slot there is no band (None): a new
   deployment's band alarms stay quiet until there is history, as CloudWatch's do while the
@@ -26,7 +27,7 @@ previous days did at that time, so it stands out instead of widening its own ban
 from __future__ import annotations
 
 from collections.abc import Sequence
-from statistics import median
+from statistics import median, pstdev
 
 __all__ = ["DAY_S", "seasonal_bands"]
 
@@ -62,7 +63,7 @@ def seasonal_bands(values: Sequence[float | None], period_s: int, k: float, *,
             out.append(None)
             continue
         baseline = median(history)
-        spread = _MAD_TO_SD * median(abs(v - baseline) for v in history)
-        spread = max(spread, min_spread, min_spread_fraction * abs(baseline))
+        spread = max(_MAD_TO_SD * median(abs(v - baseline) for v in history),
+                     pstdev(history), min_spread, min_spread_fraction * abs(baseline))
         out.append((baseline - k * spread, baseline + k * spread))
     return out

@@ -34,6 +34,7 @@ from pathlib import Path
 from agent.contract import DIMENSION, NAMESPACE
 from local.cloudwatch.alarms import (ALARM, AlarmResult, CompositeResult, evaluate_all,
                                      evaluate_composites, render_report)
+from local.cloudwatch.charts import plot_forecast
 from local.cloudwatch.metrics import Datapoint, MetricStore
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -67,6 +68,12 @@ class RampReport:
     quota_full_at: float | None
     results: list[AlarmResult] = field(default_factory=list)
     composites: list[CompositeResult] = field(default_factory=list)
+    store: MetricStore | None = None
+
+    def result(self, kind: str) -> AlarmResult | None:
+        """The ramping model's alarm whose name holds "-<kind>-" ("QuotaForecast", ...)."""
+        return next((r for r in self.results if f"-{kind}-{self.model_id}-" in r.alarm.name),
+                    None)
 
     @property
     def lead_minutes(self) -> float | None:
@@ -216,12 +223,13 @@ def replay_ramp(template: dict, *, model_id: str | None = None, minutes: int = 1
                    EPOCH + 15 * DAY_S, rng)
     full_at = ramp(store, shape, ramp_start, minutes, to_share, rng)
     results = evaluate_all(template, store, ramp_start - 3600, ramp_start + minutes * 60)
-    forecast = next((r for r in results if "QuotaForecast" in r.alarm.name
-                     and shape.model_id in r.alarm.name), None)
+    report = RampReport(shape.model_id, ramp_start, None, full_at, results,
+                        evaluate_composites(template, results), store)
+    forecast = report.result("QuotaForecast")
     if forecast is None:
         raise ValueError("the template has no QuotaForecast alarm for " + shape.model_id)
-    return RampReport(shape.model_id, ramp_start, forecast.first_alarm_at, full_at, results,
-                      evaluate_composites(template, results))
+    report.forecast_alarm_at = forecast.first_alarm_at
+    return report
 
 
 def _clock(t: float | None, since: float) -> str:
@@ -272,8 +280,12 @@ def main(argv: list[str] | None = None) -> int:
     template = _template(args.template)
     normal = replay_normal(template, days=args.days, seed=args.seed)
     ramped = replay_ramp(template, seed=args.seed)
-    text = render(normal, ramped)
     args.out.mkdir(parents=True, exist_ok=True)
+    chart = plot_forecast(ramped.store, ramped.result("QuotaForecast"),
+                          ramped.result("LocalThrottleRateBand"), ramped.model_id,
+                          ramped.ramp_start - 3600, ramped.ramp_start + 120 * 60,
+                          args.out / "ramp.png", origin=ramped.ramp_start)
+    text = render(normal, ramped) + f"\nchart: {chart}"
     (args.out / "report.txt").write_text(text + "\n")
     print(text)
     print(f"\nreport: {args.out / 'report.txt'}")

@@ -181,8 +181,9 @@ def test_every_alarm_is_named_after_the_stack_and_its_severity(deployment, reque
 
 
 # --- thresholds that learn, replayed on synthetic histories (local.demo.ramp) ---------------
-def test_the_quota_forecast_fires_at_least_20_minutes_before_the_bucket_is_full(dev):
-    from local.demo.ramp import replay_ramp
+def test_the_quota_forecast_fires_at_least_20_minutes_before_the_bucket_is_full(dev, tmp_path):
+    from local.cloudwatch.charts import plot_forecast
+    from local.demo.ramp import render, replay_normal, replay_ramp
 
     ramped = replay_ramp(dev.json)
     assert ramped.quota_full_at is not None, "the ramp must fill the bucket"
@@ -193,6 +194,13 @@ def test_the_quota_forecast_fires_at_least_20_minutes_before_the_bucket_is_full(
     assert f"{dev.stack.stack_name}-LocalThrottleRateBand-{ramped.model_id}-Warning" in fired
     others = [m for m in dev.stack.settings.models if m != ramped.model_id]
     assert others and not any(m in name for m in others for name in fired), fired
+    band = ramped.result("LocalThrottleRateBand")
+    chart = plot_forecast(ramped.store, ramped.result("QuotaForecast"), band, ramped.model_id,
+                          ramped.ramp_start - 3600, ramped.ramp_start + 7200,
+                          tmp_path / "ramp.png", origin=ramped.ramp_start)
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = render(replay_normal(dev.json, days=1), ramped)
+    assert f"lead time: {ramped.lead_minutes:.0f} min" in text
 
 
 def test_a_normal_fortnight_raises_next_to_no_false_alarms(dev):

@@ -64,6 +64,12 @@ def test_every_alarm_of_the_stack_is_loaded(dev):
                                 slo.slow_window_minutes, slo.slow_short_window_minutes,
                                 settings.alarms.forecast.period_minutes)}
     assert sum(a.threshold_metric_id is not None for a in alarms) == 6 * len(settings.models)
+    lanes = ["interactive"] + (["batch"] if dev.stack.batch is not None else [])
+    assert {c.name.split("-", 3)[2] for c in composites} == {"SloFastBurn", "SloSlowBurn"}
+    assert len(composites) == 2 * len(lanes) * len(settings.models)
+    for lane in lanes:
+        for model in settings.models:
+            assert f"SloFastBurn/{lane}/{model}" in dev.stack.monitoring.alarms
     for a in alarms:
         assert a.period_s in {60, 300, 3600} | windows, a.logical_id
         assert a.threshold >= 0, a.logical_id

@@ -7,7 +7,9 @@ Alarms are built through cdk-monitoring-constructs (`MonitoringFacade`) so every
 shares the SNS action, the naming prefix and a place on the dashboard; the overview widgets
 that need two axes and quota annotations are plain CloudWatch `GraphWidget`s added to the same
 dashboard. The few alarms outside the facade's monitors (batch lane, AccessDenied) are kept in
-`alarms` too and notify the same topic.
+`alarms` too and notify the same topic. The thresholds that learn (anomaly bands, the quota
+forecast, SLO burn rates) are constructs of their own (`stacks.anomaly`, `stacks.forecast`,
+`stacks.slo`) composed here with the same topic, name prefix and dashboard.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ from cdk_monitoring_constructs import (
 )
 from constructs import Construct
 
-from agent.contract import DIMENSION, NAMESPACE, ModelSpec  # noqa: F401 (DIMENSION: re-exported)
+# DIMENSION and NAMESPACE are re-exported: callers read the dashboard's metric identity here
+from agent.contract import DIMENSION, NAMESPACE, ModelSpec  # noqa: F401
 from guard.client import MAX_GRANT_AGE_S
 
 from .anomaly import AnomalyBands

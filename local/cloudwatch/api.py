@@ -22,8 +22,9 @@ Reading (`get_metric_data`, the shape of CloudWatch's GetMetricData: `Id`, `Metr
   evaluation uses, and `ANOMALY_DETECTION_BAND(id[, k])` (k = 2 by default): the band
   model the local alarm evaluation uses (`local.cloudwatch.bands`, the same time of day on
   earlier days) where the range holds a day of history before a point, else mean +/- k
-  standard deviations of the series over the range, so a short run's widget draws a band. A band comes back as two
-  results with the query's Id, labelled "... (upper)" and "... (lower)".
+  standard deviations of the series over the range, so a short run's widget draws a band.
+  A band comes back as two results with the query's Id, labelled "... (upper)" and
+  "... (lower)".
 - Resolution as CloudWatch applies it: a standard-resolution metric (StorageResolution 60)
   read with a period under 60 s comes back at 60 s; a high-resolution one at the period
   asked (1, 5, 10, 30 s or multiples of 60).

@@ -238,10 +238,13 @@ def _clock(t: float | None, since: float) -> str:
 
 def render(normal: NormalReport, ramped: RampReport) -> str:
     """The scenario's text report."""
+    line = ramped.result("QuotaForecast").alarm.threshold
     lines = [
         f"Ramp: {ramped.model_id} from its 09:00 level to 150% of its limits in 2 h",
-        f"  quota forecast alarm (30 min ahead, 80%): {_clock(ramped.forecast_alarm_at, ramped.ramp_start)}",
-        f"  QuotaUsedPercent reached 100:             {_clock(ramped.quota_full_at, ramped.ramp_start)}",
+        "  " + f"quota forecast alarm (at {line:g}%):".ljust(34)
+        + _clock(ramped.forecast_alarm_at, ramped.ramp_start),
+        "  " + "QuotaUsedPercent reached 100:".ljust(34)
+        + _clock(ramped.quota_full_at, ramped.ramp_start),
         "  lead time: " + ("n/a" if ramped.lead_minutes is None
                            else f"{ramped.lead_minutes:.0f} min"),
         "",

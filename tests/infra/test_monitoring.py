@@ -356,7 +356,8 @@ def test_band_width_and_direction_come_from_the_settings(tmp_path):
 def test_quota_forecast_projects_the_fullest_limit_30_minutes_ahead(template, topic_ref, model):
     (props,) = [a["Properties"] for a in template.find_resources(
         "AWS::CloudWatch::Alarm").values()
-        if a["Properties"]["AlarmName"] == f"BulwarkTest-dev-QuotaForecast-{model.model_id}-Warning"]
+        if a["Properties"]["AlarmName"]
+        == f"BulwarkTest-dev-QuotaForecast-{model.model_id}-Warning"]
     assert (props["Threshold"], props["ComparisonOperator"], props["EvaluationPeriods"],
             props["DatapointsToAlarm"]) == (THRESHOLDS.forecast.alarm_percent,
                                              "GreaterThanOrEqualToThreshold", 3, 2)

@@ -28,7 +28,7 @@ from constructs import Construct
 
 from agent.contract import ModelSpec
 
-from .metrics import metric, rate, share
+from .metrics import literal, metric, rate, share
 from .settings import ANOMALY_METRICS, AnomalyBand
 
 _FIVE_MINUTES = Duration.minutes(5)
@@ -196,7 +196,7 @@ class AnomalyBands(Construct):
                 graphs.append(cloudwatch.GraphWidget(
                     title=f"{seed.title} and its band: {model.model_id}", width=8, height=5,
                     left=[built, cloudwatch.MathExpression(
-                        expression=f"ANOMALY_DETECTION_BAND(m0, {band.band:g})",
+                        expression=f"ANOMALY_DETECTION_BAND(m0, {literal(band.band)})",
                         using_metrics={"m0": built}, period=seed.period,
                         label=f"expected ({band.band:g} sd)")],
                     left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False)))

@@ -35,7 +35,7 @@ from constructs import Construct
 
 from agent.contract import ModelSpec
 
-from .metrics import metric, rate
+from .metrics import literal, metric, rate
 from .settings import ForecastSettings
 
 
@@ -48,19 +48,19 @@ def usage_expressions(model: ModelSpec, period: Duration) -> dict[str, cloudwatc
 
     used: dict[str, cloudwatch.MathExpression] = {}
     if limits.rpm is not None:
-        used["rpm"] = rate(f"100 * FILL(req, 0) / {limits.rpm * minutes:g}",
+        used["rpm"] = rate(f"100 * FILL(req, 0) / {literal(limits.rpm * minutes)}",
                            {"req": m("Requests")}, "requests (% of rpm)", period)
     if limits.itpm is not None:
-        used["itpm"] = rate(f"100 * (FILL(inp, 0) + FILL(cw, 0)) / {limits.itpm * minutes:g}",
+        used["itpm"] = rate(f"100 * (FILL(inp, 0) + FILL(cw, 0)) / {literal(limits.itpm * minutes)}",
                             {"inp": m("InputTokens"), "cw": m("CacheWriteTokens")},
                             "input tokens (% of itpm)", period)
     if limits.otpm is not None:
-        used["otpm"] = rate(f"100 * FILL(out, 0) / {limits.otpm * minutes:g}",
+        used["otpm"] = rate(f"100 * FILL(out, 0) / {literal(limits.otpm * minutes)}",
                             {"out": m("OutputTokens")}, "output tokens (% of otpm)", period)
     if limits.tpm is not None:
         used["tpm"] = rate(
-            f"100 * (FILL(inp, 0) + FILL(cw, 0) + {limits.output_burndown:g} * FILL(out, 0)) "
-            f"/ {limits.tpm * minutes:g}",
+            f"100 * (FILL(inp, 0) + FILL(cw, 0) + {literal(limits.output_burndown)} "
+            f"* FILL(out, 0)) / {literal(limits.tpm * minutes)}",
             {"inp": m("InputTokens"), "cw": m("CacheWriteTokens"), "out": m("OutputTokens")},
             "tokens (% of tpm)", period)
     return used
@@ -94,7 +94,7 @@ class QuotaForecast(Construct):
             if not used:
                 continue
             now = fullest(used, period)
-            projected = rate(f"now + IF(DIFF(now) > 0, DIFF(now) * {steps:g}, 0)",
+            projected = rate(f"now + IF(DIFF(now) > 0, DIFF(now) * {literal(steps)}, 0)",
                              {"now": now},
                              f"quota used in {settings.horizon_minutes} min (%, projected)",
                              period)

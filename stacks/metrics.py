@@ -41,3 +41,11 @@ def share(part: str, whole: list[str]) -> str:
     """`100 * part / sum(whole)` with missing datapoints as 0 and no division by zero."""
     total = " + ".join(f"FILL({m}, 0)" for m in whole)
     return f"IF(({total}) > 0, 100 * FILL({part}, 0) / ({total}), 0)"
+
+
+def literal(value: float) -> str:
+    """A number as metric math reads it: plain decimal, never exponent notation (2000000, not
+    2e+06: CDK and CloudWatch would read the "e" as a metric id)."""
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.6f}".rstrip("0").rstrip(".")

@@ -26,6 +26,7 @@ from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from .metrics import literal
 from .settings import SloSettings
 
 #: the two speeds: name stem, severity
@@ -38,7 +39,7 @@ def burn_expression(good: list[str], bad: list[str], budget_percent: float,
     failed = " + ".join(f"FILL({b}, 0)" for b in bad)
     total = " + ".join(f"FILL({q}, 0)" for q in [*good, *bad])
     return (f"IF(({total}) >= {min_requests}, 100 * ({failed}) / ({total}) / "
-            f"{budget_percent:g}, 0)")
+            f"{literal(budget_percent)}, 0)")
 
 
 class SuccessSlo(Construct):

@@ -4,8 +4,10 @@
     python -m local.demo.ramp [--template cdk.out/Bulwark-dev.template.json] [--out out/ramp]
 
 Two replays against the synthesized template's alarms (`local.cloudwatch.alarms`), with no
-AWS and no Claude: the histories are written straight into a `MetricStore` as the agent's
-EMF would put them (namespace `Bulwark`, dimension `Model`).
+AWS and no Claude: the histories are written straight into a `MetricStore` (the store local
+CloudWatch keeps behind its API, `LocalCloudWatch.raw`) as the agent's EMF would put them
+(namespace `Bulwark`, dimension `Model`). They skip moto's PutMetricData/GetMetricData: four
+weeks of two models are ~180,000 datapoints, and moto scans every datapoint per period.
 
 1. Normal: 28 days of every model's metrics in 5-minute periods, a daily cycle (night at a
    third of the noon peak, which uses `peak_share` of the fullest limit) with noise and a

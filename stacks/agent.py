@@ -228,7 +228,8 @@ class AgentFunction(Construct):
             log_group_arn=self.log_group.log_group_arn,
             allowed_regions=props.allowed_regions,
             api_key_secret_arn=self.secret.secret_arn if self.secret else None,
-            bedrock_profiles=props.bedrock_profiles)
+            bedrock_profiles=props.bedrock_profiles,
+            payload_bucket_arn=state.payloads.bucket_arn)
         statements = agent_statements(agent_resources) + mcp_agent_statements(
             server.auth["secret_arn"] for server in mcp.servers.values()
             if server.auth["type"] == "bearer")
@@ -266,6 +267,7 @@ class AgentFunction(Construct):
             Env.DOCS_PREFIX: DOCUMENTS_PREFIX,
             Env.WORK_QUEUE_URL: state.work_queue.queue_url,
             Env.DLQ_URL: state.dead_letter_queue.queue_url,
+            Env.PAYLOAD_BUCKET: state.payloads.bucket_name,
             Env.TOOL_ROLE_ARN: self._tool_role_arn,
             Env.AGENT_NAME: props.agent_name,
             Env.MAX_DEFERRALS: str(props.max_deferrals),

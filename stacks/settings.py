@@ -339,6 +339,18 @@ PROVIDER_KEYS: dict[str, Key] = {
                            region_map, provider="bedrock"),
 }
 
+#: the metrics with a learned band: key -> (meaning, default band width in standard deviations)
+ANOMALY_METRICS = {
+    "cost_per_hour": ("CostUSD per hour", 3.0),
+    "cost_per_success": ("CostUSD per succeeded request, 5 min", 3.0),
+    "failure_rate": ("Failed / (Succeeded + Failed) in %, 5 min", 3.0),
+    "upstream_429_rate": ("Upstream429 / Requests in %, 5 min", 3.0),
+    "local_throttle_rate": ("LocalThrottles / (Requests + LocalThrottles) in %, 5 min", 3.0),
+    "latency_p99": ("Latency p99 in ms, 5 min", 3.0),
+}
+BAND_DIRECTIONS = ("above", "below", "outside")
+CONTRIBUTOR_INSIGHTS_MODES = ("throttled_keys", "accessed_and_throttled_keys", "off")
+
 SCHEMA: dict[str, Key] = {
     "stage": Key("dev or prod: prod retains and deletion-protects stateful resources",
                  choice(*STAGES), "dev"),
@@ -401,7 +413,39 @@ SCHEMA: dict[str, Key] = {
         "quota_used_percent": Key("fullest bucket dimension at acquire", percent, 80),
         "latency_p99_ms": Key("p99 model latency", positive, 60_000),
         "failure_rate_percent": Key("failed requests", percent, 5),
-        "cost_per_hour_usd": Key("Claude spend per hour", positive, 10)}),
+        "cost_per_hour_usd": Key("Claude spend per hour", positive, 10),
+        "anomaly": Key("learned bands per model (README 'Thresholds that learn'): the band "
+                       "width in standard deviations and the direction that alarms, per metric",
+                       keys={name: Key(doc, keys={
+                           "band": Key("band width, standard deviations", number(0.5), band),
+                           "direction": Key("above, below or outside the band alarms",
+                                            choice(*BAND_DIRECTIONS), "above")})
+                             for name, (doc, band) in ANOMALY_METRICS.items()}),
+        "slo": Key("success-rate SLO per model and lane, with burn-rate alarms", keys={
+            "success_rate_percent": Key("target share of requests that succeed", percent, 99),
+            "fast_burn_rate": Key("burn rate that pages (error budget used x faster than "
+                                  "allowed)", number(1), 14.4),
+            "fast_window_minutes": Key("long window of the paging alarm",
+                                       number(5, integer=True), 60),
+            "fast_short_window_minutes": Key("short window of the paging alarm (the burn must "
+                                             "still be on)", number(1, integer=True), 5),
+            "slow_burn_rate": Key("burn rate that warns", number(1), 6),
+            "slow_window_minutes": Key("long window of the warning alarm",
+                                       number(5, integer=True), 360),
+            "slow_short_window_minutes": Key("short window of the warning alarm",
+                                             number(1, integer=True), 30),
+            "min_requests": Key("requests a window needs before its burn rate counts",
+                                number(1, integer=True), 10)}),
+        "forecast": Key("quota forecast per model: the per-minute rates projected ahead", keys={
+            "horizon_minutes": Key("how far ahead the projection looks",
+                                   number(5, integer=True), 30),
+            "period_minutes": Key("period of the rates the slope is taken from",
+                                  number(1, integer=True), 10),
+            "alarm_percent": Key("alarm when the projected use of the fullest limit reaches "
+                                 "this", percent, 80)}),
+        "contributor_insights": Key("DynamoDB Contributor Insights on the bucket table: "
+                                    "throttled_keys, accessed_and_throttled_keys or off",
+                                    choice(*CONTRIBUTOR_INSIGHTS_MODES), "throttled_keys")}),
     "allowed_regions": Key("regions the permissions boundary allows (the deploy region too)",
                            string_list(_REGION, "AWS region names such as us-east-1"),
                            ("us-east-1",)),
@@ -523,6 +567,72 @@ class ModelSettings(ModelSpec):
 
 
 @dataclass(frozen=True)
+class AnomalyBand:
+    """One learned band: `band` in standard deviations, `direction` above/below/outside."""
+
+    band: float = 3.0
+    direction: str = "above"
+
+    def __post_init__(self) -> None:
+        if not self.band > 0:
+            raise ValueError(f"AnomalyBand.band must be > 0 standard deviations, got {self.band!r}")
+        if self.direction not in BAND_DIRECTIONS:
+            raise ValueError(f"AnomalyBand.direction must be one of {', '.join(BAND_DIRECTIONS)},"
+                             f" got {self.direction!r}")
+
+
+@dataclass(frozen=True)
+class SloSettings:
+    """Success-rate SLO (percent) and its two burn-rate alarms (windows in minutes)."""
+
+    success_rate_percent: float = 99.0
+    fast_burn_rate: float = 14.4
+    fast_window_minutes: int = 60
+    fast_short_window_minutes: int = 5
+    slow_burn_rate: float = 6.0
+    slow_window_minutes: int = 360
+    slow_short_window_minutes: int = 30
+    min_requests: int = 10
+
+    def __post_init__(self) -> None:
+        if not 0 < self.success_rate_percent < 100:
+            raise ValueError("SloSettings.success_rate_percent must be in (0, 100) (100 leaves "
+                             f"no error budget), got {self.success_rate_percent!r}")
+        for kind in ("fast", "slow"):
+            long_w = getattr(self, f"{kind}_window_minutes")
+            short_w = getattr(self, f"{kind}_short_window_minutes")
+            if not 0 < short_w < long_w <= 1440:
+                raise ValueError(f"SloSettings: need 0 < {kind}_short_window_minutes ({short_w})"
+                                 f" < {kind}_window_minutes ({long_w}) <= 1440")
+
+    @property
+    def error_budget_percent(self) -> float:
+        return 100.0 - self.success_rate_percent
+
+
+@dataclass(frozen=True)
+class ForecastSettings:
+    """Quota forecast: look `horizon_minutes` ahead from rates per `period_minutes`; alarm at
+    `alarm_percent` of the fullest limit."""
+
+    horizon_minutes: int = 30
+    period_minutes: int = 10
+    alarm_percent: float = 80.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.period_minutes <= self.horizon_minutes:
+            raise ValueError(f"ForecastSettings: need 0 < period_minutes ({self.period_minutes}) "
+                             f"<= horizon_minutes ({self.horizon_minutes})")
+        if not 0 < self.alarm_percent <= 100:
+            raise ValueError("ForecastSettings.alarm_percent must be in (0, 100], got "
+                             f"{self.alarm_percent!r}")
+
+
+def _default_bands() -> dict[str, AnomalyBand]:
+    return {name: AnomalyBand(band) for name, (_, band) in ANOMALY_METRICS.items()}
+
+
+@dataclass(frozen=True)
 class AlarmSettings:
     """Alarm thresholds (the monitoring construct takes these) and the e-mail they page."""
 
@@ -532,8 +642,22 @@ class AlarmSettings:
     latency_p99_ms: float = 60_000.0  # Latency p99
     failure_rate_percent: float = 5.0  # Failed / (Succeeded + Failed)
     cost_per_hour_usd: float = 10.0  # CostUSD Sum over 1 hour
+    #: learned bands, keyed as ANOMALY_METRICS (a key left out gets its default)
+    anomaly: Mapping[str, AnomalyBand] = field(default_factory=_default_bands)
+    slo: SloSettings = field(default_factory=SloSettings)
+    forecast: ForecastSettings = field(default_factory=ForecastSettings)
+    contributor_insights: str = "throttled_keys"
 
     def __post_init__(self) -> None:
+        unknown = sorted(set(self.anomaly) - set(ANOMALY_METRICS))
+        if unknown:
+            raise ValueError(f"AlarmSettings.anomaly: unknown metrics {unknown} (known: "
+                             f"{', '.join(ANOMALY_METRICS)})")
+        object.__setattr__(self, "anomaly", {**_default_bands(), **self.anomaly})
+        if self.contributor_insights not in CONTRIBUTOR_INSIGHTS_MODES:
+            raise ValueError("AlarmSettings.contributor_insights must be one of "
+                             f"{', '.join(CONTRIBUTOR_INSIGHTS_MODES)}, got "
+                             f"{self.contributor_insights!r}")
         if self.email is not None and not _EMAIL.match(self.email):
             raise ValueError(f"AlarmSettings.email is not an email address: {self.email!r}")
         for name in ("local_throttle_rate_percent", "quota_used_percent", "failure_rate_percent"):
@@ -816,6 +940,30 @@ def _tenants(problems: Problems, raw: Any, allow_unbound: bool | None
     return tuple(specs)
 
 
+def _read_alarms(problems: Problems, values: Mapping[str, Any]) -> AlarmSettings | None:
+    """The `alarms` section with its nested anomaly, slo and forecast sections."""
+    keys = SCHEMA["alarms"].keys
+    flat = read_section(problems, keys, values, "alarms.")
+    sections = {}
+    for name in ("slo", "forecast"):
+        sections[name] = read_section(problems, keys[name].keys, values.get(name) or {},
+                                      f"alarms.{name}.")
+    bands = {}
+    for metric, key in keys["anomaly"].keys.items():
+        bands[metric] = read_section(problems, key.keys,
+                                     (values.get("anomaly") or {}).get(metric) or {},
+                                     f"alarms.anomaly.{metric}.")
+    if problems.items:  # a bad value reads as None: the typed settings cannot be built
+        return None
+    try:
+        slo, forecast = SloSettings(**sections["slo"]), ForecastSettings(**sections["forecast"])
+    except ValueError as err:
+        problems.say(f"context key 'alarms': {err}")
+        return None
+    return AlarmSettings(**flat, slo=slo, forecast=forecast,
+                         anomaly={m: AnomalyBand(**b) for m, b in bands.items()})
+
+
 def load_settings(ctx: Mapping[str, Any], *, region: str | None = None) -> Settings:
     """Validate the app's context (and, when known, the deploy `region`); raises
     `SettingsError` listing every problem."""
@@ -883,7 +1031,7 @@ def load_settings(ctx: Mapping[str, Any], *, region: str | None = None) -> Setti
 
     deferral = read_section(problems, SCHEMA["deferral"].keys, ctx.get("deferral", {}),
                             "deferral.")
-    alarms = read_section(problems, SCHEMA["alarms"].keys, ctx.get("alarms", {}), "alarms.")
+    alarms = _read_alarms(problems, ctx.get("alarms", {}))
     batch = read_section(problems, SCHEMA["batch"].keys, ctx.get("batch", {}), "batch.")
     preset = BATCH_TIERS.get(tier or "tier1", BATCH_TIERS["tier1"])
     if batch["max_items_per_batch"] is not None and batch["max_items_per_batch"] > 100_000:
@@ -911,7 +1059,7 @@ def load_settings(ctx: Mapping[str, Any], *, region: str | None = None) -> Setti
         degrade_model=picked["degrade_model"], scheduling=top["scheduling"],
         mcp=top["mcp"] or McpSettings(), max_deferrals=deferral["max_deferrals"],
         max_deferral_age_s=deferral["max_age_s"], tenants=tenants,
-        alarms=AlarmSettings(**alarms), allowed_regions=regions,
+        alarms=alarms, allowed_regions=regions,
         reserved_concurrency=top["reserved_concurrency"],
         queue_max_concurrency=top["queue_max_concurrency"],
         log_retention_days=top["log_retention_days"],

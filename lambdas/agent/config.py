@@ -57,6 +57,8 @@ class AgentConfig:
     log_prompts: bool = False
     #: the batch lane's queue (BATCH_QUEUE_URL); None: lane "batch" is not deployed
     batch_queue_url: str | None = None
+    #: the payload bucket (PAYLOAD_BUCKET; `agent.payloads`); None: everything stays inline
+    payload_bucket: str | None = None
     #: MCP tool sources (MCP_SERVERS; `agent.mcp.config`), empty when none are configured
     mcp_servers: dict[str, McpServer] = field(default_factory=dict)
     #: budgets on deploy (BUDGETS) and the config table that may replace them (LIMITS_TABLE)
@@ -171,6 +173,7 @@ def load_config(env: Mapping[str, str]) -> AgentConfig:
         log_prompts=env.get("LOG_PROMPTS", "false").lower() == "true",
         batch_queue_url=env.get(Env.BATCH_QUEUE_URL, "").strip() or None,
         limits=_limits(env), limits_table=env.get(Env.LIMITS_TABLE, "").strip() or None,
+        payload_bucket=env.get(Env.PAYLOAD_BUCKET, "").strip() or None,
     )
 
 

@@ -99,6 +99,8 @@ class Env:
     DOCS_PREFIX = "DOCS_PREFIX"
     WORK_QUEUE_URL = "WORK_QUEUE_URL"
     DLQ_URL = "DLQ_URL"
+    #: the payload bucket: answers and queue messages too large to keep inline (claim checks)
+    PAYLOAD_BUCKET = "PAYLOAD_BUCKET"
     TOOL_ROLE_ARN = "TOOL_ROLE_ARN"
     MAX_DEFERRALS = "MAX_DEFERRALS"
     MAX_DEFERRAL_AGE_S = "MAX_DEFERRAL_AGE_S"
@@ -134,6 +136,8 @@ METRICS = {
     "Deferred": "Count", "Degraded": "Count", "Rejected": "Count", "Latency": "Milliseconds",
     "CostUSD": "NoUnit", "Succeeded": "Count", "Failed": "Count", "QuotaUsedPercent": "Percent",
     "GrantToSendMs": "Milliseconds", "QueueSeconds": "Seconds",
+    # a queued request that ended in the DLQ (its error answer is stored with the reason)
+    "DeadLettered": "Count",
     # the batch lane (agent.batch); BatchInFlight: requests held by open batches (a gauge)
     "BatchQueued": "Count", "BatchSubmitted": "Count", "BatchSucceeded": "Count",
     "BatchErrored": "Count", "BatchExpired": "Count", "BatchCostUSD": "NoUnit",

@@ -154,13 +154,14 @@ def _record_handler(record, lambda_context=None) -> None:
     MAX_RECEIVES failed receives it is dead-lettered instead."""
     rt = current_runtime()
     try:
-        message = parse_work_message(record.body, rt.config, now=rt.clock())
+        message = parse_work_message(record.body, rt.config, now=rt.clock(),
+                                     payloads=rt.payloads)
     except MalformedMessage as err:
         send_to_dlq(rt, err.body, str(err))
         return
     reason = dead_letter_reason(message, rt.config, now=rt.clock())
     if reason is not None:
-        send_to_dlq(rt, message.body, reason)
+        send_to_dlq(rt, message.body, reason, request=message.request)
         return
     if message.request.lane == "batch":  # queued work may choose the batch lane too
         enqueue_batch(rt, message.request)
@@ -169,13 +170,13 @@ def _record_handler(record, lambda_context=None) -> None:
     try:
         process(rt, message.request, lambda_context, deferrals=message.deferrals,
                 first_received_at=message.first_received_at, transcript=message.transcript,
-                model=message.model)
+                model=message.model, spent=message.spent)
     except IdempotencyAlreadyInProgressError:
         raise  # another worker has it; retry after the visibility timeout
     except Exception as err:
         if receives >= rt.config.max_receives:
             send_to_dlq(rt, message.body, f"failed {receives} times: {type(err).__name__}: "
-                                          f"{err}")
+                                          f"{err}", request=message.request)
             return
         raise
 

@@ -86,3 +86,17 @@ def test_open_reservations_in_the_way_defer_the_request_instead_of_rejecting_it(
     assert 0 < response["retry_after"] <= 15
     [message] = queued(stack, wait_s=0) or queued(stack, wait_s=16)
     assert json.loads(message["Body"])["request"]["tenant"] == "acme"
+
+
+def test_action_batch_queues_the_request_on_the_batch_lane(stack, monkeypatch):
+    url = stack["sqs"].create_queue(QueueName=f"batch-budget-{id(stack)}")["QueueUrl"]
+    set_budgets(stack, monkeypatch, {"tenants": {"acme": {"budget": {
+        "usd_per_day": 0, "action": "batch"}}}}, BATCH_QUEUE_URL=url)
+    response = invoke(stack, {"prompt": "Label this ticket", "tenant": "acme",
+                              "request_id": "budget-batch-1"})
+    assert response["status"] == "queued" and response["lane"] == "batch", response
+    [message] = stack["sqs"].receive_message(QueueUrl=url,
+                                             MaxNumberOfMessages=10)["Messages"]
+    assert json.loads(message["Body"])["request"]["tenant"] == "acme"
+    assert invoke(stack, {"action": "get_result", "request_id": "budget-batch-1",
+                          "tenant": "acme"})["status"] == "queued"

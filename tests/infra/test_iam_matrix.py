@@ -251,6 +251,7 @@ class Deployment:
         self.idempotency_table = self.arn(stack.state.idempotency_table)
         self.notes_table = self.arn(stack.state.notes_table)
         self.docs_bucket = self.arn(stack.state.documents)
+        self.payload_bucket = self.arn(stack.state.payloads)
         self.data_key = self.arn(stack.data_key.key)
         self.secret = self.arn(agent.secret) if agent.secret is not None else None
         self.work_queue = self.arn(stack.state.work_queue)
@@ -563,9 +564,12 @@ BATCH_CASES: list[Case] = [
         d.collector, "sqs:SendMessage", d.batch_dlq)),
     Case("collector.state.write_items", "anthropic", ALLOWED, lambda d: d.request(
         d.collector, "dynamodb:BatchWriteItem", d.batch_table)),
-    Case("collector.results.write", "anthropic", IMPLICIT, lambda d: d.request(
+    Case("collector.results.error_answer", "anthropic", ALLOWED, lambda d: d.request(
         d.collector, "dynamodb:PutItem", d.results_table,
         {"dynamodb:LeadingKeys": ["acme/r1"]})),
+    Case("collector.results.outside_tenants", "anthropic", IMPLICIT, lambda d: d.request(
+        d.collector, "dynamodb:PutItem", d.results_table,
+        {"dynamodb:LeadingKeys": ["initech/r1"]})),
     Case("collector.other_region", "anthropic", EXPLICIT, lambda d: d.request(
         d.collector, "sqs:ReceiveMessage", d.batch_queue, region=OTHER_REGION),
         denied_by=OUTSIDE_REGIONS),
@@ -678,7 +682,35 @@ CALLER_CASES: list[Case] = [
                            "sqs:SendMessage", d.work_queue), SEND_WORK_DENY),
 ]
 
-CASES: list[Case] = BATCH_CASES + CALLER_CASES + [
+
+#: the payload bucket: the agent's claim checks (answers, queue messages, dead letters)
+OWN_ACCOUNT = {"aws:ResourceAccount": ACCOUNT}
+PAYLOAD_CASES = [
+    *[Case(f"agent.payloads.{action.split(':')[1]}_{prefix}.{app}", app, ALLOWED,
+           (lambda action, prefix: lambda d: d.request(
+               d.agent, action, f"{d.payload_bucket}/{prefix}/acme/req-1/a.json",
+               OWN_ACCOUNT))(action, prefix))
+      for action in ("s3:PutObject", "s3:GetObject") for prefix in ("results", "queue", "dlq")
+      for app in ("anthropic", "bedrock")],
+    Case("agent.payloads.other_prefix", "anthropic", IMPLICIT, lambda d: d.request(
+        d.agent, "s3:GetObject", f"{d.payload_bucket}/docs/acme/a.json", OWN_ACCOUNT)),
+    Case("agent.payloads.delete", "anthropic", IMPLICIT, lambda d: d.request(
+        d.agent, "s3:DeleteObject", f"{d.payload_bucket}/results/acme/req-1/a.json",
+        OWN_ACCOUNT)),
+    Case("agent.payloads.list", "anthropic", IMPLICIT, lambda d: d.request(
+        d.agent, "s3:ListBucket", d.payload_bucket, OWN_ACCOUNT)),
+    Case("agent.payloads.same_name_other_account", "anthropic", IMPLICIT, lambda d: d.request(
+        d.agent, "s3:PutObject", f"{d.payload_bucket}/results/acme/req-1/a.json",
+        {"aws:ResourceAccount": "999999999999"})),
+    Case("agent.payloads.without_tls", "anthropic", EXPLICIT, lambda d: d.request(
+        d.agent, "s3:GetObject", f"{d.payload_bucket}/results/acme/req-1/a.json",
+        {**OWN_ACCOUNT, "aws:SecureTransport": "false"})),
+    Case("tool.payloads.read_answers", "anthropic", IMPLICIT, lambda d: d.request(
+        d.tool, "s3:GetObject", f"{d.payload_bucket}/results/acme/req-1/a.json",
+        OWN_ACCOUNT)),
+]
+
+CASES: list[Case] = BATCH_CASES + PAYLOAD_CASES + CALLER_CASES + [
     # -- agent role: the rate-limit bucket table -----------------------------------------------
     Case("agent.bucket.update_own_bucket", "anthropic", ALLOWED, lambda d: d.request(
         d.agent, "dynamodb:UpdateItem", d.bucket_table,
@@ -728,7 +760,10 @@ CASES: list[Case] = BATCH_CASES + CALLER_CASES + [
     Case("agent.kms.decrypt_direct", "anthropic", IMPLICIT, lambda d: d.request(
         d.agent, "kms:Decrypt", d.data_key)),
     Case("agent.kms.decrypt_via_other_service", "anthropic", IMPLICIT, lambda d: d.request(
-        d.agent, "kms:Decrypt", d.data_key, {"kms:ViaService": f"s3.{REGION}.amazonaws.com"})),
+        d.agent, "kms:Decrypt", d.data_key, {"kms:ViaService": f"ssm.{REGION}.amazonaws.com"})),
+    Case("agent.kms.generate_via_s3_for_claim_checks", "anthropic", ALLOWED, lambda d: d.request(
+        d.agent, "kms:GenerateDataKey", d.data_key,
+        {"kms:ViaService": f"s3.{REGION}.amazonaws.com"})),
     # -- agent role: assuming the tool role (identity + boundary + trust) ------------------------
     *[Case(f"agent.assume_tool.{name}.{side}", "anthropic", expect,
            (lambda build, side: lambda d: build(d, side))(build, side))

@@ -239,3 +239,37 @@ def test_an_empty_value_unsets_an_optional_key_from_the_command_line():
 def test_reserved_concurrency_may_be_turned_off():
     assert settings(reserved_concurrency=None).reserved_concurrency is None
     assert settings(reserved_concurrency="null").reserved_concurrency is None
+
+
+def test_learned_thresholds_take_partial_overrides_and_keep_the_other_defaults():
+    alarms = {"anomaly": {"latency_p99": {"band": 4, "direction": "outside"}},
+              "slo": {"success_rate_percent": 99.5}, "forecast": {"alarm_percent": 70},
+              "contributor_insights": "off"}
+    settings = load_settings({**DEFAULTS, "alarms": alarms}).alarms
+    assert (settings.anomaly["latency_p99"].band,
+            settings.anomaly["latency_p99"].direction) == (4, "outside")
+    assert settings.anomaly["failure_rate"].band == 3  # the default
+    assert settings.slo.success_rate_percent == 99.5
+    assert settings.slo.error_budget_percent == pytest.approx(0.5)
+    assert (settings.forecast.alarm_percent, settings.forecast.horizon_minutes) == (70, 30)
+    assert settings.contributor_insights == "off"
+
+
+@pytest.mark.parametrize("alarms, expected", [
+    ({"anomaly": {"latency_p9": {"band": 3}}},
+     "context key 'alarms.anomaly.latency_p9' is not a setting; did you mean "
+     "'alarms.anomaly.latency_p99'?"),
+    ({"anomaly": {"failure_rate": {"direction": "up"}}},
+     "context key 'alarms.anomaly.failure_rate.direction': expected one of above, below, "
+     "outside, got 'up'"),
+    ({"slo": {"fast_window_minutes": 10, "fast_short_window_minutes": 30}},
+     "fast_short_window_minutes (30) < fast_window_minutes (10)"),
+    ({"slo": {"success_rate_percent": 100}}, "100 leaves no error budget"),
+    ({"forecast": {"period_minutes": 60}}, "period_minutes (60) <= horizon_minutes (30)"),
+    ({"contributor_insights": "all"},
+     "expected one of throttled_keys, accessed_and_throttled_keys, off, got 'all'"),
+])
+def test_bad_learned_threshold_settings_name_the_key(alarms, expected):
+    with pytest.raises(SettingsError) as raised:
+        load_settings({**DEFAULTS, "alarms": alarms})
+    assert any(expected in problem for problem in raised.value.problems), raised.value.problems

@@ -106,3 +106,22 @@ def test_agent_role_reaches_budget_items_and_the_limits_item_only(budgeted):
     assert {name: results[name]["result"] for name in cases} == {
         name: expect for name, (expect, _) in cases.items()}
 
+
+
+def test_the_80_percent_alarm_fires_in_the_local_alarm_evaluation(budgeted):
+    from local.cloudwatch.alarms import evaluate_all
+    from local.cloudwatch.metrics import MetricStore
+
+    t0 = 1_800_000_000 - 1_800_000_000 % 300
+    store = MetricStore()
+    store.add_emf_lines(json.dumps({
+        "_aws": {"Timestamp": (t0 + 60 + i * 60) * 1000, "CloudWatchMetrics": [{
+            "Namespace": "Bulwark", "Dimensions": [["Tenant", "Window"]],
+            "Metrics": [{"Name": "BudgetUsedPercent", "Unit": "Percent"}]}]},
+        "Tenant": "acme", "Window": "day", "BudgetUsedPercent": percent})
+        for i, percent in enumerate((40, 70, 85)))
+    results = {r.alarm.name: r for r in evaluate_all(budgeted.template, store, t0, t0 + 900)
+               if "Budget" in r.alarm.name}
+    assert results["Bulwark-dev-BudgetDay80-acme"].fired
+    assert not results["Bulwark-dev-BudgetDay100-acme"].fired
+    assert not results["Bulwark-dev-BudgetMonth80-acme"].fired

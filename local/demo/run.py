@@ -401,9 +401,18 @@ def _start_mcp_stand_in(aws: LocalAws, env: dict) -> LocalAwsMcp | None:
     return stand_in
 
 
+#: Daily budgets the demo deploys with: acme runs into its own part-way through a full run
+#: (a request costs about $0.002), so its later requests are rejected for budget while globex
+#: is unaffected; the report shows each tenant's budget use and the budget alarms.
+DEMO_BUDGETS = {"acme": {"usd_per_day": 0.03, "action": "reject"}}
+
+
 def tenants_context() -> dict:
-    """The `tenants` context the demo deploys with: each tenant bound to its own role."""
-    return {tenant: {"principals": [role]} for tenant, role in TENANT_ROLES.items()}
+    """The `tenants` context the demo deploys with: each tenant bound to its own role, with
+    its budget from DEMO_BUDGETS."""
+    return {tenant: {"principals": [role],
+                     **({"budget": DEMO_BUDGETS[tenant]} if tenant in DEMO_BUDGETS else {})}
+            for tenant, role in TENANT_ROLES.items()}
 
 
 def session_arn(role_arn: str, session: str) -> str:

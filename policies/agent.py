@@ -80,10 +80,16 @@ def agent_statements(r: AgentResources) -> list[iam.PolicyStatement]:
             }),
         iam.PolicyStatement(
             sid="DeferredResults",
-            # Results are keyed by caller-chosen request ids: the tenant is checked in code on
+            # Results are keyed "<tenant>/<request id>"; the tenant is also checked in code on
             # read, and the item itself records the tenant.
             actions=["dynamodb:GetItem", "dynamodb:PutItem"],
-            resources=[r.results_table_arn]),
+            resources=[r.results_table_arn],
+            conditions={
+                # dynamodb:LeadingKeys: only the configured tenants' result keys, so the role
+                # cannot read or overwrite items outside them (another function's, a removed
+                # tenant's).
+                "ForAllValues:StringLike": {"dynamodb:LeadingKeys": [
+                    f"{tenant}/*" for tenant in r.tenants]}}),
         iam.PolicyStatement(
             sid="DeferAndDeadLetter",
             actions=["sqs:SendMessage"],

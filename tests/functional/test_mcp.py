@@ -106,7 +106,9 @@ def world(aws):
 
 @pytest.fixture(scope="module")
 def stand_in(aws, world):
-    with LocalAwsMcp(aws.endpoint_url) as server:
+    """The stand-in counting but not enforcing its quotas (these tests are about other
+    things; the fleet test below runs against the published quotas)."""
+    with LocalAwsMcp(aws.endpoint_url, quotas=None) as server:
         yield server
 
 
@@ -131,13 +133,13 @@ class Bucket:
     def __init__(self, refuse_for: float = 0.0) -> None:
         self.refuse_for, self.acquires, self.cool_downs = refuse_for, 0, []
 
-    def try_acquire(self, requests=1, input_tokens=0, output_tokens=0):
+    def try_acquire(self, requests=1, input_tokens=0, output_tokens=0, max_wait_s=0.0):
         from types import SimpleNamespace
 
         self.acquires += 1
         if self.refuse_for:
             return SimpleNamespace(granted=False, retry_after=self.refuse_for, reason="quota")
-        return SimpleNamespace(granted=True, retry_after=0.0, reason=None)
+        return SimpleNamespace(granted=True, retry_after=0.0, reason=None, queue_s=0.0)
 
     def cool_down(self, seconds):
         self.cool_downs.append(seconds)
@@ -311,11 +313,13 @@ def test_a_429_cools_the_shared_bucket_down_and_is_retried(aws, world, stand_in)
     ctx = tool_context(aws, world)
     call(box, ctx, "aws___run_script", run_script(LIST_OWN))  # verified, session known
     stand_in.inject("429")
-    acquires = bucket.acquires
+    acquires, requests = bucket.acquires, stand_in.quota()["requests"]
     result = call(box, ctx, "aws___run_script", run_script(LIST_OWN))
     assert "content" in result
     assert bucket.cool_downs == [1.0]  # the server's Retry-After
-    assert bucket.acquires - acquires == 2  # the call, then its retry
+    # every HTTP request the server saw was charged to the budget first, the refused one and
+    # the handshake's notification and the DELETE included
+    assert bucket.acquires - acquires == stand_in.quota()["requests"] - requests
 
 
 def test_persistent_429s_end_in_a_clear_tool_error(aws, world, stand_in):
@@ -335,7 +339,7 @@ def test_a_spent_rate_budget_is_a_tool_error_without_calling_the_server(aws, wor
     before = len(stand_in.decisions())
     result = call(box, tool_context(aws, world), "aws___run_script", run_script(LIST_OWN))
     assert result["throttled"] and result["retry_after"] == 30.0
-    assert "rate budget" in result["error"]
+    assert "request budget" in result["error"]
     assert len(stand_in.decisions()) == before
     assert log.audits()[-1]["outcome"] == "error"
 
@@ -347,7 +351,7 @@ def test_the_budget_item_is_the_servers_own_in_the_bucket_table(aws):
     ensure_table(dynamodb, "mcp-buckets")
     [server] = servers("http://127.0.0.1:1/mcp").values()
     bucket = TokenBucket("mcp-buckets", server.bucket_id,
-                         Limits(rpm=server.requests_per_minute), dynamodb)
+                         Limits(rpm=server.requests_per_second * 60), dynamodb)
     bucket.cool_down(5)
     grant = bucket.try_acquire(requests=1)
     assert not grant.granted and grant.reason == "cool_down"
@@ -390,7 +394,7 @@ def test_an_oversized_result_is_truncated_with_a_marker(aws, world, stand_in):
 
 
 def test_a_tool_that_disappeared_is_disabled(aws, world):
-    with LocalAwsMcp(aws.endpoint_url) as fresh:
+    with LocalAwsMcp(aws.endpoint_url, quotas=None) as fresh:
         fresh.inject("drop_tool", tool="aws___search_documentation")
         log = Log()
         box = toolbox(fresh.url, log)

@@ -37,6 +37,8 @@ class AgentResources:
     api_key_secret_arn: str | None = None
     #: Bedrock: inference profile id -> (foundation model id, regions it routes to)
     bedrock_profiles: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+    #: the MCP servers' connection and session semaphore items (`guard.leases` keys)
+    mcp_lease_ids: tuple[str, ...] = ()
 
 
 def agent_statements(r: AgentResources) -> list[iam.PolicyStatement]:
@@ -149,7 +151,24 @@ def agent_statements(r: AgentResources) -> list[iam.PolicyStatement]:
                 "StringEquals": {"secretsmanager:VersionStage": "AWSCURRENT"},
             }))
     statements += bedrock_statements(r)
+    if r.mcp_lease_ids:
+        statements.append(mcp_lease_statement(r))
     return statements
+
+
+def mcp_lease_statement(r: AgentResources) -> iam.PolicyStatement:
+    """The MCP servers' connection and session leases (`guard.leases`) in the bucket table."""
+    return iam.PolicyStatement(
+        sid="McpQuotaLeases",
+        # One conditional UpdateItem takes a lease, one releases it; a refused write that
+        # carries no old item is followed by one consistent read of the same item.
+        actions=["dynamodb:UpdateItem", "dynamodb:GetItem"],
+        resources=[r.bucket_table_arn],
+        conditions={
+            # dynamodb:LeadingKeys: only the configured MCP servers' semaphore items, so the
+            # role cannot take every slot of another semaphore nor touch a token bucket here.
+            "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": list(r.mcp_lease_ids)},
+        })
 
 
 def bedrock_statements(r: AgentResources) -> list[iam.PolicyStatement]:

@@ -217,7 +217,9 @@ class AgentFunction(Construct):
             log_group_arn=self.log_group.log_group_arn,
             allowed_regions=props.allowed_regions,
             api_key_secret_arn=self.secret.secret_arn if self.secret else None,
-            bedrock_profiles=props.bedrock_profiles)
+            bedrock_profiles=props.bedrock_profiles,
+            mcp_lease_ids=tuple(sorted(key for server in mcp.servers.values()
+                                       for key in server.lease_ids)))
         statements = agent_statements(agent_resources) + mcp_agent_statements(
             server.auth["secret_arn"] for server in mcp.servers.values()
             if server.auth["type"] == "bearer")

@@ -107,12 +107,14 @@ class QuotaMeter:
         self.sessions: dict[str, str] = {}  # session id -> role ARN
         self.peak = {"connections": 0, "sessions": 0, "role_sessions": 0}
         self.refused = {"rate": 0, "connections": 0, "sessions": 0}
+        self.kinds: dict[str, int] = {}  # "<HTTP method> <JSON-RPC method>" -> requests
 
-    def admit(self, is_initialize: bool, role: str) -> tuple[str | None, float]:
-        """Count one request (and open its connection) or refuse it: (None, 0) or
-        (which quota, retry-after seconds)."""
+    def admit(self, kind: str) -> tuple[str | None, float]:
+        """Count one request of `kind` ("POST initialize", "DELETE", ...) on arrival and open
+        its connection, or refuse it: (None, 0) or (which quota, retry-after seconds)."""
         with self._lock:
             self.requests += 1
+            self.kinds[kind] = self.kinds.get(kind, 0) + 1
             quotas = self.quotas
             if quotas is not None:
                 now = self.clock()
@@ -125,15 +127,21 @@ class QuotaMeter:
                 if self.connections >= quotas.connections:
                     self.refused["connections"] += 1
                     return "connections", 1.0
-                role_sessions = sum(1 for r in self.sessions.values() if r == role)
-                if is_initialize and (len(self.sessions) >= quotas.sessions_per_account
-                                      or role_sessions >= quotas.sessions_per_role):
-                    self.refused["sessions"] += 1
-                    return "sessions", 1.0
                 self._tokens -= 1.0
             self.connections += 1
             self.peak["connections"] = max(self.peak["connections"], self.connections)
             return None, 0.0
+
+    def session_allowed(self, role: str) -> bool:
+        """Whether `role` may open one more session (else counted as refused)."""
+        with self._lock:
+            quotas = self.quotas
+            role_sessions = sum(1 for r in self.sessions.values() if r == role)
+            if quotas is not None and (len(self.sessions) >= quotas.sessions_per_account
+                                       or role_sessions >= quotas.sessions_per_role):
+                self.refused["sessions"] += 1
+                return False
+            return True
 
     def closed(self) -> None:
         with self._lock:
@@ -155,7 +163,7 @@ class QuotaMeter:
             return {"quotas": asdict(self.quotas) if self.quotas else None,
                     "requests": self.requests, "connections": self.connections,
                     "sessions": len(self.sessions), "peak": dict(self.peak),
-                    "refused": dict(self.refused)}
+                    "refused": dict(self.refused), "kinds": dict(self.kinds)}
 
 
 def parse_quotas(value: str | None) -> Quotas | None:
@@ -443,25 +451,39 @@ def build_app(stand_in: StandIn):
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
-        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        url = f"http://{headers.get('host', '')}{path}" + (
-            "?" + scope["query_string"].decode() if scope.get("query_string") else "")
-        access_key, why = verify_sigv4(scope["method"], url, headers, body,
-                                       stand_in.secret_for, stand_in.region)
-        if access_key is None:
-            status = 401 if "Authorization" in why or "missing" in why else 403
-            return await _respond(send, status, {"message": why})
-        role = (stand_in.sessions().get(access_key) or {}).get("role_arn", access_key)
-        over, retry_after = stand_in.meter.admit(b'"initialize"' in body, role)
+        # counted on arrival, before any work of the stand-in's own (its SigV4 check asks
+        # local AWS for the key's secret) can shift when a request is seen
+        kind = _kind(scope["method"], body)
+        over, retry_after = stand_in.meter.admit(kind)
         if over is not None:
-            return await _respond(send, 429, {"message": f"Rate exceeded ({over} quota)"},
-                                  extra=[(b"retry-after", f"{retry_after:.3f}".encode())])
+            return await _throttled(send, over, retry_after)
         try:
+            headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+            url = f"http://{headers.get('host', '')}{path}" + (
+                "?" + scope["query_string"].decode() if scope.get("query_string") else "")
+            access_key, why = verify_sigv4(scope["method"], url, headers, body,
+                                           stand_in.secret_for, stand_in.region)
+            if access_key is None:
+                status = 401 if "Authorization" in why or "missing" in why else 403
+                return await _respond(send, status, {"message": why})
+            role = (stand_in.sessions().get(access_key) or {}).get("role_arn", access_key)
+            if kind == "POST initialize" and not stand_in.meter.session_allowed(role):
+                return await _throttled(send, "sessions", 1.0)
             return await _metered(stand_in, scope, body, headers, send, role, receive, inner)
         finally:
             stand_in.meter.closed()
 
     return app, inner
+
+
+def _kind(method: str, body: bytes) -> str:
+    """"<HTTP method> <JSON-RPC method>" of a request, e.g. "POST tools/call"."""
+    try:
+        message = json.loads(body) if body else {}
+    except ValueError:
+        return method
+    rpc = message.get("method") if isinstance(message, dict) else None
+    return f"{method} {rpc}" if rpc else method
 
 
 async def _metered(stand_in: StandIn, scope, body: bytes, headers: dict, send, role: str,
@@ -500,6 +522,11 @@ async def _metered(stand_in: StandIn, scope, body: bytes, headers: dict, send, r
         await send(message)
 
     return await inner(scope, replay, counting_send)
+
+
+async def _throttled(send, quota: str, retry_after: float) -> None:
+    await _respond(send, 429, {"message": f"Rate exceeded ({quota} quota)"},
+                   extra=[(b"retry-after", f"{retry_after:.3f}".encode())])
 
 
 async def _respond(send, status: int, payload: dict, extra=()) -> None:

@@ -139,7 +139,8 @@ class Bucket:
         self.acquires += 1
         if self.refuse_for:
             return SimpleNamespace(granted=False, retry_after=self.refuse_for, reason="quota")
-        return SimpleNamespace(granted=True, retry_after=0.0, reason=None, queue_s=0.0)
+        return SimpleNamespace(granted=True, retry_after=0.0, reason=None, start_at=0.0,
+                               returned_at=0.0)
 
     def cool_down(self, seconds):
         self.cool_downs.append(seconds)
@@ -432,3 +433,83 @@ print(json.dumps({"loaded": sorted(m for m in sys.modules if m == 'mcp' or m.sta
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report == {"loaded": [], "tools": ["aws___run_script", "aws___search_documentation"]}
+
+
+# -- the published quotas: a fleet of agent requests ------------------------------------------
+
+def test_forty_concurrent_agent_requests_stay_inside_the_published_quotas(aws, world):
+    """40 agent requests at once (the real loop, Claude from the emulator, 8 containers of 5),
+    each calling an MCP tool, against the stand-in enforcing 3 requests/s, 27 connections and
+    180/90 sessions: with the default share (2/s, 20 connections, 80 sessions) shared through
+    the bucket table, the stand-in refuses nothing and every request is answered with the
+    tool's result. Prints the figures (requests, rate, peaks, refusals)."""
+    import concurrent.futures
+    import time
+
+    import anthropic
+
+    from agent.loop import run_agent
+    from agent.requests import AgentRequest
+    from agent.telemetry import RequestMetrics
+    from guard import GuardedClaude, Limits, TokenBucket, ensure_table
+    from local.fakes.claude_emulator import ClaudeEmulator
+    from tests.fixtures.agent_env import MAIN, agent_config
+
+    dynamodb = aws.client("dynamodb", max_pool_connections=64)
+    table = "mcp-fleet-buckets"
+    ensure_table(dynamodb, table)
+    config = agent_config()
+    call_line = 'EMULATOR: call aws___search_documentation {"search_phrase": "sqs quotas"}'
+    with ClaudeEmulator({"tier": "tier4", "output_tokens": 12}) as emulator, \
+            LocalAwsMcp(aws.endpoint_url) as quota_stand_in:
+        assert quota_stand_in.quota()["quotas"] == {
+            "requests_per_second": 3.0, "connections": 27, "sessions_per_account": 180,
+            "sessions_per_role": 90}
+        # the default share (2 requests/s, 20 connections, 80 sessions); a wait budget long
+        # enough for the last of the 40 (about 170 requests at 2/s: ~85 s)
+        mcp = json.loads(json.dumps(CONTEXT["mcp"]))
+        mcp["servers"]["aws"].update(url=quota_stand_in.url, max_wait_s=150)
+        settings = load_mcp_settings(mcp).servers
+        assert (settings["aws"].requests_per_second, settings["aws"].max_connections,
+                settings["aws"].max_sessions) == (2.0, 20, 80)
+        sdk = anthropic.Anthropic(base_url=emulator.base_url, api_key="test-key",
+                                  max_retries=0)
+        claude = GuardedClaude({MAIN: TokenBucket(table, "anthropic#sonnet-4",
+                                                  Limits(rpm=4000, itpm=2_000_000,
+                                                         otpm=400_000), dynamodb)},
+                               sdk_client=sdk)
+        containers = [McpToolbox.shared(settings, table=table, dynamodb=dynamodb, logger=Log(),
+                                        timeout_s=20) for _ in range(8)]
+
+        def agent_request(index: int):
+            request = AgentRequest(f"Find the SQS quotas.\n{call_line}", MAIN, 256,
+                                   f"req-fleet-{index:03d}", "acme", 300.0)
+            return run_agent(request, claude, config,
+                             tool_context=lambda: tool_context(aws, world, request.request_id),
+                             metrics=RequestMetrics(), deadline_at=time.monotonic() + 300,
+                             logger=Log(), mcp=containers[index % 8])
+
+        started = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=40) as pool:
+            outcomes = list(pool.map(agent_request, range(40)))
+        elapsed = time.monotonic() - started
+        report = quota_stand_in.quota()
+    answered = [o for o in outcomes if o.status == "ok" and o.tool_calls == 1]
+    tool_results = [block for o in outcomes for message in o.transcript
+                    if isinstance(message.get("content"), list)
+                    for block in message["content"] if block.get("type") == "tool_result"]
+    print(f"\nMCP fleet: 40 agent requests, {len(answered)} answered, {report['requests']} "
+          f"MCP HTTP requests in {elapsed:.1f} s ({report['requests'] / elapsed:.2f}/s), "
+          f"peak {report['peak']['connections']} connections, "
+          f"{report['peak']['sessions']} sessions; refused by the stand-in: "
+          f"{report['refused']}; by kind {report['kinds']}")
+    errors = sorted({str(block["content"])[:200] for block in tool_results
+                     if block.get("is_error")})
+    assert report["refused"] == {"rate": 0, "connections": 0, "sessions": 0}
+    assert not errors
+    assert len(answered) == 40
+    assert len(tool_results) == 40
+    assert not any(block.get("is_error") for block in tool_results)
+    assert all("Identity-based policy" in str(block["content"]) or "SQS" in
+               str(block["content"]) for block in tool_results)
+    assert report["sessions"] == 0  # every session was closed with its DELETE

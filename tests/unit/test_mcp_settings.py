@@ -27,7 +27,7 @@ def test_defaults_offer_the_aws_mcp_server_tools_with_their_own_bucket():
     assert server.auth == {"type": "sigv4", "service": "aws-mcp", "region": "us-east-1"}
     assert server.bucket_id == "mcp#aws"
     # within the AWS MCP Server's quotas (3 requests/s, 27 connections, 90 sessions per role)
-    assert (server.requests_per_second, server.burst) == (2.0, 2)
+    assert (server.requests_per_second, server.burst) == (2.0, 1)
     assert (server.max_connections, server.max_sessions) == (20, 80)
     assert server.lease_ids == ("lease#mcp#aws#connections", "lease#mcp#aws#sessions")
     assert settings.tool_names() == ["aws___run_script", "aws___search_documentation"]

@@ -177,15 +177,18 @@ def _retry_after(value: str | None) -> float | None:
 class McpSession:
     """One MCP session on `url` (initialize on `open()`, DELETE on `close()`).
 
-    `timeout_s` bounds every HTTP exchange and each call. `gate`: entered before every HTTP
+    `timeout_s` bounds every HTTP exchange (seconds). `gate`: entered before every HTTP
     request (`gate.enter(method) -> ticket`, blocking; raises an `McpClientError` to refuse)
-    and exited when its response is closed (`gate.exit(ticket)`); None: no gate.
-    Not thread-safe: one per request."""
+    and exited when its response is closed (`gate.exit(ticket)`); None: no gate. `wait_s`:
+    the longest the gate waits in one call (seconds), added to the bound of each call and of
+    each request the SDK awaits. Not thread-safe: one per request."""
 
     def __init__(self, url: str, auth: httpx2.Auth, *, timeout_s: float = 20.0,
-                 gate: Any = None) -> None:
+                 gate: Any = None, wait_s: float = 0.0) -> None:
         self.url, self._auth, self.timeout_s = url, auth, timeout_s
         self._gate = gate
+        #: seconds a call may take: the gate's waits, then the exchanges themselves
+        self.call_timeout_s = timeout_s + (wait_s if gate is not None else 0.0)
         self._http = _HttpState()
         self._portal_cm = None
         self._portal = None
@@ -205,7 +208,7 @@ class McpSession:
             # reach the server, its answer is what gets verified.
             async with Client(streamable_http_client(self.url, http_client=http),
                               mode="legacy", cache=None,
-                              read_timeout_seconds=self.timeout_s) as client:
+                              read_timeout_seconds=self.call_timeout_s) as client:
                 yield client
 
     def open(self) -> None:
@@ -243,7 +246,7 @@ class McpSession:
         return bool(result.is_error), "\n".join(texts), result.structured_content
 
     async def _bounded(self, fn, *args, **kwargs):
-        with anyio.fail_after(self.timeout_s):
+        with anyio.fail_after(self.call_timeout_s):
             return await fn(*args, **kwargs)
 
     def _run(self, fn, *args, **kwargs):

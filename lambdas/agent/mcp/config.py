@@ -19,7 +19,7 @@ cdk.json:
 
 Quota keys (per server, shared by every container through the bucket table; see README, "AWS
 MCP Server quotas"): `requests_per_second` (default 2: HTTP requests of any method, the share
-of the account's quota this deployment takes), `burst` (requests sent at once, default 2),
+of the account's quota this deployment takes), `burst` (requests sent at once, default 1),
 `max_connections` (concurrent HTTP exchanges, default 20), `max_sessions` (concurrently open
 MCP sessions, default 80), `session_lease_s` (seconds a session's lease lasts when its holder
 never releases it, default 900), `max_wait_s` (seconds a tool call may wait for any of them,
@@ -64,7 +64,7 @@ AWS_MCP_SESSIONS_PER_ROLE = 90
 #: headroom for other users of the account); sessions within the per-role cap, which every
 #: session binds since all sign with the one tool role.
 DEFAULT_REQUESTS_PER_SECOND = 2.0
-DEFAULT_BURST = 2
+DEFAULT_BURST = 1
 DEFAULT_MAX_CONNECTIONS = 20
 DEFAULT_MAX_SESSIONS = 80
 #: A session's lease (seconds): the longest a Lambda invocation runs, so a container that
@@ -270,7 +270,7 @@ _QUOTA_KEYS = {
     "max_connections": (DEFAULT_MAX_CONNECTIONS, 1, True, MAX_LIMIT),
     "max_sessions": (DEFAULT_MAX_SESSIONS, 1, True, MAX_LIMIT),
     "session_lease_s": (DEFAULT_SESSION_LEASE_S, 60, False, MAX_TTL_S),
-    "max_wait_s": (DEFAULT_MAX_WAIT_S, 0, False, 60),
+    "max_wait_s": (DEFAULT_MAX_WAIT_S, 0, False, DEFAULT_SESSION_LEASE_S),
 }
 #: the AWS MCP Server's quotas that cannot be raised: key -> (ceiling, what it counts)
 _AWS_MCP_CEILINGS = {

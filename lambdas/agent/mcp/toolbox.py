@@ -51,6 +51,10 @@ TRUNCATION_MARKER = "...[truncated by Bulwark: {omitted} more characters]"
 #: Seconds a connection lease outlives its exchange's timeout (a crashed holder's slot frees
 #: this long after the exchange could have ended).
 CONNECTION_LEASE_MARGIN_S = 5.0
+#: Seconds before a booked start that the connection lease is taken: about one store round
+#: trip, so the request leaves at its booked start (a late send would bunch up with the next
+#: ones at the server) and the lease is not held while the booking waits.
+LEASE_LEAD_S = 0.25
 _ANNOTATION_KEYS = frozenset({"title", "description", "examples", "$schema", "default"})
 _DENIED_MARKERS = ("AccessDenied", "UnauthorizedOperation", "not authorized to perform")
 
@@ -119,8 +123,12 @@ class McpToolbox:
             per_minute = server.requests_per_second * 60.0
             return Limits(rpm=per_minute, burst_fraction=min(1.0, server.burst / per_minute))
 
+        # max_slack_s=0: at a few requests per second, placing each booking one store round
+        # trip behind the queue (the default slack) would cost a large share of every 0.5 s
+        # interval and about halve the rate; a booking that loses a race is rewritten instead
         return cls(servers, logger=logger, buckets={
-            name: TokenBucket(table, server.bucket_id, limits(server), dynamodb)
+            name: TokenBucket(table, server.bucket_id, limits(server), dynamodb,
+                              max_slack_s=0.0)
             for name, server in servers.items()}, connections={
             name: LeaseSemaphore(table, server.connections_semaphore, server.max_connections,
                                  dynamodb) for name, server in servers.items()}, sessions={
@@ -177,7 +185,8 @@ class McpToolbox:
             if self._secret is None:
                 raise McpProtocolError("no secret reader for the bearer token")
             auth = client.BearerAuth(self._secret(server.auth["secret_arn"]))
-        session = client.McpSession(server.url, auth, timeout_s=self.timeout_s, gate=gate)
+        session = client.McpSession(server.url, auth, timeout_s=self.timeout_s, gate=gate,
+                                    wait_s=server.max_wait_s)
         session.open()
         return session
 
@@ -199,12 +208,14 @@ class Gate:
     def enter(self, method: str) -> Any:
         box, server = self.box, self.server
         bucket = box.buckets.get(server.name)
+        start = box.clock()  # when the request may leave (toolbox clock)
         if bucket is not None:
             while True:
                 grant = bucket.try_acquire(requests=1, max_wait_s=min(self._left(), 60.0))
                 if grant.granted:
-                    if grant.queue_s > 0:
-                        box.sleep(grant.queue_s)
+                    # the booked start, as seen from the bucket's answer (the write itself
+                    # may have taken a while)
+                    start = box.clock() + max(0.0, grant.start_at - grant.returned_at)
                     break
                 # a store error is transient (throttling, a timeout): retried like a refusal,
                 # with the bucket's backoff, while the deadline allows
@@ -215,15 +226,23 @@ class Gate:
                         grant.retry_after)
                 box.sleep(grant.retry_after)
         semaphore = box.connections.get(server.name)
-        if semaphore is None:
-            return None
-        attempt = semaphore.acquire(box.timeout_s + CONNECTION_LEASE_MARGIN_S,
-                                    max_wait_s=self._left(), sleep=box.sleep)
-        if not attempt.granted:
-            raise McpBudgetSpent(f"all {server.max_connections} MCP connections to "
-                                 f"{server.name!r} are in use ({attempt.reason}); retry after "
-                                 f"{attempt.retry_after:.1f} s", attempt.retry_after)
-        return attempt.lease
+        lease = None
+        if semaphore is not None:
+            self._sleep_until(start - LEASE_LEAD_S)
+            attempt = semaphore.acquire(box.timeout_s + CONNECTION_LEASE_MARGIN_S,
+                                        max_wait_s=self._left(), sleep=box.sleep)
+            if not attempt.granted:
+                raise McpBudgetSpent(f"all {server.max_connections} MCP connections to "
+                                     f"{server.name!r} are in use ({attempt.reason}); retry "
+                                     f"after {attempt.retry_after:.1f} s", attempt.retry_after)
+            lease = attempt.lease
+        self._sleep_until(start)
+        return lease
+
+    def _sleep_until(self, at: float) -> None:
+        wait = at - self.box.clock()
+        if wait > 0:
+            self.box.sleep(wait)
 
     def exit(self, lease: Any) -> None:
         if lease is None:

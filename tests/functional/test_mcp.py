@@ -407,6 +407,33 @@ def test_a_tool_that_disappeared_is_disabled(aws, world):
     assert box.disabled["aws"] == {"aws___search_documentation": "the server no longer lists it"}
 
 
+# -- the audit line: error class and a fixed summary, never input or answer text ---------------
+
+@pytest.mark.parametrize("script, answer_text, detail", [
+    # the server's error text echoes the input (the service name) and is long
+    ('secretmark-svc.get_thing({"Name": "secretmark-input"})', "Unknown service",
+     "ToolError: the tool reported an error"),
+    # an AccessDenied names the caller's session and the resource
+    ('s3.list_objects_v2({"Bucket": "bulwark-docs", "Prefix": "docs/secretmark/"})',
+     "not authorized to perform", "AccessDenied: the tool reported that IAM denied an AWS "
+                                  "action"),
+    # an input that fails the schema check: the problem text is not logged either
+    ({"secretmark": "x"}, "missing required field",
+     "InvalidInput: the input does not match the tool's schema"),
+])
+def test_tool_input_and_error_text_never_reach_the_audit_line(aws, world, stand_in, script,
+                                                              answer_text, detail):
+    log = Log()
+    tool_input = run_script(script) if isinstance(script, str) else script
+    result = call(toolbox(stand_in.url, log), tool_context(aws, world), "aws___run_script",
+                  tool_input)
+    assert answer_text in result["error"]  # the model still gets the whole error
+    [line] = log.audits()
+    assert line["detail"] == detail
+    text = json.dumps(line)
+    assert "secretmark" not in text and answer_text not in text
+
+
 # -- cost: nothing for requests without MCP calls ---------------------------------------------
 
 def test_requests_without_mcp_calls_import_no_mcp_code():

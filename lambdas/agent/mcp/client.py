@@ -91,6 +91,8 @@ class _HttpState:
         self.terminated = False
 
     async def on_response(self, response) -> None:
+        if response.request.method == "GET":  # the stream never opened (see _GatedTransport)
+            return
         self.status, self.retry_after = response.status_code, response.headers.get(
             "retry-after")
         if response.headers.get("mcp-session-id"):

@@ -33,14 +33,15 @@ from typing import Any, Callable
 
 import anyio
 import anyio.from_thread
+import anyio.to_thread
 import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
-from .errors import (McpBudgetSpent, McpClientError, McpProtocolError, McpSessionExpired,
-                     McpThrottled, McpUnavailable)
+from .errors import (McpClientError, McpProtocolError, McpSessionExpired, McpThrottled,
+                     McpUnavailable)
 
 
 class SigV4Auth(httpx2.Auth):

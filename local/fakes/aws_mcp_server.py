@@ -54,6 +54,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
@@ -461,12 +462,16 @@ def build_app(stand_in: StandIn):
             headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
             url = f"http://{headers.get('host', '')}{path}" + (
                 "?" + scope["query_string"].decode() if scope.get("query_string") else "")
-            access_key, why = verify_sigv4(scope["method"], url, headers, body,
-                                           stand_in.secret_for, stand_in.region)
+            # the checks that ask local AWS run off the event loop, which keeps accepting
+            # (and counting) the requests that arrive meanwhile
+            access_key, why = await anyio.to_thread.run_sync(
+                verify_sigv4, scope["method"], url, headers, body, stand_in.secret_for,
+                stand_in.region)
             if access_key is None:
                 status = 401 if "Authorization" in why or "missing" in why else 403
                 return await _respond(send, status, {"message": why})
-            role = (stand_in.sessions().get(access_key) or {}).get("role_arn", access_key)
+            sessions = await anyio.to_thread.run_sync(stand_in.sessions)
+            role = (sessions.get(access_key) or {}).get("role_arn", access_key)
             if kind == "POST initialize" and not stand_in.meter.session_allowed(role):
                 return await _throttled(send, "sessions", 1.0)
             return await _metered(stand_in, scope, body, headers, send, role, receive, inner)

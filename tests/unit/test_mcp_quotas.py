@@ -97,6 +97,20 @@ def test_a_request_leaves_at_its_booked_start_with_the_lease_taken_just_before()
     assert toolbox.connections["aws"].released == [lease]
 
 
+def test_a_request_that_would_leave_late_books_a_new_start_once():
+    clock = Clock()
+
+    class SlowSemaphore(Semaphore):
+        def acquire(self, ttl_s, *, max_wait_s, sleep):
+            attempt = super().acquire(ttl_s, max_wait_s=max_wait_s, sleep=sleep)
+            self.clock.now += 1.0  # a slow store: the booked start passed meanwhile
+            return attempt
+
+    toolbox = box(clock, Bucket(clock, queue_s=0.0), SlowSemaphore(clock, free=1))
+    assert Gate(toolbox, toolbox.servers["aws"]).enter("POST") is not None
+    assert [event[0] for event in clock.events] == ["book", "lease", "book"]
+
+
 def test_a_spent_budget_or_full_connections_refuse_without_sending():
     clock = Clock()
     refused = box(clock, Bucket(clock, refuse=45.0))

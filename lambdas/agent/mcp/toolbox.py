@@ -55,6 +55,10 @@ CONNECTION_LEASE_MARGIN_S = 5.0
 #: trip, so the request leaves at its booked start (a late send would bunch up with the next
 #: ones at the server) and the lease is not held while the booking waits.
 LEASE_LEAD_S = 0.25
+#: A request that would leave this many seconds after its booked start (the container was
+#: starved, the lease was slow) books a new start once: sent late, it would arrive together
+#: with the requests booked after it.
+LATE_S = 0.5
 _ANNOTATION_KEYS = frozenset({"title", "description", "examples", "$schema", "default"})
 _DENIED_MARKERS = ("AccessDenied", "UnauthorizedOperation", "not authorized to perform")
 
@@ -208,23 +212,7 @@ class Gate:
     def enter(self, method: str) -> Any:
         box, server = self.box, self.server
         bucket = box.buckets.get(server.name)
-        start = box.clock()  # when the request may leave (toolbox clock)
-        if bucket is not None:
-            while True:
-                grant = bucket.try_acquire(requests=1, max_wait_s=min(self._left(), 60.0))
-                if grant.granted:
-                    # the booked start, as seen from the bucket's answer (the write itself
-                    # may have taken a while)
-                    start = box.clock() + max(0.0, grant.start_at - grant.returned_at)
-                    break
-                # a store error is transient (throttling, a timeout): retried like a refusal,
-                # with the bucket's backoff, while the deadline allows
-                if grant.retry_after > self._left():
-                    raise McpBudgetSpent(
-                        f"the MCP request budget for {server.name!r} is spent "
-                        f"({grant.reason}); retry after {grant.retry_after:.1f} s",
-                        grant.retry_after)
-                box.sleep(grant.retry_after)
+        start = self._book(bucket) if bucket is not None else box.clock()
         semaphore = box.connections.get(server.name)
         lease = None
         if semaphore is not None:
@@ -236,8 +224,31 @@ class Gate:
                                      f"{server.name!r} are in use ({attempt.reason}); retry "
                                      f"after {attempt.retry_after:.1f} s", attempt.retry_after)
             lease = attempt.lease
+        if bucket is not None and box.clock() - start > LATE_S:
+            try:
+                start = self._book(bucket)
+            except McpBudgetSpent:
+                self.exit(lease)
+                raise
         self._sleep_until(start)
         return lease
+
+    def _book(self, bucket: Any) -> float:
+        """Book one request; returns its start (toolbox clock) or raises `McpBudgetSpent`."""
+        box, server = self.box, self.server
+        while True:
+            grant = bucket.try_acquire(requests=1, max_wait_s=min(self._left(), 60.0))
+            if grant.granted:
+                # the booked start, as seen from the bucket's answer (the write itself may
+                # have taken a while)
+                return box.clock() + max(0.0, grant.start_at - grant.returned_at)
+            # a store error is transient (throttling, a timeout): retried like a refusal, with
+            # the bucket's backoff, while the deadline allows
+            if grant.retry_after > self._left():
+                raise McpBudgetSpent(
+                    f"the MCP request budget for {server.name!r} is spent ({grant.reason}); "
+                    f"retry after {grant.retry_after:.1f} s", grant.retry_after)
+            box.sleep(grant.retry_after)
 
     def _sleep_until(self, at: float) -> None:
         wait = at - self.box.clock()

@@ -39,6 +39,8 @@ class AgentResources:
     bedrock_profiles: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
     #: the payload bucket (claim checks for answers and messages too large to keep inline)
     payload_bucket_arn: str | None = None
+    #: the MCP servers' connection and session semaphore items (`guard.leases` keys)
+    mcp_lease_ids: tuple[str, ...] = ()
 
 
 def agent_statements(r: AgentResources) -> list[iam.PolicyStatement]:
@@ -82,10 +84,16 @@ def agent_statements(r: AgentResources) -> list[iam.PolicyStatement]:
             }),
         iam.PolicyStatement(
             sid="DeferredResults",
-            # Results are keyed by caller-chosen request ids: the tenant is checked in code on
+            # Results are keyed "<tenant>/<request id>"; the tenant is also checked in code on
             # read, and the item itself records the tenant.
             actions=["dynamodb:GetItem", "dynamodb:PutItem"],
-            resources=[r.results_table_arn]),
+            resources=[r.results_table_arn],
+            conditions={
+                # dynamodb:LeadingKeys: only the configured tenants' result keys, so the role
+                # cannot read or overwrite items outside them (another function's, a removed
+                # tenant's).
+                "ForAllValues:StringLike": {"dynamodb:LeadingKeys": [
+                    f"{tenant}/*" for tenant in r.tenants]}}),
         iam.PolicyStatement(
             sid="DeferAndDeadLetter",
             actions=["sqs:SendMessage"],
@@ -148,6 +156,8 @@ def agent_statements(r: AgentResources) -> list[iam.PolicyStatement]:
     if r.payload_bucket_arn:
         statements.append(payload_statement(r))
     statements += bedrock_statements(r)
+    if r.mcp_lease_ids:
+        statements.append(mcp_lease_statement(r))
     return statements
 
 
@@ -163,6 +173,21 @@ def payload_statement(r: AgentResources) -> iam.PolicyStatement:
             # aws:ResourceAccount: only this account's bucket, so a payload never goes to a
             # bucket of the same name in another account (a deleted and re-created name).
             "StringEquals": {"aws:ResourceAccount": r.account},
+        })
+
+
+def mcp_lease_statement(r: AgentResources) -> iam.PolicyStatement:
+    """The MCP servers' connection and session leases (`guard.leases`) in the bucket table."""
+    return iam.PolicyStatement(
+        sid="McpQuotaLeases",
+        # One conditional UpdateItem takes a lease, one releases it; a refused write that
+        # carries no old item is followed by one consistent read of the same item.
+        actions=["dynamodb:UpdateItem", "dynamodb:GetItem"],
+        resources=[r.bucket_table_arn],
+        conditions={
+            # dynamodb:LeadingKeys: only the configured MCP servers' semaphore items, so the
+            # role cannot take every slot of another semaphore nor touch a token bucket here.
+            "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": list(r.mcp_lease_ids)},
         })
 
 

@@ -229,7 +229,9 @@ class AgentFunction(Construct):
             allowed_regions=props.allowed_regions,
             api_key_secret_arn=self.secret.secret_arn if self.secret else None,
             bedrock_profiles=props.bedrock_profiles,
-            payload_bucket_arn=state.payloads.bucket_arn)
+            payload_bucket_arn=state.payloads.bucket_arn,
+            mcp_lease_ids=tuple(sorted(key for server in mcp.servers.values()
+                                       for key in server.lease_ids)))
         statements = agent_statements(agent_resources) + mcp_agent_statements(
             server.auth["secret_arn"] for server in mcp.servers.values()
             if server.auth["type"] == "bearer")

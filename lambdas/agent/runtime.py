@@ -16,7 +16,7 @@ from typing import Any, Callable
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
-from guard import GuardedClaude, Limits, TokenBucket
+from guard import GuardedClaude, TokenBucket
 from guard.spend import LimitsSource
 
 from .config import AgentConfig, load_config
@@ -87,10 +87,8 @@ def build_runtime(env=os.environ, *, dynamodb=None, sqs=None, sts=None, secrets=
             """A bearer token ({"token": ...} or plain), read afresh for every session."""
             return read_secret(arn, "token", refresh=True)
 
-        mcp = McpToolbox(config.mcp_servers, logger=logger, secret=secret, buckets={
-            name: TokenBucket(config.bucket_table, server.bucket_id,
-                              Limits(rpm=server.requests_per_minute), dynamodb)
-            for name, server in config.mcp_servers.items()})
+        mcp = McpToolbox.shared(config.mcp_servers, table=config.bucket_table,
+                                dynamodb=dynamodb, logger=logger, secret=secret)
     return Runtime(config, dynamodb, sqs or boto3.client("sqs"), sts or boto3.client("sts"),
                    claude, persistence, mcp=mcp,
                    s3=s3 or (boto3.client("s3") if config.payload_bucket else None))

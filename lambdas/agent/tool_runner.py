@@ -5,7 +5,9 @@ name and source identity are the request id); this line answers the agent's side
 Claude asked for, on which resource, for whom, with what outcome. Both share `request_id`.
 
 The line never holds the prompt, the tool input's text or any credential: only the target
-resource, the outcome, a duration and a short detail (the tool's error message).
+resource, the outcome, a duration and a short detail: a built-in tool's own error message
+(written by the kit), or for an MCP tool its error class and a fixed summary
+(`agent.mcp.toolbox.audit_detail`: a server's error text may echo the input).
 """
 
 from __future__ import annotations

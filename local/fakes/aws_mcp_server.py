@@ -21,6 +21,16 @@ Tools (current names, not the deprecated `aws___call_aws`):
   `s3.list_objects_v2({"Bucket": "b", "Prefix": "docs/acme/"})`, and answers its JSON result.
 - `aws___search_documentation` {search_phrase}: a few canned documentation hits.
 
+Quotas, as published for the AWS MCP Server per account and Region ("Quotas for AWS MCP
+Server"; `Quotas`, override with `--quotas JSON`, off with `--quotas off`): 3 requests per
+second sustained (a token bucket holding one second's worth), 27 concurrent connections, 180
+concurrent active sessions per account and 90 per IAM role. Every HTTP request to the MCP
+endpoint (POST, GET, DELETE) is a request; a connection is an HTTP exchange from its request
+until its response has been sent in full (a standalone GET stream stays one for as long as it
+is open); a session counts from the `initialize` answer carrying its `Mcp-Session-Id` until
+its DELETE. Above any of them the answer is HTTP 429 with `Retry-After`, as the service
+throttles. `GET /_stand_in/quota` reports the counts, the peaks and the refusals.
+
 Fault injection for tests (`POST /_stand_in/faults {"kind", "count"}`): "429" (answer HTTP 429
 with Retry-After), "expire_session" (forget the caller's session id: HTTP 404), "malformed"
 (a tools/call result that is not a valid CallToolResult), "oversized" (pad the next result),
@@ -32,15 +42,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import shutil
 import subprocess
 import threading
+import time
 import urllib.request
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
@@ -66,6 +80,106 @@ DOCS = [{"title": "Identity-based policy examples for AWS MCP Server",
          "url": "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/"
                 "API_GetQueueAttributes.html",
          "excerpt": "Gets attributes for the specified queue."}]
+
+
+# -- quotas ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Quotas:
+    """The AWS MCP Server's published quotas per account and Region."""
+
+    requests_per_second: float = 3.0
+    connections: int = 27
+    sessions_per_account: int = 180
+    sessions_per_role: int = 90
+
+
+class QuotaMeter:
+    """Counts requests, open connections and sessions; refuses above the quotas (None: counts
+    only). Thread-safe; `clock` in seconds (monotonic)."""
+
+    def __init__(self, quotas: Quotas | None, clock=time.monotonic) -> None:
+        self.quotas, self.clock = quotas, clock
+        self._lock = threading.Lock()
+        self._tokens = quotas.requests_per_second if quotas else 0.0
+        self._refilled_at = clock()
+        self.requests = 0
+        self.connections = 0
+        self.sessions: dict[str, str] = {}  # session id -> role ARN
+        self.peak = {"connections": 0, "sessions": 0, "role_sessions": 0}
+        self.refused = {"rate": 0, "connections": 0, "sessions": 0}
+        self.kinds: dict[str, int] = {}  # "<HTTP method> <JSON-RPC method>" -> requests
+
+    def admit(self, kind: str) -> tuple[str | None, float]:
+        """Count one request of `kind` ("POST initialize", "DELETE", ...) on arrival and open
+        its connection, or refuse it: (None, 0) or (which quota, retry-after seconds)."""
+        with self._lock:
+            self.requests += 1
+            self.kinds[kind] = self.kinds.get(kind, 0) + 1
+            quotas = self.quotas
+            if quotas is not None:
+                now = self.clock()
+                rate = quotas.requests_per_second
+                self._tokens = min(rate, self._tokens + (now - self._refilled_at) * rate)
+                self._refilled_at = now
+                if self._tokens < 1.0:
+                    self.refused["rate"] += 1
+                    return "rate", (1.0 - self._tokens) / rate
+                if self.connections >= quotas.connections:
+                    self.refused["connections"] += 1
+                    return "connections", 1.0
+                self._tokens -= 1.0
+            self.connections += 1
+            self.peak["connections"] = max(self.peak["connections"], self.connections)
+            return None, 0.0
+
+    def session_allowed(self, role: str) -> bool:
+        """Whether `role` may open one more session (else counted as refused)."""
+        with self._lock:
+            quotas = self.quotas
+            role_sessions = sum(1 for r in self.sessions.values() if r == role)
+            if quotas is not None and (len(self.sessions) >= quotas.sessions_per_account
+                                       or role_sessions >= quotas.sessions_per_role):
+                self.refused["sessions"] += 1
+                return False
+            return True
+
+    def closed(self) -> None:
+        with self._lock:
+            self.connections -= 1
+
+    def session_opened(self, session_id: str, role: str) -> None:
+        with self._lock:
+            self.sessions[session_id] = role
+            self.peak["sessions"] = max(self.peak["sessions"], len(self.sessions))
+            self.peak["role_sessions"] = max(self.peak["role_sessions"], sum(
+                1 for r in self.sessions.values() if r == role))
+
+    def session_closed(self, session_id: str) -> None:
+        with self._lock:
+            self.sessions.pop(session_id, None)
+
+    def report(self) -> dict:
+        with self._lock:
+            return {"quotas": asdict(self.quotas) if self.quotas else None,
+                    "requests": self.requests, "connections": self.connections,
+                    "sessions": len(self.sessions), "peak": dict(self.peak),
+                    "refused": dict(self.refused), "kinds": dict(self.kinds)}
+
+
+def parse_quotas(value: str | None) -> Quotas | None:
+    """`--quotas`: absent -> the published quotas, "off" -> none, JSON -> overrides."""
+    if value is None:
+        return Quotas()
+    if value == "off":
+        return None
+    overrides = json.loads(value)
+    for key, number in overrides.items():
+        if key not in Quotas.__dataclass_fields__ or not isinstance(number, (int, float)) \
+                or isinstance(number, bool) or not number > 0 or math.isinf(number):
+            raise ValueError(f"--quotas: {key!r} must be one of "
+                             f"{', '.join(Quotas.__dataclass_fields__)} with a positive number")
+    return Quotas(**overrides)
 
 
 # -- IAM: what the caller may do -------------------------------------------------------------
@@ -235,8 +349,9 @@ def verify_sigv4(method: str, url: str, headers: dict[str, str], body: bytes,
 # -- the server -------------------------------------------------------------------------------
 
 class StandIn:
-    def __init__(self, aws_endpoint: str, region: str) -> None:
+    def __init__(self, aws_endpoint: str, region: str, quotas: Quotas | None = None) -> None:
         self.aws_endpoint, self.region = aws_endpoint, region
+        self.meter = QuotaMeter(quotas)
         self.evaluator = Evaluator(aws_endpoint, region)
         self.faults: dict[str, int] = {}
         self.mcp_server = None
@@ -337,37 +452,86 @@ def build_app(stand_in: StandIn):
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
-        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        url = f"http://{headers.get('host', '')}{path}" + (
-            "?" + scope["query_string"].decode() if scope.get("query_string") else "")
-        access_key, why = verify_sigv4(scope["method"], url, headers, body,
-                                       stand_in.secret_for, stand_in.region)
-        if access_key is None:
-            status = 401 if "Authorization" in why or "missing" in why else 403
-            return await _respond(send, status, {"message": why})
-        session_id = headers.get("mcp-session-id")
-        if session_id and (session_id in stand_in.expired or stand_in.take("expire_session")):
-            stand_in.expired.add(session_id)
-            return await _respond(send, 404, {"message": "session not found"})
-        if scope["method"] == "POST" and stand_in.take("429"):
-            return await _respond(send, 429, {"message": "Rate exceeded"},
-                                  extra=[(b"retry-after", b"1")])
-        if scope["method"] == "POST" and b'"tools/call"' in body and stand_in.take("malformed"):
-            request_id = json.loads(body).get("id")
-            return await _respond(send, 200, {"jsonrpc": "2.0", "id": request_id,
-                                              "result": {"content": "not a list"}})
-        sent = False
-
-        async def replay():
-            nonlocal sent
-            if sent:  # the body was read already: what follows is the client's disconnect
-                return await receive()
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        return await inner(scope, replay, send)
+        # counted on arrival, before any work of the stand-in's own (its SigV4 check asks
+        # local AWS for the key's secret) can shift when a request is seen
+        kind = _kind(scope["method"], body)
+        over, retry_after = stand_in.meter.admit(kind)
+        if over is not None:
+            return await _throttled(send, over, retry_after)
+        try:
+            headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+            url = f"http://{headers.get('host', '')}{path}" + (
+                "?" + scope["query_string"].decode() if scope.get("query_string") else "")
+            # the checks that ask local AWS run off the event loop, which keeps accepting
+            # (and counting) the requests that arrive meanwhile
+            access_key, why = await anyio.to_thread.run_sync(
+                verify_sigv4, scope["method"], url, headers, body, stand_in.secret_for,
+                stand_in.region)
+            if access_key is None:
+                status = 401 if "Authorization" in why or "missing" in why else 403
+                return await _respond(send, status, {"message": why})
+            sessions = await anyio.to_thread.run_sync(stand_in.sessions)
+            role = (sessions.get(access_key) or {}).get("role_arn", access_key)
+            if kind == "POST initialize" and not stand_in.meter.session_allowed(role):
+                return await _throttled(send, "sessions", 1.0)
+            return await _metered(stand_in, scope, body, headers, send, role, receive, inner)
+        finally:
+            stand_in.meter.closed()
 
     return app, inner
+
+
+def _kind(method: str, body: bytes) -> str:
+    """"<HTTP method> <JSON-RPC method>" of a request, e.g. "POST tools/call"."""
+    try:
+        message = json.loads(body) if body else {}
+    except ValueError:
+        return method
+    rpc = message.get("method") if isinstance(message, dict) else None
+    return f"{method} {rpc}" if rpc else method
+
+
+async def _metered(stand_in: StandIn, scope, body: bytes, headers: dict, send, role: str,
+                   receive, inner) -> None:
+    """One admitted request: faults, then the SDK's server; the session it opens or ends is
+    counted."""
+    session_id = headers.get("mcp-session-id")
+    if session_id and (session_id in stand_in.expired or stand_in.take("expire_session")):
+        stand_in.expired.add(session_id)
+        return await _respond(send, 404, {"message": "session not found"})
+    if scope["method"] == "POST" and stand_in.take("429"):
+        return await _respond(send, 429, {"message": "Rate exceeded"},
+                              extra=[(b"retry-after", b"1")])
+    if scope["method"] == "POST" and b'"tools/call"' in body and stand_in.take("malformed"):
+        request_id = json.loads(body).get("id")
+        return await _respond(send, 200, {"jsonrpc": "2.0", "id": request_id,
+                                          "result": {"content": "not a list"}})
+    sent = False
+
+    async def replay():
+        nonlocal sent
+        if sent:  # the body was read already: what follows is the client's disconnect
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def counting_send(message):
+        if message["type"] == "http.response.start":
+            answered = {k.decode().lower(): v.decode()
+                        for k, v in message.get("headers", [])}
+            new_session = answered.get("mcp-session-id")
+            if new_session and not session_id and message["status"] < 300:
+                stand_in.meter.session_opened(new_session, role)
+            if scope["method"] == "DELETE" and session_id and message["status"] < 300:
+                stand_in.meter.session_closed(session_id)
+        await send(message)
+
+    return await inner(scope, replay, counting_send)
+
+
+async def _throttled(send, quota: str, retry_after: float) -> None:
+    await _respond(send, 429, {"message": f"Rate exceeded ({quota} quota)"},
+                   extra=[(b"retry-after", f"{retry_after:.3f}".encode())])
 
 
 async def _respond(send, status: int, payload: dict, extra=()) -> None:
@@ -393,19 +557,21 @@ async def _control(stand_in: StandIn, scope, receive, send) -> None:
                 stand_in.faults[kind] = stand_in.faults.get(kind, 0) + int(
                     payload.get("count", 1))
         return await _respond(send, 200, {"ok": True})
+    if action == "quota":
+        return await _respond(send, 200, stand_in.meter.report())
     if action == "health":
         return await _respond(send, 200, {"ok": True})
     return await _respond(send, 404, {"message": "unknown control action"})
 
 
-def serve(aws_endpoint: str, region: str, port: int = 0) -> None:
+def serve(aws_endpoint: str, region: str, port: int = 0, quotas: Quotas | None = None) -> None:
     import contextlib
     import socket
 
     import uvicorn
 
     exit_with_parent(os.getppid())
-    stand_in = StandIn(aws_endpoint, region)
+    stand_in = StandIn(aws_endpoint, region, quotas)
     app, inner = build_app(stand_in)
 
     @contextlib.asynccontextmanager
@@ -440,16 +606,19 @@ class LocalAwsMcp(ChildServer):
     name = "local AWS MCP Server"
 
     def __init__(self, aws_endpoint: str, region: str = "us-east-1",
-                 startup_timeout_s: float = 30.0) -> None:
+                 startup_timeout_s: float = 30.0, quotas: Quotas | None = Quotas()) -> None:
+        """`quotas`: the published ones by default; None: counted, never refused."""
         super().__init__(startup_timeout_s)
-        self.aws_endpoint, self.region = aws_endpoint, region
+        self.aws_endpoint, self.region, self.quotas = aws_endpoint, region, quotas
 
     @property
     def url(self) -> str:
         return self.base_url + "/mcp"
 
     def args(self) -> list[str]:
-        return ["--aws-endpoint", self.aws_endpoint, "--region", self.region]
+        quotas = json.dumps(asdict(self.quotas)) if self.quotas else "off"
+        return ["--aws-endpoint", self.aws_endpoint, "--region", self.region,
+                "--quotas", quotas]
 
     def probe(self) -> None:
         self._control("GET", "health")
@@ -467,14 +636,20 @@ class LocalAwsMcp(ChildServer):
     def decisions(self) -> list[dict]:
         return self._control("GET", "decisions")["decisions"]
 
+    def quota(self) -> dict:
+        """Requests counted, open connections and sessions, their peaks, refusals by quota."""
+        return self._control("GET", "quota")
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--aws-endpoint", required=True)
     parser.add_argument("--region", default="us-east-1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--quotas", default=None,
+                        help='JSON overrides of the published quotas, or "off"')
     args = parser.parse_args(argv)
-    serve(args.aws_endpoint, args.region, args.port)
+    serve(args.aws_endpoint, args.region, args.port, parse_quotas(args.quotas))
 
 
 if __name__ == "__main__":

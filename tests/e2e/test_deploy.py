@@ -171,11 +171,17 @@ def test_agent_role_policy_has_the_expected_statements(deployed):
     def table_arn(logical: str) -> str:
         return dynamodb.describe_table(TableName=stack.physical(logical))["Table"]["TableArn"]
 
-    bucket = one(allowing(document, "dynamodb:UpdateItem", table_arn("StateBucketTable")))
+    writes = allowing(document, "dynamodb:UpdateItem", table_arn("StateBucketTable"))
+    bucket = one([s for s in writes if s.get("Sid") == "RateLimitBucketWrite"])
     assert as_list(bucket["Action"]) == ["dynamodb:UpdateItem"]  # no reads, no deletes
     leading = bucket["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]
     assert leading and all(k.startswith(("anthropic#", "mcp#")) for k in leading)
     assert "mcp#aws" in leading  # the MCP rate budget's own item (cdk.json mcp.servers.aws)
+    # the other write: the MCP server's connection and session leases, those two keys only
+    leases = one([s for s in writes if s is not bucket])
+    assert leases["Sid"] == "McpQuotaLeases"
+    assert sorted(leases["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"]) \
+        == ["lease#mcp#aws#connections", "lease#mcp#aws#sessions"]
 
     idempotency = one(allowing(document, "dynamodb:PutItem", table_arn("StateIdempotencyTable")))
     assert idempotency["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] == [

@@ -106,7 +106,9 @@ def world(aws):
 
 @pytest.fixture(scope="module")
 def stand_in(aws, world):
-    with LocalAwsMcp(aws.endpoint_url) as server:
+    """The stand-in counting but not enforcing its quotas (these tests are about other
+    things; the fleet test below runs against the published quotas)."""
+    with LocalAwsMcp(aws.endpoint_url, quotas=None) as server:
         yield server
 
 
@@ -131,13 +133,14 @@ class Bucket:
     def __init__(self, refuse_for: float = 0.0) -> None:
         self.refuse_for, self.acquires, self.cool_downs = refuse_for, 0, []
 
-    def try_acquire(self, requests=1, input_tokens=0, output_tokens=0):
+    def try_acquire(self, requests=1, input_tokens=0, output_tokens=0, max_wait_s=0.0):
         from types import SimpleNamespace
 
         self.acquires += 1
         if self.refuse_for:
             return SimpleNamespace(granted=False, retry_after=self.refuse_for, reason="quota")
-        return SimpleNamespace(granted=True, retry_after=0.0, reason=None)
+        return SimpleNamespace(granted=True, retry_after=0.0, reason=None, start_at=0.0,
+                               returned_at=0.0)
 
     def cool_down(self, seconds):
         self.cool_downs.append(seconds)
@@ -311,11 +314,13 @@ def test_a_429_cools_the_shared_bucket_down_and_is_retried(aws, world, stand_in)
     ctx = tool_context(aws, world)
     call(box, ctx, "aws___run_script", run_script(LIST_OWN))  # verified, session known
     stand_in.inject("429")
-    acquires = bucket.acquires
+    acquires, requests = bucket.acquires, stand_in.quota()["requests"]
     result = call(box, ctx, "aws___run_script", run_script(LIST_OWN))
     assert "content" in result
     assert bucket.cool_downs == [1.0]  # the server's Retry-After
-    assert bucket.acquires - acquires == 2  # the call, then its retry
+    # every HTTP request the server saw was charged to the budget first, the refused one and
+    # the handshake's notification and the DELETE included
+    assert bucket.acquires - acquires == stand_in.quota()["requests"] - requests
 
 
 def test_persistent_429s_end_in_a_clear_tool_error(aws, world, stand_in):
@@ -335,7 +340,7 @@ def test_a_spent_rate_budget_is_a_tool_error_without_calling_the_server(aws, wor
     before = len(stand_in.decisions())
     result = call(box, tool_context(aws, world), "aws___run_script", run_script(LIST_OWN))
     assert result["throttled"] and result["retry_after"] == 30.0
-    assert "rate budget" in result["error"]
+    assert "request budget" in result["error"]
     assert len(stand_in.decisions()) == before
     assert log.audits()[-1]["outcome"] == "error"
 
@@ -347,7 +352,7 @@ def test_the_budget_item_is_the_servers_own_in_the_bucket_table(aws):
     ensure_table(dynamodb, "mcp-buckets")
     [server] = servers("http://127.0.0.1:1/mcp").values()
     bucket = TokenBucket("mcp-buckets", server.bucket_id,
-                         Limits(rpm=server.requests_per_minute), dynamodb)
+                         Limits(rpm=server.requests_per_second * 60), dynamodb)
     bucket.cool_down(5)
     grant = bucket.try_acquire(requests=1)
     assert not grant.granted and grant.reason == "cool_down"
@@ -390,7 +395,7 @@ def test_an_oversized_result_is_truncated_with_a_marker(aws, world, stand_in):
 
 
 def test_a_tool_that_disappeared_is_disabled(aws, world):
-    with LocalAwsMcp(aws.endpoint_url) as fresh:
+    with LocalAwsMcp(aws.endpoint_url, quotas=None) as fresh:
         fresh.inject("drop_tool", tool="aws___search_documentation")
         log = Log()
         box = toolbox(fresh.url, log)
@@ -400,6 +405,33 @@ def test_a_tool_that_disappeared_is_disabled(aws, world):
                                "no longer lists it"}
     assert log.audits()[-1]["outcome"] in OUTCOMES
     assert box.disabled["aws"] == {"aws___search_documentation": "the server no longer lists it"}
+
+
+# -- the audit line: error class and a fixed summary, never input or answer text ---------------
+
+@pytest.mark.parametrize("script, answer_text, detail", [
+    # the server's error text echoes the input (the service name) and is long
+    ('secretmark-svc.get_thing({"Name": "secretmark-input"})', "Unknown service",
+     "ToolError: the tool reported an error"),
+    # an AccessDenied names the caller's session and the resource
+    ('s3.list_objects_v2({"Bucket": "bulwark-docs", "Prefix": "docs/secretmark/"})',
+     "not authorized to perform", "AccessDenied: the tool reported that IAM denied an AWS "
+                                  "action"),
+    # an input that fails the schema check: the problem text is not logged either
+    ({"secretmark": "x"}, "missing required field",
+     "InvalidInput: the input does not match the tool's schema"),
+])
+def test_tool_input_and_error_text_never_reach_the_audit_line(aws, world, stand_in, script,
+                                                              answer_text, detail):
+    log = Log()
+    tool_input = run_script(script) if isinstance(script, str) else script
+    result = call(toolbox(stand_in.url, log), tool_context(aws, world), "aws___run_script",
+                  tool_input)
+    assert answer_text in result["error"]  # the model still gets the whole error
+    [line] = log.audits()
+    assert line["detail"] == detail
+    text = json.dumps(line)
+    assert "secretmark" not in text and answer_text not in text
 
 
 # -- cost: nothing for requests without MCP calls ---------------------------------------------
@@ -428,3 +460,83 @@ print(json.dumps({"loaded": sorted(m for m in sys.modules if m == 'mcp' or m.sta
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report == {"loaded": [], "tools": ["aws___run_script", "aws___search_documentation"]}
+
+
+# -- the published quotas: a fleet of agent requests ------------------------------------------
+
+def test_forty_concurrent_agent_requests_stay_inside_the_published_quotas(aws, world):
+    """40 agent requests at once (the real loop, Claude from the emulator, 8 containers of 5),
+    each calling an MCP tool, against the stand-in enforcing 3 requests/s, 27 connections and
+    180/90 sessions: with the default share (2/s, 20 connections, 80 sessions) shared through
+    the bucket table, the stand-in refuses nothing and every request is answered with the
+    tool's result. Prints the figures (requests, rate, peaks, refusals)."""
+    import concurrent.futures
+    import time
+
+    import anthropic
+
+    from agent.loop import run_agent
+    from agent.requests import AgentRequest
+    from agent.telemetry import RequestMetrics
+    from guard import GuardedClaude, Limits, TokenBucket, ensure_table
+    from local.fakes.claude_emulator import ClaudeEmulator
+    from tests.fixtures.agent_env import MAIN, agent_config
+
+    dynamodb = aws.client("dynamodb", max_pool_connections=64)
+    table = "mcp-fleet-buckets"
+    ensure_table(dynamodb, table)
+    config = agent_config()
+    call_line = 'EMULATOR: call aws___search_documentation {"search_phrase": "sqs quotas"}'
+    with ClaudeEmulator({"tier": "tier4", "output_tokens": 12}) as emulator, \
+            LocalAwsMcp(aws.endpoint_url) as quota_stand_in:
+        assert quota_stand_in.quota()["quotas"] == {
+            "requests_per_second": 3.0, "connections": 27, "sessions_per_account": 180,
+            "sessions_per_role": 90}
+        # the default share (2 requests/s, 20 connections, 80 sessions); a wait budget long
+        # enough for the last of the 40 (about 170 requests at 2/s: ~85 s)
+        mcp = json.loads(json.dumps(CONTEXT["mcp"]))
+        mcp["servers"]["aws"].update(url=quota_stand_in.url, max_wait_s=150)
+        settings = load_mcp_settings(mcp).servers
+        assert (settings["aws"].requests_per_second, settings["aws"].max_connections,
+                settings["aws"].max_sessions) == (2.0, 20, 80)
+        sdk = anthropic.Anthropic(base_url=emulator.base_url, api_key="test-key",
+                                  max_retries=0)
+        claude = GuardedClaude({MAIN: TokenBucket(table, "anthropic#sonnet-4",
+                                                  Limits(rpm=4000, itpm=2_000_000,
+                                                         otpm=400_000), dynamodb)},
+                               sdk_client=sdk)
+        containers = [McpToolbox.shared(settings, table=table, dynamodb=dynamodb, logger=Log(),
+                                        timeout_s=20) for _ in range(8)]
+
+        def agent_request(index: int):
+            request = AgentRequest(f"Find the SQS quotas.\n{call_line}", MAIN, 256,
+                                   f"req-fleet-{index:03d}", "acme", 300.0)
+            return run_agent(request, claude, config,
+                             tool_context=lambda: tool_context(aws, world, request.request_id),
+                             metrics=RequestMetrics(), deadline_at=time.monotonic() + 300,
+                             logger=Log(), mcp=containers[index % 8])
+
+        started = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=40) as pool:
+            outcomes = list(pool.map(agent_request, range(40)))
+        elapsed = time.monotonic() - started
+        report = quota_stand_in.quota()
+    answered = [o for o in outcomes if o.status == "ok" and o.tool_calls == 1]
+    tool_results = [block for o in outcomes for message in o.transcript
+                    if isinstance(message.get("content"), list)
+                    for block in message["content"] if block.get("type") == "tool_result"]
+    print(f"\nMCP fleet: 40 agent requests, {len(answered)} answered, {report['requests']} "
+          f"MCP HTTP requests in {elapsed:.1f} s ({report['requests'] / elapsed:.2f}/s), "
+          f"peak {report['peak']['connections']} connections, "
+          f"{report['peak']['sessions']} sessions; refused by the stand-in: "
+          f"{report['refused']}; by kind {report['kinds']}")
+    errors = sorted({str(block["content"])[:200] for block in tool_results
+                     if block.get("is_error")})
+    assert report["refused"] == {"rate": 0, "connections": 0, "sessions": 0}
+    assert not errors
+    assert len(answered) == 40
+    assert len(tool_results) == 40
+    assert not any(block.get("is_error") for block in tool_results)
+    assert all("Identity-based policy" in str(block["content"]) or "SQS" in
+               str(block["content"]) for block in tool_results)
+    assert report["sessions"] == 0  # every session was closed with its DELETE

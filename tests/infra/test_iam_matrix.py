@@ -1009,6 +1009,38 @@ CASES: list[Case] = BATCH_CASES + PAYLOAD_CASES + CALLER_CASES + [
 ]
 
 
+# -- agent role: the MCP quota leases and the deferred results table -----------------------
+MCP_LEASE_KEYS = ["lease#mcp#aws#connections", "lease#mcp#aws#sessions"]
+
+MCP_QUOTA_CASES: list[Case] = [
+    *[Case(f"agent.leases.{verb}_{key.rsplit('#', 1)[1]}", "anthropic", ALLOWED,
+           (lambda action, key: lambda d: d.request(
+               d.agent, action, d.bucket_table, {"dynamodb:LeadingKeys": [key]}))(action, key))
+      for key in MCP_LEASE_KEYS
+      for verb, action in (("take_or_release", "dynamodb:UpdateItem"),
+                           ("read_after_refusal", "dynamodb:GetItem"))],
+    Case("agent.leases.other_semaphore", "anthropic", IMPLICIT, lambda d: d.request(
+        d.agent, "dynamodb:UpdateItem", d.bucket_table,
+        {"dynamodb:LeadingKeys": ["lease#mcp#other#connections"]})),
+    Case("agent.leases.delete_semaphore", "anthropic", IMPLICIT, lambda d: d.request(
+        d.agent, "dynamodb:DeleteItem", d.bucket_table,
+        {"dynamodb:LeadingKeys": MCP_LEASE_KEYS[:1]})),
+    Case("agent.leases.put_semaphore", "anthropic", IMPLICIT, lambda d: d.request(
+        d.agent, "dynamodb:PutItem", d.bucket_table,
+        {"dynamodb:LeadingKeys": MCP_LEASE_KEYS[:1]})),
+    # the results table: only the configured tenants' keys ("<tenant>/<request id>")
+    *[Case(f"agent.results.{name}", "anthropic", expect,
+           (lambda action, key: lambda d: d.request(
+               d.agent, action, d.results_table, {"dynamodb:LeadingKeys": [key]}))(action, key))
+      for name, action, key, expect in (
+          ("store_tenant_answer", "dynamodb:PutItem", "acme/r1", ALLOWED),
+          ("read_tenant_answer", "dynamodb:GetItem", "globex/r1", ALLOWED),
+          ("store_outside_tenants", "dynamodb:PutItem", "initech/r1", IMPLICIT),
+          ("read_other_key", "dynamodb:GetItem", "batch-intent-1", IMPLICIT))],
+]
+CASES += MCP_QUOTA_CASES
+
+
 # -- fixtures: two synths, one simulator run -------------------------------------------------
 
 @pytest.fixture(scope="module")

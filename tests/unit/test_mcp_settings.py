@@ -25,7 +25,11 @@ def test_defaults_offer_the_aws_mcp_server_tools_with_their_own_bucket():
     settings = load_settings(DEFAULTS).mcp
     server = settings.servers["aws"]
     assert server.auth == {"type": "sigv4", "service": "aws-mcp", "region": "us-east-1"}
-    assert server.bucket_id == "mcp#aws" and server.requests_per_minute == 300
+    assert server.bucket_id == "mcp#aws"
+    # within the AWS MCP Server's quotas (3 requests/s, 27 connections, 90 sessions per role)
+    assert (server.requests_per_second, server.burst) == (2.0, 1)
+    assert (server.max_connections, server.max_sessions) == (20, 80)
+    assert server.lease_ids == ("lease#mcp#aws#connections", "lease#mcp#aws#sessions")
     assert settings.tool_names() == ["aws___run_script", "aws___search_documentation"]
     assert [a.sid for a in settings.allow] == ["McpListOwnTenantDocuments",
                                               "McpReadWorkQueueAttributes"]
@@ -61,7 +65,17 @@ def _server(**changes):
         "type": "object"}}})), "'mcp.servers.aws.tools.bad name'"),
     (mcp(servers=_server(tools={"t": {"description": "x", "input_schema": {
         "type": "string"}}})), "'mcp.servers.aws.tools.t.input_schema'"),
-    (mcp(servers=_server(requests_per_minute=0)), "'mcp.servers.aws.requests_per_minute'"),
+    (mcp(servers=_server(requests_per_minute=300)),
+     "'mcp.servers.aws.requests_per_minute': expected requests_per_second instead"),
+    (mcp(servers=_server(requests_per_second=0)), "'mcp.servers.aws.requests_per_second'"),
+    (mcp(servers=_server(requests_per_second=5)),
+     "'mcp.servers.aws.requests_per_second': expected at most 3 (requests per second"),
+    (mcp(servers=_server(max_connections=30)),
+     "'mcp.servers.aws.max_connections': expected at most 27 (concurrent connections"),
+    (mcp(servers=_server(max_sessions=0)), "'mcp.servers.aws.max_sessions'"),
+    (mcp(servers=_server(max_sessions=2.5)), "'mcp.servers.aws.max_sessions'"),
+    (mcp(servers=_server(session_lease_s=5)), "'mcp.servers.aws.session_lease_s'"),
+    (mcp(servers=_server(max_wait_s=-1)), "'mcp.servers.aws.max_wait_s'"),
     (mcp(servers=_server(extra=1)), "'mcp.servers.aws': expected an object with only"),
     (mcp(allow=[{"sid": "A", "actions": ["s3:*"], "resources": ["arn:aws:s3:::b"]}]),
      "'mcp.allow[0].actions': expected exact 'service:Action' names"),

@@ -9,6 +9,21 @@ Authentication is an `httpx2.Auth`: `SigV4Auth` signs each HTTP request with bot
 (signing service e.g. `aws-mcp`) using the request's tool-role credentials; `BearerAuth`
 sends a token. Errors come out as the exceptions below, with the HTTP status the SDK hides
 (it turns a 429 into a generic JSON-RPC error) recovered by a response hook.
+
+What the kit counts (the AWS MCP Server's quotas are per account and Region):
+- a SESSION is one initialised MCP session (`initialize` answered with an `Mcp-Session-Id`)
+  until its DELETE is answered; the server keeps it, and counts it, between HTTP requests;
+- a CONNECTION is one open HTTP exchange with the server: a request and its response, read to
+  the end (a JSON body or an SSE stream). The streamable-HTTP transport also lets a client hold
+  a standalone GET stream for server-initiated messages for the whole session; the agent takes
+  none, so this client opens none (the SDK's GET is answered 405 here, as a server without that
+  stream answers, and never sent), keeps no idle keep-alive connection, and sends one request
+  at a time: a session has an open connection only while a request is in flight.
+- a REQUEST is every HTTP request (POST, DELETE), the `notifications/initialized` POST of the
+  handshake included: `initialize`, `tools/list`, `tools/call`.
+A `gate` (the toolbox's) is entered before every HTTP request (it may wait, or refuse with
+`McpBudgetSpent`) and exited when the response is closed: that is where the kit charges the
+request budget and holds a connection lease.
 """
 
 from __future__ import annotations
@@ -18,6 +33,7 @@ from typing import Any, Callable
 
 import anyio
 import anyio.from_thread
+import anyio.to_thread
 import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -65,15 +81,86 @@ class BearerAuth(httpx2.Auth):
 
 
 class _HttpState:
-    """The last HTTP answer the session saw (the SDK does not surface status codes)."""
+    """The last HTTP answer the session saw (the SDK does not surface status codes), the
+    gate's last refusal, and whether the session's DELETE was answered."""
 
     def __init__(self) -> None:
         self.status: int | None = None
         self.retry_after: str | None = None
+        self.refusal: McpClientError | None = None
+        self.session_id: str | None = None
+        self.terminated = False
 
     async def on_response(self, response) -> None:
+        if response.request.method == "GET":  # the stream never opened (see _GatedTransport)
+            return
         self.status, self.retry_after = response.status_code, response.headers.get(
             "retry-after")
+        if response.headers.get("mcp-session-id"):
+            self.session_id = response.headers["mcp-session-id"]
+        if response.request.method == "DELETE" and response.status_code in (200, 202, 204,
+                                                                             404):
+            self.terminated = True
+
+
+class _ReleasingStream(httpx2.AsyncByteStream):
+    """A response body that exits the gate once, when it is closed (read to the end, or
+    abandoned)."""
+
+    def __init__(self, stream, release: Callable[[], Any]) -> None:
+        self._stream, self._release = stream, release
+
+    async def __aiter__(self):
+        async for chunk in self._stream:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self._stream.aclose()
+        finally:
+            release, self._release = self._release, None
+            if release is not None:
+                with anyio.CancelScope(shield=True):  # a cancelled call still frees its lease
+                    await anyio.to_thread.run_sync(release)
+
+
+class _GatedTransport(httpx2.AsyncBaseTransport):
+    """Every HTTP request passes the gate first; the SDK's standalone GET stream is answered
+    405 here and never sent (see the module docstring, "CONNECTION")."""
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport, gate: Any, state: _HttpState) -> None:
+        self._inner, self._gate, self._state = inner, gate, state
+
+    async def handle_async_request(self, request):
+        if request.method == "GET":
+            return httpx2.Response(405, headers={"allow": "POST, DELETE"}, request=request)
+        if self._gate is None:
+            return await self._inner.handle_async_request(request)
+        try:
+            ticket = await anyio.to_thread.run_sync(self._gate.enter, request.method)
+        except McpClientError as refused:
+            # Answered here, as a throttled server would: the SDK fails the one message, the
+            # session stays usable, and the refusal is what the caller gets.
+            self._state.refusal = refused
+            retry_after = getattr(refused, "retry_after", None)
+            return httpx2.Response(429, request=request, headers={
+                "retry-after": f"{retry_after or 0:.3f}", "content-type": "application/json"},
+                content=b'{"message": "refused by the local MCP budget"}')
+
+        def release() -> None:
+            self._gate.exit(ticket)
+
+        try:
+            response = await self._inner.handle_async_request(request)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(release)
+            raise
+        response.stream = _ReleasingStream(response.stream, release)
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 def _leaf(error: BaseException) -> BaseException:
@@ -93,10 +180,18 @@ def _retry_after(value: str | None) -> float | None:
 class McpSession:
     """One MCP session on `url` (initialize on `open()`, DELETE on `close()`).
 
-    `timeout_s` bounds every HTTP exchange and each call. Not thread-safe: one per request."""
+    `timeout_s` bounds every HTTP exchange (seconds). `gate`: entered before every HTTP
+    request (`gate.enter(method) -> ticket`, blocking; raises an `McpClientError` to refuse)
+    and exited when its response is closed (`gate.exit(ticket)`); None: no gate. `wait_s`:
+    the longest the gate waits in one call (seconds), added to the bound of each call and of
+    each request the SDK awaits. Not thread-safe: one per request."""
 
-    def __init__(self, url: str, auth: httpx2.Auth, *, timeout_s: float = 20.0) -> None:
+    def __init__(self, url: str, auth: httpx2.Auth, *, timeout_s: float = 20.0,
+                 gate: Any = None, wait_s: float = 0.0) -> None:
         self.url, self._auth, self.timeout_s = url, auth, timeout_s
+        self._gate = gate
+        #: seconds a call may take: the gate's waits, then the exchanges themselves
+        self.call_timeout_s = timeout_s + (wait_s if gate is not None else 0.0)
         self._http = _HttpState()
         self._portal_cm = None
         self._portal = None
@@ -106,14 +201,17 @@ class McpSession:
     @asynccontextmanager
     async def _connect(self):
         timeout = httpx2.Timeout(self.timeout_s)
-        async with httpx2.AsyncClient(auth=self._auth, timeout=timeout,
+        # no idle keep-alive connection: a TCP connection lasts as long as its exchange
+        inner = httpx2.AsyncHTTPTransport(limits=httpx2.Limits(max_keepalive_connections=0))
+        transport = _GatedTransport(inner, self._gate, self._http)
+        async with httpx2.AsyncClient(auth=self._auth, timeout=timeout, transport=transport,
                                       event_hooks={"response": [self._http.on_response]}) as http:
             # mode="legacy": the initialize handshake (one round trip, as the AWS MCP Server
             # speaks it) instead of probing server/discover first; cache=None: tools/list must
             # reach the server, its answer is what gets verified.
             async with Client(streamable_http_client(self.url, http_client=http),
                               mode="legacy", cache=None,
-                              read_timeout_seconds=self.timeout_s) as client:
+                              read_timeout_seconds=self.call_timeout_s) as client:
                 yield client
 
     def open(self) -> None:
@@ -122,6 +220,8 @@ class McpSession:
         try:
             self._client_cm = self._portal.wrap_async_context_manager(self._connect())
             self._client = self._guard(self._client_cm.__enter__)
+            if self._http.refusal is not None:  # the handshake's notification was refused
+                raise self._http.refusal
         except BaseException:
             self._client_cm = None
             self.close()
@@ -149,14 +249,25 @@ class McpSession:
         return bool(result.is_error), "\n".join(texts), result.structured_content
 
     async def _bounded(self, fn, *args, **kwargs):
-        with anyio.fail_after(self.timeout_s):
+        with anyio.fail_after(self.call_timeout_s):
             return await fn(*args, **kwargs)
 
     def _run(self, fn, *args, **kwargs):
         return self._guard(lambda: self._portal.call(lambda: fn(*args, **kwargs)))
 
+    @property
+    def established(self) -> bool:
+        """The server answered `initialize` with a session id (it now counts a session)."""
+        return self._http.session_id is not None
+
+    @property
+    def terminated(self) -> bool:
+        """The server answered the session's DELETE (it no longer counts the session)."""
+        return self._http.terminated
+
     def _guard(self, thunk):
         self._http.status = None
+        self._http.refusal = None
         try:
             return thunk()
         except BaseException as raised:  # noqa: BLE001 - every failure becomes one of ours
@@ -166,6 +277,10 @@ class McpSession:
             raise self._classify(error) from error
 
     def _classify(self, error: BaseException) -> McpClientError:
+        if self._http.refusal is not None:
+            return self._http.refusal
+        if isinstance(error, McpClientError):
+            return error
         status = self._http.status
         if status == 429:
             return McpThrottled("the MCP server answered 429 (throttled)",

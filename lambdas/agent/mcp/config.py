@@ -9,13 +9,23 @@ cdk.json:
         "aws": {
           "url": "https://aws-mcp.us-east-1.api.aws/mcp",
           "auth": {"type": "sigv4", "service": "aws-mcp", "region": "us-east-1"},
-          "requests_per_minute": 300,
+          "requests_per_second": 2, "max_connections": 20, "max_sessions": 80,
           "tools": {"aws___run_script": {"description": "...", "input_schema": {...}}}
         }
       },
       "allow": [{"sid": "...", "actions": [...], "resources": [...], "conditions": {...}}],
       "deny_actions": ["extra:Action*"]
     }
+
+Quota keys (per server, shared by every container through the bucket table; see README, "AWS
+MCP Server quotas"): `requests_per_second` (default 2: HTTP requests of any method, the share
+of the account's quota this deployment takes), `burst` (requests sent at once, default 1),
+`max_connections` (concurrent HTTP exchanges, default 20), `max_sessions` (concurrently open
+MCP sessions, default 80), `session_lease_s` (seconds a session's lease lasts when its holder
+never releases it, default 900), `max_wait_s` (seconds a tool call may wait for any of them,
+default 30). For the AWS MCP Server (SigV4 service `aws-mcp`) the values must stay within
+its published quotas that cannot be raised: 3 requests/s and 27 connections per account and
+Region.
 
 `auth` is `{"type": "sigv4", "service", "region"}` (signed with the request's tool-role
 credentials) or `{"type": "bearer", "secret_arn"}` (a token from Secrets Manager, JSON
@@ -31,6 +41,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from guard.leases import MAX_LIMIT, MAX_TTL_S, lease_key
+
 #: Claude tool names: letters, digits, "_" and "-", at most 64.
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SERVER_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
@@ -40,9 +52,26 @@ _ACTION_PATTERN = re.compile(r"^[a-z0-9-]+:[A-Za-z0-9*?]+$")
 _SERVICE = re.compile(r"^[a-z0-9-]{2,32}$")
 _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 _ARN = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{0,12}:.+$")
-#: The AWS MCP Server's quota is ~10 authenticated requests/s per account and region; the
-#: bucket holds a minute's worth, so the default leaves half of it for bursts and other users.
-DEFAULT_REQUESTS_PER_MINUTE = 300
+#: The AWS MCP Server's published quotas per account and Region ("Quotas for AWS MCP Server",
+#: Agent Toolkit user guide): requests/s sustained and concurrent connections (neither can be
+#: raised), concurrent active sessions per account and per IAM user or role (adjustable).
+AWS_MCP_SERVICE = "aws-mcp"
+AWS_MCP_REQUESTS_PER_SECOND = 3
+AWS_MCP_CONNECTIONS = 27
+AWS_MCP_SESSIONS_PER_ACCOUNT = 180
+AWS_MCP_SESSIONS_PER_ROLE = 90
+#: Defaults: two thirds of the request quota and 20 of the 27 connections (the rest is
+#: headroom for other users of the account); sessions within the per-role cap, which every
+#: session binds since all sign with the one tool role.
+DEFAULT_REQUESTS_PER_SECOND = 2.0
+DEFAULT_BURST = 1
+DEFAULT_MAX_CONNECTIONS = 20
+DEFAULT_MAX_SESSIONS = 80
+#: A session's lease (seconds): the longest a Lambda invocation runs, so a container that
+#: crashed mid-request frees its session slot no later than its invocation would have ended.
+DEFAULT_SESSION_LEASE_S = 900.0
+#: Seconds a tool call may wait for the request budget, a connection or a session.
+DEFAULT_MAX_WAIT_S = 30.0
 #: Longest tool result (characters of JSON) handed back to Claude; the rest is cut off.
 DEFAULT_MAX_RESULT_CHARS = 20_000
 
@@ -70,7 +99,12 @@ class McpServer:
     url: str
     auth: dict
     tools: dict[str, McpTool]
-    requests_per_minute: float = DEFAULT_REQUESTS_PER_MINUTE
+    requests_per_second: float = DEFAULT_REQUESTS_PER_SECOND
+    burst: int = DEFAULT_BURST
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_sessions: int = DEFAULT_MAX_SESSIONS
+    session_lease_s: float = DEFAULT_SESSION_LEASE_S
+    max_wait_s: float = DEFAULT_MAX_WAIT_S
     max_result_chars: int = DEFAULT_MAX_RESULT_CHARS
 
     @property
@@ -78,9 +112,26 @@ class McpServer:
         """The rate-budget item in the bucket table (its own partition key)."""
         return f"mcp#{self.name}"
 
+    @property
+    def connections_semaphore(self) -> str:
+        """The name of the semaphore capping this server's concurrent HTTP exchanges."""
+        return f"mcp#{self.name}#connections"
+
+    @property
+    def sessions_semaphore(self) -> str:
+        """The name of the semaphore capping this server's open MCP sessions."""
+        return f"mcp#{self.name}#sessions"
+
+    @property
+    def lease_ids(self) -> tuple[str, str]:
+        """The semaphores' items in the bucket table (`guard.leases` keys)."""
+        return (lease_key(self.connections_semaphore), lease_key(self.sessions_semaphore))
+
     def to_env(self) -> dict:
         return {"url": self.url, "auth": self.auth, "bucket": self.bucket_id,
-                "requests_per_minute": self.requests_per_minute,
+                "requests_per_second": self.requests_per_second, "burst": self.burst,
+                "max_connections": self.max_connections, "max_sessions": self.max_sessions,
+                "session_lease_s": self.session_lease_s, "max_wait_s": self.max_wait_s,
                 "max_result_chars": self.max_result_chars,
                 "tools": {name: {"description": tool.description,
                                  "input_schema": tool.input_schema}
@@ -163,10 +214,13 @@ def _tools(key: str, value: Any) -> dict[str, McpTool]:
     return tools
 
 
-def _number(key: str, value: Any, minimum: float, integer: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum or (
-            integer and int(value) != value):
-        raise _fail(key, f"a {'whole ' if integer else ''}number >= {minimum}", value)
+def _number(key: str, value: Any, minimum: float, integer: bool = False,
+            maximum: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or (
+            value < minimum or (maximum is not None and value > maximum)
+            or value == float("inf") or (integer and int(value) != value)):
+        bound = f" and <= {maximum:g}" if maximum is not None else ""
+        raise _fail(key, f"a {'whole ' if integer else ''}number >= {minimum}{bound}", value)
     return int(value) if integer else float(value)
 
 
@@ -174,7 +228,11 @@ def _server(name: str, spec: Any) -> McpServer:
     key = f"mcp.servers.{name}"
     if not SERVER_NAME.match(name):
         raise _fail(key, "a server name of 1-32 [a-z0-9-] starting with a letter", name)
-    known = {"url", "auth", "tools", "requests_per_minute", "max_result_chars"}
+    known = {"url", "auth", "tools", "max_result_chars", *_QUOTA_KEYS}
+    if isinstance(spec, dict) and "requests_per_minute" in spec:
+        raise _fail(f"{key}.requests_per_minute", "requests_per_second instead (the AWS MCP "
+                    "Server's quota is per second: 3/s per account, default share 2/s)",
+                    spec["requests_per_minute"])
     if not isinstance(spec, dict) or set(spec) - known:
         raise _fail(key, "an object with only " + ", ".join(sorted(known)),
                     sorted(spec) if isinstance(spec, dict) else spec)
@@ -184,15 +242,42 @@ def _server(name: str, spec: Any) -> McpServer:
     if url.startswith("http://") and not re.match(r"^http://(127\.\d+\.\d+\.\d+|localhost)"
                                                    r"(:\d+)?(/|$)", url):
         raise _fail(f"{key}.url", "https (plain http only on loopback)", url)
+    auth = _auth(f"{key}.auth", spec.get("auth"))
+    quota = {setting: _number(f"{key}.{setting}", spec.get(setting, default), minimum,
+                              integer, maximum)
+             for setting, (default, minimum, integer, maximum) in _QUOTA_KEYS.items()}
+    if auth.get("service") == AWS_MCP_SERVICE:
+        for setting, (ceiling, what) in _AWS_MCP_CEILINGS.items():
+            if quota[setting] > ceiling:
+                raise _fail(f"{key}.{setting}", f"at most {ceiling} ({what}: the AWS MCP "
+                            "Server's quota per account and Region, not adjustable)",
+                            quota[setting])
+    if quota["burst"] > quota["requests_per_second"] * 60:
+        raise _fail(f"{key}.burst", "at most a minute's worth of requests_per_second",
+                    quota["burst"])
     return McpServer(
-        name=name, url=url, auth=_auth(f"{key}.auth", spec.get("auth")),
-        tools=_tools(f"{key}.tools", spec.get("tools")),
-        requests_per_minute=_number(f"{key}.requests_per_minute",
-                                    spec.get("requests_per_minute",
-                                             DEFAULT_REQUESTS_PER_MINUTE), 1),
+        name=name, url=url, auth=auth, tools=_tools(f"{key}.tools", spec.get("tools")),
+        **quota,
         max_result_chars=_number(f"{key}.max_result_chars",
                                  spec.get("max_result_chars", DEFAULT_MAX_RESULT_CHARS), 200,
                                  integer=True))
+
+
+#: quota key -> (default, minimum, whole number, maximum)
+_QUOTA_KEYS = {
+    "requests_per_second": (DEFAULT_REQUESTS_PER_SECOND, 0.01, False, None),
+    "burst": (DEFAULT_BURST, 1, True, None),
+    "max_connections": (DEFAULT_MAX_CONNECTIONS, 1, True, MAX_LIMIT),
+    "max_sessions": (DEFAULT_MAX_SESSIONS, 1, True, MAX_LIMIT),
+    "session_lease_s": (DEFAULT_SESSION_LEASE_S, 60, False, MAX_TTL_S),
+    "max_wait_s": (DEFAULT_MAX_WAIT_S, 0, False, DEFAULT_SESSION_LEASE_S),
+}
+#: the AWS MCP Server's quotas that cannot be raised: key -> (ceiling, what it counts)
+_AWS_MCP_CEILINGS = {
+    "requests_per_second": (AWS_MCP_REQUESTS_PER_SECOND, "requests per second, sustained"),
+    "burst": (AWS_MCP_REQUESTS_PER_SECOND, "requests per second, sustained"),
+    "max_connections": (AWS_MCP_CONNECTIONS, "concurrent connections"),
+}
 
 
 def _allow(index: int, spec: Any) -> McpAllow:

@@ -25,3 +25,13 @@ class McpSessionExpired(McpClientError):
 
 class McpProtocolError(McpClientError):
     """A JSON-RPC error or a malformed answer from the server."""
+
+
+class McpBudgetSpent(McpClientError):
+    """The kit's own shares of the server's quotas (request budget, connections, sessions)
+    could not be had within the call's wait budget; nothing was sent. `retry_after` in
+    seconds."""
+
+    def __init__(self, message: str, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -11,10 +11,20 @@ request's tool-role credentials (source identity = request id, tenant session ta
 AWS action the server takes is attributable to the request; closed when the request ends. A
 session the server has forgotten (expired session id) is re-initialised once.
 
-Rate budget: every MCP round trip (initialize, tools/list, tools/call) is acquired from the
-server's own bucket item (`mcp#<server>`, same table as Claude's buckets). A 429 from the
-server writes the shared cool-down and is retried (bounded by `max_attempts` and the wait
-budget); when the budget is spent the model gets a clear tool error with `retry_after`.
+Quotas (shared by every container through the bucket table; `agent.mcp.client` says what is
+counted): every HTTP request a session sends first books one request from the server's own
+bucket item (`mcp#<server>`: `requests_per_second` with a burst of `burst`) and then takes a
+connection lease (`guard.leases` semaphore `mcp#<server>#connections`, `max_connections`),
+released when its response is closed; opening a session first takes a session lease
+(`mcp#<server>#sessions`, `max_sessions`), released once the server answered the session's
+DELETE (a session it still counts keeps its lease until the lease expires). A lease waiter
+retries at the earliest expiry its refused write revealed. Everything waits within the
+server's `max_wait_s`; past it the model gets a clear tool error with `retry_after`. A 429
+from the server writes the shared cool-down and is retried (bounded by `max_attempts` and
+the wait budget).
+
+The audit line holds the outcome, the error CLASS and a fixed summary per class
+(`audit_detail`), never the tool's input nor the text of the server's answer.
 
 Every outcome, including a tool outside the allowlist, an unreachable server, a tool that
 disappeared and a malformed or oversized result, is a tool result plus one audit line; a call
@@ -32,13 +42,23 @@ from typing import Any, Callable, Mapping
 from ..tool_runner import OK, audit_tool_call, classify_result
 from ..tools.registry import validate_tool_input
 from .config import McpServer, McpTool, tool_index
-from .errors import McpProtocolError, McpSessionExpired, McpThrottled, McpUnavailable
+from .errors import (McpBudgetSpent, McpProtocolError, McpSessionExpired, McpThrottled,
+                     McpUnavailable)
 
 log = logging.getLogger(__name__)
 
 TRUNCATION_MARKER = "...[truncated by Bulwark: {omitted} more characters]"
-#: Seconds a call may wait for the rate budget (or a 429's retry-after) before giving up.
-MAX_WAIT_S = 5.0
+#: Seconds a connection lease outlives its exchange's timeout (a crashed holder's slot frees
+#: this long after the exchange could have ended).
+CONNECTION_LEASE_MARGIN_S = 5.0
+#: Seconds before a booked start that the connection lease is taken: about one store round
+#: trip, so the request leaves at its booked start (a late send would bunch up with the next
+#: ones at the server) and the lease is not held while the booking waits.
+LEASE_LEAD_S = 0.25
+#: A request that would leave this many seconds after its booked start (the container was
+#: starved, the lease was slow) books a new start once: sent late, it would arrive together
+#: with the requests booked after it.
+LATE_S = 0.5
 _ANNOTATION_KEYS = frozenset({"title", "description", "examples", "$schema", "default"})
 _DENIED_MARKERS = ("AccessDenied", "UnauthorizedOperation", "not authorized to perform")
 
@@ -62,14 +82,19 @@ def schema_contract(schema: Any) -> Any:
 class McpToolbox:
     """The container's MCP tool sources.
 
-    `buckets`: server name -> `guard.TokenBucket` for its rate budget (None: no budget).
-    `connect(server, tool_context) -> session`: opens a session (default: the SDK client,
-    imported on first use). `secret(arn) -> str`: bearer tokens. `clock`/`sleep` injectable.
+    `buckets`: server name -> `guard.TokenBucket`, the server's request budget (None: none).
+    `connections` / `sessions`: server name -> `guard.leases.LeaseSemaphore` capping its
+    concurrent HTTP exchanges / open sessions (None: no cap). `connect(server, tool_context,
+    gate) -> session`: opens a session (default: the SDK client, imported on first use).
+    `secret(arn) -> str`: bearer tokens. `clock` (monotonic seconds) and `sleep` injectable.
+    `timeout_s`: seconds each HTTP exchange and each call may take.
     """
 
     def __init__(self, servers: Mapping[str, McpServer], *, logger: Any,
                  buckets: Mapping[str, Any] | None = None,
-                 connect: Callable[[McpServer, Any], Any] | None = None,
+                 connections: Mapping[str, Any] | None = None,
+                 sessions: Mapping[str, Any] | None = None,
+                 connect: Callable[[McpServer, Any, Any], Any] | None = None,
                  secret: Callable[[str], str] | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep, max_attempts: int = 3,
@@ -78,6 +103,8 @@ class McpToolbox:
         self.tools = tool_index(self.servers)
         self.logger = logger
         self.buckets = dict(buckets or {})
+        self.connections = dict(connections or {})
+        self.sessions = dict(sessions or {})
         self._connect = connect or self._sdk_connect
         self._secret = secret
         self.clock, self.sleep = clock, sleep
@@ -87,6 +114,30 @@ class McpToolbox:
         self.disabled: dict[str, dict[str, str]] = {}
         self._verified: set[str] = set()
         self._lock = threading.Lock()
+
+    @classmethod
+    def shared(cls, servers: Mapping[str, McpServer], *, table: str, dynamodb: Any,
+               logger: Any, **kwargs) -> "McpToolbox":
+        """A toolbox whose quotas are shared through the bucket table `table`: per server its
+        request bucket and its connection and session semaphores."""
+        from guard import Limits, TokenBucket
+        from guard.leases import LeaseSemaphore
+
+        def limits(server: McpServer) -> Limits:
+            per_minute = server.requests_per_second * 60.0
+            return Limits(rpm=per_minute, burst_fraction=min(1.0, server.burst / per_minute))
+
+        # max_slack_s=0: at a few requests per second, placing each booking one store round
+        # trip behind the queue (the default slack) would cost a large share of every 0.5 s
+        # interval and about halve the rate; a booking that loses a race is rewritten instead
+        return cls(servers, logger=logger, buckets={
+            name: TokenBucket(table, server.bucket_id, limits(server), dynamodb,
+                              max_slack_s=0.0)
+            for name, server in servers.items()}, connections={
+            name: LeaseSemaphore(table, server.connections_semaphore, server.max_connections,
+                                 dynamodb) for name, server in servers.items()}, sessions={
+            name: LeaseSemaphore(table, server.sessions_semaphore, server.max_sessions,
+                                 dynamodb) for name, server in servers.items()}, **kwargs)
 
     # -- offering -----------------------------------------------------------------------------
     def definitions(self) -> list[dict]:
@@ -127,7 +178,7 @@ class McpToolbox:
         return server.name not in self._verified
 
     # -- sessions -----------------------------------------------------------------------------
-    def _sdk_connect(self, server: McpServer, tool_context: Any):
+    def _sdk_connect(self, server: McpServer, tool_context: Any, gate: Any = None):
         from . import client  # the SDK loads here, on the container's first MCP call
 
         if server.auth["type"] == "sigv4":
@@ -138,9 +189,102 @@ class McpToolbox:
             if self._secret is None:
                 raise McpProtocolError("no secret reader for the bearer token")
             auth = client.BearerAuth(self._secret(server.auth["secret_arn"]))
-        session = client.McpSession(server.url, auth, timeout_s=self.timeout_s)
+        session = client.McpSession(server.url, auth, timeout_s=self.timeout_s, gate=gate,
+                                    wait_s=server.max_wait_s)
         session.open()
         return session
+
+
+class Gate:
+    """One session's HTTP requests against the server's shared quotas: `enter` books one
+    request from the bucket (waiting for the booked start) and then takes a connection lease
+    (waiting at the expiries refusals reveal), both within `deadline` (the toolbox clock's
+    seconds); it raises `McpBudgetSpent` when either cannot be had by then. `exit` releases
+    the lease. Entered from the MCP client's thread."""
+
+    def __init__(self, box: McpToolbox, server: McpServer) -> None:
+        self.box, self.server = box, server
+        self.deadline = box.clock() + server.max_wait_s
+
+    def _left(self) -> float:
+        return max(0.0, self.deadline - self.box.clock())
+
+    def enter(self, method: str) -> Any:
+        box, server = self.box, self.server
+        bucket = box.buckets.get(server.name)
+        start = self._book(bucket) if bucket is not None else box.clock()
+        semaphore = box.connections.get(server.name)
+        lease = None
+        if semaphore is not None:
+            self._sleep_until(start - LEASE_LEAD_S)
+            attempt = semaphore.acquire(box.timeout_s + CONNECTION_LEASE_MARGIN_S,
+                                        max_wait_s=self._left(), sleep=box.sleep)
+            if not attempt.granted:
+                raise McpBudgetSpent(f"all {server.max_connections} MCP connections to "
+                                     f"{server.name!r} are in use ({attempt.reason}); retry "
+                                     f"after {attempt.retry_after:.1f} s", attempt.retry_after)
+            lease = attempt.lease
+        if bucket is not None and box.clock() - start > LATE_S:
+            try:
+                start = self._book(bucket)
+            except McpBudgetSpent:
+                self.exit(lease)
+                raise
+        self._sleep_until(start)
+        return lease
+
+    def _book(self, bucket: Any) -> float:
+        """Book one request; returns its start (toolbox clock) or raises `McpBudgetSpent`."""
+        box, server = self.box, self.server
+        while True:
+            grant = bucket.try_acquire(requests=1, max_wait_s=min(self._left(), 60.0))
+            if grant.granted:
+                # the booked start, as seen from the bucket's answer (the write itself may
+                # have taken a while)
+                return box.clock() + max(0.0, grant.start_at - grant.returned_at)
+            # a store error is transient (throttling, a timeout): retried like a refusal, with
+            # the bucket's backoff, while the deadline allows
+            if grant.retry_after > self._left():
+                raise McpBudgetSpent(
+                    f"the MCP request budget for {server.name!r} is spent ({grant.reason}); "
+                    f"retry after {grant.retry_after:.1f} s", grant.retry_after)
+            box.sleep(grant.retry_after)
+
+    def _sleep_until(self, at: float) -> None:
+        wait = at - self.box.clock()
+        if wait > 0:
+            self.box.sleep(wait)
+
+    def exit(self, lease: Any) -> None:
+        if lease is None:
+            return
+        try:
+            self.box.connections[self.server.name].release(lease)
+        except Exception:  # noqa: BLE001 - an unreleased lease frees itself at its expiry
+            log.exception("MCP connection lease not released")
+
+
+#: error class -> the summary an audit line carries for it (fixed text: never the tool's
+#: input, never the server's answer, which may echo the input)
+AUDIT_SUMMARIES = {
+    "NotAllowed": "not an allowed MCP tool",
+    "InvalidInput": "the input does not match the tool's schema",
+    "Disabled": "the tool was disabled by verification against tools/list",
+    "McpBudgetSpent": "the kit's share of the server's quotas was not available in time",
+    "McpThrottled": "the server kept answering 429",
+    "McpSessionExpired": "the server's session expired again",
+    "McpUnavailable": "the server could not be reached",
+    "McpProtocolError": "the server answered an MCP error or a malformed answer",
+    "AccessDenied": "the tool reported that IAM denied an AWS action",
+    "ToolError": "the tool reported an error",
+    "MalformedResult": "the tool's result was not text",
+    "NoAnswer": "no answer within the attempts allowed",
+}
+
+
+def audit_detail(error_class: str) -> str:
+    """The audit line's `detail` for a failed MCP call: its class and a fixed summary."""
+    return f"{error_class}: {AUDIT_SUMMARIES.get(error_class, 'unexpected failure')}"
 
 
 class McpRequest:
@@ -152,6 +296,8 @@ class McpRequest:
         self._tool_context = tool_context
         self.caller = caller
         self._sessions: dict[str, Any] = {}
+        self._gates: dict[str, Gate] = {}
+        self._session_leases: dict[str, Any] = {}
 
     def call(self, name: str, tool_input: Any) -> dict:
         """Run MCP tool `name`; returns the tool result (never raises) and writes an audit
@@ -162,91 +308,78 @@ class McpRequest:
         ctx = None
         try:
             ctx = self._tool_context()
-            result = self._call(server, name, tool_input, ctx)
+            result, error_class = self._call(server, name, tool_input, ctx)
         except Exception as err:  # noqa: BLE001 - an MCP call never ends the agent loop
             log.exception("MCP tool %r failed", name)
-            result = {"error": f"MCP tool failed: {type(err).__name__}"}
+            result, error_class = {"error": f"MCP tool failed: {type(err).__name__}"}, \
+                type(err).__name__
         outcome = classify_result(result)
         try:
             audit_tool_call(box.logger, request_id=getattr(ctx, "request_id", "unknown"),
                             caller=self.caller, tenant=getattr(ctx, "tenant", "unknown"),
                             tool=name, target=f"mcp://{server.name if server else '?'}/{name}",
                             outcome=outcome, duration_ms=(box.clock() - started) * 1000.0,
-                            detail=result.get("error") if outcome != OK else None)
+                            detail=audit_detail(error_class) if outcome != OK else None)
         except Exception:  # noqa: BLE001 - a broken logger must not become a tool failure
             log.exception("audit line for MCP tool %r not written", name)
         return result
 
-    def _call(self, server: McpServer | None, name: str, tool_input: Any, ctx: Any) -> dict:
+    def _call(self, server: McpServer | None, name: str, tool_input: Any,
+              ctx: Any) -> tuple[dict, str | None]:
+        """(tool result, error class for the audit line; None on success)."""
         box = self.toolbox
         if server is None:
-            return {"error": f"tool {name!r} is not an allowed MCP tool", "invalid_input": True}
+            return {"error": f"tool {name!r} is not an allowed MCP tool",
+                    "invalid_input": True}, "NotAllowed"
         tool: McpTool = server.tools[name]
         problem = validate_tool_input(tool, tool_input)
         if problem:
-            return {"error": problem, "invalid_input": True}
+            return {"error": problem, "invalid_input": True}, "InvalidInput"
         if name in box.disabled.get(server.name, {}):
             return {"error": f"MCP tool {name!r} is disabled: "
-                             f"{box.disabled[server.name][name]}"}
-        deadline = box.clock() + MAX_WAIT_S
+                             f"{box.disabled[server.name][name]}"}, "Disabled"
+        deadline = box.clock() + server.max_wait_s
         reopened = False
         for attempt in range(1, box.max_attempts + 1):
-            refused = self._budget(server, deadline)
-            if refused:
-                return refused
             try:
                 session = self._session(server, ctx, deadline)
-                if isinstance(session, dict):
-                    return session
                 if name in box.disabled.get(server.name, {}):
                     return {"error": f"MCP tool {name!r} is disabled: "
-                                     f"{box.disabled[server.name][name]}"}
+                                     f"{box.disabled[server.name][name]}"}, "Disabled"
                 is_error, text, structured = session.call_tool(name, tool_input)
+            except McpBudgetSpent as err:
+                return {"error": str(err), "throttled": True,
+                        "retry_after": round(err.retry_after or 0.0, 3)}, "McpBudgetSpent"
             except McpSessionExpired:
                 self._drop(server)
                 if not reopened:
                     reopened = True
                     continue
-                return {"error": f"MCP server {server.name!r}: the session expired again"}
+                return {"error": f"MCP server {server.name!r}: the session expired again"}, \
+                    "McpSessionExpired"
             except McpThrottled as err:
                 # Like Claude's 429: every caller backs off (shared cool-down), then a bounded
                 # retry within the wait budget.
                 wait = err.retry_after if err.retry_after is not None else 1.0
                 self._cool_down(server, wait)
                 if attempt < box.max_attempts and box.clock() + wait <= deadline:
-                    if server.name not in box.buckets:  # else the next acquire waits it out
+                    if server.name not in box.buckets:  # else the next request waits it out
                         box.sleep(wait)
                     continue
                 return {"error": f"the MCP server is throttling; retry after {wait:.1f} s",
-                        "throttled": True, "retry_after": round(wait, 3)}
+                        "throttled": True, "retry_after": round(wait, 3)}, "McpThrottled"
             except McpUnavailable as err:
                 self._drop(server)
-                return {"error": f"MCP server {server.name!r} unreachable: {err}"}
+                return {"error": f"MCP server {server.name!r} unreachable: {err}"}, \
+                    "McpUnavailable"
             except McpProtocolError as err:
                 self._drop(server)
-                return {"error": f"MCP server {server.name!r}: {err}"}
+                return {"error": f"MCP server {server.name!r}: {err}"}, "McpProtocolError"
             return self._result(server, is_error, text, structured)
-        return {"error": f"MCP tool {name!r} gave no answer after {box.max_attempts} attempts"}
+        return {"error": f"MCP tool {name!r} gave no answer after {box.max_attempts} "
+                         f"attempts"}, "NoAnswer"
 
     # -- pieces ---------------------------------------------------------------------------------
-    def _budget(self, server: McpServer, deadline: float) -> dict | None:
-        """Acquire one request from the server's bucket, waiting within `deadline`."""
-        bucket = self.toolbox.buckets.get(server.name)
-        if bucket is None:
-            return None
-        box = self.toolbox
-        while True:
-            grant = bucket.try_acquire(requests=1)
-            if grant.granted:
-                return None
-            # a store error is transient (throttling, a timeout): retried like a refusal,
-            # with the bucket's backoff, while the deadline allows
-            if box.clock() + grant.retry_after > deadline:
-                return {"error": f"the MCP rate budget for {server.name!r} is spent "
-                                 f"({grant.reason}); retry after {grant.retry_after:.1f} s",
-                        "throttled": True, "retry_after": round(grant.retry_after, 3)}
-            box.sleep(grant.retry_after)
-
     def _cool_down(self, server: McpServer, seconds: float) -> None:
         bucket = self.toolbox.buckets.get(server.name)
         if bucket is not None:
@@ -256,31 +389,63 @@ class McpRequest:
                 log.exception("MCP cool-down not written")
 
     def _session(self, server: McpServer, ctx: Any, deadline: float):
+        """The request's open session on `server` (opened, and verified once per container,
+        on first use); raises the client's errors, `McpBudgetSpent` for a spent quota share."""
+        box = self.toolbox
+        gate = self._gates.setdefault(server.name, Gate(box, server))
+        gate.deadline = deadline
         session = self._sessions.get(server.name)
         if session is not None:
             return session
-        box = self.toolbox
-        session = box._connect(server, ctx)
+        semaphore = box.sessions.get(server.name)
+        if semaphore is not None and server.name not in self._session_leases:
+            attempt = semaphore.acquire(server.session_lease_s,
+                                        max_wait_s=max(0.0, deadline - box.clock()),
+                                        sleep=box.sleep)
+            if not attempt.granted:
+                raise McpBudgetSpent(f"all {server.max_sessions} MCP sessions on "
+                                     f"{server.name!r} are open ({attempt.reason}); retry "
+                                     f"after {attempt.retry_after:.1f} s", attempt.retry_after)
+            self._session_leases[server.name] = attempt.lease
+        try:
+            session = box._connect(server, ctx, gate)
+        except BaseException:
+            self._release_session_lease(server)
+            raise
         self._sessions[server.name] = session
         with box._lock:
             if box.needs_verification(server):
-                refused = self._budget(server, deadline)
-                if refused:
-                    return refused
                 box.verify(server, session.list_tools())
         return session
 
     def _drop(self, server: McpServer) -> None:
         session = self._sessions.pop(server.name, None)
         if session is not None:
+            gate = self._gates.get(server.name)
+            if gate is not None:  # the DELETE gets its own wait budget
+                gate.deadline = self.toolbox.clock() + server.max_wait_s
             try:
                 session.close()
             except Exception:  # noqa: BLE001
                 log.exception("MCP session close failed")
+            if getattr(session, "established", False) and not getattr(session, "terminated",
+                                                                      True):
+                # the server still counts the session: its lease frees at its expiry
+                self._session_leases.pop(server.name, None)
+        self._release_session_lease(server)
 
-    def _result(self, server: McpServer, is_error: bool, text: str, structured: Any) -> dict:
+    def _release_session_lease(self, server: McpServer) -> None:
+        lease = self._session_leases.pop(server.name, None)
+        if lease is not None:
+            try:
+                self.toolbox.sessions[server.name].release(lease)
+            except Exception:  # noqa: BLE001 - an unreleased lease frees itself at its expiry
+                log.exception("MCP session lease not released")
+
+    def _result(self, server: McpServer, is_error: bool, text: str,
+                structured: Any) -> tuple[dict, str | None]:
         if not isinstance(text, str):
-            return {"error": "malformed result from the MCP server"}
+            return {"error": "malformed result from the MCP server"}, "MalformedResult"
         limit = server.max_result_chars
         truncated = len(text) > limit
         if truncated:
@@ -290,7 +455,8 @@ class McpRequest:
             result = {"error": text or "the MCP tool reported an error"}
             if any(marker in text for marker in _DENIED_MARKERS):
                 result["denied"] = True
-            return result
+                return result, "AccessDenied"
+            return result, "ToolError"
         result: dict[str, Any] = {"content": text}
         if structured is not None and not text:  # text carries it otherwise (same JSON)
             encoded = json.dumps(structured, default=str)
@@ -299,7 +465,7 @@ class McpRequest:
             truncated = len(encoded) > limit
         if truncated:
             result["truncated"] = True
-        return result
+        return result, None
 
     def close(self) -> None:
         for name in list(self._sessions):

@@ -91,3 +91,15 @@ def test_the_construct_refuses_what_is_not_a_table_and_an_empty_grant():
     role = iam.Role(stack, "R", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
     with pytest.raises(ValueError, match="bucket_ids is empty"):
         table.grant_acquire(role, [])
+
+
+def test_the_example_handler_refuses_bad_input_by_name_before_any_call():
+    spec = importlib.util.spec_from_file_location(
+        "shared_bucket_caller", REPO / "examples" / "shared_bucket" / "caller" / "handler.py")
+    handler = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(handler)
+    assert handler.handler({"prompt": ""}, None)["error"]["message"] == \
+        "prompt must be a non-empty string"
+    assert handler.handler({"prompt": "hi", "max_tokens": 0}, None)["error"]["message"] == \
+        "max_tokens must be a positive integer"
+    assert handler._claude is None  # refused before building a client or touching AWS

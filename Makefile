@@ -11,7 +11,8 @@ export PYTHONDONTWRITEBYTECODE := 1
 # `guard` is importable as it is inside Lambda; `local` and `bench` from the repository root.
 export PYTHONPATH := $(CURDIR):$(CURDIR)/lambdas
 
-.PHONY: setup demo dashboard test bench-bucket bench-claude bench-cold-start deploy clean lock
+.PHONY: setup demo dashboard test test-unit test-functional test-infra test-e2e lint format-check \
+	bench-bucket bench-claude bench-cold-start deploy clean lock
 
 WHEELS := .cache/wheels-arm64
 ## The browser test and the demo's screenshot drive Debian's chromium through Playwright
@@ -21,8 +22,10 @@ CHROMIUM := /usr/bin/chromium
 ## checkov in its own venv: its pins would downgrade boto3 in ours. The infra tests run it.
 CHECKOV_VENV := .venv-checkov
 
-setup: $(VENV)/.installed node_modules/.installed $(WHEELS)/.done $(CHECKOV_VENV)/.installed \
-	$(CHROMIUM)
+## What synth and deploy need: the Python venv, the CDK CLI and the Lambda asset's wheels.
+SYNTH := $(VENV)/.installed node_modules/.installed $(WHEELS)/.done
+
+setup: $(SYNTH) $(CHECKOV_VENV)/.installed $(CHROMIUM)
 
 $(CHROMIUM):
 	if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
@@ -53,36 +56,61 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 ## The main job on the embedded default: cdk deploy into local AWS, then the agent fleet
-## against the Claude emulator at Tier-1 limits; report, charts and alarms in out/demo.
-demo: setup
+## against the Claude emulator at Tier-1 limits; report, charts and alarms in out/demo
+## (the dashboard screenshot is why it wants Chromium).
+demo: $(SYNTH) $(CHROMIUM)
 	$(PY) -m local.demo $(DEMO_ARGS)
 
 ## The deployed dashboard on a local page, from a saved run (default: the last demo's):
 ## DASHBOARD_ARGS="--run out/demo --port 8050 --screenshot out/demo/dashboard.png".
-dashboard: setup
+dashboard: $(VENV)/.installed $(CHROMIUM)
 	$(PY) -m local.cloudwatch.dashboard $(DASHBOARD_ARGS)
 
 ## A real account: AWS credentials in the environment, context in cdk.json or CDK_ARGS.
-deploy: setup
+deploy: $(SYNTH)
 	npx cdk deploy --require-approval broadening $(CDK_ARGS)
 
-## All tests (unit + functional against the local AWS server).
-test: setup
+## All tests, every tier, after the lint: the README's one command and CI's entry.
+test: setup lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench-bucket: setup
+## One tier at a time. Unit: pure code, no I/O, needs only the venv (seconds).
+test-unit: $(VENV)/.installed
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+## Functional: the runtime against local AWS (moto's server) and the Claude emulator.
+test-functional: $(VENV)/.installed
+	$(PY) -m pytest tests/functional $(PYTEST_ARGS)
+
+## Infra: the synthesized template, the IAM evaluator, checkov, the dashboard page in Chromium.
+test-infra: $(SYNTH) $(CHECKOV_VENV)/.installed $(CHROMIUM)
+	$(PY) -m pytest tests/infra $(PYTEST_ARGS)
+
+## End to end: cdk deploy into local AWS and the demo.
+test-e2e: $(SYNTH)
+	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+## ruff with the rules in pyproject.toml. `format-check` reports what `ruff format` would
+## change; it is not part of `make test` (the tree is not formatted by ruff).
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+
+format-check: $(VENV)/.installed
+	$(VENV)/bin/ruff format --check .
+
+bench-bucket: $(VENV)/.installed
 	$(PY) -m bench.bucket_bench $(BENCH_ARGS)
 
-bench-claude: setup
+bench-claude: $(VENV)/.installed
 	$(PY) -m bench.claude_bench $(BENCH_ARGS)
 
 ## 3 processes x 8 threads against one tenant's $0.20 daily budget (one model, then two);
 ## writes per answered call with budgets off and on.
 .PHONY: bench-budget
-bench-budget: setup
+bench-budget: $(VENV)/.installed
 	$(PY) -m bench.budget_bench $(BENCH_ARGS)
 
-bench-cold-start: setup
+bench-cold-start: $(SYNTH)
 	$(PY) -m bench.cold_start
 	$(PY) -m bench.cold_fleet
 

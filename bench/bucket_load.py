@@ -89,8 +89,12 @@ def _caller(endpoint: str, table: str, bucket_id: str, limits_kwargs: dict, work
     rng = random.Random(seed)
     client = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1",
                           aws_access_key_id="testing", aws_secret_access_key="testing")
-    bucket = TokenBucket(table, bucket_id, Limits(**limits_kwargs), client,
-                         clock=lambda: time.time() + clock_offset)
+
+    def clock() -> float:
+        """This caller's skewed clock (epoch seconds)."""
+        return time.time() + clock_offset
+
+    bucket = TokenBucket(table, bucket_id, Limits(**limits_kwargs), client, clock=clock)
     local = LoadResult()
     while time.time() < start_at:
         time.sleep(0.001)
@@ -114,7 +118,7 @@ def _caller(endpoint: str, table: str, bucket_id: str, limits_kwargs: dict, work
         local.booked += grant.queue_s > 0.05
         # counted where the server would see it: at the booked start (acquire time if none)
         local.ledger.append((grant.start_at - clock_offset, dict(grant.reserved)))
-        pause = grant.start_at - bucket._clock()
+        pause = grant.start_at - clock()
         if pause > 0:
             time.sleep(pause)
         time.sleep(workload.call_s)

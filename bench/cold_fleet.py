@@ -39,11 +39,13 @@ def caller(args) -> None:
     if args.late_sdk:
         claude.prepare = lambda: None  # the old order: nothing is ready before the grant
         acquire = bucket.try_acquire
+        built = []  # the SDK client is built once, on the first grant
 
         def acquire_then_build(*a, **kw):
             grant = acquire(*a, **kw)
-            if grant.granted and claude._sdk is None:
+            if grant.granted and not built:
                 GuardedClaude.prepare(claude)  # built between the grant and its send
+                built.append(True)
             return grant
 
         bucket.try_acquire = acquire_then_build

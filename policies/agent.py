@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from aws_cdk import aws_iam as iam
 
-from guard.gcra import STATE_ATTRIBUTES
+from policies.guard import bucket_statements
 
 
 @dataclass(frozen=True)
@@ -46,31 +46,7 @@ class AgentResources:
 def agent_statements(r: AgentResources) -> list[iam.PolicyStatement]:
     """Everything the agent Lambda may do, one statement per purpose."""
     statements = [
-        iam.PolicyStatement(
-            sid="RateLimitBucketWrite",
-            # One conditional UpdateItem per acquire/settle: no reads, no deletes.
-            actions=["dynamodb:UpdateItem"],
-            resources=[r.bucket_table_arn],
-            conditions={
-                # dynamodb:LeadingKeys: only the configured models' bucket items, so a
-                # compromised function cannot reset or drain another bucket in the table.
-                "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": list(r.bucket_ids)},
-            }),
-        iam.PolicyStatement(
-            sid="RateLimitStateRead",
-            # A caller that booked a start reads the bucket's state (the shared cool-down and
-            # the queue) once before it sends.
-            actions=["dynamodb:GetItem"],
-            resources=[r.bucket_table_arn],
-            conditions={
-                # dynamodb:LeadingKeys: only the configured models' bucket items.
-                # dynamodb:Attributes: only the rate-limit state attributes (a projection
-                # naming them, nothing else a bucket table item could hold), and the Null check
-                # makes a read without a projection (every attribute) fail.
-                "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": list(r.bucket_ids),
-                                              "dynamodb:Attributes": list(STATE_ATTRIBUTES)},
-                "Null": {"dynamodb:Attributes": "false"},
-            }),
+        *bucket_statements(r.bucket_table_arn, r.bucket_ids),
         iam.PolicyStatement(
             sid="IdempotencyRecords",
             actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",

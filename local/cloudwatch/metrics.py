@@ -1,9 +1,9 @@
 """An in-memory CloudWatch metrics stand-in, fed by the EMF documents the agent prints.
 
-The agent Lambda writes contract-4 metrics as CloudWatch Embedded Metric Format (EMF) lines
-on stdout (`lambdas/agent/telemetry.py`, through Powertools). CloudWatch Logs turns each such
-line into datapoints; this module does the same locally so alarms can be evaluated without
-an AWS account (`local/cloudwatch/alarms.py`):
+The agent Lambda writes its metrics (`agent.contract.METRICS`) as CloudWatch Embedded Metric
+Format (EMF) lines on stdout (`lambdas/agent/telemetry.py`, through Powertools). CloudWatch
+Logs turns each such line into datapoints; this module does the same locally so alarms can
+be evaluated without an AWS account (`local/cloudwatch/alarms.py`):
 
     store = MetricStore()
     store.add_emf_lines(captured_stdout.splitlines())

@@ -433,7 +433,7 @@ def test_a_function_url_body_that_is_not_text_is_a_400(stack):
     assert "body must be a string" in json.loads(response["body"])["error"]["message"]
 
 
-# -- lane "batch" (issue 13) ---------------------------------------------------------------------
+# -- lane "batch" (the Message Batches API) --------------------------------------------------------
 
 @pytest.fixture
 def batch_queue(stack, monkeypatch):

@@ -386,7 +386,7 @@ def test_old_and_new_clients_in_poll_mode_share_one_item(make_bucket, dynamodb, 
     limits = Limits(rpm=60, otpm=6000)
     new = make_bucket(limits)   # poll mode: max_wait_s=0, the acquire forms v1 sends too
     old = make_bucket(limits)   # its acquires are the same forms; its refunds are v1's
-    for round_ in range(10):
+    for _round in range(10):
         mine = new.try_acquire(1, 0, 300)
         theirs = old.try_acquire(1, 0, 300)
         assert mine.granted and theirs.granted and mine.start_at == theirs.start_at

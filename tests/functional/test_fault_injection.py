@@ -186,7 +186,7 @@ def _deliver(stack, emu, rt, faults, message, work, request_id) -> Outcome:
     dead += ["moved by the work queue's redrive policy (maxReceiveCount)"
              for _ in delivery.redriven]
     finals = set()
-    for operation, body in faults.writes:
+    for _operation, body in faults.writes:
         if stack["names"]["results"] in body:
             item = json.loads(body)["Item"]
             if item["status"]["S"] in ("ok", "error"):

@@ -1,4 +1,4 @@
-"""Parsing agent requests (contract 2: `agent.requests`): direct events, Function URL bodies and
+"""Parsing agent requests (the request contract: `agent.requests`): direct events, Function URL bodies and
 work-queue messages. Each bad field is refused with a message naming it; no AWS, no Claude."""
 
 from __future__ import annotations

@@ -210,7 +210,7 @@ def test_concurrent_adds_and_queries_lose_nothing():
                 store.add_emf(emf(T0 + (i * 7 + worker) % 600, Model="m", Requests=1))
                 if i % 500 == 0:
                     store.series("Bulwark", "Requests", {"Model": "m"}, "p99", 60, T0, T0 + 600)
-        except BaseException as exc:  # pragma: no cover - reported below
+        except BaseException as exc:  # noqa: BLE001  # pragma: no cover - reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=writer, args=(w,)) for w in range(8)]

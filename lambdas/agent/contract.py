@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, fields
-from typing import Iterable, Mapping
+from typing import Iterable
 
 from guard.client import SCHEDULING_MODES
 from guard.limits import Limits

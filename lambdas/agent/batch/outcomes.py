@@ -8,31 +8,11 @@ import json
 import logging
 from typing import Callable
 
-from ..payloads import PayloadError, PayloadStore
+from ..payloads import PayloadStore, transient
 from ..results import put_result_once
 from .config import BatchConfig
 
 log = logging.getLogger(__name__)
-
-#: AWS error codes that say "try again later", not "this request is wrong"
-TRANSIENT_CODES = frozenset({
-    "ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
-    "InternalServerError", "InternalFailure", "ServiceUnavailable", "ServiceUnavailableException",
-    "TransactionInProgressException", "TransactionConflictException", "RequestThrottled",
-    "Throttling", "SlowDown", "InternalError", "RequestTimeout"})
-
-
-def transient(err: Exception) -> bool:
-    """Whether an AWS client error is the store's or the network's passing trouble (also
-    when a `PayloadError` wraps it: the payload bucket's)."""
-    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
-
-    if isinstance(err, PayloadError) and isinstance(err.__cause__, Exception):
-        err = err.__cause__
-    if isinstance(err, (ConnectionError, HTTPClientError)):
-        return True
-    return isinstance(err, ClientError) and \
-        err.response.get("Error", {}).get("Code") in TRANSIENT_CODES
 
 
 class DeadLetters:

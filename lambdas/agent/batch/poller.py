@@ -29,11 +29,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..payloads import PayloadStore
+from ..payloads import PayloadStore, transient
 from ..results import put_result_once
 from .api import BatchApi, KeyRefused, NotNow, Rejected, classify, parse_line
 from .config import BatchConfig
-from .outcomes import DeadLetters, transient
+from .outcomes import DeadLetters
 from .state import BatchStore, Intent
 
 log = logging.getLogger(__name__)

@@ -143,7 +143,7 @@ class Lane:
         item = self.dynamodb.get_item(TableName=self.config.results_table, ConsistentRead=True,
                                       Key={"request_id": {"S": f"{tenant}/{request_id}"}}
                                       ).get("Item")
-        return json.loads(item["response"]["S"]) if item else None
+        return _stored_item(self, item)[1] if item else None
 
     def dlq(self) -> list[dict]:
         out = []
@@ -581,11 +581,15 @@ LARGE = 150_000
 
 def _stored(lane, request_id: str, tenant: str = "acme") -> tuple[dict, dict]:
     """A results item's raw `response` attribute and the answer it holds (pointer followed)."""
+    return _stored_item(lane, lane.dynamodb.get_item(
+        TableName=lane.config.results_table, ConsistentRead=True,
+        Key={"request_id": {"S": f"{tenant}/{request_id}"}})["Item"])
+
+
+def _stored_item(lane, item: dict) -> tuple[dict, dict]:
     from agent.payloads import PayloadStore
     from agent.results import stored_response
 
-    item = lane.dynamodb.get_item(TableName=lane.config.results_table, ConsistentRead=True,
-                                  Key={"request_id": {"S": f"{tenant}/{request_id}"}})["Item"]
     store = PayloadStore(lane.s3, lane.config.payload_bucket, lane.clock)
     return json.loads(item["response"]["S"]), stored_response(item, store)
 

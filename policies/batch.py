@@ -25,9 +25,13 @@ class BatchResources:
     log_group_arn: str
     allowed_regions: tuple[str, ...]
     api_key_secret_arn: str | None = None
+    #: the payload bucket (answers over the results item's inline limit), and the account
+    #: that owns it; None: no bucket, no S3 grant
+    payload_bucket_arn: str | None = None
+    account: str = ""
 
 
-def _common(r: BatchResources, sid: str) -> list[iam.PolicyStatement]:
+def _common(r: BatchResources, sid: str, *, via_s3: bool = False) -> list[iam.PolicyStatement]:
     statements = [
         iam.PolicyStatement(
             sid=f"{sid}BatchBucketAndCounter",
@@ -43,11 +47,12 @@ def _common(r: BatchResources, sid: str) -> list[iam.PolicyStatement]:
             actions=["kms:Decrypt", "kms:GenerateDataKey"],
             resources=[r.data_key_arn],
             conditions={
-                # kms:ViaService: the key only through DynamoDB, SQS and Secrets Manager,
-                # never to decrypt arbitrary ciphertext directly.
+                # kms:ViaService: the key only through DynamoDB, SQS and Secrets Manager (and
+                # S3 for the poller's answer objects), never to decrypt ciphertext directly.
                 "StringEquals": {"kms:ViaService": [
                     f"dynamodb.{r.region}.amazonaws.com", f"sqs.{r.region}.amazonaws.com",
-                    f"secretsmanager.{r.region}.amazonaws.com"]}}),
+                    f"secretsmanager.{r.region}.amazonaws.com"] + (
+                    [f"s3.{r.region}.amazonaws.com"] if via_s3 else [])}}),
         iam.PolicyStatement(
             sid=f"{sid}OwnLogGroup",
             actions=["logs:CreateLogStream", "logs:PutLogEvents"],
@@ -109,7 +114,22 @@ def poller_statements(r: BatchResources, log_group_arn: str) -> list[iam.PolicyS
             actions=["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"],
             resources=[r.batch_table_arn, _open_index(r)]),
         _error_answers(r, "PollerStoreAnswers"),
-    ] + _common(r, "Poller")
+    ] + ([_answer_objects(r)] if r.payload_bucket_arn else []) + _common(
+        r, "Poller", via_s3=bool(r.payload_bucket_arn))
+
+
+def _answer_objects(r: BatchResources) -> iam.PolicyStatement:
+    """Answers over the results item's inline limit: objects put under the payload bucket's
+    results prefix (`agent.payloads`); no get (the agent reads them), no list, no delete (the
+    bucket's lifecycle expires them)."""
+    return iam.PolicyStatement(
+        sid="PollerAnswerObjects",
+        actions=["s3:PutObject"],
+        resources=[f"{r.payload_bucket_arn}/results/*"],
+        conditions={
+            # aws:ResourceAccount: only this account's bucket, so an answer never goes to a
+            # bucket of the same name in another account (a deleted and re-created name).
+            "StringEquals": {"aws:ResourceAccount": r.account}})
 
 
 def _open_index(r: BatchResources) -> str:

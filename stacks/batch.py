@@ -12,6 +12,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -71,7 +72,7 @@ class BatchFunctions(Construct):
 
     def __init__(self, scope: Construct, id: str, *, settings: Settings, state: BatchState,
                  key: kms.IKey, bucket_table: dynamodb.ITable, results_table: dynamodb.ITable,
-                 api_key_secret_arn: str | None) -> None:
+                 api_key_secret_arn: str | None, payloads: s3.IBucket | None = None) -> None:
         super().__init__(scope, id)
         stack = Stack.of(self)
         removal = RemovalPolicy.RETAIN if settings.prod else RemovalPolicy.DESTROY
@@ -83,7 +84,9 @@ class BatchFunctions(Construct):
             bucket_keys=(BATCH_BUCKET_ID, f"{BATCH_BUCKET_ID}#queued"),
             results_table_arn=results_table.table_arn, tenants=settings.tenants,
             data_key_arn=key.key_arn, log_group_arn="", allowed_regions=settings.allowed_regions,
-            api_key_secret_arn=api_key_secret_arn)
+            api_key_secret_arn=api_key_secret_arn,
+            payload_bucket_arn=payloads.bucket_arn if payloads is not None else None,
+            account=stack.account)
         environment = {
             Env.PROVIDER: settings.provider, Env.MODELS: encode_models(settings.models.values()),
             Env.BATCH_QUEUE_URL: state.queue.queue_url,
@@ -101,6 +104,8 @@ class BatchFunctions(Construct):
             environment[Env.BATCH_CANCEL_AFTER_S] = str(int(batch.cancel_after_hours * 3600))
         if api_key_secret_arn:
             environment[Env.API_KEY_SECRET_ARN] = api_key_secret_arn
+        if payloads is not None:  # the poller keeps answers over the item limit there
+            environment[Env.PAYLOAD_BUCKET] = payloads.bucket_name
         self.statements: list[iam.PolicyStatement] = []
         self.functions: dict[str, lambda_.Function] = {}
         self.roles: dict[str, iam.Role] = {}

@@ -66,8 +66,8 @@ class BulwarkStack(Stack):
         self.batch = BatchFunctions(
             self, "Batch", settings=settings, state=self.batch_state, key=key,
             bucket_table=self.state.bucket_table, results_table=self.state.results_table,
-            api_key_secret_arn=self.agent.secret.secret_arn if self.agent.secret else None) \
-            if self.batch_state else None
+            api_key_secret_arn=self.agent.secret.secret_arn if self.agent.secret else None,
+            payloads=self.state.payloads) if self.batch_state else None
         self.audit = AuditTrail(
             self, "Audit", key=key, prod=settings.prod, access_log_bucket=access_logs.bucket,
             documents_bucket=self.state.documents,
@@ -188,6 +188,9 @@ class BulwarkStack(Stack):
         for prefix in ("results", "queue", "dlq"):
             for scope in (self.agent.node.find_child("AgentPolicy"), self.boundary.policy):
                 _ack(scope, _iam5(f"<{bucket}.Arn>/{prefix}/*"), reason)
+        if self.batch is not None:  # the poller's answers over the item limit
+            _ack(self.batch.node.find_child("PollerPolicy"),
+                 _iam5(f"<{bucket}.Arn>/results/*"), reason)
 
     def _acknowledge(self) -> None:
         """Policy-check findings accepted on purpose, each on the narrowest scope, with why."""

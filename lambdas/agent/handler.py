@@ -31,7 +31,8 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError)
 
 from .config import ConfigError
-from .queues import dead_letter_reason, enqueue_batch, send_to_dlq
+from .payloads import PayloadError
+from .queues import dead_letter_reason, enqueue_batch, named_request, send_to_dlq
 from .requests import (BadRequest, MalformedMessage, function_url_payload,
                        is_function_url_event, parse_request, parse_work_message)
 from .results import error_response, fetch_result
@@ -149,15 +150,25 @@ def _handle(event: Any, context: Any, url_event: bool) -> dict:
 
 
 def _record_handler(record, lambda_context=None) -> None:
-    """One work-queue message (`requests.parse_work_message`): dead-lettered when malformed,
-    deferred too often or too old; otherwise served. Raising leaves it to SQS to retry; after
-    MAX_RECEIVES failed receives it is dead-lettered instead."""
+    """One work-queue message (`requests.parse_work_message`): dead-lettered when malformed
+    (with an error answer when it names a tenant and request id), deferred too often or too
+    old; otherwise served. A claim check the payload bucket cannot serve for now is retried.
+    Raising leaves it to SQS to retry; after MAX_RECEIVES failed receives it is dead-lettered
+    instead, with its error answer."""
     rt = current_runtime()
+    receives = int(record.attributes.approximate_receive_count or 1)
     try:
         message = parse_work_message(record.body, rt.config, now=rt.clock(),
                                      payloads=rt.payloads)
-    except MalformedMessage as err:
-        send_to_dlq(rt, err.body, str(err))
+    except MalformedMessage as err:  # answered when it names a tenant and request id
+        send_to_dlq(rt, err.body, str(err), request=named_request(err.body, rt.config))
+        return
+    except PayloadError as err:  # a claim check the bucket cannot serve for now
+        if receives < rt.config.max_receives:
+            raise
+        body = json.loads(record.body)
+        send_to_dlq(rt, body, f"claim check unreadable after {receives} receives: {err}",
+                    request=named_request(body, rt.config))
         return
     reason = dead_letter_reason(message, rt.config, now=rt.clock())
     if reason is not None:
@@ -166,7 +177,6 @@ def _record_handler(record, lambda_context=None) -> None:
     if message.request.lane == "batch":  # queued work may choose the batch lane too
         enqueue_batch(rt, message.request)
         return
-    receives = int(record.attributes.approximate_receive_count or 1)
     try:
         process(rt, message.request, lambda_context, deferrals=message.deferrals,
                 first_received_at=message.first_received_at, transcript=message.transcript,

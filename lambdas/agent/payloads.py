@@ -35,8 +35,30 @@ RETENTION_DAYS = 15
 POINTER = "s3_payload"
 
 
+#: AWS error codes that say "try again later", not "this request is wrong"
+TRANSIENT_CODES = frozenset({
+    "ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
+    "InternalServerError", "InternalFailure", "ServiceUnavailable", "ServiceUnavailableException",
+    "TransactionInProgressException", "TransactionConflictException", "RequestThrottled",
+    "Throttling", "SlowDown", "InternalError", "RequestTimeout"})
+
+
 class PayloadError(Exception):
     """A payload could not be stored or read; the message names why."""
+
+
+def transient(err: BaseException) -> bool:
+    """Whether an AWS client error is the service's or the network's passing trouble, also
+    when a `PayloadError` wraps it (the payload bucket's). A missing object (NoSuchKey), a
+    refused one (AccessDenied), an expired pointer or a SHA-256 mismatch are not."""
+    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+
+    if isinstance(err, PayloadError) and isinstance(err.__cause__, Exception):
+        err = err.__cause__
+    if isinstance(err, (ConnectionError, HTTPClientError)):
+        return True
+    return isinstance(err, ClientError) and \
+        err.response.get("Error", {}).get("Code") in TRANSIENT_CODES
 
 
 def dumps(value: Any) -> str:

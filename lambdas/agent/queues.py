@@ -16,6 +16,7 @@ A dead-lettered request whose tenant and id are known gets an error answer with 
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from .contract import REQUEST_ID_PATTERN, TENANT_PATTERN
@@ -48,7 +49,7 @@ def message_body(rt: "Runtime", envelope: dict, tenant: str, request_id: str) ->
 
 
 def send_to_dlq(rt: "Runtime", body: Any, reason: str, *,
-                request: AgentRequest | None = None) -> None:
+                request: AgentRequest | SimpleNamespace | None = None) -> None:
     """Dead-letter `body` (a parsed message, or the raw text of one that did not parse). With
     `request`, its error answer (the reason) is stored first, unless it was answered "ok";
     when that store fails the dead letter is sent anyway and its reason says so."""
@@ -73,6 +74,21 @@ def send_to_dlq(rt: "Runtime", body: Any, reason: str, *,
                         MessageAttributes={"reason": {"DataType": "String",
                                                       "StringValue": reason[:256]}})
     logger.warning("request dead-lettered", extra={"reason": reason})
+
+
+def named_request(body: Any, config: "AgentConfig") -> SimpleNamespace | None:
+    """Whom a malformed message's error answer goes to: the tenant and request id it (or its
+    claim check, or its "request") names, when both are valid and the tenant is configured;
+    its model when known, else DEFAULT_MODEL (the DeadLettered metric's dimension)."""
+    if not isinstance(body, dict):
+        return None
+    tenant, request_id = _ids(body)
+    if tenant not in config.tenants or request_id == "unknown":
+        return None
+    request = body.get("request") if isinstance(body.get("request"), dict) else body
+    model = request.get("model")
+    return SimpleNamespace(tenant=tenant, request_id=request_id,
+                           model=model if model in config.models else config.default_model)
 
 
 def _ids(payload: dict) -> tuple[str, str]:

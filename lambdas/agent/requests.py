@@ -14,7 +14,7 @@ from guard import estimate_input_tokens
 
 from .config import AgentConfig
 from .contract import LANES, REQUEST_ID_PATTERN
-from .payloads import PayloadError, PayloadStore, digest, pointer_of
+from .payloads import PayloadError, PayloadStore, digest, pointer_of, transient
 
 MAX_PROMPT_CHARS = 1_000_000
 DEFAULT_MAX_TOKENS = 1024
@@ -186,7 +186,8 @@ def parse_work_message(raw_body: Any, config: AgentConfig, *, now: float,
     `body` is then the claim check, which is what a dead letter carries). A request without
     its prompt takes it from "params" (a batch-lane body carries the prompt once). `now`:
     epoch seconds, the arrival time of a message that carries none. Raises
-    `MalformedMessage` naming the problem.
+    `MalformedMessage` naming the problem, or the `PayloadError` of a claim check the bucket
+    could not serve for now (throttled, unavailable: `payloads.transient`).
 
     Queued work is asynchronous: it may wait for capacity as long as DEFAULT_DEADLINE_S
     (within the Lambda's time) instead of re-deferring on the caller's short deadline."""
@@ -203,6 +204,8 @@ def parse_work_message(raw_body: Any, config: AgentConfig, *, now: float,
         try:
             envelope = json.loads(payloads.get(body))
         except (PayloadError, json.JSONDecodeError) as err:
+            if transient(err):  # the bucket's passing trouble: raised, SQS delivers it again
+                raise
             raise MalformedMessage(f"claim check unreadable: {err}", body) from None
         if not isinstance(envelope, dict):
             raise MalformedMessage("malformed claim check: not a JSON object", body)

@@ -25,8 +25,9 @@ What it enforces (Anthropic's and Amazon Bedrock's published rate-limit rules):
   tokens-per-minute bucket charged input + cache write + output x burndown (reserving
   input + max_tokens x burndown at the start), plus requests per minute; throttling is 429
   `ThrottlingException`. Streams use the AWS event-stream framing.
-- Deterministic answers; `EMULATOR: output N` and `EMULATOR: call <tool> <json>` lines in the last
-  user message script the output; prompt caching with `cache_control` breakpoints; fault
+- Deterministic answers; `EMULATOR: output N`, `EMULATOR: answer N <text>` (the answer is
+  <text> repeated N times) and `EMULATOR: call <tool> <json>` lines in the last user message
+  script the output; prompt caching with `cache_control` breakpoints; fault
   injection (529, 500, 504, 429, spend_limit, slow) through `/_emulator/faults`.
 
 A reservation that can never fit (max_tokens above the OTPM limit, or max_tokens x burndown above
@@ -378,6 +379,7 @@ def _bedrock_chunk(event: dict) -> bytes:
 
 
 _OUTPUT_DIRECTIVE = re.compile(r"EMULATOR:[ \t]*output[ \t]+(\d+)")
+_ANSWER_DIRECTIVE = re.compile(r"EMULATOR:[ \t]*answer[ \t]+(\d+)[ \t]+(\S+)")
 _CALL_DIRECTIVE = re.compile(r"^[ \t]*EMULATOR:[ \t]*call[ \t]+(\S+)[ \t]+(\{.*\})[ \t]*$",
                              re.MULTILINE)
 
@@ -1114,6 +1116,11 @@ class Emulator:
             tokens = max(1, min(max_tokens, count_tokens(summary)))
             return [{"type": "text", "text": summary}], tokens, "end_turn"
 
+        scripted = _ANSWER_DIRECTIVE.findall(text)
+        if scripted:  # the text as given, its tokens capped at max_tokens
+            answer = scripted[-1][1] * int(scripted[-1][0])
+            return ([{"type": "text", "text": answer}],
+                    max(1, min(max_tokens, count_tokens(answer))), "end_turn")
         directive = _OUTPUT_DIRECTIVE.findall(text)
         wanted = int(directive[-1]) if directive else int(self.config["output_tokens"])
         wanted = max(1, wanted)

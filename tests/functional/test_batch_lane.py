@@ -56,19 +56,22 @@ def new_lane(local_aws, emulator, monkeypatch) -> "Lane":
                                                  "AttributeType": "S"}],
                           KeySchema=[{"AttributeName": "request_id", "KeyType": "HASH"}])
     ensure_batch_table(dynamodb, batch)
+    s3 = local_aws.client("s3")
+    s3.create_bucket(Bucket=f"payloads-{suffix}")
     queue = sqs.create_queue(QueueName=f"bq-{suffix}")["QueueUrl"]
     dlq = sqs.create_queue(QueueName=f"bdlq-{suffix}")["QueueUrl"]
     monkeypatch.setenv("ANTHROPIC_BASE_URL", emulator.base_url)
     config = BatchConfig(queue_url=queue, dlq_url=dlq, batch_table=batch, bucket_table=bucket,
                          results_table=results, models=decode_models(json.dumps(MODELS)),
                          rpm=1000, max_items=100, max_wait_s=0, max_retries=2,
-                         visibility_timeout_s=1)
-    return Lane(config, dynamodb, sqs, emulator)
+                         visibility_timeout_s=1, payload_bucket=f"payloads-{suffix}")
+    return Lane(config, dynamodb, sqs, emulator, s3)
 
 
 class Lane:
-    def __init__(self, config, dynamodb, sqs, emulator) -> None:
+    def __init__(self, config, dynamodb, sqs, emulator, s3=None) -> None:
         self.config, self.dynamodb, self.sqs, self.emulator = config, dynamodb, sqs, emulator
+        self.s3 = s3
         self.clock_offset = 0.0
         #: a Secrets Manager client and a Claude client for runtimes (tests of key rotation)
         self.secrets = None
@@ -92,7 +95,7 @@ class Lane:
                "BATCH_TABLE": self.config.batch_table, "BUCKET_TABLE": self.config.bucket_table,
                "RESULTS_TABLE": self.config.results_table, "MODELS": json.dumps(MODELS)}
         rt = BatchRuntime(env, dynamodb=self.dynamodb, sqs=self.sqs, clock=self.clock,
-                          secrets=self.secrets,
+                          secrets=self.secrets, s3=self.s3,
                           claude=self.claude or anthropic.Anthropic(
                               base_url=self.emulator.base_url, api_key="test", max_retries=0))
         rt.config = self.config
@@ -140,7 +143,7 @@ class Lane:
         item = self.dynamodb.get_item(TableName=self.config.results_table, ConsistentRead=True,
                                       Key={"request_id": {"S": f"{tenant}/{request_id}"}}
                                       ).get("Item")
-        return json.loads(item["response"]["S"]) if item else None
+        return _stored_item(self, item)[1] if item else None
 
     def dlq(self) -> list[dict]:
         out = []
@@ -569,6 +572,110 @@ def test_an_answer_that_cannot_be_stored_does_not_block_the_poller(lane):
     lane.collector().run()
     assert lane.poller().run().succeeded == 2
     assert all(lane.result(i)["status"] == "ok" for i in later)
+
+
+CJK = "漢"  # 3 bytes in UTF-8, 6 as a JSON \u escape
+#: the emulator answers this many CJK characters: ~450 KB of UTF-8, over a results item's limit
+LARGE = 150_000
+
+
+def _stored(lane, request_id: str, tenant: str = "acme") -> tuple[dict, dict]:
+    """A results item's raw `response` attribute and the answer it holds (pointer followed)."""
+    return _stored_item(lane, lane.dynamodb.get_item(
+        TableName=lane.config.results_table, ConsistentRead=True,
+        Key={"request_id": {"S": f"{tenant}/{request_id}"}})["Item"])
+
+
+def _stored_item(lane, item: dict) -> tuple[dict, dict]:
+    from agent.payloads import PayloadStore
+    from agent.results import stored_response
+
+    store = PayloadStore(lane.s3, lane.config.payload_bucket, lane.clock)
+    return json.loads(item["response"]["S"]), stored_response(item, store)
+
+
+def test_a_large_cjk_answer_is_stored_behind_a_pointer_in_the_payload_bucket(lane):
+    from agent.payloads import MAX_INLINE_ITEM_BYTES, pointer_of
+
+    large = lane.enqueue(1, prompt=f"EMULATOR: answer {LARGE} {CJK}")
+    small = lane.enqueue(2)
+    assert lane.collector().run().items == 3
+    assert lane.poller().run().succeeded == 3  # one batch: the large answer blocks nothing
+    raw, answer = _stored(lane, large[0])
+    pointer = pointer_of(raw)
+    assert pointer is not None and pointer["bytes"] > MAX_INLINE_ITEM_BYTES
+    assert pointer["bucket"] == lane.config.payload_bucket
+    assert pointer["key"].startswith(f"results/acme/{large[0]}/")
+    assert answer["status"] == "ok" and answer["output"] == CJK * LARGE
+    assert all(lane.result(i)["status"] == "ok" for i in small)
+    assert lane.dlq() == [] and lane.queued() == 0
+
+
+def test_a_large_answer_whose_pointer_write_is_throttled_is_stored_on_the_next_run(lane):
+    from tests.functional.test_fault_injection import Faults
+
+    ids = lane.enqueue(1, prompt=f"EMULATOR: answer {LARGE} {CJK}")
+    lane.collector().run()
+    faults = Faults()
+    faults.fail(lane.s3, "PutObject", "SlowDown", match="results/", status=503)
+    stopped = lane.poller().run()
+    assert stopped.stopped and stopped.dead_lettered == 0 and faults.injected == 1
+    assert lane.poller().run().succeeded == 1
+    assert _stored(lane, ids[0])[1]["output"] == CJK * LARGE and lane.dlq() == []
+    assert lane.batches()["items"] == {"succeeded": 1}  # Claude answered once
+
+
+def test_an_answer_that_cannot_be_stored_is_dead_lettered_and_still_costed(lane):
+    lane.configure(payload_bucket=None)  # nowhere to keep an answer over the item limit
+    ids = lane.enqueue(2, prompt=f"EMULATOR: answer {LARGE} {CJK}")
+    lane.collector().run()
+    polled = lane.poller().run()
+    assert polled.dead_lettered == 2 and polled.succeeded == 0
+    assert all("could not be stored" in lane.result(i)["error"]["message"] for i in ids)
+    assert polled.cost_usd > 0 and polled.cost_usd == polled.standard_usd / 2
+    assert lane.metrics.values[SONNET]["BatchCostUSD"] == pytest.approx(polled.cost_usd)
+    assert "BatchSucceeded" not in lane.metrics.values[SONNET]
+
+
+def test_a_batch_request_id_reused_for_another_prompt_is_a_conflict(lane):
+    """The agent's own bodies carry the request's digest; the answer keeps it."""
+    ids = ["reused-1"]
+    assert _queue_as_agent(lane, "reused-1", "Summarise the report")["status"] == "queued"
+    lane.settle(ids)
+    assert lane.result("reused-1")["status"] == "ok"
+    again = _queue_as_agent(lane, "reused-1", "Translate the report")
+    assert again["status"] == "error" and again["error"]["type"] == "conflict"
+    same = _queue_as_agent(lane, "reused-1", "Summarise the report")
+    assert same["status"] == "ok"  # the same request again: its answer
+
+
+def test_a_dead_lettered_batch_request_id_reused_for_another_prompt_is_a_conflict(lane):
+    lane.configure(max_retries=0)
+    assert _queue_as_agent(lane, "reused-2", "EMULATOR: batch_error invalid_request_error"
+                           )["status"] == "queued"
+    lane.settle(["reused-2"])
+    assert lane.result("reused-2")["status"] == "error"
+    again = _queue_as_agent(lane, "reused-2", "Summarise the report")
+    assert again["status"] == "error" and again["error"]["type"] == "conflict"
+
+
+def _queue_as_agent(lane, request_id: str, prompt: str) -> dict:
+    """What the agent answers for lane "batch" (`queues.enqueue_batch`) on this lane."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from agent.payloads import PayloadStore
+    from agent.queues import enqueue_batch
+    from agent.requests import parse_request
+    from tests.fixtures.agent_env import agent_config
+
+    config = dataclasses.replace(agent_config(), batch_queue_url=lane.config.queue_url,
+                                 results_table=lane.config.results_table)
+    rt = SimpleNamespace(config=config, dynamodb=lane.dynamodb, sqs=lane.sqs, clock=lane.clock,
+                         payloads=PayloadStore(lane.s3, lane.config.payload_bucket))
+    return enqueue_batch(rt, parse_request({"prompt": prompt, "lane": "batch", "tenant": "acme",
+                                            "request_id": request_id, "max_tokens": 16},
+                                           config))
 
 
 def _corrupt_row(lane, request_id: str) -> None:

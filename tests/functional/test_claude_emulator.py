@@ -119,6 +119,13 @@ def test_output_directive_and_max_tokens_cap(client, emulator):
                                   messages=PROMPT).usage.output_tokens == 12
 
 
+def test_answer_directive_answers_the_text_given(client):
+    scripted = client.messages.create(model=MODEL, max_tokens=100, messages=[
+        {"role": "user", "content": "Label it.\nEMULATOR: answer 5 漢字"}])
+    assert scripted.content[0].text == "漢字" * 5
+    assert scripted.usage.output_tokens == min(100, count_tokens("漢字" * 5))
+
+
 def test_stream_parses_with_sdk_helpers(client):
     with client.messages.stream(model=MODEL, max_tokens=100, messages=PROMPT) as stream:
         pieces = list(stream.text_stream)

@@ -326,3 +326,101 @@ def test_a_reused_batch_request_id_with_another_prompt_is_a_conflict(stack, batc
     assert other["status"] == "error" and other["error"]["type"] == "conflict"
     assert "'batch-same-1'" in other["error"]["message"]
     assert invoke(stack, event)["status"] == "queued"
+
+
+# -- malformed messages and claim checks that cannot be read ------------------------------------
+
+def _dead_letters(stack) -> list[dict]:
+    return [json.loads(m["Body"]) for m in queued(stack, "dlq")]
+
+
+def test_a_malformed_message_that_names_its_request_answers_an_error(stack):
+    request_id = f"req-bad-{uuid.uuid4().hex[:6]}"
+    body = json.dumps({"request": {"prompt": "x", "tenant": "acme", "request_id": request_id,
+                                   "max_tokens": "lots"}})
+    result = stack["module"].sqs_handler(sqs_event(body), LambdaContext())
+    assert result == {"batchItemFailures": []}
+    stored = get_result(stack, request_id)
+    assert stored["status"] == "error" and stored["error"]["type"] == "dead_letter"
+    assert "malformed request" in stored["error"]["message"]
+    [dead] = _dead_letters(stack)
+    assert "malformed request" in dead["dlq_reason"]
+
+
+@pytest.mark.parametrize("request_fields", [
+    {"tenant": "initech", "request_id": "req-bad-tenant"},  # not a configured tenant
+    {"tenant": "acme", "request_id": "bad id!"},  # not a valid request id
+    {"tenant": "acme"},  # no request id
+])
+def test_a_malformed_message_naming_no_request_is_dead_lettered_without_an_answer(
+        stack, request_fields):
+    body = json.dumps({"request": {"prompt": "x", "max_tokens": "lots", **request_fields}})
+    stack["module"].sqs_handler(sqs_event(body), LambdaContext())
+    [dead] = _dead_letters(stack)
+    assert "malformed request" in dead["dlq_reason"]
+    for tenant in ("acme", "globex"):
+        assert get_result(stack, "req-bad-tenant", tenant)["error"]["type"] == "not_found"
+
+
+def _claim_check(stack, request_id: str, envelope: dict, **changes) -> str:
+    """A work-queue claim check for `envelope`, as the agent sends one (`changes`: fields of
+    its pointer replaced)."""
+    from agent.payloads import PayloadStore, dumps
+
+    pointer = PayloadStore(stack["s3"], stack["bucket"]).put("queue", "acme", request_id,
+                                                             dumps(envelope))
+    pointer["s3_payload"].update(changes)
+    return dumps({**pointer, "request_id": request_id, "tenant": "acme"})
+
+
+@pytest.mark.parametrize("case,changes", [
+    ("missing", {"key": "queue/acme/gone.json"}),
+    ("altered", {"sha256": "0" * 64}),
+    ("expired", {"expires_at": 1}),
+])
+def test_a_claim_check_that_cannot_be_read_answers_an_error(payloads, case, changes):
+    request_id = f"req-claim-{case}"
+    body = _claim_check(payloads, request_id, {"request": {
+        "prompt": "x", "tenant": "acme", "request_id": request_id}}, **changes)
+    result = payloads["module"].sqs_handler(sqs_event(body), LambdaContext())
+    assert result == {"batchItemFailures": []}  # permanent: not retried
+    stored = get_result(payloads, request_id)
+    assert stored["status"] == "error" and "claim check unreadable" in stored["error"]["message"]
+    [dead] = _dead_letters(payloads)
+    assert dead["request_id"] == request_id and "claim check unreadable" in dead["dlq_reason"]
+
+
+def test_a_claim_check_the_bucket_cannot_serve_now_is_retried_then_served(payloads, emulator):
+    from tests.functional.test_fault_injection import Faults
+
+    request_id = "req-claim-slow"
+    body = _claim_check(payloads, request_id, {"request": {
+        "prompt": "Summarise the report", "tenant": "acme", "request_id": request_id}})
+    rt = payloads["module"].current_runtime()
+    Faults().fail(rt.payloads.s3, "GetObject", "SlowDown", match="queue/", status=503)
+    first = payloads["module"].sqs_handler(sqs_event(body), LambdaContext())
+    assert first == {"batchItemFailures": [{"itemIdentifier": "m0"}]}  # SQS delivers it again
+    assert _dead_letters(payloads) == []
+    assert get_result(payloads, request_id)["error"]["type"] == "not_found"
+    again = payloads["module"].sqs_handler(sqs_event(body, receive_count=2), LambdaContext())
+    assert again == {"batchItemFailures": []}
+    assert get_result(payloads, request_id)["status"] == "ok"
+    assert emulator.stats()["requests"] == 1
+
+
+def test_a_claim_check_unreadable_on_its_last_receive_answers_an_error(payloads):
+    from tests.functional.test_fault_injection import Faults
+
+    request_id = "req-claim-down"
+    body = _claim_check(payloads, request_id, {"request": {
+        "prompt": "x", "tenant": "acme", "request_id": request_id}})
+    rt = payloads["module"].current_runtime()
+    Faults().fail(rt.payloads.s3, "GetObject", "ServiceUnavailable", match="queue/",
+                  status=503)
+    result = payloads["module"].sqs_handler(
+        sqs_event(body, receive_count=rt.config.max_receives), LambdaContext())
+    assert result == {"batchItemFailures": []}
+    stored = get_result(payloads, request_id)
+    assert stored["error"]["type"] == "dead_letter"
+    assert f"after {rt.config.max_receives} receives" in stored["error"]["message"]
+    assert len(_dead_letters(payloads)) == 1

@@ -708,6 +708,26 @@ PAYLOAD_CASES = [
     Case("tool.payloads.read_answers", "anthropic", IMPLICIT, lambda d: d.request(
         d.tool, "s3:GetObject", f"{d.payload_bucket}/results/acme/req-1/a.json",
         OWN_ACCOUNT)),
+    # the batch lane: the poller puts answers over the results item's limit (never reads
+    # them back); the collector has no part in the bucket
+    *[Case(f"{role}.payloads.{name}", "anthropic", expected,
+           (lambda role, action, prefix, context: lambda d: d.request(
+               getattr(d, role), action, f"{d.payload_bucket}/{prefix}/acme/req-1/a.json",
+               context))(role, action, prefix, context))
+      for role, name, expected, action, prefix, context in (
+          ("poller", "put_answer", ALLOWED, "s3:PutObject", "results", OWN_ACCOUNT),
+          ("poller", "get_answer", IMPLICIT, "s3:GetObject", "results", OWN_ACCOUNT),
+          ("poller", "queue_prefix", IMPLICIT, "s3:PutObject", "queue", OWN_ACCOUNT),
+          ("poller", "same_name_other_account", IMPLICIT, "s3:PutObject", "results",
+           {"aws:ResourceAccount": "999999999999"}),
+          ("poller", "without_tls", EXPLICIT, "s3:PutObject", "results",
+           {**OWN_ACCOUNT, "aws:SecureTransport": "false"}),
+          ("collector", "put_answer", IMPLICIT, "s3:PutObject", "results", OWN_ACCOUNT))],
+    *[Case(f"{role}.kms.generate_via_s3", "anthropic", expected,
+           (lambda role: lambda d: d.request(getattr(d, role), "kms:GenerateDataKey", d.data_key,
+                                             {"kms:ViaService": f"s3.{REGION}.amazonaws.com"})
+            )(role))
+      for role, expected in (("poller", ALLOWED), ("collector", IMPLICIT))],
 ]
 
 CASES: list[Case] = BATCH_CASES + PAYLOAD_CASES + CALLER_CASES + [

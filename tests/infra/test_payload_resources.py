@@ -58,3 +58,17 @@ def test_the_agent_knows_the_bucket_and_may_put_and_get_claim_checks_only(dev):
     prefixes = sorted(part["Fn::Join"][1][1] for part in statement["Resource"])
     assert prefixes == ["/dlq/*", "/queue/*", "/results/*"]
     assert statement["Condition"] == {"StringEquals": {"aws:ResourceAccount": "123456789012"}}
+
+
+def test_the_batch_poller_knows_the_bucket_and_may_only_put_answers(dev):
+    logical_id, _ = _bucket(dev)
+    functions = {k: f for k, f in dev.resources("AWS::Lambda::Function").items()
+                 if k.startswith(("BatchCollector", "BatchPoller"))}
+    assert len(functions) == 2
+    for name, function in functions.items():
+        assert function["Properties"]["Environment"]["Variables"]["PAYLOAD_BUCKET"] == {
+            "Ref": logical_id}, name
+    statement = by_sid(dev, "PollerAnswerObjects")
+    assert statement["Action"] == "s3:PutObject"
+    assert statement["Resource"]["Fn::Join"][1][1] == "/results/*"
+    assert statement["Condition"] == {"StringEquals": {"aws:ResourceAccount": "123456789012"}}

@@ -39,6 +39,9 @@ class BatchConfig:
     #: seconds a received message stays hidden while a run decides (longer than a run)
     visibility_timeout_s: int = 900
     aws_region: str = "us-east-1"
+    #: the payload bucket (PAYLOAD_BUCKET; `agent.payloads`): answers over the results item's
+    #: inline limit are kept there behind a pointer. None: such an answer is dead-lettered.
+    payload_bucket: str | None = None
 
     @property
     def counter_key(self) -> str:
@@ -78,4 +81,5 @@ def load_batch_config(env: Mapping[str, str]) -> BatchConfig:
         else None,
         result_ttl_s=_number(env, "RESULT_TTL_S", 86_400, int, 60),
         visibility_timeout_s=_number(env, "BATCH_VISIBILITY_TIMEOUT_S", 900, int, 1),
-        aws_region=env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", "us-east-1")))
+        aws_region=env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", "us-east-1")),
+        payload_bucket=env.get(Env.PAYLOAD_BUCKET, "").strip() or None)

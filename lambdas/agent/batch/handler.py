@@ -15,6 +15,7 @@ from aws_lambda_powertools import Logger
 from guard import Limits, TokenBucket
 
 from ..config import ConfigError
+from ..payloads import PayloadStore
 from ..telemetry import RequestMetrics
 from .api import BatchApi
 from .collector import Collector
@@ -30,7 +31,7 @@ class BatchRuntime:
     """Clients built once per container; injected clients are used as given (tests)."""
 
     def __init__(self, env=os.environ, *, dynamodb=None, sqs=None, secrets=None,
-                 claude=None, clock=time.time) -> None:
+                 claude=None, s3=None, clock=time.time) -> None:
         import boto3
 
         self.config: BatchConfig = load_batch_config(env)
@@ -38,6 +39,7 @@ class BatchRuntime:
         self.sqs = sqs or boto3.client("sqs")
         self._secrets = secrets
         self._claude = claude
+        self._s3 = s3
         self.clock = clock
         self.bucket = TokenBucket(self.config.bucket_table, self.config.bucket_id,
                                   Limits(rpm=self.config.rpm), self.dynamodb, clock=clock)
@@ -91,10 +93,20 @@ class BatchRuntime:
     def poller(self, metrics=None, **kwargs) -> Poller:
         return Poller(self.config, sqs=self.sqs, dynamodb=self.dynamodb, store=self.store,
                       api=self.api(), dead_letters=self.dead_letters(), metrics=metrics,
-                      clock=self.clock, **kwargs)
+                      payloads=self.payloads(), clock=self.clock, **kwargs)
 
     def dead_letters(self) -> DeadLetters:
-        return DeadLetters(self.config, sqs=self.sqs, dynamodb=self.dynamodb, clock=self.clock)
+        return DeadLetters(self.config, sqs=self.sqs, dynamodb=self.dynamodb, clock=self.clock,
+                           payloads=self.payloads())
+
+    def payloads(self) -> PayloadStore:
+        """The payload bucket (answers over the results item's inline limit); its S3 client is
+        built only when PAYLOAD_BUCKET is set."""
+        if self._s3 is None and self.config.payload_bucket:
+            import boto3
+
+            self._s3 = boto3.client("s3")
+        return PayloadStore(self._s3, self.config.payload_bucket, self.clock)
 
 
 _runtime: BatchRuntime | None = None

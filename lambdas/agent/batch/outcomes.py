@@ -8,41 +8,30 @@ import json
 import logging
 from typing import Callable
 
+from ..payloads import PayloadStore, transient
 from ..results import put_result_once
 from .config import BatchConfig
 
 log = logging.getLogger(__name__)
 
-#: AWS error codes that say "try again later", not "this request is wrong"
-TRANSIENT_CODES = frozenset({
-    "ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
-    "InternalServerError", "InternalFailure", "ServiceUnavailable", "ServiceUnavailableException",
-    "TransactionInProgressException", "TransactionConflictException", "RequestThrottled",
-    "Throttling", "SlowDown"})
-
-
-def transient(err: Exception) -> bool:
-    """Whether an AWS client error is the store's or the network's passing trouble."""
-    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
-
-    if isinstance(err, (ConnectionError, HTTPClientError)):
-        return True
-    return isinstance(err, ClientError) and \
-        err.response.get("Error", {}).get("Code") in TRANSIENT_CODES
-
 
 class DeadLetters:
-    def __init__(self, config: BatchConfig, *, sqs, dynamodb, clock: Callable[[], float]) -> None:
+    def __init__(self, config: BatchConfig, *, sqs, dynamodb, clock: Callable[[], float],
+                 payloads: PayloadStore | None = None) -> None:
         self.config = config
         self.sqs = sqs
         self.dynamodb = dynamodb
         self.clock = clock
+        #: where an error answer over the results item's inline limit goes (a long reason)
+        self.payloads = payloads
 
     def send(self, body: dict, reason: str, request: dict | None = None) -> bool:
         """Answer the request with an error naming `reason`, then put `body` on the DLQ with
-        it. `request` (default `body["request"]`) names whose request it is. True when an
+        it. `request` (default `body["request"]`) names whose request it is; the answer keeps
+        the body's `digest`, so the request id stays bound to its request. True when an
         error answer was stored (False: no request to answer, or answered already)."""
-        answered = self.answer(request if request is not None else body.get("request"), reason)
+        answered = self.answer(request if request is not None else body.get("request"), reason,
+                               digest=body.get("digest") if isinstance(body, dict) else None)
         self.sqs.send_message(
             QueueUrl=self.config.dlq_url,
             MessageBody=json.dumps({**body, "dlq_reason": reason,
@@ -50,9 +39,9 @@ class DeadLetters:
             MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:256]}})
         return answered
 
-    def answer(self, request: dict | None, reason: str) -> bool:
+    def answer(self, request: dict | None, reason: str, *, digest: str | None = None) -> bool:
         """Store the error answer of `request` ({"tenant", "request_id", "model"?}) once, over
-        nothing or its "queued" placeholder. False when the request cannot be named or was
+        nothing or its "queued" placeholder, with the request's `digest` when known. False when the request cannot be named or was
         answered already, or the table refuses this key (a tenant the role may not write)."""
         from botocore.exceptions import ClientError
 
@@ -67,7 +56,9 @@ class DeadLetters:
             response["model"] = request["model"]
         try:
             return put_result_once(self.dynamodb, self.config.results_table, tenant, request_id,
-                                   response, int(self.clock() + self.config.result_ttl_s))
+                                   response, int(self.clock() + self.config.result_ttl_s),
+                                   payloads=self.payloads,
+                                   digest=digest if isinstance(digest, str) else None)
         except ClientError as err:
             if transient(err):
                 raise

@@ -29,10 +29,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..payloads import PayloadStore, transient
 from ..results import put_result_once
 from .api import BatchApi, KeyRefused, NotNow, Rejected, classify, parse_line
 from .config import BatchConfig
-from .outcomes import DeadLetters, transient
+from .outcomes import DeadLetters
 from .state import BatchStore, Intent
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,8 @@ class PollSummary:
 class Poller:
     def __init__(self, config: BatchConfig, *, sqs, dynamodb, store: BatchStore, api: BatchApi,
                  dead_letters: DeadLetters | None = None,
-                 metrics=None, clock: Callable[[], float] = time.time,
+                 metrics=None, payloads: PayloadStore | None = None,
+                 clock: Callable[[], float] = time.time,
                  checkpoint: Callable[[str], None] = lambda step: None) -> None:
         self.config = config
         self.sqs = sqs
@@ -76,6 +78,8 @@ class Poller:
         self.dead_letters = dead_letters or DeadLetters(config, sqs=sqs, dynamodb=dynamodb,
                                                         clock=clock)
         self.metrics = metrics
+        #: answers over the results item's inline limit go here, behind a pointer
+        self.payloads = payloads
         self.clock = clock
         self.checkpoint = checkpoint
 
@@ -233,20 +237,31 @@ class Poller:
         response = {"status": "ok", "request_id": request["request_id"],
                     "model": request["model"], "lane": "batch", "output": output,
                     "usage": usage, "cost_usd": cost, "batch_id": intent.batch_id}
-        stored = put_result_once(self.dynamodb, self.config.results_table,
-                                 request["tenant"], request["request_id"], response,
-                                 int(self.clock() + self.config.result_ttl_s))
+        try:
+            stored = put_result_once(self.dynamodb, self.config.results_table,
+                                     request["tenant"], request["request_id"], response,
+                                     int(self.clock() + self.config.result_ttl_s),
+                                     payloads=self.payloads, digest=body.get("digest"))
+        except Exception as err:
+            if not transient(err):  # dead-lettered by the caller, but Claude was paid for it
+                self._cost(request["model"], cost, standard, summary)
+            raise
         if not stored:  # answered already (a duplicate): neither counted nor costed again
             summary.duplicates += 1
             return
         summary.succeeded += 1
-        summary.cost_usd += cost
-        summary.standard_usd += standard
         self._metric(request["model"], "BatchSucceeded")
-        self._metric(request["model"], "BatchCostUSD", cost)
-        self._metric(request["model"], "BatchSavedUSD", standard - cost)
+        self._cost(request["model"], cost, standard, summary)
         for name, key in (("InputTokens", "input_tokens"), ("OutputTokens", "output_tokens")):
             self._metric(request["model"], name, usage[key])
+
+    def _cost(self, model: str, cost: float, standard: float, summary: PollSummary) -> None:
+        """Count what one answered item cost (USD at the batch price) and saved against the
+        standard price (USD): every item Claude answered, stored or not."""
+        summary.cost_usd += cost
+        summary.standard_usd += standard
+        self._metric(model, "BatchCostUSD", cost)
+        self._metric(model, "BatchSavedUSD", standard - cost)
 
     def _metric(self, model: str, name: str, value: float = 1.0) -> None:
         if self.metrics is not None:

@@ -41,8 +41,9 @@ class DeadLetters:
 
     def answer(self, request: dict | None, reason: str, *, digest: str | None = None) -> bool:
         """Store the error answer of `request` ({"tenant", "request_id", "model"?}) once, over
-        nothing or its "queued" placeholder, with the request's `digest` when known. False when the request cannot be named or was
-        answered already, or the table refuses this key (a tenant the role may not write)."""
+        nothing or its "queued" placeholder, with the request's `digest` when known. False
+        when the request cannot be named or was answered already, or the table refuses this
+        key (a tenant the role may not write)."""
         from botocore.exceptions import ClientError
 
         if not isinstance(request, dict):

@@ -113,6 +113,7 @@ class Grant:
 class Settlement:
     """Outcome of `TokenBucket.settle` or `release`: `adjustment` per dimension (tokens;
     negative = refund). `forgone` holds the refunds not credited because bookings were pending
+    or a lowering to the server's remaining came after the grant
     (tokens or requests per dimension; the reservation stands)."""
 
     settled: bool
@@ -369,7 +370,7 @@ class TokenBucket:
                        if self.shape.level(dim, seen, now) > level + tolerance}
             if not targets:
                 break
-            outcome, item, _ = self._write(gcra.lower_update(self.shape, targets, now),
+            outcome, item, _ = self._write(gcra.lower_update(self.shape, targets, now, seen),
                                            "lower")
             if outcome == "written":
                 lowered.update(targets)
@@ -465,10 +466,13 @@ class TokenBucket:
                   if amount != 0}
         if not deltas:
             return Settlement(True, None, adjustment, 0)
+        reserved = {dim: self.shape.seconds(dim, amount) for dim, amount in
+                    grant.reserved.items()}
         seen = self._snapshot()
         calls = 0
         for _ in range(self._max_attempts):
-            plan = gcra.settle_update(self.shape, deltas, seen, self._clock(), grant._written)
+            plan = gcra.settle_update(self.shape, deltas, seen, self._clock(), grant._written,
+                                      grant.acquired_at, reserved)
             forgone = {dim: seconds * self._capacity[dim] / WINDOW_S
                        for dim, seconds in plan.forgone.items()}
             if plan.update.empty:  # every refund forgone: nothing to write

@@ -32,6 +32,15 @@ afterwards would hand that capacity out a second time. So a refund is credited e
 exact undo of the grant's own charge (the dimension's `tat` unchanged since the grant wrote it:
 nothing was stacked on top) or, when no booking is pending (`booked_until <= now`), with the
 classic forms; otherwise it is forgone and the reservation stands.
+
+A lowering to the server's `remaining` (`lower_update`) stamps `lowered_at_<dimension>` with its
+time. The server's figure already counts what the calls in flight actually used, so the refund
+of a grant written before that stamp would hand the same capacity out a second time: it is
+forgone in that dimension (every credited refund carries the condition `lowered_at_<dimension>
+< the grant's acquire time`). Output may be counted by the server as it is produced, after the
+lowering: a grant that predates an output lowering is charged its actual output instead of
+refunded. Both hold whether the server counts output at the start (`max_tokens` reserved) or as
+produced: each errs on the side of admitting less.
 """
 
 from __future__ import annotations
@@ -46,11 +55,13 @@ PARTITION_KEY = "pk"
 COOL_UNTIL = "cool_until"
 BOOKED_UNTIL = "booked_until"
 TAT_PREFIX = "tat_"
+LOWERED_PREFIX = "lowered_at_"
 
 #: Every attribute of a bucket item: its key and its rate-limit state. A booked caller reads
 #: exactly these (a projection; IAM allows no other attribute of the bucket table).
+DIMENSIONS = (REQUESTS, INPUT_TOKENS, OUTPUT_TOKENS, TOKENS)
 STATE_ATTRIBUTES = (PARTITION_KEY, COOL_UNTIL, BOOKED_UNTIL) + tuple(
-    TAT_PREFIX + dim for dim in (REQUESTS, INPUT_TOKENS, OUTPUT_TOKENS, TOKENS))
+    TAT_PREFIX + dim for dim in DIMENSIONS) + tuple(LOWERED_PREFIX + dim for dim in DIMENSIONS)
 
 #: `booked_until` is kept in whole steps of this many seconds (rounded up: a bound on every
 #: pending start), so concurrent bookings in one step write the same value and never race.
@@ -71,14 +82,15 @@ def cell(value: float, rounding: str) -> str:
 
 
 def decode(item: Mapping[str, Mapping[str, str]]) -> dict[str, float]:
-    """DynamoDB item -> {dimension, "cool_until" or "booked_until": seconds}."""
+    """DynamoDB item -> {dimension, "cool_until", "booked_until" or "lowered_at_<dimension>":
+    seconds}."""
     decoded: dict[str, float] = {}
     for attribute, value in item.items():
         if "N" not in value:
             continue
         if attribute.startswith(TAT_PREFIX):
             decoded[attribute[len(TAT_PREFIX):]] = float(value["N"])
-        elif attribute in (COOL_UNTIL, BOOKED_UNTIL):
+        elif attribute in (COOL_UNTIL, BOOKED_UNTIL) or attribute.startswith(LOWERED_PREFIX):
             decoded[attribute] = float(value["N"])
     return decoded
 
@@ -225,9 +237,19 @@ class SettlePlan:
 
 
 def settle_update(shape: Shape, deltas: Mapping[str, float], seen: Mapping[str, float],
-                  now: float, written: Mapping[str, str]) -> SettlePlan:
+                  now: float, written: Mapping[str, str],
+                  granted_at: float | None = None,
+                  reserved: Mapping[str, float] | None = None) -> SettlePlan:
     """The write moving each dimension by `deltas` (seconds; negative = refund) for a grant
-    whose own write left `written` (tat per dimension, as the DynamoDB number string)."""
+    whose own write left `written` (tat per dimension, as the DynamoDB number string), that
+    was acquired at `granted_at` (epoch seconds, before its write; None: unknown, so a refund
+    is credited only in a dimension never lowered) and reserved `reserved` (seconds per
+    dimension).
+
+    In a dimension lowered after the grant, the lowering already set the server's view: input
+    and requests were counted by the server at the start, so a refund is forgone; output may be
+    counted as produced (after the lowering), so the actual output (delta + reserved) is
+    charged instead of the refund."""
     plan = SettlePlan(Update())
     update = plan.update
     cap = now + WINDOW_S * (1 + DEBT_FLOOR_WINDOWS)  # tat at a level of -capacity
@@ -235,6 +257,16 @@ def settle_update(shape: Shape, deltas: Mapping[str, float], seen: Mapping[str, 
     booking_checked = False
     for dim, delta in deltas.items():
         tat = seen.get(dim)
+        lowered = LOWERED_PREFIX + dim
+        if lowered in seen and (granted_at is None or seen[lowered] >= granted_at):
+            if dim == OUTPUT_TOKENS and delta < 0:
+                plan.forgone[dim] = -delta
+                delta += (reserved or {}).get(dim, -delta)  # the actual output, >= 0
+                if delta <= 0:
+                    continue
+            elif delta < 0:
+                plan.forgone[dim] = -delta
+                continue
         if delta < 0:  # refund
             refund = -delta
             # Only what lies above "full now" can be credited: tat - now at most (a little less,
@@ -243,6 +275,12 @@ def settle_update(shape: Shape, deltas: Mapping[str, float], seen: Mapping[str, 
             if credit <= 0:
                 continue  # the dimension is full already: a refund adds nothing, no write
             own = written.get(dim)
+            if no_booking_pending or (own is not None and tat == float(own)):
+                low = update.name(lowered)
+                update.conditions.append(
+                    f"attribute_not_exists({low})" if granted_at is None else
+                    f"(attribute_not_exists({low}) OR {low} < "
+                    f"{update.value(cell(granted_at, 'down'))})")
             if no_booking_pending:
                 # classic GCRA refund; robust to other callers' charges (tat only grows)
                 attr = update.name(TAT_PREFIX + dim)
@@ -292,10 +330,22 @@ def cool_down_update(until: float) -> Update:
     return update
 
 
-def lower_update(shape: Shape, targets: Mapping[str, float], now: float) -> Update:
-    """Lower each dimension to the level in `targets` (tokens) as of `now`; never raises one."""
+def lower_update(shape: Shape, targets: Mapping[str, float], now: float,
+                 seen: Mapping[str, float] | None = None) -> Update:
+    """Lower each dimension to the level in `targets` (tokens) as of `now`; never raises one.
+
+    Stamps `lowered_at_<dimension>` = max(its value, now), predicted from `seen` like
+    `booked_until`, so refunds of grants written before the lowering are forgone."""
+    seen = seen or {}
     update = Update()
     for dim, level in targets.items():
+        low = update.name(LOWERED_PREFIX + dim)
+        now_cell = update.value(cell(now, "up"))
+        if seen.get(LOWERED_PREFIX + dim, -math.inf) <= now:
+            update.conditions.append(f"(attribute_not_exists({low}) OR {low} <= {now_cell})")
+            update.sets.append(f"{low} = {now_cell}")
+        else:
+            update.conditions.append(f"{low} >= {now_cell}")
         attr = update.name(TAT_PREFIX + dim)
         # tat at which the level is exactly `level`; rounded up = a little lower level
         value = update.value(cell(now + shape.tolerance_s - shape.seconds(dim, level), "up"))

@@ -227,6 +227,26 @@ def test_headers_from_another_client_are_seen_by_every_caller(make_bucket):
     assert not refusal.granted and refusal.retry_after == pytest.approx(2.0)
 
 
+def test_a_refund_of_a_call_in_flight_across_a_lowering_is_not_credited_again(make_bucket,
+                                                                                clock):
+    """The server charged the call's actual input at its start, and its remaining says so: the
+    settle after the lowering must not add the unused estimate back on top."""
+    bucket = make_bucket(Limits(rpm=50, itpm=60_000, otpm=8_000))
+    in_flight = bucket.try_acquire(1, 10_000, 1_000)   # estimate 10k; the server counts 2k
+    clock.advance(0.001)
+    assert "input_tokens" in bucket.observe_headers(
+        {"anthropic-ratelimit-input-tokens-remaining": "20000"})   # another application
+    settlement = bucket.settle(in_flight, 2_000, 1_000)
+    assert bucket.level("input_tokens") <= 20_000 + 1
+    assert settlement.forgone == {"input_tokens": pytest.approx(8_000)}
+    assert not bucket.try_acquire(1, 25_000, 0).granted
+    clock.advance(0.001)
+    later = bucket.try_acquire(1, 10_000, 0)   # granted after the lowering: refunded as before
+    assert later.granted
+    assert bucket.settle(later, 2_000, 0).forgone == {}
+    assert bucket.level("input_tokens") == pytest.approx(20_000 + 1 - 2_000, abs=1)
+
+
 # -- the request on the wire --------------------------------------------------------------------
 
 def test_acquire_is_one_conditional_update_returning_the_old_item_on_refusal(

@@ -202,13 +202,13 @@ def check_size(request: AgentRequest, config: AgentConfig) -> None:
                          f"{request.max_tokens:,} it exceeds {request.model}'s context window of "
                          f"{model.context_window:,} tokens")
     capacity = model.limits.itpm or model.limits.tpm
-    if capacity is not None:
-        reserved = model.limits.reservation(1, estimate, request.max_tokens)
-        biggest = reserved.get("input_tokens", reserved.get("tokens", 0))
-        if biggest > capacity:
-            raise BadRequest(f"prompt is about {estimate:,} tokens, more than the "
-                             f"{capacity:,.0f}-token per-minute input quota of {request.model}: "
-                             "it could never be admitted")
+    if capacity is not None and estimate > capacity:
+        raise BadRequest(f"prompt is about {estimate:,} tokens, more than the "
+                         f"{capacity:,.0f}-token per-minute input quota of {request.model}: "
+                         "it could never be admitted")
+    problem = model.limits.never_fits(1, estimate, request.max_tokens)
+    if problem:  # max_tokens over the output quota, or (Bedrock) x output_burndown
+        raise BadRequest(f"{request.model}: {problem}")
 
 
 def function_url_payload(event: dict) -> tuple[Any, str | None]:

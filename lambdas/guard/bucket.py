@@ -232,11 +232,9 @@ class TokenBucket:
         reserved = self.limits.reservation(
             _check_amount("requests", requests), _check_amount("input_tokens", input_tokens),
             _check_amount("output_tokens", output_tokens))
-        for dim, amount in reserved.items():
-            if amount > self._capacity[dim]:
-                raise BucketRequestError(
-                    f"{dim} reservation of {amount:g} exceeds the bucket capacity of "
-                    f"{self._capacity[dim]:g} per minute: it can never be granted")
+        problem = self.limits.never_fits(requests, input_tokens, output_tokens)
+        if problem:
+            raise BucketRequestError(problem)
         costs = {dim: self.shape.seconds(dim, amount) for dim, amount in reserved.items()
                  if amount > 0}
         calls = reads = 0
@@ -269,6 +267,8 @@ class TokenBucket:
             update = gcra.acquire_update(self.shape, costs, seen, start, now, self._margin)
             calls += 1
             outcome, item, raw = self._write(update, "acquire")
+            if outcome == "refused" and not raw:  # no old item returned: the state was read
+                reads += 1
             if outcome == STORE_UNAVAILABLE:
                 return Grant(False, self._store_backoff(), STORE_UNAVAILABLE, reserved,
                              store_calls=calls, acquired_at=acquired_at,
@@ -505,9 +505,13 @@ class TokenBucket:
         with self._lock:
             self._seen = item
             self._seen_at = self._clock()
-            if write_round_trip is not None:
-                self._round_trips.append(write_round_trip)
-                del self._round_trips[:-100]
+        if write_round_trip is not None:
+            self._note_round_trip(write_round_trip)
+
+    def _note_round_trip(self, seconds: float) -> None:
+        with self._lock:
+            self._round_trips.append(seconds)
+            del self._round_trips[:-100]
 
     def _store_backoff(self) -> float:
         with self._lock:
@@ -530,7 +534,12 @@ class TokenBucket:
         except ClientError as err:
             code = err.response.get("Error", {}).get("Code", "")
             if code == "ConditionalCheckFailedException":
-                raw = err.response.get("Item", {})
+                raw = err.response.get("Item")
+                if raw is None:
+                    # A store without ReturnValuesOnConditionCheckFailure: one state read
+                    # instead of retrying from an empty view
+                    self._note_round_trip(time.monotonic() - sent_at)
+                    return "refused", self._read_state() or {}, {}
                 item = gcra.decode(raw)
                 self._remember(item, time.monotonic() - sent_at)
                 return "refused", item, raw

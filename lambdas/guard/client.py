@@ -357,7 +357,9 @@ class GuardedClaude:
 
         `deadline_s`: seconds from now the call may wait for capacity. `time_left_s`: returns the
         seconds this invocation may still spend (a Lambda's remaining time minus its safety
-        margin); it bounds both the wait and each SDK call's timeout."""
+        margin); it bounds both the wait and each SDK call's timeout.
+
+        `stream=True` (the SDK's own spelling) is served as `stream()`: `result.stream`."""
         return self._call(params, deadline_s, time_left_s, streaming=False)
 
     def stream(self, *, deadline_s: float | None = None,
@@ -371,8 +373,17 @@ class GuardedClaude:
     def _call(self, params: dict[str, Any], deadline_s: float | None,
               time_left_s: Callable[[], float] | None, streaming: bool) -> CallResult:
         started = self._clock()
+        params = dict(params)
         model = params.get("model")
         result = CallResult(status=ERROR, model=str(model))
+        if "stream" in params:  # the SDK's spelling: create(stream=True) streams
+            wanted = params.pop("stream")
+            if not isinstance(wanted, bool) or (streaming and not wanted):
+                result.error = {"type": "invalid_request", "message": (
+                    f"stream must be True or False, got {wanted!r}" if not isinstance(
+                        wanted, bool) else "stream=False contradicts stream(): call create()")}
+                return result
+            streaming = streaming or wanted
         problem = self._check(params)
         if problem:
             result.error = {"type": "invalid_request", "message": problem}

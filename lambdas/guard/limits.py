@@ -116,6 +116,27 @@ class Limits:
         """
         return self._charges(requests, input_tokens, output_tokens)
 
+    def never_fits(self, requests: int, input_tokens: int, output_tokens: int) -> str | None:
+        """Why a reservation (requests, input tokens, `max_tokens`) can never be granted: it is
+        more than a capacity. Names the cause (the input, `max_tokens`, or on Bedrock
+        `max_tokens x output_burndown`); None when it fits."""
+        for dim, amount in self.reservation(requests, input_tokens, output_tokens).items():
+            capacity = self.capacities()[dim]
+            if amount <= capacity:
+                continue
+            cause = {REQUESTS: f"{requests} requests",
+                     INPUT_TOKENS: f"an input of {input_tokens:,} tokens",
+                     OUTPUT_TOKENS: f"max_tokens {output_tokens:,}"}.get(dim)
+            if dim == TOKENS:
+                burned = output_tokens * self.output_burndown
+                cause = (f"max_tokens {output_tokens:,} x output_burndown "
+                         f"{self.output_burndown:g} = {burned:,.0f} tokens")
+                if burned <= capacity:
+                    cause = f"an input of {input_tokens:,} tokens + {cause}"
+            return (f"{dim} reservation of {amount:g} exceeds the bucket capacity of "
+                    f"{capacity:g} per minute ({cause}): it can never be granted")
+        return None
+
     def usage(self, input_tokens: int, output_tokens: int, cache_creation_tokens: int,
               cache_read_tokens: int) -> dict[str, float]:
         """What one finished call actually costs per enforced dimension (tokens)."""

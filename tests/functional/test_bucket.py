@@ -287,6 +287,39 @@ def test_refusal_reads_the_returned_old_item_not_a_second_request(make_bucket, l
     assert local_aws.stats() == {"DynamoDB_20120810.UpdateItem": 1}
 
 
+class _NoOldItem:
+    """A DynamoDB-compatible store that ignores ReturnValuesOnConditionCheckFailure: a refused
+    write carries no old item."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+
+    def update_item(self, **request):
+        from botocore.exceptions import ClientError
+
+        try:
+            return self._client.update_item(**request)
+        except ClientError as err:
+            err.response.pop("Item", None)
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+def test_a_refusal_without_the_old_item_reads_the_state_once(make_bucket, local_aws, dynamodb):
+    drain(make_bucket(Limits(rpm=60)))
+    newcomer = make_bucket(Limits(rpm=60), client=_NoOldItem(dynamodb))
+    local_aws.reset_stats()
+    refusal = newcomer.try_acquire()
+    assert refusal.reason == "quota" and refusal.retry_after == pytest.approx(1.0)
+    assert (refusal.store_calls, refusal.store_reads) == (1, 1)
+    assert local_aws.stats() == {"DynamoDB_20120810.UpdateItem": 1,
+                                 "DynamoDB_20120810.GetItem": 1}
+    again = newcomer.try_acquire()   # the state read is this client's fresh view
+    assert not again.granted and again.store_calls == 0
+
+
 # -- store errors -------------------------------------------------------------------------------
 
 def _throttled(**_):

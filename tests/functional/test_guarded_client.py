@@ -175,6 +175,28 @@ def test_stream_stopped_early_settles_the_whole_output_reservation(make_claude):
     assert bucket.level("output_tokens") == pytest.approx(3000 - 300, abs=0.01)
 
 
+@pytest.mark.parametrize("call", ["create", "stream"])
+def test_stream_true_in_the_sdk_spelling_streams_and_settles(make_claude, call):
+    claude, bucket = make_claude()
+    result = getattr(claude, call)(model=MODEL, max_tokens=300, messages=PROMPT, stream=True)
+    assert result.status == "ok", result.error
+    assert [event.type for event in result.stream][-1] == "message_stop"
+    assert result.usage["output_tokens"] == 20
+    assert bucket.level("output_tokens") == pytest.approx(3000 - 20, abs=0.01)
+
+
+@pytest.mark.parametrize("call, stream, message", [
+    ("stream", False, "stream=False contradicts stream()"),
+    ("create", "yes", "stream must be True or False, got 'yes'"),
+])
+def test_a_contradictory_stream_flag_is_a_clear_error_before_any_grant(make_claude, emulator,
+                                                                       call, stream, message):
+    claude, bucket = make_claude()
+    result = getattr(claude, call)(model=MODEL, max_tokens=300, messages=PROMPT, stream=stream)
+    assert result.status == "error" and message in result.error["message"]
+    assert emulator.stats()["requests"] == 0 and bucket.granted_acquires == 0
+
+
 def test_bedrock_mode_charges_output_burndown(emulator, bucket_table, dynamodb, clock):
     import anthropic
 

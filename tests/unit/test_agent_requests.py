@@ -87,6 +87,24 @@ def test_a_prompt_over_the_input_quota_could_never_be_admitted():
         parse_request({"prompt": "word " * 2_000}, agent_config(MODELS=small_quota))
 
 
+def test_bedrock_max_tokens_times_burndown_over_the_quota_is_named_as_the_cause():
+    bedrock = json.dumps({MAIN: {"bucket": "bedrock#sonnet-4", "rpm": 200, "tpm": 200_000,
+                                 "output_burndown": 5, "context_window": 200_000,
+                                 "max_output_tokens": 64_000, "prices": MODELS[MAIN]["prices"]}})
+    config = agent_config(PROVIDER="bedrock", API_KEY_SECRET_ARN=None, MODELS=bedrock)
+    with pytest.raises(BadRequest) as raised:
+        parse_request({"prompt": "hi", "max_tokens": 48_000}, config)
+    assert "max_tokens 48,000 x output_burndown 5 = 240,000 tokens" in str(raised.value)
+    assert "input quota" not in str(raised.value)
+
+
+def test_max_tokens_over_the_output_quota_is_refused_up_front():
+    roomy = json.dumps({MAIN: {**MODELS[MAIN], "max_output_tokens": 64_000}})
+    with pytest.raises(BadRequest, match=r"output_tokens reservation of 9000 exceeds the bucket "
+                                         r"capacity of 8000 per minute \(max_tokens 9,000\)"):
+        parse_request({"prompt": "hi", "max_tokens": 9_000}, agent_config(MODELS=roomy))
+
+
 def test_the_batch_lane_refuses_what_it_cannot_do():
     config = agent_config(BATCH_QUEUE_URL="https://sqs.example/batch")
     assert parse_request({**GOOD, "lane": "batch"}, config).lane == "batch"

@@ -13,7 +13,7 @@ from .bucket import (
 )
 from .client import CallResult, GuardedClaude, GuardedStream
 from .estimate import estimate_input_tokens
-from .limits import Limits, LimitsError
+from .limits import Limits, LimitsError, TenantShare
 from .usage import Usage
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "Limits",
     "LimitsError",
     "Settlement",
+    "TenantShare",
     "TokenBucket",
     "Usage",
     "ensure_table",

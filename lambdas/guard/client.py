@@ -35,14 +35,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from . import fair
 from .bucket import BucketRequestError, Grant, TokenBucket
 from .limits import WINDOW_S
+from .outcomes import DEFERRED, ERROR, OK
 from .usage import Usage
 from .estimate import estimate_input_tokens
 
 log = logging.getLogger(__name__)
 
-OK, DEFERRED, ERROR = "ok", "deferred", "error"
 
 #: SDK exception -> (reason used in results and metrics, retryable)
 _SPEND_LIMIT_CODE = "enforced_spend_limit_reached"
@@ -127,13 +128,16 @@ class CallResult:
 
     status "ok": `message` is the SDK's Message (or `stream` a `GuardedStream`), `usage` a dict
     of token counts. "deferred": capacity or the upstream did not allow the call within the
-    deadline; `retry_after` (seconds) says when to try again, `reason` why ("quota",
-    "cool_down", "store_unavailable", "upstream_429", "upstream_529", "upstream_error").
-    "error": `error` = {"type", "message"}; not worth retrying as is.
+    deadline; `retry_after` (seconds) says when to try again, `reason` why (one of
+    `guard.outcomes.DEFERRAL_REASONS`). "error": `error` = {"type", "message"} (types in
+    `guard.outcomes.ERROR_TYPES`, or the upstream's own); not worth retrying as is.
     Counters: `attempts` (Claude calls made), `local_throttles` (bucket refusals),
     `upstream_429`, `upstream_529`, `waited_s` (seconds slept for capacity or backoff).
     `queue_s`: the longest booked wait (seconds from acquire to the booked start);
     `cool_down_rebooks`: bookings given back because a cool-down was set after them.
+    `tenant` (the tenant the call counted as; None on a bucket without tenants) and `priority`;
+    `ticket` (epoch seconds): on "deferred", the call's place in its tenant's queue, to pass
+    back as `create(ticket=...)` (the deferred message carries it).
     Per attempt sent: `grant_to_send_s` (from `try_acquire`'s return, or a booked start, to the
     request going out) and `charge_to_send_s` (from the grant's `acquired_at`, store round trip
     included), in seconds. `stale_grants`: grants given back because their send came too late.
@@ -163,6 +167,9 @@ class CallResult:
     queue_s: float = 0.0
     cool_down_rebooks: int = 0
     store_reads: int = 0
+    tenant: str | None = None
+    priority: str = "interactive"
+    ticket: float | None = None
 
 
 def _retry_after_header(headers: Mapping[str, str] | None) -> float | None:
@@ -293,6 +300,8 @@ class GuardedClaude:
         self._sleep = sleep
         self._estimate = estimator
         self._rng = rng or random.Random()
+        #: (bucket id, tenant, priority) -> the ticket holding a deferred call's place
+        self._tickets: dict[tuple, float] = {}
 
     # -- SDK -----------------------------------------------------------------------------------
 
@@ -351,7 +360,9 @@ class GuardedClaude:
     # -- public API ----------------------------------------------------------------------------
 
     def create(self, *, deadline_s: float | None = None,
-               time_left_s: Callable[[], float] | None = None, **params: Any) -> CallResult:
+               time_left_s: Callable[[], float] | None = None, tenant: str | None = None,
+               priority: str = "interactive", ticket: float | None = None,
+               **params: Any) -> CallResult:
         """One guarded `messages.create(**params)` (not streaming). Never raises for upstream or
         store trouble: the result's status says what happened.
 
@@ -359,19 +370,33 @@ class GuardedClaude:
         seconds this invocation may still spend (a Lambda's remaining time minus its safety
         margin); it bounds both the wait and each SDK call's timeout.
 
-        `stream=True` (the SDK's own spelling) is served as `stream()`: `result.stream`."""
-        return self._call(params, deadline_s, time_left_s, streaming=False)
+        `stream=True` (the SDK's own spelling) is served as `stream()`: `result.stream`.
+
+        `tenant`: whose share of the bucket the call uses (a bucket with `Limits(tenants=...)`;
+        None counts as "default"; an unconfigured tenant is an "unknown_tenant" error).
+        `priority`: "interactive" (default) or "background". `ticket`: a deferred call's
+        `result.ticket` (epoch seconds), its place in its tenant's queue; the client also keeps
+        the last ticket per bucket, tenant and priority itself, so a caller looping on one
+        client needs nothing."""
+        return self._call(params, deadline_s, time_left_s, streaming=False,
+                          share=(tenant, priority, ticket))
 
     def stream(self, *, deadline_s: float | None = None,
-               time_left_s: Callable[[], float] | None = None, **params: Any) -> CallResult:
+               time_left_s: Callable[[], float] | None = None, tenant: str | None = None,
+               priority: str = "interactive", ticket: float | None = None,
+               **params: Any) -> CallResult:
         """Guarded streaming call. On status "ok", iterate `result.stream` (a `GuardedStream`,
-        also a context manager); it settles when the stream ends or is closed early."""
-        return self._call(params, deadline_s, time_left_s, streaming=True)
+        also a context manager); it settles when the stream ends or is closed early.
+        `tenant`, `priority`, `ticket`: as for `create`."""
+        return self._call(params, deadline_s, time_left_s, streaming=True,
+                          share=(tenant, priority, ticket))
 
     # -- the attempt loop --------------------------------------------------------------------
 
     def _call(self, params: dict[str, Any], deadline_s: float | None,
-              time_left_s: Callable[[], float] | None, streaming: bool) -> CallResult:
+              time_left_s: Callable[[], float] | None, streaming: bool,
+              share: tuple[str | None, str, float | None] = (None, "interactive", None)
+              ) -> CallResult:
         started = self._clock()
         params = dict(params)
         model = params.get("model")
@@ -393,6 +418,20 @@ class GuardedClaude:
             result.error = {"type": "unknown_model",
                             "message": f"model {model!r} has no configured rate-limit bucket"}
             return result
+        tenant, priority, ticket = share
+        try:
+            result.tenant = fair.tenant_key(bucket.limits, tenant)
+        except ValueError as err:
+            result.error = {"type": "unknown_tenant", "message": str(err)}
+            return result
+        try:
+            result.priority = fair.check_priority(priority)
+        except ValueError as err:
+            result.error = {"type": "invalid_request", "message": str(err)}
+            return result
+        place = (bucket.bucket_id, result.tenant, priority)
+        if ticket is not None:
+            self._tickets[place] = ticket
         deadline = started + (self.default_deadline_s if deadline_s is None else deadline_s)
         if time_left_s is not None:  # a wait must leave time for the call itself
             deadline = min(deadline, started + time_left_s() - self.min_call_s)
@@ -403,7 +442,7 @@ class GuardedClaude:
         attempt = stale = 0
         rotated = False
         while True:
-            grant = self._acquire(bucket, estimate, max_tokens, deadline, result)
+            grant = self._acquire(bucket, estimate, max_tokens, deadline, result, place)
             if grant is None:
                 return self._finish(result, started)
             timeout = self._call_timeout(time_left_s)
@@ -509,7 +548,8 @@ class GuardedClaude:
         return None
 
     def _acquire(self, bucket: TokenBucket, estimate: int, max_tokens: int, deadline: float,
-                 result: CallResult) -> Grant | None:
+                 result: CallResult, place: tuple = (None, None, "interactive")
+                 ) -> Grant | None:
         """Wait for a grant within the deadline; None (result filled in) when it cannot be had.
 
         fifo: book the earliest start within the deadline (at most a minute ahead) and sleep
@@ -519,14 +559,20 @@ class GuardedClaude:
             max_wait = 0.0 if self.scheduling == "poll" else max(0.0, min(WINDOW_S,
                                                                           deadline - now))
             try:
-                grant = bucket.try_acquire(1, estimate, max_tokens, max_wait_s=max_wait)
+                grant = bucket.try_acquire(1, estimate, max_tokens, max_wait_s=max_wait,
+                                           tenant=place[1], priority=place[2],
+                                           ticket=self._tickets.get(place))
             except BucketRequestError as err:
                 result.status = ERROR
                 result.error = {"type": "request_too_large", "message": str(err)}
                 return None
             result.store_calls += grant.store_calls
             result.store_reads += grant.store_reads
+            if grant.ticket is not None and not grant.granted:
+                self._tickets[place] = result.ticket = grant.ticket
             if grant.granted:
+                self._tickets.pop(place, None)
+                result.ticket = None
                 grant._returned_mono = self._clock()
                 if grant.start_at > grant.returned_at and not self._sleep_until_start(
                         bucket, grant, result):

@@ -36,6 +36,7 @@ class LoopOutcome:
     transcript: list[dict] = field(default_factory=list)
     model_calls: int = 0
     tool_calls: int = 0
+    ticket: float | None = None  # on "deferred": the request's place in its tenant's queue
 
 
 def _block_to_param(block: Any) -> dict:
@@ -109,13 +110,15 @@ def _loop(request, claude, config, outcome, messages, system, tools, shared_cont
         result = claude.create(model=outcome.model, max_tokens=min(
             request.max_tokens, config.models[outcome.model].max_output_tokens),
             system=system, tools=tools, messages=messages,
-            deadline_s=max(0.0, deadline_at - clock()), time_left_s=time_left)
+            deadline_s=max(0.0, deadline_at - clock()), time_left_s=time_left,
+            tenant=request.tenant, priority=request.priority, ticket=request.ticket)
         metrics.record_call(outcome.model, result, config.models[outcome.model].prices)
         if result.status == "deferred" and _may_degrade(config, outcome):
             degraded = claude.create(model=config.degrade_model, max_tokens=min(
                 request.max_tokens, config.models[config.degrade_model].max_output_tokens),
                 system=system, tools=tools, messages=messages,
-                deadline_s=max(0.0, deadline_at - clock()), time_left_s=time_left)
+                deadline_s=max(0.0, deadline_at - clock()), time_left_s=time_left,
+                tenant=request.tenant, priority=request.priority)
             metrics.record_call(config.degrade_model, degraded,
                                 config.models[config.degrade_model].prices)
             if degraded.status == "ok":  # otherwise keep the (retryable) deferral
@@ -125,6 +128,7 @@ def _loop(request, claude, config, outcome, messages, system, tools, shared_cont
             outcome.status, outcome.retry_after, outcome.reason = ("deferred",
                                                                    result.retry_after,
                                                                    result.reason)
+            outcome.ticket = result.ticket
             return outcome
         if result.status != "ok":
             outcome.error = result.error

@@ -58,7 +58,7 @@ def defer(rt: "Runtime", request: AgentRequest, outcome: "LoopOutcome", deferral
     delay = min(MAX_SQS_DELAY_S, max(0, math.ceil(outcome.retry_after or 0)))
     envelope = {"request": request.to_dict(), "deferrals": deferrals + 1,
                 "first_received_at": first_received_at, "transcript": outcome.transcript,
-                "model": outcome.model}
+                "model": outcome.model, "ticket": outcome.ticket}
     body = json.dumps(envelope, default=str)
     if len(body.encode()) > MAX_SQS_BODY_BYTES:
         envelope.pop("transcript")  # restart the conversation rather than lose the request

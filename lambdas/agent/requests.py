@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from guard import estimate_input_tokens
+from guard.fair import PRIORITIES
 
 from .config import AgentConfig
 from .contract import LANES, REQUEST_ID_PATTERN
@@ -39,6 +40,8 @@ class AgentRequest:
     deadline_s: float
     caller: str | None = None
     lane: str = "interactive"
+    priority: str = "interactive"  # the guard's class: "interactive" or "background"
+    ticket: float | None = None  # a deferred request's place in its tenant's queue (epoch s)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -127,8 +130,12 @@ def parse_request(event: Any, config: AgentConfig, *, caller: str | None = None)
     if lane == "batch":
         check_batch_lane(event, config)
 
+    priority = event.get("priority", "interactive")
+    if priority not in PRIORITIES:
+        raise BadRequest(f"priority must be one of {', '.join(PRIORITIES)}, got {priority!r}")
+
     request = AgentRequest(prompt, model, max_tokens, request_id, tenant, float(deadline_s),
-                           caller, lane)
+                           caller, lane, priority)
     check_size(request, config)
     if lane == "batch":
         size = len(json.dumps(batch_params(request, config)).encode())
@@ -166,6 +173,9 @@ def parse_work_message(raw_body: Any, config: AgentConfig, *, now: float) -> Wor
     except (TypeError, ValueError) as err:  # BadRequest is a ValueError
         raise MalformedMessage(f"malformed request: {err}", body) from None
     request.deadline_s = max(request.deadline_s, config.default_deadline_s)
+    ticket = envelope.get("ticket")  # set by the agent's own deferral, never by a caller
+    request.ticket = float(ticket) if isinstance(ticket, (int, float)) \
+        and not isinstance(ticket, bool) and math.isfinite(ticket) else None
     return WorkMessage(body, request, deferrals, first_received_at,
                        envelope.get("transcript"), envelope.get("model"))
 

@@ -24,7 +24,19 @@ GOOD = {"prompt": "Summarise the Q3 report.", "model": SMALL, "max_tokens": 256,
 def test_a_full_request_is_kept_as_sent():
     request = parse_request(GOOD, CONFIG, caller="arn:aws:iam::123456789012:user/ops")
     assert request.to_dict() == {**GOOD, "caller": "arn:aws:iam::123456789012:user/ops",
-                                 "lane": "interactive"}
+                                 "lane": "interactive", "priority": "interactive",
+                                 "ticket": None}
+
+
+def test_priority_is_a_field_of_the_request_that_survives_deferral():
+    request = parse_request({**GOOD, "priority": "background", "ticket": 1.0}, CONFIG)
+    assert (request.priority, request.ticket) == ("background", None)   # a caller's is ignored
+    with pytest.raises(BadRequest, match="priority must be one of interactive, background"):
+        parse_request({**GOOD, "priority": "urgent"}, CONFIG)
+    envelope = {"request": request.to_dict(), "deferrals": 1, "first_received_at": NOW,
+                "ticket": NOW + 12.5}   # what the agent's deferral writes
+    message = parse_work_message(json.dumps(envelope), CONFIG, now=NOW)
+    assert (message.request.priority, message.request.ticket) == ("background", NOW + 12.5)
 
 
 def test_absent_fields_take_their_defaults():

@@ -14,7 +14,8 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from agent.contract import DOCUMENTS_PREFIX, NAMESPACE, Env, encode_models
+from agent.contract import (DOCUMENTS_PREFIX, NAMESPACE, Env, encode_models,
+                            encode_tenant_shares)
 from agent.mcp.config import McpSettings
 from agent.tools import ToolPrefix, ToolResources, declared_needs
 from policies.agent import AgentResources, agent_statements
@@ -56,6 +57,8 @@ class AgentProps:
     mcp: McpSettings
     #: bring your own Anthropic API key secret (None: the construct creates one)
     api_key_secret_arn: str | None = None
+    #: tenant -> guard.TenantShare (TENANT_SHARES); None: the buckets do not share by tenant
+    tenant_shares: dict | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "AgentProps":
@@ -64,6 +67,7 @@ class AgentProps:
             models=tuple(settings.models.values()), default_model=settings.default_model,
             degrade_model=settings.degrade_model, overflow_policy=settings.overflow_policy,
             scheduling=settings.scheduling, tenants=settings.tenants,
+            tenant_shares=settings.tenant_shares,
             agent_name=settings.agent_name, max_deferrals=settings.max_deferrals,
             max_deferral_age_s=settings.max_deferral_age_s,
             allowed_regions=settings.allowed_regions,
@@ -246,6 +250,8 @@ class AgentFunction(Construct):
             Env.OVERFLOW_POLICY: props.overflow_policy,
             Env.SCHEDULING: props.scheduling,
             Env.TENANTS: ",".join(props.tenants),
+            **({Env.TENANT_SHARES: encode_tenant_shares(props.tenant_shares)}
+               if props.tenant_shares is not None else {}),
             Env.BUCKET_TABLE: state.bucket_table.table_name,
             Env.RESULTS_TABLE: state.results_table.table_name,
             Env.IDEMPOTENCY_TABLE: state.idempotency_table.table_name,

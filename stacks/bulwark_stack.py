@@ -17,6 +17,7 @@ from .boundary import PermissionsBoundary
 from .monitoring import Monitoring
 from .settings import Settings
 from .state import AgentState, DataKey
+from .tenant_monitoring import TenantMonitoring
 
 
 #: reasons shared by the agent's and the batch lane's acknowledgements
@@ -91,6 +92,10 @@ class BulwarkStack(Stack):
                 oldest_queued_hours=settings.batch.oldest_queued_alarm_hours)
         if self.audit.metric_filter is not None:
             self.monitoring.add_access_denied_alarm(self.audit.metric_filter)
+        self.tenant_monitoring = TenantMonitoring(
+            self, "TenantMonitoring", tenants=tuple(settings.tenants),
+            dashboard=self.monitoring.dashboard, alarm_topic=self.monitoring.alarm_topic,
+            alarm_name_prefix=self.monitoring.dashboard_name) if settings.tenants else None
 
         self.boundary = PermissionsBoundary(
             self, "PermissionsBoundary",

@@ -32,7 +32,7 @@ from agent.contract import (CACHE_READ_PRICE_FACTOR, CACHE_WRITE_PRICE_FACTOR,
                             DEFAULT_MAX_OUTPUT_TOKENS, OVERFLOW_POLICIES, PROVIDERS,
                             SCHEDULING_MODES, TENANT_PATTERN, ModelSpec, Prices)
 from agent.mcp.config import McpConfigError, McpSettings, load_mcp_settings
-from guard.limits import Limits
+from guard.limits import Limits, LimitsError, TenantShare
 from guard.tiers import ANTHROPIC_TIERS, BATCH_TIERS, FAMILIES, family_of
 
 STAGES = ("dev", "prod")
@@ -279,6 +279,14 @@ MODEL_KEYS: dict[str, Key] = {
                              DEFAULT_MAX_OUTPUT_TOKENS),
 }
 
+TENANT_SHARE_KEYS: dict[str, Key] = {
+    "weight": Key("the tenant's weight under contention (> 0)", number(0.001), 1.0),
+    "rpm": Key("cap: requests per minute", number(1, nullable=True)),
+    "itpm": Key("cap: input tokens per minute (Anthropic API)", number(1, nullable=True)),
+    "otpm": Key("cap: output tokens per minute (Anthropic API)", number(1, nullable=True)),
+    "tpm": Key("cap: tokens per minute (Bedrock)", number(1, nullable=True)),
+}
+
 #: keys a provider's defaults may set, and that a top-level key of the same name overrides
 PROVIDER_KEYS: dict[str, Key] = {
     "tier": Key("Anthropic rate-limit preset: " + ", ".join(ANTHROPIC_TIERS),
@@ -334,6 +342,9 @@ SCHEMA: dict[str, Key] = {
                                          positive, 6)}),
     "tenants": Key("allowed tenants", string_list(TENANT_PATTERN, "names of 1-63 characters "
                                                   "[a-z0-9-]"), REQUIRED),
+    "tenant_shares": Key("tenant -> its share of every model's bucket (guard.TenantShare): "
+                         "weight under contention and optional caps per minute; null: the "
+                         "buckets do not share by tenant", each=TENANT_SHARE_KEYS),
     "alarms": Key("alarm thresholds and the e-mail they page", keys={
         "email": Key("e-mail subscribed to the alarm topic (null: none)",
                      matching(_EMAIL, "an e-mail address or null", nullable=True)),
@@ -524,6 +535,8 @@ class Settings:
     mcp: McpSettings = field(default_factory=McpSettings)
     #: the batch lane (Message Batches API)
     batch: BatchSettings = field(default_factory=BatchSettings)
+    #: tenant -> guard.TenantShare; None: the buckets do not share by tenant
+    tenant_shares: dict | None = None
 
     @property
     def prod(self) -> bool:
@@ -609,6 +622,39 @@ def _bedrock_model(problems: Problems, model_id: str, spec: dict,
         max_output_tokens=values["max_output_tokens"], routes_to_regions=tuple(routes))
 
 
+def _tenant_shares(problems: Problems, raw: Any, tenants: tuple[str, ...],
+                   models: Mapping[str, ModelSettings]) -> dict | None:
+    """Every tenant's `TenantShare` (unlisted tenants weight 1) when `tenant_shares` is set;
+    each entry checked against the tenants and against every model's dimensions."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        problems.bad("tenant_shares", "an object of tenant -> {weight, rpm, itpm, otpm, tpm}",
+                     raw)
+        return None
+    shares = {tenant: TenantShare() for tenant in tenants}
+    for tenant, entry in raw.items():
+        where = f"tenant_shares.{tenant}"
+        if tenant not in shares:
+            problems.bad(where, "one of the tenants: " + ", ".join(tenants), tenant)
+            continue
+        values = read_section(problems, TENANT_SHARE_KEYS, entry if isinstance(entry, dict)
+                              else {}, where + ".")
+        if values["weight"] is None:
+            continue  # reported by read_section
+        try:
+            shares[tenant] = TenantShare(**values)
+        except LimitsError as err:
+            problems.say(f"context key {where!r}: {err}")
+    for model in models.values():
+        try:
+            Limits(model.limits.rpm, model.limits.itpm, model.limits.otpm, tpm=model.limits.tpm,
+                   output_burndown=model.limits.output_burndown, tenants=shares)
+        except LimitsError as err:
+            problems.say(f"context key 'tenant_shares': {err} (model {model.model_id})")
+    return shares
+
+
 def load_settings(ctx: Mapping[str, Any], *, region: str | None = None) -> Settings:
     """Validate the app's context (and, when known, the deploy `region`); raises
     `SettingsError` listing every problem."""
@@ -665,6 +711,7 @@ def load_settings(ctx: Mapping[str, Any], *, region: str | None = None) -> Setti
     duplicates = sorted({t for t in tenants if tenants.count(t) > 1})
     if duplicates:
         problems.bad("tenants", "each tenant once", list(duplicates))
+    tenant_shares = _tenant_shares(problems, ctx.get("tenant_shares"), tenants, models)
     if top["reserved_concurrency"] is not None and top["queue_max_concurrency"] is not None \
             and top["reserved_concurrency"] < top["queue_max_concurrency"]:
         problems.say(f"context key 'reserved_concurrency': {top['reserved_concurrency']} is "
@@ -700,6 +747,7 @@ def load_settings(ctx: Mapping[str, Any], *, region: str | None = None) -> Setti
         degrade_model=picked["degrade_model"], scheduling=top["scheduling"],
         mcp=top["mcp"] or McpSettings(), max_deferrals=deferral["max_deferrals"],
         max_deferral_age_s=deferral["max_age_s"], tenants=tenants,
+        tenant_shares=tenant_shares,
         alarms=AlarmSettings(**alarms), allowed_regions=regions,
         reserved_concurrency=top["reserved_concurrency"],
         queue_max_concurrency=top["queue_max_concurrency"],

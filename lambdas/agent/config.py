@@ -12,7 +12,7 @@ from typing import Mapping
 
 from .contract import (DEFAULT_AGENT_NAME, DOCUMENTS_PREFIX, OVERFLOW_POLICIES, PROVIDERS,
                        SCHEDULING_MODES, TENANT_PATTERN, ContractError, Env, ModelSpec,
-                       decode_models)
+                       decode_models, decode_tenant_shares)
 from .mcp.config import McpConfigError, McpServer, servers_from_env
 
 
@@ -53,6 +53,8 @@ class AgentConfig:
     log_prompts: bool = False
     #: the batch lane's queue (BATCH_QUEUE_URL); None: lane "batch" is not deployed
     batch_queue_url: str | None = None
+    #: tenant -> guard.TenantShare (TENANT_SHARES); empty: the buckets do not share by tenant
+    tenant_shares: dict = field(default_factory=dict)
     #: MCP tool sources (MCP_SERVERS; `agent.mcp.config`), empty when none are configured
     mcp_servers: dict[str, McpServer] = field(default_factory=dict)
     system_prompt: str = field(default=(
@@ -159,4 +161,16 @@ def load_config(env: Mapping[str, str]) -> AgentConfig:
         result_ttl_s=_number(env, "RESULT_TTL_S", 86_400, int, 60),
         log_prompts=env.get("LOG_PROMPTS", "false").lower() == "true",
         batch_queue_url=env.get(Env.BATCH_QUEUE_URL, "").strip() or None,
+        tenant_shares=_tenant_shares(env, tenants),
     )
+
+
+def _tenant_shares(env: Mapping[str, str], tenants: tuple[str, ...]) -> dict:
+    """Every tenant's share of the model buckets when TENANT_SHARES is set, else {}."""
+    raw = env.get(Env.TENANT_SHARES, "").strip()
+    if not raw:
+        return {}
+    try:
+        return decode_tenant_shares(raw, tenants)
+    except ContractError as err:
+        raise ConfigError(str(err)) from None

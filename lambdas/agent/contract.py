@@ -22,13 +22,14 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 from guard.client import SCHEDULING_MODES
-from guard.limits import Limits
+from guard.limits import Limits, TenantShare
 
 __all__ = [
     "ACCESS_DENIED_METRIC", "BATCH_BUCKET_ID", "CACHE_READ_PRICE_FACTOR",
     "CACHE_WRITE_PRICE_FACTOR", "ContractError", "DEFAULT_AGENT_NAME", "FieldError",
     "DEFAULT_CONTEXT_WINDOW", "DEFAULT_MAX_OUTPUT_TOKENS", "DIMENSION", "DOCUMENTS_PREFIX",
     "Env", "HIGH_RESOLUTION", "LANES", "METRICS", "ModelSpec", "NAMESPACE",
+    "TENANT_DIMENSIONS", "TENANT_METRICS", "decode_tenant_shares", "encode_tenant_shares",
     "OVERFLOW_POLICIES", "PROVIDERS", "Prices", "REQUEST_ID_PATTERN", "SCHEDULING_MODES",
     "TENANT_PATTERN", "decode_models", "encode_models",
 ]
@@ -79,6 +80,9 @@ class Env:
     OVERFLOW_POLICY = "OVERFLOW_POLICY"
     SCHEDULING = "SCHEDULING"
     TENANTS = "TENANTS"
+    #: tenant -> {"weight", "rpm", "itpm", "otpm", "tpm"} (JSON): set, every model's bucket
+    #: shares its capacity among the tenants (guard.TenantShare; unlisted tenants weight 1)
+    TENANT_SHARES = "TENANT_SHARES"
     AGENT_NAME = "AGENT_NAME"
     API_KEY_SECRET_ARN = "API_KEY_SECRET_ARN"
     MCP_SERVERS = "MCP_SERVERS"
@@ -131,6 +135,13 @@ METRICS = {
 #: row reads them at 10 s (README, "Metrics": the extra cost)
 HIGH_RESOLUTION = frozenset({"Requests", "InputTokens", "OutputTokens", "CacheWriteTokens",
                              "LocalThrottles", "Upstream429", "Deferred", "QueueSeconds"})
+
+#: Who got the capacity: per tenant and class (dimensions Tenant and Priority, configured
+#: tenants only, one EMF document per request). TenantWaitSeconds holds every call's wait for
+#: capacity (seconds), so its p99 is the wait alarm's statistic. metric name -> unit.
+TENANT_DIMENSIONS = ("Tenant", "Priority")
+TENANT_METRICS = {"TenantAnswers": "Count", "TenantWaitSeconds": "Seconds",
+                  "TenantDeferred": "Count"}
 
 #: AccessDenied/Unauthorized calls by the kit's roles: a CloudTrail metric filter (namespace
 #: `Bulwark`, no dimension), not EMF
@@ -257,6 +268,39 @@ def _decode_model(model_id: str, entry: object) -> ModelSpec:
         raise ContractError(f"{where}.{err.field}: {err.problem}") from None
     except ValueError as err:  # guard.LimitsError included
         raise ContractError(f"{where}: {err}") from None
+
+
+_SHARE_FIELDS = ("weight", "rpm", "itpm", "otpm", "tpm")
+
+
+def encode_tenant_shares(shares: Mapping[str, TenantShare]) -> str:
+    """The TENANT_SHARES variable: tenant -> the share's set fields (`decode_tenant_shares`)."""
+    return json.dumps({tenant: {k: getattr(share, k) for k in _SHARE_FIELDS
+                                if getattr(share, k) is not None}
+                       for tenant, share in shares.items()}, sort_keys=True)
+
+
+def decode_tenant_shares(raw: str, tenants: Iterable[str]) -> dict[str, TenantShare]:
+    """Every tenant's share from TENANT_SHARES (unlisted tenants: weight 1, no caps);
+    ContractError naming the first bad entry."""
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise ContractError(f"{Env.TENANT_SHARES} is not JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise ContractError(f"{Env.TENANT_SHARES} must be an object of tenant -> share")
+    shares = {tenant: TenantShare() for tenant in tenants}
+    for tenant, entry in data.items():
+        if tenant not in shares:
+            raise ContractError(f"{Env.TENANT_SHARES}: {tenant!r} is not one of the tenants")
+        if not isinstance(entry, dict) or set(entry) - set(_SHARE_FIELDS):
+            raise ContractError(f"{Env.TENANT_SHARES}[{tenant!r}] must be an object of "
+                                f"{', '.join(_SHARE_FIELDS)}")
+        try:
+            shares[tenant] = TenantShare(**entry)
+        except ValueError as err:
+            raise ContractError(f"{Env.TENANT_SHARES}[{tenant!r}]: {err}") from None
+    return shares
 
 
 def decode_models(raw: str) -> dict[str, ModelSpec]:

@@ -113,6 +113,7 @@ def _loop(request, claude, config, outcome, messages, system, tools, shared_cont
             deadline_s=max(0.0, deadline_at - clock()), time_left_s=time_left,
             tenant=request.tenant, priority=request.priority, ticket=request.ticket)
         metrics.record_call(outcome.model, result, config.models[outcome.model].prices)
+        metrics.record_tenant(request.tenant, request.priority, result)
         if result.status == "deferred" and _may_degrade(config, outcome):
             degraded = claude.create(model=config.degrade_model, max_tokens=min(
                 request.max_tokens, config.models[config.degrade_model].max_output_tokens),

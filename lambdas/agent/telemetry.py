@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from .contract import DIMENSION, HIGH_RESOLUTION, METRICS, NAMESPACE
+from .contract import (DIMENSION, HIGH_RESOLUTION, METRICS, NAMESPACE, TENANT_DIMENSIONS,
+                       TENANT_METRICS)
 
 #: metrics that take the largest value seen in a request rather than the sum
 _MAXIMA = {"QuotaUsedPercent", "RetryAfterSeconds", "GrantToSendMs", "QueueSeconds",
@@ -21,6 +22,19 @@ class RequestMetrics:
 
     def __init__(self) -> None:
         self.values: dict[str, dict[str, float]] = defaultdict(dict)
+        #: (tenant, priority) -> metric -> values (each call's, as EMF lists them)
+        self.tenant_values: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(
+            lambda: defaultdict(list))
+
+    def record_tenant(self, tenant: str, priority: str, result) -> None:
+        """Who got the capacity: one guarded call of a configured tenant in its class: an
+        answer with its wait for capacity (seconds), or a deferral."""
+        values = self.tenant_values[(tenant, priority)]
+        if result.status == "ok":
+            values["TenantAnswers"].append(1.0)
+            values["TenantWaitSeconds"].append(float(result.waited_s))
+        elif result.status == "deferred":
+            values["TenantDeferred"].append(1.0)
 
     def add(self, model: str, name: str, value: float = 1.0) -> None:
         if name not in METRICS:
@@ -69,3 +83,14 @@ class RequestMetrics:
                                    if name in HIGH_RESOLUTION else MetricResolution.Standard)
             metrics.flush_metrics()
         self.values.clear()
+        for (tenant, priority), values in self.tenant_values.items():
+            metrics = EphemeralMetrics(namespace=NAMESPACE)
+            metrics.service = None
+            for name, value in zip(TENANT_DIMENSIONS, (tenant, priority)):
+                metrics.add_dimension(name=name, value=value)
+            for name, numbers in values.items():
+                for number in numbers:
+                    metrics.add_metric(name=name, unit=getattr(MetricUnit, TENANT_METRICS[name]),
+                                       value=number)
+            metrics.flush_metrics()
+        self.tenant_values.clear()

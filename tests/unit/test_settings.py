@@ -237,3 +237,16 @@ def test_an_empty_value_unsets_an_optional_key_from_the_command_line():
 def test_reserved_concurrency_may_be_turned_off():
     assert settings(reserved_concurrency=None).reserved_concurrency is None
     assert settings(reserved_concurrency="null").reserved_concurrency is None
+
+
+def test_tenant_shares_give_every_tenant_a_share_and_name_what_is_wrong():
+    from guard import TenantShare
+
+    assert settings().tenant_shares is None   # off unless set
+    on = settings(tenant_shares={"acme": {"weight": 3, "rpm": 20}})
+    assert on.tenant_shares == {"acme": TenantShare(weight=3, rpm=20), "globex": TenantShare()}
+    with pytest.raises(SettingsError) as raised:
+        settings(tenant_shares={"initech": {"weight": 2}, "acme": {"tpm": 1000}})
+    text = str(raised.value)
+    assert "tenant_shares.initech" in text and "one of the tenants" in text
+    assert "tenant_shares" in text and "tokens" in text   # tpm on an Anthropic bucket

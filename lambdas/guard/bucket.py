@@ -357,7 +357,8 @@ class TokenBucket:
                 issued = item.get(fair.TENANTS, {}).get(key, {}).get(fair.V, start)
                 if decision.form == "ticket_at":  # a place behind a queue too long to book
                     return refused(decision.wait, QUOTA, issued)
-                return refused(max(0.01, issued - horizon - start), fair.FAIR_SHARE, issued)
+                return refused(max(0.01, issued - decision.window - start), fair.FAIR_SHARE,
+                               issued)
             if outcome == "written":
                 with self._lock:
                     self.granted_acquires += 1

@@ -18,8 +18,9 @@ Admission, when a queue exists (`s > now + slack`) and another tenant is active:
 book when `max(v, s) + c * W / w <= s + H`, with `H` the class horizon (interactive: the
 caller's wait; background: `BACKGROUND_HORIZON_S`). It then holds at most `H * w / W` seconds
 of the pending queue, so under contention shares follow weights whatever the caller counts.
-A tenant with nothing pending beyond `s` (`v <= s`) may always book one request; a tenant alone,
-or any tenant when there is no queue, is admitted (work-conserving), its `v` still charged.
+A tenant with nothing pending beyond `s` (`v <= s`) may always book one request; any tenant is
+admitted when there is no queue (work-conserving), its `v` still charged, and a tenant alone
+shares with nobody (`W = w`), so its bookings move `v` as fast as the queue end.
 
 Refused for its share, a caller gets a *ticket*: the write moves `v` on by its cost and returns
 the new `v`, its place in the tenant's virtual queue. A ticket holder is admitted, without
@@ -63,6 +64,8 @@ BACKGROUND_HORIZON_S = 0.5
 #: `bk` is kept in whole steps of this many seconds (rounded up), so concurrent bookings of
 #: one tenant within a step write the same value and never race.
 ACTIVE_STEP_S = 1.0
+#: How far (seconds) beyond its start a booking's virtual place may lie, on top of one step.
+FAIR_TOLERANCE_S = 1.0
 #: A ticket older than this (seconds) is void: its holder queues as a new arrival.
 TICKET_MAX_AGE_S = WINDOW_S
 
@@ -123,6 +126,7 @@ class Decision:
     reason: str | None = None
     wait: float = 0.0
     caps: dict[str, float] = field(default_factory=dict)  # cap costs, seconds per dimension
+    window: float = 0.0  # seconds beyond the start a virtual place may be and still book
 
 
 def cap_shape(limits: Limits, key: str | None) -> gcra.Shape | None:
@@ -157,22 +161,23 @@ def decide(limits: Limits, key: str, cap_key: str | None, costs: Mapping[str, fl
         if earliest > s:  # refuse: booking past the queue end would waste capacity
             return Decision(REFUSE, reason=TENANT_CAP, wait=max(0.0, earliest - now))
     v = entry.get(V)
-    if ticket is not None and v is not None and now - TICKET_MAX_AGE_S < ticket <= v + 1e-6:
-        if ticket <= s + horizon:
-            return Decision(ADMIT, "ticket", caps=caps)
-        return Decision(REFUSE, reason=FAIR_SHARE, wait=max(0.01, ticket - horizon - s))
     ratio = active_weight(limits, entries, key, now)
     step = max(costs.values(), default=0.0) * ratio
+    # a booking's virtual place must be within one step (and a tolerance) of the start it
+    # gets: so tickets are served in their order, and later arrivals queue behind them
+    window = min(horizon, step + FAIR_TOLERANCE_S)
+    if ticket is not None and v is not None and now - TICKET_MAX_AGE_S < ticket <= v + 1e-6:
+        if ticket <= s + window or not queued:
+            return Decision(ADMIT, "ticket", caps=caps, window=window)
+        return Decision(REFUSE, reason=FAIR_SHARE, wait=max(0.01, ticket - window - s))
     if v is None or v <= s:
-        return Decision(ADMIT, "idle", step, caps=caps)
-    if key != RESERVE and ratio <= 1 + 1e-9:  # alone: nobody to share with
-        return Decision(ADMIT, "reset", step, caps=caps)
-    if not queued:  # capacity now: for anyone
-        return Decision(ADMIT, "open", step, caps=caps)
-    if v + step <= s + horizon:
-        return Decision(ADMIT, "busy", step, caps=caps)
+        return Decision(ADMIT, "idle", step, caps=caps, window=window)
+    if not queued:  # capacity now: for anyone, and the tenant's past no longer counts
+        return Decision(ADMIT, "open", step, caps=caps, window=window)
+    if v + step <= s + window:
+        return Decision(ADMIT, "busy", step, caps=caps, window=window)
     return Decision(TICKET, "ticket_issue", step, reason=FAIR_SHARE,
-                    wait=max(0.01, v + step - horizon - s))
+                    wait=max(0.01, v + step - window - s), window=window)
 
 
 def holds_ticket(seen: Mapping, key: str, ticket: float | None, now: float) -> bool:
@@ -206,7 +211,7 @@ def terms(update: gcra.Update, key: str, cap_key: str | None, decision: Decision
     cell = gcra.cell
     issuing = decision.outcome == TICKET
     pending = (s + horizon if decision.form == "ticket_at" else s if not issuing
-               else ticket_mark(decision, entry or {}, s, horizon))
+               else ticket_mark(decision, entry or {}, s, decision.window))
     pending = pending if pending > now else None
     shape = cap_shape(limits, cap_key)
     if decision.caps and not issuing and cap_key != key:
@@ -230,25 +235,22 @@ def terms(update: gcra.Update, key: str, cap_key: str | None, decision: Decision
         return
     v = update.path(TENANTS, key, V)
     form = decision.form
-    step = (update.value(cell(decision.step, "up")) if form in ("open", "busy", "ticket_issue")
+    step = (update.value(cell(decision.step, "up")) if form in ("busy", "ticket_issue")
             else None)
     if form == "idle":
         update.conditions.append(f"(attribute_not_exists({v}) OR {v} <= "
                                  f"{update.value(cell(s, 'down'))})")
         update.sets.append(f"{v} = {update.value(cell(s + decision.step, 'up'))}")
-    elif form == "reset":
-        update.sets.append(f"{v} = {update.value(cell(s + decision.step, 'up'))}")
     elif form == "open":
-        update.conditions.append(f"{v} >= {update.value(cell(s, 'up'))}")
-        update.sets.append(f"{v} = {v} + {step}")
+        update.sets.append(f"{v} = {update.value(cell(s + decision.step, 'up'))}")
     elif form == "busy":
         update.conditions.append(
             f"{v} BETWEEN {update.value(cell(s, 'up'))} AND "
-            f"{update.value(cell(s + horizon - decision.step, 'down'))}")
+            f"{update.value(cell(s + decision.window - decision.step, 'down'))}")
         update.sets.append(f"{v} = {v} + {step}")
     elif form == "ticket_issue":
         update.conditions.append(
-            f"{v} > {update.value(cell(max(s, s + horizon - decision.step), 'down'))}")
+            f"{v} > {update.value(cell(max(s, s + decision.window - decision.step), 'down'))}")
         update.sets.append(f"{v} = {v} + {step}")
     elif form == "ticket":
         update.conditions.append(f"{v} >= {update.value(cell(ticket, 'down'))}")

@@ -114,7 +114,7 @@ def test_tenants_and_classes_never_over_admit_in_any_dimension_or_cap(local_aws,
     dimensions and the tenant's caps hold in every window."""
     from guard import TenantShare
 
-    limits = saturating_limits(grant_rate, WORKLOAD, offered_per_refill=10.0)
+    limits = saturating_limits(grant_rate, WORKLOAD, offered_per_refill=20.0)
     caps = {"rpm": max(3.0, limits["rpm"] / 4), "itpm": limits["itpm"] / 8}
     tenants = {"acme": TenantShare(weight=3), "globex": TenantShare(weight=1, **caps)}
     workload = Workload(input_min=50, input_max=150, max_tokens=40, output_min=10, call_s=0.02,
@@ -125,7 +125,8 @@ def test_tenants_and_classes_never_over_admit_in_any_dimension_or_cap(local_aws,
                       {**limits, "tenants": tenants}, processes=4, threads=4,
                       duration_s=DURATION_S, workload=workload)
 
-    assert max(utilisation(result.ledger, limits, DURATION_S).values()) >= 0.9, "not saturated"
+    assert max(utilisation(result.ledger, limits, DURATION_S).values()) >= 0.9, (
+        "not saturated", result.refusals, result.grants)
     assert result.refusals.get("store_unavailable", 0) == 0
     assert set(result.tenant_ledgers) == {"acme", "globex", None}
     for dim, capacity in Limits(**limits).capacities().items():

@@ -175,3 +175,17 @@ def test_background_saturating_never_delays_interactive_beyond_one_second(bucket
     bg = len([s for s, c in run.grants if c.priority == "background" and s >= 30])
     it = len([s for s, c in run.grants if c.priority == "interactive" and s >= 30])
     assert bg >= 0.85 * (90 - it), (bg, it)
+
+
+@pytest.mark.slow
+def test_32_callers_of_one_tenant_share_evenly_across_refusals(bucket_for, clock):
+    """A refused caller keeps its place (its ticket) and is served before its tenant's later
+    arrivals, so no caller loses its turn by coming back at its retry_after."""
+    limits = Limits(**LIMITS_60, tenants={"acme": TenantShare()})
+    make = bucket_for(limits)
+    drained(make, 60)
+    callers = [Caller("acme") for _ in range(32)]
+    simulate(make, clock, callers, 300, call_s=1.0)
+    answers = [c.answered for c in callers]
+    mean_answers = sum(answers) / len(answers)
+    assert min(answers) >= 0.85 * mean_answers and max(answers) <= 1.15 * mean_answers, answers

@@ -8,31 +8,35 @@ the item's size):
 * `v`: the tenant's virtual finish time (epoch seconds). A booking of binding cost `c` seconds
   (the largest of its per-dimension costs) moves it to `max(v, s) + c * W / w`, where `s` is
   the booking's start, `w` the tenant's weight and `W` the weights of the tenants with a
-  pending booking (this one included).
+  pending booking (this one included; the reserve counts as `1 / background_reserve`).
 * `bk`: the latest start (or ticket) the tenant has pending, in whole `ACTIVE_STEP_S`; a
   tenant with `bk > now` is "active" and counts in `W`.
 * `r`, `i`, `o`, `t`: the tenant's own GCRA tats for its caps (requests, input, output,
   Bedrock tokens per minute), charged as of `s` with the bucket's forms.
 
-Admission, when a queue exists (`s > now + slack`) and another tenant is active: a tenant may
-book when `max(v, s) + c * W / w <= s + H`, with `H` the class horizon (interactive: the
-caller's wait; background: `BACKGROUND_HORIZON_S`). It then holds at most `H * w / W` seconds
-of the pending queue, so under contention shares follow weights whatever the caller counts.
-A tenant with nothing pending beyond `s` (`v <= s`) may always book one request; any tenant is
-admitted when there is no queue (work-conserving), its `v` still charged, and a tenant alone
-shares with nobody (`W = w`), so its bookings move `v` as fast as the queue end.
+Admission, when a queue exists (the bucket has no capacity now): a booking's virtual place
+`max(v, s) + c * W / w` must lie within `H` of its start `s`, with `H = min(class horizon,
+c * W / w + FAIR_TOLERANCE_S)` (class horizon: the caller's wait for interactive work,
+`BACKGROUND_HORIZON_S` for background). A tenant with nothing pending beyond `s` (`v <= s`)
+may always book; one with places pending beyond `s` may not. So each tenant's virtual time
+advances `W / w` times faster than the queue end while it books, and under contention it books
+`w / W` of the slots, whatever its caller count (start-time fair queueing over the bucket's
+queue). When there is capacity now, anyone is admitted (work-conserving) and `v` restarts from
+the start: a tenant's use of idle capacity does not count against it later. A tenant alone
+shares with nobody (`W = w`): its virtual time moves as fast as the queue end.
 
-Refused for its share, a caller gets a *ticket*: the write moves `v` on by its cost and returns
-the new `v`, its place in the tenant's virtual queue. A ticket holder is admitted, without
-being charged again, once `ticket <= s + H`; later arrivals of its tenant queue behind it (they
-start from the moved `v`). A lost ticket costs only its tenant. A ticket is void after
-`TICKET_MAX_AGE_S` or once the tenant's `v` was reset below it.
+Refused for its share, or because the whole queue is longer than its wait, a caller gets a
+*ticket*: the write moves `v` on by its cost, marks the tenant active and returns the new `v`,
+its place in the tenant's virtual queue. A ticket holder is admitted, without being charged
+again, once `ticket <= s + H`; later arrivals of its tenant queue behind it (they start from
+the moved `v`), so a deferred request keeps its place. A lost ticket costs only its tenant. A
+ticket is void after `TICKET_MAX_AGE_S`, or once `v` restarted below it (capacity was free).
 
 Background work books at most `BACKGROUND_HORIZON_S` ahead, so it never sits in front of
 interactive work arriving later; when the queue is longer it books through the reserve, a
-pseudo-tenant `~background` whose weight is `background_reserve / (1 - background_reserve)`
-of the active tenants' weights: while interactive work fills the queue, background keeps that
-fraction of the capacity.
+pseudo-tenant `~background` whose bookings advance its virtual time by `c / background_reserve`
+(and the tenants' by `1 / (1 - background_reserve)` more while it is active): while
+interactive work fills the queue, background keeps that fraction of the slots.
 
 The condition of a write names only the acquiring tenant's own fields (a stale `W` is a
 fairness error, never a safety one), and a refusal for fairness or a cap never books a later

@@ -81,8 +81,9 @@ class Grant:
     that may be used at once): send no earlier. `queue_s` is how far ahead it was booked
     (start_at - acquired_at, seconds); `first_attempt` is True when the first write succeeded.
     `tenant` is the tenant the call counted as (None on a bucket without tenants), `priority`
-    its class; `ticket` (epoch seconds) is set on a "fair_share" refusal: the caller's place in
-    its tenant's queue, to pass back to `try_acquire`.
+    its class; `ticket` (epoch seconds) is set on a refusal by a bucket with tenants ("fair_share",
+    or "quota" when the whole queue is longer than the wait): the caller's place in its tenant's
+    queue, to pass back to `try_acquire`.
     """
 
     granted: bool
@@ -227,9 +228,10 @@ class TokenBucket:
         Tenants (`Limits(tenants=...)`, see `guard.fair`): `tenant` names whose share the call
         uses (None: the "default" tenant); `priority` "interactive" (default) or "background"
         (books at most 0.5 s ahead by itself, deeper only through the background reserve). A
-        refusal for the tenant's share (reason "fair_share") carries `grant.ticket`, its place
-        in the tenant's queue: pass it back as `ticket` after `retry_after` and it is admitted
-        without queueing again. A tenant's caps refuse with reason "tenant_cap".
+        refusal for the tenant's share (reason "fair_share"), or for a queue longer than the
+        wait ("quota"), carries `grant.ticket`, its place in the tenant's queue: pass it back as
+        `ticket` after `retry_after` and it is admitted when the queue reaches it, without
+        queueing again. A tenant's caps refuse with reason "tenant_cap" (no ticket).
 
         Never blocks and never raises for store trouble: a DynamoDB error refuses with reason
         "store_unavailable". Raises `BucketRequestError` for negative or non-integer amounts,

@@ -18,6 +18,10 @@ attribute).
   first_received_at now, transcript and model kept, dlq_reason/dead_lettered_at removed) and
   deletes the DLQ message only after the send succeeded. Malformed originals (raw_body, or a
   request that is not a JSON object) are not redriven: they are reported and stay.
+* A message over the queue's size limit is a claim check ({"s3_payload": {bucket, key, ...},
+  "request_id", "tenant", and for a dead letter "dlq_reason" and "dead_lettered_at"): list,
+  inspect and redrive follow it to the payload bucket (`agent.payloads`), and a redriven
+  envelope that is still too large goes back as a new claim check in the same bucket.
 * --stack finds the queue URLs in the stack's outputs (DeadLetterQueueUrl, WorkQueueUrl);
   --endpoint-url (or AWS_ENDPOINT_URL) points at local AWS (`python -m local.demo.deploy --keep`
   prints it). --local out/demo/dead_letters.json lists and inspects what a demo run left.
@@ -40,6 +44,8 @@ from typing import Any, Callable, Iterable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from agent.payloads import (MAX_INLINE_MESSAGE_BYTES, POINTER, PayloadError, PayloadStore,
+                            fit_text, pointer_of)
 from cli import aws
 from cli.table import aligned, cut
 from stacks import outputs
@@ -61,25 +67,37 @@ class DlqError(Exception):
 
 @dataclass
 class DeadLetter:
-    """One DLQ message, as received."""
+    """One DLQ message, as received. `payloads`: where a claim check's body is read (None:
+    claim checks are shown as they are and not redriven)."""
 
     message_id: str
     receipt_handle: str
     text: str
     attributes: dict
     message_attributes: dict
+    payloads: PayloadStore | None = None
 
     @cached_property
     def body(self) -> Any:
+        """The parsed body; a claim check's stored body with the dead letter's own fields."""
         try:
-            return json.loads(self.text)
+            body = json.loads(self.text)
         except (ValueError, TypeError):
             return None
+        if pointer_of(body) is None or self.payloads is None:
+            return body
+        try:
+            stored = json.loads(self.payloads.get(body))
+        except (PayloadError, ValueError) as err:
+            return {**body, "claim_check_error": str(err)}
+        if not isinstance(stored, dict):
+            return body
+        return {**stored, **{k: body[k] for k in DLQ_FIELDS if k in body}}
 
     @property
     def request(self) -> dict | None:
         body = self.body
-        if not isinstance(body, dict) or "raw_body" in body:
+        if not isinstance(body, dict) or "raw_body" in body or POINTER in body:
             return None
         request = body.get("request") if "request" in body else \
             {k: v for k, v in body.items() if k not in DLQ_FIELDS}
@@ -109,7 +127,9 @@ class DeadLetter:
         return iso(body.get("dead_lettered_at") if isinstance(body, dict) else None)
 
     def summary(self) -> dict:
-        body, request = self.body, self.request or {}
+        body = self.body
+        # an unread claim check names its request at the top level
+        request = self.request or (body if isinstance(body, dict) and POINTER in body else {})
         deferrals = body.get("deferrals") if isinstance(body, dict) else None
         return {"message_id": self.message_id, "request_id": request.get("request_id"),
                 "tenant": request.get("tenant"), "reason": self.reason,
@@ -140,12 +160,13 @@ def resolve_queue_urls(cloudformation: Any, stack_name: str) -> tuple[str, str]:
 
 def scan(sqs: Any, queue_url: str, *, visibility_s: int = SCAN_VISIBILITY_S,
          wait_s: int = 1, max_messages: int = MAX_SCAN,
-         stop_when: Callable[[list[DeadLetter]], bool] | None = None) -> list[DeadLetter]:
+         stop_when: Callable[[list[DeadLetter]], bool] | None = None,
+         payloads: PayloadStore | None = None) -> list[DeadLetter]:
     """Receive every visible message once, keeping each hidden for `visibility_s` s so the next
     receive returns others. The caller must `release` (or delete) what this returns.
     Stops at an empty receive (long polling asks every SQS server), at a receive of only
     messages already seen (their visibility ran out), at `max_messages` or when `stop_when`
-    says so."""
+    says so. `payloads`: where the letters read their claim checks."""
     found: dict[str, DeadLetter] = {}
     try:
         while len(found) < max_messages:
@@ -157,7 +178,7 @@ def scan(sqs: Any, queue_url: str, *, visibility_s: int = SCAN_VISIBILITY_S,
             for message in messages:
                 letter = DeadLetter(message["MessageId"], message["ReceiptHandle"],
                                     message.get("Body", ""), message.get("Attributes") or {},
-                                    message.get("MessageAttributes") or {})
+                                    message.get("MessageAttributes") or {}, payloads)
                 if letter.message_id not in found:
                     new += 1
                 found[letter.message_id] = letter  # the newest receipt handle counts
@@ -183,10 +204,11 @@ def release(sqs: Any, queue_url: str, letters: Iterable[DeadLetter]) -> list[str
     return failed
 
 
-def list_dead_letters(sqs: Any, dlq_url: str, *, wait_s: int = 1) -> list[DeadLetter]:
+def list_dead_letters(sqs: Any, dlq_url: str, *, wait_s: int = 1,
+                      payloads: PayloadStore | None = None) -> list[DeadLetter]:
     """Every visible DLQ message, left in the queue and visible again (`wait_s`: the long poll
     of each receive, seconds)."""
-    letters = scan(sqs, dlq_url, wait_s=wait_s)
+    letters = scan(sqs, dlq_url, wait_s=wait_s, payloads=payloads)
     release(sqs, dlq_url, letters)
     return letters
 
@@ -212,10 +234,11 @@ def shorten(body: Any, *, full: bool = False) -> Any:
     return body
 
 
-def inspect(sqs: Any, dlq_url: str, message_id: str, *, full: bool = False) -> dict | None:
+def inspect(sqs: Any, dlq_url: str, message_id: str, *, full: bool = False,
+            payloads: PayloadStore | None = None) -> dict | None:
     """One message in full (None when not in the queue); it stays in the queue."""
     letters = scan(sqs, dlq_url, stop_when=lambda seen: any(
-        letter.message_id == message_id for letter in seen))
+        letter.message_id == message_id for letter in seen), payloads=payloads)
     release(sqs, dlq_url, letters)
     for letter in letters:
         if letter.message_id == message_id:
@@ -239,6 +262,9 @@ def redrive_envelope(letter: DeadLetter, now: float) -> dict:
         raise NotRedrivable("malformed original: the body is not a JSON object")
     if "raw_body" in body:
         raise NotRedrivable("malformed original (raw_body): not redriven")
+    if POINTER in body:
+        raise NotRedrivable("claim check not read: "
+                            + body.get("claim_check_error", "no payload bucket client"))
     if letter.request is None:
         raise NotRedrivable("malformed original: its request is not a non-empty JSON object")
     clean = {k: v for k, v in body.items() if k not in DLQ_FIELDS}
@@ -246,6 +272,17 @@ def redrive_envelope(letter: DeadLetter, now: float) -> dict:
     envelope["deferrals"] = 0
     envelope["first_received_at"] = now
     return envelope
+
+
+def _work_body(letter: DeadLetter, envelope: dict) -> str:
+    """The work-queue body of a redrive: the envelope, or a new claim check in the bucket the
+    dead letter's own claim check named when it is too large to send inline."""
+    original = pointer_of(json.loads(letter.text))
+    store = None if original is None or letter.payloads is None else PayloadStore(
+        letter.payloads.s3, original["bucket"], letter.payloads.clock)
+    request = envelope["request"]
+    return fit_text(store, envelope, limit=MAX_INLINE_MESSAGE_BYTES, kind="queue",
+                    tenant=str(request.get("tenant")), request_id=str(request.get("request_id")))
 
 
 @dataclass
@@ -265,7 +302,8 @@ class RedriveReport:
 
 
 def redrive(sqs: Any, dlq_url: str, work_queue_url: str, *, ids: Iterable[str] | None = None,
-            every: bool = False, now: Callable[[], float] = time.time) -> RedriveReport:
+            every: bool = False, now: Callable[[], float] = time.time,
+            payloads: PayloadStore | None = None) -> RedriveReport:
     """Move the chosen DLQ messages (`ids`, or all with `every`) back to the work queue.
 
     Each message is deleted from the DLQ only after its send succeeded; malformed ones stay
@@ -274,7 +312,8 @@ def redrive(sqs: Any, dlq_url: str, work_queue_url: str, *, ids: Iterable[str] |
     if wanted is not None and not wanted:
         raise DlqError("redrive needs --id MESSAGE_ID ... or --all")
     stop = None if wanted is None else (lambda seen: set(wanted) <= {s.message_id for s in seen})
-    letters = scan(sqs, dlq_url, visibility_s=REDRIVE_VISIBILITY_S, stop_when=stop)
+    letters = scan(sqs, dlq_url, visibility_s=REDRIVE_VISIBILITY_S, stop_when=stop,
+                   payloads=payloads)
     chosen = [s for s in letters if wanted is None or s.message_id in wanted]
     report = RedriveReport([], [], [], [])
     if wanted is not None:
@@ -292,7 +331,7 @@ def redrive(sqs: Any, dlq_url: str, work_queue_url: str, *, ids: Iterable[str] |
             continue
         try:
             sent = sqs.send_message(QueueUrl=work_queue_url,
-                                    MessageBody=json.dumps(envelope, default=str))
+                                    MessageBody=_work_body(letter, envelope))
         except Exception as err:  # noqa: BLE001 - reported; the message stays in the DLQ
             report.failed.append({**summary, "why": f"send failed: {err}"})
             to_release.append(letter)
@@ -408,9 +447,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, *, sqs: Any = None, cloudformation: Any = None,
-         now: Callable[[], float] = time.time, out=None, err=None) -> int:
-    """Run the command; returns the exit status. `sqs` / `cloudformation` replace the boto3
-    clients main() would build."""
+         s3: Any = None, now: Callable[[], float] = time.time, out=None, err=None) -> int:
+    """Run the command; returns the exit status. `sqs` / `cloudformation` / `s3` (claim
+    checks) replace the boto3 clients main() would build."""
     out, err = out or sys.stdout, err or sys.stderr
     args = parser().parse_args(argv)
     try:
@@ -427,22 +466,26 @@ def main(argv: list[str] | None = None, *, sqs: Any = None, cloudformation: Any 
         if args.command == "redrive" and not args.stack and not args.work_queue_url:
             raise DlqError("redrive needs --work-queue-url URL (or --stack)")
         if sqs is None or (args.stack and cloudformation is None):
-            made = aws.clients(("sqs", "cloudformation"), region=args.region,
+            made = aws.clients(("sqs", "cloudformation", "s3"), region=args.region,
                                endpoint_url=args.endpoint_url)
             sqs = sqs or made["sqs"]
             cloudformation = cloudformation or made["cloudformation"]
+            s3 = s3 or made["s3"]
         if args.stack:
             dlq_url, work_url = resolve_queue_urls(cloudformation, args.stack)
         elif not args.local:
             dlq_url, work_url = args.queue_url, args.work_queue_url
+        # a claim check names its bucket: the store only needs the client
+        payloads = PayloadStore(s3, None, now) if s3 is not None else None
 
         if args.command == "list":
-            letters = list_dead_letters(sqs, dlq_url)
+            letters = list_dead_letters(sqs, dlq_url, payloads=payloads)
             print(json.dumps([s.summary() for s in letters], indent=2) if args.json
                   else render_list(letters), file=out)
             return 0
         if args.command == "inspect":
-            found = inspect(sqs, dlq_url, args.message_id, full=args.full)
+            found = inspect(sqs, dlq_url, args.message_id, full=args.full,
+                            payloads=payloads)
             if found is None:
                 print(f"message {args.message_id} is not in the dead-letter queue (or another "
                       "consumer holds it right now)", file=err)
@@ -457,7 +500,8 @@ def main(argv: list[str] | None = None, *, sqs: Any = None, cloudformation: Any 
                 print(json.dumps(found["body"], indent=2, default=str)
                       if not isinstance(found["body"], str) else found["body"], file=out)
             return 0
-        report = redrive(sqs, dlq_url, work_url, ids=args.ids, every=args.all, now=now)
+        report = redrive(sqs, dlq_url, work_url, ids=args.ids, every=args.all, now=now,
+                         payloads=payloads)
         print(json.dumps(report.to_json(), indent=2, default=str) if args.json
               else render_redrive(report), file=out)
         return 0 if report.ok else 1

@@ -37,6 +37,8 @@ class AgentResources:
     api_key_secret_arn: str | None = None
     #: Bedrock: inference profile id -> (foundation model id, regions it routes to)
     bedrock_profiles: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+    #: the payload bucket (claim checks for answers and messages too large to keep inline)
+    payload_bucket_arn: str | None = None
 
 
 def agent_statements(r: AgentResources) -> list[iam.PolicyStatement]:
@@ -103,7 +105,8 @@ def agent_statements(r: AgentResources) -> list[iam.PolicyStatement]:
                 # on the function's behalf, never to decrypt arbitrary ciphertext directly.
                 "StringEquals": {"kms:ViaService": [
                     f"dynamodb.{r.region}.amazonaws.com", f"sqs.{r.region}.amazonaws.com",
-                    f"secretsmanager.{r.region}.amazonaws.com"]},
+                    f"secretsmanager.{r.region}.amazonaws.com"] + (
+                    [f"s3.{r.region}.amazonaws.com"] if r.payload_bucket_arn else [])},
             }),
         iam.PolicyStatement(
             sid="AssumeToolRoleForOneRequest",
@@ -142,8 +145,25 @@ def agent_statements(r: AgentResources) -> list[iam.PolicyStatement]:
                 # secretsmanager:VersionStage: only the current key, not staged or old ones.
                 "StringEquals": {"secretsmanager:VersionStage": "AWSCURRENT"},
             }))
+    if r.payload_bucket_arn:
+        statements.append(payload_statement(r))
     statements += bedrock_statements(r)
     return statements
+
+
+def payload_statement(r: AgentResources) -> iam.PolicyStatement:
+    """Claim checks: put and read objects under the payload bucket's three prefixes (answers,
+    work-queue messages, dead letters); no list, no delete (the lifecycle expires them)."""
+    return iam.PolicyStatement(
+        sid="PayloadClaimChecks",
+        actions=["s3:PutObject", "s3:GetObject"],
+        resources=[f"{r.payload_bucket_arn}/{prefix}/*" for prefix in ("results", "queue",
+                                                                          "dlq")],
+        conditions={
+            # aws:ResourceAccount: only this account's bucket, so a payload never goes to a
+            # bucket of the same name in another account (a deleted and re-created name).
+            "StringEquals": {"aws:ResourceAccount": r.account},
+        })
 
 
 def bedrock_statements(r: AgentResources) -> list[iam.PolicyStatement]:

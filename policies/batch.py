@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from aws_cdk import aws_iam as iam
 
+from agent.batch.state import OPEN_INDEX
+
 
 @dataclass(frozen=True)
 class BatchResources:
@@ -84,10 +86,12 @@ def collector_statements(r: BatchResources, log_group_arn: str) -> list[iam.Poli
             resources=[r.batch_dlq_arn]),
         iam.PolicyStatement(
             sid="CollectorBatchState",
-            # claims and intents (conditional puts/updates), items (BatchWriteItem), resume.
+            # claims and intents (conditional puts/updates), items (BatchWriteItem: written,
+            # and dropped when their intent is never recorded), resume (the open index).
             actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
                      "dynamodb:BatchWriteItem", "dynamodb:Query"],
-            resources=[r.batch_table_arn]),
+            resources=[r.batch_table_arn, _open_index(r)]),
+        _error_answers(r, "CollectorErrorAnswers"),
     ] + _common(r, "Collector")
 
 
@@ -100,19 +104,29 @@ def poller_statements(r: BatchResources, log_group_arn: str) -> list[iam.PolicyS
             resources=[r.batch_queue_arn, r.batch_dlq_arn]),
         iam.PolicyStatement(
             sid="PollerBatchState",
-            # intents and items: read, mark outcomes, close (no puts, no deletes).
+            # intents and items: read (open intents through the open index), mark outcomes,
+            # close (no puts, no deletes).
             actions=["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"],
-            resources=[r.batch_table_arn]),
-        iam.PolicyStatement(
-            sid="PollerStoreAnswers",
-            actions=["dynamodb:PutItem"],
-            resources=[r.results_table_arn],
-            conditions={
-                # dynamodb:LeadingKeys: results only under the configured tenants' keys
-                # ("<tenant>/<request id>"), not arbitrary items of the results table.
-                "ForAllValues:StringLike": {"dynamodb:LeadingKeys": [
-                    f"{tenant}/*" for tenant in r.tenants]}}),
+            resources=[r.batch_table_arn, _open_index(r)]),
+        _error_answers(r, "PollerStoreAnswers"),
     ] + _common(r, "Poller")
+
+
+def _open_index(r: BatchResources) -> str:
+    return f"{r.batch_table_arn}/index/{OPEN_INDEX}"
+
+
+def _error_answers(r: BatchResources, sid: str) -> iam.PolicyStatement:
+    """Answers (the poller) and error answers of dead letters (both) in the results table."""
+    return iam.PolicyStatement(
+        sid=sid,
+        actions=["dynamodb:PutItem"],
+        resources=[r.results_table_arn],
+        conditions={
+            # dynamodb:LeadingKeys: results only under the configured tenants' keys
+            # ("<tenant>/<request id>"), not arbitrary items of the results table.
+            "ForAllValues:StringLike": {"dynamodb:LeadingKeys": [
+                f"{tenant}/*" for tenant in r.tenants]}})
 
 
 def _with_log_group(r: BatchResources, log_group_arn: str) -> BatchResources:

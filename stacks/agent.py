@@ -14,13 +14,14 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from agent.contract import (DOCUMENTS_PREFIX, NAMESPACE, Env, encode_models,
-                            encode_tenant_shares)
+from agent.contract import DOCUMENTS_PREFIX, NAMESPACE, Env, TenantSpec, encode_models, \
+    encode_tenants
 from agent.mcp.config import McpSettings
 from agent.tools import ToolPrefix, ToolResources, declared_needs
 from policies.agent import AgentResources, agent_statements
 from policies.batch import agent_batch_statement
 from policies.boundary import service_trust
+from policies.callers import caller_permissions, producer_key_statement, work_queue_statements
 from policies.mcp import (builtin_outside_mcp, denied_action_patterns, mcp_agent_statements,
                           mcp_allow_statements, mcp_boundary_statements, mcp_deny_statement)
 from policies.tool_role import (tool_data_key_statement, tool_permission_statements,
@@ -57,8 +58,12 @@ class AgentProps:
     mcp: McpSettings
     #: bring your own Anthropic API key secret (None: the construct creates one)
     api_key_secret_arn: str | None = None
-    #: tenant -> guard.TenantShare (TENANT_SHARES); None: the buckets do not share by tenant
-    tenant_shares: dict | None = None
+    #: the tenants and the IAM roles bound to them (empty: `tenants`, unbound)
+    tenant_specs: tuple[TenantSpec, ...] = ()
+    #: IAM role ARNs trusted to invoke the function directly
+    trusted_invokers: tuple[str, ...] = ()
+    #: IAM role ARNs that may send to the work queue besides the agent role
+    trusted_producers: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "AgentProps":
@@ -67,14 +72,15 @@ class AgentProps:
             models=tuple(settings.models.values()), default_model=settings.default_model,
             degrade_model=settings.degrade_model, overflow_policy=settings.overflow_policy,
             scheduling=settings.scheduling, tenants=settings.tenants,
-            tenant_shares=settings.tenant_shares,
             agent_name=settings.agent_name, max_deferrals=settings.max_deferrals,
             max_deferral_age_s=settings.max_deferral_age_s,
             allowed_regions=settings.allowed_regions,
             reserved_concurrency=settings.reserved_concurrency,
             queue_max_concurrency=settings.queue_max_concurrency,
             log_retention_days=settings.log_retention_days, mcp=settings.mcp,
-            api_key_secret_arn=settings.api_key_secret_arn)
+            api_key_secret_arn=settings.api_key_secret_arn,
+            tenant_specs=settings.tenant_specs, trusted_invokers=settings.trusted_invokers,
+            trusted_producers=settings.trusted_producers)
 
     @property
     def bedrock_profiles(self) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
@@ -122,6 +128,7 @@ class AgentFunction(Construct):
         self._function(props, key, self._environment(props, state, needs, batch_queue),
                        agent_policy)
         self._work_queue_source(props, state, agent_policy)
+        self._callers(props, state, key)
 
     def _api_key_secret(self, props: AgentProps, key: kms.IKey,
                         removal: RemovalPolicy) -> secretsmanager.ISecret | None:
@@ -221,7 +228,8 @@ class AgentFunction(Construct):
             log_group_arn=self.log_group.log_group_arn,
             allowed_regions=props.allowed_regions,
             api_key_secret_arn=self.secret.secret_arn if self.secret else None,
-            bedrock_profiles=props.bedrock_profiles)
+            bedrock_profiles=props.bedrock_profiles,
+            payload_bucket_arn=state.payloads.bucket_arn)
         statements = agent_statements(agent_resources) + mcp_agent_statements(
             server.auth["secret_arn"] for server in mcp.servers.values()
             if server.auth["type"] == "bearer")
@@ -249,9 +257,8 @@ class AgentFunction(Construct):
             Env.DEFAULT_MODEL: props.default_model,
             Env.OVERFLOW_POLICY: props.overflow_policy,
             Env.SCHEDULING: props.scheduling,
-            Env.TENANTS: ",".join(props.tenants),
-            **({Env.TENANT_SHARES: encode_tenant_shares(props.tenant_shares)}
-               if props.tenant_shares is not None else {}),
+            Env.TENANTS: encode_tenants(props.tenant_specs or tuple(
+                TenantSpec(name=name) for name in props.tenants)),
             Env.BUCKET_TABLE: state.bucket_table.table_name,
             Env.RESULTS_TABLE: state.results_table.table_name,
             Env.IDEMPOTENCY_TABLE: state.idempotency_table.table_name,
@@ -260,6 +267,7 @@ class AgentFunction(Construct):
             Env.DOCS_PREFIX: DOCUMENTS_PREFIX,
             Env.WORK_QUEUE_URL: state.work_queue.queue_url,
             Env.DLQ_URL: state.dead_letter_queue.queue_url,
+            Env.PAYLOAD_BUCKET: state.payloads.bucket_name,
             Env.TOOL_ROLE_ARN: self._tool_role_arn,
             Env.AGENT_NAME: props.agent_name,
             Env.MAX_DEFERRALS: str(props.max_deferrals),
@@ -307,3 +315,26 @@ class AgentFunction(Construct):
             report_batch_item_failures=True,
             max_concurrency=props.queue_max_concurrency)
         mapping.node.add_dependency(agent_policy)
+
+    def _callers(self, props: AgentProps, state: AgentState, key: kms.IKey) -> None:
+        """Who may call the agent (`policies.callers`): cross-account tenant roles through the
+        Function URL, cross-account trusted invokers directly (Lambda permissions on the
+        alias), and who may send work to the queue (its policy; cross-account producers also
+        in the data key's policy, when the stack owns the key)."""
+        stack = Stack.of(self)
+        principals = [p for spec in props.tenant_specs for p in spec.principals]
+        for permission in caller_permissions(principals, props.trusted_invokers,
+                                             stack.account):
+            self.alias.add_permission(
+                permission.id, principal=iam.ArnPrincipal(permission.principal),
+                action=permission.action,
+                function_url_auth_type=(lambda_.FunctionUrlAuthType.AWS_IAM
+                                        if permission.function_url_auth_type else None),
+                invoked_via_function_url=permission.invoked_via_function_url)
+        for statement in work_queue_statements(state.work_queue.queue_arn, self.role.role_arn,
+                                               props.trusted_producers):
+            state.work_queue.add_to_resource_policy(statement)
+        key_statement = producer_key_statement(props.trusted_producers, stack.account,
+                                               stack.region)
+        if key_statement is not None:
+            key.add_to_resource_policy(key_statement)  # an existing key is left as it is

@@ -15,7 +15,9 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from agent.batch.state import OPEN_INDEX, OPEN_KEY, TTL_ATTRIBUTE
 from agent.contract import BATCH_BUCKET_ID, NAMESPACE, Env, encode_models
+from agent.payloads import MAX_SQS_MESSAGE_BYTES
 from policies.batch import BatchResources, collector_statements, poller_statements
 from policies.boundary import service_trust
 
@@ -35,14 +37,17 @@ class BatchState(Construct):
         self.dead_letter_queue = sqs.Queue(
             self, "DeadLetterQueue", encryption=sqs.QueueEncryption.KMS,
             encryption_master_key=key, enforce_ssl=True, retention_period=Duration.days(14),
-            removal_policy=removal)
+            removal_policy=removal, max_message_size_bytes=MAX_SQS_MESSAGE_BYTES)
         self.queue = sqs.Queue(
             self, "Queue", encryption=sqs.QueueEncryption.KMS, encryption_master_key=key,
             enforce_ssl=True, visibility_timeout=Duration.minutes(15),
+            max_message_size_bytes=MAX_SQS_MESSAGE_BYTES,
             retention_period=Duration.days(4), removal_policy=removal,
             # A backstop: the collector and poller dead-letter with a reason themselves.
             dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=50,
                                                   queue=self.dead_letter_queue))
+        # Schema as `agent.batch.state.ensure_batch_table`: finished rows expire (TTL); open
+        # intents are read through a sparse index, so no run reads the history.
         self.table = dynamodb.Table(
             self, "Table",
             partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
@@ -51,7 +56,13 @@ class BatchState(Construct):
             encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED, encryption_key=key,
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=True),
+            time_to_live_attribute=TTL_ATTRIBUTE,
             deletion_protection=prod, removal_policy=removal)
+        self.table.add_global_secondary_index(
+            index_name=OPEN_INDEX,
+            partition_key=dynamodb.Attribute(name=OPEN_KEY, type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
+            projection_type=dynamodb.ProjectionType.KEYS_ONLY)
 
 
 class BatchFunctions(Construct):

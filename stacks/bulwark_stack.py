@@ -111,6 +111,7 @@ class BulwarkStack(Stack):
 
         self._acknowledge()
         self._acknowledge_batch()
+        self._acknowledge_payloads()
         self._outputs()
         Tags.of(self).add("bulwark:stage", settings.stage)
         Tags.of(self).add("bulwark:agent", settings.agent_name)
@@ -171,6 +172,16 @@ class BulwarkStack(Stack):
                          "DynamoDB, SQS, KMS, Secrets Manager) under IAM.")
         _ack(self.batch_state.dead_letter_queue, "Serverless-SQSRedrivePolicy",
              "This queue is the batch lane's dead-letter queue.")
+
+    def _acknowledge_payloads(self) -> None:
+        """The agent's claim checks: objects under the payload bucket's prefixes."""
+        bucket = self.get_logical_id(self.state.payloads.node.default_child)
+        reason = ("Claim-check objects are named by request (<prefix>/<tenant>/<request id>/"
+                  "<uuid>.json) when written: the grant is one prefix per purpose, in this "
+                  "account's bucket only (aws:ResourceAccount).")
+        for prefix in ("results", "queue", "dlq"):
+            for scope in (self.agent.node.find_child("AgentPolicy"), self.boundary.policy):
+                _ack(scope, _iam5(f"<{bucket}.Arn>/{prefix}/*"), reason)
 
     def _acknowledge(self) -> None:
         """Policy-check findings accepted on purpose, each on the narrowest scope, with why."""

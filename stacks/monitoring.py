@@ -7,7 +7,9 @@ Alarms are built through cdk-monitoring-constructs (`MonitoringFacade`) so every
 shares the SNS action, the naming prefix and a place on the dashboard; the overview widgets
 that need two axes and quota annotations are plain CloudWatch `GraphWidget`s added to the same
 dashboard. The few alarms outside the facade's monitors (batch lane, AccessDenied) are kept in
-`alarms` too and notify the same topic.
+`alarms` too and notify the same topic. The thresholds that learn (anomaly bands, the quota
+forecast, SLO burn rates) are constructs of their own (`stacks.anomaly`, `stacks.forecast`,
+`stacks.slo`) composed here with the same topic, name prefix and dashboard.
 """
 
 from __future__ import annotations
@@ -39,10 +41,18 @@ from cdk_monitoring_constructs import (
 )
 from constructs import Construct
 
-from agent.contract import DIMENSION, METRICS, NAMESPACE, ModelSpec
+# DIMENSION and NAMESPACE are re-exported: callers read the dashboard's metric identity here
+from agent.contract import DIMENSION, NAMESPACE, ModelSpec  # noqa: F401
 from guard.client import MAX_GRANT_AGE_S
 
+from .anomaly import AnomalyBands
+from .forecast import QuotaForecast
+from .metrics import metric as _metric
+from .metrics import per_model as _per_model
+from .metrics import rate as _rate
+from .metrics import share as _share
 from .settings import AlarmSettings
+from .slo import SuccessSlo
 
 ALARM_KEY = "bulwark_alarm"  # custom_params key naming each alarm in `Monitoring.alarms`
 
@@ -53,35 +63,6 @@ _TEN_SECONDS = Duration.seconds(10)
 _STAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 
 
-def _metric(name: str, model_id: str, statistic: str, period: Duration,
-            label: str | None = None) -> cloudwatch.Metric:
-    """One contract-4 metric of one model (KeyError for a name the Lambda does not emit)."""
-    if name not in METRICS:
-        raise KeyError(f"{name} is not a metric of agent.contract.METRICS")
-    return cloudwatch.Metric(namespace=NAMESPACE, metric_name=name,
-                             dimensions_map={DIMENSION: model_id}, statistic=statistic,
-                             period=period, label=label or name)
-
-
-def _per_model(models: list[ModelSpec], name: str, statistic: str,
-               period: Duration) -> list[cloudwatch.Metric]:
-    """One metric for each model, labelled "<name> <model_id>"."""
-    return [_metric(name, m.model_id, statistic, period, f"{name} {m.model_id}")
-            for m in models]
-
-
-def _rate(expression: str, using: dict[str, cloudwatch.IMetric], label: str,
-          period: Duration) -> cloudwatch.MathExpression:
-    return cloudwatch.MathExpression(expression=expression, using_metrics=using, label=label,
-                                     period=period)
-
-
-def _share(part: str, whole: list[str]) -> str:
-    """`100 * part / sum(whole)` with missing datapoints as 0 and no division by zero."""
-    total = " + ".join(f"FILL({m}, 0)" for m in whole)
-    return f"IF(({total}) > 0, 100 * FILL({part}, 0) / ({total}), 0)"
-
-
 class Monitoring(Construct):
     """Contract-4 alarms (to a KMS-encrypted SNS topic) and the Bulwark dashboard.
 
@@ -89,7 +70,11 @@ class Monitoring(Construct):
     (MonitoringFacade), `dashboard` (cloudwatch.Dashboard) and `alarms` (name -> Alarm), where
     names are "<Kind>/<model_id>" for per-model alarms and "DeadLetterQueueNotEmpty",
     "LambdaErrors", "LambdaThrottles" for the rest; `add_batch_lane` adds "Batch..." names and
-    `add_access_denied_alarm` "AccessDenied".
+    `add_access_denied_alarm` "AccessDenied". The thresholds that learn add
+    "<Kind>Band/<model_id>" (`stacks.anomaly`), "QuotaForecast/<model_id>"
+    (`stacks.forecast`), the composite "SloFastBurn/<lane>/<model_id>" and
+    "SloSlowBurn/<lane>/<model_id>" and their windows "SloFastBurnLong/<lane>/<model_id>",
+    ...Short/... (`stacks.slo`); `bands`, `forecast` and `slo` are those constructs.
     """
 
     def __init__(self, scope: Construct, id: str, *, stage: str,
@@ -174,9 +159,53 @@ class Monitoring(Construct):
             self._model_alarms(model.model_id, alarm_settings)
         self._platform_alarms(function, work_queue, dead_letter_queue, bucket_table)
 
-        self.alarms: dict[str, cloudwatch.Alarm] = {}
+        self.alarms: dict[str, cloudwatch.AlarmBase] = {}
         for created in self.facade.created_alarms():
             self.alarms[created.custom_params[ALARM_KEY]] = created.alarm
+        self._learned_thresholds(models, alarm_settings, bucket_table)
+
+    # --- thresholds that learn: bands, forecast, SLO burn rates, hot keys -------------------
+    def _learned_thresholds(self, models: list[ModelSpec], t: AlarmSettings,
+                            bucket_table: dynamodb.ITable) -> None:
+        """Anomaly bands (`stacks.anomaly`), the quota forecast (`stacks.forecast`) and the
+        interactive lane's SLO burn rates (`stacks.slo`; `add_batch_lane` adds the batch
+        lane's), their graphs on the dashboard, and Contributor Insights on the bucket table.
+        Their alarms join `alarms` under the keys each construct documents."""
+        common = {"topic": self.alarm_topic, "name_prefix": self._alarm_name_prefix}
+        self.bands = AnomalyBands(self, "Bands", models=models, settings=t.anomaly, **common)
+        self.forecast = QuotaForecast(self, "Forecast", models=models, settings=t.forecast,
+                                      **common)
+        self.slo = SuccessSlo(self, "Slo", settings=t.slo, **common)
+        for m in models:
+            self.slo.add_lane(
+                "interactive", m.model_id,
+                good={"succeeded": _metric("Succeeded", m.model_id, "Sum", _FIVE_MINUTES)},
+                bad={"failed": _metric("Failed", m.model_id, "Sum", _FIVE_MINUTES)})
+        self.facade.add_large_header("Thresholds that learn")
+        for widget in [*self.forecast.widgets, *self.slo.widgets, *self.bands.widgets]:
+            self.facade.add_widget(widget)
+        for construct in (self.bands, self.forecast, self.slo):
+            self.alarms.update(construct.alarms)
+        self.alarms.update(self.slo.windows)  # no actions: the composites above notify
+        self._contributor_insights(bucket_table, t.contributor_insights)
+
+    def _contributor_insights(self, table: dynamodb.ITable, mode: str) -> None:
+        """CloudWatch Contributor Insights on the bucket table: which bucket items (models,
+        tenants) take the writes or the throttles. Cost: $0.50 per rule per month (2 rules:
+        the table has a partition key only) plus $0.03 per million events the rules match;
+        throttled_keys matches only throttled requests (about nothing in normal operation),
+        accessed_and_throttled_keys every acquire and settle (about 2 events per request)."""
+        if mode == "off":
+            return
+        resource = table.node.default_child
+        if not isinstance(resource, dynamodb.CfnTable):
+            Annotations.of(self).add_warning_v2(
+                "bulwark:ContributorInsights",
+                "The bucket table is imported: enable Contributor Insights where it is defined.")
+            return
+        resource.contributor_insights_specification = \
+            dynamodb.CfnTable.ContributorInsightsSpecificationProperty(
+                enabled=True, mode=mode.upper())
 
     # --- alarms ---------------------------------------------------------------------------
     @staticmethod
@@ -315,7 +344,8 @@ class Monitoring(Construct):
 
         widgets: list[cloudwatch.IWidget] = [
             graph("Requests (per minute)",
-                  per_model("Requests") + per_model("Succeeded") + per_model("Failed")),
+                  per_model("Requests") + per_model("Succeeded") + per_model("Failed")
+                  + per_model("DeadLettered")),
             graph("Throttles (per minute)",
                   per_model("LocalThrottles") + per_model("Deferred") + per_model("Degraded")
                   + per_model("Rejected"),
@@ -513,6 +543,21 @@ class Monitoring(Construct):
         self.facade.monitor_sqs_queue_with_dlq(
             queue=queue, dead_letter_queue=dead_letter_queue,
             human_readable_name="Batch queue", alarm_friendly_name="BatchQueue")
+        self._batch_slo(models)
+
+    def _batch_slo(self, models: list[str]) -> None:
+        """The batch lane's SLO burn rates: items succeeded against errored or expired."""
+        before = set(self.slo.alarms) | set(self.slo.windows)
+        for model_id in models:
+            self.slo.add_lane(
+                "batch", model_id,
+                good={"succeeded": _metric("BatchSucceeded", model_id, "Sum", _FIVE_MINUTES)},
+                bad={"errored": _metric("BatchErrored", model_id, "Sum", _FIVE_MINUTES),
+                     "expired": _metric("BatchExpired", model_id, "Sum", _FIVE_MINUTES)})
+        for widget in self.slo.widgets[-len(models):]:
+            self.facade.add_widget(widget)
+        self.alarms.update({k: v for k, v in {**self.slo.alarms, **self.slo.windows}.items()
+                            if k not in before})
 
     # --- the audit trail's AccessDenied count -------------------------------------------------
     def add_access_denied_alarm(self, metric_filter: logs.MetricFilter) -> None:

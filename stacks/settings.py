@@ -30,9 +30,10 @@ from typing import Any, Callable, Mapping
 from agent.contract import (CACHE_READ_PRICE_FACTOR, CACHE_WRITE_PRICE_FACTOR,
                             DEFAULT_AGENT_NAME, DEFAULT_CONTEXT_WINDOW,
                             DEFAULT_MAX_OUTPUT_TOKENS, OVERFLOW_POLICIES, PROVIDERS,
-                            SCHEDULING_MODES, TENANT_PATTERN, ModelSpec, Prices)
+                            ROLE_ARN_PATTERN, SCHEDULING_MODES, TENANT_PATTERN, FieldError,
+                            ModelSpec, Prices, TenantSpec)
 from agent.mcp.config import McpConfigError, McpSettings, load_mcp_settings
-from guard.limits import Limits, LimitsError, TenantShare
+from guard.limits import Limits, LimitsError
 from guard.tiers import ANTHROPIC_TIERS, BATCH_TIERS, FAMILIES, family_of
 
 STAGES = ("dev", "prod")
@@ -207,6 +208,23 @@ def positive(problems: Problems, key: str, value: Any):
     return amount
 
 
+_ROLE_ARNS = ("IAM role ARNs such as arn:aws:iam::111122223333:role/AppRole (not users, "
+              "groups or assumed-role session ARNs)")
+
+
+def role_arns(problems: Problems, key: str, value: Any):
+    """A list (or comma-separated) of IAM role ARNs, possibly empty."""
+    value = _json_or(value)
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        return problems.bad(key, "a list of " + _ROLE_ARNS, value)
+    wrong = [v for v in value if not ROLE_ARN_PATTERN.match(v)]
+    if wrong:
+        return problems.bad(key, _ROLE_ARNS, wrong[0] if len(wrong) == 1 else wrong)
+    return tuple(dict.fromkeys(value))
+
+
 def region_map(problems: Problems, key: str, value: Any):
     value = _json_or(value)
     if not isinstance(value, dict) or not value:
@@ -279,12 +297,21 @@ MODEL_KEYS: dict[str, Key] = {
                              DEFAULT_MAX_OUTPUT_TOKENS),
 }
 
-TENANT_SHARE_KEYS: dict[str, Key] = {
-    "weight": Key("the tenant's weight under contention (> 0)", number(0.001), 1.0),
-    "rpm": Key("cap: requests per minute", number(1, nullable=True)),
-    "itpm": Key("cap: input tokens per minute (Anthropic API)", number(1, nullable=True)),
-    "otpm": Key("cap: output tokens per minute (Anthropic API)", number(1, nullable=True)),
-    "tpm": Key("cap: tokens per minute (Bedrock)", number(1, nullable=True)),
+#: keys of each tenant (`tenants.<name>`). To add a per-tenant setting: a Key here and a field
+#: of the same name on `agent.contract.TenantSpec` (which checks it and carries it to the
+#: Lambda); `_tenants` passes every key on.
+TENANT_KEYS: dict[str, Key] = {
+    "principals": Key("IAM role ARNs whose sessions act for the tenant (matched on account "
+                      "and role name); required unless allow_unbound_tenants", role_arns, ()),
+    "weight": Key("the tenant's weight under contention (guard.TenantShare); set on any "
+                  "tenant, every model's bucket shares by tenant (the others weight 1)",
+                  number(0.001, nullable=True)),
+    "rpm": Key("cap: the tenant's requests per minute", number(1, nullable=True)),
+    "itpm": Key("cap: the tenant's input tokens per minute (Anthropic API)",
+                number(1, nullable=True)),
+    "otpm": Key("cap: the tenant's output tokens per minute (Anthropic API)",
+                number(1, nullable=True)),
+    "tpm": Key("cap: the tenant's tokens per minute (Bedrock)", number(1, nullable=True)),
 }
 
 #: keys a provider's defaults may set, and that a top-level key of the same name overrides
@@ -298,6 +325,18 @@ PROVIDER_KEYS: dict[str, Key] = {
     "profile_regions": Key("Bedrock: inference-profile prefix -> regions it routes to",
                            region_map, provider="bedrock"),
 }
+
+#: the metrics with a learned band: key -> (meaning, default band width in standard deviations)
+ANOMALY_METRICS = {
+    "cost_per_hour": ("CostUSD per hour", 3.0),
+    "cost_per_success": ("CostUSD per succeeded request, 5 min", 3.0),
+    "failure_rate": ("Failed / (Succeeded + Failed) in %, 5 min", 3.0),
+    "upstream_429_rate": ("Upstream429 / Requests in %, 5 min", 3.0),
+    "local_throttle_rate": ("LocalThrottles / (Requests + LocalThrottles) in %, 5 min", 3.0),
+    "latency_p99": ("Latency p99 in ms, 5 min", 3.0),
+}
+BAND_DIRECTIONS = ("above", "below", "outside")
+CONTRIBUTOR_INSIGHTS_MODES = ("throttled_keys", "accessed_and_throttled_keys", "off")
 
 SCHEMA: dict[str, Key] = {
     "stage": Key("dev or prod: prod retains and deletion-protects stateful resources",
@@ -340,11 +379,19 @@ SCHEMA: dict[str, Key] = {
                                 number(1, integer=True), 1),
         "oldest_queued_alarm_hours": Key("alarm when the oldest queued request is older",
                                          positive, 6)}),
-    "tenants": Key("allowed tenants", string_list(TENANT_PATTERN, "names of 1-63 characters "
-                                                  "[a-z0-9-]"), REQUIRED),
-    "tenant_shares": Key("tenant -> its share of every model's bucket (guard.TenantShare): "
-                         "weight under contention and optional caps per minute; null: the "
-                         "buckets do not share by tenant", each=TENANT_SHARE_KEYS),
+    "tenants": Key("tenant name -> its settings, e.g. {\"acme\": {\"principals\": "
+                   "[role ARNs]}}; a plain list of names only with allow_unbound_tenants "
+                   "(README 'Tenants and callers')",
+                   string_list(TENANT_PATTERN, "names of 1-63 characters [a-z0-9-]"),
+                   REQUIRED, each=TENANT_KEYS),
+    "allow_unbound_tenants": Key("accept tenants bound to no role (a plain list): any caller "
+                                 "may then name them; for the local demo and tests",
+                                 boolean, False),
+    "trusted_invokers": Key("IAM role ARNs trusted to invoke the function directly and name "
+                            "any tenant (a front door that derived the tenant itself)",
+                            role_arns, ()),
+    "trusted_producers": Key("IAM role ARNs that may send work to the work queue besides the "
+                             "agent (the queue policy denies everyone else)", role_arns, ()),
     "alarms": Key("alarm thresholds and the e-mail they page", keys={
         "email": Key("e-mail subscribed to the alarm topic (null: none)",
                      matching(_EMAIL, "an e-mail address or null", nullable=True)),
@@ -352,7 +399,39 @@ SCHEMA: dict[str, Key] = {
         "quota_used_percent": Key("fullest bucket dimension at acquire", percent, 80),
         "latency_p99_ms": Key("p99 model latency", positive, 60_000),
         "failure_rate_percent": Key("failed requests", percent, 5),
-        "cost_per_hour_usd": Key("Claude spend per hour", positive, 10)}),
+        "cost_per_hour_usd": Key("Claude spend per hour", positive, 10),
+        "anomaly": Key("learned bands per model (README 'Thresholds that learn'): the band "
+                       "width in standard deviations and the direction that alarms, per metric",
+                       keys={name: Key(doc, keys={
+                           "band": Key("band width, standard deviations", number(0.5), band),
+                           "direction": Key("above, below or outside the band alarms",
+                                            choice(*BAND_DIRECTIONS), "above")})
+                             for name, (doc, band) in ANOMALY_METRICS.items()}),
+        "slo": Key("success-rate SLO per model and lane, with burn-rate alarms", keys={
+            "success_rate_percent": Key("target share of requests that succeed", percent, 99),
+            "fast_burn_rate": Key("burn rate that pages (error budget used x faster than "
+                                  "allowed)", number(1), 14.4),
+            "fast_window_minutes": Key("long window of the paging alarm",
+                                       number(5, integer=True), 60),
+            "fast_short_window_minutes": Key("short window of the paging alarm (the burn must "
+                                             "still be on)", number(1, integer=True), 5),
+            "slow_burn_rate": Key("burn rate that warns", number(1), 6),
+            "slow_window_minutes": Key("long window of the warning alarm",
+                                       number(5, integer=True), 360),
+            "slow_short_window_minutes": Key("short window of the warning alarm",
+                                             number(1, integer=True), 30),
+            "min_requests": Key("requests a window needs before its burn rate counts",
+                                number(1, integer=True), 10)}),
+        "forecast": Key("quota forecast per model: the per-minute rates projected ahead", keys={
+            "horizon_minutes": Key("how far ahead the projection looks",
+                                   number(5, integer=True), 30),
+            "period_minutes": Key("period of the rates the slope is taken from",
+                                  number(1, integer=True), 10),
+            "alarm_percent": Key("alarm when the projected use of the fullest limit reaches "
+                                 "this", percent, 80)}),
+        "contributor_insights": Key("DynamoDB Contributor Insights on the bucket table: "
+                                    "throttled_keys, accessed_and_throttled_keys or off",
+                                    choice(*CONTRIBUTOR_INSIGHTS_MODES), "throttled_keys")}),
     "allowed_regions": Key("regions the permissions boundary allows (the deploy region too)",
                            string_list(_REGION, "AWS region names such as us-east-1"),
                            ("us-east-1",)),
@@ -406,6 +485,9 @@ def check_keys(problems: Problems, schema: Mapping[str, Key], values: Mapping[st
         key = schema[name]
         if key.keys is not None or key.each is not None:
             value = _json_or(value)
+            if not isinstance(value, dict) and key.read is not None:
+                known[name] = value  # the section's other form (tenants: a list), read later
+                continue
             if not isinstance(value, dict):
                 problems.bad(where + name, f"an object ({key.doc})", value)
                 continue
@@ -471,6 +553,72 @@ class ModelSettings(ModelSpec):
 
 
 @dataclass(frozen=True)
+class AnomalyBand:
+    """One learned band: `band` in standard deviations, `direction` above/below/outside."""
+
+    band: float = 3.0
+    direction: str = "above"
+
+    def __post_init__(self) -> None:
+        if not self.band > 0:
+            raise ValueError(f"AnomalyBand.band must be > 0 standard deviations, got {self.band!r}")
+        if self.direction not in BAND_DIRECTIONS:
+            raise ValueError(f"AnomalyBand.direction must be one of {', '.join(BAND_DIRECTIONS)},"
+                             f" got {self.direction!r}")
+
+
+@dataclass(frozen=True)
+class SloSettings:
+    """Success-rate SLO (percent) and its two burn-rate alarms (windows in minutes)."""
+
+    success_rate_percent: float = 99.0
+    fast_burn_rate: float = 14.4
+    fast_window_minutes: int = 60
+    fast_short_window_minutes: int = 5
+    slow_burn_rate: float = 6.0
+    slow_window_minutes: int = 360
+    slow_short_window_minutes: int = 30
+    min_requests: int = 10
+
+    def __post_init__(self) -> None:
+        if not 0 < self.success_rate_percent < 100:
+            raise ValueError("SloSettings.success_rate_percent must be in (0, 100) (100 leaves "
+                             f"no error budget), got {self.success_rate_percent!r}")
+        for kind in ("fast", "slow"):
+            long_w = getattr(self, f"{kind}_window_minutes")
+            short_w = getattr(self, f"{kind}_short_window_minutes")
+            if not 0 < short_w < long_w <= 1440:
+                raise ValueError(f"SloSettings: need 0 < {kind}_short_window_minutes ({short_w})"
+                                 f" < {kind}_window_minutes ({long_w}) <= 1440")
+
+    @property
+    def error_budget_percent(self) -> float:
+        return 100.0 - self.success_rate_percent
+
+
+@dataclass(frozen=True)
+class ForecastSettings:
+    """Quota forecast: look `horizon_minutes` ahead from rates per `period_minutes`; alarm at
+    `alarm_percent` of the fullest limit."""
+
+    horizon_minutes: int = 30
+    period_minutes: int = 10
+    alarm_percent: float = 80.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.period_minutes <= self.horizon_minutes:
+            raise ValueError(f"ForecastSettings: need 0 < period_minutes ({self.period_minutes}) "
+                             f"<= horizon_minutes ({self.horizon_minutes})")
+        if not 0 < self.alarm_percent <= 100:
+            raise ValueError("ForecastSettings.alarm_percent must be in (0, 100], got "
+                             f"{self.alarm_percent!r}")
+
+
+def _default_bands() -> dict[str, AnomalyBand]:
+    return {name: AnomalyBand(band) for name, (_, band) in ANOMALY_METRICS.items()}
+
+
+@dataclass(frozen=True)
 class AlarmSettings:
     """Alarm thresholds (the monitoring construct takes these) and the e-mail they page."""
 
@@ -480,8 +628,22 @@ class AlarmSettings:
     latency_p99_ms: float = 60_000.0  # Latency p99
     failure_rate_percent: float = 5.0  # Failed / (Succeeded + Failed)
     cost_per_hour_usd: float = 10.0  # CostUSD Sum over 1 hour
+    #: learned bands, keyed as ANOMALY_METRICS (a key left out gets its default)
+    anomaly: Mapping[str, AnomalyBand] = field(default_factory=_default_bands)
+    slo: SloSettings = field(default_factory=SloSettings)
+    forecast: ForecastSettings = field(default_factory=ForecastSettings)
+    contributor_insights: str = "throttled_keys"
 
     def __post_init__(self) -> None:
+        unknown = sorted(set(self.anomaly) - set(ANOMALY_METRICS))
+        if unknown:
+            raise ValueError(f"AlarmSettings.anomaly: unknown metrics {unknown} (known: "
+                             f"{', '.join(ANOMALY_METRICS)})")
+        object.__setattr__(self, "anomaly", {**_default_bands(), **self.anomaly})
+        if self.contributor_insights not in CONTRIBUTOR_INSIGHTS_MODES:
+            raise ValueError("AlarmSettings.contributor_insights must be one of "
+                             f"{', '.join(CONTRIBUTOR_INSIGHTS_MODES)}, got "
+                             f"{self.contributor_insights!r}")
         if self.email is not None and not _EMAIL.match(self.email):
             raise ValueError(f"AlarmSettings.email is not an email address: {self.email!r}")
         for name in ("local_throttle_rate_percent", "quota_used_percent", "failure_rate_percent"):
@@ -521,6 +683,7 @@ class Settings:
     scheduling: str
     max_deferrals: int
     max_deferral_age_s: int
+    #: tenant names, in configured order (`tenant_specs` binds them to roles)
     tenants: tuple[str, ...]
     alarms: AlarmSettings
     allowed_regions: tuple[str, ...]
@@ -535,8 +698,12 @@ class Settings:
     mcp: McpSettings = field(default_factory=McpSettings)
     #: the batch lane (Message Batches API)
     batch: BatchSettings = field(default_factory=BatchSettings)
-    #: tenant -> guard.TenantShare; None: the buckets do not share by tenant
-    tenant_shares: dict | None = None
+    #: the tenants and the IAM roles bound to them (README, "Tenants and callers")
+    tenant_specs: tuple[TenantSpec, ...] = ()
+    #: IAM role ARNs trusted to invoke the function directly (naming any tenant)
+    trusted_invokers: tuple[str, ...] = ()
+    #: IAM role ARNs that may send to the work queue besides the agent role
+    trusted_producers: tuple[str, ...] = ()
 
     @property
     def prod(self) -> bool:
@@ -622,37 +789,90 @@ def _bedrock_model(problems: Problems, model_id: str, spec: dict,
         max_output_tokens=values["max_output_tokens"], routes_to_regions=tuple(routes))
 
 
-def _tenant_shares(problems: Problems, raw: Any, tenants: tuple[str, ...],
-                   models: Mapping[str, ModelSettings]) -> dict | None:
-    """Every tenant's `TenantShare` (unlisted tenants weight 1) when `tenant_shares` is set;
-    each entry checked against the tenants and against every model's dimensions."""
-    if raw is None:
-        return None
-    if not isinstance(raw, dict):
-        problems.bad("tenant_shares", "an object of tenant -> {weight, rpm, itpm, otpm, tpm}",
-                     raw)
-        return None
-    shares = {tenant: TenantShare() for tenant in tenants}
-    for tenant, entry in raw.items():
-        where = f"tenant_shares.{tenant}"
-        if tenant not in shares:
-            problems.bad(where, "one of the tenants: " + ", ".join(tenants), tenant)
-            continue
-        values = read_section(problems, TENANT_SHARE_KEYS, entry if isinstance(entry, dict)
-                              else {}, where + ".")
-        if values["weight"] is None:
-            continue  # reported by read_section
-        try:
-            shares[tenant] = TenantShare(**values)
-        except LimitsError as err:
-            problems.say(f"context key {where!r}: {err}")
+_BIND_EXAMPLE = ('{"acme": {"principals": ["arn:aws:iam::111122223333:role/AcmeApp"]}}')
+
+
+def _check_tenant_caps(problems: Problems, specs, models: Mapping[str, ModelSettings]) -> None:
+    """A tenant's caps must be dimensions every model's bucket enforces (guard.Limits)."""
+    if not any(spec.shares for spec in specs):
+        return
+    shares = {spec.name: spec.share for spec in specs}
     for model in models.values():
+        limits = model.limits
         try:
-            Limits(model.limits.rpm, model.limits.itpm, model.limits.otpm, tpm=model.limits.tpm,
-                   output_burndown=model.limits.output_burndown, tenants=shares)
+            Limits(limits.rpm, limits.itpm, limits.otpm, tpm=limits.tpm,
+                   output_burndown=limits.output_burndown, tenants=shares)
         except LimitsError as err:
-            problems.say(f"context key 'tenant_shares': {err} (model {model.model_id})")
-    return shares
+            problems.say(f"context key 'tenants': {err} (model {model.model_id})")
+
+
+def _tenants(problems: Problems, raw: Any, allow_unbound: bool | None
+             ) -> tuple[TenantSpec, ...]:
+    """The `tenants` context: name -> {principals, ...} (`TENANT_KEYS`), or a plain list of
+    names (unbound tenants), which needs `allow_unbound_tenants`."""
+    raw = _json_or(raw)
+    fix = (f"bind each tenant to its callers' IAM roles, e.g. {_BIND_EXAMPLE}, or set "
+           "allow_unbound_tenants: true (any caller may then act for any tenant: local demo "
+           "and tests only)")
+    if raw is None:
+        problems.bad("tenants", f"tenant name -> settings: {fix}", None)
+        return ()
+    if not isinstance(raw, dict):
+        names = string_list(TENANT_PATTERN, "names of 1-63 characters [a-z0-9-]")(
+            problems, "tenants", raw)
+        if names is None:
+            return ()
+        duplicates = sorted({t for t in names if names.count(t) > 1})
+        if duplicates:
+            problems.bad("tenants", "each tenant once", duplicates)
+        if not allow_unbound:
+            problems.say(f"context key 'tenants': a plain list leaves every tenant bound to no "
+                         f"caller, so any caller could act for any tenant: {fix}")
+        return tuple(TenantSpec(name=name) for name in dict.fromkeys(names))
+    if not raw:
+        problems.bad("tenants", f"at least one tenant: {fix}", raw)
+    specs = []
+    for name, entry in raw.items():
+        where = f"tenants.{name}"
+        if not isinstance(name, str) or not TENANT_PATTERN.match(name):
+            problems.bad(where, "a tenant name of 1-63 characters [a-z0-9-]", name)
+            continue
+        before = len(problems.items)
+        values = read_section(problems, TENANT_KEYS, entry, f"{where}.")
+        if len(problems.items) > before:
+            continue
+        if not values["principals"] and not allow_unbound:
+            problems.say(f"context key '{where}.principals': tenant {name!r} is bound to no "
+                         f"IAM role, so any caller could act for it: {fix}")
+        try:
+            specs.append(TenantSpec(name=name, **values))
+        except FieldError as err:
+            problems.say(f"context key '{where}.{err.field}': {err.problem}")
+    return tuple(specs)
+
+
+def _read_alarms(problems: Problems, values: Mapping[str, Any]) -> AlarmSettings | None:
+    """The `alarms` section with its nested anomaly, slo and forecast sections."""
+    keys = SCHEMA["alarms"].keys
+    flat = read_section(problems, keys, values, "alarms.")
+    sections = {}
+    for name in ("slo", "forecast"):
+        sections[name] = read_section(problems, keys[name].keys, values.get(name) or {},
+                                      f"alarms.{name}.")
+    bands = {}
+    for metric, key in keys["anomaly"].keys.items():
+        bands[metric] = read_section(problems, key.keys,
+                                     (values.get("anomaly") or {}).get(metric) or {},
+                                     f"alarms.anomaly.{metric}.")
+    if problems.items:  # a bad value reads as None: the typed settings cannot be built
+        return None
+    try:
+        slo, forecast = SloSettings(**sections["slo"]), ForecastSettings(**sections["forecast"])
+    except ValueError as err:
+        problems.say(f"context key 'alarms': {err}")
+        return None
+    return AlarmSettings(**flat, slo=slo, forecast=forecast,
+                         anomaly={m: AnomalyBand(**b) for m, b in bands.items()})
 
 
 def load_settings(ctx: Mapping[str, Any], *, region: str | None = None) -> Settings:
@@ -707,11 +927,9 @@ def load_settings(ctx: Mapping[str, Any], *, region: str | None = None) -> Setti
         problems.bad("degrade_model", "a model id (required with overflow_policy=degrade)",
                      None)
 
-    tenants = top["tenants"] or ()
-    duplicates = sorted({t for t in tenants if tenants.count(t) > 1})
-    if duplicates:
-        problems.bad("tenants", "each tenant once", list(duplicates))
-    tenant_shares = _tenant_shares(problems, ctx.get("tenant_shares"), tenants, models)
+    tenant_specs = _tenants(problems, ctx.get("tenants"), top["allow_unbound_tenants"])
+    tenants = tuple(spec.name for spec in tenant_specs)
+    _check_tenant_caps(problems, tenant_specs, models)
     if top["reserved_concurrency"] is not None and top["queue_max_concurrency"] is not None \
             and top["reserved_concurrency"] < top["queue_max_concurrency"]:
         problems.say(f"context key 'reserved_concurrency': {top['reserved_concurrency']} is "
@@ -725,7 +943,7 @@ def load_settings(ctx: Mapping[str, Any], *, region: str | None = None) -> Setti
 
     deferral = read_section(problems, SCHEMA["deferral"].keys, ctx.get("deferral", {}),
                             "deferral.")
-    alarms = read_section(problems, SCHEMA["alarms"].keys, ctx.get("alarms", {}), "alarms.")
+    alarms = _read_alarms(problems, ctx.get("alarms", {}))
     batch = read_section(problems, SCHEMA["batch"].keys, ctx.get("batch", {}), "batch.")
     preset = BATCH_TIERS.get(tier or "tier1", BATCH_TIERS["tier1"])
     if batch["max_items_per_batch"] is not None and batch["max_items_per_batch"] > 100_000:
@@ -747,15 +965,15 @@ def load_settings(ctx: Mapping[str, Any], *, region: str | None = None) -> Setti
         degrade_model=picked["degrade_model"], scheduling=top["scheduling"],
         mcp=top["mcp"] or McpSettings(), max_deferrals=deferral["max_deferrals"],
         max_deferral_age_s=deferral["max_age_s"], tenants=tenants,
-        tenant_shares=tenant_shares,
-        alarms=AlarmSettings(**alarms), allowed_regions=regions,
+        alarms=alarms, allowed_regions=regions,
         reserved_concurrency=top["reserved_concurrency"],
         queue_max_concurrency=top["queue_max_concurrency"],
         log_retention_days=top["log_retention_days"],
         existing_trail_arn=top["existing_trail_arn"],
         existing_kms_key_arn=top["existing_kms_key_arn"],
         api_key_secret_arn=top["api_key_secret_arn"] if provider == "anthropic" else None,
-        batch=batch_settings)
+        batch=batch_settings, tenant_specs=tenant_specs,
+        trusted_invokers=top["trusted_invokers"], trusted_producers=top["trusted_producers"])
 
 
 def report_settings_error(error: SettingsError) -> None:
@@ -772,7 +990,7 @@ def _default_text(key: Key) -> str:
     if key.default is None:
         return "-"
     if isinstance(key.default, tuple):
-        return ", ".join(map(str, key.default))
+        return ", ".join(map(str, key.default)) or "none"
     return str(key.default).lower() if isinstance(key.default, bool) else str(key.default)
 
 

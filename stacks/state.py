@@ -18,6 +18,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from agent.payloads import MAX_SQS_MESSAGE_BYTES, RETENTION_DAYS
 from agent.tools import ToolTable
 
 
@@ -69,8 +70,9 @@ class DataKey(Construct):
 
 
 class AgentState(Construct):
-    """Bucket, idempotency and results tables; work queue and DLQ; tenant documents bucket,
-    notes table and the tables tools declare (the tools' resources)."""
+    """Bucket, idempotency and results tables; work queue and DLQ (messages up to 1 MiB); the
+    payload bucket (claim checks: `agent.payloads`); tenant documents bucket, notes table and
+    the tables tools declare (the tools' resources)."""
 
     def __init__(self, scope: Construct, id: str, *, key: kms.IKey, prod: bool,
                  access_log_bucket: s3.IBucket, tool_tables: Sequence[ToolTable] = ()) -> None:
@@ -103,10 +105,12 @@ class AgentState(Construct):
 
         self.dead_letter_queue = sqs.Queue(
             self, "DeadLetterQueue", encryption=sqs.QueueEncryption.KMS, encryption_master_key=key,
-            enforce_ssl=True, retention_period=Duration.days(14), removal_policy=removal)
+            enforce_ssl=True, retention_period=Duration.days(14), removal_policy=removal,
+            max_message_size_bytes=MAX_SQS_MESSAGE_BYTES)
         self.work_queue = sqs.Queue(
             self, "WorkQueue", encryption=sqs.QueueEncryption.KMS, encryption_master_key=key,
             enforce_ssl=True, visibility_timeout=Duration.seconds(6 * 120),
+            max_message_size_bytes=MAX_SQS_MESSAGE_BYTES,
             retention_period=Duration.days(4), removal_policy=removal,
             # A backstop: the handler dead-letters with a reason after MAX_RECEIVES itself.
             dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=5,
@@ -117,3 +121,22 @@ class AgentState(Construct):
             bucket_key_enabled=True, block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             enforce_ssl=True, versioned=True, server_access_logs_bucket=access_log_bucket,
             server_access_logs_prefix="documents/", removal_policy=removal)
+        self.payloads = payload_bucket(self, "PayloadBucket", key=key, removal=removal,
+                                       access_log_bucket=access_log_bucket)
+
+
+def payload_bucket(scope: Construct, id: str, *, key: kms.IKey, removal: RemovalPolicy,
+                   access_log_bucket: s3.IBucket) -> s3.Bucket:
+    """Answers and queue messages too large to keep inline (`agent.payloads`): encrypted with
+    the data key, TLS-only, private. Objects expire after RETENTION_DAYS (S3 lifecycle counts
+    whole days: the code checks an answer's own expiry on read), longer than the DLQs keep a
+    message, so a dead letter's claim check outlives it."""
+    return s3.Bucket(
+        scope, id, encryption=s3.BucketEncryption.KMS, encryption_key=key,
+        bucket_key_enabled=True, block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        enforce_ssl=True, versioned=True, server_access_logs_bucket=access_log_bucket,
+        server_access_logs_prefix="payloads/", removal_policy=removal,
+        lifecycle_rules=[s3.LifecycleRule(
+            expiration=Duration.days(RETENTION_DAYS),
+            noncurrent_version_expiration=Duration.days(1),
+            abort_incomplete_multipart_upload_after=Duration.days(1))])

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from .contract import (DEFAULT_AGENT_NAME, DOCUMENTS_PREFIX, OVERFLOW_POLICIES, PROVIDERS,
-                       SCHEDULING_MODES, TENANT_PATTERN, ContractError, Env, ModelSpec,
-                       decode_models, decode_tenant_shares)
+                       SCHEDULING_MODES, ContractError, Env, ModelSpec, TenantSpec,
+                       decode_models, decode_tenants)
 from .mcp.config import McpConfigError, McpServer, servers_from_env
 
 
@@ -34,6 +34,7 @@ class AgentConfig:
     default_model: str
     degrade_model: str | None
     overflow_policy: str
+    #: the tenants' names, in configured order (the first is a direct invoke's default)
     tenants: tuple[str, ...]
     docs_bucket: str
     docs_prefix: str
@@ -53,13 +54,23 @@ class AgentConfig:
     log_prompts: bool = False
     #: the batch lane's queue (BATCH_QUEUE_URL); None: lane "batch" is not deployed
     batch_queue_url: str | None = None
-    #: tenant -> guard.TenantShare (TENANT_SHARES); empty: the buckets do not share by tenant
-    tenant_shares: dict = field(default_factory=dict)
+    #: the payload bucket (PAYLOAD_BUCKET; `agent.payloads`); None: everything stays inline
+    payload_bucket: str | None = None
     #: MCP tool sources (MCP_SERVERS; `agent.mcp.config`), empty when none are configured
     mcp_servers: dict[str, McpServer] = field(default_factory=dict)
+    #: the tenants and the IAM roles bound to them (`agent.tenancy` maps callers with them)
+    tenant_specs: tuple[TenantSpec, ...] = ()
     system_prompt: str = field(default=(
         "You are Bulwark's operations agent. Answer concisely. Use the tools to read the "
         "tenant's documents and to record notes; never guess a document's content."))
+
+    @property
+    def tenant_shares(self) -> dict:
+        """Tenant -> guard.TenantShare when a tenant sets a weight or a cap (every model's
+        bucket then shares by tenant; the others weight 1), else {}."""
+        if not any(spec.shares for spec in self.tenant_specs):
+            return {}
+        return {spec.name: spec.share for spec in self.tenant_specs}
 
 
 def _require(env: Mapping[str, str], name: str, hint: str) -> str:
@@ -116,12 +127,13 @@ def load_config(env: Mapping[str, str]) -> AgentConfig:
         raise ConfigError(f"{Env.DEGRADE_MODEL}={degrade_model!r} is not in MODELS")
     if overflow == "degrade" and degrade_model is None:
         raise ConfigError(f"{Env.OVERFLOW_POLICY}=degrade needs {Env.DEGRADE_MODEL}")
-    tenants = tuple(t.strip() for t in _require(env, Env.TENANTS,
-                                                "comma-separated tenant names").split(",")
-                    if t.strip())
-    for tenant in tenants:
-        if not TENANT_PATTERN.match(tenant):
-            raise ConfigError(f"{Env.TENANTS}: {tenant!r} must be 1-63 chars of [a-z0-9-]")
+    try:
+        tenant_specs = decode_tenants(_require(
+            env, Env.TENANTS, "a JSON object of tenant name -> {\"principals\": [role ARNs]} "
+                              "(or comma-separated names of unbound tenants)"))
+    except ContractError as err:
+        raise ConfigError(str(err)) from None
+    tenants = tuple(spec.name for spec in tenant_specs)
     secret = env.get(Env.API_KEY_SECRET_ARN, "").strip() or None
     if provider == "anthropic" and secret is None:
         raise ConfigError(f"{Env.API_KEY_SECRET_ARN} is not set: the Anthropic API key's "
@@ -147,6 +159,7 @@ def load_config(env: Mapping[str, str]) -> AgentConfig:
         agent_name=env.get(Env.AGENT_NAME, DEFAULT_AGENT_NAME).strip() or DEFAULT_AGENT_NAME,
         models=models, default_model=default_model, degrade_model=degrade_model,
         overflow_policy=overflow, scheduling=scheduling, tenants=tenants,
+        tenant_specs=tenant_specs,
         docs_bucket=_require(env, Env.DOCS_BUCKET, "the tenant documents bucket name"),
         docs_prefix=env.get(Env.DOCS_PREFIX, DOCUMENTS_PREFIX),
         notes_table=_require(env, Env.NOTES_TABLE, "the notes table name"),
@@ -161,16 +174,5 @@ def load_config(env: Mapping[str, str]) -> AgentConfig:
         result_ttl_s=_number(env, "RESULT_TTL_S", 86_400, int, 60),
         log_prompts=env.get("LOG_PROMPTS", "false").lower() == "true",
         batch_queue_url=env.get(Env.BATCH_QUEUE_URL, "").strip() or None,
-        tenant_shares=_tenant_shares(env, tenants),
+        payload_bucket=env.get(Env.PAYLOAD_BUCKET, "").strip() or None,
     )
-
-
-def _tenant_shares(env: Mapping[str, str], tenants: tuple[str, ...]) -> dict:
-    """Every tenant's share of the model buckets when TENANT_SHARES is set, else {}."""
-    raw = env.get(Env.TENANT_SHARES, "").strip()
-    if not raw:
-        return {}
-    try:
-        return decode_tenant_shares(raw, tenants)
-    except ContractError as err:
-        raise ConfigError(str(err)) from None

@@ -7,6 +7,8 @@ from here, so the two sides cannot drift:
 * the model spec (`ModelSpec`, `Prices`) and its environment encoding, `encode_models` /
   `decode_models` (the `MODELS` variable);
 * the tenant and request-id patterns, the lanes, the providers and the overflow policies;
+* the tenant spec (`TenantSpec`: a tenant and the IAM roles bound to it) and its environment
+  encoding, `encode_tenants` / `decode_tenants` (the `TENANTS` variable);
 * the environment variable names the stack sets and the Lambda reads (`Env`);
 * the metric namespace, dimension and names (DESIGN contract 4) the Lambda emits and the
   alarms and dashboard read.
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Iterable, Mapping
 
 from guard.client import SCHEDULING_MODES
@@ -29,9 +31,10 @@ __all__ = [
     "CACHE_WRITE_PRICE_FACTOR", "ContractError", "DEFAULT_AGENT_NAME", "FieldError",
     "DEFAULT_CONTEXT_WINDOW", "DEFAULT_MAX_OUTPUT_TOKENS", "DIMENSION", "DOCUMENTS_PREFIX",
     "Env", "HIGH_RESOLUTION", "LANES", "METRICS", "ModelSpec", "NAMESPACE",
-    "TENANT_DIMENSIONS", "TENANT_METRICS", "decode_tenant_shares", "encode_tenant_shares",
-    "OVERFLOW_POLICIES", "PROVIDERS", "Prices", "REQUEST_ID_PATTERN", "SCHEDULING_MODES",
-    "TENANT_PATTERN", "decode_models", "encode_models",
+    "OVERFLOW_POLICIES", "PROVIDERS", "Prices", "REQUEST_ID_PATTERN", "ROLE_ARN_PATTERN",
+    "SCHEDULING_MODES", "SHARE_FIELDS", "TENANT_DIMENSIONS", "TENANT_METRICS",
+    "TENANT_PATTERN", "TenantSpec", "decode_models", "decode_tenants",
+    "encode_models", "encode_tenants", "role_identity",
 ]
 
 
@@ -58,6 +61,10 @@ LANES = ("interactive", "batch")
 #: Tenant names become an S3 prefix segment, a DynamoDB partition key and the tenant session
 #: tag: 1-63 characters of [a-z0-9-], starting with a letter or digit.
 TENANT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+#: An IAM role ARN (any path): arn:<partition>:iam::<12-digit account>:role/<path/><name>. The
+#: groups are the partition, the account and the role name.
+ROLE_ARN_PATTERN = re.compile(
+    r"^arn:(aws[a-z-]*):iam::(\d{12}):role/(?:[!-~]*/)?([\w+=,.@-]{1,64})$")
 #: Request ids become the tool session's RoleSessionName and SourceIdentity: 2-64 characters.
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9_+=,.@-]{2,64}$")
 
@@ -80,9 +87,6 @@ class Env:
     OVERFLOW_POLICY = "OVERFLOW_POLICY"
     SCHEDULING = "SCHEDULING"
     TENANTS = "TENANTS"
-    #: tenant -> {"weight", "rpm", "itpm", "otpm", "tpm"} (JSON): set, every model's bucket
-    #: shares its capacity among the tenants (guard.TenantShare; unlisted tenants weight 1)
-    TENANT_SHARES = "TENANT_SHARES"
     AGENT_NAME = "AGENT_NAME"
     API_KEY_SECRET_ARN = "API_KEY_SECRET_ARN"
     MCP_SERVERS = "MCP_SERVERS"
@@ -94,6 +98,8 @@ class Env:
     DOCS_PREFIX = "DOCS_PREFIX"
     WORK_QUEUE_URL = "WORK_QUEUE_URL"
     DLQ_URL = "DLQ_URL"
+    #: the payload bucket: answers and queue messages too large to keep inline (claim checks)
+    PAYLOAD_BUCKET = "PAYLOAD_BUCKET"
     TOOL_ROLE_ARN = "TOOL_ROLE_ARN"
     MAX_DEFERRALS = "MAX_DEFERRALS"
     MAX_DEFERRAL_AGE_S = "MAX_DEFERRAL_AGE_S"
@@ -125,6 +131,8 @@ METRICS = {
     "Deferred": "Count", "Degraded": "Count", "Rejected": "Count", "Latency": "Milliseconds",
     "CostUSD": "NoUnit", "Succeeded": "Count", "Failed": "Count", "QuotaUsedPercent": "Percent",
     "GrantToSendMs": "Milliseconds", "QueueSeconds": "Seconds",
+    # a queued request that ended in the DLQ (its error answer is stored with the reason)
+    "DeadLettered": "Count",
     # the batch lane (agent.batch); BatchInFlight: requests held by open batches (a gauge)
     "BatchQueued": "Count", "BatchSubmitted": "Count", "BatchSucceeded": "Count",
     "BatchErrored": "Count", "BatchExpired": "Count", "BatchCostUSD": "NoUnit",
@@ -270,47 +278,141 @@ def _decode_model(model_id: str, entry: object) -> ModelSpec:
         raise ContractError(f"{where}: {err}") from None
 
 
-_SHARE_FIELDS = ("weight", "rpm", "itpm", "otpm", "tpm")
-
-
-def encode_tenant_shares(shares: Mapping[str, TenantShare]) -> str:
-    """The TENANT_SHARES variable: tenant -> the share's set fields (`decode_tenant_shares`)."""
-    return json.dumps({tenant: {k: getattr(share, k) for k in _SHARE_FIELDS
-                                if getattr(share, k) is not None}
-                       for tenant, share in shares.items()}, sort_keys=True)
-
-
-def decode_tenant_shares(raw: str, tenants: Iterable[str]) -> dict[str, TenantShare]:
-    """Every tenant's share from TENANT_SHARES (unlisted tenants: weight 1, no caps);
-    ContractError naming the first bad entry."""
+def _json_object(variable: str, raw: str, what: str) -> dict:
+    """A variable's non-empty JSON object (`what` says of what); ContractError naming it."""
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as err:
-        raise ContractError(f"{Env.TENANT_SHARES} is not JSON: {err}") from None
-    if not isinstance(data, dict):
-        raise ContractError(f"{Env.TENANT_SHARES} must be an object of tenant -> share")
-    shares = {tenant: TenantShare() for tenant in tenants}
-    for tenant, entry in data.items():
-        if tenant not in shares:
-            raise ContractError(f"{Env.TENANT_SHARES}: {tenant!r} is not one of the tenants")
-        if not isinstance(entry, dict) or set(entry) - set(_SHARE_FIELDS):
-            raise ContractError(f"{Env.TENANT_SHARES}[{tenant!r}] must be an object of "
-                                f"{', '.join(_SHARE_FIELDS)}")
-        try:
-            shares[tenant] = TenantShare(**entry)
-        except ValueError as err:
-            raise ContractError(f"{Env.TENANT_SHARES}[{tenant!r}]: {err}") from None
-    return shares
+        raise ContractError(f"{variable} is not valid JSON: {err}") from None
+    if not isinstance(data, dict) or not data:
+        raise ContractError(f"{variable} must be a non-empty JSON object of {what}")
+    return data
 
 
 def decode_models(raw: str) -> dict[str, ModelSpec]:
     """Model id -> spec from the MODELS variable (`encode_models` writes it); ContractError
     naming the first bad entry."""
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as err:
-        raise ContractError(f"{Env.MODELS} is not valid JSON: {err}") from None
-    if not isinstance(data, dict) or not data:
-        raise ContractError(f"{Env.MODELS} must be a non-empty JSON object of model id -> "
-                            "settings")
+    data = _json_object(Env.MODELS, raw, "model id -> settings")
     return {model_id: _decode_model(model_id, entry) for model_id, entry in data.items()}
+
+
+# -- tenants and the roles bound to them; their environment encoding --------------------------
+
+def role_identity(role_arn: str) -> tuple[str, str, str]:
+    """(partition, account, role name) of an IAM role ARN; the path is dropped, as it is from
+    the assumed-role ARN of a session of that role (role names are unique in an account).
+    ValueError naming the expected form when `role_arn` is not a role ARN."""
+    match = ROLE_ARN_PATTERN.match(role_arn) if isinstance(role_arn, str) else None
+    if match is None:
+        raise ValueError(f"expected an IAM role ARN such as arn:aws:iam::111122223333:role/"
+                         f"AppRole, got {role_arn!r}")
+    return match.group(1), match.group(2), match.group(3)
+
+
+#: TenantSpec fields that make its guard.TenantShare
+SHARE_FIELDS = ("weight", "rpm", "itpm", "otpm", "tpm")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TenantSpec:
+    """One tenant as the stack hands it to the Lambda: its name (`TENANT_PATTERN`) and the IAM
+    roles whose sessions act for it (`principals`, role ARNs; empty: unbound, deployable only
+    with `allow_unbound_tenants`). Per-tenant settings are fields of this class: a new one is
+    a field with a default, checked in `__post_init__` (FieldError naming it); `encode` and
+    `decode` carry every field."""
+
+    name: str
+    principals: tuple[str, ...] = ()
+    #: the tenant's share of every model's bucket (guard.TenantShare): weight under contention
+    #: and optional caps per minute; None everywhere: the tenant sets no share
+    weight: float | None = None
+    rpm: float | None = None
+    itpm: float | None = None
+    otpm: float | None = None
+    tpm: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not TENANT_PATTERN.match(self.name):
+            raise ValueError(f"tenant name must be 1-63 characters of [a-z0-9-], got "
+                             f"{self.name!r}")
+        if isinstance(self.principals, str) or not all(
+                isinstance(p, str) for p in self.principals):
+            raise FieldError("principals", "must be a list of IAM role ARNs")
+        object.__setattr__(self, "principals", tuple(self.principals))
+        for principal in self.principals:
+            try:
+                role_identity(principal)
+            except ValueError as err:
+                raise FieldError("principals", str(err)) from None
+        for name in SHARE_FIELDS:
+            if getattr(self, name) is not None:
+                try:
+                    TenantShare(**{name: getattr(self, name)})
+                except ValueError as err:
+                    raise FieldError(name, str(err)) from None
+
+    @property
+    def shares(self) -> bool:
+        """True when the tenant sets a weight or a cap (the buckets then share by tenant)."""
+        return any(getattr(self, name) is not None for name in SHARE_FIELDS)
+
+    @property
+    def share(self) -> TenantShare:
+        """The tenant's `guard.TenantShare` (weight 1 unless set)."""
+        return TenantShare(**{name: getattr(self, name) for name in SHARE_FIELDS
+                              if getattr(self, name) is not None})
+
+    @property
+    def bound(self) -> bool:
+        """True when roles are bound to the tenant (False: unbound)."""
+        return bool(self.principals)
+
+    def encode(self) -> dict:
+        """The tenant's entry of the TENANTS variable (every field but the name)."""
+        return {f.name: list(value) if isinstance(value, tuple) else value
+                for f in fields(self) if f.name != "name"
+                for value in (getattr(self, f.name),)
+                if not (f.name in SHARE_FIELDS and value is None)}
+
+    @classmethod
+    def decode(cls, name: str, entry: object) -> "TenantSpec":
+        """From a TENANTS entry; ContractError naming the tenant and the bad key."""
+        where = f"{Env.TENANTS}[{name!r}]"
+        if not isinstance(entry, dict):
+            raise ContractError(f"{where} must be an object such as "
+                                '{"principals": ["arn:aws:iam::111122223333:role/AppRole"]}')
+        known = {f.name for f in fields(cls)} - {"name"}
+        unknown = sorted(set(entry) - known)
+        if unknown:
+            raise ContractError(f"{where}: unknown key {unknown[0]!r} (known: "
+                                f"{', '.join(sorted(known))})")
+        try:
+            return cls(name=name, **{key: tuple(value) if isinstance(value, list) else value
+                                     for key, value in entry.items()})
+        except FieldError as err:
+            raise ContractError(f"{where}.{err.field}: {err.problem}") from None
+        except (TypeError, ValueError) as err:
+            raise ContractError(f"{where}: {err}") from None
+
+
+def encode_tenants(specs: Iterable[TenantSpec]) -> str:
+    """The TENANTS variable: a JSON object of tenant name -> entry, in the configured order
+    (`decode_tenants` reads it)."""
+    return json.dumps({spec.name: spec.encode() for spec in specs})
+
+
+def decode_tenants(raw: str) -> tuple[TenantSpec, ...]:
+    """The tenants from the TENANTS variable (`encode_tenants` writes it), in order. A
+    comma-separated list of names is read as unbound tenants (hand-written local settings).
+    ContractError naming the first bad entry."""
+    text = raw.strip()
+    if not text.startswith("{"):
+        names = [part.strip() for part in text.split(",") if part.strip()]
+        if not names:
+            raise ContractError(f"{Env.TENANTS} names no tenant")
+        try:
+            return tuple(TenantSpec(name=name) for name in names)
+        except ValueError as err:
+            raise ContractError(f"{Env.TENANTS}: {err}") from None
+    data = _json_object(Env.TENANTS, text, "tenant name -> settings")
+    return tuple(TenantSpec.decode(name, entry) for name, entry in data.items())

@@ -1,6 +1,11 @@
 """Agent Lambda entry points (contract 2): `handler` (synchronous invoke or Function URL) and
 `sqs_handler` (deferred and asynchronous work, partial batch failures).
 
+The tenant of a Function URL request is derived from its IAM caller (`tenancy`): the body may
+name one of the caller's tenants, never another (403 `forbidden_tenant`). A direct invoke
+carries no caller identity: its `tenant` is trusted by configuration (who may invoke the
+function: README, "Tenants and callers").
+
 The work itself lives beside this module: `runtime` (what is built once per container),
 `requests` (parsing events and queue messages), `service` (one request: idempotency and the
 overflow policy), `queues` (deferral, batch lane, dead letters) and `results` (the results
@@ -32,9 +37,10 @@ from .requests import (BadRequest, MalformedMessage, function_url_payload,
 from .results import error_response, fetch_result
 from .runtime import Runtime, build_runtime, logger, tracer
 from .service import process
+from .tenancy import ForbiddenTenant, UnclearTenant, readable_tenants, tenant_for_caller
 
 #: Function URL status code per response status (anything else: 400; internal and
-#: configuration errors: 500).
+#: configuration errors: 500; a tenant the caller may not act for: 403).
 HTTP_STATUS = {"ok": 200, "deferred": 202, "queued": 202, "rejected": 429}
 
 _runtime: Runtime | None = None
@@ -97,6 +103,8 @@ def function_url_response(response: dict) -> dict:
     code = HTTP_STATUS.get(response["status"], 400)
     if response.get("error", {}).get("type") in ("internal", "configuration"):
         code = 500
+    elif response.get("error", {}).get("type") == "forbidden_tenant":
+        code = 403
     return {"statusCode": code, "headers": {"content-type": "application/json"},
             "body": json.dumps(response)}
 
@@ -105,19 +113,29 @@ def _handle(event: Any, context: Any, url_event: bool) -> dict:
     request_id = event.get("request_id") if isinstance(event, dict) else None
     try:
         rt = current_runtime()
-        caller = None
+        caller = tenant = readable = None
         if url_event:
             event, caller = function_url_payload(event)
             request_id = event.get("request_id") if isinstance(event, dict) else None
+            if not isinstance(event, dict):
+                raise BadRequest(f"the HTTP body must be a JSON object, got "
+                                 f"{type(event).__name__}")
+            if event.get("action") == "get_result":
+                readable = readable_tenants(rt.config.tenant_specs, caller, event.get("tenant"))
+            else:
+                tenant = tenant_for_caller(rt.config.tenant_specs, caller, event.get("tenant"))
         if isinstance(event, dict) and event.get("action") == "get_result":
-            return fetch_result(rt, event)
-        request = parse_request(event, rt.config, caller=caller)
+            return fetch_result(rt, event, readable=readable)
+        request = parse_request(event, rt.config, caller=caller, tenant=tenant)
         if request.lane == "batch":
             return enqueue_batch(rt, request)
         return process(rt, request, context)
-    except BadRequest as err:
+    except (BadRequest, UnclearTenant) as err:
         return error_response(request_id if isinstance(request_id, str) else None,
                               "invalid_request", str(err))
+    except ForbiddenTenant as err:
+        return error_response(request_id if isinstance(request_id, str) else None,
+                              "forbidden_tenant", str(err))
     except ConfigError as err:
         return error_response(request_id, "configuration", str(err))
     except IdempotencyAlreadyInProgressError:
@@ -136,13 +154,14 @@ def _record_handler(record, lambda_context=None) -> None:
     MAX_RECEIVES failed receives it is dead-lettered instead."""
     rt = current_runtime()
     try:
-        message = parse_work_message(record.body, rt.config, now=rt.clock())
+        message = parse_work_message(record.body, rt.config, now=rt.clock(),
+                                     payloads=rt.payloads)
     except MalformedMessage as err:
         send_to_dlq(rt, err.body, str(err))
         return
     reason = dead_letter_reason(message, rt.config, now=rt.clock())
     if reason is not None:
-        send_to_dlq(rt, message.body, reason)
+        send_to_dlq(rt, message.body, reason, request=message.request)
         return
     if message.request.lane == "batch":  # queued work may choose the batch lane too
         enqueue_batch(rt, message.request)
@@ -151,13 +170,13 @@ def _record_handler(record, lambda_context=None) -> None:
     try:
         process(rt, message.request, lambda_context, deferrals=message.deferrals,
                 first_received_at=message.first_received_at, transcript=message.transcript,
-                model=message.model)
+                model=message.model, spent=message.spent)
     except IdempotencyAlreadyInProgressError:
         raise  # another worker has it; retry after the visibility timeout
     except Exception as err:
         if receives >= rt.config.max_receives:
             send_to_dlq(rt, message.body, f"failed {receives} times: {type(err).__name__}: "
-                                          f"{err}")
+                                          f"{err}", request=message.request)
             return
         raise
 

@@ -2,7 +2,8 @@
 (iterations) and tokens. Tools run under the tool role (see `credentials.assume_tool_role`).
 
 The loop is resumable: a "deferred" outcome carries the conversation so far (`transcript`), and
-`run_agent(..., transcript=...)` continues from it, so a deferral never repeats a tool call.
+`run_agent(..., transcript=..., spent=...)` continues from it, so a deferral never repeats a tool
+call, and MAX_ITERATIONS and MAX_TOTAL_TOKENS bound the request over all its invocations.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from guard.usage import Usage
 
 from .tool_runner import run_tool
 from .config import AgentConfig
-from .requests import AgentRequest
+from .requests import AgentRequest, Spent
 from .telemetry import RequestMetrics
 from .tools.registry import ToolContext, claude_tool_definitions
 
@@ -54,7 +55,7 @@ def run_agent(request: AgentRequest, claude, config: AgentConfig, *,
               deadline_at: float, logger, transcript: list[dict] | None = None,
               time_left: Callable[[], float] | None = None,
               model: str | None = None, clock: Callable[[], float] = time.monotonic,
-              mcp=None) -> LoopOutcome:
+              mcp=None, spent: Spent | None = None) -> LoopOutcome:
     """Run (or resume) the tool-use loop for `request` until Claude ends its turn.
 
     `claude`: a `guard.GuardedClaude` routing every configured model to its bucket.
@@ -63,6 +64,9 @@ def run_agent(request: AgentRequest, claude, config: AgentConfig, *,
     `time_left`: seconds the invocation may still spend (bounds each Claude call's timeout).
     `mcp`: an `agent.mcp.toolbox.McpToolbox` (None: no MCP tools); its sessions for this
     request are closed when the loop ends.
+    `spent`: model calls and tokens earlier invocations used (a deferred request's); they count
+    against MAX_ITERATIONS and MAX_TOTAL_TOKENS. The outcome's `model_calls` and `usage` are
+    this invocation's only.
     """
     model = model or request.model
     messages = list(transcript or [{"role": "user", "content": request.prompt}])
@@ -84,7 +88,8 @@ def run_agent(request: AgentRequest, claude, config: AgentConfig, *,
         mcp_calls = mcp.request(shared_context, caller=request.caller)
     try:
         return _loop(request, claude, config, outcome, messages, system, tools, shared_context,
-                     mcp_calls, metrics, deadline_at, logger, clock, time_left)
+                     mcp_calls, metrics, deadline_at, logger, clock, time_left,
+                     spent or Spent())
     finally:
         if mcp_calls is not None:
             mcp_calls.close()
@@ -99,9 +104,9 @@ def _with_cache_breakpoint_last(tools: list[dict], more: list[dict]) -> list[dic
 
 
 def _loop(request, claude, config, outcome, messages, system, tools, shared_context, mcp_calls,
-          metrics, deadline_at, logger, clock, time_left) -> LoopOutcome:
-    for _ in range(config.max_iterations):
-        spent = sum(outcome.usage.values())
+          metrics, deadline_at, logger, clock, time_left, before: Spent) -> LoopOutcome:
+    for _ in range(config.max_iterations - before.model_calls):
+        spent = before.tokens + sum(outcome.usage.values())
         if spent >= config.max_total_tokens:
             outcome.error = {"type": "token_budget_exceeded",
                              "message": f"the agent used {spent:,} tokens, over the "

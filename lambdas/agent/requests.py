@@ -7,7 +7,7 @@ import base64
 import json
 import math
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from guard import estimate_input_tokens
@@ -15,12 +15,15 @@ from guard.fair import PRIORITIES
 
 from .config import AgentConfig
 from .contract import LANES, REQUEST_ID_PATTERN
+from .payloads import PayloadError, PayloadStore, digest, pointer_of
 
 MAX_PROMPT_CHARS = 1_000_000
 DEFAULT_MAX_TOKENS = 1024
 MAX_DEADLINE_S = 900.0
-#: The largest batch item (its Messages params as JSON) the batch lane accepts: an item travels
-#: in one SQS message (256 KiB) on its way to a batch (256 MB in all).
+#: The largest batch item the batch lane accepts (bytes of its Messages params as ASCII-escaped
+#: JSON, the largest form any hop stores: a batch table row holds at most 400 KB). The batch
+#: queue body carries the prompt once, as UTF-8 (`batch_body`), so it is never larger than this
+#: plus the request's fields.
 MAX_BATCH_ITEM_BYTES = 200_000
 
 
@@ -47,6 +50,36 @@ class AgentRequest:
         return asdict(self)
 
 
+def request_digest(request: AgentRequest) -> str:
+    """What a request id stands for: a SHA-256 of the prompt, model, max_tokens and lane. The
+    same id sent again with a different digest is a different request (a "conflict")."""
+    return digest(request.prompt, request.model, request.max_tokens, request.lane)
+
+
+@dataclass
+class Spent:
+    """What a request has used so far, over every invocation and deferral: model calls
+    (MAX_ITERATIONS counts them) and tokens (MAX_TOTAL_TOKENS counts them)."""
+
+    model_calls: int = 0
+    tokens: int = 0
+
+    @classmethod
+    def of(cls, raw: Any) -> "Spent":
+        """From a work message's "spent" object; ValueError naming the field when bad."""
+        if raw is None:
+            return cls()
+        if not isinstance(raw, dict):
+            raise ValueError(f"spent must be an object, got {type(raw).__name__}")
+        values = []
+        for name in ("model_calls", "tokens"):
+            value = raw.get(name, 0)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"spent.{name} must be a non-negative integer, got {value!r}")
+            values.append(value)
+        return cls(*values)
+
+
 @dataclass
 class WorkMessage:
     """One work-queue message, parsed: the request and how far it has come.
@@ -62,6 +95,8 @@ class WorkMessage:
     first_received_at: float
     transcript: list[dict] | None = None
     model: str | None = None
+    #: model calls and tokens used by earlier invocations (budgets span deferrals)
+    spent: Spent = field(default_factory=Spent)
 
 
 class MalformedMessage(ValueError):
@@ -77,8 +112,12 @@ def new_request_id() -> str:
     return f"req-{uuid.uuid4().hex[:24]}"
 
 
-def parse_request(event: Any, config: AgentConfig, *, caller: str | None = None) -> AgentRequest:
-    """Validate a contract-2 event; raises `BadRequest` naming the first problem."""
+def parse_request(event: Any, config: AgentConfig, *, caller: str | None = None,
+                  tenant: str | None = None) -> AgentRequest:
+    """Validate a contract-2 event; raises `BadRequest` naming the first problem.
+
+    `tenant`: derived from the caller's identity (`agent.tenancy`, Function URL); None takes
+    the event's `tenant`, trusted by configuration (a direct invoke or queued work)."""
     if not isinstance(event, dict):
         raise BadRequest(f"event must be a JSON object, got {type(event).__name__}")
     prompt = event.get("prompt")
@@ -113,7 +152,8 @@ def parse_request(event: Any, config: AgentConfig, *, caller: str | None = None)
         raise BadRequest("request_id must be 2-64 characters of [A-Za-z0-9_+=,.@-], got "
                          f"{request_id!r}")
 
-    tenant = event.get("tenant", config.tenants[0])
+    if tenant is None:
+        tenant = event.get("tenant", config.tenants[0])
     if not isinstance(tenant, str) or tenant not in config.tenants:
         raise BadRequest(f"unknown tenant {tenant!r}; this deployment serves "
                          f"{', '.join(config.tenants)}")
@@ -145,11 +185,15 @@ def parse_request(event: Any, config: AgentConfig, *, caller: str | None = None)
     return request
 
 
-def parse_work_message(raw_body: Any, config: AgentConfig, *, now: float) -> WorkMessage:
+def parse_work_message(raw_body: Any, config: AgentConfig, *, now: float,
+                       payloads: PayloadStore | None = None) -> WorkMessage:
     """A work-queue message: {"request": {...}, "deferrals": n, "first_received_at": epoch s,
-    "transcript": [...]?, "model": str?} or a bare contract-2 request. `now`: epoch seconds,
-    the arrival time of a message that carries none. Raises `MalformedMessage` naming the
-    problem.
+    "transcript": [...]?, "model": str?, "spent": {"model_calls", "tokens"}?} or a bare
+    contract-2 request, or a claim check ({"s3_payload": ...}: the message is in `payloads`;
+    `body` is then the claim check, which is what a dead letter carries). A request without
+    its prompt takes it from "params" (a batch-lane body carries the prompt once). `now`:
+    epoch seconds, the arrival time of a message that carries none. Raises
+    `MalformedMessage` naming the problem.
 
     Queued work is asynchronous: it may wait for capacity as long as DEFAULT_DEADLINE_S
     (within the Lambda's time) instead of re-deferring on the caller's short deadline."""
@@ -159,7 +203,17 @@ def parse_work_message(raw_body: Any, config: AgentConfig, *, now: float) -> Wor
         raise MalformedMessage(f"malformed body: not JSON ({err})", raw_body) from None
     if not isinstance(body, dict):
         raise MalformedMessage("malformed body: not a JSON object", body)
-    envelope = body if "request" in body else {"request": body}
+    envelope = body
+    if pointer_of(body) is not None:
+        if payloads is None:
+            raise MalformedMessage("claim check without a payload store", body)
+        try:
+            envelope = json.loads(payloads.get(body))
+        except (PayloadError, json.JSONDecodeError) as err:
+            raise MalformedMessage(f"claim check unreadable: {err}", body) from None
+        if not isinstance(envelope, dict):
+            raise MalformedMessage("malformed claim check: not a JSON object", body)
+    envelope = envelope if "request" in envelope else {"request": envelope}
     try:
         deferrals = int(envelope.get("deferrals", 0))
         first_received_at = float(envelope.get("first_received_at") or now)
@@ -167,9 +221,10 @@ def parse_work_message(raw_body: Any, config: AgentConfig, *, now: float) -> Wor
             raise ValueError(f"first_received_at must be a time, got {first_received_at}")
         if envelope.get("model") is not None and envelope["model"] not in config.models:
             raise ValueError(f"unknown model {envelope['model']!r} in the envelope")
-        request = parse_request(envelope["request"], config,
-                                caller=(envelope["request"] or {}).get("caller")
-                                if isinstance(envelope["request"], dict) else None)
+        spent = Spent.of(envelope.get("spent"))
+        event = _with_prompt(envelope["request"], envelope.get("params"))
+        request = parse_request(event, config, caller=event.get("caller")
+                                if isinstance(event, dict) else None)
     except (TypeError, ValueError) as err:  # BadRequest is a ValueError
         raise MalformedMessage(f"malformed request: {err}", body) from None
     request.deadline_s = max(request.deadline_s, config.default_deadline_s)
@@ -177,7 +232,18 @@ def parse_work_message(raw_body: Any, config: AgentConfig, *, now: float) -> Wor
     request.ticket = float(ticket) if isinstance(ticket, (int, float)) \
         and not isinstance(ticket, bool) and math.isfinite(ticket) else None
     return WorkMessage(body, request, deferrals, first_received_at,
-                       envelope.get("transcript"), envelope.get("model"))
+                       envelope.get("transcript"), envelope.get("model"), spent)
+
+
+def _with_prompt(event: Any, params: Any) -> Any:
+    """A queued request without "prompt" takes the user turn of its batch params."""
+    if not isinstance(event, dict) or "prompt" in event or not isinstance(params, dict):
+        return event
+    messages = params.get("messages")
+    if isinstance(messages, list) and len(messages) == 1 and isinstance(messages[0], dict) \
+            and isinstance(messages[0].get("content"), str):
+        return {**event, "prompt": messages[0]["content"]}
+    return event
 
 
 def check_batch_lane(event: dict, config: AgentConfig) -> None:
@@ -199,6 +265,15 @@ def batch_params(request: AgentRequest, config: AgentConfig) -> dict[str, Any]:
     return {"model": request.model, "max_tokens": request.max_tokens,
             "system": config.system_prompt,
             "messages": [{"role": "user", "content": request.prompt}]}
+
+
+def batch_body(request: AgentRequest, config: AgentConfig, *, queued_at: float) -> dict:
+    """The batch-queue message of a lane-"batch" request: the request's fields, its batch
+    params (which carry the prompt, once), the attempt, when it was queued (epoch seconds) and
+    its `request_digest` (for `results.put_result_once`)."""
+    fields = {k: v for k, v in request.to_dict().items() if k != "prompt"}
+    return {"request": fields, "params": batch_params(request, config), "attempt": 0,
+            "queued_at": queued_at, "digest": request_digest(request)}
 
 
 def check_size(request: AgentRequest, config: AgentConfig) -> None:

@@ -22,6 +22,7 @@ from guard import GuardedClaude, Limits, TokenBucket
 from .config import AgentConfig, load_config
 from .contract import DEFAULT_AGENT_NAME, Env
 from .mcp.toolbox import McpToolbox
+from .payloads import PayloadStore
 
 _SERVICE = os.environ.get(Env.POWERTOOLS_SERVICE_NAME, DEFAULT_AGENT_NAME)
 logger = Logger(service=_SERVICE)
@@ -42,10 +43,18 @@ class Runtime:
     clock: Any = time.time
     #: MCP tool sources (None when MCP_SERVERS is empty); the SDK loads on the first MCP call
     mcp: McpToolbox | None = None
+    #: S3, for the payload bucket (`payloads`)
+    s3: Any = None
+
+    @property
+    def payloads(self) -> PayloadStore:
+        """The payload bucket (claim checks for answers and messages too large to keep
+        inline), expiring by this runtime's clock."""
+        return PayloadStore(self.s3, self.config.payload_bucket, self.clock)
 
 
 def build_runtime(env=os.environ, *, dynamodb=None, sqs=None, sts=None, secrets=None,
-                  sdk_client=None) -> Runtime:
+                  sdk_client=None, s3=None) -> Runtime:
     """Parse the environment and build clients; injected clients are used as given (tests)."""
     import boto3
 
@@ -84,7 +93,8 @@ def build_runtime(env=os.environ, *, dynamodb=None, sqs=None, sts=None, secrets=
                               Limits(rpm=server.requests_per_minute), dynamodb)
             for name, server in config.mcp_servers.items()})
     return Runtime(config, dynamodb, sqs or boto3.client("sqs"), sts or boto3.client("sts"),
-                   claude, persistence, mcp=mcp)
+                   claude, persistence, mcp=mcp,
+                   s3=s3 or (boto3.client("s3") if config.payload_bucket else None))
 
 
 def _secret_reader(client: Callable[[], Any]) -> Callable[..., str]:

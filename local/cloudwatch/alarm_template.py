@@ -12,8 +12,11 @@ intrinsics (Ref, Fn::GetAtt, Fn::Join, ...) go through `resolve`; the default,
 `local.cloudwatch.references.resolve` without deployed ids, turns them into readable names
 such as "AgentFunctionB8994DEA" or "StateDeadLetterQueue9C4930C8.QueueName".
 
-Not modelled: anomaly-detection alarms (ThresholdMetricId) and the band comparison operators
-(rejected with ValueError).
+Anomaly-detection alarms (`ThresholdMetricId` naming an `ANOMALY_DETECTION_BAND(id, k)`
+entry, with the band comparison operators) are read as `threshold_metric_id`; the alarm
+compares the other ReturnData entry with the band (`local.cloudwatch.bands` is the band's
+local model). `composites_from_template` reads every `AWS::CloudWatch::CompositeAlarm` with
+its rule (`local.cloudwatch.alarms.evaluate_composites` replays them).
 """
 
 from __future__ import annotations
@@ -22,10 +25,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import re
+
 from local.cloudwatch import references
 from local.cloudwatch.metrics import parse_statistic
 
-__all__ = ["AlarmDefinition", "MetricDataQuery", "MetricQuery", "alarms_from_template"]
+__all__ = ["AlarmDefinition", "CompositeDefinition", "MetricDataQuery", "MetricQuery",
+           "alarms_from_template", "composites_from_template"]
 
 COMPARISONS = {
     "GreaterThanThreshold": (">", lambda v, t: v > t),
@@ -33,7 +39,19 @@ COMPARISONS = {
     "LessThanThreshold": ("<", lambda v, t: v < t),
     "LessThanOrEqualToThreshold": ("<=", lambda v, t: v <= t),
 }
+#: anomaly-band comparisons: value, (lower, upper) -> breaching
+BAND_COMPARISONS = {
+    "GreaterThanUpperThreshold": ("> upper", lambda v, b: v > b[1]),
+    "LessThanLowerThreshold": ("< lower", lambda v, b: v < b[0]),
+    "LessThanLowerOrGreaterThanUpperThreshold": ("outside",
+                                                 lambda v, b: v < b[0] or v > b[1]),
+}
 MISSING_DATA = ("missing", "notBreaching", "breaching", "ignore")
+#: an anomaly-detection band expression: ANOMALY_DETECTION_BAND(id[, k standard deviations])
+BAND = re.compile(r"^\s*ANOMALY_DETECTION_BAND\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*"
+                  r"(?:,\s*([0-9.]+)\s*)?\)\s*$", re.IGNORECASE)
+#: one term of a composite alarm's rule: ALARM("ref"), OK("ref") or INSUFFICIENT_DATA("ref")
+RULE_TERM = re.compile(r"\b(ALARM|OK|INSUFFICIENT_DATA)\(\s*\"?([^\")]+)\"?\s*\)")
 
 
 # --- definitions ---------------------------------------------------------------------------
@@ -80,14 +98,23 @@ class AlarmDefinition:
     datapoints_to_alarm: int | None = None
     treat_missing_data: str = "missing"
     evaluate_low_sample_count_percentile: str | None = None
+    #: the Metrics id of the ANOMALY_DETECTION_BAND entry of an anomaly-detection alarm
+    threshold_metric_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.datapoints_to_alarm is None:
             self.datapoints_to_alarm = self.evaluation_periods
         where = f"alarm {self.logical_id}"
-        if self.comparison not in COMPARISONS:
-            raise ValueError(f"{where}: unsupported ComparisonOperator {self.comparison!r} "
-                             f"(supported: {', '.join(COMPARISONS)})")
+        table = BAND_COMPARISONS if self.threshold_metric_id else COMPARISONS
+        if self.comparison not in table:
+            kind = "an anomaly-detection" if self.threshold_metric_id else "a threshold"
+            raise ValueError(f"{where}: unsupported ComparisonOperator {self.comparison!r} for "
+                             f"{kind} alarm (supported: {', '.join(table)})")
+        if self.threshold_metric_id is not None:
+            band = next((q for q in self.queries if q.id == self.threshold_metric_id), None)
+            if band is None or not band.expression or not BAND.match(band.expression):
+                raise ValueError(f"{where}: ThresholdMetricId {self.threshold_metric_id!r} must "
+                                 "name an ANOMALY_DETECTION_BAND(id, k) entry of Metrics")
         if self.treat_missing_data not in MISSING_DATA:
             raise ValueError(f"{where}: TreatMissingData must be one of "
                              f"{', '.join(MISSING_DATA)}, got {self.treat_missing_data!r}")
@@ -104,14 +131,31 @@ class AlarmDefinition:
 
     @property
     def operator(self) -> str:
+        if self.threshold_metric_id:
+            return BAND_COMPARISONS[self.comparison][0]
         return COMPARISONS[self.comparison][0]
 
-    def breaches(self, value: float) -> bool:
+    def breaches(self, value: float, band: tuple[float, float] | None = None) -> bool:
+        """Whether `value` breaches: against the threshold, or for an anomaly-detection alarm
+        against `band` (lower, upper)."""
+        if self.threshold_metric_id:
+            if band is None:
+                raise ValueError(f"alarm {self.logical_id}: an anomaly-detection alarm "
+                                 "compares against a band: pass band=(lower, upper)")
+            return BAND_COMPARISONS[self.comparison][1](value, band)
         return COMPARISONS[self.comparison][1](value, self.threshold)
 
+    def band_query(self) -> tuple[str, float]:
+        """(the id the band is computed from, k standard deviations) of an anomaly alarm."""
+        band = next(q for q in self.queries if q.id == self.threshold_metric_id)
+        match = BAND.match(band.expression)
+        return match.group(1), float(match.group(2) or 2)
+
     def return_query(self) -> MetricDataQuery:
-        """The query whose values the alarm compares (ReturnData true)."""
-        returned = [q for q in self.queries if q.return_data]
+        """The query whose values the alarm compares (ReturnData true; for an
+        anomaly-detection alarm the one that is not the band)."""
+        returned = [q for q in self.queries if q.return_data
+                    and q.id != self.threshold_metric_id]
         if len(returned) != 1:
             raise ValueError(f"alarm {self.logical_id}: exactly one Metrics entry must have "
                              f"ReturnData true, got {[q.id for q in returned]}")
@@ -160,9 +204,9 @@ def alarms_from_template(template: Mapping[str, Any],
             continue
         props = resource.get("Properties") or {}
         what = f"alarm {logical_id}"
-        if "ThresholdMetricId" in props:
-            raise ValueError(f"{what}: anomaly-detection alarms (ThresholdMetricId) are not "
-                             "supported")
+        band_id = props.get("ThresholdMetricId")
+        if band_id is not None and not props.get("Metrics"):
+            raise ValueError(f"{what}: ThresholdMetricId needs a Metrics list")
         evaluation_periods = int(_number(props.get("EvaluationPeriods"),
                                          f"{what} EvaluationPeriods", res))
         datapoints = props.get("DatapointsToAlarm")
@@ -191,17 +235,18 @@ def alarms_from_template(template: Mapping[str, Any],
                     id=qid, expression=None if expression is None else _text(expression, res),
                     metric=query_metric, return_data=_return_data(entry.get("ReturnData")),
                     label=entry.get("Label") if isinstance(entry.get("Label"), str) else None))
-            returned = [q for q in queries if q.return_data]
+            returned = [q for q in queries if q.return_data and q.id != band_id]
             if len(returned) > 1:  # ReturnData defaults to true: keep the explicit one
                 explicit = [q for q, e in zip(queries, props["Metrics"])
                             if q.return_data and "ReturnData" in e]
                 returned = explicit if len(explicit) == 1 else returned
-                queries = [q if any(q is r for r in returned) else MetricDataQuery(
-                    q.id, q.expression, q.metric, False, q.label) for q in queries]
-            if len(queries) == 1 and queries[0].metric is not None:
+                queries = [q if any(q is r for r in returned) or q.id == band_id
+                           else MetricDataQuery(q.id, q.expression, q.metric, False, q.label)
+                           for q in queries]
+            if len(queries) == 1 and queries[0].metric is not None and band_id is None:
                 metric = queries[0].metric
             stat_periods = [q.metric.period_s for q in queries if q.metric is not None]
-            ret = [q for q in queries if q.return_data]
+            ret = [q for q in queries if q.return_data and q.id != band_id]
             if ret and ret[0].metric is not None:
                 period = ret[0].metric.period_s
             elif "Period" in props:
@@ -229,11 +274,51 @@ def alarms_from_template(template: Mapping[str, Any],
             name=_text(props.get("AlarmName", logical_id), res),
             description=_text(props.get("AlarmDescription", ""), res),
             metric=metric, queries=queries, period_s=period,
-            threshold=_number(props.get("Threshold"), f"{what} Threshold", res),
+            threshold=0.0 if band_id is not None else _number(
+                props.get("Threshold"), f"{what} Threshold", res),
             comparison=_text(props.get("ComparisonOperator", ""), res),
             evaluation_periods=evaluation_periods,
             datapoints_to_alarm=None if datapoints is None else int(
                 _number(datapoints, f"{what} DatapointsToAlarm", res)),
             treat_missing_data=_text(props.get("TreatMissingData", "missing"), res),
-            evaluate_low_sample_count_percentile=props.get("EvaluateLowSampleCountPercentile")))
+            evaluate_low_sample_count_percentile=props.get("EvaluateLowSampleCountPercentile"),
+            threshold_metric_id=None if band_id is None else _text(band_id, res)))
     return alarms
+
+
+# --- composite alarms ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class CompositeDefinition:
+    """A composite alarm: `rule` is its AlarmRule with references resolved (an alarm's
+    `Fn::GetAtt [Id, Arn]` reads "Id.Arn"); `children` the logical ids the rule names."""
+
+    logical_id: str
+    name: str
+    rule: str
+    description: str = ""
+
+    @property
+    def children(self) -> list[str]:
+        return [ref.split(".")[0] for _, ref in RULE_TERM.findall(self.rule)]
+
+
+def composites_from_template(template: Mapping[str, Any],
+                             resolve: Callable[[Any], str] | None = None
+                             ) -> list[CompositeDefinition]:
+    """Every `AWS::CloudWatch::CompositeAlarm` of a template, in template order. The rule is
+    resolved without deployed ids so children read as logical ids ("Id.Arn")."""
+    res = resolve or references.resolve
+    found = []
+    for logical_id, resource in (template.get("Resources") or {}).items():
+        if not isinstance(resource, dict) \
+                or resource.get("Type") != "AWS::CloudWatch::CompositeAlarm":
+            continue
+        props = resource.get("Properties") or {}
+        if "AlarmRule" not in props:
+            raise ValueError(f"composite alarm {logical_id}: has no AlarmRule")
+        found.append(CompositeDefinition(
+            logical_id=logical_id,
+            name=_text(props.get("AlarmName", logical_id), res),
+            rule=references.resolve(props["AlarmRule"]),
+            description=_text(props.get("AlarmDescription", ""), res)))
+    return found

@@ -19,10 +19,12 @@ Reading (`get_metric_data`, the shape of CloudWatch's GetMetricData: `Id`, `Metr
 - What moto 5.2 does not do is done here: percentile statistics (pNN, moto answers none),
   metric math (moto returns an empty series for any expression that is not a bare id,
   silently) through `local.cloudwatch.metric_math.evaluate_expression`, the parser the alarm
-  evaluation uses, and `ANOMALY_DETECTION_BAND(id[, k])` (a band of mean +/- k standard
-  deviations of the series over the range, k = 2 by default; CloudWatch trains a model
-  instead: this is a stand-in so a widget with a band draws one). A band comes back as two
-  results with the query's Id, labelled "... (upper)" and "... (lower)".
+  evaluation uses, and `ANOMALY_DETECTION_BAND(id[, k])` (k = 2 by default): the band
+  model the local alarm evaluation uses (`local.cloudwatch.bands`, the same time of day on
+  earlier days) where the range holds a day of history before a point, else mean +/- k
+  standard deviations of the series over the range, so a short run's widget draws a band.
+  A band comes back as two results with the query's Id, labelled "... (upper)" and
+  "... (lower)".
 - Resolution as CloudWatch applies it: a standard-resolution metric (StorageResolution 60)
   read with a period under 60 s comes back at 60 s; a high-resolution one at the period
   asked (1, 5, 10, 30 s or multiples of 60).
@@ -41,6 +43,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from local.cloudwatch.bands import DAY_S, seasonal_bands
 from local.cloudwatch.metric_math import ExpressionError, evaluate_expression
 from local.cloudwatch.metrics import (Datapoint, EmfError, MetricStore, emf_documents,
                                       parse_statistic, points_from_emf)
@@ -223,7 +226,7 @@ class LocalCloudWatch:
                 if band:
                     source = value_of(band.group(1))
                     period = periods[band.group(1)]
-                    upper, lower = _band(source, float(band.group(2) or 2))
+                    upper, lower = _band(source, float(band.group(2) or 2), period)
                     results.append(self._result(qid, f"{label} (upper)", grid_of(period),
                                                 upper, period))
                     results.append(self._result(qid, f"{label} (lower)", grid_of(period),
@@ -291,14 +294,22 @@ class LocalCloudWatch:
         return out
 
 
-def _band(series: list[float | None], k: float) -> tuple[list, list]:
+def _band(series: list[float | None], k: float, period: int) -> tuple[list, list]:
+    """(upper, lower) per point: the alarms' seasonal band (`local.cloudwatch.bands`) where
+    the range holds a day of history before the point, else mean +/- k sd of the range."""
     present = [v for v in series if v is not None]
     if not present:
         return [None] * len(series), [None] * len(series)
     mean = math.fsum(present) / len(present)
     sd = math.sqrt(math.fsum((v - mean) ** 2 for v in present) / len(present))
-    return ([None if v is None else mean + k * sd for v in series],
-            [None if v is None else mean - k * sd for v in series])
+    seasonal = seasonal_bands(series, period, k) if DAY_S % period == 0 \
+        else [None] * len(series)
+    upper, lower = [], []
+    for v, band in zip(series, seasonal):
+        lo, hi = band if band is not None else (mean - k * sd, mean + k * sd)
+        upper.append(None if v is None else hi)
+        lower.append(None if v is None else lo)
+    return upper, lower
 
 
 def metric_stat(namespace: str, name: str, dimensions: Mapping[str, str] | None,

@@ -100,3 +100,53 @@ def plot_rates(store, limits: dict[str, dict[str, float]], start: float, end: fl
     figure.savefig(path, dpi=90)
     plt.close(figure)
     return path
+
+
+def plot_forecast(store, forecast, band, model: str, start: float, end: float,
+                  path: Path, origin: float | None = None) -> Path:
+    """The ramp scenario on two panels, minutes since `origin` (default `start`; the ramp's
+    start) on the x axis: the quota
+    forecast alarm's projected use (%) against its line with QuotaUsedPercent (Maximum per
+    minute) and the alarm's first ALARM; and `band`, an anomaly-band alarm's value and
+    band (`local.cloudwatch.alarms.AlarmResult`s)."""
+    plt = _matplotlib()
+    figure, (left, right) = plt.subplots(1, 2, figsize=(14, 4.2))
+
+    def minutes(t: float) -> float:
+        return (t - (start if origin is None else origin)) / 60
+
+    used = store.series(NAMESPACE, "QuotaUsedPercent", {"Model": model}, "Maximum", 60,
+                        start, end)
+    left.plot([minutes(t) for t, v in used if v is not None],
+              [v for _, v in used if v is not None], color="tab:red",
+              label="QuotaUsedPercent (bucket fill at acquire, max/min)")
+    left.step([minutes(t + forecast.alarm.period_s) for t, v in forecast.values
+               if v is not None], [v for _, v in forecast.values if v is not None],
+              where="pre", color="tab:blue", label="projected use in 30 min (%)")
+    left.axhline(forecast.alarm.threshold, color="tab:orange", linestyle="--",
+                 label=f"forecast alarm line ({forecast.alarm.threshold:g}%)")
+    if forecast.first_alarm_at is not None:
+        left.axvline(minutes(forecast.first_alarm_at), color="tab:blue", linestyle=":",
+                     label="forecast alarm fires")
+    left.set_title(f"{model}: quota forecast", fontsize=9)
+    left.set_xlabel("minutes since the ramp started")
+    left.set_ylim(0, 160)
+    left.legend(fontsize=7, loc="upper left")
+
+    points = [(minutes(t), v, b) for (t, v), b in zip(band.values, band.bands)
+              if v is not None and b is not None]
+    right.plot([p[0] for p in points], [p[1] for p in points], color="tab:blue",
+               label=band.alarm.return_query().label or "value")
+    right.fill_between([p[0] for p in points], [p[2][0] for p in points],
+                       [p[2][1] for p in points], color="grey", alpha=0.3,
+                       label="learned band (same time on earlier days)")
+    if band.first_alarm_at is not None:
+        right.axvline(minutes(band.first_alarm_at), color="tab:red", linestyle=":",
+                      label="band alarm fires")
+    right.set_title(band.alarm.name, fontsize=9)
+    right.set_xlabel("minutes since the ramp started")
+    right.legend(fontsize=7, loc="upper left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path

@@ -14,12 +14,14 @@ never `eval()`, that evaluates whole series period by period with None for missi
     power   := primary ["^" unary]
     primary := number | query id | FUNC "(" args ")" | "(" expr ")"
     FUNC    := IF(cond, a [, b]) | FILL(x, number | expr | REPEAT | LINEAR)
-             | ABS(x) | CEIL(x) | FLOOR(x) | PERIOD(x)
+             | ABS(x) | CEIL(x) | FLOOR(x) | PERIOD(x) | DIFF(x)
 
 Any operation with a missing operand is missing; division by zero is missing; IF takes `a`
 where `cond` is non-zero, `b` (missing when omitted) where it is zero, missing where `cond`
 is missing; FILL replaces missing points (REPEAT: last earlier value, LINEAR: interpolated
-between neighbours). FILL(x, 0) yields 0 even for a metric with no data at all in the range
+between neighbours); DIFF(x) is each value minus the previous value present (missing for the
+first one and where x is missing: CloudWatch's series hold only the periods with data).
+FILL(x, 0) yields 0 even for a metric with no data at all in the range
 (CloudWatch may return no datapoints then), so the stack's rate alarms read 0 % on an idle
 model; with their notBreaching treatment both readings give OK.
 
@@ -44,7 +46,7 @@ _TOKEN = re.compile(r"""\s*(?:
   | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<op>==|!=|<=|>=|&&|\|\||[-+*/^(),<>!])
 )""", re.VERBOSE)
-_FUNCTIONS = {"IF", "FILL", "ABS", "CEIL", "FLOOR", "PERIOD"}
+_FUNCTIONS = {"IF", "FILL", "ABS", "CEIL", "FLOOR", "PERIOD", "DIFF"}
 _FILL_MODES = {"REPEAT", "LINEAR"}
 _KEYWORDS = {"AND": "&&", "OR": "||", "NOT": "!"}
 
@@ -244,6 +246,15 @@ def _fill(values: Series, how) -> Series:
     return [v if v is not None else f for v, f in zip(values, how)]
 
 
+def _diff(values: Series) -> Series:
+    out: Series = []
+    last = None
+    for v in values:
+        out.append(None if v is None or last is None else v - last)
+        last = v if v is not None else last
+    return out
+
+
 def evaluate_expression(expression: str, variables: Mapping[str, Series],
                         length: int | None = None, period_s: float | None = None) -> Series:
     """Evaluate one metric-math expression over per-period series (None = missing).
@@ -296,6 +307,8 @@ def evaluate_expression(expression: str, variables: Mapping[str, Series],
                 if period_s is None:
                     raise ExpressionError(f"PERIOD() needs the query's period in {expression!r}")
                 return [float(period_s)] * length
+            if fn == "DIFF":
+                return _diff(broadcast(run(args[0])))
             func = {"ABS": abs, "CEIL": math.ceil, "FLOOR": math.floor}[fn]
             return [None if v is None else float(func(v)) for v in broadcast(run(args[0]))]
         raise ExpressionError(f"cannot evaluate {node!r}")  # pragma: no cover

@@ -2,7 +2,7 @@
 destroy), and find what it created.
 
     with LocalAws() as aws:
-        stack = deploy_local(aws, context={"tenants": ["acme"]})
+        stack = deploy_local(aws, context={"tenants": ["acme"], "allow_unbound_tenants": True})
         table = stack.outputs["BucketTable"]                # stacks/outputs.py names
         role = stack.physical("AgentRole")                  # logical-id prefix -> physical id
         ...
@@ -11,7 +11,7 @@ destroy), and find what it created.
 or from a shell (starts its own local AWS server, deploys, prints the resources, destroys
 unless --keep is given, which then serves until Ctrl-C):
 
-    python -m local.demo.deploy -c stage=dev -c tenants=acme,globex [--keep]
+    python -m local.demo.deploy -c tenants=acme,globex -c allow_unbound_tenants=true [--keep]
 
 The pinned CLI (`node_modules/.bin/cdk`) runs in the repository root with the local server's
 endpoint and dummy credentials (`LocalAws.env()`), account 123456789012 (moto's), region

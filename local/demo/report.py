@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from agent.contract import NAMESPACE, Prices
-from local.cloudwatch.alarms import evaluate_all, render_report
+from local.cloudwatch.alarms import evaluate_all, evaluate_composites, render_report
 from local.cloudwatch.charts import plot_rates
 from local.cloudwatch.metrics import Datapoint, MetricStore
 from local.cloudwatch.references import resolver
@@ -188,9 +188,13 @@ def write_report(*, out: Path, records: dict, emulator_stats: dict, template: di
     page = _dashboard_page(out, aws, stack, template, started, ended, platform)
     results = evaluate_all(template, store, started - 60, ended + 60, resolve=resolve)
     fired = [r for r in results if r.fired]
+    composites = evaluate_composites(template, results)
     lines += [f"charts: {rates} ; {page}",
               f"alarms that would have fired: {len(fired)} of {len(results)}",
-              render_report(results, run_s=ended - started)]
+              render_report(results, run_s=ended - started),
+              f"composite alarms (SLO burn rates) that would have fired: "
+              f"{', '.join(c.composite.name for c in composites if c.fired) or 'none'} "
+              f"of {len(composites)}"]
 
     audit_lines = (out / "audit.jsonl").read_text().splitlines()
     denied = sum('"denied"' in line for line in audit_lines)

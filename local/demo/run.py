@@ -42,6 +42,12 @@ from stacks.outputs import FUNCTION_NAME, WORK_QUEUE_URL
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TENANTS = ("acme", "globex")
+#: The account the local AWS server reports (moto's): the demo's application roles live there.
+DEMO_ACCOUNT = "123456789012"
+#: Each tenant's application role (README, "Tenants and callers"): the demo deploys with these
+#: bound and signs each tenant's Function URL requests as a session of its own role.
+TENANT_ROLES = {tenant: f"arn:aws:iam::{DEMO_ACCOUNT}:role/{tenant.capitalize()}App"
+                for tenant in TENANTS}
 DOCUMENTS = {
     "runbook.md": "Ingest runbook: restart the ingest service, check the queue depth, then "
                   "page the data team if lag stays above five minutes.",
@@ -263,7 +269,8 @@ def run(scenario: Scenario) -> int:
     with LocalAws() as aws, ClaudeEmulator(emulator_config) as emulator:
         started = time.monotonic()
         print("1/4 cdk bootstrap + cdk deploy into local AWS ...", flush=True)
-        context = {"provider": scenario.provider, "overflow_policy": scenario.overflow_policy}
+        context = {"provider": scenario.provider, "overflow_policy": scenario.overflow_policy,
+                   "tenants": tenants_context()}
         if scenario.provider == "anthropic":  # Bedrock takes cdk.json's provider defaults
             context["tier"] = scenario.tier
         stack = deploy_local(aws, context=context, work_dir=out / "cdk")
@@ -297,10 +304,12 @@ def run(scenario: Scenario) -> int:
                 if scenario.dynamodb_throttle:
                     _throttle_dynamodb(runtime.dynamodb, env["BUCKET_TABLE"],
                                        scenario.dynamodb_throttle, rng)
-                print("2/4 driving the agent fleet (direct invokes) ...", file=sys.__stdout__,
-                      flush=True)
+                print("2/4 driving the agent fleet (Function URL requests, each tenant from "
+                      "its own role) ...", file=sys.__stdout__, flush=True)
                 fleet_started = time.time()
                 _drive(agent, scenario, function_name, records, env)
+                print(f"\n    {_forged_tenant_probe(agent, function_name)}",
+                      file=sys.__stdout__, flush=True)
                 print("\n3/4 draining deferred requests through sqs_handler ...",
                       file=sys.__stdout__, flush=True)
                 _drain(agent, aws, env, scenario, function_name, records, stack.template())
@@ -392,6 +401,41 @@ def _start_mcp_stand_in(aws: LocalAws, env: dict) -> LocalAwsMcp | None:
     return stand_in
 
 
+def tenants_context() -> dict:
+    """The `tenants` context the demo deploys with: each tenant bound to its own role."""
+    return {tenant: {"principals": [role]} for tenant, role in TENANT_ROLES.items()}
+
+
+def session_arn(role_arn: str, session: str) -> str:
+    """The ARN a Function URL reports for a session of `role_arn` (assumed-role ARNs drop the
+    role's path)."""
+    name = role_arn.rpartition("/")[2]
+    account = role_arn.split(":")[4]
+    return f"arn:aws:sts::{account}:assumed-role/{name}/{session}"
+
+
+def function_url_event(body: dict, caller_arn: str | None) -> dict:
+    """A Function URL (AuthType AWS_IAM, payload format 2.0) request event: the JSON `body`,
+    signed by `caller_arn` (requestContext.authorizer.iam.userArn; None: unsigned)."""
+    context: dict = {"http": {"method": "POST", "path": "/"}}
+    if caller_arn is not None:
+        context["authorizer"] = {"iam": {"userArn": caller_arn,
+                                         "accountId": caller_arn.split(":")[4]}}
+    return {"version": "2.0", "rawPath": "/", "body": json.dumps(body),
+            "isBase64Encoded": False, "requestContext": context}
+
+
+def _forged_tenant_probe(agent, function_name: str) -> str:
+    """One request signed by acme's role that names globex: refused before any Claude call."""
+    caller = session_arn(TENANT_ROLES["acme"], "demo-acme-operator")
+    answer = agent.handler(function_url_event({"prompt": "Read globex's notes.",
+                                               "tenant": "globex"}, caller),
+                           _Context(function_name))
+    error = json.loads(answer["body"]).get("error", {})
+    return (f"acme's role naming tenant globex: HTTP {answer['statusCode']} "
+            f"{error.get('type')} ({error.get('message')})")
+
+
 def _drive(agent, scenario: Scenario, function_name: str, records: dict,
            env: dict | None = None) -> None:
     lock = threading.Lock()
@@ -409,18 +453,17 @@ def _drive(agent, scenario: Scenario, function_name: str, records: dict,
             record = RunRecord(request_id, tenant, time.time())
             with lock:
                 records[request_id] = record
-            caller = f"arn:aws:iam::123456789012:user/{tenant}-operator"
+            # each tenant's requests come from a session of its own role: the tenant is
+            # derived from that identity, the body does not name it
+            caller = session_arn(TENANT_ROLES[tenant], f"demo-{tenant}-operator")
             lane = "batch" if scenario.batch_every and i % scenario.batch_every == \
                 scenario.batch_every - 1 and (env or {}).get("BATCH_QUEUE_URL") else None
             prompt = prompt_for(i, tenant, env)
             if lane and "EMULATOR: call" in prompt:
                 prompt = f"Label ticket {i} for {tenant}."  # the batch lane has no tools
-            event = {"version": "2.0", "body": json.dumps({
-                "prompt": prompt, "tenant": tenant, "request_id": request_id,
-                "max_tokens": 200, "deadline_s": scenario.deadline_s,
-                **({"lane": lane} if lane else {})}),
-                "requestContext": {"http": {"method": "POST", "path": "/"},
-                                   "authorizer": {"iam": {"userArn": caller}}}}
+            event = function_url_event({
+                "prompt": prompt, "request_id": request_id, "max_tokens": 200,
+                "deadline_s": scenario.deadline_s, **({"lane": lane} if lane else {})}, caller)
             answer = agent.handler(event, _Context(function_name))
             response = json.loads(answer["body"])
             with lock:

@@ -14,7 +14,12 @@ the emulator's deterministic answers and no per-minute token limits, as the Batc
 not count against them). Per-item faults are scripted in the item's last user message:
 `EMULATOR: batch_error <error type>` (an errored result of that type) and
 `EMULATOR: batch_expire` (expired); `batch_expire_all` expires every item, and
-`batch_malformed_lines` adds that many garbage lines to every results file.
+`batch_malformed_lines` adds that many garbage lines to every results file. `batch_faults` is a
+list of one-shot faults on the endpoints, `{"op": "create" | "retrieve" | "list" | "results" |
+"cancel", "status": 400-599, "after": false}`: the first pending fault whose op matches answers
+with that status instead of the endpoint (with `"after": true` the endpoint acts first and its
+answer is lost, as when a connection drops after the API created a batch), and is used up.
+Lowering `batch_processing_s` ends batches already in progress sooner.
 """
 
 from __future__ import annotations
@@ -35,7 +40,14 @@ BATCH_CONFIG: dict[str, Any] = {
     "batch_rpm": 50,                 # batch endpoints' HTTP requests per minute
     "batch_expire_all": False,       # every item expires instead of being answered
     "batch_malformed_lines": 0,      # garbage lines added to every results file
+    "batch_faults": [],              # one-shot faults on the endpoints (see above)
 }
+
+BATCH_OPS = ("create", "retrieve", "list", "results", "cancel")
+#: the API's error type for a fault's status
+_FAULT_TYPES = {400: "invalid_request_error", 401: "authentication_error",
+                403: "permission_error", 404: "not_found_error", 413: "request_too_large",
+                429: "rate_limit_error", 529: "overloaded_error"}
 
 _ERROR_DIRECTIVE = re.compile(r"EMULATOR:[ \t]*batch_error[ \t]+([a-z_]+)")
 _EXPIRE_DIRECTIVE = re.compile(r"EMULATOR:[ \t]*batch_expire\b")
@@ -55,6 +67,14 @@ def validate_batch_config(config: dict) -> None:
     if isinstance(config["batch_malformed_lines"], bool) or not isinstance(
             config["batch_malformed_lines"], int) or config["batch_malformed_lines"] < 0:
         raise ValueError("batch_malformed_lines must be a non-negative integer")
+    faults = config["batch_faults"]
+    if not isinstance(faults, list) or not all(
+            isinstance(f, dict) and f.get("op") in BATCH_OPS
+            and isinstance(f.get("status"), int) and not isinstance(f["status"], bool)
+            and 400 <= f["status"] <= 599 and isinstance(f.get("after", False), bool)
+            for f in faults):
+        raise ValueError(f"batch_faults must be a list of {{\"op\": one of {BATCH_OPS}, "
+                         "\"status\": 400-599, \"after\": true|false}")
 
 
 def _iso(epoch: float | None) -> str | None:
@@ -75,6 +95,7 @@ class BatchService:
         self.order: list[str] = []  # creation order
         self.calls = 0
         self.rate_limited = 0
+        self.faulted = 0
         self.tokens = float(self.emulator.config["batch_rpm"])
         self.refilled_at = time.monotonic()
 
@@ -103,32 +124,59 @@ class BatchService:
         parts = path.rstrip("/").split("/")[4:]  # after /v1/messages/batches
         with self.emulator.lock:
             self._take_request(api_error)
-            base = f"http://{headers.get('host', '127.0.0.1')}"
-            if not parts and method == "POST":
-                return 200, self._create(body, api_error, base)
-            if not parts and method == "GET":
-                return 200, self._list(urllib.parse.parse_qs(query), base)
-            batch = self.batches.get(parts[0]) if parts else None
-            if batch is None:
-                raise api_error(404, "not_found_error", f"message batch {parts[:1]} not found")
-            self._advance(batch)
-            if len(parts) == 1 and method == "GET":
-                return 200, self._public(batch, base)
-            if len(parts) == 2 and parts[1] == "results" and method == "GET":
-                if batch["status"] != "ended":
-                    raise api_error(400, "invalid_request_error",
-                                    f"batch {batch['id']} is still {batch['status']}")
-                lines = [json.dumps(r) for r in batch["results"]]
-                for index in range(self.emulator.config["batch_malformed_lines"]):
-                    lines.insert(min(index * 2, len(lines)), '{"custom_id": "broken", "resu')
-                return 200, ("\n".join(lines) + "\n").encode()
-            if len(parts) == 2 and parts[1] == "cancel" and method == "POST":
-                if batch["status"] == "in_progress":
-                    batch["status"] = "canceling"
-                    batch["cancel_initiated_at"] = time.time()
-                    self._advance(batch)
-                return 200, self._public(batch, base)
+            fault = self._take_fault(_op(method, parts))
+            if fault is not None and not fault.get("after"):
+                raise self._fault_error(fault, api_error)
+            reply = self._endpoint(method, path, parts, query, body, headers, api_error)
+            if fault is not None:  # the endpoint acted; its answer is lost
+                raise self._fault_error(fault, api_error)
+            return reply
+
+    def _endpoint(self, method: str, path: str, parts: list[str], query: str, body: bytes,
+                  headers: dict, api_error):
+        base = f"http://{headers.get('host', '127.0.0.1')}"
+        if not parts and method == "POST":
+            return 200, self._create(body, api_error, base)
+        if not parts and method == "GET":
+            return 200, self._list(urllib.parse.parse_qs(query), base)
+        batch = self.batches.get(parts[0]) if parts else None
+        if batch is None:
+            raise api_error(404, "not_found_error", f"message batch {parts[:1]} not found")
+        self._advance(batch)
+        if len(parts) == 1 and method == "GET":
+            return 200, self._public(batch, base)
+        if len(parts) == 2 and parts[1] == "results" and method == "GET":
+            if batch["status"] != "ended":
+                raise api_error(400, "invalid_request_error",
+                                f"batch {batch['id']} is still {batch['status']}")
+            lines = [json.dumps(r) for r in batch["results"]]
+            for index in range(self.emulator.config["batch_malformed_lines"]):
+                lines.insert(min(index * 2, len(lines)), '{"custom_id": "broken", "resu')
+            return 200, ("\n".join(lines) + "\n").encode()
+        if len(parts) == 2 and parts[1] == "cancel" and method == "POST":
+            if batch["status"] == "in_progress":
+                batch["status"] = "canceling"
+                batch["cancel_initiated_at"] = time.time()
+                self._advance(batch)
+            return 200, self._public(batch, base)
         raise api_error(404, "not_found_error", f"Not found: {method} {path}")
+
+    def _take_fault(self, op: str | None) -> dict | None:
+        """The first pending `batch_faults` entry for `op`, removed (one shot)."""
+        faults = self.emulator.config["batch_faults"]
+        for index, fault in enumerate(faults):
+            if fault["op"] == op:
+                self.faulted += 1
+                return faults.pop(index)
+        return None
+
+    @staticmethod
+    def _fault_error(fault: dict, api_error):
+        status = fault["status"]
+        kind = _FAULT_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+        headers = [("retry-after", "1")] if status in (429, 529) else []
+        return api_error(status, kind, f"EMULATOR: injected {fault['op']} fault",
+                         headers=headers)
 
     # -- endpoints -----------------------------------------------------------------------
 
@@ -198,7 +246,9 @@ class BatchService:
         if batch["status"] == "ended":
             return
         canceling = batch["status"] == "canceling"
-        if not canceling and now < batch["ends_at"]:
+        ends_at = min(batch["ends_at"], batch["created_at"]
+                      + float(self.emulator.config["batch_processing_s"]))
+        if not canceling and now < ends_at:
             return
         batch["results"] = [self._result(item, canceled=canceling) for item in batch["requests"]]
         batch["status"] = "ended"
@@ -252,4 +302,14 @@ class BatchService:
                 kind = result["result"]["type"]
                 items[kind] = items.get(kind, 0) + 1
         return {"batches": len(self.batches), "by_status": by_status, "items": items,
-                "requests": self.calls, "rate_limited": self.rate_limited}
+                "requests": self.calls, "rate_limited": self.rate_limited,
+                "faulted": self.faulted}
+
+
+def _op(method: str, parts: list[str]) -> str | None:
+    """The endpoint a request names: create, list, retrieve, results or cancel."""
+    if not parts:
+        return {"POST": "create", "GET": "list"}.get(method)
+    if len(parts) == 1:
+        return "retrieve" if method == "GET" else None
+    return {"results": "results", "cancel": "cancel"}.get(parts[1])

@@ -24,6 +24,8 @@ def test_tiny_demo_deploys_answers_everything_and_writes_its_outputs(tmp_path):
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "upstream 429s sent by the emulator: 0" in result.stdout
+    assert ("acme's role naming tenant globex: HTTP 403 forbidden_tenant (role AcmeApp "
+            "(account 123456789012) is not bound to the tenant it named)") in result.stdout
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["lost"] == [] and summary["statuses"]["ok"] >= 1
     assert summary["upstream_429"] == 0
@@ -32,6 +34,11 @@ def test_tiny_demo_deploys_answers_everything_and_writes_its_outputs(tmp_path):
         assert (tmp_path / chart).stat().st_size > 20_000
     audit = (tmp_path / "audit.jsonl").read_text().splitlines()
     assert audit and all(json.loads(line)["audit"] == "tool_call" for line in audit)
+    # each tenant's requests came from a session of its own role, which chose the tenant
+    for line in map(json.loads, audit):
+        assert line["caller"] == (f"arn:aws:sts::123456789012:assumed-role/"
+                                  f"{line['tenant'].capitalize()}App/demo-{line['tenant']}-"
+                                  "operator"), line
     assert "alarms that would have fired" in result.stdout
     # MCP: request 6 lists documents through the local AWS MCP Server, request 3 tries a delete
     mcp = {line["request_id"]: line for line in map(json.loads, audit)

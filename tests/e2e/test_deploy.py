@@ -15,6 +15,7 @@ secret passed by ARN, the queue mapping on the function rather than its alias): 
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -26,6 +27,9 @@ pytestmark = pytest.mark.slow
 
 STAGE = "dev"
 TENANTS = ["acme", "globex"]
+#: each tenant bound to an application role of the local account
+TENANTS_CONTEXT = {tenant: {"principals": [f"arn:aws:iam::{ACCOUNT}:role/{tenant}-app"]}
+                   for tenant in TENANTS}
 #: stacks/agent.py's environment; DEGRADE_MODEL and API_KEY_SECRET_ARN because cdk.json sets a
 #: degrade model and the provider is anthropic
 AGENT_ENV = {"PROVIDER", "MODELS", "DEFAULT_MODEL", "OVERFLOW_POLICY", "TENANTS",
@@ -62,7 +66,7 @@ def deployed(tmp_path_factory):
     deployment = None
     started = time.monotonic()
     try:
-        stack = deploy_local(aws, context={"tenants": TENANTS}, stage=STAGE, timeout_s=240,
+        stack = deploy_local(aws, context={"tenants": TENANTS_CONTEXT}, stage=STAGE, timeout_s=240,
                              work_dir=work / "deploy")
         deployment = Deployment(aws, stack)
         print(f"\n[e2e] bootstrap {stack.timings['bootstrap']:.1f} s, deploy "
@@ -274,8 +278,15 @@ def test_work_queue_redrives_to_the_dlq_under_kms(deployed):
     assert len(policies) == 4  # work queue + DLQ, batch queue + batch DLQ
     for policy in policies.values():
         deny = one([s for s in policy["Properties"]["PolicyDocument"]["Statement"]
-                    if s["Effect"] == "Deny"])
+                    if s["Effect"] == "Deny" and s["Action"] == "sqs:*"])
         assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    # the work queue also denies sending to all but the agent role (README "Tenants and
+    # callers"; evaluated in the IAM matrix)
+    [work_policy] = [p["Properties"]["PolicyDocument"] for p in policies.values()
+                     if p["Properties"]["Queues"] == [{"Ref": stack.logical("StateWorkQueue")}]]
+    send_deny = one([s for s in work_policy["Statement"]
+                     if s.get("Sid") == "DenySendWorkFromOthers"])
+    assert send_deny["Effect"] == "Deny" and send_deny["Action"] == "sqs:SendMessage"
 
 
 def test_alarm_topic_is_encrypted_and_alarms_notify_it(deployed):
@@ -287,7 +298,16 @@ def test_alarm_topic_is_encrypted_and_alarms_notify_it(deployed):
     alarms = deployed.resources_of_type("AWS::CloudWatch::Alarm")
     assert alarms
     topic_ref = {"Ref": deployed.stack.logical("MonitoringAlarmTopic")}
-    for logical, alarm in alarms.items():
+    composites = deployed.resources_of_type("AWS::CloudWatch::CompositeAlarm")
+    # the SLO's window alarms have no action: the composite over them notifies
+    children = {c for composite in composites.values()
+                for c in re.findall(r'"([A-Za-z0-9]+)", "Arn"',
+                                    json.dumps(composite["Properties"]["AlarmRule"]))}
+    assert composites and children
+    for logical, alarm in {**alarms, **composites}.items():
+        if logical in children:
+            assert alarm["Properties"].get("AlarmActions", []) == [], logical
+            continue
         assert topic_ref in alarm["Properties"].get("AlarmActions", []), logical
     dashboards = deployed.client("cloudwatch").list_dashboards()["DashboardEntries"]
     assert deployed.stack.physical("MonitoringDashboards") in [d["DashboardName"]
@@ -310,7 +330,7 @@ def test_agent_function_handler_environment_and_queue_mapping(deployed):
     variables = config["Environment"]["Variables"]
     assert AGENT_ENV <= set(variables), AGENT_ENV - set(variables)
     assert variables["PROVIDER"] == "anthropic"
-    assert variables["TENANTS"] == ",".join(TENANTS)
+    assert json.loads(variables["TENANTS"]) == TENANTS_CONTEXT
     assert variables["BUCKET_TABLE"] == stack.physical("StateBucketTable")
     assert variables["IDEMPOTENCY_TABLE"] == stack.physical("StateIdempotencyTable")
     assert variables["RESULTS_TABLE"] == stack.physical("StateResultsTable")

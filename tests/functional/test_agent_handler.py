@@ -179,7 +179,7 @@ def test_second_request_reads_the_cached_system_prompt(stack, capsys):
 
 
 def test_function_url_event_records_the_iam_caller_in_audit_lines(stack, capsys):
-    caller = "arn:aws:iam::123456789012:user/alice"
+    caller = "arn:aws:sts::123456789012:assumed-role/AcmeApp/alice"
     body = {"prompt": 'Check the runbook.\nEMULATOR: call read_document {"key": "runbook.md"}',
             "tenant": "acme", "request_id": "req-url-1"}
     event = {"version": "2.0", "rawPath": "/", "body": json.dumps(body),

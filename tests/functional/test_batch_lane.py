@@ -1,7 +1,9 @@
 """The batch lane (agent.batch) against the Claude emulator's Message Batches endpoints and the
 local AWS server: grouping, caps, partial-batch timing, the batch bucket and the queued-requests
 counter, results (malformed lines too), each retry class, expiry, cancel, the DLQ, duplicate
-submission, and crash-and-resume of the collector and the poller at every step."""
+submission, crash-and-resume of the collector and the poller at every step, adoption only after
+a create with an unknown outcome (and only provisionally), poison items, a rotated API key,
+dead letters that answer, and a batch table bounded by open work."""
 
 from __future__ import annotations
 
@@ -34,11 +36,17 @@ def emulator():
 
 @pytest.fixture
 def lane(local_aws, emulator, monkeypatch):
+    emulator.reset(config=True)
+    return new_lane(local_aws, emulator, monkeypatch)
+
+
+def new_lane(local_aws, emulator, monkeypatch) -> "Lane":
+    """One deployment's batch lane (its own tables and queues) on the shared emulator."""
     from agent.batch.config import BatchConfig
+    from agent.batch.state import ensure_batch_table
     from agent.contract import decode_models
     from guard import ensure_table
 
-    emulator.reset(config=True)
     suffix = uuid.uuid4().hex[:8]
     dynamodb, sqs = local_aws.client("dynamodb"), local_aws.client("sqs")
     bucket, results, batch = f"bk-{suffix}", f"res-{suffix}", f"batch-{suffix}"
@@ -47,11 +55,7 @@ def lane(local_aws, emulator, monkeypatch):
                           AttributeDefinitions=[{"AttributeName": "request_id",
                                                  "AttributeType": "S"}],
                           KeySchema=[{"AttributeName": "request_id", "KeyType": "HASH"}])
-    dynamodb.create_table(TableName=batch, BillingMode="PAY_PER_REQUEST",
-                          AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"}
-                                                for k in ("pk", "sk")],
-                          KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
-                                     {"AttributeName": "sk", "KeyType": "RANGE"}])
+    ensure_batch_table(dynamodb, batch)
     queue = sqs.create_queue(QueueName=f"bq-{suffix}")["QueueUrl"]
     dlq = sqs.create_queue(QueueName=f"bdlq-{suffix}")["QueueUrl"]
     monkeypatch.setenv("ANTHROPIC_BASE_URL", emulator.base_url)
@@ -66,6 +70,9 @@ class Lane:
     def __init__(self, config, dynamodb, sqs, emulator) -> None:
         self.config, self.dynamodb, self.sqs, self.emulator = config, dynamodb, sqs, emulator
         self.clock_offset = 0.0
+        #: a Secrets Manager client and a Claude client for runtimes (tests of key rotation)
+        self.secrets = None
+        self.claude = None
 
     def clock(self) -> float:
         return time.time() + self.clock_offset
@@ -85,8 +92,9 @@ class Lane:
                "BATCH_TABLE": self.config.batch_table, "BUCKET_TABLE": self.config.bucket_table,
                "RESULTS_TABLE": self.config.results_table, "MODELS": json.dumps(MODELS)}
         rt = BatchRuntime(env, dynamodb=self.dynamodb, sqs=self.sqs, clock=self.clock,
-                          claude=anthropic.Anthropic(base_url=self.emulator.base_url,
-                                                     api_key="test", max_retries=0))
+                          secrets=self.secrets,
+                          claude=self.claude or anthropic.Anthropic(
+                              base_url=self.emulator.base_url, api_key="test", max_retries=0))
         rt.config = self.config
         from guard import Limits, TokenBucket
 
@@ -445,3 +453,328 @@ def test_create_that_crashed_is_adopted_not_resubmitted(lane):
     assert lane.batches()["batches"] == 1
     lane.poller().run()
     assert all(lane.result(i)["status"] == "ok" for i in ids)
+
+
+# -- adopting a batch: only when the create's outcome is unknown, and only provisionally ----------
+
+def _one_batch_done(lane) -> None:
+    """An earlier intent of 3 items whose batch ended and was answered (its intent closed)."""
+    ids = lane.enqueue(3, prefix="earlier")
+    lane.collector().run()
+    lane.poller().run()
+    assert all(lane.result(i)["status"] == "ok" for i in ids)
+    assert lane.runtime().store.intents() == []
+
+
+@pytest.mark.parametrize("refusal", ["429", "529", "local"])
+def test_a_refused_create_is_retried_never_adopted(lane, refusal):
+    lane.configure(max_retries=0)
+    _one_batch_done(lane)
+    ids = lane.enqueue(3)
+    if refusal == "local":
+        lane.runtime().bucket.cool_down(30)  # the batch endpoints' bucket refuses
+    else:
+        lane.emulator.configure(batch_faults=[{"op": "create", "status": int(refusal)}])
+    stopped = lane.collector().run()
+    assert stopped.submitted == [] and stopped.stopped
+    lane.clock_offset = 31  # past any cool-down
+    summary = lane.collector().run()
+    assert summary.resumed == 1 and summary.adopted == 0 and len(summary.submitted) == 1
+    lane.poller().run()
+    assert all(lane.result(i)["status"] == "ok" for i in ids)
+    assert lane.dlq() == [] and lane.batches()["batches"] == 2
+
+
+@pytest.mark.parametrize("step", ["intent_recorded", "messages_deleted"])
+def test_a_crash_before_create_never_adopts(lane, step):
+    lane.configure(max_retries=0)
+    _one_batch_done(lane)
+    ids = lane.enqueue(3)
+    with pytest.raises(Crash):
+        lane.collector(checkpoint=_crash_at(step)).run()
+    summary = lane.collector().run()
+    assert summary.resumed == 1 and summary.adopted == 0 and len(summary.submitted) == 1
+    lane.settle(ids)
+    assert all(lane.result(i)["status"] == "ok" for i in ids)
+    assert lane.dlq() == [] and lane.batches()["batches"] == 2
+
+
+def test_a_create_whose_answer_was_lost_is_adopted_and_confirmed(lane):
+    ids = lane.enqueue(3)
+    lane.emulator.configure(batch_faults=[{"op": "create", "status": 503, "after": True}])
+    assert "503" in lane.collector().run().stopped
+    summary = lane.collector().run()
+    assert summary.adopted == 1 and summary.submitted == []
+    polled = lane.poller().run()
+    assert polled.succeeded == 3 and polled.released == 0
+    assert all(lane.result(i)["status"] == "ok" for i in ids)
+    assert lane.batches()["batches"] == 1 and lane.queued() == 0
+
+
+def test_two_deployments_in_one_workspace_never_take_each_others_batch(
+        lane, local_aws, emulator, monkeypatch):
+    other = new_lane(local_aws, emulator, monkeypatch)
+    for deployment in (lane, other):
+        deployment.configure(cancel_after_s=60, max_retries=0)
+    emulator.configure(batch_processing_s=3600)
+    theirs = other.enqueue(3)
+    assert len(other.collector().run().submitted) == 1  # their batch, still processing
+    ours = lane.enqueue(3)
+    emulator.configure(batch_faults=[{"op": "create", "status": 503}])  # created nothing
+    assert "503" in lane.collector().run().stopped
+    lane.collector().run()  # our create's outcome is unknown: theirs may be adopted
+    lane.clock_offset = 61
+    polled = lane.poller().run()  # a provisional batch is never cancelled
+    assert polled.ended == 0
+    assert lane.batches()["by_status"] == {"in_progress": 1}
+    emulator.configure(batch_processing_s=0)  # their batch ends
+    other.poller().run()
+    assert all(other.result(i)["status"] == "ok" for i in theirs)
+    lane.settle(ours)
+    assert all(lane.result(i)["status"] == "ok" for i in ours)
+    assert lane.dlq() == [] and other.dlq() == []
+    assert lane.batches()["items"] == {"succeeded": 6}
+
+
+# -- poison: one item that cannot be stored or read does not block the others ---------------------
+
+def _refuse_puts(client, when) -> None:
+    """DynamoDB refuses a PutItem whose parameters satisfy `when` (as it refuses an item over
+    its size limit)."""
+    from botocore.exceptions import ClientError
+
+    def hook(params, **_):
+        if when(params):
+            raise ClientError({"Error": {"Code": "ValidationException", "Message":
+                                         "Item size has exceeded the maximum allowed size"}},
+                              "PutItem")
+    client.meta.events.register("before-parameter-build.dynamodb.PutItem", hook)
+
+
+def test_an_answer_that_cannot_be_stored_does_not_block_the_poller(lane):
+    ids = lane.enqueue(3)
+    poison = f"acme/{ids[1]}"
+    _refuse_puts(lane.dynamodb, lambda p: p["Item"].get("request_id", {}).get("S") == poison
+                 and p["Item"]["status"]["S"] == "ok")
+    lane.collector().run()
+    polled = lane.poller().run()
+    assert polled.succeeded == 2 and polled.dead_lettered == 1 and polled.ended == 1
+    answer = lane.result(ids[1])
+    assert answer["status"] == "error" and "could not be stored" in answer["error"]["message"]
+    [dead] = lane.dlq()
+    assert dead["request"]["request_id"] == ids[1]
+    assert "could not be stored" in dead["dlq_reason"]
+    assert lane.queued() == 0 and lane.runtime().store.intents() == []
+    later = lane.enqueue(2)  # the next batches are answered
+    lane.collector().run()
+    assert lane.poller().run().succeeded == 2
+    assert all(lane.result(i)["status"] == "ok" for i in later)
+
+
+def _corrupt_row(lane, request_id: str) -> None:
+    """The item row of `request_id` in the open intent gets a body that is not JSON."""
+    [intent] = lane.runtime().store.intents()
+    rows = lane.dynamodb.query(TableName=lane.config.batch_table,
+                               KeyConditionExpression="pk = :pk", ExpressionAttributeValues={
+                                   ":pk": {"S": f"intent#{intent.intent_id}"}})["Items"]
+    [row] = [r for r in rows if r["request_id"]["S"] == request_id]
+    lane.dynamodb.update_item(TableName=lane.config.batch_table,
+                              Key={"pk": row["pk"], "sk": row["sk"]},
+                              UpdateExpression="SET body = :b",
+                              ExpressionAttributeValues={":b": {"S": "{not json"}})
+
+
+def test_an_item_row_that_cannot_be_read_is_not_sent(lane):
+    ids = lane.enqueue(3)
+    with pytest.raises(Crash):
+        lane.collector(checkpoint=_crash_at("messages_deleted")).run()
+    _corrupt_row(lane, ids[0])
+    summary = lane.collector().run()
+    assert summary.dead_lettered == 1 and summary.items == 2
+    answer = lane.result(ids[0])
+    assert answer["status"] == "error" and "could not be read" in answer["error"]["message"]
+    lane.poller().run()
+    assert [lane.result(i)["status"] for i in ids] == ["error", "ok", "ok"]
+    assert lane.queued() == 0 and lane.runtime().store.intents() == []
+
+
+def test_an_item_row_that_cannot_be_read_gets_an_error_answer(lane):
+    ids = lane.enqueue(3)
+    lane.collector().run()
+    _corrupt_row(lane, ids[0])
+    polled = lane.poller().run()
+    assert polled.succeeded == 2 and polled.dead_lettered == 1 and polled.ended == 1
+    answer = lane.result(ids[0])
+    assert answer["status"] == "error" and "could not be read" in answer["error"]["message"]
+    assert lane.queued() == 0 and lane.runtime().store.intents() == []
+
+
+def test_a_batch_that_cannot_be_retrieved_does_not_block_the_poller(lane):
+    ids = lane.enqueue(2)
+    lane.collector().run()
+    lane.emulator.configure(batch_faults=[{"op": "retrieve", "status": 404}])
+    polled = lane.poller().run()  # its items as without results: back to the queue
+    assert polled.retried == 2 and polled.stopped is None and lane.queued() == 0
+    lane.settle(ids)
+    assert all(lane.result(i)["status"] == "ok" for i in ids) and lane.dlq() == []
+
+
+# -- a rotated API key -----------------------------------------------------------------------------
+
+BATCH_PATHS = {"create": ("POST", "batches"), "list": ("GET", "batches"),
+               "retrieve": ("GET", "<id>"), "results": ("GET", "results"),
+               "cancel": ("POST", "cancel")}
+
+
+def _rotating(lane, local_aws, op: str, *, rotate: bool = True):
+    """One container's runtime holding key k1; just before its first request to `op` the
+    emulator revokes k1 and (with `rotate`) the secret moves on to k2. Returns (runtime, fired)."""
+    import anthropic
+
+    secrets = local_aws.client("secretsmanager")
+    arn = secrets.create_secret(Name=f"key-{uuid.uuid4().hex[:8]}",
+                                SecretString=json.dumps({"api_key": "k1"}))["ARN"]
+    fired = []
+
+    def hook(request) -> None:
+        last = request.url.path.rstrip("/").rsplit("/", 1)[-1]
+        name = last if last in ("batches", "results", "cancel") else "<id>"
+        if not fired and (request.method, name) == BATCH_PATHS[op]:
+            fired.append(request.url.path)
+            lane.emulator.configure(revoked_api_keys=["k1"])
+            if rotate:
+                secrets.put_secret_value(SecretId=arn,
+                                         SecretString=json.dumps({"api_key": "k2"}))
+
+    lane.configure(api_key_secret_arn=arn)
+    lane.secrets = secrets
+    lane.claude = anthropic.Anthropic(base_url=lane.emulator.base_url, api_key="k1",
+                                      max_retries=0,
+                                      http_client=anthropic.DefaultHttpxClient(
+                                          event_hooks={"request": [hook]}))
+    return lane.runtime(), fired
+
+
+@pytest.mark.parametrize("op", ["create", "retrieve", "results", "cancel", "list"])
+def test_a_rotated_key_is_refreshed_once_on_every_batch_call(lane, local_aws, op):
+    rt, fired = _rotating(lane, local_aws, op)
+    ids = lane.enqueue(3)
+    if op == "cancel":
+        lane.emulator.configure(batch_processing_s=3600)
+        lane.configure(cancel_after_s=60)
+        rt.config = lane.config
+    if op == "list":  # the create's answer is lost: the next run lists the batches
+        lane.emulator.configure(batch_faults=[{"op": "create", "status": 503, "after": True}])
+        assert rt.collector().run().stopped
+    summary = rt.collector().run()
+    assert summary.dead_lettered == 0 and summary.stopped is None
+    if op == "cancel":
+        lane.clock_offset = 61
+        polled = rt.poller().run()
+        assert polled.stopped is None and lane.batches()["by_status"] == {"ended": 1}
+        lane.emulator.configure(batch_processing_s=0)
+        lane.configure(cancel_after_s=None)
+        rt.config = lane.config
+        lane.settle(ids)
+    else:
+        polled = rt.poller().run()
+        assert polled.stopped is None and polled.succeeded == 3 and polled.retried == 0
+    assert fired and all(lane.result(i)["status"] == "ok" for i in ids)
+    assert lane.dlq() == []
+
+
+@pytest.mark.parametrize("op", ["retrieve", "results"])
+def test_a_key_still_refused_after_a_refresh_stops_with_a_reason(lane, local_aws, op):
+    rt, fired = _rotating(lane, local_aws, op, rotate=False)  # the secret still holds k1
+    ids = lane.enqueue(3)
+    rt.collector().run()
+    polled = rt.poller().run()
+    assert fired and "401" in polled.stopped and "refresh" in polled.stopped
+    assert polled.retried == polled.dead_lettered == 0 and lane.dlq() == []
+    assert all(lane.result(i)["status"] == "queued" for i in ids)  # not requeued, not lost
+    lane.emulator.configure(revoked_api_keys=[])
+    assert rt.poller().run().succeeded == 3
+    assert lane.batches()["batches"] == 1
+
+
+# -- dead letters answer ---------------------------------------------------------------------------
+
+def test_a_malformed_request_is_answered_with_its_reason(lane):
+    from agent.results import put_queued
+
+    put_queued(lane.dynamodb, lane.config.results_table, "acme", "bad-1",
+               {"status": "queued", "request_id": "bad-1", "lane": "batch"},
+               int(time.time() + 3600))
+    lane.sqs.send_message(QueueUrl=lane.config.queue_url, MessageBody=json.dumps(
+        {"request": {"model": "gpt-9", "tenant": "acme", "request_id": "bad-1"}}))
+    summary = lane.collector().run()
+    assert summary.dead_lettered == 1
+    answer = lane.result("bad-1")
+    assert answer["status"] == "error" and "unknown model" in answer["error"]["message"]
+
+
+def test_a_refused_batch_answers_every_item_with_the_reason(lane):
+    ids = lane.enqueue(2)
+    lane.emulator.configure(batch_faults=[{"op": "create", "status": 400}])
+    summary = lane.collector().run()
+    assert summary.dead_lettered == 2 and summary.submitted == []
+    for request_id in ids:
+        answer = lane.result(request_id)
+        assert answer["status"] == "error"
+        assert "batch create refused" in answer["error"]["message"]
+    assert len(lane.dlq()) == 2 and lane.queued() == 0
+
+
+# -- the batch table: no orphans, a TTL on everything finished, reads bounded by open work ---------
+
+def _rows(lane, prefix: str) -> list[dict]:
+    items = lane.dynamodb.scan(TableName=lane.config.batch_table)["Items"]
+    return [i for i in items if i["pk"]["S"].startswith(prefix)]
+
+
+def test_a_full_queue_leaves_no_orphan_item_rows(lane):
+    lane.configure(queue_cap=5, max_items=5)
+    lane.enqueue(5)
+    assert lane.collector().run().items == 5  # its batch holds the whole cap
+    lane.enqueue(5)
+    for _ in range(3):
+        assert "queue" in lane.collector().run().stopped
+    assert len(_rows(lane, "intent#")) == 5  # only the open intent's items
+
+
+def test_everything_finished_carries_a_ttl(lane):
+    ids = lane.enqueue(3)
+    lane.settle(ids)
+    rows = [r for r in lane.dynamodb.scan(TableName=lane.config.batch_table)["Items"]
+            if r["pk"]["S"] != "schema"]  # the one marker row (see index_earlier_intents)
+    assert {r["pk"]["S"].split("#")[0] for r in rows} >= {"intent", "claim"}
+    assert len([r for r in rows if r["pk"]["S"].startswith("intent#")]) == 3
+    for row in rows:
+        assert float(row["expires_at"]["N"]) > time.time() + 3600, row
+
+
+def test_open_work_is_read_without_the_history(lane):
+    for _ in range(3):
+        lane.settle(lane.enqueue(2))
+    store = lane.runtime().store
+    scanned = []
+    lane.dynamodb.meta.events.register(
+        "after-call.dynamodb.Query",
+        lambda parsed, **_: scanned.append(parsed.get("ScannedCount", 0)))
+    assert store.intents() == []
+    assert sum(scanned) == 0  # three finished intents are not read
+
+
+def test_intents_recorded_before_the_open_index_are_not_lost(lane):
+    ids = lane.enqueue(3)
+    lane.collector().run()
+    # as an earlier version recorded it: no index key, and no marker that earlier ones are indexed
+    [intent] = lane.runtime().store.intents()
+    table = lane.config.batch_table
+    lane.dynamodb.update_item(TableName=table, Key={"pk": {"S": "intents"},
+                                                    "sk": {"S": intent.intent_id}},
+                              UpdateExpression="REMOVE #o", ExpressionAttributeNames={"#o": "open"})
+    lane.dynamodb.delete_item(TableName=table, Key={"pk": {"S": "schema"},
+                                                    "sk": {"S": "open-index"}})
+    assert lane.poller().run().succeeded == 3
+    assert all(lane.result(i)["status"] == "ok" for i in ids) and lane.queued() == 0

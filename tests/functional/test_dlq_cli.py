@@ -255,3 +255,54 @@ def test_what_is_redrivable_and_why_not():
         assert letter(text).malformed
         with pytest.raises(dlq.NotRedrivable, match=why):
             dlq.redrive_envelope(letter(text), NOW)
+
+
+# -- claim checks (a dead letter over the queue's size limit) -----------------------------------
+
+def test_a_dead_letter_over_the_size_limit_is_a_claim_check_the_cli_follows(queues, local_aws):
+    """A 190k-character CJK request with its transcript (~1.1 MB as UTF-8) is dead-lettered as
+    a claim check; list and inspect read it, redrive sends it back as a claim check that the
+    agent's own parser resolves."""
+    from agent.payloads import PayloadStore
+    from agent.requests import parse_work_message
+    from tests.fixtures.agent_env import MAIN, MODELS, agent_config
+
+    s3 = local_aws.client("s3")
+    bucket = f"payloads-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    prompt = "漢" * 190_000
+    request = {**GOOD_REQUEST, "prompt": prompt, "max_tokens": 64}
+    body = {**GOOD_BODY, "request": request, "transcript": [{"role": "user", "content": prompt}]}
+    runtime = SimpleNamespace(sqs=queues.sqs, config=SimpleNamespace(dlq_url=queues.dlq),
+                              clock=lambda: DEAD_AT,
+                              payloads=PayloadStore(s3, bucket, lambda: DEAD_AT))
+    send_to_dlq(runtime, body, GOOD_REASON)
+    [raw] = drain(queues.sqs, queues.dlq)
+    assert len(raw["Body"].encode("utf-8")) < 1_048_576
+    assert json.loads(raw["Body"])["s3_payload"]["bucket"] == bucket
+    queues.sqs.change_message_visibility(QueueUrl=queues.dlq, ReceiptHandle=raw["ReceiptHandle"],
+                                         VisibilityTimeout=0)
+
+    def cli(*args):
+        out, err = io.StringIO(), io.StringIO()
+        code = dlq.main(["--queue-url", queues.dlq, "--work-queue-url", queues.work, *args],
+                        sqs=queues.sqs, s3=s3, now=lambda: NOW, out=out, err=err)
+        return code, out.getvalue()
+
+    code, out = cli("list", "--json")
+    [listed] = json.loads(out)
+    assert code == 0 and (listed["request_id"], listed["tenant"], listed["reason"],
+                          listed["malformed"]) == ("req-dlq-1", "acme", GOOD_REASON, False)
+    shown = json.loads(cli("inspect", listed["message_id"], "--full", "--json")[1])
+    assert shown["body"]["request"]["prompt"] == prompt
+
+    code, out = cli("--json", "redrive", "--all")
+    assert code == 0 and len(json.loads(out)["moved"]) == 1
+    [sent] = drain(queues.sqs, queues.work)
+    assert len(sent["Body"].encode("utf-8")) < 1_048_576
+    tier2 = {**MODELS, MAIN: {**MODELS[MAIN], "itpm": 450_000}}
+    message = parse_work_message(sent["Body"], agent_config(MODELS=json.dumps(tier2)), now=NOW,
+                                 payloads=PayloadStore(s3, None))
+    assert message.request.prompt == prompt and message.deferrals == 0
+    assert message.first_received_at == NOW and message.transcript == body["transcript"]
+    assert counts(queues.sqs, queues.dlq) == (0, 0)

@@ -103,3 +103,20 @@ def test_alarm_evaluation_reads_local_cloudwatch(cloudwatch):
         threshold=60_000, evaluation_periods=3, treat_missing_data="notBreaching")
     result = evaluate(alarm, cloudwatch, T0, T0 + 180)
     assert result.fired and result.final_state == "ALARM"
+
+
+def test_a_band_over_days_of_history_follows_the_time_of_day(cloudwatch):
+    # two days of one point per hour: 10 at night (00-05 UTC), 100 the rest of the day
+    day = 86_400
+    hourly = [10.0 if h % 24 < 6 else 100.0 for h in range(48)]
+    cloudwatch.put_emf_lines(_emf(h * 3600 + 1, "m-season", Requests=v)
+                             for h, v in enumerate(hourly))
+    (upper, lower) = cloudwatch.get_metric_data([
+        {"Id": "n", "MetricStat": metric_stat("BulwarkTest", "Requests", {"Model": "m-season"},
+                                              "Sum", 3600), "ReturnData": False},
+        {"Id": "band", "Expression": "ANOMALY_DETECTION_BAND(n, 2)", "Label": "band"},
+    ], T0, T0 + 2 * day)
+    night, noon = 24 + 3, 24 + 12  # the second day: its band comes from the first day
+    assert upper["Points"][night][1] < 20 and lower["Points"][noon][1] > 80
+    # the first day has no history: the range's mean +/- 2 sd, the same at every hour
+    assert upper["Points"][3][1] == upper["Points"][12][1]

@@ -8,7 +8,7 @@ import json
 import pytest
 from agent.telemetry import RequestMetrics
 
-from local.cloudwatch.alarm_template import alarms_from_template
+from local.cloudwatch.alarm_template import alarms_from_template, composites_from_template
 from local.cloudwatch.alarms import evaluate, evaluate_all, render_report
 from local.cloudwatch.metrics import Datapoint, MetricStore
 from local.cloudwatch.references import resolve as placeholder
@@ -49,20 +49,36 @@ def test_every_alarm_of_the_stack_is_loaded(dev):
     access_denied = 1 if dev.stack.audit.log_group is not None else 0
     assert len(alarms) == len(dev.resources("AWS::CloudWatch::Alarm"))
     # the batch lane: oldest queued request, batch DLQ, BatchErrored per model
-    batch = 2 + len(settings.models) if dev.stack.batch is not None else 0
-    assert len(alarms) == 6 * len(settings.models) + 3 + batch + access_denied
+    # and the batch lane's SLO: 4 burn-rate windows per model
+    batch = 2 + 5 * len(settings.models) if dev.stack.batch is not None else 0
+    # per model: 6 static, 6 anomaly bands, 1 quota forecast, 4 SLO burn-rate windows
+    assert len(alarms) == (6 + 6 + 1 + 4) * len(settings.models) + 3 + batch + access_denied
     # every alarm of the stack goes through the monitoring construct, AccessDenied included
-    assert len(alarms) == len(dev.stack.monitoring.alarms)
+    composites = composites_from_template(dev.json)
+    assert len(alarms) + len(composites) == len(dev.stack.monitoring.alarms)
     assert ("AccessDenied" in dev.stack.monitoring.alarms) == bool(access_denied)
-    assert {a.logical_id for a in alarms} >= set(logical_ids(dev).values())
+    assert {a.logical_id for a in alarms} | {c.logical_id for c in composites} >= set(
+        logical_ids(dev).values())
+    slo = settings.alarms.slo
+    windows = {60 * m for m in (slo.fast_window_minutes, slo.fast_short_window_minutes,
+                                slo.slow_window_minutes, slo.slow_short_window_minutes,
+                                settings.alarms.forecast.period_minutes)}
+    assert sum(a.threshold_metric_id is not None for a in alarms) == 6 * len(settings.models)
+    lanes = ["interactive"] + (["batch"] if dev.stack.batch is not None else [])
+    assert {c.name.split("-", 3)[2] for c in composites} == {"SloFastBurn", "SloSlowBurn"}
+    assert len(composites) == 2 * len(lanes) * len(settings.models)
+    for lane in lanes:
+        for model in settings.models:
+            assert f"SloFastBurn/{lane}/{model}" in dev.stack.monitoring.alarms
     for a in alarms:
-        assert a.period_s in (60, 300, 3600), a.logical_id
+        assert a.period_s in {60, 300, 3600} | windows, a.logical_id
         assert a.threshold >= 0, a.logical_id
-        assert a.comparison in ("GreaterThanThreshold", "GreaterThanOrEqualToThreshold"), \
-            a.logical_id
+        assert a.comparison in ("GreaterThanThreshold", "GreaterThanOrEqualToThreshold",
+                                "GreaterThanUpperThreshold"), a.logical_id
         assert 1 <= a.datapoints_to_alarm <= a.evaluation_periods, a.logical_id
         assert a.treat_missing_data == "notBreaching", a.logical_id
-        assert a.metric is not None or a.return_query().expression, a.logical_id
+        compared = a.metric or a.return_query().metric or a.return_query().expression
+        assert compared, a.logical_id
     by_id = {a.logical_id: a for a in alarms}
     ids = logical_ids(dev)
     for model in settings.models:
@@ -168,3 +184,38 @@ def test_every_alarm_is_named_after_the_stack_and_its_severity(deployment, reque
     assert names and all(isinstance(n, str) and n.startswith(prefix + "-")
                          and n.rsplit("-", 1)[-1] in ("Warning", "Critical") for n in names), names
     assert len(set(names)) == len(names)
+
+
+# --- thresholds that learn, replayed on synthetic histories (local.demo.ramp) ---------------
+def test_the_quota_forecast_fires_at_least_20_minutes_before_the_bucket_is_full(dev, tmp_path):
+    from local.cloudwatch.charts import plot_forecast
+    from local.demo.ramp import render, replay_normal, replay_ramp
+
+    ramped = replay_ramp(dev.json)
+    assert ramped.quota_full_at is not None, "the ramp must fill the bucket"
+    assert ramped.forecast_alarm_at is not None
+    assert ramped.lead_minutes >= 20, ramped.lead_minutes
+    fired = {r.alarm.name for r in ramped.results if r.fired}
+    # the ramping model's throttle rate leaves its band; the other model stays quiet
+    assert f"{dev.stack.stack_name}-LocalThrottleRateBand-{ramped.model_id}-Warning" in fired
+    others = [m for m in dev.stack.settings.models if m != ramped.model_id]
+    assert others and not any(m in name for m in others for name in fired), fired
+    band = ramped.result("LocalThrottleRateBand")
+    chart = plot_forecast(ramped.store, ramped.result("QuotaForecast"), band, ramped.model_id,
+                          ramped.ramp_start - 3600, ramped.ramp_start + 7200,
+                          tmp_path / "ramp.png", origin=ramped.ramp_start)
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = render(replay_normal(dev.json, days=1), ramped)
+    assert f"lead time: {ramped.lead_minutes:.0f} min" in text
+
+
+def test_a_normal_fortnight_raises_next_to_no_false_alarms(dev):
+    from local.demo.ramp import replay_normal
+
+    normal = replay_normal(dev.json, days=14)
+    learned = [r for r in normal.results if r.alarm.threshold_metric_id]
+    assert len(learned) == 6 * len(dev.stack.settings.models)
+    assert all(any(b is not None for b in r.bands) for r in learned)  # the bands trained
+    assert len(normal.composites) >= 2 * len(dev.stack.settings.models)
+    # one seeded fortnight of every model: at most one alarm a week in all
+    assert sum(normal.false_alarms.values()) <= 2, normal.false_alarms

@@ -12,6 +12,11 @@ Each request is evaluated the way IAM does: identity policies + permissions boun
 role trust policy as the resource policy for sts:AssumeRole (whose TagSession and
 SetSourceIdentity parts are authorized as their own actions), with the request context keys
 the condition blocks test. Each case asserts Allowed, ImplicitlyDenied or ExplicitlyDenied.
+
+Callers from outside the kit (tenants' application roles, trusted invokers and producers) are
+evaluated against the resource policies as synthesized: the agent alias's Lambda permissions
+(read from the AWS::Lambda::Permission resources, as Lambda renders them) and the work queue's
+policy; each such case says whether the caller is in the stack's account or another one.
 """
 
 from __future__ import annotations
@@ -57,6 +62,21 @@ BEDROCK_CONTEXT = {
 }
 
 SOURCE_IDENTITY = "req-0123456789abcdef"
+
+#: The Anthropic app's callers: acme is bound to a role of the stack's own account (with a
+#: path), globex to a role of another account; a front door of that account invokes directly;
+#: producers of both accounts may queue work.
+OTHER_ACCOUNT = "210987654321"
+ACME_APP = f"arn:{PARTITION}:iam::{ACCOUNT}:role/apps/AcmeApp"
+GLOBEX_APP = f"arn:{PARTITION}:iam::{OTHER_ACCOUNT}:role/GlobexApp"
+FRONT_DOOR = f"arn:{PARTITION}:iam::{OTHER_ACCOUNT}:role/FrontDoor"
+PRODUCER = f"arn:{PARTITION}:iam::{OTHER_ACCOUNT}:role/Producer"
+LOCAL_PRODUCER = f"arn:{PARTITION}:iam::{ACCOUNT}:role/IngestProducer"
+ANTHROPIC_CONTEXT = {
+    "tenants": {"acme": {"principals": [ACME_APP]}, "globex": {"principals": [GLOBEX_APP]}},
+    "trusted_invokers": [FRONT_DOOR],
+    "trusted_producers": [PRODUCER, LOCAL_PRODUCER],
+}
 
 
 # -- CloudFormation intrinsics -> concrete example values ------------------------------------
@@ -179,6 +199,10 @@ class Resolver:
                 f"arn:{p}:secretsmanager:{r}:{a}:secret:{self._name(logical, 'Name')}-AbCdEf"),
             "AWS::SNS::Topic": lambda: f"arn:{p}:sns:{r}:{a}:{self._name(logical, 'TopicName')}",
             "AWS::Lambda::Function": lambda: f"arn:{p}:lambda:{r}:{a}:function:{self.ref(logical)}",
+            "AWS::Lambda::Alias": lambda: (
+                f"arn:{p}:lambda:{r}:{a}:function:"
+                f"{self.resolve(self._props(logical)['FunctionName'])}:"
+                f"{self._props(logical)['Name']}"),
             "AWS::Events::Rule": lambda: f"arn:{p}:events:{r}:{a}:rule/{self._name(logical, 'Name')}",
         }
         if kind not in arns:
@@ -227,10 +251,13 @@ class Deployment:
         self.idempotency_table = self.arn(stack.state.idempotency_table)
         self.notes_table = self.arn(stack.state.notes_table)
         self.docs_bucket = self.arn(stack.state.documents)
+        self.payload_bucket = self.arn(stack.state.payloads)
         self.data_key = self.arn(stack.data_key.key)
         self.secret = self.arn(agent.secret) if agent.secret is not None else None
         self.work_queue = self.arn(stack.state.work_queue)
         self.results_table = self.arn(stack.state.results_table)
+        self.alias = self.arn(agent.alias)
+        self.function = self.arn(agent.function)
         if stack.batch is not None:  # the batch lane (Anthropic only)
             self.collector = self._role(stack.batch.roles["Collector"],
                                         session=f"{stack.stack_name}-batch-collector")
@@ -263,6 +290,14 @@ class Deployment:
                     policies[self.resolver.get_att(owner, "Arn")] = props["PolicyDocument"]
             elif resource["Type"] == "AWS::KMS::Key":
                 policies[self.resolver.get_att(logical, "Arn")] = props["KeyPolicy"]
+        for logical, resource in self.template["Resources"].items():
+            if resource["Type"] == "AWS::Lambda::Permission":
+                props = self.resolver.resolve(resource["Properties"])
+                function = props["FunctionName"]
+                if not function.startswith("arn:"):
+                    function = f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:function:{function}"
+                policies.setdefault(function, _policy())["Statement"].append(
+                    _lambda_statement(logical, function, props))
         return self.resolver.resolve(policies)
 
     def resource_policy(self, arn: str) -> dict | None:
@@ -391,6 +426,59 @@ def _policy(*statements: dict) -> dict:
     return {"Version": "2012-10-17", "Statement": list(statements)}
 
 
+def _lambda_statement(sid: str, function_arn: str, permission: dict) -> dict:
+    """An AWS::Lambda::Permission as the statement Lambda adds to the function's resource
+    policy (GetPolicy's form)."""
+    principal = permission["Principal"]
+    conditions: dict[str, dict] = {}
+    if "FunctionUrlAuthType" in permission:
+        conditions.setdefault("StringEquals", {})["lambda:FunctionUrlAuthType"] = \
+            permission["FunctionUrlAuthType"]
+    if permission.get("InvokedViaFunctionUrl"):
+        conditions.setdefault("Bool", {})["lambda:InvokedViaFunctionUrl"] = "true"
+    if "SourceArn" in permission:
+        conditions.setdefault("ArnLike", {})["AWS:SourceArn"] = permission["SourceArn"]
+    if "SourceAccount" in permission:
+        conditions.setdefault("StringEquals", {})["AWS:SourceAccount"] = \
+            permission["SourceAccount"]
+    statement = {"Sid": sid, "Effect": "Allow",
+                 "Principal": {"Service": principal} if principal.endswith(".amazonaws.com")
+                 else {"AWS": principal},
+                 "Action": permission["Action"], "Resource": function_arn}
+    return {**statement, "Condition": conditions} if conditions else statement
+
+
+def _caller(d: Deployment, role_arn: str, actions: str | list[str], resource: str,
+            context: dict | None = None, *, own_policy: bool = True) -> dict:
+    """A request by a session of a role from outside the kit (an application, a front door, a
+    producer; of this account or another), whose own identity policy allows the actions
+    (`own_policy`) or grants nothing."""
+    actions = [actions] if isinstance(actions, str) else list(actions)
+    account, name = role_arn.split(":")[4], role_arn.rsplit("/", 1)[1]
+    identity = [{"name": "CallerPolicy", "policy": _policy(
+        {"Effect": "Allow", "Action": actions, "Resource": "*"})}] if own_policy else []
+    return {"principal": f"arn:{PARTITION}:sts::{account}:assumed-role/{name}/app",
+            "actions": actions, "resource": resource, "accountId": ACCOUNT,
+            "context": {"aws:RequestedRegion": REGION, "aws:PrincipalArn": role_arn,
+                        "aws:PrincipalAccount": account, "aws:PrincipalType": "AssumedRole",
+                        "aws:SecureTransport": "true", **(context or {})},
+            "identityPolicies": identity, "permissionBoundaries": None,
+            "resourcePolicy": d.resource_policy(resource)}
+
+
+#: A Function URL request (AuthType AWS_IAM) is authorized as lambda:InvokeFunctionUrl and
+#: lambda:InvokeFunction in one request context.
+URL_ACTIONS = ["lambda:InvokeFunctionUrl", "lambda:InvokeFunction"]
+URL_CONTEXT = {"lambda:FunctionUrlAuthType": "AWS_IAM", "lambda:InvokedViaFunctionUrl": "true"}
+
+
+def _url_request(d: Deployment, role_arn: str, *, own_policy: bool = True) -> dict:
+    return {**_caller(d, role_arn, URL_ACTIONS, d.alias, URL_CONTEXT, own_policy=own_policy),
+            "sameRequestContext": True}
+
+
+
+
 # -- the matrix -----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -476,9 +564,12 @@ BATCH_CASES: list[Case] = [
         d.collector, "sqs:SendMessage", d.batch_dlq)),
     Case("collector.state.write_items", "anthropic", ALLOWED, lambda d: d.request(
         d.collector, "dynamodb:BatchWriteItem", d.batch_table)),
-    Case("collector.results.write", "anthropic", IMPLICIT, lambda d: d.request(
+    Case("collector.results.error_answer", "anthropic", ALLOWED, lambda d: d.request(
         d.collector, "dynamodb:PutItem", d.results_table,
         {"dynamodb:LeadingKeys": ["acme/r1"]})),
+    Case("collector.results.outside_tenants", "anthropic", IMPLICIT, lambda d: d.request(
+        d.collector, "dynamodb:PutItem", d.results_table,
+        {"dynamodb:LeadingKeys": ["initech/r1"]})),
     Case("collector.other_region", "anthropic", EXPLICIT, lambda d: d.request(
         d.collector, "sqs:ReceiveMessage", d.batch_queue, region=OTHER_REGION),
         denied_by=OUTSIDE_REGIONS),
@@ -514,7 +605,112 @@ BATCH_CASES: list[Case] = [
         d.agent, "dynamodb:UpdateItem", d.bucket_table, {"dynamodb:LeadingKeys": COUNTER_KEYS})),
 ]
 
-CASES: list[Case] = BATCH_CASES + [
+SEND_WORK_DENY = "DenySendWorkFromOthers"
+OTHER_ROLE = f"arn:{PARTITION}:iam::{OTHER_ACCOUNT}:role/SomeApp"
+LOCAL_ROLE = f"arn:{PARTITION}:iam::{ACCOUNT}:role/SomeApp"
+
+#: Callers from outside the kit against the alias's and the work queue's resource policies.
+#: "same_account": a role of the stack's account (its own policy suffices for Lambda; the
+#: tenant is then the handler's to enforce); "cross_account": another account's role (needs
+#: its own policy and the resource policy).
+CALLER_CASES: list[Case] = [
+    # the Function URL
+    Case("callers.url.cross_account.bound_role", "anthropic", ALLOWED,
+         lambda d: _url_request(d, GLOBEX_APP)),
+    Case("callers.url.cross_account.bound_role_without_its_own_policy", "anthropic", IMPLICIT,
+         lambda d: _url_request(d, GLOBEX_APP, own_policy=False)),
+    Case("callers.url.cross_account.unbound_role", "anthropic", IMPLICIT,
+         lambda d: _url_request(d, OTHER_ROLE)),
+    Case("callers.url.cross_account.trusted_invoker", "anthropic", IMPLICIT,
+         lambda d: _url_request(d, FRONT_DOOR)),
+    Case("callers.url.same_account.bound_role", "anthropic", ALLOWED,
+         lambda d: _url_request(d, ACME_APP)),
+    # a Lambda permission only allows: a same-account role allowed by its own policy gets
+    # through, and the handler refuses it a tenant it is not bound to
+    Case("callers.url.same_account.unbound_role_allowed_by_its_own_policy", "anthropic",
+         ALLOWED, lambda d: _url_request(d, LOCAL_ROLE)),
+    Case("callers.url.same_account.bound_role_without_its_own_policy", "anthropic", IMPLICIT,
+         lambda d: _url_request(d, ACME_APP, own_policy=False)),
+    # direct invokes (the body's tenant is trusted): trusted invokers only, never tenant roles
+    Case("callers.invoke.cross_account.trusted_invoker", "anthropic", ALLOWED,
+         lambda d: _caller(d, FRONT_DOOR, "lambda:InvokeFunction", d.alias)),
+    Case("callers.invoke.cross_account.trusted_invoker_without_its_own_policy", "anthropic",
+         IMPLICIT, lambda d: _caller(d, FRONT_DOOR, "lambda:InvokeFunction", d.alias,
+                                     own_policy=False)),
+    Case("callers.invoke.cross_account.trusted_invoker_unqualified_function", "anthropic",
+         IMPLICIT, lambda d: _caller(d, FRONT_DOOR, "lambda:InvokeFunction", d.function)),
+    Case("callers.invoke.cross_account.bound_role_outside_the_url", "anthropic", IMPLICIT,
+         lambda d: _caller(d, GLOBEX_APP, "lambda:InvokeFunction", d.alias,
+                           {"lambda:InvokedViaFunctionUrl": "false"})),
+    Case("callers.invoke.cross_account.other_role", "anthropic", IMPLICIT,
+         lambda d: _caller(d, OTHER_ROLE, "lambda:InvokeFunction", d.alias)),
+    # the work queue: the agent and the trusted producers queue work, nobody else
+    Case("callers.queue.same_account.agent_role", "anthropic", ALLOWED, lambda d: d.request(
+        d.agent, "sqs:SendMessage", d.work_queue)),
+    Case("callers.queue.cross_account.trusted_producer", "anthropic", ALLOWED,
+         lambda d: _caller(d, PRODUCER, "sqs:SendMessage", d.work_queue)),
+    Case("callers.queue.cross_account.trusted_producer_without_its_own_policy", "anthropic",
+         IMPLICIT, lambda d: _caller(d, PRODUCER, "sqs:SendMessage", d.work_queue,
+                                     own_policy=False)),
+    Case("callers.queue.same_account.trusted_producer", "anthropic", ALLOWED,
+         lambda d: _caller(d, LOCAL_PRODUCER, "sqs:SendMessage", d.work_queue)),
+    # configured without its path, matched on account and role name
+    Case("callers.queue.same_account.trusted_producer_with_a_path", "anthropic", ALLOWED,
+         lambda d: _caller(d, f"arn:{PARTITION}:iam::{ACCOUNT}:role/ingest/IngestProducer",
+                           "sqs:SendMessage", d.work_queue)),
+    Case("callers.queue.same_account.other_role_allowed_by_its_own_policy", "anthropic",
+         EXPLICIT, lambda d: _caller(d, LOCAL_ROLE, "sqs:SendMessage", d.work_queue),
+         SEND_WORK_DENY),
+    Case("callers.queue.same_account.tenant_role", "anthropic", EXPLICIT,
+         lambda d: _caller(d, ACME_APP, "sqs:SendMessage", d.work_queue), SEND_WORK_DENY),
+    Case("callers.queue.same_account.tool_role", "anthropic", EXPLICIT, lambda d: d.request(
+        d.tool, "sqs:SendMessage", d.work_queue), SEND_WORK_DENY),
+    Case("callers.queue.cross_account.other_role", "anthropic", EXPLICIT,
+         lambda d: _caller(d, OTHER_ROLE, "sqs:SendMessage", d.work_queue), SEND_WORK_DENY),
+    # the data key the queue is encrypted with: through SQS only
+    Case("callers.queue_key.cross_account.trusted_producer_via_sqs", "anthropic", ALLOWED,
+         lambda d: _caller(d, PRODUCER, "kms:GenerateDataKey", d.data_key,
+                           {"kms:ViaService": f"sqs.{REGION}.amazonaws.com"})),
+    Case("callers.queue_key.cross_account.trusted_producer_direct", "anthropic", IMPLICIT,
+         lambda d: _caller(d, PRODUCER, "kms:Decrypt", d.data_key)),
+    Case("callers.queue_key.cross_account.other_role_via_sqs", "anthropic", IMPLICIT,
+         lambda d: _caller(d, OTHER_ROLE, "kms:GenerateDataKey", d.data_key,
+                           {"kms:ViaService": f"sqs.{REGION}.amazonaws.com"})),
+    # the producer's role name in a third account is another role
+    Case("callers.queue.cross_account.producer_name_in_a_third_account", "anthropic", EXPLICIT,
+         lambda d: _caller(d, f"arn:{PARTITION}:iam::333344445555:role/Producer",
+                           "sqs:SendMessage", d.work_queue), SEND_WORK_DENY),
+]
+
+
+#: the payload bucket: the agent's claim checks (answers, queue messages, dead letters)
+OWN_ACCOUNT = {"aws:ResourceAccount": ACCOUNT}
+PAYLOAD_CASES = [
+    *[Case(f"agent.payloads.{action.split(':')[1]}_{prefix}.{app}", app, ALLOWED,
+           (lambda action, prefix: lambda d: d.request(
+               d.agent, action, f"{d.payload_bucket}/{prefix}/acme/req-1/a.json",
+               OWN_ACCOUNT))(action, prefix))
+      for action in ("s3:PutObject", "s3:GetObject") for prefix in ("results", "queue", "dlq")
+      for app in ("anthropic", "bedrock")],
+    Case("agent.payloads.other_prefix", "anthropic", IMPLICIT, lambda d: d.request(
+        d.agent, "s3:GetObject", f"{d.payload_bucket}/docs/acme/a.json", OWN_ACCOUNT)),
+    Case("agent.payloads.delete", "anthropic", IMPLICIT, lambda d: d.request(
+        d.agent, "s3:DeleteObject", f"{d.payload_bucket}/results/acme/req-1/a.json",
+        OWN_ACCOUNT)),
+    Case("agent.payloads.list", "anthropic", IMPLICIT, lambda d: d.request(
+        d.agent, "s3:ListBucket", d.payload_bucket, OWN_ACCOUNT)),
+    Case("agent.payloads.same_name_other_account", "anthropic", IMPLICIT, lambda d: d.request(
+        d.agent, "s3:PutObject", f"{d.payload_bucket}/results/acme/req-1/a.json",
+        {"aws:ResourceAccount": "999999999999"})),
+    Case("agent.payloads.without_tls", "anthropic", EXPLICIT, lambda d: d.request(
+        d.agent, "s3:GetObject", f"{d.payload_bucket}/results/acme/req-1/a.json",
+        {**OWN_ACCOUNT, "aws:SecureTransport": "false"})),
+    Case("tool.payloads.read_answers", "anthropic", IMPLICIT, lambda d: d.request(
+        d.tool, "s3:GetObject", f"{d.payload_bucket}/results/acme/req-1/a.json",
+        OWN_ACCOUNT)),
+]
+
+CASES: list[Case] = BATCH_CASES + PAYLOAD_CASES + CALLER_CASES + [
     # -- agent role: the rate-limit bucket table -----------------------------------------------
     Case("agent.bucket.update_own_bucket", "anthropic", ALLOWED, lambda d: d.request(
         d.agent, "dynamodb:UpdateItem", d.bucket_table,
@@ -564,7 +760,10 @@ CASES: list[Case] = BATCH_CASES + [
     Case("agent.kms.decrypt_direct", "anthropic", IMPLICIT, lambda d: d.request(
         d.agent, "kms:Decrypt", d.data_key)),
     Case("agent.kms.decrypt_via_other_service", "anthropic", IMPLICIT, lambda d: d.request(
-        d.agent, "kms:Decrypt", d.data_key, {"kms:ViaService": f"s3.{REGION}.amazonaws.com"})),
+        d.agent, "kms:Decrypt", d.data_key, {"kms:ViaService": f"ssm.{REGION}.amazonaws.com"})),
+    Case("agent.kms.generate_via_s3_for_claim_checks", "anthropic", ALLOWED, lambda d: d.request(
+        d.agent, "kms:GenerateDataKey", d.data_key,
+        {"kms:ViaService": f"s3.{REGION}.amazonaws.com"})),
     # -- agent role: assuming the tool role (identity + boundary + trust) ------------------------
     *[Case(f"agent.assume_tool.{name}.{side}", "anthropic", expect,
            (lambda build, side: lambda d: build(d, side))(build, side))
@@ -816,7 +1015,8 @@ CASES: list[Case] = BATCH_CASES + [
 def deployments(tmp_path_factory, dev) -> dict[str, Deployment]:
     from tests.infra.conftest import reuse_assets  # the dev synth's bundled asset, not again
 
-    return {"anthropic": Deployment({}, reuse_assets(dev, tmp_path_factory.mktemp("iam-a"))),
+    return {"anthropic": Deployment(ANTHROPIC_CONTEXT,
+                                    reuse_assets(dev, tmp_path_factory.mktemp("iam-a"))),
             "bedrock": Deployment(BEDROCK_CONTEXT,
                                   reuse_assets(dev, tmp_path_factory.mktemp("iam-b")))}
 

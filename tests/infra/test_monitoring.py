@@ -253,19 +253,182 @@ def test_lambda_alarms(synth, template, topic_ref, metric):
         description="agent Lambda" if metric == "Errors" else "throttled agent invocations")
 
 
+BAND_KINDS = ["CostPerHourBand", "CostPerSuccessBand", "FailureRateBand",
+              "Upstream429RateBand", "LocalThrottleRateBand", "LatencyP99Band"]
+SLO_WINDOWS = ["SloFastBurnLong", "SloFastBurnShort", "SloSlowBurnLong", "SloSlowBurnShort"]
+
+
 def test_every_alarm_notifies_the_encrypted_topic_and_is_exposed(synth, template, topic_ref):
     alarms = template.find_resources("AWS::CloudWatch::Alarm")
-    assert len(alarms) == 6 * 2 + 3
-    for logical_id, alarm in alarms.items():
-        assert alarm["Properties"]["AlarmActions"] == [topic_ref], logical_id
-        assert alarm["Properties"]["TreatMissingData"] == "notBreaching", logical_id
-        assert len(alarm["Properties"]["AlarmDescription"]) > 60, logical_id
+    composites = template.find_resources("AWS::CloudWatch::CompositeAlarm")
+    models = (ANTHROPIC, BEDROCK)
+    # static 6 per model + 3 platform; 6 bands, 1 forecast and 4 SLO windows per model
+    assert len(alarms) == 6 * 2 + 3 + (6 + 1 + 4) * 2
+    assert len(composites) == 2 * 2
+    for logical_id, alarm in alarms.items():  # metric math reads "2e+07" as an id "e"
+        for query in alarm["Properties"].get("Metrics", []):
+            assert not re.search(r"\de[+-]?\d", query.get("Expression", "")), logical_id
     exposed = synth["monitoring"].alarms
-    assert {_logical_id(synth["stack"], a) for a in exposed.values()} == set(alarms)
+    windows = {_logical_id(synth["stack"], a) for k, a in exposed.items()
+               if k.split("/")[0] in SLO_WINDOWS}
+    assert len(windows) == 4 * 2
+    for logical_id, alarm in {**alarms, **composites}.items():
+        # the SLO's window alarms feed the composites, which notify
+        expected = [] if logical_id in windows else [topic_ref]
+        assert alarm["Properties"].get("AlarmActions", []) == expected, logical_id
+        if logical_id in alarms:
+            assert alarm["Properties"]["TreatMissingData"] == "notBreaching", logical_id
+        assert len(alarm["Properties"]["AlarmDescription"]) > 60, logical_id
+    assert {_logical_id(synth["stack"], a) for a in exposed.values()} == set(alarms) | set(
+        composites)
     kinds = ["Upstream429", "LocalThrottleRate", "QuotaUsedPercent", "LatencyP99",
-             "FailureRate", "CostPerHour"]
-    assert set(exposed) == ({f"{k}/{m.model_id}" for k in kinds for m in (ANTHROPIC, BEDROCK)}
+             "FailureRate", "CostPerHour", "QuotaForecast", *BAND_KINDS]
+    assert set(exposed) == ({f"{k}/{m.model_id}" for k in kinds for m in models}
+                            | {f"{k}/interactive/{m.model_id}" for m in models
+                               for k in ["SloFastBurn", "SloSlowBurn", *SLO_WINDOWS]}
                             | {"DeadLetterQueueNotEmpty", "LambdaErrors", "LambdaThrottles"})
+
+
+# --- thresholds that learn ------------------------------------------------------------------
+@pytest.mark.parametrize("model", [ANTHROPIC, BEDROCK], ids=lambda m: m.model_id)
+def test_each_seed_metric_has_a_detector_and_a_band_alarm(synth, template, topic_ref, model):
+    dims = _model_dimension(model)
+    for name, stat in (("CostUSD", "Sum"), ("Latency", "p99")):
+        template.has_resource_properties("AWS::CloudWatch::AnomalyDetector", {
+            "SingleMetricAnomalyDetector": {"Namespace": "Bulwark", "MetricName": name,
+                                            "Dimensions": dims, "Stat": stat}})
+    math_detectors = [d for d in template.find_resources(
+        "AWS::CloudWatch::AnomalyDetector").values()
+        if "MetricMathAnomalyDetector" in d["Properties"]
+        and model.model_id in json.dumps(d["Properties"])]
+    returned = sorted(q["Expression"] for d in math_detectors
+                      for q in d["Properties"]["MetricMathAnomalyDetector"]["MetricDataQueries"]
+                      if q.get("ReturnData"))
+    assert len(returned) == 4  # cost per success, failure, 429 and local throttle rates
+    assert any("Upstream429" in json.dumps(d) for d in math_detectors)
+    bands = [a for a in template.find_resources("AWS::CloudWatch::Alarm").values()
+             if "ThresholdMetricId" in a["Properties"]
+             and model.model_id in a["Properties"]["AlarmName"]]
+    assert len(bands) == 6
+    for band in bands:
+        props = band["Properties"]
+        assert props["ComparisonOperator"] == "GreaterThanUpperThreshold"  # the default
+        assert "Threshold" not in props
+        band_query = next(q for q in props["Metrics"] if q["Id"] == props["ThresholdMetricId"])
+        assert re.fullmatch(r"ANOMALY_DETECTION_BAND\(m0, 3\)", band_query["Expression"])
+        compared = [q for q in props["Metrics"] if q.get("ReturnData") and q["Id"] == "m0"]
+        assert len(compared) == 1
+        # the alarm compares what its detector models: the same expression or metric
+        if "Expression" in compared[0]:
+            assert compared[0]["Expression"] in returned
+        else:
+            assert compared[0]["MetricStat"]["Metric"]["MetricName"] in ("CostUSD", "Latency")
+        assert props["AlarmActions"] == [topic_ref]
+        assert props["AlarmName"].endswith("-Warning")
+        assert "learned band" in props["AlarmDescription"]
+        assert band.get("DependsOn"), "the alarm waits for its detector"
+
+
+def test_band_width_and_direction_come_from_the_settings(tmp_path):
+    from stacks.settings import AnomalyBand
+    app = cdk.App(outdir=str(tmp_path))
+    stack = cdk.Stack(app, "BulwarkBands", env=ENV)
+    function, work_queue, dead_letter_queue, table = _fixture_resources(stack)
+    Monitoring(stack, "Monitoring", stage="dev", function=function, work_queue=work_queue,
+               dead_letter_queue=dead_letter_queue, bucket_table=table, models=[ANTHROPIC],
+               alarm_settings=AlarmSettings(anomaly={
+                   "latency_p99": AnomalyBand(4.5, "outside"),
+                   "cost_per_hour": AnomalyBand(2, "below")}))
+    template = Template.from_stack(stack)
+    alarms = template.find_resources("AWS::CloudWatch::Alarm")
+
+    def band(kind):
+        (props,) = [a["Properties"] for a in alarms.values()
+                    if f"-{kind}-" in a["Properties"]["AlarmName"]]
+        return props["ComparisonOperator"], next(
+            q["Expression"] for q in props["Metrics"] if q["Id"] == props["ThresholdMetricId"])
+
+    assert band("LatencyP99Band") == ("LessThanLowerOrGreaterThanUpperThreshold",
+                                      "ANOMALY_DETECTION_BAND(m0, 4.5)")
+    assert band("CostPerHourBand") == ("LessThanLowerThreshold", "ANOMALY_DETECTION_BAND(m0, 2)")
+    assert band("FailureRateBand") == ("GreaterThanUpperThreshold",
+                                       "ANOMALY_DETECTION_BAND(m0, 3)")
+
+
+@pytest.mark.parametrize("model", [ANTHROPIC, BEDROCK], ids=lambda m: m.model_id)
+def test_quota_forecast_projects_the_fullest_limit_30_minutes_ahead(template, topic_ref, model):
+    (props,) = [a["Properties"] for a in template.find_resources(
+        "AWS::CloudWatch::Alarm").values()
+        if a["Properties"]["AlarmName"]
+        == f"BulwarkTest-dev-QuotaForecast-{model.model_id}-Warning"]
+    assert (props["Threshold"], props["ComparisonOperator"], props["EvaluationPeriods"],
+            props["DatapointsToAlarm"]) == (THRESHOLDS.forecast.alarm_percent,
+                                             "GreaterThanOrEqualToThreshold", 3, 2)
+    period = THRESHOLDS.forecast.period_minutes  # 30 min ahead = 30 / period periods
+    returned = next(q for q in props["Metrics"] if q.get("ReturnData"))
+    assert returned["Expression"] == (f"now + IF(DIFF(now) > 0, DIFF(now) * "
+                                      f"{30 / period:g}, 0)")
+    expressions = " ".join(q.get("Expression", "") for q in props["Metrics"])
+    limits = model.limits
+    if limits.tpm:  # Bedrock: input + cache write + output x burndown against tpm per period
+        assert (f"{limits.output_burndown:.0f} * FILL(out, 0)) / {limits.tpm * period:.0f}"
+                in expressions)
+    else:
+        for limit in (limits.itpm, limits.otpm):
+            assert f"/ {limit * period:.0f}" in expressions
+    assert f"/ {limits.rpm * period:.0f}" in expressions
+    assert {q["MetricStat"]["Period"] for q in props["Metrics"] if "MetricStat" in q} == {
+        60 * period}
+    assert props["AlarmActions"] == [topic_ref]
+    for advice in ("raise the tier or the Bedrock quota", "batch lane", "weight"):
+        assert advice in props["AlarmDescription"]
+
+
+@pytest.mark.parametrize("model", [ANTHROPIC, BEDROCK], ids=lambda m: m.model_id)
+def test_slo_burn_rate_alarms_page_fast_and_warn_slow(synth, template, topic_ref, model):
+    exposed = synth["monitoring"].alarms
+    stack = synth["stack"]
+    alarms = template.find_resources("AWS::CloudWatch::Alarm")
+    composites = template.find_resources("AWS::CloudWatch::CompositeAlarm")
+    slo = THRESHOLDS.slo
+    for stem, severity, burn, long_min, short_min in (
+            ("SloFastBurn", "Critical", slo.fast_burn_rate, slo.fast_window_minutes,
+             slo.fast_short_window_minutes),
+            ("SloSlowBurn", "Warning", slo.slow_burn_rate, slo.slow_window_minutes,
+             slo.slow_short_window_minutes)):
+        composite = composites[_logical_id(stack, exposed[f"{stem}/interactive/{model.model_id}"])]
+        rule = json.dumps(composite["Properties"]["AlarmRule"])
+        assert composite["Properties"]["AlarmActions"] == [topic_ref]
+        assert composite["Properties"]["AlarmName"].endswith(f"-{severity}")
+        for window, minutes in (("Long", long_min), ("Short", short_min)):
+            logical = _logical_id(stack, exposed[f"{stem}{window}/interactive/{model.model_id}"])
+            assert logical in rule
+            props = alarms[logical]["Properties"]
+            assert (props["Threshold"], props["ComparisonOperator"],
+                    props["EvaluationPeriods"]) == (burn, "GreaterThanThreshold", 1)
+            returned = next(q for q in props["Metrics"] if q.get("ReturnData"))
+            # failure share over the error budget (1% for a 99% SLO)
+            assert re.search(r"100 \* \(FILL\(failed\d+, 0\)\) / \(.*\) / 1, 0\)$",
+                             returned["Expression"]), returned["Expression"]
+            assert {q["MetricStat"]["Period"] for q in props["Metrics"]
+                    if "MetricStat" in q} == {minutes * 60}
+        assert rule.count("ALARM(") == 2 and " AND " in rule
+
+
+def test_contributor_insights_on_the_bucket_table(template):
+    template.has_resource_properties("AWS::DynamoDB::Table", {
+        "ContributorInsightsSpecification": {"Enabled": True, "Mode": "THROTTLED_KEYS"}})
+
+
+def test_the_dashboard_draws_bands_forecasts_and_burn_rates(template):
+    _, dashboard = _dashboard(template)
+    titles = [w.get("properties", {}).get("title", "") for w in dashboard["widgets"]]
+    body = json.dumps(dashboard)
+    for model in (ANTHROPIC, BEDROCK):
+        assert f"Quota forecast: {model.model_id}" in titles
+        assert f"SLO burn rate: interactive lane, {model.model_id}" in titles
+        assert sum(t.endswith(f"and its band: {model.model_id}") for t in titles) == 6
+    assert body.count("ANOMALY_DETECTION_BAND(") == 12
 
 
 # --- dashboard ------------------------------------------------------------------------------

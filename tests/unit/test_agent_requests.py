@@ -217,3 +217,47 @@ def test_a_message_deferred_too_often_or_too_old_is_dead_lettered(deferrals, age
     body = {"request": GOOD, "deferrals": deferrals, "first_received_at": NOW - age_s}
     message = parse_work_message(json.dumps(body), CONFIG, now=NOW)
     assert dead_letter_reason(message, CONFIG, now=NOW) == reason
+
+
+# -- what a queued request carries (budgets, the prompt once, its digest) -----------------------
+
+def test_a_deferred_envelope_carries_what_the_request_spent():
+    body = json.dumps({"request": GOOD, "deferrals": 2, "first_received_at": NOW,
+                       "spent": {"model_calls": 3, "tokens": 41_000}})
+    message = parse_work_message(body, CONFIG, now=NOW)
+    assert (message.spent.model_calls, message.spent.tokens) == (3, 41_000)
+    assert parse_work_message(json.dumps({"request": GOOD}), CONFIG, now=NOW).spent.tokens == 0
+
+
+@pytest.mark.parametrize("spent, words", [
+    ([1, 2], "spent must be an object"),
+    ({"model_calls": -1}, "spent.model_calls must be a non-negative integer"),
+    ({"tokens": "many"}, "spent.tokens must be a non-negative integer"),
+    ({"tokens": True}, "spent.tokens must be a non-negative integer"),
+])
+def test_a_bad_spent_object_is_a_malformed_message(spent, words):
+    body = json.dumps({"request": GOOD, "deferrals": 1, "spent": spent})
+    with pytest.raises(MalformedMessage, match=words):
+        parse_work_message(body, CONFIG, now=NOW)
+
+
+def test_a_batch_body_carries_the_prompt_once_and_parses_back_whole():
+    from agent.requests import batch_body, request_digest
+
+    request = parse_request({**GOOD, "prompt": "漢字 " * 100, "lane": "batch"}, CONFIG)
+    body = batch_body(request, CONFIG, queued_at=NOW)
+    assert "prompt" not in body["request"] and body["digest"] == request_digest(request)
+    assert body["params"]["messages"] == [{"role": "user", "content": request.prompt}]
+    back = parse_work_message(json.dumps(body, ensure_ascii=False), CONFIG, now=NOW).request
+    fields = ("prompt", "model", "max_tokens", "request_id", "tenant", "lane")
+    assert [getattr(back, f) for f in fields] == [getattr(request, f) for f in fields]
+
+
+def test_the_digest_names_prompt_model_max_tokens_and_lane():
+    from agent.requests import request_digest
+
+    base = parse_request(GOOD, CONFIG)
+    same = parse_request({**GOOD, "deadline_s": 1.0, "request_id": "req-43"}, CONFIG)
+    assert request_digest(base) == request_digest(same)  # not part of what the id stands for
+    for change in ({"prompt": "Another question."}, {"model": MAIN}, {"max_tokens": 255}):
+        assert request_digest(parse_request({**GOOD, **change}, CONFIG)) != request_digest(base)

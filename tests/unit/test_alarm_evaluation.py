@@ -296,8 +296,16 @@ def test_unsupported_alarms_are_refused_by_name():
     template = {"Resources": {"Band": {"Type": "AWS::CloudWatch::Alarm", "Properties": {
         "ThresholdMetricId": "ad1", "EvaluationPeriods": 1, "Metrics": [],
         "ComparisonOperator": "LessThanLowerOrGreaterThanUpperThreshold"}}}}
-    with pytest.raises(ValueError, match="Band.*anomaly"):
+    with pytest.raises(ValueError, match="Band.*ThresholdMetricId"):
         alarms_from_template(template)
+    band = band_template()
+    band["Resources"]["Band"]["Properties"]["Metrics"][0]["Expression"] = "m0 * 2"
+    with pytest.raises(ValueError, match="Band.*ANOMALY_DETECTION_BAND"):
+        alarms_from_template(band)
+    band = band_template()
+    band["Resources"]["Band"]["Properties"]["ComparisonOperator"] = "GreaterThanThreshold"
+    with pytest.raises(ValueError, match="Band.*GreaterThanThreshold.*anomaly-detection"):
+        alarms_from_template(band)
     template = {"Resources": {"NoStat": {"Type": "AWS::CloudWatch::Alarm", "Properties": {
         "MetricName": "M", "Namespace": "N", "EvaluationPeriods": 1, "Threshold": 1,
         "ComparisonOperator": "GreaterThanThreshold"}}}}
@@ -350,3 +358,128 @@ def test_the_chart_line_is_what_the_bucket_admits_per_minute():
     busy = enforced_per_minute(50, [50.0] + [50 * 5 / 60] * 23)
     assert busy[11] == pytest.approx(100)  # the first minute: capacity + refill
     assert busy[12:] == pytest.approx([50 + 50 * 5 / 60] * 12)
+
+
+# --- anomaly bands (the local band model: local.cloudwatch.bands) --------------------------
+DAY = 86_400
+BAND_P = 300
+
+
+def band_template(comparison="GreaterThanUpperThreshold", k=3, periods=3, datapoints=3):
+    """An anomaly-detection alarm as CDK's AnomalyDetectionAlarm writes it."""
+    return {"Resources": {"Band": {"Type": "AWS::CloudWatch::Alarm", "Properties": {
+        "AlarmName": "band", "ComparisonOperator": comparison, "EvaluationPeriods": periods,
+        "DatapointsToAlarm": datapoints, "TreatMissingData": "notBreaching",
+        "ThresholdMetricId": "expr_1",
+        "Metrics": [
+            {"Id": "expr_1", "Expression": f"ANOMALY_DETECTION_BAND(m0, {k})",
+             "ReturnData": True},
+            {"Id": "m0", "ReturnData": True, "MetricStat": {
+                "Metric": {"Namespace": "Test", "MetricName": "M"}, "Period": BAND_P,
+                "Stat": "Sum"}}]}}}}
+
+
+def seasonal_history(days: int, seed: int = 7) -> list[float]:
+    """5-minute sums with a daily cycle (peak mid-day, 4x the night) and 8% noise."""
+    import math
+    import random
+    rng = random.Random(seed)
+    per_day = DAY // BAND_P
+    return [100 * (1.5 - math.cos(2 * math.pi * (i % per_day) / per_day))
+            * rng.gauss(1, 0.08) for i in range(days * per_day)]
+
+
+def test_an_anomaly_alarm_is_read_with_its_band_and_compared_value():
+    (band,) = alarms_from_template(band_template(k=2.5))
+    assert band.threshold_metric_id == "expr_1"
+    assert band.return_query().id == "m0"
+    assert band.band_query() == ("m0", 2.5)
+    assert band.period_s == BAND_P
+    assert band.breaches(10, (1, 5)) and not band.breaches(3, (1, 5))
+
+
+def test_a_step_well_outside_the_band_alarms_and_normal_seasonality_does_not():
+    values = seasonal_history(21)
+    start = T0 + 14 * DAY  # a week of normal days is evaluated against two weeks of history
+    (definition,) = alarms_from_template(band_template())
+    normal = evaluate(definition, store_of(values, period=BAND_P), start, T0 + 21 * DAY)
+    assert not normal.fired, [t for t, s in normal.states if s == "ALARM"][:3]
+    assert all(b is not None for b in normal.bands)  # trained on the history before start
+
+    step_at = len(values) - 24  # two hours before the end: 3x the usual for this time of day
+    stepped = values[:step_at] + [v * 3 for v in values[step_at:]]
+    result = evaluate(definition, store_of(stepped, period=BAND_P), start, T0 + 21 * DAY)
+    assert result.fired
+    assert result.first_alarm_at == T0 + (step_at + 3) * BAND_P  # the third bad period's end
+
+
+def test_a_drop_alarms_only_when_the_direction_says_so():
+    values = seasonal_history(16)
+    dropped = values[:-12] + [v / 5 for v in values[-12:]]
+    start = T0 + 15 * DAY
+    for comparison, fires in (("GreaterThanUpperThreshold", False),
+                               ("LessThanLowerThreshold", True),
+                               ("LessThanLowerOrGreaterThanUpperThreshold", True)):
+        (definition,) = alarms_from_template(band_template(comparison))
+        result = evaluate(definition, store_of(dropped, period=BAND_P), start, T0 + 16 * DAY)
+        assert result.fired is fires, comparison
+
+
+def test_a_band_without_history_stays_quiet_as_a_new_deployment_does():
+    values = seasonal_history(1)[:240]  # the first 20 hours of a deployment
+    spiked = values[:-6] + [v * 50 for v in values[-6:]]
+    (definition,) = alarms_from_template(band_template())
+    result = evaluate(definition, store_of(spiked, period=BAND_P), T0, T0 + 240 * BAND_P)
+    assert not result.fired
+    assert set(result.bands) == {None}
+    assert "not trained" in render_report([result])
+
+
+def test_seasonal_bands_refuse_bad_arguments():
+    from local.cloudwatch.bands import seasonal_bands
+    with pytest.raises(ValueError, match="divide a day"):
+        seasonal_bands([1.0], 7, 2)
+    with pytest.raises(ValueError, match="standard deviations"):
+        seasonal_bands([1.0], 300, 0)
+
+
+# --- composite alarms ----------------------------------------------------------------------
+def test_composite_rules_hold_on_their_children_states():
+    from local.cloudwatch.alarms import rule_holds
+    rule = '(ALARM("Long.Arn") AND ALARM("Short.Arn")) OR NOT OK("Other.Arn")'
+    assert rule_holds(rule, {"Long": "ALARM", "Short": "ALARM", "Other": "OK"})
+    assert not rule_holds(rule, {"Long": "ALARM", "Short": "OK", "Other": "OK"})
+    assert rule_holds(rule, {"Long": "OK", "Short": "OK"})  # Other: INSUFFICIENT_DATA
+    with pytest.raises(ValueError, match="alarm rule"):
+        rule_holds('ALARM("a") AND', {})
+    with pytest.raises(ValueError, match="alarm rule"):
+        rule_holds('ALARM("a") XOR ALARM("b")', {})
+
+
+def test_a_composite_alarm_fires_only_while_both_windows_breach():
+    from local.cloudwatch.alarms import evaluate_composites
+
+    def child(logical_id, period):
+        return {"Type": "AWS::CloudWatch::Alarm", "Properties": {
+            "AlarmName": logical_id, "MetricName": "M", "Namespace": "Test",
+            "Statistic": "Sum", "Period": period, "EvaluationPeriods": 1, "Threshold": 5,
+            "ComparisonOperator": "GreaterThanThreshold", "TreatMissingData": "notBreaching"}}
+
+    template = {"Resources": {
+        "Long": child("Long", 600), "Short": child("Short", 60),
+        "Page": {"Type": "AWS::CloudWatch::CompositeAlarm", "Properties": {
+            "AlarmName": "page", "AlarmRule": {"Fn::Join": ["", [
+                '(ALARM("', {"Fn::GetAtt": ["Long", "Arn"]}, '") AND ALARM("',
+                {"Fn::GetAtt": ["Short", "Arn"]}, '"))']]}}}}}
+    # one value per minute: a burst of 3 per minute for minutes 2..5, then quiet
+    values = [0, 0, 3, 3, 3, 3, 0, 0, 0, 0, 0, 0]
+    store = store_of(values, period=60)
+    results = evaluate_all(template, store, T0, T0 + 12 * 60)
+    (page,) = evaluate_composites(template, results)
+    # the 10-minute window sums 12 > 5 at its end (T0+600); the 1-minute window is quiet then
+    assert not page.fired
+    store = store_of([0, 0, 3, 3, 3, 3, 0, 0, 0, 6, 0, 0], period=60)
+    results = evaluate_all(template, store, T0, T0 + 12 * 60)
+    (page,) = evaluate_composites(template, results)
+    assert page.fired and page.first_alarm_at == T0 + 600
+    assert page.final_state == "OK"  # the short window cleared a minute later

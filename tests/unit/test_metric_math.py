@@ -48,3 +48,11 @@ def test_missing_propagates_and_fill_replaces_it():
 def test_expression_errors(expression, problem):
     with pytest.raises(ExpressionError, match=problem):
         evaluate_expression(expression, {"a": [1.0]})
+
+
+def test_diff_is_the_change_from_the_previous_value_present():
+    now = [10.0, 12.0, None, 20.0, 18.0]
+    assert evaluate_expression("DIFF(now)", {"now": now}) == [None, 2.0, None, 8.0, -2.0]
+    # the quota forecast's projection: a rising rate projects ahead, a falling one to itself
+    assert evaluate_expression("now + IF(DIFF(now) > 0, DIFF(now) * 6, 0)", {"now": now}) == [
+        None, 24.0, None, 68.0, 18.0]

@@ -38,7 +38,8 @@ def test_tier_from_the_command_line_and_explicit_values_override_it():
 
 
 def test_cli_strings_are_accepted_for_numbers_and_lists():
-    s = settings(reserved_concurrency="7", tenants="a-team,b-team", log_retention_days="90")
+    s = settings(reserved_concurrency="7", tenants="a-team,b-team", log_retention_days="90",
+                 allow_unbound_tenants="true")
     assert (s.reserved_concurrency, s.tenants, s.log_retention_days) == (7, ("a-team",
                                                                             "b-team"), 90)
 
@@ -59,7 +60,8 @@ def test_provider_bedrock_alone_takes_the_bedrock_defaults():
 
 
 def test_bedrock_models_route_to_their_geography():
-    s = load_settings({"provider": "bedrock", "tenants": ["acme"], "models": {
+    s = load_settings({"provider": "bedrock", "tenants": ["acme"], "allow_unbound_tenants": True,
+                       "models": {
         "eu.anthropic.claude-sonnet-4-20250514-v1:0": {
             "tpm": 200000, "prices": {"input": 3, "output": 15}}},
         "profile_regions": {"eu": ["eu-west-1", "eu-central-1"]},
@@ -109,7 +111,7 @@ BAD_CONTEXT = [
       "context key 'tenants': expected names of 1-63 characters [a-z0-9-], got 'Acme Corp'",
       "context key 'log_retention_days': expected one of CloudWatch's periods",
       "context key 'tier': expected one of tier1, tier2"]),
-    ("duplicate tenants", {"tenants": "acme,globex,acme"}, None,
+    ("duplicate tenants", {"tenants": "acme,globex,acme", "allow_unbound_tenants": True}, None,
      ["context key 'tenants': expected each tenant once, got ['acme']"]),
     ("reservation below the queue's concurrency", {"reserved_concurrency": 4}, None,
      ["context key 'reserved_concurrency': 4 is below queue_max_concurrency=5"]),
@@ -239,14 +241,49 @@ def test_reserved_concurrency_may_be_turned_off():
     assert settings(reserved_concurrency="null").reserved_concurrency is None
 
 
-def test_tenant_shares_give_every_tenant_a_share_and_name_what_is_wrong():
+def test_learned_thresholds_take_partial_overrides_and_keep_the_other_defaults():
+    alarms = {"anomaly": {"latency_p99": {"band": 4, "direction": "outside"}},
+              "slo": {"success_rate_percent": 99.5}, "forecast": {"alarm_percent": 70},
+              "contributor_insights": "off"}
+    settings = load_settings({**DEFAULTS, "alarms": alarms}).alarms
+    assert (settings.anomaly["latency_p99"].band,
+            settings.anomaly["latency_p99"].direction) == (4, "outside")
+    assert settings.anomaly["failure_rate"].band == 3  # the default
+    assert settings.slo.success_rate_percent == 99.5
+    assert settings.slo.error_budget_percent == pytest.approx(0.5)
+    assert (settings.forecast.alarm_percent, settings.forecast.horizon_minutes) == (70, 30)
+    assert settings.contributor_insights == "off"
+
+
+@pytest.mark.parametrize("alarms, expected", [
+    ({"anomaly": {"latency_p9": {"band": 3}}},
+     "context key 'alarms.anomaly.latency_p9' is not a setting; did you mean "
+     "'alarms.anomaly.latency_p99'?"),
+    ({"anomaly": {"failure_rate": {"direction": "up"}}},
+     "context key 'alarms.anomaly.failure_rate.direction': expected one of above, below, "
+     "outside, got 'up'"),
+    ({"slo": {"fast_window_minutes": 10, "fast_short_window_minutes": 30}},
+     "fast_short_window_minutes (30) < fast_window_minutes (10)"),
+    ({"slo": {"success_rate_percent": 100}}, "100 leaves no error budget"),
+    ({"forecast": {"period_minutes": 60}}, "period_minutes (60) <= horizon_minutes (30)"),
+    ({"contributor_insights": "all"},
+     "expected one of throttled_keys, accessed_and_throttled_keys, off, got 'all'"),
+])
+def test_bad_learned_threshold_settings_name_the_key(alarms, expected):
+    with pytest.raises(SettingsError) as raised:
+        load_settings({**DEFAULTS, "alarms": alarms})
+    assert any(expected in problem for problem in raised.value.problems), raised.value.problems
+
+
+def test_tenant_weights_and_caps_are_per_tenant_keys_checked_against_the_buckets():
     from guard import TenantShare
 
-    assert settings().tenant_shares is None   # off unless set
-    on = settings(tenant_shares={"acme": {"weight": 3, "rpm": 20}})
-    assert on.tenant_shares == {"acme": TenantShare(weight=3, rpm=20), "globex": TenantShare()}
+    bound = {"acme": {"principals": ["arn:aws:iam::111122223333:role/AcmeApp"], "weight": 3,
+                      "rpm": 20},
+             "globex": {"principals": ["arn:aws:iam::444455556666:role/GlobexApp"]}}
+    specs = {spec.name: spec for spec in settings(tenants=bound).tenant_specs}
+    assert specs["acme"].share == TenantShare(weight=3, rpm=20)
+    assert specs["globex"].share == TenantShare() and not specs["globex"].shares
     with pytest.raises(SettingsError) as raised:
-        settings(tenant_shares={"initech": {"weight": 2}, "acme": {"tpm": 1000}})
-    text = str(raised.value)
-    assert "tenant_shares.initech" in text and "one of the tenants" in text
-    assert "tenant_shares" in text and "tokens" in text   # tpm on an Anthropic bucket
+        settings(tenants={**bound, "acme": {**bound["acme"], "tpm": 1000}})
+    assert "tenants" in str(raised.value) and "tokens" in str(raised.value)

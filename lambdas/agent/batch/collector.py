@@ -1,10 +1,14 @@
 """The collector: queued batch requests -> Message Batches, crash-safe.
 
 One run (`Collector.run`):
-1. Resume: an intent recorded by a run that died is finished first. The API takes no
-   idempotency key, so before creating its batch again the collector lists the batches created
-   since the intent and adopts one with the same number of requests that no other intent holds
-   (results are matched by custom_id, which carries the intent id).
+1. Resume: an intent recorded by a run that died, or whose create was refused, is finished
+   first. The API takes no idempotency key. A refusal (local, 4xx, 429, 529) proves no batch
+   was created: create again. Only a create whose outcome is unknown (a 5xx, a timeout, a
+   dropped connection, a run that died between the call and its record) may have created one:
+   then the collector lists the batches created since that call and adopts one with the same
+   number of requests that no other intent holds, provisionally. The poller confirms it when
+   its results hold one of the intent's custom ids (which carry the intent id), never cancels
+   it before, and releases it otherwise (no dead letter, no attempt counted).
 2. Receive the batch queue; group by model; a group is submitted when it holds `max_items` or
    its oldest request has waited `max_wait_s` (a partial batch). Others go back to the queue.
 3. Submit one batch (at most max_items, 100,000 requests, max_bytes): claim each request (a
@@ -23,8 +27,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .api import BatchApi, NotNow, Rejected
+from .api import BatchApi, KeyRefused, NotNow, Rejected, Unknown
 from .config import HARD_MAX_REQUESTS, BatchConfig
+from .outcomes import DeadLetters
 from .state import BatchStore, Intent, QueueFull
 
 #: seconds of clock skew tolerated between our clock and the API's created_at
@@ -66,10 +71,13 @@ class RunSummary:
     dead_lettered: int = 0
     waiting: int = 0
     stopped: str | None = None
+    #: stopped because the API key was refused after a refresh
+    key_refused: bool = False
 
 
 class Collector:
     def __init__(self, config: BatchConfig, *, sqs, store: BatchStore, api: BatchApi,
+                 dead_letters: DeadLetters | None = None,
                  params: Callable[[dict], dict] | None = None, metrics=None,
                  clock: Callable[[], float] = time.time,
                  checkpoint: Callable[[str], None] = lambda step: None,
@@ -78,6 +86,8 @@ class Collector:
         self.sqs = sqs
         self.store = store
         self.api = api
+        self.dead_letters = dead_letters or DeadLetters(config, sqs=sqs,
+                                                        dynamodb=store.dynamodb, clock=clock)
         #: queued body -> the item's Messages params (the agent handler put them in the body)
         self.params = params or queued_params
         self.metrics = metrics
@@ -95,6 +105,8 @@ class Collector:
             self.collect(summary, max_receive)
         except NotNow as wait:
             summary.stopped = str(wait)
+        except KeyRefused as refused:
+            summary.stopped, summary.key_refused = str(refused), True
         return summary
 
     def resume(self, summary: RunSummary) -> None:
@@ -108,17 +120,58 @@ class Collector:
             if len(items) != intent.n:  # cannot happen: items are written before the intent
                 raise RuntimeError(f"intent {intent.intent_id}: {len(items)} items, expected "
                                    f"{intent.n}")
-            for batch in self.api.list_since(intent.created_at - ADOPT_SKEW_S):
-                counts = batch.request_counts
-                total = (counts.processing + counts.succeeded + counts.errored
-                         + counts.canceled + counts.expired)
-                if batch.id not in held and total == intent.n:
-                    self.store.mark_submitted(intent, batch.id)
-                    held.add(batch.id)
-                    summary.adopted += 1
-                    break
+            items = self._sendable(intent, items, summary)
+            if not items:  # nothing left to send: every item was dead-lettered
+                self.store.abandon(intent)
+                continue
+            batch = self._adoptable(intent, len(items), held)
+            if batch is not None:
+                self.store.mark_submitted(intent, batch.id, provisional=True)
+                held.add(batch.id)
+                summary.adopted += 1
             else:
                 self._create(intent, items, summary)
+
+    def _sendable(self, intent: Intent, items: dict[str, dict], summary: RunSummary
+                  ) -> dict[str, dict]:
+        """The items still to send. One whose row cannot be read or whose params are not a
+        Messages request is dead-lettered (answered with why) and left out; one already
+        dead-lettered (by a run that died abandoning the intent) is left out."""
+        sendable = {}
+        for cid, item in items.items():
+            if item["outcome"] is not None:
+                continue
+            problem = item["problem"]
+            if problem is None:
+                try:
+                    self.params(item["body"])
+                except (ValueError, KeyError, TypeError) as err:
+                    problem = f"its params are not a Messages request ({err})"
+            if problem is None:
+                sendable[cid] = item
+                continue
+            reason = f"batch item could not be read: {problem}"
+            self._dead_letter({"batch_item": cid, "tenant": item["tenant"],
+                               "request_id": item["request_id"]}, reason, summary,
+                              request={"tenant": item["tenant"],
+                                       "request_id": item["request_id"]})
+            self.store.mark_item(intent.intent_id, cid, f"dead-lettered: {reason}")
+        return sendable
+
+    def _adoptable(self, intent: Intent, n: int, held: set[str]):
+        """A listed batch of `n` requests that may be this intent's (None: create one). Only
+        after a create call whose outcome is unknown; never one another intent holds or this
+        one released."""
+        since = intent.maybe_created_since()
+        if since is None:  # no create call, or every one refused: no batch of ours exists
+            return None
+        for batch in self.api.list_since(since - ADOPT_SKEW_S):
+            counts = batch.request_counts
+            total = (counts.processing + counts.succeeded + counts.errored
+                     + counts.canceled + counts.expired)
+            if batch.id not in held and batch.id not in intent.released and total == n:
+                return batch
+        return None
 
     def collect(self, summary: RunSummary, max_receive: int | None) -> None:
         limit = max_receive or max(self.config.max_items * 2, RECEIVE_BATCH)
@@ -134,7 +187,7 @@ class Collector:
                 break
             for message in messages:
                 seen.add(message["MessageId"])
-                queued = self._parse(message)
+                queued = self._parse(message, summary)
                 if queued is not None:
                     received.append(queued)
         groups: dict[str, list[Queued]] = {}
@@ -150,8 +203,9 @@ class Collector:
                     break
                 try:
                     self.submit(model, chunk, summary)
-                except (NotNow, QueueFull) as wait:
+                except (NotNow, QueueFull, KeyRefused) as wait:
                     summary.stopped = str(wait)
+                    summary.key_refused = isinstance(wait, KeyRefused)
                     self._release([q for q in received if not q.settled])
                     return
                 group = group[len(chunk):]
@@ -164,6 +218,9 @@ class Collector:
 
     def submit(self, model: str, chunk: list[Queued], summary: RunSummary) -> None:
         """Claim, write items, record the intent (+ counter), delete messages, create."""
+        if not self.store.has_room(len(chunk), self.config.queue_cap):  # before any write
+            raise QueueFull(f"the processing queue has no room for {len(chunk)} more requests "
+                            f"(cap {self.config.queue_cap})")
         intent_id = self.new_id()
         claimed: list[Queued] = []
         for queued in chunk:
@@ -181,7 +238,11 @@ class Collector:
         self.store.put_items(intent_id, items.items())
         self.checkpoint("items_written")
         intent = Intent(intent_id, "intent", model, len(items), self.clock())
-        self.store.record_intent(intent, self.config.queue_cap)  # may raise QueueFull
+        try:
+            self.store.record_intent(intent, self.config.queue_cap)
+        except QueueFull:
+            self.store.drop_items(intent_id)  # no orphan rows
+            raise
         self.checkpoint("intent_recorded")
         self._delete(claimed)
         self.checkpoint("messages_deleted")
@@ -190,30 +251,43 @@ class Collector:
     def _create(self, intent: Intent, items: dict[str, dict], summary: RunSummary) -> None:
         requests = [{"custom_id": cid, "params": self.params(item["body"])}
                     for cid, item in sorted(items.items(), key=lambda kv: _index(kv[0]))]
+        self.store.mark_attempt(intent)  # from here a batch of ours may exist
         try:
             batch = self.api.create(requests)
+        except Unknown:  # may have been created: the next run lists before creating again
+            raise
         except Rejected as err:
-            self._abandon(intent, items, f"batch create refused: {err}")
+            self.store.clear_attempt(intent)
+            self._abandon(intent, items, f"batch create refused: {err}", summary)
             return
+        except (NotNow, KeyRefused):  # refused: nothing was created
+            self.store.clear_attempt(intent)
+            raise
         self.checkpoint("created")
         self.store.mark_submitted(intent, batch.id)
         self.checkpoint("submitted")
         summary.submitted.append(batch.id)
-        summary.items += intent.n
+        summary.items += len(requests)
         if self.metrics is not None:
-            self.metrics.add(intent.model, "BatchSubmitted", intent.n)
+            self.metrics.add(intent.model, "BatchSubmitted", len(requests))
 
-    def _abandon(self, intent: Intent, items: dict[str, dict], reason: str) -> None:
-        """The API refused the batch for good: release the reservation, dead-letter the items
-        with the reason (a request the API refuses would be refused again)."""
-        for item in items.values():
-            self._dead_letter(item["body"], reason)
+    def _abandon(self, intent: Intent, items: dict[str, dict], reason: str,
+                 summary: RunSummary) -> None:
+        """The API refused the batch for good: dead-letter the items with the reason (each
+        answered with it; a request the API refuses would be refused again), then release
+        the reservation."""
+        for cid, item in items.items():
+            if item.get("outcome") is not None:  # dead-lettered by a run that died
+                continue
+            self._dead_letter(item["body"], reason, summary)
+            self.store.mark_item(intent.intent_id, cid, f"dead-lettered: {reason}")
         self.store.abandon(intent)
 
     # -- queue plumbing ------------------------------------------------------------------
 
-    def _parse(self, message: dict) -> Queued | None:
+    def _parse(self, message: dict, summary: RunSummary) -> Queued | None:
         raw = message.get("Body", "")
+        body: object = None
         try:
             body = json.loads(raw)
             request = body["request"]
@@ -224,18 +298,18 @@ class Collector:
                     raise ValueError(f"request.{key} missing")
             self.params(body)
         except (ValueError, KeyError, TypeError) as err:
-            self._dead_letter({"raw_body": raw}, f"malformed batch message: {err}")
+            request = body.get("request") if isinstance(body, dict) else None
+            self._dead_letter({"raw_body": raw}, f"malformed batch message: {err}", summary,
+                              request=request if isinstance(request, dict) else None)
             self._delete([Queued(message["ReceiptHandle"], {}, 0)])
             return None
         return Queued(message["ReceiptHandle"], body, len(json.dumps(
             {"custom_id": "i" * 20, "params": self.params(body)}).encode()))
 
-    def _dead_letter(self, body: dict, reason: str) -> None:
-        self.sqs.send_message(
-            QueueUrl=self.config.dlq_url,
-            MessageBody=json.dumps({**body, "dlq_reason": reason,
-                                    "dead_lettered_at": self.clock()}, default=str),
-            MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:256]}})
+    def _dead_letter(self, body: dict, reason: str, summary: RunSummary,
+                     request: dict | None = None) -> None:
+        self.dead_letters.send(body, reason, request=request)
+        summary.dead_lettered += 1
 
     def _delete(self, messages: list[Queued]) -> None:
         for queued in messages:

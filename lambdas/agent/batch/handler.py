@@ -19,6 +19,7 @@ from ..telemetry import RequestMetrics
 from .api import BatchApi
 from .collector import Collector
 from .config import BatchConfig, load_batch_config
+from .outcomes import DeadLetters
 from .poller import Poller
 from .state import BatchStore
 
@@ -51,6 +52,23 @@ class BatchRuntime:
             self._claude = anthropic.Anthropic(api_key=self._api_key(), max_retries=0)
         return self._claude
 
+    def refreshed_claude(self):
+        """After a 401: the client again with the key read afresh (a rotated key), kept for the
+        container's later runs."""
+        key = self._api_key()
+        client = self.claude()
+        self._claude = client.with_options(api_key=key)
+        logger.warning("batch endpoints: 401, API key read afresh%s",
+                       "" if key != getattr(client, "api_key", None) else
+                       " (unchanged: the secret still holds the same key)")
+        return self._claude
+
+    def api(self) -> BatchApi:
+        """The batch endpoints through the batch bucket; a 401 refreshes the key once when it
+        comes from the secret."""
+        refresh = self.refreshed_claude if self.config.api_key_secret_arn else None
+        return BatchApi(self.claude(), self.bucket, refresh)
+
     def _api_key(self) -> str:
         import boto3
 
@@ -66,14 +84,17 @@ class BatchRuntime:
             return value
 
     def collector(self, metrics=None, **kwargs) -> Collector:
-        return Collector(self.config, sqs=self.sqs, store=self.store,
-                         api=BatchApi(self.claude(), self.bucket), metrics=metrics,
-                         clock=self.clock, **kwargs)
+        return Collector(self.config, sqs=self.sqs, store=self.store, api=self.api(),
+                         dead_letters=self.dead_letters(), metrics=metrics, clock=self.clock,
+                         **kwargs)
 
     def poller(self, metrics=None, **kwargs) -> Poller:
         return Poller(self.config, sqs=self.sqs, dynamodb=self.dynamodb, store=self.store,
-                      api=BatchApi(self.claude(), self.bucket), metrics=metrics,
+                      api=self.api(), dead_letters=self.dead_letters(), metrics=metrics,
                       clock=self.clock, **kwargs)
+
+    def dead_letters(self) -> DeadLetters:
+        return DeadLetters(self.config, sqs=self.sqs, dynamodb=self.dynamodb, clock=self.clock)
 
 
 _runtime: BatchRuntime | None = None
@@ -93,7 +114,10 @@ def _run(kind: str) -> dict[str, Any]:
     summary = worker.run()
     metrics.flush()
     result = asdict(summary)
-    logger.info(f"batch {kind} run", extra={"summary": result})
+    if summary.key_refused:  # the API key: an operator must act
+        logger.error(f"batch {kind} run stopped: {summary.stopped}", extra={"summary": result})
+    else:
+        logger.info(f"batch {kind} run", extra={"summary": result})
     return result
 
 

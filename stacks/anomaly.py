@@ -1,0 +1,203 @@
+"""Learned thresholds: one CloudWatch anomaly detector and one band alarm per model for each
+seed metric (`stacks.settings.ANOMALY_METRICS`), and a dashboard graph of each with its band.
+
+    bands = AnomalyBands(scope, "Bands", models=models, settings=alarm_settings.anomaly,
+                         topic=alarm_topic, name_prefix="Bulwark-dev")
+    bands.alarms    # "CostPerHourBand/<model>" -> Alarm, ...
+    bands.widgets   # one row of band graphs per model
+
+Each detector is an explicit `AWS::CloudWatch::AnomalyDetector` (a single-metric one for cost
+per hour and latency p99, a metric-math one for the ratios), so it exists, trains and can be
+inspected before any alarm fires; the alarm (`ThresholdMetricId`) compares the metric with
+`ANOMALY_DETECTION_BAND(m0, band)` in the direction configured (above, below or outside).
+CloudWatch trains the model on up to two weeks of the metric and needs about a day of data
+before the band means much (README "Thresholds that learn"). The static alarms of
+`stacks.monitoring` stay as the hard ceiling: a band that learned a bad habit still cannot
+rise past them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from agent.contract import ModelSpec
+
+from .metrics import literal, metric, rate, share
+from .settings import ANOMALY_METRICS, AnomalyBand
+
+_FIVE_MINUTES = Duration.minutes(5)
+_ONE_HOUR = Duration.hours(1)
+
+#: band direction -> the alarm's comparison operator
+COMPARISONS = {
+    "above": cloudwatch.ComparisonOperator.GREATER_THAN_UPPER_THRESHOLD,
+    "below": cloudwatch.ComparisonOperator.LESS_THAN_LOWER_THRESHOLD,
+    "outside": cloudwatch.ComparisonOperator.LESS_THAN_LOWER_OR_GREATER_THAN_UPPER_THRESHOLD,
+}
+
+
+@dataclass(frozen=True)
+class SeedMetric:
+    """One banded metric: its alarm name stem, title, what to do when it leaves the band,
+    the evaluation (M of N periods) and how to build it for a model."""
+
+    key: str
+    kind: str
+    title: str
+    action: str
+    period: Duration
+    periods: int
+    datapoints: int
+
+    def build(self, model_id: str) -> cloudwatch.IMetric:
+        p = self.period
+
+        def m(name: str, statistic: str = "Sum") -> cloudwatch.Metric:
+            return metric(name, model_id, statistic, p)
+
+        if self.key == "cost_per_hour":
+            return metric("CostUSD", model_id, "Sum", p, "Cost per hour (USD)")
+        if self.key == "latency_p99":
+            return metric("Latency", model_id, "p99", p, "Latency p99 (ms)")
+        if self.key == "cost_per_success":
+            return rate("usd / succeeded", {"usd": m("CostUSD"), "succeeded": m("Succeeded")},
+                        "Cost per success (USD)", p)
+        if self.key == "failure_rate":
+            return rate(share("failed", ["succeeded", "failed"]),
+                        {"failed": m("Failed"), "succeeded": m("Succeeded")},
+                        "Failure rate (%)", p)
+        if self.key == "upstream_429_rate":
+            return rate(share("upstream429", ["requests"]),
+                        {"upstream429": m("Upstream429"), "requests": m("Requests")},
+                        "Upstream 429 rate (% of requests)", p)
+        if self.key == "local_throttle_rate":
+            return rate(share("throttles", ["requests", "throttles"]),
+                        {"throttles": m("LocalThrottles"), "requests": m("Requests")},
+                        "Local throttle rate (%)", p)
+        raise KeyError(f"no seed metric {self.key!r}")  # pragma: no cover - SEEDS is fixed
+
+
+SEEDS: dict[str, SeedMetric] = {s.key: s for s in (
+    SeedMetric("cost_per_hour", "CostPerHourBand", "Cost per hour (USD)",
+               "Spend left its usual band for this hour of the day. Look at Requests and "
+               "tokens per request for a runaway caller or agent loop; if it is a tenant, "
+               "lower its weight; if it is expected growth, the band follows within days.",
+               _ONE_HOUR, 1, 1),
+    SeedMetric("cost_per_success", "CostPerSuccessBand", "Cost per success (USD)",
+               "Each successful request costs more than usual: longer prompts, larger "
+               "max_tokens, lost prompt caching (see the cache-read share) or retries that "
+               "spend without succeeding. Compare input/output tokens per request.",
+               _FIVE_MINUTES, 3, 3),
+    SeedMetric("failure_rate", "FailureRateBand", "Failure rate (%)",
+               "More requests fail than usual for this time of day. Read the agent's logs "
+               "for the error types and the Upstream429/529 widgets; the SLO burn-rate "
+               "alarms say how fast the error budget goes.",
+               _FIVE_MINUTES, 3, 3),
+    SeedMetric("upstream_429_rate", "Upstream429RateBand", "Upstream 429 rate (%)",
+               "Claude refuses more requests than usual: another client shares the quota or "
+               "the configured limits exceed the real quota. Lower the model's limits in "
+               "cdk.json to the provider console's quota, or move that client off the key.",
+               _FIVE_MINUTES, 3, 3),
+    SeedMetric("local_throttle_rate", "LocalThrottleRateBand", "Local throttle rate (%)",
+               "The guard refuses more acquires than usual: demand grew past the quota. "
+               "Move background work to the batch lane, lower a tenant's weight, or raise "
+               "the tier or the Bedrock quota (then the limits in cdk.json).",
+               _FIVE_MINUTES, 3, 3),
+    SeedMetric("latency_p99", "LatencyP99Band", "Latency p99 (ms)",
+               "Calls take longer than usual for this time of day: check Upstream529 "
+               "(provider overload), RetryAfterSeconds and booked waits; lower max_tokens or "
+               "degrade to a smaller model while the provider is slow.",
+               _FIVE_MINUTES, 3, 3),
+)}
+assert set(SEEDS) == set(ANOMALY_METRICS), "every configurable band has a seed metric"
+
+
+def _detector(scope: Construct, id: str,
+              seed: cloudwatch.IMetric) -> cloudwatch.CfnAnomalyDetector:
+    """The explicit detector of `seed`: single-metric for a plain metric, metric math for an
+    expression (its queries as the alarm writes them: the expression as "m0")."""
+    config = seed.to_metric_config()
+    if config.metric_stat is not None:
+        stat = config.metric_stat
+        return cloudwatch.CfnAnomalyDetector(
+            scope, id, single_metric_anomaly_detector=cloudwatch.CfnAnomalyDetector.
+            SingleMetricAnomalyDetectorProperty(
+                namespace=stat.namespace, metric_name=stat.metric_name, stat=stat.statistic,
+                dimensions=[cloudwatch.CfnAnomalyDetector.DimensionProperty(
+                    name=d.name, value=d.value) for d in stat.dimensions or []]))
+    math = config.math_expression
+    queries = [cloudwatch.CfnAnomalyDetector.MetricDataQueryProperty(
+        id="m0", expression=math.expression, return_data=True)]
+    for qid, used in math.using_metrics.items():
+        stat = used.to_metric_config().metric_stat
+        queries.append(cloudwatch.CfnAnomalyDetector.MetricDataQueryProperty(
+            id=qid, return_data=False, metric_stat=cloudwatch.CfnAnomalyDetector.
+            MetricStatProperty(
+                period=int(stat.period.to_seconds()), stat=stat.statistic,
+                metric=cloudwatch.CfnAnomalyDetector.MetricProperty(
+                    namespace=stat.namespace, metric_name=stat.metric_name,
+                    dimensions=[cloudwatch.CfnAnomalyDetector.DimensionProperty(
+                        name=d.name, value=d.value) for d in stat.dimensions or []]))))
+    return cloudwatch.CfnAnomalyDetector(
+        scope, id, metric_math_anomaly_detector=cloudwatch.CfnAnomalyDetector.
+        MetricMathAnomalyDetectorProperty(metric_data_queries=queries))
+
+
+class AnomalyBands(Construct):
+    """Per model and seed metric: an anomaly detector, a band alarm to `topic`, a band graph.
+
+    `alarms` maps "<Kind>/<model_id>" (e.g. "FailureRateBand/claude-sonnet-4-6") to the alarm,
+    named "<name_prefix>-<Kind>-<model_id>-Warning"; `detectors` maps the same keys to the
+    `CfnAnomalyDetector`; `widgets` holds one row of graphs per model.
+    """
+
+    def __init__(self, scope: Construct, id: str, *, models: list[ModelSpec],
+                 settings: dict[str, AnomalyBand], topic: sns.ITopic,
+                 name_prefix: str) -> None:
+        super().__init__(scope, id)
+        unknown = sorted(set(settings) - set(SEEDS))
+        if unknown:
+            raise ValueError(f"AnomalyBands: unknown metrics {unknown} (known: "
+                             f"{', '.join(SEEDS)})")
+        self.alarms: dict[str, cloudwatch.Alarm] = {}
+        self.detectors: dict[str, cloudwatch.CfnAnomalyDetector] = {}
+        self.widgets: list[cloudwatch.IWidget] = [cloudwatch.TextWidget(
+            markdown="### Learned bands (anomaly detection; the grey band is the expected "
+                     "range for this time of day)", width=24, height=1)]
+        action = cw_actions.SnsAction(topic)
+        for index, model in enumerate(models):
+            graphs = []
+            for key, seed in SEEDS.items():
+                band = settings.get(key, AnomalyBand())
+                name = f"{seed.kind}/{model.model_id}"
+                safe = f"{seed.kind}{index}"
+                built = seed.build(model.model_id)
+                self.detectors[name] = _detector(self, f"{safe}Detector", built)
+                alarm = cloudwatch.AnomalyDetectionAlarm(
+                    self, f"{safe}Alarm", metric=built, std_devs=band.band,
+                    comparison_operator=COMPARISONS[band.direction],
+                    evaluation_periods=seed.periods, datapoints_to_alarm=seed.datapoints,
+                    treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                    alarm_name=f"{name_prefix}-{seed.kind}-{model.model_id}-Warning",
+                    alarm_description=(
+                        f"{seed.title} of {model.model_id} is {band.direction} its learned "
+                        f"band ({band.band:g} standard deviations) in {seed.datapoints} of "
+                        f"{seed.periods} periods of {seed.period.to_minutes():g} min. "
+                        f"{seed.action}"))
+                alarm.node.add_dependency(self.detectors[name])
+                alarm.add_alarm_action(action)
+                self.alarms[name] = alarm
+                graphs.append(cloudwatch.GraphWidget(
+                    title=f"{seed.title} and its band: {model.model_id}", width=8, height=5,
+                    left=[built, cloudwatch.MathExpression(
+                        expression=f"ANOMALY_DETECTION_BAND(m0, {literal(band.band)})",
+                        using_metrics={"m0": built}, period=seed.period,
+                        label=f"expected ({band.band:g} sd)")],
+                    left_y_axis=cloudwatch.YAxisProps(min=0, show_units=False)))
+            self.widgets += [cloudwatch.Row(*graphs[i:i + 3]) for i in range(0, len(graphs), 3)]

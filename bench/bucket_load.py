@@ -44,6 +44,9 @@ class Workload:
     switch_at_s: float | None = None
     switch_input_min: int = 0
     switch_input_max: int = 0
+    #: caller i acquires as tenants[i % len] with priorities[i % len] (None: no tenant)
+    tenants: tuple[str | None, ...] = (None,)
+    priorities: tuple[str, ...] = ("interactive",)
 
 
 @dataclass
@@ -61,6 +64,8 @@ class LoadResult:
     booked: int = 0
     started: float = 0.0
     ended: float = 0.0
+    #: tenant -> its own ledger (same form), for checking its caps
+    tenant_ledgers: dict = field(default_factory=dict)
 
     def merge(self, other: "LoadResult") -> None:
         self.ledger.extend(other.ledger)
@@ -75,6 +80,8 @@ class LoadResult:
         self.first_attempt_grants += other.first_attempt_grants
         self.forgone_refunds += other.forgone_refunds
         self.booked += other.booked
+        for tenant, ledger in other.tenant_ledgers.items():
+            self.tenant_ledgers.setdefault(tenant, []).extend(ledger)
         self.started = min(self.started or other.started, other.started)
         self.ended = max(self.ended, other.ended)
 
@@ -96,6 +103,10 @@ def _caller(endpoint: str, table: str, bucket_id: str, limits_kwargs: dict, work
 
     bucket = TokenBucket(table, bucket_id, Limits(**limits_kwargs), client, clock=clock)
     local = LoadResult()
+    tenant = workload.tenants[seed % len(workload.tenants)]
+    priority = workload.priorities[seed % len(workload.priorities)]
+    own = local.tenant_ledgers.setdefault(tenant, [])
+    ticket = None
     while time.time() < start_at:
         time.sleep(0.001)
     while time.time() < end_at:
@@ -105,7 +116,9 @@ def _caller(endpoint: str, table: str, bucket_id: str, limits_kwargs: dict, work
             input_tokens = rng.randint(workload.input_min, workload.input_max)
         t0 = time.perf_counter()
         grant = bucket.try_acquire(1, input_tokens, workload.max_tokens,
-                                   max_wait_s=workload.booking_s)
+                                   max_wait_s=workload.booking_s, tenant=tenant,
+                                   priority=priority, ticket=ticket)
+        ticket = grant.ticket if not grant.granted else None
         local.acquire_latency_s.append(time.perf_counter() - t0)
         local.acquire_calls.append(grant.store_calls)
         local.acquire_reads += grant.store_reads
@@ -118,6 +131,7 @@ def _caller(endpoint: str, table: str, bucket_id: str, limits_kwargs: dict, work
         local.booked += grant.queue_s > 0.05
         # counted where the server would see it: at the booked start (acquire time if none)
         local.ledger.append((grant.start_at - clock_offset, dict(grant.reserved)))
+        own.append(local.ledger[-1])
         pause = grant.start_at - clock()
         if pause > 0:
             time.sleep(pause)
@@ -132,6 +146,7 @@ def _caller(endpoint: str, table: str, bucket_id: str, limits_kwargs: dict, work
                        if amount < 0 and dim not in settlement.forgone}
             if refunds:
                 local.ledger.append((settled_at, refunds))
+                own.append(local.ledger[-1])
         else:
             local.settle_failures += 1
     with lock:
@@ -180,6 +195,8 @@ def run_load(endpoint: str, table: str, bucket_id: str, limits_kwargs: dict, *,
             if proc.is_alive():
                 proc.kill()
     total.ledger.sort(key=lambda event: event[0])
+    for ledger in total.tenant_ledgers.values():
+        ledger.sort(key=lambda event: event[0])
     return total
 
 

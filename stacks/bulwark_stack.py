@@ -18,6 +18,7 @@ from .budgets import Budgets
 from .monitoring import Monitoring
 from .settings import Settings
 from .state import AgentState, DataKey
+from .tenant_monitoring import TenantMonitoring
 
 
 #: reasons shared by the agent's and the batch lane's acknowledgements
@@ -100,6 +101,10 @@ class BulwarkStack(Stack):
             alarm_name_prefix=self.monitoring.dashboard_name)
         self.audit.log_table_writes("Limits changes (writes to the limits config table)",
                                     [self.budgets.table.table_arn])
+        self.tenant_monitoring = TenantMonitoring(
+            self, "TenantMonitoring", tenants=tuple(settings.tenants),
+            dashboard=self.monitoring.dashboard, alarm_topic=self.monitoring.alarm_topic,
+            alarm_name_prefix=self.monitoring.dashboard_name) if settings.tenants else None
 
         self.boundary = PermissionsBoundary(
             self, "PermissionsBoundary",

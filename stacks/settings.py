@@ -34,8 +34,8 @@ from agent.contract import (CACHE_READ_PRICE_FACTOR, CACHE_WRITE_PRICE_FACTOR,
                             ModelSpec, Prices, TenantSpec)
 from agent.mcp.config import McpConfigError, McpSettings, load_mcp_settings
 from guard.budget import ACTIONS, Budget, BudgetError
+from guard.limits import Limits, LimitsError
 from guard.spend import LimitSet
-from guard.limits import Limits
 from guard.tiers import ANTHROPIC_TIERS, BATCH_TIERS, FAMILIES, family_of
 
 STAGES = ("dev", "prod")
@@ -325,6 +325,15 @@ TENANT_KEYS: dict[str, Key] = {
     # a section: read by `read_limits`, not passed to TenantSpec
     "budget": Key("the tenant's budget (`python -m cli.limits` changes it without a "
                   "redeploy)", keys=BUDGET_KEYS),
+    "weight": Key("the tenant's weight under contention (guard.TenantShare); set on any "
+                  "tenant, every model's bucket shares by tenant (the others weight 1)",
+                  number(0.001, nullable=True)),
+    "rpm": Key("cap: the tenant's requests per minute", number(1, nullable=True)),
+    "itpm": Key("cap: the tenant's input tokens per minute (Anthropic API)",
+                number(1, nullable=True)),
+    "otpm": Key("cap: the tenant's output tokens per minute (Anthropic API)",
+                number(1, nullable=True)),
+    "tpm": Key("cap: the tenant's tokens per minute (Bedrock)", number(1, nullable=True)),
 }
 
 #: keys a provider's defaults may set, and that a top-level key of the same name overrides
@@ -895,6 +904,20 @@ def load_limits(raw: Mapping[str, Any], *, tenants: Iterable[str], models: Itera
 _BIND_EXAMPLE = ('{"acme": {"principals": ["arn:aws:iam::111122223333:role/AcmeApp"]}}')
 
 
+def _check_tenant_caps(problems: Problems, specs, models: Mapping[str, ModelSettings]) -> None:
+    """A tenant's caps must be dimensions every model's bucket enforces (guard.Limits)."""
+    if not any(spec.shares for spec in specs):
+        return
+    shares = {spec.name: spec.share for spec in specs}
+    for model in models.values():
+        limits = model.limits
+        try:
+            Limits(limits.rpm, limits.itpm, limits.otpm, tpm=limits.tpm,
+                   output_burndown=limits.output_burndown, tenants=shares)
+        except LimitsError as err:
+            problems.say(f"context key 'tenants': {err} (model {model.model_id})")
+
+
 def _tenants(problems: Problems, raw: Any, allow_unbound: bool | None
              ) -> tuple[TenantSpec, ...]:
     """The `tenants` context: name -> {principals, ...} (`TENANT_KEYS`), or a plain list of
@@ -1018,6 +1041,7 @@ def load_settings(ctx: Mapping[str, Any], *, region: str | None = None) -> Setti
 
     tenant_specs = _tenants(problems, ctx.get("tenants"), top["allow_unbound_tenants"])
     tenants = tuple(spec.name for spec in tenant_specs)
+    _check_tenant_caps(problems, tenant_specs, models)
     if top["reserved_concurrency"] is not None and top["queue_max_concurrency"] is not None \
             and top["reserved_concurrency"] < top["queue_max_concurrency"]:
         problems.say(f"context key 'reserved_concurrency': {top['reserved_concurrency']} is "

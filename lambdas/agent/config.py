@@ -70,6 +70,14 @@ class AgentConfig:
         "You are Bulwark's operations agent. Answer concisely. Use the tools to read the "
         "tenant's documents and to record notes; never guess a document's content."))
 
+    @property
+    def tenant_shares(self) -> dict:
+        """Tenant -> guard.TenantShare when a tenant sets a weight or a cap (every model's
+        bucket then shares by tenant; the others weight 1), else {}."""
+        if not any(spec.shares for spec in self.tenant_specs):
+            return {}
+        return {spec.name: spec.share for spec in self.tenant_specs}
+
 
 def _require(env: Mapping[str, str], name: str, hint: str) -> str:
     value = env.get(name, "").strip()

@@ -24,7 +24,7 @@ from dataclasses import dataclass, fields
 from typing import Iterable
 
 from guard.client import SCHEDULING_MODES
-from guard.limits import Limits
+from guard.limits import Limits, TenantShare
 # One home for prices: the guard reserves budgets with them, the metrics report cost.
 from guard.prices import CACHE_READ_PRICE_FACTOR, CACHE_WRITE_PRICE_FACTOR, Prices
 
@@ -34,7 +34,9 @@ __all__ = [
     "DEFAULT_CONTEXT_WINDOW", "DEFAULT_MAX_OUTPUT_TOKENS", "DIMENSION", "DOCUMENTS_PREFIX",
     "Env", "HIGH_RESOLUTION", "LANES", "METRICS", "ModelSpec", "NAMESPACE",
     "OVERFLOW_POLICIES", "PROVIDERS", "Prices", "REQUEST_ID_PATTERN", "ROLE_ARN_PATTERN",
-    "SCHEDULING_MODES", "TENANT_PATTERN", "TenantSpec", "decode_models", "decode_tenants",
+    "CAPACITY_DIMENSIONS", "CAPACITY_METRICS", "SCHEDULING_MODES", "SHARE_FIELDS",
+    "TENANT_METRICS",
+    "TENANT_PATTERN", "TenantSpec", "decode_models", "decode_tenants",
     "encode_models", "encode_tenants", "role_identity",
 ]
 
@@ -164,6 +166,13 @@ TENANT_METRICS = frozenset({"Requests", "InputTokens", "OutputTokens", "CostUSD"
 HIGH_RESOLUTION = frozenset({"Requests", "InputTokens", "OutputTokens", "CacheWriteTokens",
                              "LocalThrottles", "Upstream429", "Deferred", "QueueSeconds"})
 
+#: Who got the capacity: per tenant and class (dimensions Tenant and Priority, configured
+#: tenants only, one EMF document per request). TenantWaitSeconds holds every call's wait for
+#: capacity (seconds), so its p99 is the wait alarm's statistic. metric name -> unit.
+CAPACITY_DIMENSIONS = ("Tenant", "Priority")
+CAPACITY_METRICS = {"TenantAnswers": "Count", "TenantWaitSeconds": "Seconds",
+                  "TenantDeferred": "Count"}
+
 #: AccessDenied/Unauthorized calls by the kit's roles: a CloudTrail metric filter (namespace
 #: `Bulwark`, no dimension), not EMF
 ACCESS_DENIED_METRIC = "AccessDenied"
@@ -276,6 +285,10 @@ def role_identity(role_arn: str) -> tuple[str, str, str]:
     return match.group(1), match.group(2), match.group(3)
 
 
+#: TenantSpec fields that make its guard.TenantShare
+SHARE_FIELDS = ("weight", "rpm", "itpm", "otpm", "tpm")
+
+
 @dataclass(frozen=True, kw_only=True)
 class TenantSpec:
     """One tenant as the stack hands it to the Lambda: its name (`TENANT_PATTERN`) and the IAM
@@ -286,6 +299,13 @@ class TenantSpec:
 
     name: str
     principals: tuple[str, ...] = ()
+    #: the tenant's share of every model's bucket (guard.TenantShare): weight under contention
+    #: and optional caps per minute; None everywhere: the tenant sets no share
+    weight: float | None = None
+    rpm: float | None = None
+    itpm: float | None = None
+    otpm: float | None = None
+    tpm: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not TENANT_PATTERN.match(self.name):
@@ -300,6 +320,23 @@ class TenantSpec:
                 role_identity(principal)
             except ValueError as err:
                 raise FieldError("principals", str(err)) from None
+        for name in SHARE_FIELDS:
+            if getattr(self, name) is not None:
+                try:
+                    TenantShare(**{name: getattr(self, name)})
+                except ValueError as err:
+                    raise FieldError(name, str(err)) from None
+
+    @property
+    def shares(self) -> bool:
+        """True when the tenant sets a weight or a cap (the buckets then share by tenant)."""
+        return any(getattr(self, name) is not None for name in SHARE_FIELDS)
+
+    @property
+    def share(self) -> TenantShare:
+        """The tenant's `guard.TenantShare` (weight 1 unless set)."""
+        return TenantShare(**{name: getattr(self, name) for name in SHARE_FIELDS
+                              if getattr(self, name) is not None})
 
     @property
     def bound(self) -> bool:
@@ -310,7 +347,8 @@ class TenantSpec:
         """The tenant's entry of the TENANTS variable (every field but the name)."""
         return {f.name: list(value) if isinstance(value, tuple) else value
                 for f in fields(self) if f.name != "name"
-                for value in (getattr(self, f.name),)}
+                for value in (getattr(self, f.name),)
+                if not (f.name in SHARE_FIELDS and value is None)}
 
     @classmethod
     def decode(cls, name: str, entry: object) -> "TenantSpec":

@@ -39,6 +39,7 @@ class LoopOutcome:
     model_calls: int = 0
     tool_calls: int = 0
     budget_action: str | None = None
+    ticket: float | None = None  # on "deferred": the request's place in its tenant's queue
 
 
 def _block_to_param(block: Any) -> dict:
@@ -115,15 +116,18 @@ def _loop(request, claude, config, outcome, messages, system, tools, shared_cont
             return outcome
         result = claude.create(model=outcome.model, max_tokens=min(
             request.max_tokens, config.models[outcome.model].max_output_tokens),
-            system=system, tools=tools, messages=messages, tenant=request.tenant,
-            deadline_s=max(0.0, deadline_at - clock()), time_left_s=time_left)
+            system=system, tools=tools, messages=messages,
+            deadline_s=max(0.0, deadline_at - clock()), time_left_s=time_left,
+            tenant=request.tenant, priority=request.priority, ticket=request.ticket)
         metrics.record_call(result.model, result, config.models[result.model].prices)
+        metrics.record_tenant(request.tenant, request.priority, result)
         outcome.model = result.model  # a budget's "degrade" may have answered on another
         if result.status == "deferred" and _may_degrade(config, outcome):
             degraded = claude.create(model=config.degrade_model, max_tokens=min(
                 request.max_tokens, config.models[config.degrade_model].max_output_tokens),
-                system=system, tools=tools, messages=messages, tenant=request.tenant,
-                deadline_s=max(0.0, deadline_at - clock()), time_left_s=time_left)
+                system=system, tools=tools, messages=messages,
+                deadline_s=max(0.0, deadline_at - clock()), time_left_s=time_left,
+                tenant=request.tenant, priority=request.priority)
             metrics.record_call(config.degrade_model, degraded,
                                 config.models[config.degrade_model].prices)
             if degraded.status == "ok":  # otherwise keep the (retryable) deferral
@@ -133,6 +137,7 @@ def _loop(request, claude, config, outcome, messages, system, tools, shared_cont
             outcome.status, outcome.retry_after, outcome.reason = ("deferred",
                                                                    result.retry_after,
                                                                    result.reason)
+            outcome.ticket = result.ticket
             return outcome
         if result.status == "rejected":  # a spent budget, refused before any Claude call
             outcome.status, outcome.retry_after, outcome.reason = ("rejected",

@@ -124,7 +124,7 @@ def defer(rt: "Runtime", request: AgentRequest, outcome: "LoopOutcome", deferral
     delay = min(MAX_SQS_DELAY_S, max(0, math.ceil(outcome.retry_after or 0)))
     envelope = {"request": request.to_dict(), "deferrals": deferrals + 1,
                 "first_received_at": first_received_at, "transcript": outcome.transcript,
-                "model": outcome.model,
+                "model": outcome.model, "ticket": outcome.ticket,
                 "spent": {"model_calls": spent.model_calls + outcome.model_calls,
                           "tokens": spent.tokens + sum(outcome.usage.values())}}
     try:

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from guard import estimate_input_tokens
+from guard.fair import PRIORITIES
 
 from .config import AgentConfig
 from .contract import LANES, REQUEST_ID_PATTERN
@@ -42,6 +43,8 @@ class AgentRequest:
     deadline_s: float
     caller: str | None = None
     lane: str = "interactive"
+    priority: str = "interactive"  # the guard's class: "interactive" or "background"
+    ticket: float | None = None  # a deferred request's place in its tenant's queue (epoch s)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -167,8 +170,12 @@ def parse_request(event: Any, config: AgentConfig, *, caller: str | None = None,
     if lane == "batch":
         check_batch_lane(event, config)
 
+    priority = event.get("priority", "interactive")
+    if priority not in PRIORITIES:
+        raise BadRequest(f"priority must be one of {', '.join(PRIORITIES)}, got {priority!r}")
+
     request = AgentRequest(prompt, model, max_tokens, request_id, tenant, float(deadline_s),
-                           caller, lane)
+                           caller, lane, priority)
     check_size(request, config)
     if lane == "batch":
         size = len(json.dumps(batch_params(request, config)).encode())
@@ -224,6 +231,9 @@ def parse_work_message(raw_body: Any, config: AgentConfig, *, now: float,
     except (TypeError, ValueError) as err:  # BadRequest is a ValueError
         raise MalformedMessage(f"malformed request: {err}", body) from None
     request.deadline_s = max(request.deadline_s, config.default_deadline_s)
+    ticket = envelope.get("ticket")  # set by the agent's own deferral, never by a caller
+    request.ticket = float(ticket) if isinstance(ticket, (int, float)) \
+        and not isinstance(ticket, bool) and math.isfinite(ticket) else None
     return WorkMessage(body, request, deferrals, first_received_at,
                        envelope.get("transcript"), envelope.get("model"), spent)
 
@@ -280,13 +290,13 @@ def check_size(request: AgentRequest, config: AgentConfig) -> None:
                          f"{request.max_tokens:,} it exceeds {request.model}'s context window of "
                          f"{model.context_window:,} tokens")
     capacity = model.limits.itpm or model.limits.tpm
-    if capacity is not None:
-        reserved = model.limits.reservation(1, estimate, request.max_tokens)
-        biggest = reserved.get("input_tokens", reserved.get("tokens", 0))
-        if biggest > capacity:
-            raise BadRequest(f"prompt is about {estimate:,} tokens, more than the "
-                             f"{capacity:,.0f}-token per-minute input quota of {request.model}: "
-                             "it could never be admitted")
+    if capacity is not None and estimate > capacity:
+        raise BadRequest(f"prompt is about {estimate:,} tokens, more than the "
+                         f"{capacity:,.0f}-token per-minute input quota of {request.model}: "
+                         "it could never be admitted")
+    problem = model.limits.never_fits(1, estimate, request.max_tokens)
+    if problem:  # max_tokens over the output quota, or (Bedrock) x output_burndown
+        raise BadRequest(f"{request.model}: {problem}")
 
 
 def function_url_payload(event: dict) -> tuple[Any, str | None]:

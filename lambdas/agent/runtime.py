@@ -7,6 +7,7 @@ Claude call.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -64,8 +65,10 @@ def build_runtime(env=os.environ, *, dynamodb=None, sqs=None, sts=None, secrets=
     shared: dict[str, TokenBucket] = {}
     for model_id, model in config.models.items():
         if model.bucket_id not in shared:  # a model family shares one bucket
+            limits = dataclasses.replace(model.limits, tenants=config.tenant_shares) \
+                if config.tenant_shares else model.limits  # shared by tenant
             shared[model.bucket_id] = TokenBucket(config.bucket_table, model.bucket_id,
-                                                  model.limits, dynamodb)
+                                                  limits, dynamodb)
         buckets[model_id] = shared[model.bucket_id]
 
     read_secret = _secret_reader(lambda: secrets or boto3.client("secretsmanager"))

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from .contract import (BUDGET_WINDOWS, DIMENSION, HIGH_RESOLUTION, METRICS, NAMESPACE,
-                       TENANT_DIMENSION, TENANT_METRICS, TENANT_ONLY_METRICS, WINDOW_DIMENSION)
+from .contract import (BUDGET_WINDOWS, CAPACITY_DIMENSIONS, CAPACITY_METRICS, DIMENSION,
+                       HIGH_RESOLUTION, METRICS, NAMESPACE, TENANT_DIMENSION, TENANT_METRICS,
+                       TENANT_ONLY_METRICS, WINDOW_DIMENSION)
 
 #: every metric this module emits -> its unit
 _UNITS = {**METRICS, **TENANT_ONLY_METRICS}
@@ -31,6 +32,19 @@ class RequestMetrics:
         self.tenant = tenant
         #: BudgetUsedPercent per budget window (dimensions Tenant, Window)
         self.windows: dict[str, float] = {}
+        #: (tenant, priority) -> metric -> values (each call's, as EMF lists them)
+        self.tenant_values: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(
+            lambda: defaultdict(list))
+
+    def record_tenant(self, tenant: str, priority: str, result) -> None:
+        """Who got the capacity: one guarded call of a configured tenant in its class: an
+        answer with its wait for capacity (seconds), or a deferral."""
+        values = self.tenant_values[(tenant, priority)]
+        if result.status == "ok":
+            values["TenantAnswers"].append(1.0)
+            values["TenantWaitSeconds"].append(float(result.waited_s))
+        elif result.status == "deferred":
+            values["TenantDeferred"].append(1.0)
 
     def add(self, model: str, name: str, value: float = 1.0) -> None:
         if name not in _UNITS:
@@ -97,6 +111,17 @@ class RequestMetrics:
             metrics.flush_metrics()
         self.values.clear()
         self.windows.clear()
+        for (tenant, priority), values in self.tenant_values.items():
+            metrics = EphemeralMetrics(namespace=NAMESPACE)
+            metrics.service = None
+            for name, value in zip(CAPACITY_DIMENSIONS, (tenant, priority)):
+                metrics.add_dimension(name=name, value=value)
+            for name, numbers in values.items():
+                for number in numbers:
+                    metrics.add_metric(name=name, unit=getattr(MetricUnit, CAPACITY_METRICS[name]),
+                                       value=number)
+            metrics.flush_metrics()
+        self.tenant_values.clear()
 
     def _per_tenant(self) -> dict[str, float]:
         """TENANT_METRICS summed over the request's models (maxima for _MAXIMA)."""

@@ -14,7 +14,7 @@ from .bucket import (
 )
 from .client import CallResult, GuardedClaude, GuardedStream
 from .estimate import estimate_input_tokens
-from .limits import Limits, LimitsError
+from .limits import Limits, LimitsError, TenantShare
 from .prices import Prices
 from .usage import Usage
 
@@ -29,6 +29,7 @@ __all__ = [
     "LimitsError",
     "Prices",
     "Settlement",
+    "TenantShare",
     "TokenBucket",
     "Usage",
     "ensure_table",

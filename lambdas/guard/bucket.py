@@ -33,8 +33,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
-from . import gcra
+from . import fair, gcra
 from .limits import INPUT_TOKENS, OUTPUT_TOKENS, REQUESTS, WINDOW_S, Limits
+from .outcomes import QUOTA, STORE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +61,6 @@ LOCAL_REFUSAL_MAX_AGE_S = 1.0
 BOOKING_VIEW_MAX_ROUND_TRIPS = 2
 BOOKING_VIEW_MAX_AGE_FLOOR_S = 0.2
 
-QUOTA = "quota"
-COOL_DOWN = "cool_down"
-STORE_UNAVAILABLE = "store_unavailable"
-
 
 class BucketRequestError(ValueError):
     """A request the bucket can never serve (bad amount, or more than a capacity)."""
@@ -83,6 +80,10 @@ class Grant:
     `start_at` is when the reservation's capacity starts (epoch seconds; `returned_at` for a grant
     that may be used at once): send no earlier. `queue_s` is how far ahead it was booked
     (start_at - acquired_at, seconds); `first_attempt` is True when the first write succeeded.
+    `tenant` is the tenant the call counted as (None on a bucket without tenants), `priority`
+    its class; `ticket` (epoch seconds) is set on a refusal by a bucket with tenants ("fair_share",
+    or "quota" when the whole queue is longer than the wait): the caller's place in its tenant's
+    queue, to pass back to `try_acquire`.
     """
 
     granted: bool
@@ -98,7 +99,11 @@ class Grant:
     start_at: float = 0.0
     queue_s: float = 0.0
     first_attempt: bool = True
+    tenant: str | None = None
+    priority: str = "interactive"
+    ticket: float | None = None
     _settled: bool = field(default=False, repr=False)
+    _cap_written: dict[str, str] = field(default_factory=dict, repr=False)
     _returned_mono: float | None = field(default=None, repr=False)
     _written: dict[str, str] = field(default_factory=dict, repr=False)
 
@@ -113,6 +118,7 @@ class Grant:
 class Settlement:
     """Outcome of `TokenBucket.settle` or `release`: `adjustment` per dimension (tokens;
     negative = refund). `forgone` holds the refunds not credited because bookings were pending
+    or a lowering to the server's remaining came after the grant
     (tokens or requests per dimension; the reservation stands)."""
 
     settled: bool
@@ -210,7 +216,8 @@ class TokenBucket:
         return self._dynamodb
 
     def try_acquire(self, requests: int = 1, input_tokens: int = 0, output_tokens: int = 0, *,
-                    max_wait_s: float = 0.0) -> Grant:
+                    max_wait_s: float = 0.0, tenant: str | None = None,
+                    priority: str = "interactive", ticket: float | None = None) -> Grant:
         """Reserve `requests`, `input_tokens` and `output_tokens` (reserve max_tokens) or refuse.
 
         `max_wait_s` (0-60 s): book the earliest start within this many seconds at which every
@@ -218,10 +225,19 @@ class TokenBucket:
         only a start of now, as before. A refusal's `retry_after` is the exact wait to the
         earliest start, whatever `max_wait_s` was.
 
+        Tenants (`Limits(tenants=...)`, see `guard.fair`): `tenant` names whose share the call
+        uses (None: the "default" tenant); `priority` "interactive" (default) or "background"
+        (books at most 0.5 s ahead by itself, deeper only through the background reserve). A
+        refusal for the tenant's share (reason "fair_share"), or for a queue longer than the
+        wait ("quota"), carries `grant.ticket`, its place in the tenant's queue: pass it back as
+        `ticket` after `retry_after` and it is admitted when the queue reaches it, without
+        queueing again. A tenant's caps refuse with reason "tenant_cap" (no ticket).
+
         Never blocks and never raises for store trouble: a DynamoDB error refuses with reason
         "store_unavailable". Raises `BucketRequestError` for negative or non-integer amounts,
-        for a reservation larger than a capacity (it could never be granted) and for a
-        `max_wait_s` outside 0-60 s.
+        for a reservation larger than a capacity (it could never be granted), for a
+        `max_wait_s` outside 0-60 s, an unknown tenant or priority and a ticket that is not a
+        time.
         """
         if isinstance(max_wait_s, bool) or not isinstance(max_wait_s, (int, float)) \
                 or not 0 <= max_wait_s <= WINDOW_S:
@@ -231,11 +247,18 @@ class TokenBucket:
         reserved = self.limits.reservation(
             _check_amount("requests", requests), _check_amount("input_tokens", input_tokens),
             _check_amount("output_tokens", output_tokens))
-        for dim, amount in reserved.items():
-            if amount > self._capacity[dim]:
-                raise BucketRequestError(
-                    f"{dim} reservation of {amount:g} exceeds the bucket capacity of "
-                    f"{self._capacity[dim]:g} per minute: it can never be granted")
+        problem = self.limits.never_fits(requests, input_tokens, output_tokens)
+        if problem:
+            raise BucketRequestError(problem)
+        try:
+            cap_key = fair.tenant_key(self.limits, tenant)
+            fair.check_priority(priority)
+        except ValueError as err:
+            raise BucketRequestError(str(err)) from None
+        if ticket is not None and (isinstance(ticket, bool) or not isinstance(
+                ticket, (int, float)) or not math.isfinite(ticket)):
+            raise BucketRequestError(f"ticket must be a time from a refusal's grant.ticket, "
+                                     f"got {ticket!r}")
         costs = {dim: self.shape.seconds(dim, amount) for dim, amount in reserved.items()
                  if amount > 0}
         calls = reads = 0
@@ -248,31 +271,96 @@ class TokenBucket:
                 seen, seen_at = self._snapshot_with_age()
                 now = self._clock()
 
-        def refused(wait: float, reason: str | None) -> Grant:
+        def refused(wait: float, reason: str | None, held: float | None = ticket) -> Grant:
+            if priority == fair.BACKGROUND and max_wait_s > fair.BACKGROUND_HORIZON_S:
+                # back when the queue is short enough to book directly, if that comes first
+                direct_wait, _ = self.shape.refusal(costs, self._snapshot(), self._clock())
+                if direct_wait > fair.BACKGROUND_HORIZON_S:
+                    wait = min(wait, direct_wait - fair.BACKGROUND_HORIZON_S)
             return Grant(False, wait, reason, reserved, store_calls=calls,
                          acquired_at=acquired_at, bucket_id=self.bucket_id,
-                         returned_at=self._clock(), store_reads=reads)
+                         returned_at=self._clock(), store_reads=reads, tenant=cap_key,
+                         priority=priority, ticket=held)
 
+        def lane(view: Mapping) -> tuple[str | None, float, float, float | None]:
+            """(key whose virtual time is charged, the wait allowed, the class horizon, the
+            ticket that holds a place there). Background books directly when the queue is
+            short, else through the reserve, where its tickets hold places."""
+            if priority == fair.INTERACTIVE:
+                return cap_key, max_wait_s, max_wait_s, ticket
+            short = min(max_wait_s, fair.BACKGROUND_HORIZON_S)
+            direct_wait, _ = self.shape.refusal(costs, view, now)
+            capped_elsewhere = (fair.cap_shape(self.limits, cap_key) is not None
+                                and cap_key not in view.get(fair.TENANTS, {}))
+            if direct_wait <= short or max_wait_s <= short or capped_elsewhere:
+                return cap_key, short, short, None
+            return fair.RESERVE, max_wait_s, max_wait_s, ticket
+
+        def queue_refusal(view: Mapping, wait: float, allowed: float, key: str | None,
+                          reason: str | None, held: float | None) -> float | None:
+            """The retry_after of a refusal for a queue longer than the wait allowed, or None
+            when a tenant without a ticket should take one (its place in the queue)."""
+            if key is None or reason != QUOTA:
+                return wait
+            if fair.holds_ticket(view, key, held, now):
+                return max(0.01, wait - allowed)  # back when the queue fits the wait
+            return None
+
+        key, allowed, horizon, held = lane(seen)
         wait, reason = self.shape.refusal(costs, seen, now)
         # The last item seen may refuse without a write, but only while it is fresh: other
         # callers' refunds are invisible to it, so an older view goes to the store.
-        if wait > max_wait_s and now - seen_at <= LOCAL_REFUSAL_MAX_AGE_S:
-            return refused(wait, reason)
+        if wait > allowed and now - seen_at <= LOCAL_REFUSAL_MAX_AGE_S:
+            retry = queue_refusal(seen, wait, allowed, key, reason, held)
+            if retry is not None:
+                return refused(retry, reason)
         if not costs and wait <= 0:  # nothing to charge (all amounts zero): nothing to write
             return Grant(True, 0.0, None, reserved, self.shape.used_percent(seen, now),
                          store_calls=0, acquired_at=acquired_at, bucket_id=self.bucket_id,
                          returned_at=now, store_reads=reads)
         lost_by = 0.0  # how far the queue head moved past the last attempt's view (seconds)
         for attempt in range(self._max_attempts):
-            start = self._start(costs, seen, now, max_wait_s, now - seen_at, lost_by)
-            update = gcra.acquire_update(self.shape, costs, seen, start, now, self._margin)
+            key, allowed, horizon, held = lane(seen)
+            wait, reason = self.shape.refusal(costs, seen, now)
+            start = self._start(costs, seen, now, allowed, now - seen_at, lost_by)
+            decision = None
+            # the queue is longer than the wait allowed (a stale view asks the store first)
+            if wait > allowed and (attempt > 0 or now - seen_at <= LOCAL_REFUSAL_MAX_AGE_S):
+                retry = queue_refusal(seen, wait, allowed, key, reason, held)
+                if retry is not None:
+                    return refused(retry, reason)
+                start = self._start(costs, seen, now, WINDOW_S, now - seen_at, lost_by)
+                decision = fair.queue_ticket(self.limits, key, costs, seen, start, now,
+                                             max(0.01, wait - allowed))
+            elif key is not None:
+                queued = self.shape.earliest_start(costs, seen, now) > now
+                decision = fair.decide(self.limits, key, cap_key, costs, reserved, seen, start,
+                                       now, horizon, queued, held)
+                if decision.outcome == fair.REFUSE:
+                    return refused(decision.wait, decision.reason)
+            if decision is not None and decision.outcome == fair.TICKET:
+                update = gcra.Update()
+            else:
+                update = gcra.acquire_update(self.shape, costs, seen, start, now, self._margin)
+            if decision is not None:
+                fair.terms(update, key, cap_key, decision, seen, start, now, horizon,
+                           self._margin, self.limits, held)
             calls += 1
             outcome, item, raw = self._write(update, "acquire")
+            if outcome == "refused" and not raw:  # no old item returned: the state was read
+                reads += 1
             if outcome == STORE_UNAVAILABLE:
                 return Grant(False, self._store_backoff(), STORE_UNAVAILABLE, reserved,
                              store_calls=calls, acquired_at=acquired_at,
                              bucket_id=self.bucket_id, returned_at=self._clock(),
                              store_reads=reads)
+            if outcome == "written" and decision is not None \
+                    and decision.outcome == fair.TICKET:
+                issued = item.get(fair.TENANTS, {}).get(key, {}).get(fair.V, start)
+                if decision.form == "ticket_at":  # a place behind a queue too long to book
+                    return refused(decision.wait, QUOTA, issued)
+                return refused(max(0.01, issued - decision.window - start), fair.FAIR_SHARE,
+                               issued)
             if outcome == "written":
                 with self._lock:
                     self.granted_acquires += 1
@@ -282,17 +370,16 @@ class TokenBucket:
                              store_calls=calls, acquired_at=acquired_at,
                              bucket_id=self.bucket_id, returned_at=self._clock(),
                              start_at=start, queue_s=max(0.0, start - acquired_at),
-                             first_attempt=calls == 1, _written=written, store_reads=reads)
+                             first_attempt=calls == 1, _written=written, store_reads=reads,
+                             tenant=cap_key, priority=priority,
+                             _cap_written=_cap_tats(raw, cap_key))
             head_seen = self.shape.earliest_start(costs, seen, -math.inf)
             lost_by = 0.0 if head_seen == -math.inf else min(  # (nothing seen: no race lost)
                 self._max_slack, max(0.0, self.shape.earliest_start(costs, item, -math.inf)
                                      - head_seen))
             seen, seen_at = item, self._clock()
             now = seen_at
-            wait, reason = self.shape.refusal(costs, item, now)
-            if wait > max_wait_s:
-                return refused(wait, reason)
-            # the prediction was wrong but a start fits: retry with the item just returned
+            # the prediction was wrong: decide again from the item just returned
         # Only reachable when other writers change the item between every attempt.
         return refused(0.01, QUOTA)
 
@@ -369,7 +456,7 @@ class TokenBucket:
                        if self.shape.level(dim, seen, now) > level + tolerance}
             if not targets:
                 break
-            outcome, item, _ = self._write(gcra.lower_update(self.shape, targets, now),
+            outcome, item, _ = self._write(gcra.lower_update(self.shape, targets, now, seen),
                                            "lower")
             if outcome == "written":
                 lowered.update(targets)
@@ -465,10 +552,15 @@ class TokenBucket:
                   if amount != 0}
         if not deltas:
             return Settlement(True, None, adjustment, 0)
+        reserved = {dim: self.shape.seconds(dim, amount) for dim, amount in
+                    grant.reserved.items()}
         seen = self._snapshot()
         calls = 0
         for _ in range(self._max_attempts):
-            plan = gcra.settle_update(self.shape, deltas, seen, self._clock(), grant._written)
+            now = self._clock()
+            plan = gcra.settle_update(self.shape, deltas, seen, now, grant._written,
+                                      grant.acquired_at, reserved)
+            self._settle_caps(plan.update, grant, adjustment, seen, now)
             forgone = {dim: seconds * self._capacity[dim] / WINDOW_S
                        for dim, seconds in plan.forgone.items()}
             if plan.update.empty:  # every refund forgone: nothing to write
@@ -483,6 +575,25 @@ class TokenBucket:
                 return Settlement(False, STORE_UNAVAILABLE, adjustment, calls)
             seen = item
         return Settlement(False, "contention", adjustment, calls)
+
+    def _settle_caps(self, update: gcra.Update, grant: Grant, adjustment: dict[str, float],
+                     seen: Mapping, now: float) -> None:
+        """Add to `update` the same correction on the grant's tenant caps, under the same
+        refund rule with the tenant's own pending mark (`guard.fair`)."""
+        shape = fair.cap_shape(self.limits, grant.tenant)
+        entry = seen.get(fair.TENANTS, {}).get(grant.tenant)
+        if shape is None or entry is None:
+            return
+        deltas = {dim: shape.seconds(dim, amount) for dim, amount in adjustment.items()
+                  if amount and dim in shape.capacities}
+        if not deltas:
+            return
+        fields = {**{dim: (fair.TENANTS, grant.tenant, name)
+                     for dim, name in fair.CAP_FIELDS.items()},
+                  gcra.BOOKED_UNTIL: (fair.TENANTS, grant.tenant, fair.BK)}
+        gcra.settle_update(shape, deltas, fair.cap_view(entry), now, grant._cap_written,
+                           update=update, attr_of=lambda key: update.path(*fields[key]),
+                           lowerable=False)
 
     def _count_forgone(self, forgone: dict[str, float]) -> None:
         if forgone:
@@ -501,9 +612,13 @@ class TokenBucket:
         with self._lock:
             self._seen = item
             self._seen_at = self._clock()
-            if write_round_trip is not None:
-                self._round_trips.append(write_round_trip)
-                del self._round_trips[:-100]
+        if write_round_trip is not None:
+            self._note_round_trip(write_round_trip)
+
+    def _note_round_trip(self, seconds: float) -> None:
+        with self._lock:
+            self._round_trips.append(seconds)
+            del self._round_trips[:-100]
 
     def _store_backoff(self) -> float:
         with self._lock:
@@ -526,7 +641,12 @@ class TokenBucket:
         except ClientError as err:
             code = err.response.get("Error", {}).get("Code", "")
             if code == "ConditionalCheckFailedException":
-                raw = err.response.get("Item", {})
+                raw = err.response.get("Item")
+                if raw is None:
+                    # A store without ReturnValuesOnConditionCheckFailure: one state read
+                    # instead of retrying from an empty view
+                    self._note_round_trip(time.monotonic() - sent_at)
+                    return "refused", self._read_state() or {}, {}
                 item = gcra.decode(raw)
                 self._remember(item, time.monotonic() - sent_at)
                 return "refused", item, raw
@@ -543,6 +663,13 @@ class TokenBucket:
         item = gcra.decode(raw)
         self._remember(item, time.monotonic() - sent_at)
         return "written", item, raw
+
+
+def _cap_tats(raw: Mapping, tenant: str | None) -> dict[str, str]:
+    """A tenant's cap tats as the grant's write left them (DynamoDB number strings)."""
+    entry = raw.get(fair.TENANTS, {}).get("M", {}).get(tenant, {}).get("M", {}) \
+        if tenant is not None else {}
+    return {dim: entry[name]["N"] for dim, name in fair.CAP_FIELDS.items() if name in entry}
 
 
 def parse_remaining(headers, capacities: Mapping[str, float]) -> dict[str, tuple[float, float]]:

@@ -35,15 +35,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from . import fair
 from .bucket import BucketRequestError, Grant, TokenBucket
 from .spend import gate_for
 from .limits import WINDOW_S
+from .outcomes import DEFERRED, ERROR, OK
 from .usage import Usage
 from .estimate import estimate_input_tokens
 
 log = logging.getLogger(__name__)
 
-OK, DEFERRED, ERROR = "ok", "deferred", "error"
 #: A call refused before any Claude call (a spent budget, with the tenant's action "reject").
 REJECTED = "rejected"
 #: Longest pause (seconds) between budget checks while open reservations are in the way.
@@ -132,13 +133,16 @@ class CallResult:
 
     status "ok": `message` is the SDK's Message (or `stream` a `GuardedStream`), `usage` a dict
     of token counts. "deferred": capacity or the upstream did not allow the call within the
-    deadline; `retry_after` (seconds) says when to try again, `reason` why ("quota",
-    "cool_down", "store_unavailable", "upstream_429", "upstream_529", "upstream_error").
-    "error": `error` = {"type", "message"}; not worth retrying as is.
+    deadline; `retry_after` (seconds) says when to try again, `reason` why (one of
+    `guard.outcomes.DEFERRAL_REASONS`). "error": `error` = {"type", "message"} (types in
+    `guard.outcomes.ERROR_TYPES`, or the upstream's own); not worth retrying as is.
     Counters: `attempts` (Claude calls made), `local_throttles` (bucket refusals),
     `upstream_429`, `upstream_529`, `waited_s` (seconds slept for capacity or backoff).
     `queue_s`: the longest booked wait (seconds from acquire to the booked start);
     `cool_down_rebooks`: bookings given back because a cool-down was set after them.
+    `tenant` (the tenant the call counted as; None on a bucket without tenants) and `priority`;
+    `ticket` (epoch seconds): on "deferred", the call's place in its tenant's queue, to pass
+    back as `create(ticket=...)` (the deferred message carries it).
     Per attempt sent: `grant_to_send_s` (from `try_acquire`'s return, or a booked start, to the
     request going out) and `charge_to_send_s` (from the grant's `acquired_at`, store round trip
     included), in seconds. `stale_grants`: grants given back because their send came too late.
@@ -177,6 +181,9 @@ class CallResult:
     budget_store_calls: int = 0
     degraded_from: str | None = None
     _hold: Any = field(default=None, repr=False)
+    tenant: str | None = None
+    priority: str = "interactive"
+    ticket: float | None = None
 
 
 def _retry_after_header(headers: Mapping[str, str] | None) -> float | None:
@@ -320,6 +327,8 @@ class GuardedClaude:
         self._budget = gate_for(buckets, prices, budgets, budget=budget,
                                 model_tokens_per_day=model_tokens_per_day,
                                 ledger=budget_ledger, source=limits_source)
+        #: (bucket id, tenant, priority) -> the ticket holding a deferred call's place
+        self._tickets: dict[tuple, float] = {}
 
     # -- SDK -----------------------------------------------------------------------------------
 
@@ -379,31 +388,55 @@ class GuardedClaude:
 
     def create(self, *, deadline_s: float | None = None,
                time_left_s: Callable[[], float] | None = None, tenant: str | None = None,
+               priority: str = "interactive", ticket: float | None = None,
                **params: Any) -> CallResult:
         """One guarded `messages.create(**params)` (not streaming). Never raises for upstream or
         store trouble: the result's status says what happened.
 
         `deadline_s`: seconds from now the call may wait for capacity. `time_left_s`: returns the
         seconds this invocation may still spend (a Lambda's remaining time minus its safety
-        margin); it bounds both the wait and each SDK call's timeout. `tenant`: whose budget
-        the call counts against."""
-        return self._call(params, deadline_s, time_left_s, streaming=False, tenant=tenant)
+        margin); it bounds both the wait and each SDK call's timeout.
+
+        `stream=True` (the SDK's own spelling) is served as `stream()`: `result.stream`.
+
+        `tenant`: whose share of the bucket the call uses (a bucket with `Limits(tenants=...)`;
+        None counts as "default"; an unconfigured tenant is an "unknown_tenant" error) and
+        whose budget it counts against.
+        `priority`: "interactive" (default) or "background". `ticket`: a deferred call's
+        `result.ticket` (epoch seconds), its place in its tenant's queue; the client also keeps
+        the last ticket per bucket, tenant and priority itself, so a caller looping on one
+        client needs nothing."""
+        return self._call(params, deadline_s, time_left_s, streaming=False,
+                          share=(tenant, priority, ticket))
 
     def stream(self, *, deadline_s: float | None = None,
                time_left_s: Callable[[], float] | None = None, tenant: str | None = None,
+               priority: str = "interactive", ticket: float | None = None,
                **params: Any) -> CallResult:
         """Guarded streaming call. On status "ok", iterate `result.stream` (a `GuardedStream`,
-        also a context manager); it settles when the stream ends or is closed early."""
-        return self._call(params, deadline_s, time_left_s, streaming=True, tenant=tenant)
+        also a context manager); it settles when the stream ends or is closed early.
+        `tenant`, `priority`, `ticket`: as for `create`."""
+        return self._call(params, deadline_s, time_left_s, streaming=True,
+                          share=(tenant, priority, ticket))
 
     # -- the attempt loop --------------------------------------------------------------------
 
     def _call(self, params: dict[str, Any], deadline_s: float | None,
               time_left_s: Callable[[], float] | None, streaming: bool,
-              tenant: str | None = None) -> CallResult:
+              share: tuple[str | None, str, float | None] = (None, "interactive", None)
+              ) -> CallResult:
         started = self._clock()
+        params = dict(params)
         model = params.get("model")
         result = CallResult(status=ERROR, model=str(model))
+        if "stream" in params:  # the SDK's spelling: create(stream=True) streams
+            wanted = params.pop("stream")
+            if not isinstance(wanted, bool) or (streaming and not wanted):
+                result.error = {"type": "invalid_request", "message": (
+                    f"stream must be True or False, got {wanted!r}" if not isinstance(
+                        wanted, bool) else "stream=False contradicts stream(): call create()")}
+                return result
+            streaming = streaming or wanted
         problem = self._check(params)
         if problem:
             result.error = {"type": "invalid_request", "message": problem}
@@ -413,6 +446,20 @@ class GuardedClaude:
             result.error = {"type": "unknown_model",
                             "message": f"model {model!r} has no configured rate-limit bucket"}
             return result
+        tenant, priority, ticket = share
+        try:
+            result.tenant = fair.tenant_key(bucket.limits, tenant)
+        except ValueError as err:
+            result.error = {"type": "unknown_tenant", "message": str(err)}
+            return result
+        try:
+            result.priority = fair.check_priority(priority)
+        except ValueError as err:
+            result.error = {"type": "invalid_request", "message": str(err)}
+            return result
+        place = (bucket.bucket_id, result.tenant, priority)
+        if ticket is not None:
+            self._tickets[place] = ticket
         deadline = started + (self.default_deadline_s if deadline_s is None else deadline_s)
         if time_left_s is not None:  # a wait must leave time for the call itself
             deadline = min(deadline, started + time_left_s() - self.min_call_s)
@@ -424,12 +471,12 @@ class GuardedClaude:
                                                               deadline, result):
             if result.budget_action == "degrade" and result.degraded_from is None:
                 return self._degrade(params, deadline_s, time_left_s, streaming, tenant,
-                                     result)
+                                     result, share)
             return self._finish(result, started)
         attempt = stale = 0
         rotated = False
         while True:
-            grant = self._acquire(bucket, estimate, max_tokens, deadline, result)
+            grant = self._acquire(bucket, estimate, max_tokens, deadline, result, place)
             if grant is None:
                 return self._finish(result, started)
             timeout = self._call_timeout(time_left_s)
@@ -536,7 +583,8 @@ class GuardedClaude:
         return None
 
     def _acquire(self, bucket: TokenBucket, estimate: int, max_tokens: int, deadline: float,
-                 result: CallResult) -> Grant | None:
+                 result: CallResult, place: tuple = (None, None, "interactive")
+                 ) -> Grant | None:
         """Wait for a grant within the deadline; None (result filled in) when it cannot be had.
 
         fifo: book the earliest start within the deadline (at most a minute ahead) and sleep
@@ -546,14 +594,20 @@ class GuardedClaude:
             max_wait = 0.0 if self.scheduling == "poll" else max(0.0, min(WINDOW_S,
                                                                           deadline - now))
             try:
-                grant = bucket.try_acquire(1, estimate, max_tokens, max_wait_s=max_wait)
+                grant = bucket.try_acquire(1, estimate, max_tokens, max_wait_s=max_wait,
+                                           tenant=place[1], priority=place[2],
+                                           ticket=self._tickets.get(place))
             except BucketRequestError as err:
                 result.status = ERROR
                 result.error = {"type": "request_too_large", "message": str(err)}
                 return None
             result.store_calls += grant.store_calls
             result.store_reads += grant.store_reads
+            if grant.ticket is not None and not grant.granted:
+                self._tickets[place] = result.ticket = grant.ticket
             if grant.granted:
+                self._tickets.pop(place, None)
+                result.ticket = None
                 grant._returned_mono = self._clock()
                 if grant.start_at > grant.returned_at and not self._sleep_until_start(
                         bucket, grant, result):
@@ -690,13 +744,15 @@ class GuardedClaude:
 
     def _degrade(self, params: dict[str, Any], deadline_s: float | None,
                  time_left_s: Callable[[], float] | None, streaming: bool,
-                 tenant: str | None, refused: CallResult) -> CallResult:
-        """The tenant's action "degrade": the same call on its cheaper model, once."""
+                 tenant: str | None, refused: CallResult,
+                 share: tuple[str | None, str, float | None] | None = None) -> CallResult:
+        """The tenant's action "degrade": the same call on its cheaper model, once (with the
+        call's `share`: tenant, priority and ticket)."""
         cheaper = self._budget.budget_of(tenant).degrade_to
         if cheaper == params["model"]:  # the cheaper model is refused too
             return refused
         result = self._call({**params, "model": cheaper}, deadline_s, time_left_s, streaming,
-                            tenant)
+                            share=(tenant, "interactive", None) if share is None else share)
         result.degraded_from = refused.model
         result.budget_action = "degrade"
         return result

@@ -32,13 +32,22 @@ afterwards would hand that capacity out a second time. So a refund is credited e
 exact undo of the grant's own charge (the dimension's `tat` unchanged since the grant wrote it:
 nothing was stacked on top) or, when no booking is pending (`booked_until <= now`), with the
 classic forms; otherwise it is forgone and the reservation stands.
+
+A lowering to the server's `remaining` (`lower_update`) stamps `lowered_at_<dimension>` with its
+time. The server's figure already counts what the calls in flight actually used, so the refund
+of a grant written before that stamp would hand the same capacity out a second time: it is
+forgone in that dimension (every credited refund carries the condition `lowered_at_<dimension>
+< the grant's acquire time`). Output may be counted by the server as it is produced, after the
+lowering: a grant that predates an output lowering is charged its actual output instead of
+refunded. Both hold whether the server counts output at the start (`max_tokens` reserved) or as
+produced: each errs on the side of admitting less.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .limits import INPUT_TOKENS, OUTPUT_TOKENS, REQUESTS, TOKENS, WINDOW_S
 
@@ -46,11 +55,16 @@ PARTITION_KEY = "pk"
 COOL_UNTIL = "cool_until"
 BOOKED_UNTIL = "booked_until"
 TAT_PREFIX = "tat_"
+LOWERED_PREFIX = "lowered_at_"
+#: One map attribute with each tenant's fair-share state (see `guard.fair`).
+TENANTS = "tenants"
 
 #: Every attribute of a bucket item: its key and its rate-limit state. A booked caller reads
 #: exactly these (a projection; IAM allows no other attribute of the bucket table).
+DIMENSIONS = (REQUESTS, INPUT_TOKENS, OUTPUT_TOKENS, TOKENS)
 STATE_ATTRIBUTES = (PARTITION_KEY, COOL_UNTIL, BOOKED_UNTIL) + tuple(
-    TAT_PREFIX + dim for dim in (REQUESTS, INPUT_TOKENS, OUTPUT_TOKENS, TOKENS))
+    TAT_PREFIX + dim for dim in DIMENSIONS) + tuple(
+    LOWERED_PREFIX + dim for dim in DIMENSIONS) + (TENANTS,)
 
 #: `booked_until` is kept in whole steps of this many seconds (rounded up: a bound on every
 #: pending start), so concurrent bookings in one step write the same value and never race.
@@ -71,14 +85,20 @@ def cell(value: float, rounding: str) -> str:
 
 
 def decode(item: Mapping[str, Mapping[str, str]]) -> dict[str, float]:
-    """DynamoDB item -> {dimension, "cool_until" or "booked_until": seconds}."""
-    decoded: dict[str, float] = {}
+    """DynamoDB item -> {dimension, "cool_until", "booked_until" or "lowered_at_<dimension>":
+    seconds; "tenants": {tenant: {field: seconds}}}."""
+    decoded: dict[str, Any] = {}
     for attribute, value in item.items():
+        if attribute == TENANTS and "M" in value:
+            decoded[TENANTS] = {name: {field: float(number["N"]) for field, number
+                                       in entry.get("M", {}).items() if "N" in number}
+                                for name, entry in value["M"].items()}
+            continue
         if "N" not in value:
             continue
         if attribute.startswith(TAT_PREFIX):
             decoded[attribute[len(TAT_PREFIX):]] = float(value["N"])
-        elif attribute in (COOL_UNTIL, BOOKED_UNTIL):
+        elif attribute in (COOL_UNTIL, BOOKED_UNTIL) or attribute.startswith(LOWERED_PREFIX):
             decoded[attribute] = float(value["N"])
     return decoded
 
@@ -100,9 +120,24 @@ class Update:
         self.names[placeholder] = attribute
         return placeholder
 
+    def path(self, *attributes: str) -> str:
+        """A document path (`#a1.#a2`) to a map entry: a placeholder per part."""
+        return ".".join(self.name(attribute) for attribute in attributes)
+
     def value(self, number: str) -> str:
         placeholder = f":v{len(self.values)}"
         self.values[placeholder] = {"N": number}
+        return placeholder
+
+    def map_value(self, entries: Mapping[str, Any]) -> str:
+        """A map value: {name: DynamoDB number string, or a nested mapping of them}."""
+        def encode(entry):
+            if isinstance(entry, Mapping):
+                return {"M": {key: encode(value) for key, value in entry.items()}}
+            return {"N": entry}
+
+        placeholder = f":v{len(self.values)}"
+        self.values[placeholder] = encode(entries)
         return placeholder
 
     @property
@@ -189,20 +224,8 @@ def acquire_update(shape: Shape, costs: Mapping[str, float], seen: Mapping[str, 
     cool = update.name(COOL_UNTIL)
     start_down = update.value(cell(start, "down"))
     update.conditions.append(f"(attribute_not_exists({cool}) OR {cool} <= {start_down})")
-    for dim, cost in costs.items():
-        attr = update.name(TAT_PREFIX + dim)
-        tolerance = shape.tolerance(cost)
-        tat = seen.get(dim)
-        if tat is not None and tat >= start:  # busy: exact, linear
-            lo = update.value(cell(start, "up"))
-            hi = update.value(cell(start + tolerance - cost, "down"))
-            update.conditions.append(f"{attr} BETWEEN {lo} AND {hi}")
-            update.sets.append(f"{attr} = {attr} + {update.value(cell(cost, 'up'))}")
-        else:  # idle (or never seen): from k, at most `margin` above exact
-            k = start + max(0.0, min(margin_s, tolerance - cost))
-            k_cell = update.value(cell(k, "down"))
-            update.conditions.append(f"(attribute_not_exists({attr}) OR {attr} <= {k_cell})")
-            update.sets.append(f"{attr} = {update.value(cell(k + cost, 'up'))}")
+    charge_forms(update, shape, costs, seen, start, margin_s,
+                 lambda dim: update.name(TAT_PREFIX + dim))
     if start > now:  # a booking: booked_until = max(booked_until, start), in whole steps
         booked = update.name(BOOKED_UNTIL)
         mark = math.ceil(start / BOOKED_STEP_S) * BOOKED_STEP_S
@@ -215,6 +238,32 @@ def acquire_update(shape: Shape, costs: Mapping[str, float], seen: Mapping[str, 
     return update
 
 
+def idle_tat(shape: Shape, cost: float, start: float, margin_s: float) -> float:
+    """The tat an idle dimension is given when `cost` (seconds) is charged as of `start`."""
+    return start + max(0.0, min(margin_s, shape.tolerance(cost) - cost)) + cost
+
+
+def charge_forms(update: Update, shape: Shape, costs: Mapping[str, float],
+                 seen: Mapping[str, float], start: float, margin_s: float,
+                 attr_of: Callable[[str], str]) -> None:
+    """Charge `costs` (seconds per dimension) as of `start`, each dimension in the form its
+    `seen` tat predicts (`attr_of(dim)`: the attribute's placeholder or document path)."""
+    for dim, cost in costs.items():
+        attr = attr_of(dim)
+        tolerance = shape.tolerance(cost)
+        tat = seen.get(dim)
+        if tat is not None and tat >= start:  # busy: exact, linear
+            lo = update.value(cell(start, "up"))
+            hi = update.value(cell(start + tolerance - cost, "down"))
+            update.conditions.append(f"{attr} BETWEEN {lo} AND {hi}")
+            update.sets.append(f"{attr} = {attr} + {update.value(cell(cost, 'up'))}")
+        else:  # idle (or never seen): from k, at most `margin` above exact
+            k = idle_tat(shape, cost, start, margin_s) - cost
+            k_cell = update.value(cell(k, "down"))
+            update.conditions.append(f"(attribute_not_exists({attr}) OR {attr} <= {k_cell})")
+            update.sets.append(f"{attr} = {update.value(cell(k + cost, 'up'))}")
+
+
 @dataclass
 class SettlePlan:
     """The write correcting a grant, and what it credits or forgoes (seconds per dimension)."""
@@ -225,16 +274,47 @@ class SettlePlan:
 
 
 def settle_update(shape: Shape, deltas: Mapping[str, float], seen: Mapping[str, float],
-                  now: float, written: Mapping[str, str]) -> SettlePlan:
+                  now: float, written: Mapping[str, str],
+                  granted_at: float | None = None,
+                  reserved: Mapping[str, float] | None = None, *,
+                  update: Update | None = None,
+                  attr_of: Callable[[str], str] | None = None,
+                  lowerable: bool = True) -> SettlePlan:
     """The write moving each dimension by `deltas` (seconds; negative = refund) for a grant
-    whose own write left `written` (tat per dimension, as the DynamoDB number string)."""
-    plan = SettlePlan(Update())
+    whose own write left `written` (tat per dimension, as the DynamoDB number string), that
+    was acquired at `granted_at` (epoch seconds, before its write; None: unknown, so a refund
+    is credited only in a dimension never lowered) and reserved `reserved` (seconds per
+    dimension).
+
+    In a dimension lowered after the grant, the lowering already set the server's view: input
+    and requests were counted by the server at the start, so a refund is forgone; output may be
+    counted as produced (after the lowering), so the actual output (delta + reserved) is
+    charged instead of the refund.
+
+    `update`: add to this write instead of a new one; `attr_of(key)`: the placeholder (or
+    document path) of a key of `seen` (a dimension, "booked_until", "lowered_at_<dim>"), for
+    state kept elsewhere than the item's top level (a tenant's caps); `lowerable`: False for
+    state the server's headers never lower (no `lowered_at` to check)."""
+    plan = SettlePlan(update if update is not None else Update())
     update = plan.update
+    if attr_of is None:
+        def attr_of(key: str) -> str:
+            return update.name(TAT_PREFIX + key if key in DIMENSIONS else key)
     cap = now + WINDOW_S * (1 + DEBT_FLOOR_WINDOWS)  # tat at a level of -capacity
     no_booking_pending = seen.get(BOOKED_UNTIL, -math.inf) <= now
     booking_checked = False
     for dim, delta in deltas.items():
         tat = seen.get(dim)
+        lowered = LOWERED_PREFIX + dim
+        if lowered in seen and (granted_at is None or seen[lowered] >= granted_at):
+            if dim == OUTPUT_TOKENS and delta < 0:
+                plan.forgone[dim] = -delta
+                delta += (reserved or {}).get(dim, -delta)  # the actual output, >= 0
+                if delta <= 0:
+                    continue
+            elif delta < 0:
+                plan.forgone[dim] = -delta
+                continue
         if delta < 0:  # refund
             refund = -delta
             # Only what lies above "full now" can be credited: tat - now at most (a little less,
@@ -243,11 +323,17 @@ def settle_update(shape: Shape, deltas: Mapping[str, float], seen: Mapping[str, 
             if credit <= 0:
                 continue  # the dimension is full already: a refund adds nothing, no write
             own = written.get(dim)
+            if lowerable and (no_booking_pending or (own is not None and tat == float(own))):
+                low = attr_of(lowered)
+                update.conditions.append(
+                    f"attribute_not_exists({low})" if granted_at is None else
+                    f"(attribute_not_exists({low}) OR {low} < "
+                    f"{update.value(cell(granted_at, 'down'))})")
             if no_booking_pending:
                 # classic GCRA refund; robust to other callers' charges (tat only grows)
-                attr = update.name(TAT_PREFIX + dim)
+                attr = attr_of(dim)
                 if not booking_checked:
-                    booked = update.name(BOOKED_UNTIL)
+                    booked = attr_of(BOOKED_UNTIL)
                     update.conditions.append(
                         f"(attribute_not_exists({booked}) OR {booked} <= "
                         f"{update.value(cell(now, 'down'))})")
@@ -258,7 +344,7 @@ def settle_update(shape: Shape, deltas: Mapping[str, float], seen: Mapping[str, 
                 plan.credited[dim] = credit
             elif own is not None and tat == float(own):
                 # exact undo of the grant's own charge: nothing was stacked on top of it
-                attr = update.name(TAT_PREFIX + dim)
+                attr = attr_of(dim)
                 update.conditions.append(f"{attr} = {update.value(own)}")
                 update.sets.append(f"{attr} = {update.value(cell(float(own) - refund, 'up'))}")
                 plan.credited[dim] = refund
@@ -266,7 +352,7 @@ def settle_update(shape: Shape, deltas: Mapping[str, float], seen: Mapping[str, 
                 plan.forgone[dim] = refund  # would erase a pending booking's charge
             continue
         debt = delta
-        attr = update.name(TAT_PREFIX + dim)
+        attr = attr_of(dim)
         if tat is not None and now <= tat <= cap - debt:
             update.conditions.append(
                 f"{attr} BETWEEN {update.value(cell(now, 'up'))} AND "
@@ -292,10 +378,22 @@ def cool_down_update(until: float) -> Update:
     return update
 
 
-def lower_update(shape: Shape, targets: Mapping[str, float], now: float) -> Update:
-    """Lower each dimension to the level in `targets` (tokens) as of `now`; never raises one."""
+def lower_update(shape: Shape, targets: Mapping[str, float], now: float,
+                 seen: Mapping[str, float] | None = None) -> Update:
+    """Lower each dimension to the level in `targets` (tokens) as of `now`; never raises one.
+
+    Stamps `lowered_at_<dimension>` = max(its value, now), predicted from `seen` like
+    `booked_until`, so refunds of grants written before the lowering are forgone."""
+    seen = seen or {}
     update = Update()
     for dim, level in targets.items():
+        low = update.name(LOWERED_PREFIX + dim)
+        now_cell = update.value(cell(now, "up"))
+        if seen.get(LOWERED_PREFIX + dim, -math.inf) <= now:
+            update.conditions.append(f"(attribute_not_exists({low}) OR {low} <= {now_cell})")
+            update.sets.append(f"{low} = {now_cell}")
+        else:
+            update.conditions.append(f"{low} >= {now_cell}")
         attr = update.name(TAT_PREFIX + dim)
         # tat at which the level is exactly `level`; rounded up = a little lower level
         value = update.value(cell(now + shape.tolerance_s - shape.seconds(dim, level), "up"))

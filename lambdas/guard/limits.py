@@ -7,7 +7,7 @@ shares a bucket), or Amazon Bedrock's requests/tokens per minute for one model i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 #: Every bucket refills continuously over this window: capacity = the per-minute limit,
 #: refill = limit / 60 per second. It is also the GCRA burst tolerance (seconds).
@@ -35,6 +35,64 @@ def _positive_number(name: str, value: object, *, optional: bool = True) -> floa
     return float(value)
 
 
+#: The tenant a call without `tenant` counts as on a bucket with tenants (weight 1 unless
+#: configured), so such calls cannot bypass sharing.
+DEFAULT_TENANT = "default"
+#: A tenant name: what DynamoDB map keys and CloudWatch dimension values both accept.
+TENANT_NAME_MAX = 64
+
+
+@dataclass(frozen=True)
+class TenantShare:
+    """One tenant's part of a bucket: `weight` (> 0) for sharing under contention, and
+    optional hard caps per minute (`rpm` requests, `itpm`/`otpm` input/output tokens on the
+    Anthropic API, `tpm` tokens on Bedrock) that hold always, contention or not."""
+
+    weight: float = 1.0
+    rpm: float | None = None
+    itpm: float | None = None
+    otpm: float | None = None
+    tpm: float | None = None
+
+    def __init__(self, weight=1.0, rpm=None, itpm=None, otpm=None, tpm=None):
+        object.__setattr__(self, "weight",
+                           _positive_number("weight", weight, optional=False))
+        for name, value in (("rpm", rpm), ("itpm", itpm), ("otpm", otpm), ("tpm", tpm)):
+            object.__setattr__(self, name, _positive_number(name, value))
+
+    def caps(self) -> dict[str, float]:
+        """Hard cap per capped dimension (requests or tokens per minute)."""
+        dims = {REQUESTS: self.rpm, INPUT_TOKENS: self.itpm, OUTPUT_TOKENS: self.otpm,
+                TOKENS: self.tpm}
+        return {name: value for name, value in dims.items() if value is not None}
+
+
+def _check_tenants(tenants, limits: "Limits") -> dict[str, TenantShare]:
+    if tenants is None:
+        return {}
+    if not isinstance(tenants, dict):
+        raise LimitsError(f"tenants must be a dict of name -> TenantShare, got "
+                          f"{type(tenants).__name__}")
+    checked: dict[str, TenantShare] = {}
+    capacities = limits.capacities()
+    for name, share in tenants.items():
+        if not isinstance(name, str) or not name or len(name) > TENANT_NAME_MAX \
+                or name.startswith("~") or not name.isprintable():
+            raise LimitsError(f"tenant name must be 1-{TENANT_NAME_MAX} printable characters "
+                              f"not starting with '~', got {name!r}")
+        if not isinstance(share, TenantShare):
+            raise LimitsError(f"tenants[{name!r}] must be a guard.TenantShare, got "
+                              f"{type(share).__name__}")
+        for dim in share.caps():
+            if dim not in capacities:
+                raise LimitsError(f"tenants[{name!r}] caps {dim}, which this bucket does not "
+                                  f"enforce (its dimensions: {', '.join(capacities)})")
+        checked[name] = share
+    if checked and DEFAULT_TENANT not in checked:
+        checked[DEFAULT_TENANT] = TenantShare()
+    return checked
+
+
 @dataclass(frozen=True)
 class Limits:
     """The per-minute quota of one bucket.
@@ -53,6 +111,12 @@ class Limits:
     firing a whole minute's capacity in its first second; the sustained rate is unchanged. A
     single request larger than the burst is still admitted, alone, from a refilled bucket.
 
+    `tenants` (name -> `TenantShare`): share the bucket by weight under contention, with
+    optional per-tenant caps (see `guard.fair`); calls without a tenant count as the
+    "default" tenant (weight 1 unless configured). `background_reserve` (0 < f < 1, default
+    0.05): the weight, relative to the tenants', that background work keeps while interactive
+    work fills the queue, so it never starves.
+
     All values are per minute (requests or tokens); `output_burndown` is a multiplier.
     """
 
@@ -63,9 +127,12 @@ class Limits:
     output_burndown: float = 1.0
     counts_cache_reads: bool = False
     burst_fraction: float = 1.0
+    tenants: dict = field(default_factory=dict, hash=False)
+    background_reserve: float = 0.05
 
     def __init__(self, rpm, itpm=None, otpm=None, *, tpm=None, output_burndown=1.0,
-                 counts_cache_reads=False, burst_fraction=1.0):
+                 counts_cache_reads=False, burst_fraction=1.0, tenants=None,
+                 background_reserve=0.05):
         object.__setattr__(self, "rpm", _positive_number("rpm", rpm))
         object.__setattr__(self, "itpm", _positive_number("itpm", itpm))
         object.__setattr__(self, "otpm", _positive_number("otpm", otpm))
@@ -92,6 +159,12 @@ class Limits:
                               "False with tpm")
         if all(v is None for v in (self.rpm, self.itpm, self.otpm, self.tpm)):
             raise LimitsError("Limits needs at least one of rpm, itpm, otpm, tpm")
+        reserve = _positive_number("background_reserve", background_reserve, optional=False)
+        if reserve >= 1.0:
+            raise LimitsError(f"background_reserve must be in (0, 1), got "
+                              f"{background_reserve!r}")
+        object.__setattr__(self, "background_reserve", reserve)
+        object.__setattr__(self, "tenants", _check_tenants(tenants, self))
 
     @property
     def bedrock(self) -> bool:
@@ -115,6 +188,27 @@ class Limits:
         Bedrock reserves input + max_tokens x burndown, as Bedrock itself does at request start.
         """
         return self._charges(requests, input_tokens, output_tokens)
+
+    def never_fits(self, requests: int, input_tokens: int, output_tokens: int) -> str | None:
+        """Why a reservation (requests, input tokens, `max_tokens`) can never be granted: it is
+        more than a capacity. Names the cause (the input, `max_tokens`, or on Bedrock
+        `max_tokens x output_burndown`); None when it fits."""
+        for dim, amount in self.reservation(requests, input_tokens, output_tokens).items():
+            capacity = self.capacities()[dim]
+            if amount <= capacity:
+                continue
+            cause = {REQUESTS: f"{requests} requests",
+                     INPUT_TOKENS: f"an input of {input_tokens:,} tokens",
+                     OUTPUT_TOKENS: f"max_tokens {output_tokens:,}"}.get(dim)
+            if dim == TOKENS:
+                burned = output_tokens * self.output_burndown
+                cause = (f"max_tokens {output_tokens:,} x output_burndown "
+                         f"{self.output_burndown:g} = {burned:,.0f} tokens")
+                if burned <= capacity:
+                    cause = f"an input of {input_tokens:,} tokens + {cause}"
+            return (f"{dim} reservation of {amount:g} exceeds the bucket capacity of "
+                    f"{capacity:g} per minute ({cause}): it can never be granted")
+        return None
 
     def usage(self, input_tokens: int, output_tokens: int, cache_creation_tokens: int,
               cache_read_tokens: int) -> dict[str, float]:

@@ -227,6 +227,26 @@ def test_headers_from_another_client_are_seen_by_every_caller(make_bucket):
     assert not refusal.granted and refusal.retry_after == pytest.approx(2.0)
 
 
+def test_a_refund_of_a_call_in_flight_across_a_lowering_is_not_credited_again(make_bucket,
+                                                                                clock):
+    """The server charged the call's actual input at its start, and its remaining says so: the
+    settle after the lowering must not add the unused estimate back on top."""
+    bucket = make_bucket(Limits(rpm=50, itpm=60_000, otpm=8_000))
+    in_flight = bucket.try_acquire(1, 10_000, 1_000)   # estimate 10k; the server counts 2k
+    clock.advance(0.001)
+    assert "input_tokens" in bucket.observe_headers(
+        {"anthropic-ratelimit-input-tokens-remaining": "20000"})   # another application
+    settlement = bucket.settle(in_flight, 2_000, 1_000)
+    assert bucket.level("input_tokens") <= 20_000 + 1
+    assert settlement.forgone == {"input_tokens": pytest.approx(8_000)}
+    assert not bucket.try_acquire(1, 25_000, 0).granted
+    clock.advance(0.001)
+    later = bucket.try_acquire(1, 10_000, 0)   # granted after the lowering: refunded as before
+    assert later.granted
+    assert bucket.settle(later, 2_000, 0).forgone == {}
+    assert bucket.level("input_tokens") == pytest.approx(20_000 + 1 - 2_000, abs=1)
+
+
 # -- the request on the wire --------------------------------------------------------------------
 
 def test_acquire_is_one_conditional_update_returning_the_old_item_on_refusal(
@@ -265,6 +285,39 @@ def test_refusal_reads_the_returned_old_item_not_a_second_request(make_bucket, l
     assert refusal.reason == "quota" and refusal.retry_after == pytest.approx(1.0)
     assert refusal.store_calls == 1
     assert local_aws.stats() == {"DynamoDB_20120810.UpdateItem": 1}
+
+
+class _NoOldItem:
+    """A DynamoDB-compatible store that ignores ReturnValuesOnConditionCheckFailure: a refused
+    write carries no old item."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+
+    def update_item(self, **request):
+        from botocore.exceptions import ClientError
+
+        try:
+            return self._client.update_item(**request)
+        except ClientError as err:
+            err.response.pop("Item", None)
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+def test_a_refusal_without_the_old_item_reads_the_state_once(make_bucket, local_aws, dynamodb):
+    drain(make_bucket(Limits(rpm=60)))
+    newcomer = make_bucket(Limits(rpm=60), client=_NoOldItem(dynamodb))
+    local_aws.reset_stats()
+    refusal = newcomer.try_acquire()
+    assert refusal.reason == "quota" and refusal.retry_after == pytest.approx(1.0)
+    assert (refusal.store_calls, refusal.store_reads) == (1, 1)
+    assert local_aws.stats() == {"DynamoDB_20120810.UpdateItem": 1,
+                                 "DynamoDB_20120810.GetItem": 1}
+    again = newcomer.try_acquire()   # the state read is this client's fresh view
+    assert not again.granted and again.store_calls == 0
 
 
 # -- store errors -------------------------------------------------------------------------------

@@ -104,3 +104,37 @@ def test_booked_starts_never_over_admit_while_the_binding_dimension_switches(
     assert result.refusals.get("store_unavailable", 0) == 0
     # the first-attempt success rate is reported by `make bench-bucket`, not asserted: with a
     # few dozen grants on a slow machine, each caller's first booking (no view yet) dominates it
+
+
+@pytest.mark.slow
+def test_tenants_and_classes_never_over_admit_in_any_dimension_or_cap(local_aws, bucket_table,
+                                                                      grant_rate):
+    """16 callers spread over three tenants (one capped, one without a name: "default") and
+    both classes, booking up to 20 s ahead and coming back with their tickets: the bucket's
+    dimensions and the tenant's caps hold in every window."""
+    from guard import TenantShare
+
+    limits = saturating_limits(grant_rate, WORKLOAD, offered_per_refill=20.0)
+    caps = {"rpm": max(3.0, limits["rpm"] / 4), "itpm": limits["itpm"] / 8}
+    tenants = {"acme": TenantShare(weight=3), "globex": TenantShare(weight=1, **caps)}
+    workload = Workload(input_min=50, input_max=150, max_tokens=40, output_min=10, call_s=0.02,
+                        booking_s=20.0, tenants=("acme", "globex", None, "globex"),
+                        priorities=("interactive", "interactive", "background",
+                                    "interactive", "background"))
+    result = run_load(local_aws.endpoint_url, bucket_table, "anthropic#tenants",
+                      {**limits, "tenants": tenants}, processes=4, threads=4,
+                      duration_s=DURATION_S, workload=workload)
+
+    assert max(utilisation(result.ledger, limits, DURATION_S).values()) >= 0.9, (
+        "not saturated", result.refusals, result.grants)
+    assert result.refusals.get("store_unavailable", 0) == 0
+    assert set(result.tenant_ledgers) == {"acme", "globex", None}
+    for dim, capacity in Limits(**limits).capacities().items():
+        assert over_admission_windows(result.ledger, dim, capacity, WINDOW_S,
+                                      slack=ONE_REQUEST[dim]) == 0, dim
+        assert replay_min_level(result.ledger, dim, capacity) >= -ONE_REQUEST[dim], dim
+    capped = {"requests": caps["rpm"], "input_tokens": caps["itpm"]}
+    for dim, capacity in capped.items():
+        assert over_admission_windows(result.tenant_ledgers["globex"], dim, capacity,
+                                      WINDOW_S, slack=ONE_REQUEST[dim]) == 0, dim
+    assert mean(result.acquire_calls) <= 2.0

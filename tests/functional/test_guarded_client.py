@@ -175,6 +175,60 @@ def test_stream_stopped_early_settles_the_whole_output_reservation(make_claude):
     assert bucket.level("output_tokens") == pytest.approx(3000 - 300, abs=0.01)
 
 
+@pytest.mark.parametrize("call", ["create", "stream"])
+def test_stream_true_in_the_sdk_spelling_streams_and_settles(make_claude, call):
+    claude, bucket = make_claude()
+    result = getattr(claude, call)(model=MODEL, max_tokens=300, messages=PROMPT, stream=True)
+    assert result.status == "ok", result.error
+    assert [event.type for event in result.stream][-1] == "message_stop"
+    assert result.usage["output_tokens"] == 20
+    assert bucket.level("output_tokens") == pytest.approx(3000 - 20, abs=0.01)
+
+
+@pytest.mark.parametrize("call, stream, message", [
+    ("stream", False, "stream=False contradicts stream()"),
+    ("create", "yes", "stream must be True or False, got 'yes'"),
+])
+def test_a_contradictory_stream_flag_is_a_clear_error_before_any_grant(make_claude, emulator,
+                                                                       call, stream, message):
+    claude, bucket = make_claude()
+    result = getattr(claude, call)(model=MODEL, max_tokens=300, messages=PROMPT, stream=stream)
+    assert result.status == "error" and message in result.error["message"]
+    assert emulator.stats()["requests"] == 0 and bucket.granted_acquires == 0
+
+
+def test_a_tenant_call_names_an_unknown_tenant_and_a_deferred_one_keeps_its_ticket(
+        make_claude, emulator, bucket_table, dynamodb, clock):
+    from guard import TenantShare
+
+    limits = Limits(**SMALL, tenants={"acme": TenantShare(), "globex": TenantShare()})
+    bucket = TokenBucket(bucket_table, "anthropic#sonnet-4", limits, dynamodb, clock=clock,
+                         clamp_margin_s=0.0)
+    claude, _ = make_claude(bucket=bucket)
+    unknown = claude.create(model=MODEL, max_tokens=50, messages=PROMPT, tenant="initech")
+    assert unknown.status == "error" and unknown.error["type"] == "unknown_tenant"
+    assert "initech" in unknown.error["message"] and emulator.stats()["requests"] == 0
+
+    ok = claude.create(model=MODEL, max_tokens=50, messages=PROMPT, tenant="acme",
+                       priority="background")
+    assert (ok.status, ok.tenant, ok.priority) == ("ok", "acme", "background")
+
+    globex = TokenBucket(bucket_table, "anthropic#sonnet-4", limits, dynamodb, clock=clock)
+    assert globex.try_acquire(119, tenant="globex").granted   # the bucket is empty now
+    while globex.try_acquire(1, max_wait_s=40, tenant="globex").granted:
+        pass   # and globex queued 40 s ahead
+    deferred = claude.create(model=MODEL, max_tokens=50, messages=PROMPT, tenant="acme",
+                             deadline_s=0.2)
+    assert deferred.status == "deferred" and deferred.ticket is not None
+    seen = []
+    original = bucket.try_acquire
+    bucket.try_acquire = lambda *a, **k: seen.append(k["ticket"]) or original(*a, **k)
+    again = claude.create(model=MODEL, max_tokens=50, messages=PROMPT, tenant="acme",
+                          deadline_s=0.2)
+    assert seen[0] == deferred.ticket   # the client kept the deferred call's place
+    assert again.ticket == deferred.ticket   # still waiting: the same place, not a new one
+
+
 def test_bedrock_mode_charges_output_burndown(emulator, bucket_table, dynamodb, clock):
     import anthropic
 

@@ -152,3 +152,20 @@ def test_a_malformed_models_entry_is_named(models, words):
         agent_config(MODELS=models)
     for word in words:
         assert word in str(raised.value)
+
+
+def test_tenant_shares_reach_every_model_bucket():
+    from agent.runtime import build_runtime
+    from guard import TenantShare
+
+    assert agent_config().tenant_shares == {}   # no weight nor cap: no sharing by tenant
+    tenants = json.dumps({"acme": {"weight": 3, "rpm": 20}, "globex": {}})
+    config = agent_config(TENANTS=tenants)
+    assert config.tenant_shares == {"acme": TenantShare(weight=3, rpm=20),
+                                    "globex": TenantShare()}
+    runtime = build_runtime({**AGENT_ENV, "TENANTS": tenants}, dynamodb=object(),
+                            sqs=object(), sts=object(), secrets=object(), sdk_client=None)
+    bucket = runtime.claude._bucket_for(MAIN)
+    assert bucket.limits.tenants["acme"] == TenantShare(weight=3, rpm=20)
+    with pytest.raises(ConfigError, match="weight must be a positive"):
+        agent_config(TENANTS=json.dumps({"acme": {"weight": 0}}))

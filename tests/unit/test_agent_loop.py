@@ -222,6 +222,15 @@ def test_a_deferral_returns_the_conversation_to_resume_from():
     assert (resumed.outcome.status, resumed.outcome.output) == ("ok", "Revenue is up.")
 
 
+def test_the_call_carries_tenant_and_priority_and_a_deferral_keeps_its_ticket():
+    held = CallResult(status="deferred", model=MAIN, retry_after=3.0, reason="fair_share",
+                      ticket=1_800_000_042.5)
+    run = Run(held)
+    call = run.claude.calls[0]
+    assert (call["tenant"], call["priority"], call["ticket"]) == ("acme", "interactive", None)
+    assert run.outcome.ticket == 1_800_000_042.5
+
+
 def test_an_upstream_error_ends_the_loop_with_it():
     error = {"type": "invalid_request_error", "message": "bad"}
     run = Run(CallResult(status="error", model=MAIN, error=error))

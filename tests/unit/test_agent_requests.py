@@ -24,7 +24,19 @@ GOOD = {"prompt": "Summarise the Q3 report.", "model": SMALL, "max_tokens": 256,
 def test_a_full_request_is_kept_as_sent():
     request = parse_request(GOOD, CONFIG, caller="arn:aws:iam::123456789012:user/ops")
     assert request.to_dict() == {**GOOD, "caller": "arn:aws:iam::123456789012:user/ops",
-                                 "lane": "interactive"}
+                                 "lane": "interactive", "priority": "interactive",
+                                 "ticket": None}
+
+
+def test_priority_is_a_field_of_the_request_that_survives_deferral():
+    request = parse_request({**GOOD, "priority": "background", "ticket": 1.0}, CONFIG)
+    assert (request.priority, request.ticket) == ("background", None)   # a caller's is ignored
+    with pytest.raises(BadRequest, match="priority must be one of interactive, background"):
+        parse_request({**GOOD, "priority": "urgent"}, CONFIG)
+    envelope = {"request": request.to_dict(), "deferrals": 1, "first_received_at": NOW,
+                "ticket": NOW + 12.5}   # what the agent's deferral writes
+    message = parse_work_message(json.dumps(envelope), CONFIG, now=NOW)
+    assert (message.request.priority, message.request.ticket) == ("background", NOW + 12.5)
 
 
 def test_absent_fields_take_their_defaults():
@@ -85,6 +97,24 @@ def test_a_prompt_over_the_input_quota_could_never_be_admitted():
     small_quota = json.dumps({MAIN: {**MODELS[MAIN], "itpm": 1_000}})
     with pytest.raises(BadRequest, match="per-minute input quota of claude-sonnet-4-6"):
         parse_request({"prompt": "word " * 2_000}, agent_config(MODELS=small_quota))
+
+
+def test_bedrock_max_tokens_times_burndown_over_the_quota_is_named_as_the_cause():
+    bedrock = json.dumps({MAIN: {"bucket": "bedrock#sonnet-4", "rpm": 200, "tpm": 200_000,
+                                 "output_burndown": 5, "context_window": 200_000,
+                                 "max_output_tokens": 64_000, "prices": MODELS[MAIN]["prices"]}})
+    config = agent_config(PROVIDER="bedrock", API_KEY_SECRET_ARN=None, MODELS=bedrock)
+    with pytest.raises(BadRequest) as raised:
+        parse_request({"prompt": "hi", "max_tokens": 48_000}, config)
+    assert "max_tokens 48,000 x output_burndown 5 = 240,000 tokens" in str(raised.value)
+    assert "input quota" not in str(raised.value)
+
+
+def test_max_tokens_over_the_output_quota_is_refused_up_front():
+    roomy = json.dumps({MAIN: {**MODELS[MAIN], "max_output_tokens": 64_000}})
+    with pytest.raises(BadRequest, match=r"output_tokens reservation of 9000 exceeds the bucket "
+                                         r"capacity of 8000 per minute \(max_tokens 9,000\)"):
+        parse_request({"prompt": "hi", "max_tokens": 9_000}, agent_config(MODELS=roomy))
 
 
 def test_the_batch_lane_refuses_what_it_cannot_do():

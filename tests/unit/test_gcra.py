@@ -223,3 +223,147 @@ def test_every_name_and_value_placeholder_of_a_write_is_used():
     text = " ".join(plan.update.sets + plan.update.conditions)
     for placeholder in [*plan.update.names, *plan.update.values]:
         assert re.search(re.escape(placeholder) + r"\b", text), placeholder
+
+
+# -- lowering to the server's remaining, with refunds in flight ------------------------------
+
+class ServerModel:
+    """The upstream's own bucket, frozen in time: input counted at the start; output reserved
+    as max_tokens at the start and settled at the end ("reserve"), or counted as produced
+    ("produced"), as the Claude emulator's `otpm_mode` does (tokens)."""
+
+    def __init__(self, capacities: dict[str, float], mode: str) -> None:
+        self.level = dict(capacities)
+        self.mode = mode
+        self.refusals = 0
+
+    def start(self, actual_input: float, max_tokens: float) -> bool:
+        output_now = max_tokens if self.mode == "reserve" else 0.0
+        if self.level["input_tokens"] < actual_input or self.level["output_tokens"] < output_now:
+            self.refusals += 1
+            return False
+        self.level["input_tokens"] -= actual_input
+        self.level["output_tokens"] -= output_now
+        return True
+
+    def finish(self, max_tokens: float, output: float) -> None:
+        self.level["output_tokens"] += (max_tokens - output) if self.mode == "reserve" \
+            else -output
+
+
+def _settle(item: Item, sh: gcra.Shape, written, granted_at, reserved, actual, now):
+    deltas = {d: sh.seconds(d, actual[d] - reserved[d]) for d in reserved
+              if actual[d] != reserved[d]}
+    plan = gcra.settle_update(sh, deltas, item.seen(), now, written, granted_at,
+                              {d: sh.seconds(d, n) for d, n in reserved.items()})
+    assert plan.update.empty or item.apply(plan.update)
+    return plan
+
+
+def _lower(item: Item, sh: gcra.Shape, server: ServerModel, now: float) -> None:
+    targets = {d: level for d, level in server.level.items()
+               if sh.level(d, item.seen(), now) > level + 1}
+    if targets:
+        assert item.apply(gcra.lower_update(sh, targets, now, item.seen()))
+
+
+@pytest.mark.parametrize("mode", ["reserve", "produced"])
+def test_a_refund_in_flight_across_a_lowering_is_not_credited_twice(mode):
+    """Another application drew half the quota: the guard lowers to the server's remaining
+    while B is in flight; B's settle must not refund into the server's view (which already
+    counts B's input), nor keep output the server counts as produced."""
+    sh = shape(rpm=None, itpm=60_000, otpm=12_000)
+    server = ServerModel({"input_tokens": 60_000, "output_tokens": 12_000}, mode)
+    server.level = {"input_tokens": 30_000, "output_tokens": 6_000}   # the other application
+    item = Item()
+    reserved = {"input_tokens": 10_000, "output_tokens": 4_000}
+    written = book(item, sh, reserved, T0, T0, margin=0)            # B: estimate 10k, max 4k
+    assert server.start(2_000, 4_000)                              # B actually sends 2k
+    _lower(item, sh, server, T0 + 0.01)                            # another call's headers
+    server.finish(4_000, 1_000)                                    # B produced 1k
+    plan = _settle(item, sh, written, T0, reserved,
+                   {"input_tokens": 2_000, "output_tokens": 1_000}, T0 + 0.02)
+    for dim, level in server.level.items():   # the guard never shows more than the server
+        refill = sh.capacities[dim] / 60 * 0.02
+        assert sh.level(dim, item.seen(), T0 + 0.02) <= level + refill, dim
+    assert plan.forgone["input_tokens"] == pytest.approx(8.0)   # seconds: 8k at 1k/s
+
+
+def test_a_grant_written_after_a_lowering_is_refunded_as_before():
+    sh = shape(rpm=None, itpm=60_000, otpm=12_000)
+    item = Item()
+    server = ServerModel({"input_tokens": 20_000, "output_tokens": 12_000}, "reserve")
+    _lower(item, sh, server, T0)
+    reserved = {"input_tokens": 10_000, "output_tokens": 4_000}
+    written = book(item, sh, reserved, T0 + 1, T0 + 1, margin=0)
+    plan = _settle(item, sh, written, T0 + 1, reserved,
+                   {"input_tokens": 2_000, "output_tokens": 1_000}, T0 + 1)
+    assert not plan.forgone
+    assert plan.credited == {"input_tokens": pytest.approx(8.0), "output_tokens":
+                             pytest.approx(15.0)}
+
+
+def test_a_refund_planned_before_a_lowering_lands_is_refused_by_its_condition():
+    sh = shape(rpm=None, itpm=60_000)
+    item = Item()
+    reserved = {"input_tokens": 10_000}
+    written = book(item, sh, reserved, T0, T0, margin=0)
+    stale_view = item.seen()
+    server = ServerModel({"input_tokens": 20_000}, "reserve")
+    _lower(item, sh, server, T0 + 0.5)   # lands between the settle's view and its write
+    plan = gcra.settle_update(sh, {"input_tokens": -5.0}, stale_view, T0 + 1, written, T0,
+                              {"input_tokens": 10.0})
+    assert plan.credited and not item.apply(plan.update)
+    replanned = gcra.settle_update(sh, {"input_tokens": -5.0}, item.seen(), T0 + 1, written, T0,
+                                   {"input_tokens": 10.0})
+    assert replanned.forgone == {"input_tokens": 5.0} and replanned.update.empty
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+@pytest.mark.parametrize("mode", ["reserve", "produced"])
+def test_ledger_with_lowering_in_the_mix_never_admits_what_the_server_refuses(mode, seed):
+    """Callers overestimate input 3x, another application draws on the same quota and is seen
+    through the headers, and each answer's headers are observed a while after its settle
+    (other callers settle and acquire in between), in a seeded random order: the server never
+    refuses a call the guard admitted."""
+    import random
+
+    rng = random.Random(seed)
+    sh = shape(rpm=None, itpm=60_000, otpm=12_000)
+    item = Item()
+    server = ServerModel({"input_tokens": 60_000, "output_tokens": 12_000}, mode)
+    now, in_flight, headers, admitted = T0, [], [], 0
+    for _ in range(1000):
+        now += 0.05
+        for dim, cap in (("input_tokens", 60_000), ("output_tokens", 12_000)):  # refill
+            server.level[dim] = min(cap, server.level[dim] + cap / 60 * 0.05)
+        roll = rng.random()
+        if roll < 0.1:   # the other application, seen through the next headers
+            server.level["input_tokens"] -= 1_000
+            _lower(item, sh, server, now)
+        elif roll < 0.6:
+            actual_in = rng.randint(100, 600)
+            reserved = {"input_tokens": actual_in * 3, "output_tokens": 200}
+            costs = {d: sh.seconds(d, n) for d, n in reserved.items()}
+            if sh.earliest_start(costs, item.seen(), now) > now:
+                continue
+            written = book(item, sh, reserved, now, now, margin=0)
+            if written is None:
+                continue
+            admitted += 1
+            if server.start(actual_in, 200):
+                in_flight.append((written, now, reserved, actual_in, rng.randint(10, 200)))
+        elif in_flight:
+            written, at, reserved, actual_in, out = in_flight.pop(rng.randrange(len(in_flight)))
+            server.finish(200, out)
+            _settle(item, sh, written, at, reserved,
+                    {"input_tokens": actual_in, "output_tokens": out}, now)
+            headers.append(dict(server.level))   # this answer's remaining
+            if rng.random() < 0.3:   # observed later (a stale remaining only lowers more)
+                remaining = headers.pop(0)
+                targets = {d: level for d, level in remaining.items()
+                           if sh.level(d, item.seen(), now) > level + 1}
+                if targets:
+                    assert item.apply(gcra.lower_update(sh, targets, now, item.seen()))
+    assert admitted > 100
+    assert server.refusals == 0

@@ -54,3 +54,16 @@ def test_importing_guard_does_not_import_the_sdks():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(Path(__file__).resolve().parents[2] / "lambdas")}).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("limits, amounts, cause", [
+    (Limits(50, 30_000, 8_000), (1, 100, 9_000), "(max_tokens 9,000)"),
+    (Limits(50, 30_000, 8_000), (1, 30_001, 10), "(an input of 30,001 tokens)"),
+    (Limits(200, tpm=200_000, output_burndown=5), (1, 77, 48_000),
+     "(max_tokens 48,000 x output_burndown 5 = 240,000 tokens)"),
+    (Limits(200, tpm=200_000, output_burndown=5), (1, 150_000, 12_000),
+     "(an input of 150,000 tokens + max_tokens 12,000 x output_burndown 5 = 60,000 tokens)"),
+])
+def test_a_reservation_that_never_fits_names_its_cause(limits, amounts, cause):
+    assert cause in limits.never_fits(*amounts)
+    assert limits.never_fits(1, 10, 10) is None

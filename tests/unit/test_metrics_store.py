@@ -81,6 +81,28 @@ def test_the_agent_telemetry_output_parses(capsys):
     assert one("Upstream429", "claude-a") is None
 
 
+def test_tenant_metrics_are_published_per_tenant_and_class_with_every_wait(capsys):
+    from types import SimpleNamespace
+
+    from agent.telemetry import RequestMetrics
+
+    metrics = RequestMetrics()
+    for waited in (0.5, 12.0):
+        metrics.record_tenant("acme", "interactive", SimpleNamespace(status="ok",
+                                                                     waited_s=waited))
+    metrics.record_tenant("globex", "background", SimpleNamespace(status="deferred",
+                                                                  waited_s=20.0))
+    metrics.flush()
+    store = MetricStore()
+    store.add_emf_lines(capsys.readouterr().out.splitlines())
+    acme = {"Tenant": "acme", "Priority": "interactive"}
+    waits = store.datapoints("Bulwark", "TenantWaitSeconds", acme)
+    assert sorted(value for _, value in waits) == [0.5, 12.0]
+    assert len(store.datapoints("Bulwark", "TenantAnswers", acme)) == 2
+    assert store.datapoints("Bulwark", "TenantDeferred",
+                            {"Tenant": "globex", "Priority": "background"})
+
+
 def test_emf_lines_skip_text_json_and_bad_emf():
     store = MetricStore()
     good = json.dumps(emf(T0, Model="m", Requests=[1.0, 1.0]))

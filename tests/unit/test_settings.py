@@ -273,3 +273,17 @@ def test_bad_learned_threshold_settings_name_the_key(alarms, expected):
     with pytest.raises(SettingsError) as raised:
         load_settings({**DEFAULTS, "alarms": alarms})
     assert any(expected in problem for problem in raised.value.problems), raised.value.problems
+
+
+def test_tenant_weights_and_caps_are_per_tenant_keys_checked_against_the_buckets():
+    from guard import TenantShare
+
+    bound = {"acme": {"principals": ["arn:aws:iam::111122223333:role/AcmeApp"], "weight": 3,
+                      "rpm": 20},
+             "globex": {"principals": ["arn:aws:iam::444455556666:role/GlobexApp"]}}
+    specs = {spec.name: spec for spec in settings(tenants=bound).tenant_specs}
+    assert specs["acme"].share == TenantShare(weight=3, rpm=20)
+    assert specs["globex"].share == TenantShare() and not specs["globex"].shares
+    with pytest.raises(SettingsError) as raised:
+        settings(tenants={**bound, "acme": {**bound["acme"], "tpm": 1000}})
+    assert "tenants" in str(raised.value) and "tokens" in str(raised.value)

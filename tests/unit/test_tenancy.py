@@ -179,7 +179,7 @@ def test_comma_separated_names_decode_as_unbound_tenants():
     ('{"acme": {"principals": "arn:aws:iam::111122223333:role/AcmeApp"}}',
      "TENANTS['acme'].principals: must be a list of IAM role ARNs"),
     ('{"acme": {"principal": []}}', "TENANTS['acme']: unknown key 'principal' (known: "
-                                    "principals)"),
+                                    "itpm, otpm, principals, rpm, tpm, weight)"),
     ('{"acme": []}', "TENANTS['acme'] must be an object"),
     ('{"Acme Corp": {}}', "tenant name must be 1-63 characters"),
     ('{}', "non-empty JSON object"),

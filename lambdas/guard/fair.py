@@ -1,0 +1,284 @@
+"""Weighted fair shares, priority classes and tickets on the bucket item: pure, no I/O.
+
+Safety stays with the bucket's `tat_*` dimensions (`guard.gcra`): every admission is charged
+there as of its start, exactly as without tenants. Fairness decides *who* may book, and is kept
+in one map attribute, `tenants`, with per tenant (short field names: every write is billed on
+the item's size):
+
+* `v`: the tenant's virtual finish time (epoch seconds). A booking of binding cost `c` seconds
+  (the largest of its per-dimension costs) moves it to `max(v, s) + c * W / w`, where `s` is
+  the booking's start, `w` the tenant's weight and `W` the weights of the tenants with a
+  pending booking (this one included; the reserve counts as `1 / background_reserve`).
+* `bk`: the latest start (or ticket) the tenant has pending, in whole `ACTIVE_STEP_S`; a
+  tenant with `bk > now` is "active" and counts in `W`.
+* `r`, `i`, `o`, `t`: the tenant's own GCRA tats for its caps (requests, input, output,
+  Bedrock tokens per minute), charged as of `s` with the bucket's forms.
+
+Admission, when a queue exists (the bucket has no capacity now): a booking's virtual place
+`max(v, s) + c * W / w` must lie within `H` of its start `s`, with `H = min(class horizon,
+c * W / w + FAIR_TOLERANCE_S)` (class horizon: the caller's wait for interactive work,
+`BACKGROUND_HORIZON_S` for background). A tenant with nothing pending beyond `s` (`v <= s`)
+may always book; one with places pending beyond `s` may not. So each tenant's virtual time
+advances `W / w` times faster than the queue end while it books, and under contention it books
+`w / W` of the slots, whatever its caller count (start-time fair queueing over the bucket's
+queue). When there is capacity now, anyone is admitted (work-conserving) and `v` restarts from
+the start: a tenant's use of idle capacity does not count against it later. A tenant alone
+shares with nobody (`W = w`): its virtual time moves as fast as the queue end.
+
+Refused for its share, or because the whole queue is longer than its wait, a caller gets a
+*ticket*: the write moves `v` on by its cost, marks the tenant active and returns the new `v`,
+its place in the tenant's virtual queue. A ticket holder is admitted, without being charged
+again, once `ticket <= s + H`; later arrivals of its tenant queue behind it (they start from
+the moved `v`), so a deferred request keeps its place. A lost ticket costs only its tenant. A
+ticket is void after `TICKET_MAX_AGE_S`, or once `v` restarted below it (capacity was free).
+
+Background work books at most `BACKGROUND_HORIZON_S` ahead, so it never sits in front of
+interactive work arriving later; when the queue is longer it books through the reserve, a
+pseudo-tenant `~background` whose bookings advance its virtual time by `c / background_reserve`
+(and the tenants' by `1 / (1 - background_reserve)` more while it is active): while
+interactive work fills the queue, background keeps that fraction of the slots.
+
+The condition of a write names only the acquiring tenant's own fields (a stale `W` is a
+fairness error, never a safety one), and a refusal for fairness or a cap never books a later
+start instead: a start past the queue end would take the idle form and waste capacity.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from . import gcra
+from .outcomes import FAIR_SHARE, TENANT_CAP
+from .limits import (DEFAULT_TENANT, INPUT_TOKENS, OUTPUT_TOKENS, REQUESTS, TOKENS, WINDOW_S,
+                     Limits, TenantShare)
+
+TENANTS = gcra.TENANTS
+V, BK = "v", "bk"
+#: dimension -> field of a tenant's cap tat
+CAP_FIELDS = {REQUESTS: "r", INPUT_TOKENS: "i", OUTPUT_TOKENS: "o", TOKENS: "t"}
+
+INTERACTIVE, BACKGROUND = "interactive", "background"
+PRIORITIES = (INTERACTIVE, BACKGROUND)
+#: The pseudo-tenant background work books through when the queue is longer than its horizon.
+RESERVE = "~background"
+#: How far ahead background work books by itself (seconds).
+BACKGROUND_HORIZON_S = 0.5
+#: `bk` is kept in whole steps of this many seconds (rounded up), so concurrent bookings of
+#: one tenant within a step write the same value and never race.
+ACTIVE_STEP_S = 1.0
+#: How far (seconds) beyond its start a booking's virtual place may lie, on top of one step.
+FAIR_TOLERANCE_S = 1.0
+#: A ticket older than this (seconds) is void: its holder queues as a new arrival.
+TICKET_MAX_AGE_S = WINDOW_S
+
+ADMIT, TICKET, REFUSE = "admit", "ticket", "refuse"
+
+
+def tenant_key(limits: Limits, tenant: str | None) -> str | None:
+    """The key a call is shared under: None for a bucket without tenants, "default" for a call
+    without a tenant; raises ValueError naming an unknown tenant."""
+    if not limits.tenants:
+        if tenant is not None and not isinstance(tenant, str):
+            raise ValueError(f"tenant must be a string, got {type(tenant).__name__}")
+        return None
+    if tenant is None:
+        return DEFAULT_TENANT
+    if tenant not in limits.tenants:
+        shown = ", ".join(sorted(t for t in limits.tenants if t != DEFAULT_TENANT))
+        raise ValueError(f"unknown tenant {tenant!r}: this bucket shares its capacity among "
+                         f"{shown or 'no named tenants'} (and calls without a tenant)")
+    return tenant
+
+
+def check_priority(priority: str) -> str:
+    if priority not in PRIORITIES:
+        raise ValueError(f"priority must be 'interactive' or 'background', got {priority!r}")
+    return priority
+
+
+def weight_of(limits: Limits, key: str) -> float:
+    share = limits.tenants.get(key)
+    return share.weight if share is not None else TenantShare().weight
+
+
+def active_weight(limits: Limits, entries: Mapping[str, Mapping[str, float]], key: str,
+                  now: float) -> float:
+    """W / w for `key`: the weights of the tenants with a pending booking (this one included)
+    over its own weight. The reserve's is 1 / background_reserve: it holds that fraction of
+    the queue whoever else is active."""
+    f = limits.background_reserve
+    if key == RESERVE:
+        return 1.0 / f
+    own = weight_of(limits, key)
+    total = own + sum(weight_of(limits, name) for name, entry in entries.items()
+                      if name not in (key, RESERVE) and entry.get(BK, -math.inf) > now)
+    if entries.get(RESERVE, {}).get(BK, -math.inf) > now:
+        total /= 1 - f
+    return total / own
+
+
+@dataclass
+class Decision:
+    """What a tenant's acquire does: admit (with the `form` its `v` takes), issue a ticket, or
+    refuse without a write (`reason`, `wait` seconds)."""
+
+    outcome: str
+    form: str = ""
+    step: float = 0.0  # seconds of virtual time charged
+    reason: str | None = None
+    wait: float = 0.0
+    caps: dict[str, float] = field(default_factory=dict)  # cap costs, seconds per dimension
+    window: float = 0.0  # seconds beyond the start a virtual place may be and still book
+
+
+def cap_shape(limits: Limits, key: str | None) -> gcra.Shape | None:
+    share = limits.tenants.get(key) if key is not None else None
+    caps = share.caps() if share is not None else {}
+    return gcra.Shape(caps, limits.burst_tolerance_s) if caps else None
+
+
+def cap_view(entry: Mapping[str, float]) -> dict[str, float]:
+    """A tenant entry as a `gcra` view: {dimension: cap tat, "booked_until": bk}."""
+    view = {dim: entry[name] for dim, name in CAP_FIELDS.items() if name in entry}
+    if BK in entry:
+        view[gcra.BOOKED_UNTIL] = entry[BK]
+    return view
+
+
+def decide(limits: Limits, key: str, cap_key: str | None, costs: Mapping[str, float],
+           reserved: Mapping[str, float], seen: Mapping, s: float, now: float,
+           horizon: float, queued: bool, ticket: float | None) -> Decision:
+    """The decision for `key` booking `costs` (seconds per dimension; `reserved` in tokens or
+    requests) at start `s`, with `horizon` seconds of queue allowed for its class; `cap_key`
+    is the tenant whose caps apply (its entry must exist when it is not `key`); `queued`: the
+    bucket has no capacity now (the start is a booking)."""
+    entries = seen.get(TENANTS, {})
+    entry = entries.get(key, {})
+    shape = cap_shape(limits, cap_key)
+    caps: dict[str, float] = {}
+    if shape is not None:
+        caps = {dim: shape.seconds(dim, reserved[dim]) for dim in shape.capacities
+                if reserved.get(dim)}
+        earliest = shape.earliest_start(caps, cap_view(entries.get(cap_key, {})), -math.inf)
+        if earliest > s:  # refuse: booking past the queue end would waste capacity
+            return Decision(REFUSE, reason=TENANT_CAP, wait=max(0.0, earliest - now))
+    v = entry.get(V)
+    ratio = active_weight(limits, entries, key, now)
+    step = max(costs.values(), default=0.0) * ratio
+    # a booking's virtual place must be within one step (and a tolerance) of the start it
+    # gets: so tickets are served in their order, and later arrivals queue behind them
+    window = min(horizon, step + FAIR_TOLERANCE_S)
+    if ticket is not None and v is not None and now - TICKET_MAX_AGE_S < ticket <= v + 1e-6:
+        if ticket <= s + window or not queued:
+            return Decision(ADMIT, "ticket", caps=caps, window=window)
+        return Decision(REFUSE, reason=FAIR_SHARE, wait=max(0.01, ticket - window - s))
+    if v is None or v <= s:
+        return Decision(ADMIT, "idle", step, caps=caps, window=window)
+    if not queued:  # capacity now: for anyone, and the tenant's past no longer counts
+        return Decision(ADMIT, "open", step, caps=caps, window=window)
+    if v + step <= s + window:
+        return Decision(ADMIT, "busy", step, caps=caps, window=window)
+    return Decision(TICKET, "ticket_issue", step, reason=FAIR_SHARE,
+                    wait=max(0.01, v + step - window - s), window=window)
+
+
+def holds_ticket(seen: Mapping, key: str, ticket: float | None, now: float) -> bool:
+    """True when `ticket` is a live place in `key`'s queue (issued, not void)."""
+    v = seen.get(TENANTS, {}).get(key, {}).get(V)
+    return (ticket is not None and v is not None
+            and now - TICKET_MAX_AGE_S < ticket <= v + 1e-6)
+
+
+def queue_ticket(limits: Limits, key: str, costs: Mapping[str, float], seen: Mapping,
+                 s: float, now: float, wait: float) -> Decision:
+    """A place for a caller whose wait the whole queue exceeds: its tenant becomes active (so
+    others' shares shrink to make room) and it keeps its place; no capacity is booked.
+    `s`: where the queue ends (epoch s); `wait`: when to try again (seconds)."""
+    step = max(costs.values(), default=0.0) * active_weight(
+        limits, seen.get(TENANTS, {}), key, now)
+    return Decision(TICKET, "ticket_at", step, reason=FAIR_SHARE, wait=wait)
+
+
+def _mark(at: float) -> float:
+    return math.ceil(at / ACTIVE_STEP_S) * ACTIVE_STEP_S
+
+
+def terms(update: gcra.Update, key: str, cap_key: str | None, decision: Decision,
+          seen: Mapping, s: float, now: float, horizon: float, margin_s: float,
+          limits: Limits, ticket: float | None) -> None:
+    """Add the acquiring tenant's own conditions and sets to `update` (and nothing of other
+    tenants): `key`'s virtual time and pending mark, `cap_key`'s caps."""
+    entries = seen.get(TENANTS)
+    entry = (entries or {}).get(key)
+    cell = gcra.cell
+    issuing = decision.outcome == TICKET
+    pending = (s + horizon if decision.form == "ticket_at" else s if not issuing
+               else ticket_mark(decision, entry or {}, s, decision.window))
+    pending = pending if pending > now else None
+    shape = cap_shape(limits, cap_key)
+    if decision.caps and not issuing and cap_key != key:
+        gcra.charge_forms(update, shape, decision.caps, cap_view(entries[cap_key]), s,
+                          margin_s, lambda dim: update.path(TENANTS, cap_key, CAP_FIELDS[dim]))
+    if entry is None:
+        # a tenant new to the item: write its whole entry (the idle forms)
+        new: dict[str, str] = {V: cell(s + decision.step, "up")}
+        if pending is not None:
+            new[BK] = cell(_mark(pending), "up")
+        for dim, cost in (decision.caps.items() if cap_key == key else ()):
+            new[CAP_FIELDS[dim]] = cell(gcra.idle_tat(shape, cost, s, margin_s), "up")
+        if entries is None:
+            top = update.name(TENANTS)
+            update.conditions.append(f"attribute_not_exists({top})")
+            update.sets.append(f"{top} = {update.map_value({key: new})}")
+        else:
+            path = update.path(TENANTS, key)
+            update.conditions.append(f"attribute_not_exists({path})")
+            update.sets.append(f"{path} = {update.map_value(new)}")
+        return
+    v = update.path(TENANTS, key, V)
+    form = decision.form
+    step = (update.value(cell(decision.step, "up")) if form in ("busy", "ticket_issue")
+            else None)
+    if form == "idle":
+        update.conditions.append(f"(attribute_not_exists({v}) OR {v} <= "
+                                 f"{update.value(cell(s, 'down'))})")
+        update.sets.append(f"{v} = {update.value(cell(s + decision.step, 'up'))}")
+    elif form == "open":
+        update.sets.append(f"{v} = {update.value(cell(s + decision.step, 'up'))}")
+    elif form == "busy":
+        update.conditions.append(
+            f"{v} BETWEEN {update.value(cell(s, 'up'))} AND "
+            f"{update.value(cell(s + decision.window - decision.step, 'down'))}")
+        update.sets.append(f"{v} = {v} + {step}")
+    elif form == "ticket_issue":
+        update.conditions.append(
+            f"{v} > {update.value(cell(max(s, s + decision.window - decision.step), 'down'))}")
+        update.sets.append(f"{v} = {v} + {step}")
+    elif form == "ticket":
+        update.conditions.append(f"{v} >= {update.value(cell(ticket, 'down'))}")
+    elif form == "ticket_at" and entry.get(V, -math.inf) <= s:
+        update.conditions.append(f"(attribute_not_exists({v}) OR {v} <= "
+                                 f"{update.value(cell(s, 'down'))})")
+        update.sets.append(f"{v} = {update.value(cell(s + decision.step, 'up'))}")
+    elif form == "ticket_at":
+        update.conditions.append(f"{v} > {update.value(cell(s, 'down'))}")
+        update.sets.append(f"{v} = {v} + {update.value(cell(decision.step, 'up'))}")
+    if pending is not None:
+        bk = update.path(TENANTS, key, BK)
+        mark = update.value(cell(_mark(pending), "up"))
+        if entry.get(BK, -math.inf) < _mark(pending):
+            update.conditions.append(f"(attribute_not_exists({bk}) OR {bk} <= {mark})")
+            update.sets.append(f"{bk} = {mark}")
+        else:
+            update.conditions.append(f"{bk} >= {mark}")
+    if decision.caps and not issuing and cap_key == key:
+        gcra.charge_forms(update, shape, decision.caps, cap_view(entry), s, margin_s,
+                          lambda dim: update.path(TENANTS, key, CAP_FIELDS[dim]))
+
+
+def ticket_mark(decision: Decision, entry: Mapping[str, float], s: float,
+                horizon: float) -> float:
+    """When a ticket being issued will book: its tenant is active until then (epoch s)."""
+    return max(s, entry.get(V, s) + decision.step - horizon)

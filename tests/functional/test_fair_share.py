@@ -1,0 +1,191 @@
+"""Tenant shares, priority classes and tickets on the bucket, against the local AWS server with
+a frozen clock: closed-loop callers are simulated event by event, so every run is the same."""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pytest
+
+from guard import BucketRequestError, Limits, TenantShare, TokenBucket
+
+
+@dataclass
+class Caller:
+    tenant: str | None
+    priority: str = "interactive"
+    ticket: float | None = None
+    answered: int = 0
+    waits: list[float] = field(default_factory=list)
+    arrived: float = 0.0
+
+
+@dataclass
+class Run:
+    grants: list[tuple[float, Caller]] = field(default_factory=list)  # (start, caller)
+    writes: int = 0
+    tickets: int = 0
+
+    def shares(self, since: float, until: float) -> Counter:
+        counts = Counter(caller.tenant for start, caller in self.grants if since <= start < until)
+        total = sum(counts.values())
+        return Counter({tenant: n / total for tenant, n in counts.items()})
+
+
+def simulate(make_bucket, clock, callers: list[Caller], duration_s: float, *, call_s: float,
+             max_wait_s: float = 20.0, think_s: float = 0.0) -> Run:
+    """Each caller loops: acquire (booking up to `max_wait_s` ahead), wait for its start, call
+    for `call_s`, think `think_s`; a refusal waits `retry_after` and comes back with its
+    ticket. One bucket client per caller, as Lambda containers have."""
+    t0 = clock.now
+    run = Run()
+    buckets = [make_bucket() for _ in callers]
+    events = [(t0 + i * 1e-3, i) for i in range(len(callers))]
+    heapq.heapify(events)
+    while events:
+        at, i = heapq.heappop(events)
+        if at > t0 + duration_s:
+            break
+        clock.now = at
+        caller, bucket = callers[i], buckets[i]
+        if caller.ticket is None:
+            caller.arrived = at
+        grant = bucket.try_acquire(1, max_wait_s=max_wait_s, tenant=caller.tenant,
+                                   priority=caller.priority, ticket=caller.ticket)
+        run.writes += grant.store_calls
+        if grant.granted:
+            caller.ticket = None
+            caller.answered += 1
+            caller.waits.append(grant.start_at - caller.arrived)
+            run.grants.append((grant.start_at - t0, caller))
+            heapq.heappush(events, (grant.start_at + call_s + think_s, i))
+            continue
+        assert grant.reason in ("quota", "fair_share", "tenant_cap"), grant.reason
+        if grant.ticket is not None and grant.ticket != caller.ticket:
+            run.tickets += 1
+        caller.ticket = grant.ticket
+        heapq.heappush(events, (at + max(grant.retry_after, 0.01), i))
+    return run
+
+
+@pytest.fixture
+def bucket_for(bucket_table, dynamodb, clock):
+    def make(limits):
+        def one():
+            return TokenBucket(bucket_table, "anthropic#sonnet-4", limits, dynamodb,
+                               clock=clock)
+        return one
+    return make
+
+
+def drained(make_bucket, limits_rpm):
+    """Start from an empty requests dimension: every caller queues at once."""
+    assert make_bucket().try_acquire(int(limits_rpm)).granted
+
+
+LIMITS_60 = dict(rpm=60)
+
+
+@pytest.mark.slow
+def test_weights_3_to_1_share_the_queue_whatever_the_caller_counts(bucket_for, clock):
+    limits = Limits(**LIMITS_60, tenants={"acme": TenantShare(weight=3),
+                                          "globex": TenantShare(weight=1)})
+    make = bucket_for(limits)
+    drained(make, 60)
+    callers = [Caller("acme") for _ in range(4)] + [Caller("globex") for _ in range(12)]
+    run = simulate(make, clock, callers, 150, call_s=1.0)
+    shares = run.shares(30, 150)
+    assert shares["acme"] == pytest.approx(0.75, abs=0.05), shares
+
+
+@pytest.mark.slow
+def test_noisy_neighbour_gets_half_with_equal_weights(bucket_for, clock):
+    limits = Limits(**LIMITS_60, tenants={"acme": TenantShare(), "globex": TenantShare()})
+    make = bucket_for(limits)
+    drained(make, 60)
+    callers = [Caller("acme") for _ in range(24)] + [Caller("globex") for _ in range(4)]
+    run = simulate(make, clock, callers, 180, call_s=1.0)
+    shares = run.shares(60, 180)   # the first minute splits the full bucket by caller count
+    assert shares["globex"] == pytest.approx(0.5, abs=0.05), shares
+    acme = [c.answered for c in callers if c.tenant == "acme"]
+    assert min(acme) >= 0.8 * sum(acme) / len(acme)
+
+
+def test_one_tenant_alone_uses_the_whole_limit(bucket_for, clock):
+    limits = Limits(**LIMITS_60, tenants={"acme": TenantShare(), "globex": TenantShare()})
+    make = bucket_for(limits)
+    drained(make, 60)
+    run = simulate(make, clock, [Caller("acme") for _ in range(8)], 60, call_s=1.0)
+    assert len([s for s, _ in run.grants if s < 60]) >= 0.95 * 60
+    assert run.tickets == 0
+
+
+def test_caps_hold_without_contention(bucket_for, clock):
+    limits = Limits(**LIMITS_60, tenants={"acme": TenantShare(rpm=12)})
+    make = bucket_for(limits)
+    run = simulate(make, clock, [Caller("acme") for _ in range(4)], 60, call_s=0.5)
+    starts = sorted(s for s, _ in run.grants)
+    assert len(starts) <= 12 + 12 + 1   # a full cap at the start, then 12/min
+    for left in starts:   # any 60 s window: the cap's burst plus its refill
+        assert len([s for s in starts if left <= s < left + 60]) <= 12 + 12
+
+
+def test_a_ticket_keeps_its_place_ahead_of_later_arrivals(bucket_for, clock):
+    limits = Limits(**LIMITS_60, tenants={"acme": TenantShare(), "globex": TenantShare()})
+    make = bucket_for(limits)
+    drained(make, 60)
+    globex = make()
+    for _ in range(12):   # globex active: a queue shared by two tenants
+        assert globex.try_acquire(1, max_wait_s=30, tenant="globex").granted
+    acme = [make() for _ in range(20)]
+    outcomes = [bucket.try_acquire(1, max_wait_s=10, tenant="acme") for bucket in acme]
+    ticketed = [(bucket, g) for bucket, g in zip(acme, outcomes) if g.ticket is not None]
+    assert ticketed, [g.reason for g in outcomes]
+    (first_bucket, first), later = ticketed[0], make()
+    clock.advance(first.retry_after)
+    latecomer = later.try_acquire(1, max_wait_s=10, tenant="acme")
+    held = first_bucket.try_acquire(1, max_wait_s=10, tenant="acme", ticket=first.ticket)
+    assert held.granted, held
+    assert not latecomer.granted or latecomer.start_at >= held.start_at
+
+
+def test_unknown_tenant_is_refused_and_no_tenant_counts_as_default(bucket_for, dynamodb,
+                                                                    bucket_table):
+    make = bucket_for(Limits(**LIMITS_60, tenants={"acme": TenantShare()}))
+    with pytest.raises(BucketRequestError, match="unknown tenant 'initech'.*acme"):
+        make().try_acquire(1, tenant="initech")
+    with pytest.raises(BucketRequestError, match="priority must be"):
+        make().try_acquire(1, tenant="acme", priority="urgent")
+    grant = make().try_acquire(1)
+    assert grant.granted and grant.tenant == "default"
+
+
+@pytest.mark.slow
+def test_background_saturating_never_delays_interactive_beyond_one_second(bucket_for, clock):
+    limits = Limits(**LIMITS_60, tenants={"acme": TenantShare()})
+    make = bucket_for(limits)
+    drained(make, 60)
+    background = [Caller("acme", "background") for _ in range(12)]
+    interactive = [Caller("acme")]   # about 10% of the limit: think 9 s between calls
+    run = simulate(make, clock, background + interactive, 120, call_s=1.0, think_s=9.0)
+    waits = sorted(w for c in interactive for w in c.waits[1:])
+    assert waits and waits[int(0.99 * (len(waits) - 1))] <= 1.0 + 1.0, waits
+    bg = len([s for s, c in run.grants if c.priority == "background" and s >= 30])
+    it = len([s for s, c in run.grants if c.priority == "interactive" and s >= 30])
+    assert bg >= 0.85 * (90 - it), (bg, it)
+
+
+@pytest.mark.slow
+def test_32_callers_of_one_tenant_share_evenly_across_refusals(bucket_for, clock):
+    """A refused caller keeps its place (its ticket) and is served before its tenant's later
+    arrivals, so no caller loses its turn by coming back at its retry_after."""
+    limits = Limits(**LIMITS_60, tenants={"acme": TenantShare()})
+    make = bucket_for(limits)
+    drained(make, 60)
+    callers = [Caller("acme") for _ in range(32)]
+    simulate(make, clock, callers, 300, call_s=1.0)
+    answers = [c.answered for c in callers]
+    mean_answers = sum(answers) / len(answers)
+    assert min(answers) >= 0.85 * mean_answers and max(answers) <= 1.15 * mean_answers, answers

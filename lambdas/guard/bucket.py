@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from . import fair, gcra
 from .limits import INPUT_TOKENS, OUTPUT_TOKENS, REQUESTS, WINDOW_S, Limits
-from .outcomes import QUOTA, STORE_UNAVAILABLE
+from .outcomes import COOL_DOWN, QUOTA, STORE_UNAVAILABLE  # noqa: F401 - COOL_DOWN: guard.bucket names every reason it returns
 
 log = logging.getLogger(__name__)
 

@@ -104,7 +104,8 @@ class BulwarkStack(Stack):
         self.tenant_monitoring = TenantMonitoring(
             self, "TenantMonitoring", tenants=tuple(settings.tenants),
             dashboard=self.monitoring.dashboard, alarm_topic=self.monitoring.alarm_topic,
-            alarm_name_prefix=self.monitoring.dashboard_name) if settings.tenants else None
+            alarm_name_prefix=self.monitoring.dashboard_name,
+            registry=self.monitoring.alarms) if settings.tenants else None
 
         self.boundary = PermissionsBoundary(
             self, "PermissionsBoundary",

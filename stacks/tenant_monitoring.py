@@ -28,13 +28,15 @@ WAIT_EVALUATION_PERIODS = 3
 class TenantMonitoring(Construct):
     """`tenants`: the configured tenant names; `wait_target_s` (seconds): an interactive call's
     wait for capacity the tenant is promised at p99 (by default the agent's deadline).
-    `dashboard` and `alarm_topic`: the Monitoring construct's. Attributes: `alarms` (tenant ->
-    cloudwatch.Alarm), `widgets` (the row added)."""
+    `dashboard` and `alarm_topic`: the Monitoring construct's; `registry`: its `alarms`, so
+    every alarm of the stack is listed there ("TenantWait/<tenant>"). Attributes: `alarms`
+    (tenant -> cloudwatch.Alarm), `widgets` (the row added)."""
 
     def __init__(self, scope: Construct, id: str, *, tenants: tuple[str, ...] | list[str],
                  dashboard: cloudwatch.Dashboard, alarm_topic: sns.ITopic,
                  alarm_name_prefix: str,
-                 wait_target_s: float = DEFAULT_WAIT_TARGET_S) -> None:
+                 wait_target_s: float = DEFAULT_WAIT_TARGET_S,
+                 registry: dict[str, cloudwatch.Alarm] | None = None) -> None:
         super().__init__(scope, id)
         if not tenants:
             raise ValueError("TenantMonitoring needs at least one tenant")
@@ -84,3 +86,5 @@ class TenantMonitoring(Construct):
                     "too small for its demand (weights, caps) or the quota is too small."))
             alarm.add_alarm_action(cw_actions.SnsAction(alarm_topic))
             self.alarms[tenant] = alarm
+            if registry is not None:
+                registry[f"TenantWait/{tenant}"] = alarm

@@ -52,7 +52,9 @@ def test_every_alarm_of_the_stack_is_loaded(dev):
     # and the batch lane's SLO: 4 burn-rate windows per model
     batch = 2 + 5 * len(settings.models) if dev.stack.batch is not None else 0
     # per model: 6 static, 6 anomaly bands, 1 quota forecast, 4 SLO burn-rate windows
-    assert len(alarms) == (6 + 6 + 1 + 4) * len(settings.models) + 3 + batch + access_denied
+    tenant_waits = len(settings.tenants)  # stacks.tenant_monitoring: one per tenant
+    assert len(alarms) == ((6 + 6 + 1 + 4) * len(settings.models) + 3 + batch + access_denied
+                           + tenant_waits)
     # every alarm of the stack goes through the monitoring construct, AccessDenied included
     composites = composites_from_template(dev.json)
     assert len(alarms) + len(composites) == len(dev.stack.monitoring.alarms)

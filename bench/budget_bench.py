@@ -105,11 +105,7 @@ def _process(endpoint, base_url, table, models, budget_usd, threads, first_seed,
         worker.join()
     writes: dict[str, int] = {}
     for claude in clients:
-        buckets = {id(b): b for b in claude._bucket_for.__self__.values()}.values()
-        ledger = claude._budget.ledger.writes if claude._budget is not None else {}
-        for name, count in [*((f"bucket {k}", v) for b in buckets
-                              for k, v in b.writes_by_purpose.items()),
-                            *((f"budget {k}", v) for k, v in ledger.items())]:
+        for name, count in claude.writes_by_purpose().items():
             writes[name] = writes.get(name, 0) + count
     out["writes"] = writes
     queue.put(out)

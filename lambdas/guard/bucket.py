@@ -144,7 +144,7 @@ def _check_amount(name: str, value: Any) -> int:
     return value
 
 
-def _default_client():
+def default_client():
     import boto3
     from botocore.config import Config
 
@@ -212,7 +212,7 @@ class TokenBucket:
     @property
     def dynamodb(self):
         if self._dynamodb is None:
-            self._dynamodb = _default_client()
+            self._dynamodb = default_client()
         return self._dynamodb
 
     def try_acquire(self, requests: int = 1, input_tokens: int = 0, output_tokens: int = 0, *,

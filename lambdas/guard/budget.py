@@ -506,9 +506,9 @@ class BudgetLedger:
     @property
     def dynamodb(self):
         if self._dynamodb is None:
-            from .bucket import _default_client
+            from .bucket import default_client
 
-            self._dynamodb = _default_client()
+            self._dynamodb = default_client()
         return self._dynamodb
 
     def reserve(self, budgets: Mapping[str, Budget], usd_micros: int, tokens: int, *,

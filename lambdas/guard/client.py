@@ -329,6 +329,19 @@ class GuardedClaude:
                                 ledger=budget_ledger, source=limits_source)
         #: (bucket id, tenant, priority) -> the ticket holding a deferred call's place
         self._tickets: dict[tuple, float] = {}
+        self._bucket_map = buckets if isinstance(buckets, Mapping) else {}
+
+    def writes_by_purpose(self) -> dict[str, int]:
+        """DynamoDB writes this client's buckets (a mapping given at construction) and budget
+        ledger have made, by purpose: "bucket acquire", "budget reserve", ... (counts)."""
+        writes: dict[str, int] = {}
+        buckets = {id(b): b for b in self._bucket_map.values()}.values()
+        ledger = self._budget.ledger.writes if self._budget is not None else {}
+        for name, count in [*((f"bucket {k}", v) for b in buckets
+                              for k, v in b.writes_by_purpose.items()),
+                            *((f"budget {k}", v) for k, v in ledger.items())]:
+            writes[name] = writes.get(name, 0) + count
+        return writes
 
     # -- SDK -----------------------------------------------------------------------------------
 

@@ -113,9 +113,9 @@ class LimitsSource:
         from botocore.exceptions import BotoCoreError, ClientError
 
         if self._dynamodb is None:
-            from .bucket import _default_client
+            from .bucket import default_client
 
-            self._dynamodb = _default_client()
+            self._dynamodb = default_client()
         self.reads += 1
         try:
             item = self._dynamodb.get_item(TableName=self.table_name,

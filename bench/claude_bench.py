@@ -49,7 +49,7 @@ def prompt(i: int) -> list[dict]:
     return [{"role": "user", "content": body}]
 
 
-def _drive(workers: int, duration_s: float, call) -> tuple[list, float]:
+def drive(workers: int, duration_s: float, call) -> tuple[list, float]:
     """Run `workers` threads calling `call(i, end, worker)` until the end; results are
     (worker index, outcome) pairs."""
     results, lock = [], threading.Lock()
@@ -100,7 +100,7 @@ def run_guarded(emulator, aws, limits, workers, duration_s, max_tokens, scheduli
         return result
 
     aws.reset_stats()
-    results, elapsed = _drive(workers, duration_s, call)
+    results, elapsed = drive(workers, duration_s, call)
     stats = aws.stats()
     writes = stats.get("DynamoDB_20120810.UpdateItem", 0)
     return (results, elapsed, writes, stats.get("DynamoDB_20120810.GetItem", 0),
@@ -131,7 +131,7 @@ def run_bare(emulator, workers, duration_s, max_tokens):
         except anthropic.APIError as err:
             return ("bare", type(err).__name__, time.monotonic() - started, None)
 
-    return _drive(workers, duration_s, call)
+    return drive(workers, duration_s, call)
 
 
 def utilisation(stats: dict, limits, duration_s: float) -> dict[str, float]:
@@ -335,7 +335,7 @@ def run_tenants(emulator, aws, rpm: int, callers, weights, duration_s: float, ma
         return result
 
     aws.reset_stats()
-    _, elapsed = _drive(len(plan), duration_s, call)
+    _, elapsed = drive(len(plan), duration_s, call)
     writes = aws.stats().get("DynamoDB_20120810.UpdateItem", 0)
     item = dynamodb.get_item(TableName=table, Key={"pk": {"S": bucket_id}})["Item"]
     return {"done": done, "plan": plan, "elapsed": elapsed, "writes": writes,
@@ -439,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-tokens", type=int, default=100,
                         help="tokens the emulator answers with")
     parser.add_argument("--latency", type=float, default=0.3, help="emulator seconds per call")
-    parser.add_argument("--scenario", choices=("all", "tier", "fairness", "tenants"),
+    parser.add_argument("--scenario", choices=("all", "tier", "fairness", "tenants", "pools"),
                         default="all",
                         help="tier: guard vs bare SDK at the tier's limits; fairness: poll vs "
                              "fifo, 32 callers at 600 RPM (tokens not binding); tenants: the "
@@ -455,8 +455,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="scheduling modes to run side by side")
     parser.add_argument("--fairness-rpm", type=int, default=600,
                         help="lower it where 32 callers cannot saturate 600 RPM")
+    # capacity pools (bench.pools_bench)
+    parser.add_argument("--pools-rpm", type=int, default=50, help="RPM of each pool")
+    parser.add_argument("--pools-workers", type=int, default=32)
+    parser.add_argument("--pools-duration", type=float, default=120.0, help="seconds per run")
+    parser.add_argument("--pools-warmup", type=float, default=10.0,
+                        help="seconds before goodput is counted")
+    parser.add_argument("--pools-outage", type=float, default=30.0,
+                        help="seconds pool A answers 529 in the outage run")
+    parser.add_argument("--pools-flex-duration", type=float, default=60.0)
     args = parser.parse_args(argv)
     ok = True
+    if args.scenario in ("all", "pools"):
+        from bench.pools_bench import pools
+
+        ok &= pools(args)
     if args.scenario in ("all", "fairness"):
         ok &= fairness(args)
     if args.scenario in ("all", "tier"):

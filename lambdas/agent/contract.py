@@ -31,7 +31,8 @@ from guard.prices import CACHE_READ_PRICE_FACTOR, CACHE_WRITE_PRICE_FACTOR, Pric
 __all__ = [
     "ACCESS_DENIED_METRIC", "BATCH_BUCKET_ID", "CACHE_READ_PRICE_FACTOR",
     "CACHE_WRITE_PRICE_FACTOR", "ContractError", "DEFAULT_AGENT_NAME", "FieldError",
-    "DEFAULT_CONTEXT_WINDOW", "DEFAULT_MAX_OUTPUT_TOKENS", "DIMENSION", "DOCUMENTS_PREFIX",
+    "DEFAULT_CONTEXT_WINDOW", "DEFAULT_MAX_OUTPUT_TOKENS", "DIMENSION", "POOL_DIMENSION",
+    "POOL_METRICS", "DOCUMENTS_PREFIX",
     "Env", "HIGH_RESOLUTION", "LANES", "METRICS", "ModelSpec", "NAMESPACE",
     "OVERFLOW_POLICIES", "PROVIDERS", "Prices", "REQUEST_ID_PATTERN", "ROLE_ARN_PATTERN",
     "CAPACITY_DIMENSIONS", "CAPACITY_METRICS", "SCHEDULING_MODES", "SHARE_FIELDS",
@@ -129,6 +130,11 @@ class Env:
 
 NAMESPACE = "Bulwark"
 DIMENSION = "Model"
+#: Second dimension of a call's metrics when a capacity pool served it (guard.pools): the
+#: pool's name, so the dashboard shows where the traffic went and what it cost there.
+POOL_DIMENSION = "Pool"
+#: The metrics repeated per (Model, Pool).
+POOL_METRICS = ("Requests", "CostUSD", "Upstream529", "Failed")
 
 #: metric name -> Powertools MetricUnit name (EMF, dimension `Model`)
 METRICS = {

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections import defaultdict
 
 from .contract import (BUDGET_WINDOWS, CAPACITY_DIMENSIONS, CAPACITY_METRICS, DIMENSION,
-                       HIGH_RESOLUTION, METRICS, NAMESPACE, TENANT_DIMENSION, TENANT_METRICS,
-                       TENANT_ONLY_METRICS, WINDOW_DIMENSION)
+                       HIGH_RESOLUTION, METRICS, NAMESPACE, POOL_DIMENSION, POOL_METRICS,
+                       TENANT_DIMENSION, TENANT_METRICS, TENANT_ONLY_METRICS, WINDOW_DIMENSION)
 
 #: every metric this module emits -> its unit
 _UNITS = {**METRICS, **TENANT_ONLY_METRICS}
@@ -35,6 +35,8 @@ class RequestMetrics:
         #: (tenant, priority) -> metric -> values (each call's, as EMF lists them)
         self.tenant_values: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(
             lambda: defaultdict(list))
+        #: (model, pool) -> the POOL_METRICS of calls a capacity pool served
+        self.pool_values: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
 
     def record_tenant(self, tenant: str, priority: str, result) -> None:
         """Who got the capacity: one guarded call of a configured tenant in its class: an
@@ -77,7 +79,10 @@ class RequestMetrics:
             self.add(model, "OutputTokens", usage["output_tokens"])
             self.add(model, "CacheWriteTokens", usage["cache_creation_input_tokens"])
             self.add(model, "CacheReadTokens", usage["cache_read_input_tokens"])
-            self.add(model, "CostUSD", prices.cost_usd(usage))
+            # a pooled call is priced at the pool (and service tier) that served it
+            cost = result.cost_usd if getattr(result, "cost_usd", None) is not None \
+                else prices.cost_usd(usage)
+            self.add(model, "CostUSD", cost)
             self.add(model, "Latency", result.latency_s * 1000)
         windows = (result.budget_used_percent or {}).get(f"tenant:{self.tenant}", {})
         if windows:
@@ -87,6 +92,15 @@ class RequestMetrics:
             self.windows[name] = max(self.windows.get(name, 0.0), used)
         if result.status == "rejected" and (result.reason or "").startswith("budget"):
             self.add(_TENANT_ONLY, "BudgetRefused", 1)
+        pool = getattr(result, "pool", None)
+        if pool:
+            values = self.pool_values[(model, pool)]
+            ok = result.status == "ok" and bool(result.usage)
+            for name, value in (("Requests", 1.0 if ok else 0.0),
+                                ("CostUSD", cost if ok else 0.0),
+                                ("Upstream529", result.upstream_529),
+                                ("Failed", 0.0 if ok else 1.0)):
+                values[name] = values.get(name, 0.0) + float(value)
 
     def flush(self) -> None:
         from aws_lambda_powertools.metrics import EphemeralMetrics, MetricResolution, MetricUnit
@@ -109,6 +123,15 @@ class RequestMetrics:
                                    value=value, resolution=MetricResolution.High
                                    if name in HIGH_RESOLUTION else MetricResolution.Standard)
             metrics.flush_metrics()
+        for (model, pool), values in self.pool_values.items():
+            metrics = EphemeralMetrics(namespace=NAMESPACE)
+            metrics.service = None
+            metrics.add_dimension(name=DIMENSION, value=model)
+            metrics.add_dimension(name=POOL_DIMENSION, value=pool)
+            for name in POOL_METRICS:
+                metrics.add_metric(name=name, unit=getattr(MetricUnit, METRICS[name]),
+                                   value=values.get(name, 0.0))
+            metrics.flush_metrics()
         self.values.clear()
         self.windows.clear()
         for (tenant, priority), values in self.tenant_values.items():
@@ -122,6 +145,7 @@ class RequestMetrics:
                                        value=number)
             metrics.flush_metrics()
         self.tenant_values.clear()
+        self.pool_values.clear()
 
     def _per_tenant(self) -> dict[str, float]:
         """TENANT_METRICS summed over the request's models (maxima for _MAXIMA)."""

@@ -16,6 +16,7 @@ from .client import CallResult, GuardedClaude, GuardedStream
 from .estimate import estimate_input_tokens
 from .limits import Limits, LimitsError, TenantShare
 from .prices import Prices
+from .pools import Pool
 from .usage import Usage
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "Limits",
     "LimitsError",
     "Prices",
+    "Pool",
     "Settlement",
     "TenantShare",
     "TokenBucket",

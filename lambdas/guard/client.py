@@ -184,6 +184,10 @@ class CallResult:
     tenant: str | None = None
     priority: str = "interactive"
     ticket: float | None = None
+    #: the capacity pool that served the call (`guard.pools`; None without pools) and the
+    #: call's cost at that pool's prices (USD; None without prices)
+    pool: str | None = None
+    cost_usd: float | None = None
 
 
 def _retry_after_header(headers: Mapping[str, str] | None) -> float | None:
@@ -282,7 +286,18 @@ class GuardedClaude:
     `BudgetLedger` on the first bucket's table) and `limits_source` (a `guard.spend.
     LimitsSource`: limits changed without a redeploy). A call refused for budget returns
     status "rejected" (reason "budget" or "budget_reserved") or follows the tenant's action.
+
+    Capacity pools: a mapping whose values are lists of `guard.Pool` (logical model -> pools in
+    preference order) builds a `guard.pools.PoolRouter`, which routes each call to one pool.
     """
+
+    def __new__(cls, buckets: Any = None, *args: Any, **kwargs: Any):
+        if cls is GuardedClaude and isinstance(buckets, Mapping) and any(
+                isinstance(value, (list, tuple)) for value in buckets.values()):
+            from .pools import PoolRouter
+
+            return super().__new__(PoolRouter)
+        return super().__new__(cls)
 
     def __init__(self, buckets: Mapping[str, TokenBucket] | Callable[[str], TokenBucket | None],
                  *, provider: str = "anthropic", sdk_client: Any = None,

@@ -25,6 +25,14 @@ What it enforces (Anthropic's and Amazon Bedrock's published rate-limit rules):
   tokens-per-minute bucket charged input + cache write + output x burndown (reserving
   input + max_tokens x burndown at the start), plus requests per minute; throttling is 429
   `ThrottlingException`. Streams use the AWS event-stream framing.
+- Several pools at once: a path prefix `/pool/<name>` (e.g. a Bedrock region, or a second
+  Anthropic organisation) gets its own buckets; `pools.<name>` overrides its limits
+  (`rpm`/`tpm`/`output_burndown` for Bedrock, `limits` per family for the Anthropic API) and
+  `pools.<name>.tiers.<tier>` a Bedrock service tier's. Each Bedrock service tier
+  (`X-Amzn-Bedrock-Service-Tier`: priority, default, flex, reserved) has its own buckets; `flex`
+  is refused while its buckets hold less than `flex_headroom` of their capacity, so it is
+  throttled first under load. `POST /_emulator/faults {"kind": "529", "pool": name,
+  "for_s": 30}` makes a pool answer with that fault for 30 s (an outage), any number of requests.
 - Deterministic answers; `EMULATOR: output N`, `EMULATOR: answer N <text>` (the answer is
   <text> repeated N times) and `EMULATOR: call <tool> <json>` lines in the last user message
   script the output; prompt caching with `cache_control` breakpoints; fault
@@ -91,11 +99,20 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # than accel_fraction of the RPM capacity arrived within the last accel_window_s seconds
     "accel_fraction": None,
     "accel_window_s": 1.0,
+    # pools: `/pool/<name>` path prefix -> {"rpm", "tpm", "output_burndown", "limits": {family:
+    # {...}}, "tiers": {tier: {"rpm", "tpm", "output_burndown"}}}; unknown names use the defaults
+    "pools": {},
+    "flex_headroom": 0.5,    # flex admitted only while its buckets keep this fraction of capacity
     # Message Batches (local.fakes.claude_batches): processing time, per-batch and queue limits
     **BATCH_CONFIG,
 }
 
 FAULT_KINDS = ("529", "500", "504", "429", "spend_limit", "slow")
+#: Bedrock service tiers (the `X-Amzn-Bedrock-Service-Tier` header; absent means "default").
+SERVICE_TIERS = ("priority", "default", "flex", "reserved")
+SERVICE_TIER_HEADER = "x-amzn-bedrock-service-tier"
+POOL_PREFIX = "/pool/"
+_POOL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 IMAGE_TOKENS = 1600
 PER_MESSAGE_TOKENS = 3
@@ -483,6 +500,27 @@ class Emulator:
                     raise ValueError(f"bedrock[{name!r}] must be a non-negative number")
             elif not isinstance(quotas, dict) or set(quotas) - set(BEDROCK_DEFAULT):
                 raise ValueError(f"bedrock[{name!r}] must hold only {sorted(BEDROCK_DEFAULT)}")
+        if not isinstance(config["pools"], dict):
+            raise ValueError("pools must be an object")
+        for name, pool in config["pools"].items():
+            if not _POOL_NAME.match(name) or not isinstance(pool, dict) \
+                    or set(pool) - {*BEDROCK_DEFAULT, "limits", "tiers"}:
+                raise ValueError(f"pools[{name!r}] must be an object of {sorted(BEDROCK_DEFAULT)}, "
+                                 "limits and tiers")
+            for tier, quotas in (pool.get("tiers") or {}).items():
+                if tier not in SERVICE_TIERS or not isinstance(quotas, dict) \
+                        or set(quotas) - set(BEDROCK_DEFAULT):
+                    raise ValueError(f"pools[{name!r}].tiers: a tier is one of {SERVICE_TIERS} "
+                                     f"with only {sorted(BEDROCK_DEFAULT)}, got {tier!r}")
+            for family, limits in (pool.get("limits") or {}).items():
+                if family not in FAMILIES or not isinstance(limits, dict) \
+                        or set(limits) - {"rpm", "itpm", "otpm"}:
+                    raise ValueError(f"pools[{name!r}].limits[{family!r}] must be a known family "
+                                     "with only rpm, itpm, otpm")
+        headroom = config["flex_headroom"]
+        if isinstance(headroom, bool) or not isinstance(headroom, (int, float)) \
+                or not 0 <= headroom < 1:
+            raise ValueError("flex_headroom must be a number in [0, 1)")
         for model, family in config["models"].items():
             if family not in FAMILIES and family not in config["limits"]:
                 raise ValueError(f"models[{model!r}]: family {family!r} has no limits")
@@ -518,6 +556,31 @@ class Emulator:
         quotas.update(cfg.get(model_id) or {})
         return quotas
 
+    def pool_bedrock_quotas(self, pool: str | None, model_id: str, tier: str) -> dict:
+        """Quotas of one Bedrock pool: the model's, then the pool's, then its tier's."""
+        quotas = self.bedrock_quotas(model_id)
+        if pool is not None:
+            config = self.config["pools"].get(pool) or {}
+            quotas.update({k: v for k, v in config.items() if k in BEDROCK_DEFAULT})
+            quotas.update((config.get("tiers") or {}).get(tier) or {})
+        return quotas
+
+    def pool_families(self, pool: str | None) -> dict[str, "_FamilyState"]:
+        """The Anthropic API buckets of one pool (the default organisation when None)."""
+        if pool is None:
+            return self.families
+        states = self.pool_states.get(pool)
+        if states is None:
+            overrides = (self.config["pools"].get(pool) or {}).get("limits") or {}
+            now = time.monotonic()
+            states = self.pool_states[pool] = {}
+            for family in self.families:
+                rpm, itpm, otpm = self.family_limits(family)
+                limits = overrides.get(family, {})
+                states[family] = _FamilyState(limits.get("rpm", rpm), limits.get("itpm", itpm),
+                                              limits.get("otpm", otpm), now)
+        return states
+
     def family_of(self, model: str) -> str | None:
         if model in self.config["models"]:
             return self.config["models"][model]
@@ -532,6 +595,10 @@ class Emulator:
         for family in {*FAMILIES, *self.config["limits"]}:
             self.families[family] = _FamilyState(*self.family_limits(family), now)
         self.bedrock: dict[str, _BedrockState] = {}
+        self.pool_states: dict[str, dict[str, _FamilyState]] = {}
+        #: pool name ("" for no prefix) -> {"admitted", "throttled", "faults"}
+        self.pool_stats: dict[str, collections.Counter[str]] = collections.defaultdict(
+            collections.Counter)
         self.cache: dict[str, float] = {}  # prefix hash -> expiry (monotonic)
         self.total_requests = 0
         self.responses: collections.Counter[str] = collections.Counter()
@@ -564,16 +631,22 @@ class Emulator:
         try:
             reply = self._route(method, path, body, headers, target)
         except _ApiError as err:
-            reply = self._error_reply(err, bedrock=path.startswith("/model/"))
+            reply = self._error_reply(err, bedrock="/model/" in path)
         except Exception as err:  # noqa: BLE001 - a bug here must still answer like an API
             reply = self._error_reply(_ApiError(500, "api_error", f"emulator bug: {err!r}"),
-                                      bedrock=path.startswith("/model/"))
+                                      bedrock="/model/" in path)
         with self.lock:
             self.responses[str(reply.status)] += 1
         return reply
 
     def _route(self, method: str, path: str, body: bytes, headers: dict[str, str],
                target: str = "") -> _Reply:
+        pool = None
+        if path.startswith(POOL_PREFIX):
+            pool, _, rest = path[len(POOL_PREFIX):].partition("/")
+            if not _POOL_NAME.match(pool):
+                raise _ApiError(404, "not_found_error", f"Not found: {method} {path}")
+            path, target = "/" + rest, "/" + target[len(POOL_PREFIX) + len(pool) + 1:]
         if path.startswith("/v1/messages/batches"):
             self._check_anthropic_headers(headers)
             status, payload = self.batch_service.route(method, target or path, body, headers,
@@ -584,7 +657,8 @@ class Emulator:
             return _json_reply(status, payload, [("request-id", _request_id())])
         if path == "/v1/messages" and method == "POST":
             self._check_anthropic_headers(headers)
-            return self._messages(self._parse_json(body), bedrock_model=None, stream=None)
+            return self._messages(self._parse_json(body), bedrock_model=None, stream=None,
+                                  pool=pool)
         if path == "/v1/messages/count_tokens" and method == "POST":
             self._check_anthropic_headers(headers)
             return self._count_tokens(self._parse_json(body))
@@ -597,8 +671,13 @@ class Emulator:
             except ValueError:
                 raise _ApiError(400, "ValidationException", "Malformed input request, please "
                                 "reformat your input and try again.") from None
+            tier = headers.get(SERVICE_TIER_HEADER, "default")
+            if tier not in SERVICE_TIERS:
+                raise _ApiError(400, "ValidationException", f"Invalid service tier {tier!r}: "
+                                f"expected one of {', '.join(SERVICE_TIERS)}.")
             return self._messages(request, bedrock_model=model_id,
-                                  stream=parts[3] == "invoke-with-response-stream")
+                                  stream=parts[3] == "invoke-with-response-stream", pool=pool,
+                                  tier=tier)
         if path.startswith("/model/"):
             raise _ApiError(404, "UnknownOperationException", f"Unknown operation {path}")
         raise _ApiError(404, "not_found_error", f"Not found: {method} {path}")
@@ -685,9 +764,18 @@ class Emulator:
 
     # faults ------------------------------------------------------------------------------------
 
-    def _take_fault(self, model: str, family: str) -> dict | None:
+    def _take_fault(self, model: str, family: str, pool: str | None = None) -> dict | None:
         with self.lock:
-            for fault in self.faults:
+            now = time.monotonic()
+            for fault in list(self.faults):
+                if fault.get("pool") is not None:
+                    if fault["until"] <= now:
+                        self.faults.remove(fault)
+                    elif fault["pool"] == pool:
+                        self.injected[fault["kind"]] += 1
+                        return fault
+                    continue
+
                 target = fault.get("model")
                 if target is None or target == model or target == family \
                         or self.family_of(bedrock_base_model(target) or target) == family:
@@ -862,7 +950,8 @@ class Emulator:
 
     # messages ----------------------------------------------------------------------------------
 
-    def _messages(self, body: Any, *, bedrock_model: str | None, stream: bool | None) -> _Reply:
+    def _messages(self, body: Any, *, bedrock_model: str | None, stream: bool | None,
+                  pool: str | None = None, tier: str = "default") -> _Reply:
         bedrock = bedrock_model is not None
         if bedrock:
             base_model = bedrock_base_model(bedrock_model)
@@ -902,31 +991,51 @@ class Emulator:
         content, output_tokens, stop_reason = self._answer(body, max_tokens, request_hash,
                                                            bedrock=bedrock)
 
-        fault = self._take_fault(bedrock_model or model, family)
+        fault = self._take_fault(bedrock_model or model, family, pool)
+        with self.lock:
+            families = self.pool_families(pool)
         if fault is not None and fault["kind"] != "slow":
             state_headers: list = []
+            with self.lock:
+                self.pool_stats[pool or ""]["faults"] += 1
             if not bedrock:
                 with self.lock:
-                    state = self.families[family]
+                    state = families[family]
                     state.refill(time.monotonic())
                     state_headers = self._ratelimit_headers(state)
             raise self._fault_error(fault, bedrock=bedrock, headers=state_headers)
 
         namespace = f"bedrock/{bedrock_model}" if bedrock else f"anthropic/{family}"
+        if pool is not None:
+            namespace = f"{pool}/{namespace}"
         breakpoints = self._breakpoints(namespace, segments)
+        # Without a pool prefix or a tier, the keys are the model id and the family as before.
+        bedrock_key = bedrock_model if pool is None and tier == "default" else \
+            f"{pool or ''}/{tier}/{bedrock_model}"
+        family_key = family if pool is None else f"{pool}/{family}"
         with self.lock:
             now = time.monotonic()
             read, creation, creation_by_ttl, writes, hit = self._cache_lookup(breakpoints, now)
             uncached = total_input - read - creation
-            if bedrock:
-                admission = self._admit_bedrock(bedrock_model, uncached + creation, max_tokens, now)
-                headers = []
-            else:
-                counted = uncached + creation + (read if self.config["counts_cache_reads"] else 0)
-                admission = self._admit_anthropic(family, counted, max_tokens, now)
-                headers = self._ratelimit_headers(self.families[family])
+            try:
+                if bedrock:
+                    admission = self._admit_bedrock(bedrock_model, uncached + creation,
+                                                    max_tokens, now, pool=pool, tier=tier,
+                                                    key=bedrock_key)
+                    headers = []
+                else:
+                    counted = uncached + creation + (read if self.config["counts_cache_reads"]
+                                                     else 0)
+                    admission = self._admit_anthropic(family, counted, max_tokens, now,
+                                                      state=families[family], key=family_key)
+                    headers = self._ratelimit_headers(families[family])
+            except _ApiError:
+                self.pool_stats[pool or ""]["throttled"] += 1
+                raise
+            self.pool_stats[pool or ""]["admitted"] += 1
             self._cache_commit(writes, hit, now)
-            stats = (self.bedrock_stats[bedrock_model] if bedrock else self.families_stats[family])
+            stats = (self.bedrock_stats[bedrock_key] if bedrock
+                     else self.families_stats[family_key])
             stats["requests"] += 1
             stats["input_tokens"] += uncached
             stats["cache_creation_input_tokens"] += creation
@@ -942,7 +1051,7 @@ class Emulator:
                  "cache_read_input_tokens": read, "output_tokens": output_tokens,
                  "cache_creation": {"ephemeral_5m_input_tokens": creation_by_ttl.get("5m", 0),
                                     "ephemeral_1h_input_tokens": creation_by_ttl.get("1h", 0)},
-                 "service_tier": "standard"}
+                 "service_tier": tier if bedrock else "standard"}
         message = {"id": "msg_" + uuid.uuid4().hex[:24], "type": "message", "role": "assistant",
                    "model": model, "content": content, "stop_reason": stop_reason,
                    "stop_sequence": None, "usage": usage}
@@ -983,8 +1092,9 @@ class Emulator:
             events.close()  # settles the admission now, also when the client went away
 
     def _admit_anthropic(self, family: str, counted_input: int, max_tokens: int,
-                         now: float) -> _Admission:
-        state = self.families[family]
+                         now: float, state: _FamilyState | None = None,
+                         key: str | None = None) -> _Admission:
+        state = state or self.families[family]
         state.refill(now)
         mode = self.config["otpm_mode"]
         out_need = min(max_tokens, state.output.limit) if mode == "reserve" else 0
@@ -1018,14 +1128,19 @@ class Emulator:
         state.requests.level -= 1
         state.input.level -= counted_input
         state.output.level -= out_need
-        return _Admission(self, family, "anthropic", state, out_need, mode)
+        return _Admission(self, key or family, "anthropic", state, out_need, mode)
 
     def _admit_bedrock(self, model_id: str, charged_input: int, max_tokens: int,
-                       now: float) -> _Admission:
-        state = self.bedrock.get(model_id)
+                       now: float, pool: str | None = None, tier: str = "default",
+                       key: str | None = None) -> _Admission:
+        key = key or model_id
+        state = self.bedrock.get(key)
         if state is None:
-            state = self.bedrock[model_id] = _BedrockState(self.bedrock_quotas(model_id), now)
+            state = self.bedrock[key] = _BedrockState(
+                self.pool_bedrock_quotas(pool, model_id, tier), now)
         state.refill(now)
+        # flex runs on spare capacity: it needs the headroom on top of its own charge
+        spare = self.config["flex_headroom"] if tier == "flex" else 0.0
         tokens = state.tokens
         if charged_input > tokens.limit:
             self.rate_limited += 1
@@ -1033,12 +1148,13 @@ class Emulator:
             raise _ApiError(429, "ThrottlingException", "Too many tokens, please wait before "
                             "trying again.")
         reserve = min(charged_input + max_tokens * state.burndown, float(tokens.limit))
-        if state.requests is not None and state.requests.wait_for(1) > 0:
+        if state.requests is not None and state.requests.wait_for(
+                min(1 + spare * state.requests.limit, float(state.requests.limit))) > 0:
             self.rate_limited += 1
             self.rate_limited_by["bedrock requests"] += 1
             raise _ApiError(429, "ThrottlingException", "Too many requests, please wait before "
                             "trying again.")
-        if tokens.wait_for(reserve) > 0:
+        if tokens.wait_for(min(reserve + spare * tokens.limit, float(tokens.limit))) > 0:
             self.rate_limited += 1
             self.rate_limited_by["bedrock tokens"] += 1
             raise _ApiError(429, "ThrottlingException", "Too many tokens, please wait before "
@@ -1046,7 +1162,7 @@ class Emulator:
         if state.requests is not None:
             state.requests.level -= 1
         tokens.level -= reserve
-        return _Admission(self, model_id, "bedrock", state, reserve, "reserve", state.burndown)
+        return _Admission(self, key, "bedrock", state, reserve, "reserve", state.burndown)
 
     def answer_batch_item(self, params: dict) -> dict:
         """One batch item's message: validated like /v1/messages, answered deterministically,
@@ -1245,6 +1361,7 @@ class Emulator:
                 "in_flight": self.in_flight,
                 "max_in_flight": self.max_in_flight,
                 "faults_pending": len(self.faults),
+                "pools": {name: dict(counts) for name, counts in self.pool_stats.items()},
                 "cache_entries": len(self.cache),
                 "buckets": buckets,
                 "message_batches": self.batch_service.stats(),
@@ -1278,6 +1395,19 @@ class Emulator:
                 if delay is not None and (not isinstance(delay, (int, float)) or delay < 0):
                     raise ValueError("delay_s must be a non-negative number")
                 fault = {"kind": kind, "model": payload.get("model"), "delay_s": delay}
+                pool, for_s = payload.get("pool"), payload.get("for_s")
+                if (pool is None) != (for_s is None):
+                    raise ValueError("an outage needs both pool and for_s")
+                if pool is not None:
+                    if not isinstance(pool, str) or not _POOL_NAME.match(pool):
+                        raise ValueError(f"pool must be a pool name, got {pool!r}")
+                    if isinstance(for_s, bool) or not isinstance(for_s, (int, float)) \
+                            or not 0 < for_s <= 3600:
+                        raise ValueError("for_s must be a number of seconds in (0, 3600]")
+                    if kind in ("slow", "spend_limit"):
+                        raise ValueError(f"an outage answers 529, 500, 504 or 429, not {kind}")
+                    fault.update(pool=pool, until=time.monotonic() + for_s)
+                    count = 1
                 with self.lock:
                     self.faults.extend(dict(fault) for _ in range(count))
                     pending = len(self.faults)
@@ -1291,13 +1421,14 @@ class Emulator:
                 with self.lock:
                     config = self._validated(self.config, payload)
                     rebuild = any(config[k] != self.config[k]
-                                  for k in ("tier", "limits", "bedrock", "models"))
+                                  for k in ("tier", "limits", "bedrock", "models", "pools"))
                     self.config = config
                     if rebuild:  # new limits: fresh (full) buckets, counters kept
                         now = time.monotonic()
                         self.families = {f: _FamilyState(*self.family_limits(f), now)
                                          for f in {*FAMILIES, *config["limits"]}}
                         self.bedrock = {}
+                        self.pool_states = {}
                 return _json_reply(200, self.config)
         except ValueError as err:
             return _json_reply(400, {"error": str(err)})
@@ -1420,6 +1551,17 @@ class ClaudeEmulator(ChildServer):
     @property
     def bedrock_base_url(self) -> str:
         return self.base_url
+
+    def pool_url(self, name: str) -> str:
+        """Base URL of pool `name` (its own buckets): for `Anthropic(base_url=...)` or
+        `AnthropicBedrock(base_url=...)`, e.g. one per Bedrock region."""
+        if not _POOL_NAME.match(name):
+            raise ValueError(f"pool name must match {_POOL_NAME.pattern}, got {name!r}")
+        return f"{self.base_url}{POOL_PREFIX}{name}"
+
+    def outage(self, pool: str, for_s: float, kind: str = "529") -> None:
+        """Pool `pool` answers `kind` (529, 500, 504 or 429) to every request for `for_s` s."""
+        self._call("POST", "faults", {"kind": kind, "pool": pool, "for_s": for_s})
 
     def args(self) -> list[str]:
         return ["--config", json.dumps(self.config)]

@@ -1,0 +1,439 @@
+"""Capacity pools: one logical model served by several provider routes, each with its own bucket.
+
+    claude = GuardedClaude({"sonnet": [
+        Pool(bucket_a, provider="anthropic", model="claude-sonnet-4-5", base_url=url_a),
+        Pool(bucket_b, provider="bedrock", model="us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+             aws_region="us-west-2", service_tier="flex")]})
+    result = claude.create(model="sonnet", max_tokens=512, messages=[...])
+    result.pool  # the pool that served it, e.g. "bedrock@us-west-2/flex"
+
+A pool is a provider route (the Anthropic API at one base URL and key, or Bedrock in one region,
+addressed by an inference profile or a foundation model id, at one service tier) with its own
+`TokenBucket` (its own quota), prices and a shared circuit breaker (`guard.breaker`).
+
+Routing, per call (`PoolRouter.create`):
+1. Order: the pools in preference order, arranged by the call's class. Interactive calls use
+   `priority` pools where configured and take `flex` pools only after every other pool;
+   background calls take `flex` pools first, then the others, never `priority` pools.
+2. Book: on the first pool, in that order, whose breaker allows it and whose earliest start is
+   within `PREFERENCE_WAIT_S` (a refusal from a fresh view costs no write: the bucket decides
+   from the item it already holds); when none is, book on the pool whose refusal named the
+   soonest start, within the caller's wait (one more booking attempt, and one more on the next
+   soonest pool if that race is lost). So each call lands where capacity is free now, and the
+   goodput approaches the sum of the pools.
+3. Send through that pool's guarded client (its SDK client: request shape, headers and auth of
+   its provider), one attempt. A 529, 5xx, timeout or connection error counts against the
+   pool's breaker and the call moves to the next pool at once, in the same `create()`; a
+   success resets it. Callers see no error while any pool can serve.
+
+Tenant shares and budgets apply per logical model across its pools: every pool of a model
+carries the same tenant weights (`Limits(tenants=...)`), so each tenant's weighted share holds
+in every pool and therefore in their sum; absolute tenant caps are split across pools in
+proportion to the pools' capacities (`split_tenant_caps`). A budget is charged the call's
+cost priced at the pool that served it (`result.cost_usd`), under the logical model.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+from . import fair
+from .bucket import Grant, TokenBucket
+from .breaker import CircuitBreaker, Decision
+from .client import PROVIDERS, CallResult, GuardedClaude
+from .estimate import estimate_input_tokens
+from .outcomes import DEFERRED, ERROR, OK
+
+log = logging.getLogger(__name__)
+
+#: Bedrock service tiers (sent as the `X-Amzn-Bedrock-Service-Tier` header).
+BEDROCK_SERVICE_TIERS = ("priority", "default", "flex", "reserved")
+#: The Anthropic API's `service_tier` request parameter.
+ANTHROPIC_SERVICE_TIERS = ("auto", "standard_only")
+SERVICE_TIER_HEADER = "X-Amzn-Bedrock-Service-Tier"
+#: A pool whose earliest start is within this many seconds is taken in preference order before
+#: the soonest pool is looked for.
+PREFERENCE_WAIT_S = 0.5
+#: Reasons a pool's answer counts against its breaker and moves the call to the next pool.
+FAILOVER_REASONS = ("upstream_529", "upstream_error")
+
+
+@dataclass(eq=False)
+class Pool:
+    """One provider route of a logical model.
+
+    `bucket`: the pool's `TokenBucket` (its quota). `provider`: "anthropic" or "bedrock".
+    `model`: the id sent upstream: an Anthropic model id, or on Bedrock an inference profile id
+    ("us.anthropic...", "global.anthropic...") or a foundation model id ("anthropic...").
+    `base_url`: the endpoint (None: the SDK's environment, ANTHROPIC_BASE_URL or
+    ANTHROPIC_BEDROCK_BASE_URL). `aws_region`: Bedrock's region. `service_tier`: Bedrock
+    "priority" | "default" | "flex" | "reserved", or the Anthropic API's "auto" |
+    "standard_only" (None: the provider's default). `prices`: an object with
+    `cost_usd(usage) -> float` (USD for one call's token usage, e.g. `agent.contract.Prices`)
+    for this pool and tier. `sdk_client`: an SDK client to use instead of building one.
+    `name`: the pool's label in results and metrics (default "<provider>[@<region>][/<tier>]").
+    """
+
+    bucket: TokenBucket
+    provider: str
+    model: str
+    base_url: str | None = None
+    aws_region: str | None = None
+    service_tier: str | None = None
+    prices: Any = None
+    sdk_client: Any = None
+    name: str | None = None
+
+    def __init__(self, bucket: TokenBucket, *, provider: str, model: str,
+                 base_url: str | None = None, aws_region: str | None = None,
+                 service_tier: str | None = None, prices: Any = None, sdk_client: Any = None,
+                 name: str | None = None) -> None:
+        if provider not in PROVIDERS:
+            raise ValueError(f"pool provider must be one of {sorted(PROVIDERS)}, got "
+                             f"{provider!r}")
+        if not isinstance(model, str) or not model:
+            raise ValueError(f"pool model must be a non-empty string, got {model!r}")
+        tiers = BEDROCK_SERVICE_TIERS if provider == "bedrock" else ANTHROPIC_SERVICE_TIERS
+        if service_tier is not None and service_tier not in tiers:
+            raise ValueError(f"service_tier for a {provider} pool must be one of {tiers}, got "
+                             f"{service_tier!r}")
+        if provider == "anthropic" and aws_region is not None:
+            raise ValueError("aws_region applies to bedrock pools only")
+        if prices is not None and not callable(getattr(prices, "cost_usd", None)):
+            raise TypeError("prices must have cost_usd(usage), e.g. agent.contract.Prices")
+        self.bucket, self.provider, self.model = bucket, provider, model
+        self.base_url, self.aws_region, self.service_tier = base_url, aws_region, service_tier
+        self.prices, self.sdk_client = prices, sdk_client
+        self.name = name or (provider + (f"@{aws_region}" if aws_region else "")
+                             + (f"/{service_tier}" if service_tier else ""))
+
+    @property
+    def tier(self) -> str:
+        """The tier as routing sees it: "priority", "flex" or "default"."""
+        return self.service_tier if self.service_tier in ("priority", "flex") else "default"
+
+
+def order_for(pools: Sequence[Pool], priority: str) -> list[Pool]:
+    """The pools a call of class `priority` may use, in the order it tries them (see the module
+    docstring). Pure."""
+    if priority == "background":
+        usable = [p for p in pools if p.tier != "priority"]
+        return [p for p in usable if p.tier == "flex"] + [p for p in usable if p.tier != "flex"]
+    return [p for p in pools if p.tier != "flex"] + [p for p in pools if p.tier == "flex"]
+
+
+def split_tenant_caps(caps: Mapping[str, float], capacities: Sequence[float]) -> list[dict]:
+    """A logical model's absolute tenant caps (per minute) split across its pools in proportion
+    to each pool's capacity (per minute), so the caps hold on the sum. Pure."""
+    total = sum(capacities)
+    if total <= 0:
+        raise ValueError("pool capacities must add up to more than zero")
+    return [{tenant: cap * share / total for tenant, cap in caps.items()}
+            for share in capacities]
+
+
+_BOOKED: contextvars.ContextVar[Grant | None] = contextvars.ContextVar("bulwark_pool_grant",
+                                                                       default=None)
+
+
+class _PoolClient(GuardedClaude):
+    """The guarded client of one pool: its SDK client (endpoint, auth, service tier), one
+    attempt per call, and a grant the router booked already."""
+
+    def __init__(self, pool: Pool, **options: Any) -> None:
+        sdk = pool.sdk_client
+        if sdk is not None and pool.provider == "bedrock" and pool.service_tier:
+            sdk = sdk.with_options(default_headers={SERVICE_TIER_HEADER: pool.service_tier})
+        super().__init__({pool.model: pool.bucket}, provider=pool.provider, sdk_client=sdk,
+                         aws_region=pool.aws_region, **options)
+        self.pool = pool
+
+    @property
+    def sdk(self):
+        if self._sdk is None:
+            import anthropic
+
+            pool, headers = self.pool, {}
+            if pool.provider == "bedrock":
+                if pool.service_tier:
+                    headers[SERVICE_TIER_HEADER] = pool.service_tier
+                self._sdk = anthropic.AnthropicBedrock(
+                    aws_region=pool.aws_region, base_url=pool.base_url, max_retries=0,
+                    timeout=self.timeout_s, default_headers=headers or None)
+            else:
+                self._sdk = anthropic.Anthropic(api_key=self._key(refresh=False),
+                                                base_url=pool.base_url, max_retries=0,
+                                                timeout=self.timeout_s)
+            self._sdk_ready = False
+        return self._sdk
+
+    def _acquire(self, bucket, estimate, max_tokens, deadline, result, place=(None, None,
+                                                                              "interactive")):
+        grant = _BOOKED.get()
+        if grant is None:
+            return super()._acquire(bucket, estimate, max_tokens, deadline, result, place)
+        _BOOKED.set(None)  # used once: a second acquire in this call books again
+        if grant.start_at > grant.returned_at and not getattr(grant, "_pool_started", False) \
+                and not self._sleep_until_start(bucket, grant, result):
+            return super()._acquire(bucket, estimate, max_tokens, deadline, result, place)
+        return grant
+
+
+@dataclass
+class _Route:
+    pool: Pool
+    client: _PoolClient
+    breaker: CircuitBreaker | None
+
+
+class PoolRouter(GuardedClaude):
+    """Routes each call of a logical model to one of its pools (see the module docstring);
+    `GuardedClaude({model: [Pool, ...]})` builds one.
+
+    `models`: logical model -> [Pool, ...] in preference order (a `TokenBucket` value is a
+    single pool of `provider`, called by the model's own name, as `GuardedClaude` does).
+    `breaker`: options for each pool's `CircuitBreaker` (failure_threshold, open_s, probe_s,
+    view_ttl_s; the item is "breaker#<model>#<pool>" in the pool bucket's table; None: the
+    defaults), or False to run without breakers. `max_attempts`: sends per call across all
+    pools. `wall_clock`: epoch seconds for the breakers. The other options (`api_key`,
+    `timeout_s`, `max_grant_age_s`, `min_call_s`, `scheduling`, `clock`, `sleep`, `estimator`,
+    ...) are `GuardedClaude`'s, given to every pool's client.
+    """
+
+    def __init__(self, models: Mapping[str, Sequence[Pool] | TokenBucket], *,
+                 provider: str = "anthropic", sdk_client: Any = None,
+                 aws_region: str | None = None, max_attempts: int = 4,
+                 default_deadline_s: float = 30.0,
+                 breaker: Mapping[str, Any] | bool | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep,
+                 wall_clock: Callable[[], float] = time.time,
+                 estimator: Callable[[dict], int] = estimate_input_tokens,
+                 **options: Any) -> None:
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+        self.max_attempts = max_attempts
+        self.default_deadline_s = default_deadline_s
+        self._clock, self._sleep, self._estimate = clock, sleep, estimator
+        self.routes: dict[str, list[_Route]] = {}
+        breaker_options = dict(breaker or {})
+        for logical, pools in models.items():
+            if isinstance(pools, TokenBucket):
+                pools = [Pool(pools, provider=provider, model=logical, aws_region=aws_region,
+                              sdk_client=sdk_client)]
+            pools = list(pools)
+            if not pools or not all(isinstance(p, Pool) for p in pools):
+                raise ValueError(f"model {logical!r}: pools must be a non-empty list of "
+                                 "guard.Pool")
+            names = [p.name for p in pools]
+            if len(set(names)) != len(names):
+                raise ValueError(f"model {logical!r}: pool names must differ, got {names} "
+                                 "(give Pool(name=...))")
+            self.routes[logical] = [
+                _Route(p, _PoolClient(p, max_attempts=1, default_deadline_s=default_deadline_s,
+                                      clock=clock, sleep=sleep, estimator=estimator, **options),
+                       None if breaker is False else CircuitBreaker(
+                           p.bucket.table_name, f"{logical}#{p.name}", p.bucket.dynamodb,
+                           clock=wall_clock, **breaker_options))
+                for p in pools]
+
+    def pools(self, model: str) -> list[Pool]:
+        return [route.pool for route in self.routes.get(model, [])]
+
+    def prepare(self) -> None:
+        """Every pool's SDK client ready to send (see `GuardedClaude.prepare`)."""
+        for routes in self.routes.values():
+            for route in routes:
+                route.client.prepare()
+
+    def create(self, *, deadline_s: float | None = None,
+               time_left_s: Callable[[], float] | None = None, tenant: str | None = None,
+               priority: str = "interactive", ticket: float | None = None,
+               **params: Any) -> CallResult:
+        """One guarded call of a logical model (`params["model"]`), served by one of its pools;
+        `result.pool` names it, `result.cost_usd` prices it at that pool (None without prices).
+        Arguments as for `GuardedClaude.create`."""
+        return self._route(params, deadline_s, time_left_s, tenant, priority, ticket,
+                           streaming=bool(params.pop("stream", False)))
+
+    def stream(self, *, deadline_s: float | None = None,
+               time_left_s: Callable[[], float] | None = None, tenant: str | None = None,
+               priority: str = "interactive", ticket: float | None = None,
+               **params: Any) -> CallResult:
+        """Streaming, as `GuardedClaude.stream`, through one pool (failover before the stream
+        starts)."""
+        params.pop("stream", None)
+        return self._route(params, deadline_s, time_left_s, tenant, priority, ticket,
+                           streaming=True)
+
+    def _route(self, params: dict, deadline_s: float | None,
+               time_left_s: Callable[[], float] | None, tenant: str | None, priority: str,
+               ticket: float | None, streaming: bool) -> CallResult:
+        started = self._clock()
+        model = params.get("model")
+        routes = self.routes.get(model) if isinstance(model, str) else None
+        result = CallResult(status=ERROR, model=str(model))
+        if routes is None:
+            result.error = {"type": "unknown_model", "message": f"model {model!r} has no pools"}
+            return result
+        if priority not in ("interactive", "background"):
+            result.error = {"type": "invalid_request", "message": (
+                f"priority must be 'interactive' or 'background', got {priority!r}")}
+            return result
+        max_tokens = params.get("max_tokens")
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+            result.error = {"type": "invalid_request",
+                            "message": f"max_tokens must be a positive integer, got {max_tokens!r}"}
+            return result
+        try:  # every pool of a model carries the same tenants
+            for route in routes:
+                fair.tenant_key(route.pool.bucket.limits, tenant)
+        except ValueError as err:
+            result.error = {"type": "unknown_tenant", "message": str(err)}
+            return result
+        deadline = started + (self.default_deadline_s if deadline_s is None else deadline_s)
+        estimate = self._estimate(params)
+        by_pool = {id(route.pool): route for route in routes}
+        order = [by_pool[id(p)] for p in order_for([r.pool for r in routes], priority)]
+        totals = CallResult(status=ERROR, model=model)
+        failed: set[str] = set()
+        for _ in range(self.max_attempts):
+            candidates = [r for r in order if r.pool.name not in failed]
+            picked = self._book(candidates, estimate, max_tokens, deadline, tenant, priority,
+                                totals) if candidates else None
+            if picked is None:
+                break
+            route, grant, decision = picked
+            if not self._still_open(route, grant, decision, totals):
+                failed.add(route.pool.name)  # its breaker opened while this call waited
+                continue
+            token = _BOOKED.set(grant)
+            try:
+                call = route.client.stream if streaming else route.client.create
+                answer = call(deadline_s=max(0.0, deadline - self._clock()),
+                              time_left_s=time_left_s, tenant=tenant, priority=priority,
+                              ticket=ticket, **{**params, "model": route.pool.model})
+            finally:
+                _BOOKED.reset(token)
+            self._add_counters(totals, answer)
+            if answer.status == DEFERRED and answer.reason in (*FAILOVER_REASONS,
+                                                               "upstream_429"):
+                if route.breaker is not None and answer.reason in FAILOVER_REASONS:
+                    route.breaker.record_failure(decision)
+                failed.add(route.pool.name)
+                log.warning("pool %s failed (%s): trying the next pool", route.pool.name,
+                            answer.reason)
+                continue
+            if route.breaker is not None and answer.status == OK:
+                route.breaker.record_success(decision)
+            return self._answer(answer, totals, route.pool, model, started)
+        if totals.status == ERROR and totals.error is None:
+            totals.status, totals.reason = DEFERRED, totals.reason or "pools_unavailable"
+        if totals.status == DEFERRED and totals.retry_after is None:
+            totals.retry_after = 1.0
+        totals.latency_s = self._clock() - started
+        return totals
+
+    def _still_open(self, route: _Route, grant: Grant, decision: Decision | None,
+                    totals: CallResult) -> bool:
+        """Sleep until a grant booked ahead starts, then check the pool again: False (grant
+        given back) when its breaker opened meanwhile, or a cool-down covers the start, so a
+        queue booked before an outage is not sent into it."""
+        if grant.start_at <= grant.returned_at:
+            return True
+        bucket = route.pool.bucket
+        if not route.client._sleep_until_start(bucket, grant, totals):
+            return False
+        grant._pool_started = True  # slept until its start: the pool's client sends at once
+        if route.breaker is None or (decision is not None and decision.probe):
+            return True
+        if route.breaker.allow().allowed:
+            return True
+        bucket.release(grant)
+        return False
+
+    def _book(self, routes: list[_Route], estimate: int, max_tokens: int, deadline: float,
+              tenant: str | None, priority: str, totals: CallResult
+              ) -> tuple[_Route, Grant, Decision | None] | None:
+        """Book on the first pool that starts within `PREFERENCE_WAIT_S`, else on the soonest
+        within the deadline; None (totals say why) when no pool can serve in time."""
+        refusals: list[tuple[float, _Route, Decision | None]] = []
+        skipped_for = math.inf
+        for route in routes:
+            decision = route.breaker.allow() if route.breaker is not None else None
+            if decision is not None and not decision.allowed:
+                skipped_for = min(skipped_for, decision.retry_after)
+                continue
+            wait = max(0.0, min(PREFERENCE_WAIT_S, deadline - self._clock()))
+            grant = self._try(route, estimate, max_tokens, wait, tenant, priority, totals)
+            if grant is None:
+                return None
+            if grant.granted:
+                return route, grant, decision
+            refusals.append((grant.retry_after, route, decision))
+        refusals.sort(key=lambda item: item[0])
+        for retry_after, route, decision in refusals[:2]:  # one more attempt on a lost race
+            wait = deadline - self._clock()
+            if retry_after > wait:
+                break
+            grant = self._try(route, estimate, max_tokens, max(0.0, min(60.0, wait)), tenant,
+                              priority, totals)
+            if grant is None:
+                return None
+            if grant.granted:
+                return route, grant, decision
+        soonest = min([r[0] for r in refusals] + [skipped_for])
+        totals.status, totals.reason = DEFERRED, "quota" if refusals else "pools_unavailable"
+        totals.retry_after = soonest if math.isfinite(soonest) else 1.0
+        return None
+
+    def _try(self, route: _Route, estimate: int, max_tokens: int, wait: float,
+             tenant: str | None, priority: str, totals: CallResult) -> Grant | None:
+        from .bucket import BucketRequestError
+
+        try:
+            grant = route.pool.bucket.try_acquire(1, estimate, max_tokens, max_wait_s=wait,
+                                                  tenant=tenant, priority=priority)
+        except BucketRequestError as err:
+            totals.status = ERROR
+            totals.error = {"type": "request_too_large", "message": str(err)}
+            return None
+        totals.store_calls += grant.store_calls
+        totals.store_reads += grant.store_reads
+        if grant.granted:
+            grant._returned_mono = self._clock()
+        else:
+            totals.local_throttles += 1
+        return grant
+
+    @staticmethod
+    def _add_counters(totals: CallResult, answer: CallResult) -> None:
+        for name in ("attempts", "local_throttles", "upstream_429", "upstream_529", "store_calls",
+                     "store_reads", "stale_grants", "cool_down_rebooks"):
+            setattr(totals, name, getattr(totals, name) + getattr(answer, name))
+        totals.waited_s += answer.waited_s
+        totals.queue_s = max(totals.queue_s, answer.queue_s)
+        totals.grant_to_send_s += answer.grant_to_send_s
+        totals.charge_to_send_s += answer.charge_to_send_s
+        totals.status, totals.reason = answer.status, answer.reason
+        totals.retry_after, totals.error = answer.retry_after, answer.error
+        totals.tenant, totals.priority = answer.tenant, answer.priority
+
+    def _answer(self, answer: CallResult, totals: CallResult, pool: Pool, model: str,
+                started: float) -> CallResult:
+        """The pool's answer, with the counters of every attempt, named for the logical model
+        and the pool that served it."""
+        for name in ("attempts", "local_throttles", "upstream_429", "upstream_529", "store_calls",
+                     "store_reads", "stale_grants", "cool_down_rebooks", "waited_s", "queue_s",
+                     "grant_to_send_s", "charge_to_send_s"):
+            setattr(answer, name, getattr(totals, name))
+        answer.model, answer.pool = model, pool.name
+        if answer.status == OK and answer.usage is not None and pool.prices is not None:
+            answer.cost_usd = pool.prices.cost_usd(answer.usage)
+        answer.latency_s = self._clock() - started
+        return answer

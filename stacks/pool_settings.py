@@ -1,0 +1,197 @@
+"""`models.<id>.pools`: the capacity pools of one logical model, read and checked once.
+
+    "models": {"sonnet": {"prices": {...}, "pools": [
+      {"provider": "bedrock", "model": "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+       "region": "us-east-1", "tpm": 200000, "rpm": 200},
+      {"provider": "bedrock", "model": "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+       "region": "us-west-2", "tpm": 100000, "rpm": 100, "service_tier": "flex"},
+      {"provider": "anthropic", "model": "claude-sonnet-4-5", "tier": "tier2"}]}}
+
+A model without `pools` is one pool, configured as before. How each Bedrock pool is addressed:
+- an inference profile id ("us.", "eu.", "apac.", "global." + "anthropic.<model>") is invoked
+  as the profile ARN in the pool's `region`; Bedrock routes it to the foundation model in the
+  regions of the profile's geography (`routes_to_regions`, from `profile_regions`), and IAM
+  allows those foundation-model ARNs only through that profile (`policies/pools.py`);
+- a foundation model id ("anthropic.<model>") is invoked in-region, on demand, as the
+  foundation-model ARN in the pool's `region` (recent Claude models are mostly offered through
+  inference profiles only: check the model's page).
+Each pool's quota is its own: on-demand in-region and each inference profile have separate
+tokens/requests per minute per model in Service Quotas.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from guard.limits import Limits
+from guard.pools import ANTHROPIC_SERVICE_TIERS, BEDROCK_SERVICE_TIERS
+from guard.tiers import ANTHROPIC_TIERS, family_of
+
+_REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+_PROFILE = re.compile(r"^(us|eu|apac|us-gov|jp|au|ca|global)\.anthropic\.[A-Za-z0-9.:_-]+$")
+_FOUNDATION = re.compile(r"^anthropic\.[A-Za-z0-9.:_-]+$")
+
+#: Bedrock service tiers known per foundation model (matched on the id after the profile
+#: prefix); a model not listed may be given any tier. Claude 3.x on-demand offers the default
+#: tier only; extend as Bedrock's service-tier page lists models.
+KNOWN_SERVICE_TIERS: tuple[tuple[re.Pattern, tuple[str, ...]], ...] = (
+    (re.compile(r"^anthropic\.claude-3-"), ("default",)),
+)
+
+POOL_KEYS = ("provider", "model", "region", "service_tier", "rpm", "tpm", "itpm", "otpm",
+             "output_burndown", "tier", "name", "prices", "routes_to_regions")
+
+
+class PoolSettingsError(ValueError):
+    """Every problem of one model's pools, each naming its key."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """One pool as configured. `limits`: its bucket's per-minute limits. `addressing`:
+    "inference_profile", "foundation_model" (Bedrock) or "anthropic_api"."""
+
+    name: str
+    provider: str
+    model: str
+    limits: Limits
+    region: str | None = None
+    service_tier: str | None = None
+    routes_to_regions: tuple[str, ...] = ()
+    prices: Mapping[str, float] | None = None
+
+    @property
+    def addressing(self) -> str:
+        if self.provider == "anthropic":
+            return "anthropic_api"
+        return "inference_profile" if _PROFILE.match(self.model) else "foundation_model"
+
+    @property
+    def foundation_model_id(self) -> str:
+        """Bedrock: the model behind a profile ("us.anthropic.x" -> "anthropic.x")."""
+        return self.model.partition(".")[2] if self.addressing == "inference_profile" \
+            else self.model
+
+    @property
+    def bucket_id(self) -> str:
+        where = self.region or "api"
+        return f"{self.provider}#{where}#{self.service_tier or 'default'}#{self.model}"
+
+
+def offered_tiers(foundation_model_id: str) -> tuple[str, ...] | None:
+    """The Bedrock service tiers a model offers where known, else None."""
+    for pattern, tiers in KNOWN_SERVICE_TIERS:
+        if pattern.match(foundation_model_id):
+            return tiers
+    return None
+
+
+def _positive(problems: list[str], where: str, raw: Mapping, key: str) -> int | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        problems.append(f"{where}.{key}: expected a positive number per minute, got {value!r}")
+        return None
+    return value
+
+
+def read_pools(model_id: str, raw: Any, *, profile_regions: Mapping[str, tuple[str, ...]]
+               | None = None) -> list[PoolSettings]:
+    """`models.<model_id>.pools` -> the pools in preference order; raises PoolSettingsError
+    naming every bad key."""
+    where = f"models.{model_id}.pools"
+    if not isinstance(raw, list) or not raw:
+        raise PoolSettingsError([f"{where}: expected a non-empty list of pools, got {raw!r}"])
+    problems: list[str] = []
+    pools: list[PoolSettings] = []
+    for index, spec in enumerate(raw):
+        at = f"{where}[{index}]"
+        if not isinstance(spec, dict):
+            problems.append(f"{at}: expected an object, got {spec!r}")
+            continue
+        unknown = sorted(set(spec) - set(POOL_KEYS))
+        if unknown:
+            problems.append(f"{at}: unknown keys {unknown} (known: {', '.join(POOL_KEYS)})")
+        pool = _read_pool(problems, at, spec, profile_regions or {})
+        if pool is not None:
+            pools.append(pool)
+    names = [p.name for p in pools]
+    for name in {n for n in names if names.count(n) > 1}:
+        problems.append(f"{where}: two pools are named {name!r}: give each a 'name'")
+    if problems:
+        raise PoolSettingsError(problems)
+    return pools
+
+
+def _read_pool(problems: list[str], at: str, spec: dict,
+               profile_regions: Mapping[str, tuple[str, ...]]) -> PoolSettings | None:
+    before = len(problems)
+    provider, model = spec.get("provider"), spec.get("model")
+    if provider not in ("anthropic", "bedrock"):
+        problems.append(f"{at}.provider: expected 'anthropic' or 'bedrock', got {provider!r}")
+        return None
+    if not isinstance(model, str) or not model:
+        problems.append(f"{at}.model: expected a model id, got {model!r}")
+        return None
+    tier = spec.get("service_tier")
+    region = spec.get("region")
+    rates = {k: _positive(problems, at, spec, k) for k in ("rpm", "tpm", "itpm", "otpm")}
+    routes: tuple[str, ...] = ()
+    if provider == "bedrock":
+        if not isinstance(region, str) or not _REGION.match(region):
+            problems.append(f"{at}.region: expected the AWS region the pool is called in, "
+                            f"e.g. us-west-2, got {region!r}")
+        if not (_PROFILE.match(model) or _FOUNDATION.match(model)):
+            problems.append(f"{at}.model: expected an inference profile id (us.anthropic.<model>"
+                            f", global.anthropic.<model>, ...) or a foundation model id "
+                            f"(anthropic.<model>), got {model!r}")
+        if tier is not None and tier not in BEDROCK_SERVICE_TIERS:
+            problems.append(f"{at}.service_tier: expected one of {BEDROCK_SERVICE_TIERS}, got "
+                            f"{tier!r}")
+        offered = offered_tiers(model.partition(".")[2] if _PROFILE.match(model) else model)
+        if tier is not None and offered is not None and tier not in offered:
+            problems.append(f"{at}.service_tier: {model} does not offer {tier!r} on Bedrock "
+                            f"(it offers {', '.join(offered)})")
+        if rates["tpm"] is None:
+            problems.append(f"{at}.tpm: required for a Bedrock pool (the Service Quotas value "
+                            "of its route)")
+        if _PROFILE.match(model):
+            prefix = model.partition(".")[0]
+            routes = tuple(spec.get("routes_to_regions") or profile_regions.get(prefix) or ())
+            if not routes:
+                problems.append(f"{at}.routes_to_regions: the regions the '{prefix}.' profile "
+                                "routes to (not in profile_regions)")
+        elif isinstance(region, str):
+            routes = (region,)
+    else:
+        if region is not None:
+            problems.append(f"{at}.region: applies to Bedrock pools only")
+        if tier is not None and tier not in ANTHROPIC_SERVICE_TIERS:
+            problems.append(f"{at}.service_tier: the Anthropic API takes "
+                            f"{ANTHROPIC_SERVICE_TIERS}, got {tier!r}")
+        preset = ANTHROPIC_TIERS.get(spec.get("tier") or "", {}).get(family_of(model) or "")
+        if spec.get("tier") is not None and spec["tier"] not in ANTHROPIC_TIERS:
+            problems.append(f"{at}.tier: expected one of {', '.join(ANTHROPIC_TIERS)}, got "
+                            f"{spec['tier']!r}")
+        for index, key in enumerate(("rpm", "itpm", "otpm")):
+            if rates[key] is None and preset:
+                rates[key] = preset[index]
+            elif rates[key] is None:
+                problems.append(f"{at}.{key}: required (or a 'tier' preset for the model's "
+                                "family)")
+    if len(problems) > before:
+        return None
+    limits = (Limits(rates["rpm"], tpm=rates["tpm"],
+                     output_burndown=spec.get("output_burndown", 5))
+              if provider == "bedrock" else Limits(rates["rpm"], rates["itpm"], rates["otpm"]))
+    default_name = provider + (f"@{region}" if region else "") + (f"/{tier}" if tier else "")
+    return PoolSettings(name=spec.get("name") or default_name, provider=provider, model=model,
+                        limits=limits, region=region, service_tier=tier,
+                        routes_to_regions=routes, prices=spec.get("prices"))

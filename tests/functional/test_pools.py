@@ -1,0 +1,193 @@
+"""Capacity pools end to end: the guarded client routes one logical model across pools served
+by the Claude emulator (Bedrock regions and tiers, the Anthropic API) with buckets and breakers
+in local DynamoDB."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.contract import Prices
+from guard import GuardedClaude, Limits, Pool, TokenBucket
+from guard.pools import PoolRouter
+from local.fakes.claude_emulator import ClaudeEmulator
+from tests.conftest import FakeClock
+
+PROFILE = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+PROMPT = [{"role": "user", "content": "Summarise the quarterly report in three sentences."}]
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    with ClaudeEmulator({"bedrock": {"rpm": 4, "tpm": 1_000_000}, "output_tokens": 20}) as emu:
+        yield emu
+
+
+@pytest.fixture(autouse=True)
+def fresh(emulator):
+    emulator.reset(config=True)
+
+
+@pytest.fixture
+def bedrock_pool(emulator, bucket_table, dynamodb, clock):
+    import anthropic
+
+    def make(region, *, rpm=4, tier=None, prices=None):
+        sdk = anthropic.AnthropicBedrock(base_url=emulator.pool_url(region),
+                                         aws_region=region, aws_access_key="testing",
+                                         aws_secret_key="testing")
+        bucket = TokenBucket(bucket_table, f"bedrock#{region}#{tier}",
+                             Limits(rpm=rpm, tpm=1_000_000, output_burndown=5), dynamodb,
+                             clock=clock, clamp_margin_s=0.0)
+        return Pool(bucket, provider="bedrock", model=PROFILE, aws_region=region,
+                    service_tier=tier, prices=prices, sdk_client=sdk)
+
+    return make
+
+
+def call(claude, **kwargs):
+    return claude.create(model="sonnet", max_tokens=64, messages=PROMPT, deadline_s=0,
+                         **kwargs)
+
+
+def test_guarded_claude_with_pools_routes_and_names_the_pool(bedrock_pool):
+    claude = GuardedClaude({"sonnet": [bedrock_pool("us-east-1"), bedrock_pool("us-west-2")]})
+    assert isinstance(claude, PoolRouter)
+    result = call(claude)
+    assert result.status == "ok", result.error
+    assert result.pool == "bedrock@us-east-1" and result.model == "sonnet"
+    assert result.message.content[0].text
+
+
+def test_a_full_pool_sends_the_call_to_the_next_so_goodput_is_the_sum(bedrock_pool, emulator):
+    claude = GuardedClaude({"sonnet": [bedrock_pool("us-east-1"), bedrock_pool("us-west-2")]})
+    results = [call(claude) for _ in range(9)]
+    assert [r.pool for r in results if r.status == "ok"] == \
+        ["bedrock@us-east-1"] * 4 + ["bedrock@us-west-2"] * 4
+    assert results[-1].status == "deferred" and results[-1].retry_after > 0
+    stats = emulator.stats()
+    assert stats["rate_limited"] == 0  # no upstream 429: each pool's bucket held its quota
+    assert stats["pools"]["us-east-1"]["admitted"] == 4
+    assert stats["pools"]["us-west-2"]["admitted"] == 4
+
+
+def test_cost_is_priced_at_the_pool_that_served(bedrock_pool):
+    cheap, dear = Prices.of(1.5, 7.5), Prices.of(3.0, 15.0)
+    claude = GuardedClaude({"sonnet": [bedrock_pool("us-east-1", rpm=1, prices=dear),
+                                       bedrock_pool("us-west-2", prices=cheap)]})
+    first, second = call(claude), call(claude)
+    assert (first.pool, second.pool) == ("bedrock@us-east-1", "bedrock@us-west-2")
+    assert first.cost_usd == pytest.approx(dear.cost_usd(first.usage))
+    assert second.cost_usd == pytest.approx(cheap.cost_usd(second.usage))
+    assert second.cost_usd < first.cost_usd
+
+
+def test_an_outage_fails_over_within_the_call_and_opens_the_breaker(bedrock_pool, emulator):
+    wall = FakeClock()
+    claude = GuardedClaude({"sonnet": [bedrock_pool("us-east-1", rpm=100),
+                                       bedrock_pool("us-west-2", rpm=100)]},
+                           breaker={"failure_threshold": 2, "open_s": 5.0, "view_ttl_s": 0.001},
+                           wall_clock=wall)
+    emulator.outage("us-east-1", for_s=600)
+    results = [call(claude) for _ in range(4)]
+    assert all(r.status == "ok" for r in results), [r.error or r.reason for r in results]
+    assert all(r.pool == "bedrock@us-west-2" for r in results)
+    # two failures opened pool A's breaker: later calls skip it without sending
+    assert emulator.stats()["pools"]["us-east-1"]["faults"] == 2
+    # (Bedrock answers an outage with 503 ServiceUnavailableException: an upstream error)
+    assert [r.attempts for r in results] == [2, 2, 1, 1]
+    breaker = claude.routes["sonnet"][0].breaker
+    assert breaker.view().state == "open"
+    # the outage ends; after open_s one caller probes pool A and traffic returns to it
+    emulator.reset()
+    wall.advance(5.0)
+    back = call(claude)
+    assert back.status == "ok" and back.pool == "bedrock@us-east-1"
+    assert breaker.view().state == "closed"
+    assert call(claude).pool == "bedrock@us-east-1"
+
+
+def test_callers_see_a_deferral_not_an_error_when_every_pool_is_down(bedrock_pool, emulator):
+    claude = GuardedClaude({"sonnet": [bedrock_pool("us-east-1", rpm=100),
+                                       bedrock_pool("us-west-2", rpm=100)]})
+    emulator.outage("us-east-1", for_s=600)
+    emulator.outage("us-west-2", for_s=600)
+    result = call(claude)
+    assert result.status == "deferred" and result.retry_after > 0
+    assert result.attempts == 2
+
+
+def test_background_work_uses_flex_first_interactive_does_not(bedrock_pool, emulator):
+    claude = GuardedClaude({"sonnet": [bedrock_pool("us-east-1"),
+                                       bedrock_pool("us-east-1", tier="flex")]})
+    background = call(claude, priority="background")
+    interactive = call(claude)
+    assert background.pool == "bedrock@us-east-1/flex"
+    assert background.message.usage.service_tier == "flex"  # the header reached Bedrock
+    assert interactive.pool == "bedrock@us-east-1"
+
+
+def test_anthropic_api_and_bedrock_side_by_side(bedrock_pool, emulator, bucket_table, dynamodb,
+                                                clock):
+    import anthropic
+
+    api = TokenBucket(bucket_table, "anthropic#sonnet-4", Limits(rpm=1, itpm=30000, otpm=8000),
+                      dynamodb, clock=clock, clamp_margin_s=0.0)
+    sdk = anthropic.Anthropic(base_url=emulator.base_url, api_key="test-key")
+    claude = GuardedClaude({"sonnet": [
+        Pool(api, provider="anthropic", model="claude-sonnet-4-5", sdk_client=sdk),
+        bedrock_pool("us-west-2")]})
+    first, second = call(claude), call(claude)
+    assert (first.pool, second.pool) == ("anthropic", "bedrock@us-west-2")
+    assert first.status == second.status == "ok"
+    assert first.headers.get("anthropic-ratelimit-requests-limit")  # the API's own headers
+
+
+def test_a_single_bucket_model_beside_pools_keeps_working(bedrock_pool, emulator, bucket_table,
+                                                          dynamodb, clock):
+    import anthropic
+
+    api = TokenBucket(bucket_table, "anthropic#haiku", Limits(rpm=5, itpm=30000, otpm=8000),
+                      dynamodb, clock=clock)
+    sdk = anthropic.Anthropic(base_url=emulator.base_url, api_key="test-key")
+    claude = GuardedClaude({"sonnet": [bedrock_pool("us-east-1")],
+                            "claude-haiku-4-5": api}, sdk_client=sdk)
+    result = claude.create(model="claude-haiku-4-5", max_tokens=32, messages=PROMPT)
+    assert result.status == "ok" and result.pool == "anthropic"
+
+
+def test_unknown_model_and_bad_input_are_clear_errors(bedrock_pool):
+    claude = GuardedClaude({"sonnet": [bedrock_pool("us-east-1")]})
+    assert claude.create(model="opus", max_tokens=8, messages=PROMPT).error["type"] == \
+        "unknown_model"
+    assert "max_tokens" in claude.create(model="sonnet", max_tokens=0,
+                                         messages=PROMPT).error["message"]
+    with pytest.raises(ValueError, match="names must differ"):
+        GuardedClaude({"sonnet": [bedrock_pool("us-east-1"), bedrock_pool("us-east-1")]})
+
+
+def test_a_call_booked_ahead_is_not_sent_into_a_pool_whose_breaker_opened_meanwhile(
+        bedrock_pool, emulator, bucket_table, dynamodb):
+    from guard.breaker import CircuitBreaker
+
+    wall, mono = FakeClock(), FakeClock(0.0)
+    pool_a, pool_b = bedrock_pool("us-east-1", rpm=1), bedrock_pool("us-west-2", rpm=1)
+    other_caller = CircuitBreaker(bucket_table, "sonnet#bedrock@us-east-1", dynamodb,
+                                  clock=wall, failure_threshold=3)
+    slept = []
+
+    def sleep(seconds):  # while this call waits for its booked start, A fails for another
+        slept.append(seconds)
+        wall.advance(seconds)
+        mono.advance(seconds)
+        if len(slept) == 1:
+            for _ in range(3):
+                other_caller.record_failure()
+
+    claude = GuardedClaude({"sonnet": [pool_a, pool_b]}, wall_clock=wall, sleep=sleep,
+                           clock=mono, breaker={"failure_threshold": 3, "view_ttl_s": 0.5})
+    assert call(claude).pool == "bedrock@us-east-1"
+    pool_b.bucket.try_acquire(1, 10, 10)  # B is full too: the next call books ahead on A
+    late = claude.create(model="sonnet", max_tokens=64, messages=PROMPT, deadline_s=120)
+    assert late.status == "ok" and late.pool == "bedrock@us-west-2"
+    assert emulator.stats()["pools"]["us-east-1"]["admitted"] == 1  # nothing more sent to A
+    assert slept and slept[0] > 50  # it had booked a minute ahead on A

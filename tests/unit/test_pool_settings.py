@@ -1,0 +1,66 @@
+"""`models.<id>.pools` (stacks/pool_settings.py): read once, every problem named."""
+
+from __future__ import annotations
+
+import pytest
+
+from stacks.pool_settings import PoolSettingsError, read_pools
+
+PROFILE = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+REGIONS = {"us": ("us-east-1", "us-east-2", "us-west-2")}
+
+
+def test_the_issue_example_reads_with_each_pool_addressed():
+    pools = read_pools("sonnet", [
+        {"provider": "bedrock", "model": PROFILE, "region": "us-east-1", "tpm": 200000,
+         "rpm": 200},
+        {"provider": "bedrock", "model": PROFILE, "region": "us-west-2", "tpm": 100000,
+         "rpm": 100, "service_tier": "flex"},
+        {"provider": "bedrock", "model": "anthropic.claude-sonnet-4-5-20250929-v1:0",
+         "region": "eu-west-1", "tpm": 50000},
+        {"provider": "anthropic", "model": "claude-sonnet-4-5", "tier": "tier2"}],
+        profile_regions=REGIONS)
+    assert [p.name for p in pools] == ["bedrock@us-east-1", "bedrock@us-west-2/flex",
+                                       "bedrock@eu-west-1", "anthropic"]
+    assert [p.addressing for p in pools] == ["inference_profile", "inference_profile",
+                                             "foundation_model", "anthropic_api"]
+    assert pools[0].routes_to_regions == REGIONS["us"]
+    assert pools[2].routes_to_regions == ("eu-west-1",)
+    assert pools[1].limits.rpm == 100 and pools[3].limits.rpm > 0  # tier2 preset
+    assert len({p.bucket_id for p in pools}) == 4  # each pool its own bucket
+
+
+def test_a_tier_the_model_does_not_offer_is_refused():
+    with pytest.raises(PoolSettingsError, match="does not offer 'flex'"):
+        read_pools("haiku", [{"provider": "bedrock", "region": "us-east-1", "tpm": 1000,
+                              "model": "us.anthropic.claude-3-haiku-20240307-v1:0",
+                              "service_tier": "flex"}], profile_regions=REGIONS)
+
+
+@pytest.mark.parametrize("pool, problem", [
+    ({"provider": "openai", "model": "x"}, "provider"),
+    ({"provider": "bedrock", "model": PROFILE, "tpm": 1}, "region"),
+    ({"provider": "bedrock", "model": "claude-sonnet-4-5", "region": "us-east-1", "tpm": 1},
+     "inference profile id"),
+    ({"provider": "bedrock", "model": PROFILE, "region": "us-east-1"}, "tpm"),
+    ({"provider": "bedrock", "model": PROFILE, "region": "us-east-1", "tpm": 1,
+      "service_tier": "gold"}, "service_tier"),
+    ({"provider": "bedrock", "model": "eu.anthropic.claude-sonnet-4-5-20250929-v1:0",
+      "region": "eu-west-1", "tpm": 1}, "routes_to_regions"),
+    ({"provider": "anthropic", "model": "claude-sonnet-4-5", "region": "us-east-1",
+      "tier": "tier1"}, "Bedrock pools only"),
+    ({"provider": "anthropic", "model": "claude-sonnet-4-5"}, "rpm"),
+    ({"provider": "anthropic", "model": "claude-sonnet-4-5", "tier": "tier1", "colour": 1},
+     "unknown keys"),
+])
+def test_bad_pools_name_the_key(pool, problem):
+    with pytest.raises(PoolSettingsError, match=problem):
+        read_pools("sonnet", [pool], profile_regions=REGIONS)
+
+
+def test_pools_must_be_a_list_and_names_unique():
+    with pytest.raises(PoolSettingsError, match="non-empty list"):
+        read_pools("sonnet", {}, profile_regions=REGIONS)
+    same = {"provider": "bedrock", "model": PROFILE, "region": "us-east-1", "tpm": 1}
+    with pytest.raises(PoolSettingsError, match="named 'bedrock@us-east-1'"):
+        read_pools("sonnet", [same, same], profile_regions=REGIONS)

@@ -27,7 +27,8 @@ def test_a_tenant_over_budget_is_rejected_and_the_other_tenant_is_served(stack, 
     served = invoke(stack, {"prompt": "hello", "tenant": "globex", "request_id": "b-2"})
     assert served["status"] == "ok", served
     emf, _ = emitted(capsys)
-    acme = [d for d in emf if d.get("Tenant") == "acme" and "Window" not in d]
+    acme = [d for d in emf if d.get("Tenant") == "acme" and "Window" not in d
+                and "Priority" not in d]
     globex = [d for d in emf if d.get("Tenant") == "globex"]
     assert acme and acme[0]["BudgetRefused"] == [1.0]
     assert acme[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Tenant"]]
@@ -38,7 +39,8 @@ def test_budget_used_percent_is_emitted_per_tenant(stack, monkeypatch, capsys):
     set_budgets(stack, monkeypatch, {"tenants": {"acme": {"budget": {"usd_per_day": 1.0}}}})
     assert invoke(stack, {"prompt": "hello", "tenant": "acme"})["status"] == "ok"
     emf, _ = emitted(capsys)
-    [doc] = [d for d in emf if d.get("Tenant") == "acme" and "Window" not in d]
+    [doc] = [d for d in emf if d.get("Tenant") == "acme" and "Window" not in d
+                and "Priority" not in d]
     assert 0 < doc["BudgetUsedPercent"][0] < 100
     [day] = [d for d in emf if d.get("Tenant") == "acme" and d.get("Window") == "day"]
     assert day["BudgetUsedPercent"] == doc["BudgetUsedPercent"]

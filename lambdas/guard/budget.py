@@ -62,6 +62,8 @@ ITEM_PREFIX = "budget#"
 RESERVATION_PREFIX = "r|"
 #: The scope every call counts against (the deployment-wide budget).
 DEPLOYMENT = "deployment"
+#: A model's tokens-per-day scope is this prefix and the model id.
+MODEL_SCOPE_PREFIX = "model:"
 BUDGET, BUDGET_RESERVED = "budget", "budget_reserved"
 STORE_UNAVAILABLE = "store_unavailable"
 #: What a tenant's refused call does: refuse it, call the cheaper model, or queue it on the
@@ -680,7 +682,7 @@ def scopes_for(tenant: str | None, model: str | None, budgets: Mapping[str, Budg
     if deployment is not None:
         scopes[DEPLOYMENT] = deployment
     if model is not None and model in model_tokens_per_day:
-        scopes[f"model:{model}"] = Budget(tokens_per_day=model_tokens_per_day[model])
+        scopes[MODEL_SCOPE_PREFIX + model] = Budget(tokens_per_day=model_tokens_per_day[model])
     return scopes
 
 

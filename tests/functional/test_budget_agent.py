@@ -114,6 +114,8 @@ def test_action_batch_queues_the_request_on_the_batch_lane(stack, monkeypatch):
     assert response["status"] == "queued" and response["lane"] == "batch", response
     [message] = stack["sqs"].receive_message(QueueUrl=url,
                                              MaxNumberOfMessages=10)["Messages"]
-    assert json.loads(message["Body"])["request"]["tenant"] == "acme"
+    body = json.loads(message["Body"])
+    assert body["request"]["tenant"] == "acme"
+    assert body["budget_scopes"] == ["tenant:acme", "deployment"]  # what the poller charges
     assert invoke(stack, {"action": "get_result", "request_id": "budget-batch-1",
                           "tenant": "acme"})["status"] == "queued"

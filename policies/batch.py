@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from aws_cdk import aws_iam as iam
 
 from agent.batch.state import OPEN_INDEX
+from policies.budget import budget_charge_statement
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ def poller_statements(r: BatchResources, log_group_arn: str) -> list[iam.PolicyS
             actions=["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"],
             resources=[r.batch_table_arn, _open_index(r)]),
         _error_answers(r, "PollerStoreAnswers"),
+        budget_charge_statement(r.bucket_table_arn, "PollerChargeBudgets"),
     ] + ([_answer_objects(r)] if r.payload_bucket_arn else []) + _common(
         r, "Poller", via_s3=bool(r.payload_bucket_arn))
 

@@ -1,5 +1,6 @@
 """IAM for budgets: the agent's reservations in the bucket table and its read of the limits
-config item. Each condition carries a one-line comment on what it prevents."""
+config item, and the batch poller's charges. Each condition carries a one-line comment on what
+it prevents."""
 
 from __future__ import annotations
 
@@ -34,3 +35,17 @@ def budget_statements(bucket_table_arn: str, limits_table_arn: str
                 "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [LIMITS_KEY]},
             }),
     ]
+
+
+def budget_charge_statement(bucket_table_arn: str, sid: str) -> iam.PolicyStatement:
+    """The batch poller's charge of an answered batch item to its budgets: one UpdateItem on
+    the month's budget item (no read: the write returns the item)."""
+    return iam.PolicyStatement(
+        sid=sid,
+        actions=["dynamodb:UpdateItem"],
+        resources=[bucket_table_arn],
+        conditions={
+            # dynamodb:LeadingKeys: only the monthly budget items ("budget#YYYY-MM"), never
+            # the rate-limit buckets the batch lane must not drain.
+            "ForAllValues:StringLike": {"dynamodb:LeadingKeys": [ITEM_PREFIX + "*"]},
+        })

@@ -10,6 +10,7 @@ the limits item every caller re-reads (`guard.spend.LimitsSource`) and the chang
 from __future__ import annotations
 
 import json
+import re
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -21,8 +22,9 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from agent.contract import (BUDGET_WINDOWS, NAMESPACE, TENANT_DIMENSION, WINDOW_DIMENSION,
-                            Env)
+from agent.contract import (BUDGET_WINDOWS, DIMENSION, NAMESPACE, TENANT_DIMENSION,
+                            WINDOW_DIMENSION, Env)
+from guard.budget import WINDOWS
 from guard.spend import LimitSet
 from policies.budget import budget_statements
 
@@ -51,7 +53,8 @@ class Budgets(Construct):
     `bucket_table`: where the budget items live; `alarm_topic`: where alarms go; `dashboard`:
     the dashboard the budget section is added to; `key`: encrypts the config table.
     Attributes: `table` (the limits config table), `statements` (what the role is granted,
-    for the permissions boundary), `alarms` (name -> Alarm, "Budget<Window><pct>/<tenant>").
+    for the permissions boundary), `alarms` (name -> Alarm, "Budget<Window><pct>/<tenant>",
+    "BudgetDeployment<Window><pct>" and "BudgetTokens<pct>/<model>").
     """
 
     def __init__(self, scope: Construct, id: str, *, limits: LimitSet, tenants: tuple[str, ...],
@@ -81,7 +84,54 @@ class Budgets(Construct):
                 for percent in THRESHOLDS:
                     self._alarm(tenant, window, label, percent, getattr(budget, window),
                                 alarm_topic, alarm_name_prefix)
+        self._shared_alarms(limits, alarm_topic, alarm_name_prefix)
         self._dashboard(dashboard, tenants, limits)
+
+    def _shared_alarms(self, limits: LimitSet, topic: sns.ITopic, prefix: str) -> None:
+        """80% and 100% of the deployment's budgets (BudgetUsedPercent, dimension Window only;
+        "BudgetDeployment<Window><pct>") and of each model's tokens per UTC day
+        (BudgetUsedPercent, dimensions Model and Window=tokens; "BudgetTokens<pct>/<model>")."""
+        deployment = limits.deployment
+        for window in WINDOWS:
+            limit = getattr(deployment, window) if deployment is not None else None
+            if limit is None:
+                continue
+            label = BUDGET_WINDOWS[window]
+            unit = "tokens" if window == "tokens_per_day" else f"USD per UTC {label}"
+            for percent in THRESHOLDS:
+                self._shared_alarm(
+                    f"BudgetDeployment{label.title()}{percent}", percent, topic, prefix,
+                    {WINDOW_DIMENSION: label},
+                    f"The deployment has spent or holds {percent}% of its {label} budget "
+                    f"({limit:g} {unit}, every tenant together). At 100% every call is "
+                    "refused for budget until the window resets. Raise it without a redeploy: "
+                    f"python -m cli.limits set budget.{window}=<value>")
+        for model, tokens in sorted(limits.model_tokens_per_day.items()):
+            for percent in THRESHOLDS:
+                self._shared_alarm(
+                    f"BudgetTokens{percent}/{model}", percent, topic, prefix,
+                    {DIMENSION: model, WINDOW_DIMENSION: BUDGET_WINDOWS["tokens_per_day"]},
+                    f"Model {model} has used or holds {percent}% of its {tokens} tokens per "
+                    "UTC day (input + cache write + output, Bedrock's 'Model invocation max "
+                    "tokens per day'). At 100% its calls are refused until 00:00 UTC. Change "
+                    f"it without a redeploy: python -m cli.limits set "
+                    f"models.{model}.tokens_per_day=<tokens>")
+
+    def _shared_alarm(self, name: str, percent: int, topic: sns.ITopic, prefix: str,
+                      dimensions: dict[str, str], description: str) -> None:
+        """BudgetUsedPercent (`dimensions`) Maximum >= `percent` in a 5-minute period."""
+        alarm = cloudwatch.Alarm(
+            self, re.sub(r"[^A-Za-z0-9]", "", name),
+            metric=cloudwatch.Metric(namespace=NAMESPACE, metric_name="BudgetUsedPercent",
+                                     statistic="Maximum", period=_FIVE_MINUTES,
+                                     dimensions_map=dimensions),
+            threshold=percent, evaluation_periods=1, datapoints_to_alarm=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_name=f"{prefix}-{re.sub(r'[^A-Za-z0-9.:_-]', '-', name)}",
+            alarm_description=description)
+        alarm.add_alarm_action(cw_actions.SnsAction(topic))
+        self.alarms[name] = alarm
 
     def _alarm(self, tenant: str, window: str, label: str, percent: int, usd: float,
                topic: sns.ITopic, prefix: str) -> None:

@@ -136,12 +136,14 @@ def defer(rt: "Runtime", request: AgentRequest, outcome: "LoopOutcome", deferral
             "retry_after": outcome.retry_after, "reason": outcome.reason}
 
 
-def enqueue_batch(rt: "Runtime", request: AgentRequest) -> dict:
+def enqueue_batch(rt: "Runtime", request: AgentRequest,
+                  budget_scopes: tuple[str, ...] = ()) -> dict:
     """Lane "batch": a "queued" placeholder in the results table, then the batch queue. A
     request id seen before answers what is stored (a duplicate is not queued twice; one still
     queued is sent again, which the collector's claim makes harmless), or a "conflict" error
     when it was queued for a different request. When the send fails the placeholder is
-    replaced by an error answer naming why (nothing stays "queued" that is not)."""
+    replaced by an error answer naming why (nothing stays "queued" that is not).
+    `budget_scopes`: the budget scopes (`guard.budget`) the poller charges its answer to."""
     if rt.config.batch_queue_url is None:
         return error_response(request.request_id, "invalid_request",
                               "lane 'batch' is not deployed here (no BATCH_QUEUE_URL); use "
@@ -149,6 +151,8 @@ def enqueue_batch(rt: "Runtime", request: AgentRequest) -> dict:
     response = {"status": "queued", "request_id": request.request_id, "lane": "batch",
                 "model": request.model}
     body = batch_body(request, rt.config, queued_at=rt.clock())
+    if budget_scopes:
+        body["budget_scopes"] = list(budget_scopes)
     stored = put_queued(rt.dynamodb, rt.config.results_table, request.tenant,
                         request.request_id, response, expires_at(rt), digest=body["digest"],
                         payloads=rt.payloads)

@@ -23,6 +23,8 @@ from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idemp
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyPersistenceLayerError, IdempotencyValidationError)
 
+from guard.budget import DEPLOYMENT, scope_names
+
 from .credentials import assume_tool_role
 from .loop import LoopOutcome, run_agent
 from .payloads import MAX_INLINE_ITEM_BYTES, dumps, pointer_of
@@ -178,7 +180,9 @@ def _over_budget(rt: Runtime, request: AgentRequest, outcome: LoopOutcome,
         return _overflow(rt, request, outcome, metrics, deferrals, first_received_at, spent)
     if outcome.budget_action == "batch" and rt.config.batch_queue_url \
             and outcome.model_calls == 0 and outcome.reason == "budget":
-        return enqueue_batch(rt, request)
+        # its answer is charged by the batch poller, at the batch price
+        return enqueue_batch(rt, request, budget_scopes=(*scope_names([request.tenant]),
+                                                         DEPLOYMENT))
     metrics.add(outcome.model, "Rejected")
     return {"status": "rejected", "request_id": request.request_id, "model": outcome.model,
             "retry_after": outcome.retry_after,

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from guard.budget import DEPLOYMENT as DEPLOYMENT_SCOPE
+from guard.budget import MODEL_SCOPE_PREFIX
+
 from .contract import (BUDGET_WINDOWS, CAPACITY_DIMENSIONS, CAPACITY_METRICS, DIMENSION,
                        HIGH_RESOLUTION, METRICS, NAMESPACE, POOL_DIMENSION, POOL_METRICS,
                        TENANT_DIMENSION, TENANT_METRICS, TENANT_ONLY_METRICS, WINDOW_DIMENSION)
@@ -23,6 +26,16 @@ _MAXIMA = {"QuotaUsedPercent", "RetryAfterSeconds", "GrantToSendMs", "QueueSecon
 _TENANT_ONLY = "<tenant>"
 
 
+def _shared_scope(scope: str) -> tuple[tuple[str, str], ...] | None:
+    """The dimensions (besides Window) of a budget scope shared by every tenant: none for the
+    deployment's, Model for a model's tokens per day; None for a tenant's scope."""
+    if scope == DEPLOYMENT_SCOPE:
+        return ()
+    if scope.startswith(MODEL_SCOPE_PREFIX):
+        return ((DIMENSION, scope[len(MODEL_SCOPE_PREFIX):]),)
+    return None
+
+
 class RequestMetrics:
     """Accumulates one request's metrics per model; `flush()` writes them as EMF to stdout."""
 
@@ -32,6 +45,9 @@ class RequestMetrics:
         self.tenant = tenant
         #: BudgetUsedPercent per budget window (dimensions Tenant, Window)
         self.windows: dict[str, float] = {}
+        #: BudgetUsedPercent of the deployment's windows (dimension Window) and of each
+        #: model's tokens per day (dimensions Model, Window): dimension pairs -> percent
+        self.shared_windows: dict[tuple[tuple[str, str], ...], float] = {}
         #: (tenant, priority) -> metric -> values (each call's, as EMF lists them)
         self.tenant_values: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(
             lambda: defaultdict(list))
@@ -90,6 +106,11 @@ class RequestMetrics:
         for window, used in windows.items():
             name = BUDGET_WINDOWS[window]
             self.windows[name] = max(self.windows.get(name, 0.0), used)
+        for scope, used_by_window in (result.budget_used_percent or {}).items():
+            dimensions = _shared_scope(scope)
+            for window, used in (used_by_window.items() if dimensions is not None else ()):
+                key = (*dimensions, (WINDOW_DIMENSION, BUDGET_WINDOWS[window]))
+                self.shared_windows[key] = max(self.shared_windows.get(key, 0.0), used)
         if result.status == "rejected" and (result.reason or "").startswith("budget"):
             self.add(_TENANT_ONLY, "BudgetRefused", 1)
         pool = getattr(result, "pool", None)
@@ -111,6 +132,8 @@ class RequestMetrics:
             documents.append(({TENANT_DIMENSION: self.tenant}, self._per_tenant()))
             documents += [({TENANT_DIMENSION: self.tenant, WINDOW_DIMENSION: window},
                            {"BudgetUsedPercent": used}) for window, used in self.windows.items()]
+        documents += [(dict(key), {"BudgetUsedPercent": used})
+                      for key, used in self.shared_windows.items()]
         for dimensions, values in documents:
             if not values:
                 continue
@@ -134,6 +157,7 @@ class RequestMetrics:
             metrics.flush_metrics()
         self.values.clear()
         self.windows.clear()
+        self.shared_windows.clear()
         for (tenant, priority), values in self.tenant_values.items():
             metrics = EphemeralMetrics(namespace=NAMESPACE)
             metrics.service = None

@@ -62,6 +62,8 @@ ITEM_PREFIX = "budget#"
 RESERVATION_PREFIX = "r|"
 #: The scope every call counts against (the deployment-wide budget).
 DEPLOYMENT = "deployment"
+#: A model's tokens-per-day scope is this prefix and the model id.
+MODEL_SCOPE_PREFIX = "model:"
 BUDGET, BUDGET_RESERVED = "budget", "budget_reserved"
 STORE_UNAVAILABLE = "store_unavailable"
 #: What a tenant's refused call does: refuse it, call the cheaper model, or queue it on the
@@ -433,6 +435,29 @@ def reserve_write(view: View, budgets: Mapping[str, Budget], rid: str, usd: int,
     return write
 
 
+def charge_write(view: View, scopes: Iterable[str], usd: int, tokens: int,
+                 now: float) -> _Write:
+    """The one write that adds spend already made (`usd` micro-USD, `tokens`) to the UTC day
+    and month of `now` in every scope: no limit condition (the money is spent), only the day
+    each scope is on, so a concurrent day change makes it retry on the fresh view."""
+    write = _Write()
+    today = day_of(now)
+    for scope in scopes:
+        day = write.n(_attr(scope, "day"))
+        if view.day(scope) == today:
+            _day_condition(write, scope, today)
+            write.add(_attr(scope, "d_used"), usd)
+            write.add(_attr(scope, "t_used"), tokens)
+        else:  # the scope's first spend of the day: its day counters start afresh
+            write.assign[_attr(scope, "day")] = today
+            for counter in _DAY_COUNTERS:
+                write.assign[_attr(scope, counter)] = (
+                    0 if counter.endswith("open") else tokens if counter[0] == "t" else usd)
+            write.conditions.append(f"attribute_not_exists({day}) OR {day} < {write.v(today)}")
+        write.add(_attr(scope, "m_used"), usd)
+    return write
+
+
 def _decimal(seconds: float):
     from decimal import Decimal
 
@@ -590,6 +615,32 @@ class BudgetLedger:
                 return BudgetSettlement(False, "expired", calls)
         return BudgetSettlement(False, "contention", calls)
 
+    def charge(self, scopes: Iterable[str], usd_micros: int, tokens: int) -> BudgetSettlement:
+        """Add spend made without a reservation (`usd_micros` micro-USD, `tokens`; e.g. a
+        batch item answered at the batch price) to `scopes` (scope names) in the current UTC
+        day and month, in one write (another on a day change). Never refused for the limits:
+        later reservations see it. Not settled: reason "store_unavailable" or
+        "contention"."""
+        for name, value in (("usd_micros", usd_micros), ("tokens", tokens)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise BudgetError(f"{name} must be a whole number >= 0, got {value!r}")
+        scopes = tuple(scopes)
+        if not scopes:
+            return BudgetSettlement(True, None, 0)
+        now = self._clock()
+        key = item_key(month_of(now))
+        view, _ = self._view(key)
+        calls = 0
+        for _ in range(self._max_attempts):
+            calls += 1
+            outcome, view = self._send(key, charge_write(view, scopes, usd_micros, tokens, now),
+                                       "charge", None)
+            if outcome == "written":
+                return BudgetSettlement(True, None, calls)
+            if outcome == STORE_UNAVAILABLE:
+                return BudgetSettlement(False, STORE_UNAVAILABLE, calls)
+        return BudgetSettlement(False, "contention", calls)
+
     def release(self, hold: Hold) -> BudgetSettlement:
         """Give a granted hold back unused (its request was never sent)."""
         return self.settle(hold, 0, 0)
@@ -642,7 +693,7 @@ class BudgetLedger:
         from botocore.exceptions import BotoCoreError, ClientError
 
         with self._lock:
-            self.writes[purpose] += 1
+            self.writes[purpose] = self.writes.get(purpose, 0) + 1
         if hold is not None:
             hold.store_calls += 1
         deserialize = TypeDeserializer().deserialize
@@ -680,7 +731,7 @@ def scopes_for(tenant: str | None, model: str | None, budgets: Mapping[str, Budg
     if deployment is not None:
         scopes[DEPLOYMENT] = deployment
     if model is not None and model in model_tokens_per_day:
-        scopes[f"model:{model}"] = Budget(tokens_per_day=model_tokens_per_day[model])
+        scopes[MODEL_SCOPE_PREFIX + model] = Budget(tokens_per_day=model_tokens_per_day[model])
     return scopes
 
 

@@ -118,8 +118,10 @@ class Lane:
         return self.runtime().poller(self.metrics, **kwargs)
 
     def enqueue(self, n: int, model: str = SONNET, prompt: str = "Summarise the report",
-                tenant: str = "acme", prefix: str | None = None) -> list[str]:
-        """What the agent handler sends for lane "batch" (placeholder + queue message)."""
+                tenant: str = "acme", prefix: str | None = None,
+                budget_scopes: list[str] | None = None) -> list[str]:
+        """What the agent handler sends for lane "batch" (placeholder + queue message);
+        `budget_scopes` as for a request queued because its tenant's budget is spent."""
         from agent.results import put_queued
 
         ids = []
@@ -134,7 +136,8 @@ class Lane:
                                 "caller": None, "lane": "batch"},
                     "params": {"model": model, "max_tokens": 16,
                                "messages": [{"role": "user", "content": f"{prompt} #{index}"}]},
-                    "attempt": 0, "queued_at": self.clock()}
+                    "attempt": 0, "queued_at": self.clock(),
+                    **({"budget_scopes": budget_scopes} if budget_scopes else {})}
             self.sqs.send_message(QueueUrl=self.config.queue_url, MessageBody=json.dumps(body))
             ids.append(request_id)
         return ids
@@ -195,6 +198,29 @@ def test_queued_requests_are_answered_at_half_price(lane):
     values = lane.metrics.values[SONNET]
     assert values["BatchSucceeded"] == 5
     assert values["BatchCostUSD"] == pytest.approx(values["BatchSavedUSD"])
+
+
+def test_a_request_queued_for_a_spent_budget_is_charged_at_the_batch_price_when_answered(
+        lane):
+    from guard.budget import BudgetLedger, day_of
+
+    ledger = BudgetLedger(lane.config.bucket_table, lane.dynamodb, clock=lane.clock)
+    charged = lane.enqueue(3, budget_scopes=["tenant:acme", "deployment"])
+    free = lane.enqueue(2)  # lane "batch" by choice: no budget scopes, not charged
+    lane.settle(charged + free)
+    answers = [lane.result(i) for i in charged]
+    expected = sum(-(-(a["usage"]["input_tokens"] * 3 + a["usage"]["output_tokens"] * 15)
+                     // 2) for a in answers)  # micro-USD at half the price, rounded up
+    tokens = sum(a["usage"]["input_tokens"] + a["usage"]["output_tokens"] for a in answers)
+    view = ledger.snapshot()
+    for scope in ("tenant:acme", "deployment"):
+        counters = view.counters[scope]
+        assert counters["day"] == day_of(lane.clock())  # the day the poller answered
+        assert (counters["d_used"], counters["m_used"], counters["t_used"]) == (
+            expected, expected, tokens)
+        assert counters["d_open"] == 0
+    lane.poller().run()  # nothing left to answer: charged once
+    assert ledger.snapshot().counters["tenant:acme"]["d_used"] == expected
 
 
 def test_groups_by_model(lane):

@@ -39,12 +39,28 @@ def test_budget_used_percent_is_emitted_per_tenant(stack, monkeypatch, capsys):
     set_budgets(stack, monkeypatch, {"tenants": {"acme": {"budget": {"usd_per_day": 1.0}}}})
     assert invoke(stack, {"prompt": "hello", "tenant": "acme"})["status"] == "ok"
     emf, _ = emitted(capsys)
-    [doc] = [d for d in emf if d.get("Tenant") == "acme" and "Window" not in d
-                and "Priority" not in d]
+    [doc] = [d for d in emf if d.get("Tenant") == "acme" and "BudgetUsedPercent" in d
+             and "Window" not in d]
     assert 0 < doc["BudgetUsedPercent"][0] < 100
     [day] = [d for d in emf if d.get("Tenant") == "acme" and d.get("Window") == "day"]
     assert day["BudgetUsedPercent"] == doc["BudgetUsedPercent"]
     assert day["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Tenant", "Window"]]
+
+
+def test_the_deployment_budget_and_a_model_daily_tokens_are_emitted_for_their_alarms(
+        stack, monkeypatch, capsys):
+    model = MAIN
+    set_budgets(stack, monkeypatch, {"budget": {"usd_per_day": 1.0},
+                                     "models": {model: {"tokens_per_day": 1_000_000}}})
+    assert invoke(stack, {"prompt": "hello", "tenant": "acme"})["status"] == "ok"
+    emf, _ = emitted(capsys)
+    [day] = [d for d in emf if d.get("Window") == "day" and "Tenant" not in d]
+    assert day["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Window"]]
+    assert 0 < day["BudgetUsedPercent"][0] < 100
+    [tokens] = [d for d in emf if d.get("Window") == "tokens"]
+    assert tokens["Model"] == model and 0 < tokens["BudgetUsedPercent"][0] < 100
+    assert sorted(tokens["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]) == [
+        "Model", "Window"]
 
 
 def test_a_limit_set_in_the_config_table_applies_without_a_redeploy(stack, monkeypatch):
@@ -99,6 +115,8 @@ def test_action_batch_queues_the_request_on_the_batch_lane(stack, monkeypatch):
     assert response["status"] == "queued" and response["lane"] == "batch", response
     [message] = stack["sqs"].receive_message(QueueUrl=url,
                                              MaxNumberOfMessages=10)["Messages"]
-    assert json.loads(message["Body"])["request"]["tenant"] == "acme"
+    body = json.loads(message["Body"])
+    assert body["request"]["tenant"] == "acme"
+    assert body["budget_scopes"] == ["tenant:acme", "deployment"]  # what the poller charges
     assert invoke(stack, {"action": "get_result", "request_id": "budget-batch-1",
                           "tenant": "acme"})["status"] == "queued"

@@ -185,3 +185,39 @@ def test_view_ignores_other_days():
                  "tenant:a|m_used": 5, "tenant:a|m_open": 0})
     assert view.used_open("tenant:a", "usd_per_day", "2027-01-15") == (0, 0)
     assert view.used_open("tenant:a", "usd_per_month", "2027-01-15") == (5, 0)
+
+
+def test_a_charge_adds_spend_made_without_a_reservation_to_today_and_the_month(ledger,
+                                                                              clock):
+    budgets = {ACME: Budget(usd_per_day=1.0)}
+    ledger.settle(ledger.reserve(budgets, 300_000, 100), 200_000, 100)
+    charged = ledger.charge([ACME, DEPLOYMENT], 900_000, 5000)  # over what is left: spent
+    assert charged.settled and charged.store_calls == 1
+    assert counters(ledger) == {"day": "2027-01-15", "d_used": 1_100_000, "d_open": 0,
+                                "m_used": 1_100_000, "m_open": 0, "t_used": 5100, "t_open": 0}
+    assert counters(ledger, DEPLOYMENT)["d_used"] == 900_000
+    refused = ledger.reserve(budgets, 1, 1)  # the charge counts against the budget
+    assert (refused.granted, refused.reason) == (False, "budget")
+    clock.advance(86_400)  # the next UTC day: its counters start from the charge
+    assert ledger.charge([ACME], 50_000, 10).settled
+    assert counters(ledger) == {"day": "2027-01-16", "d_used": 50_000, "d_open": 0,
+                                "m_used": 1_150_000, "m_open": 0, "t_used": 10, "t_open": 0}
+
+
+def test_a_charge_with_a_stale_day_retries_on_the_fresh_view(bucket_table, dynamodb, clock):
+    budgets = {ACME: Budget(usd_per_day=1.0)}
+    first = BudgetLedger(bucket_table, dynamodb, clock=clock, lease_s=300)
+    second = BudgetLedger(bucket_table, dynamodb, clock=clock, lease_s=300)
+    first.settle(first.reserve(budgets, 100_000, 10), 100_000, 10)
+    second.snapshot()  # sees 2027-01-15
+    clock.advance(86_400)
+    first.settle(first.reserve(budgets, 100_000, 10), 100_000, 10)  # moves acme to the 16th
+    charged = second.charge([ACME], 40_000, 4)  # its view still says the 15th
+    assert charged.settled and charged.store_calls == 2
+    assert counters(first) == {"day": "2027-01-16", "d_used": 140_000, "d_open": 0,
+                               "m_used": 240_000, "m_open": 0, "t_used": 14, "t_open": 0}
+
+
+def test_a_charge_of_a_negative_amount_is_refused_naming_it(ledger):
+    with pytest.raises(BudgetError, match="usd_micros"):
+        ledger.charge([ACME], -1, 0)

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.infra.conftest import BEDROCK_PROFILE
 from tests.infra.test_iam_matrix import ALLOWED, IMPLICIT, Deployment, simulate
 
-_TENANTS = json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_text())[
-    "context"]["tenants"]
+_CONTEXT = json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_text())[
+    "context"]
+_TENANTS = _CONTEXT["tenants"]
 BUDGETS = {"budget": {"usd_per_month": 2000}, "tenants": {
     "acme": {**_TENANTS["acme"], "budget": {"usd_per_day": 50, "usd_per_month": 800}},
     "globex": {**_TENANTS["globex"], "budget": {"usd_per_month": 100}}}}
@@ -32,7 +34,8 @@ def resources(d: Deployment, type_: str) -> dict[str, dict]:
 def test_80_and_100_percent_alarms_per_tenant_and_window_go_to_the_alarm_topic(budgeted):
     alarms = {v["Properties"]["AlarmName"]: v["Properties"]
               for v in resources(budgeted, "AWS::CloudWatch::Alarm").values()
-              if "Budget" in v["Properties"]["AlarmName"]}
+              if "Budget" in v["Properties"]["AlarmName"]
+              and v["Properties"]["AlarmName"].endswith(("-acme", "-globex"))}
     assert sorted(alarms) == sorted(f"Bulwark-dev-Budget{w}{p}-{t}" for t, w in (
         ("acme", "Day"), ("acme", "Month"), ("globex", "Month")) for p in (80, 100))
     day80 = alarms["Bulwark-dev-BudgetDay80-acme"]
@@ -44,6 +47,66 @@ def test_80_and_100_percent_alarms_per_tenant_and_window_go_to_the_alarm_topic(b
     topic = next(iter(resources(budgeted, "AWS::SNS::Topic")))
     assert day80["AlarmActions"] == [{"Ref": topic}]
     assert "cli.limits set tenants.acme.budget.usd_per_day" in day80["AlarmDescription"]
+
+
+@pytest.fixture(scope="module")
+def bedrock_budgeted(tmp_path_factory, dev) -> Deployment:
+    """Bedrock (where `models.<id>.tokens_per_day` applies) with a daily token quota on the
+    default model and a deployment-wide daily budget."""
+    from tests.infra.conftest import _BEDROCK_DEFAULTS, BEDROCK_CONTEXT, reuse_assets
+
+    models = {**_BEDROCK_DEFAULTS["models"], BEDROCK_PROFILE: {
+        **_BEDROCK_DEFAULTS["models"][BEDROCK_PROFILE], "tokens_per_day": 5_000_000}}
+    return Deployment({**BEDROCK_CONTEXT, "models": models, "budget": {"usd_per_day": 300}},
+                      reuse_assets(dev, tmp_path_factory.mktemp("budgets-bedrock")))
+
+
+def shared_budget_alarms(d: Deployment) -> dict[str, dict]:
+    return {v["Properties"]["AlarmName"]: v["Properties"]
+            for v in resources(d, "AWS::CloudWatch::Alarm").values()
+            if "-BudgetDeployment" in v["Properties"]["AlarmName"]
+            or "-BudgetTokens" in v["Properties"]["AlarmName"]}
+
+
+def test_80_and_100_percent_alarms_for_the_deployment_budget(budgeted):
+    alarms = shared_budget_alarms(budgeted)
+    assert sorted(alarms) == [f"Bulwark-dev-BudgetDeploymentMonth{p}" for p in (100, 80)]
+    topic = next(iter(resources(budgeted, "AWS::SNS::Topic")))
+    month = alarms["Bulwark-dev-BudgetDeploymentMonth100"]
+    assert month["MetricName"] == "BudgetUsedPercent" and month["Statistic"] == "Maximum"
+    assert month["Dimensions"] == [{"Name": "Window", "Value": "month"}]
+    assert month["Threshold"] == 100 and month["AlarmActions"] == [{"Ref": topic}]
+    assert "cli.limits set budget.usd_per_month" in month["AlarmDescription"]
+
+
+def test_80_and_100_percent_alarms_for_a_model_daily_tokens(bedrock_budgeted):
+    alarms = shared_budget_alarms(bedrock_budgeted)
+    tokens = {name: a for name, a in alarms.items() if "-BudgetTokens" in name}
+    assert sorted(a["Threshold"] for a in tokens.values()) == [80, 100]
+    [eighty] = [a for a in tokens.values() if a["Threshold"] == 80]
+    assert sorted(eighty["Dimensions"], key=lambda d: d["Name"]) == [
+        {"Name": "Model", "Value": BEDROCK_PROFILE}, {"Name": "Window", "Value": "tokens"}]
+    assert eighty["MetricName"] == "BudgetUsedPercent" and eighty["AlarmActions"]
+    assert f"models.{BEDROCK_PROFILE}.tokens_per_day" in eighty["AlarmDescription"]
+    assert sorted(a["Dimensions"][0]["Value"] for name, a in alarms.items()
+                  if "-BudgetDeployment" in name) == ["day", "day"]
+
+
+def test_the_deployment_alarm_fires_in_the_local_alarm_evaluation(budgeted):
+    from local.cloudwatch.alarms import evaluate_all
+    from local.cloudwatch.metrics import MetricStore
+
+    t0 = 1_800_000_000 - 1_800_000_000 % 300
+    store = MetricStore()
+    store.add_emf_lines(json.dumps({
+        "_aws": {"Timestamp": (t0 + 60) * 1000, "CloudWatchMetrics": [{
+            "Namespace": "Bulwark", "Dimensions": [["Window"]],
+            "Metrics": [{"Name": "BudgetUsedPercent", "Unit": "Percent"}]}]},
+        "Window": "month", "BudgetUsedPercent": 90}) for _ in range(1))
+    fired = {r.alarm.name for r in evaluate_all(budgeted.template, store, t0, t0 + 900)
+             if r.fired}
+    assert "Bulwark-dev-BudgetDeploymentMonth80" in fired
+    assert "Bulwark-dev-BudgetDeploymentMonth100" not in fired
 
 
 def test_no_budget_no_budget_alarms(dev):

@@ -597,6 +597,12 @@ BATCH_CASES: list[Case] = [
     Case("poller.bucket.interactive_bucket", "anthropic", IMPLICIT, lambda d: d.request(
         d.poller, "dynamodb:UpdateItem", d.bucket_table,
         {"dynamodb:LeadingKeys": ["anthropic#haiku-4.5"]})),
+    Case("poller.budget.charge_answer", "anthropic", ALLOWED, lambda d: d.request(
+        d.poller, "dynamodb:UpdateItem", d.bucket_table,
+        {"dynamodb:LeadingKeys": ["budget#2027-01"]})),
+    Case("poller.budget.delete_budget_item", "anthropic", IMPLICIT, lambda d: d.request(
+        d.poller, "dynamodb:DeleteItem", d.bucket_table,
+        {"dynamodb:LeadingKeys": ["budget#2027-01"]})),
     Case("agent.batch_queue.send", "anthropic", ALLOWED, lambda d: d.request(
         d.agent, "sqs:SendMessage", d.batch_queue)),
     Case("agent.batch_queue.receive", "anthropic", IMPLICIT, lambda d: d.request(

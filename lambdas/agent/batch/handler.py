@@ -13,6 +13,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from guard import Limits, TokenBucket
+from guard.budget import BudgetLedger
 
 from ..config import ConfigError
 from ..payloads import PayloadStore
@@ -93,7 +94,9 @@ class BatchRuntime:
     def poller(self, metrics=None, **kwargs) -> Poller:
         return Poller(self.config, sqs=self.sqs, dynamodb=self.dynamodb, store=self.store,
                       api=self.api(), dead_letters=self.dead_letters(), metrics=metrics,
-                      payloads=self.payloads(), clock=self.clock, **kwargs)
+                      payloads=self.payloads(), clock=self.clock,
+                      budget=BudgetLedger(self.config.bucket_table, self.dynamodb,
+                                          clock=self.clock), **kwargs)
 
     def dead_letters(self) -> DeadLetters:
         return DeadLetters(self.config, sqs=self.sqs, dynamodb=self.dynamodb, clock=self.clock,

@@ -3,7 +3,8 @@
 For each submitted batch: retrieve it; while processing, wait (or cancel it after
 `cancel_after_s`); once ended, read its results (JSONL) and act on each item once:
 - succeeded: store the answer (conditional put: once per request id), cost it at the batch
-  price (50% of the model's prices), emit BatchSucceeded / BatchCostUSD / BatchSavedUSD;
+  price (50% of the model's prices), emit BatchSucceeded / BatchCostUSD / BatchSavedUSD,
+  and charge that cost to the budget scopes a request queued for a spent budget names;
 - errored with a transient type (overloaded_error, api_error, rate_limit_error), expired or
   canceled: back to the batch queue with attempt + 1, at most `max_retries` times;
 - any other error, and exhausted retries: the DLQ with the reason, and an error answer stored
@@ -28,6 +29,9 @@ import logging
 import time
 from dataclasses import dataclass, field
 from typing import Callable
+
+from guard.budget import BudgetLedger
+from guard.usage import Usage
 
 from ..payloads import PayloadStore, transient
 from ..results import put_result_once
@@ -69,8 +73,11 @@ class Poller:
                  dead_letters: DeadLetters | None = None,
                  metrics=None, payloads: PayloadStore | None = None,
                  clock: Callable[[], float] = time.time,
-                 checkpoint: Callable[[str], None] = lambda step: None) -> None:
+                 checkpoint: Callable[[str], None] = lambda step: None,
+                 budget: BudgetLedger | None = None) -> None:
         self.config = config
+        #: charges the answers of requests queued for a spent budget (`budget_scopes`)
+        self.budget = budget
         self.sqs = sqs
         self.dynamodb = dynamodb
         self.store = store
@@ -252,8 +259,26 @@ class Poller:
         summary.succeeded += 1
         self._metric(request["model"], "BatchSucceeded")
         self._cost(request["model"], cost, standard, summary)
+        self._charge_budget(body, model.prices.cost_micros(usage), usage)
         for name, key in (("InputTokens", "input_tokens"), ("OutputTokens", "output_tokens")):
             self._metric(request["model"], name, usage[key])
+
+    def _charge_budget(self, body: dict, standard_micros: int, usage: dict) -> None:
+        """A request queued because its tenant's budget was spent names the scopes it counts
+        in (`budget_scopes`): its answer is charged to them at the batch price (half of
+        `standard_micros`, micro-USD, rounded up) with its tokens, on the UTC day and month
+        this answer is stored. A store problem is logged with the amount (the answer stands;
+        the charge is not retried)."""
+        scopes = body.get("budget_scopes")
+        if not scopes or self.budget is None:
+            return
+        usage = Usage.of(usage)
+        micros = -(-standard_micros // 2)  # BATCH_DISCOUNT, in whole micro-dollars
+        outcome = self.budget.charge(scopes, micros, usage.counted_input
+                                     + usage["output_tokens"])
+        if not outcome.settled:
+            log.error("batch answer of %s not charged to its budget (%s): %d micro-USD",
+                      body["request"].get("request_id"), outcome.reason, micros)
 
     def _cost(self, model: str, cost: float, standard: float, summary: PollSummary) -> None:
         """Count what one answered item cost (USD at the batch price) and saved against the

@@ -610,6 +610,25 @@ class GuardedClaude:
             return "messages must be a non-empty list"
         return None
 
+    def _acquire_once(self, bucket: TokenBucket, estimate: int, max_tokens: int,
+                      max_wait: float, tenant: str | None, priority: str,
+                      ticket: float | None, result: CallResult) -> Grant | None:
+        """One `try_acquire` of a call (booking up to `max_wait` seconds ahead), its store calls
+        counted in `result` and a grant stamped with this client's clock when it came back;
+        None (result filled in) when the request can never fit."""
+        try:
+            grant = bucket.try_acquire(1, estimate, max_tokens, max_wait_s=max_wait,
+                                       tenant=tenant, priority=priority, ticket=ticket)
+        except BucketRequestError as err:
+            result.status = ERROR
+            result.error = {"type": "request_too_large", "message": str(err)}
+            return None
+        result.store_calls += grant.store_calls
+        result.store_reads += grant.store_reads
+        if grant.granted:
+            grant._returned_mono = self._clock()
+        return grant
+
     def _acquire(self, bucket: TokenBucket, estimate: int, max_tokens: int, deadline: float,
                  result: CallResult, place: tuple = (None, None, "interactive")
                  ) -> Grant | None:
@@ -621,22 +640,15 @@ class GuardedClaude:
             now = self._clock()
             max_wait = 0.0 if self.scheduling == "poll" else max(0.0, min(WINDOW_S,
                                                                           deadline - now))
-            try:
-                grant = bucket.try_acquire(1, estimate, max_tokens, max_wait_s=max_wait,
-                                           tenant=place[1], priority=place[2],
-                                           ticket=self._tickets.get(place))
-            except BucketRequestError as err:
-                result.status = ERROR
-                result.error = {"type": "request_too_large", "message": str(err)}
+            grant = self._acquire_once(bucket, estimate, max_tokens, max_wait, place[1],
+                                       place[2], self._tickets.get(place), result)
+            if grant is None:
                 return None
-            result.store_calls += grant.store_calls
-            result.store_reads += grant.store_reads
             if grant.ticket is not None and not grant.granted:
                 self._tickets[place] = result.ticket = grant.ticket
             if grant.granted:
                 self._tickets.pop(place, None)
                 result.ticket = None
-                grant._returned_mono = self._clock()
                 if grant.start_at > grant.returned_at and not self._sleep_until_start(
                         bucket, grant, result):
                     continue  # a cool-down was set after the booking: book again

@@ -394,20 +394,9 @@ class PoolRouter(GuardedClaude):
 
     def _try(self, route: _Route, estimate: int, max_tokens: int, wait: float,
              tenant: str | None, priority: str, totals: CallResult) -> Grant | None:
-        from .bucket import BucketRequestError
-
-        try:
-            grant = route.pool.bucket.try_acquire(1, estimate, max_tokens, max_wait_s=wait,
-                                                  tenant=tenant, priority=priority)
-        except BucketRequestError as err:
-            totals.status = ERROR
-            totals.error = {"type": "request_too_large", "message": str(err)}
-            return None
-        totals.store_calls += grant.store_calls
-        totals.store_reads += grant.store_reads
-        if grant.granted:
-            grant._returned_mono = self._clock()
-        else:
+        grant = self._acquire_once(route.pool.bucket, estimate, max_tokens, wait, tenant,
+                                   priority, None, totals)
+        if grant is not None and not grant.granted:
             totals.local_throttles += 1
         return grant
 

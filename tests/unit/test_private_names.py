@@ -30,8 +30,6 @@ ALLOWED = {
         "the client stamps when a bucket.Grant came back; to become a Grant field",
     ("lambdas/guard/client.py", "_prepare_request"):
         "the anthropic SDK's request hook (the send hook); the SDK has no public one",
-    ("lambdas/guard/pools.py", "_returned_mono"):
-        "the pool router stamps a Grant as GuardedClaude does; the same Grant field to come",
     ("lambdas/guard/pools.py", "_sleep_until_start"):
         "the pool router's clients are GuardedClaude subclasses sharing its booked-start sleep",
     ("lambdas/guard/pools.py", "_pool_started"):

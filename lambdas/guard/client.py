@@ -760,7 +760,9 @@ class GuardedClaude:
                      deadline: float, result: CallResult) -> bool:
         """Reserve the call's maximum cost; while only open reservations are in the way, check
         again every BUDGET_POLL_S seconds within the deadline. False: refused (result filled
-        in: status "rejected", reason, retry_after, the tenant's action)."""
+        in: status "rejected", reason, retry_after, the tenant's action), or deferred when the
+        budget store could not be reached (reason "store_unavailable": never a grant, never a
+        refusal for budget)."""
         while True:
             hold = self._budget.reserve(result.model, tenant, estimate, max_tokens)
             if isinstance(hold, str):
@@ -775,6 +777,10 @@ class GuardedClaude:
             if hold.reason != "budget_reserved" or self._clock() + pause > deadline:
                 break
             self._wait(pause, result)
+        if hold.reason == "store_unavailable":  # says nothing about the budget: try again later
+            result.status, result.reason = DEFERRED, hold.reason
+            result.retry_after = max(hold.retry_after, BUDGET_POLL_S)
+            return False
         budget = self._budget.budget_of(tenant)
         result.status, result.reason, result.retry_after = REJECTED, hold.reason, \
             hold.retry_after

@@ -152,3 +152,18 @@ def test_a_budget_for_an_unpriced_model_is_an_error_not_a_free_pass(bucket_table
                            budgets={"acme": Budget(usd_per_day=1.0)})
     result = claude.create(model=SONNET, max_tokens=50, messages=PROMPT, tenant="acme")
     assert result.status == "error" and result.error["type"] == "unpriced_model"
+
+
+def test_a_budget_store_that_cannot_be_reached_defers_the_call_rather_than_reject_it(
+        make_claude, bucket_table, dynamodb, emulator):
+    from tests.conftest import FakeClock
+
+    missing = BudgetLedger(f"{bucket_table}-missing", dynamodb, clock=FakeClock(NOON))
+    buckets = {model: TokenBucket(bucket_table, f"anthropic#{model}", LIMITS, dynamodb)
+               for model in PRICES}
+    claude = GuardedClaude(buckets, sdk_client=make_claude().sdk, prices=PRICES,
+                           budget_ledger=missing, budgets={"acme": Budget(usd_per_day=1.0)})
+    result = claude.create(model=SONNET, max_tokens=50, messages=PROMPT, tenant="acme",
+                           deadline_s=0)
+    assert (result.status, result.reason) == ("deferred", "store_unavailable")
+    assert result.retry_after > 0 and result.attempts == 0

@@ -12,7 +12,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 export PYTHONPATH := $(CURDIR):$(CURDIR)/lambdas
 
 .PHONY: setup demo dashboard test test-unit test-functional test-infra test-e2e lint format-check \
-	bench-bucket bench-claude bench-cold-start deploy clean lock
+	bench-bucket bench-claude bench-cold-start deploy clean lock docs
 
 WHEELS := .cache/wheels-arm64
 ## The browser test and the demo's screenshot drive Debian's chromium through Playwright
@@ -21,11 +21,13 @@ WHEELS := .cache/wheels-arm64
 CHROMIUM := /usr/bin/chromium
 ## checkov in its own venv: its pins would downgrade boto3 in ours. The infra tests run it.
 CHECKOV_VENV := .venv-checkov
+## mkdocs and mkdocs-material in their own venv, so `make test-unit` still needs only .venv.
+DOCS_VENV := .venv-docs
 
 ## What synth and deploy need: the Python venv, the CDK CLI and the Lambda asset's wheels.
 SYNTH := $(VENV)/.installed node_modules/.installed $(WHEELS)/.done
 
-setup: $(SYNTH) $(CHECKOV_VENV)/.installed $(CHROMIUM)
+setup: $(SYNTH) $(CHECKOV_VENV)/.installed $(DOCS_VENV)/.installed $(CHROMIUM)
 
 $(CHROMIUM):
 	if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
@@ -49,6 +51,11 @@ $(VENV)/.installed: requirements/dev.txt
 $(CHECKOV_VENV)/.installed: requirements/checkov.txt
 	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet --quiet --disable-pip-version-check --require-hashes -r requirements/checkov.txt
+	touch $@
+
+$(DOCS_VENV)/.installed: requirements/docs.txt
+	test -x $(DOCS_VENV)/bin/python || $(PYTHON) -m venv $(DOCS_VENV)
+	$(DOCS_VENV)/bin/python -m pip install --quiet --quiet --disable-pip-version-check --require-hashes -r requirements/docs.txt
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -83,7 +90,7 @@ test-functional: $(VENV)/.installed
 	$(PY) -m pytest tests/functional $(PYTEST_ARGS)
 
 ## Infra: the synthesized template, the IAM evaluator, checkov, the dashboard page in Chromium.
-test-infra: $(SYNTH) $(CHECKOV_VENV)/.installed $(CHROMIUM)
+test-infra: $(SYNTH) $(CHECKOV_VENV)/.installed $(DOCS_VENV)/.installed $(CHROMIUM)
 	$(PY) -m pytest tests/infra $(PYTEST_ARGS)
 
 ## End to end: cdk deploy into local AWS and the demo.
@@ -97,6 +104,11 @@ lint: $(VENV)/.installed
 
 format-check: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
+
+## The documentation site (mkdocs.yml, docs/) into site/; --strict: a warning, a broken link
+## or a broken anchor fails. The infra tier runs the same build (tests/infra/test_docs_site.py).
+docs: $(DOCS_VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(DOCS_VENV)/bin/mkdocs build --strict --site-dir site
 
 bench-bucket: $(VENV)/.installed
 	$(PY) -m bench.bucket_bench $(BENCH_ARGS)
@@ -121,6 +133,7 @@ lock: $(VENV)/.installed
 	cd requirements && ../$(VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras -o lambda.txt lambda.in
 	cd requirements && ../$(VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras -o dev.txt dev.in
 	cd requirements && ../$(VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras -o checkov.txt checkov.in
+	cd requirements && ../$(VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras -o docs.txt docs.in
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) node_modules cdk.out .pytest_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) $(DOCS_VENV) node_modules cdk.out .pytest_cache site

@@ -4,7 +4,7 @@
     python -m cli.spend --stack STACK --tenant acme [--days 7] [--region R]
                         [--endpoint-url URL] [--json]
 
-Reads the agent's per-tenant metrics (namespace `Bulwark`, dimension `Tenant`; README,
+Reads the agent's per-tenant metrics (namespace `Bulwark`, dimension `Tenant`; docs/monitoring.md,
 "Metrics") with one GetMetricData call per run, never the tables: the numbers are what the
 dashboard and the alarms see. `--stack` checks the stack exists and that the tenant is one of
 its configured tenants (only those have metrics). The last line projects the month-end spend:

@@ -11,7 +11,7 @@ per hour and latency p99, a metric-math one for the ratios), so it exists, train
 inspected before any alarm fires; the alarm (`ThresholdMetricId`) compares the metric with
 `ANOMALY_DETECTION_BAND(m0, band)` in the direction configured (above, below or outside).
 CloudWatch trains the model on up to two weeks of the metric and needs about a day of data
-before the band means much (README "Thresholds that learn"). The static alarms of
+before the band means much (docs/monitoring.md, "Thresholds that learn"). The static alarms of
 `stacks.monitoring` stay as the hard ceiling: a band that learned a bad habit still cannot
 rise past them.
 """

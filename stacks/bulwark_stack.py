@@ -127,7 +127,7 @@ class BulwarkStack(Stack):
         Tags.of(self).add("bulwark:agent", settings.agent_name)
 
     def _outputs(self) -> None:
-        """Where the deployed pieces are, under stable names (`stacks/outputs.py`): README's
+        """Where the deployed pieces are, under stable names (`stacks/outputs.py`): the docs'
         deploy steps, the CLIs and the demo read these."""
         agent, state = self.agent, self.state
         values = {
@@ -165,7 +165,7 @@ class BulwarkStack(Stack):
             CfnOutput(self, name, value=value, description=description)
 
     def _acknowledge_batch(self) -> None:
-        """The batch lane's accepted findings (issue 13), each with why."""
+        """The batch lane's accepted findings, each with why."""
         if self.batch is None:
             return
         for name, function in self.batch.functions.items():

@@ -1,4 +1,4 @@
-"""Contract-4 metrics and metric math as CDK objects: the one place the monitoring constructs
+"""The agent's metrics and metric math as CDK objects: the one place the monitoring constructs
 (`stacks.monitoring`, `stacks.anomaly`, `stacks.slo`, `stacks.forecast`) build them from.
 
 Metric names come from `agent.contract.METRICS` (namespace `Bulwark`, dimension `Model`): a
@@ -15,7 +15,7 @@ from agent.contract import DIMENSION, METRICS, NAMESPACE, ModelSpec
 
 def metric(name: str, model_id: str, statistic: str, period: Duration,
            label: str | None = None) -> cloudwatch.Metric:
-    """One contract-4 metric of one model (KeyError for a name the Lambda does not emit)."""
+    """One of the agent's metrics for one model (KeyError for a name the Lambda does not emit)."""
     if name not in METRICS:
         raise KeyError(f"{name} is not a metric of agent.contract.METRICS")
     return cloudwatch.Metric(namespace=NAMESPACE, metric_name=name,

@@ -1,4 +1,4 @@
-"""Monitoring construct: contract-4 alarms and one dashboard, alarms to a KMS-encrypted topic.
+"""Monitoring construct: alarms on the agent's metrics and one dashboard, alarms to a KMS-encrypted topic.
 
 Alarms and widgets use exactly the metric names the agent Lambda emits as EMF (one home,
 `agent.contract`: namespace `Bulwark`, single dimension `Model`). Models and thresholds come
@@ -64,7 +64,7 @@ _STAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 
 
 class Monitoring(Construct):
-    """Contract-4 alarms (to a KMS-encrypted SNS topic) and the Bulwark dashboard.
+    """Alarms on the agent's metrics (to a KMS-encrypted SNS topic) and the Bulwark dashboard.
 
     Attributes: `alarm_topic` (sns.Topic), `key` (the topic's kms.IKey), `facade`
     (MonitoringFacade), `dashboard` (cloudwatch.Dashboard) and `alarms` (name -> Alarm), where
@@ -154,7 +154,7 @@ class Monitoring(Construct):
             self.facade.add_widget(widget)
         for widget in self._high_resolution_row(models):
             self.facade.add_widget(widget)
-        self.facade.add_widget(self._batch_widget(models))  # the batch lane (issue 13)
+        self.facade.add_widget(self._batch_widget(models))  # the batch lane
         for model in models:
             self._model_alarms(model.model_id, alarm_settings)
         self._platform_alarms(function, work_queue, dead_letter_queue, bucket_table)
@@ -500,7 +500,7 @@ class Monitoring(Construct):
                       right_y_axis=cloudwatch.YAxisProps(label="booked wait s", min=0,
                                                          show_units=False))))
         return widgets
-    # --- the batch lane (issue 13): its dashboard row and alarms, kept apart ----------------
+    # --- the batch lane: its dashboard row and alarms, kept apart ---------------------------
     @staticmethod
     def _batch_widget(models: list[ModelSpec]) -> cloudwatch.GraphWidget:
         """Batch lane per model: queued, submitted, in flight, completed and saved USD."""

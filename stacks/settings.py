@@ -6,11 +6,11 @@ given on the command line arrive as strings; numbers, lists (comma-separated) an
 are accepted in that form too.
 
 `SCHEMA` is the one table of what may be configured: every context key and every nested key,
-with its meaning (README's configuration reference lists the same keys; a test keeps them in
+with its meaning (docs/configuration.md's reference lists the same keys; a test keeps them in
 step), how its value is read and its default. A key that is not in it is an error with the
 closest valid name, except the keys the CDK itself owns (`cdk_owned`). To add a setting, add
 a `Key` to `SCHEMA` (a section: a `Key` with `keys={...}`), read it in `load_settings`, and
-document it in README.
+regenerate that reference (`python -m stacks.settings`).
 
 Defaults per provider live in cdk.json under `provider_defaults.<provider>` (models, default
 and degrade model, the Anthropic tier, the regions Bedrock's inference-profile prefixes route
@@ -244,7 +244,7 @@ REQUIRED = object()
 
 @dataclass(frozen=True)
 class Key:
-    """One configurable key. `doc`: what it means (README's reference). `read`: how a value is
+    """One configurable key. `doc`: what it means (docs/configuration.md). `read`: how a value is
     read (a leaf), `keys`: the nested keys of an object section, `each`: the nested keys of
     every entry of an object of name -> object (e.g. models). `default`: used when absent
     (REQUIRED: must be given). `provider`: applies to that provider only."""
@@ -379,7 +379,7 @@ SCHEMA: dict[str, Key] = {
     "deferral": Key("dead-letter rules for deferred requests", keys={
         "max_deferrals": Key("deferrals before the DLQ", number(0, integer=True), 5),
         "max_age_s": Key("age (s) before the DLQ", number(60, integer=True), 3600)}),
-    "batch": Key("the batch lane (Anthropic Message Batches, half price; README 'Batch lane')",
+    "batch": Key("the batch lane (Anthropic Message Batches, half price; docs/agent/batch.md)",
                   keys={
         "enabled": Key("deploy the batch lane (Anthropic only; with Bedrock it is off)",
                        boolean, True),
@@ -403,7 +403,7 @@ SCHEMA: dict[str, Key] = {
                                          positive, 6)}),
     "tenants": Key("tenant name -> its settings, e.g. {\"acme\": {\"principals\": "
                    "[role ARNs]}}; a plain list of names only with allow_unbound_tenants "
-                   "(README 'Tenants and callers')",
+                   "(docs/tenants.md)",
                    string_list(TENANT_PATTERN, "names of 1-63 characters [a-z0-9-]"),
                    REQUIRED, each=TENANT_KEYS),
     "allow_unbound_tenants": Key("accept tenants bound to no role (a plain list): any caller "
@@ -423,7 +423,7 @@ SCHEMA: dict[str, Key] = {
         "latency_p99_ms": Key("p99 model latency", positive, 60_000),
         "failure_rate_percent": Key("failed requests", percent, 5),
         "cost_per_hour_usd": Key("Claude spend per hour", positive, 10),
-        "anomaly": Key("learned bands per model (README 'Thresholds that learn'): the band "
+        "anomaly": Key("learned bands per model (docs/monitoring.md): the band "
                        "width in standard deviations and the direction that alarms, per metric",
                        keys={name: Key(doc, keys={
                            "band": Key("band width, standard deviations", number(0.5), band),
@@ -721,7 +721,7 @@ class Settings:
     mcp: McpSettings = field(default_factory=McpSettings)
     #: the batch lane (Message Batches API)
     batch: BatchSettings = field(default_factory=BatchSettings)
-    #: the tenants and the IAM roles bound to them (README, "Tenants and callers")
+    #: the tenants and the IAM roles bound to them (docs/tenants.md)
     tenant_specs: tuple[TenantSpec, ...] = ()
     #: IAM role ARNs trusted to invoke the function directly (naming any tenant)
     trusted_invokers: tuple[str, ...] = ()
@@ -1113,8 +1113,14 @@ def _default_text(key: Key) -> str:
     return str(key.default).lower() if isinstance(key.default, bool) else str(key.default)
 
 
+def _linked(doc: str) -> str:
+    """`doc` with each docs page it names (`docs/tenants.md`) as a link from docs/."""
+    return re.sub(r"\bdocs/([\w/-]+\.md)\b", r"[\1](\1)", doc)
+
+
 def reference_table() -> str:
-    """README's configuration reference, rendered from `SCHEMA` (`python -m stacks.settings`)."""
+    """docs/configuration.md's reference table, rendered from `SCHEMA` (`python -m
+    stacks.settings`); a docs page named in a meaning becomes a link to it."""
     rows = ["| context key | meaning | default |", "|---|---|---|"]
 
     def walk(schema: Mapping[str, Key], prefix: str) -> None:
@@ -1127,7 +1133,7 @@ def reference_table() -> str:
                 continue
             default = "provider_defaults" if name in PROVIDER_KEYS and not prefix \
                 else _default_text(key)
-            rows.append(f"| `{path}` | {key.doc}{only} | {default} |")
+            rows.append(f"| `{path}` | {_linked(key.doc)}{only} | {default} |")
             if key.keys:
                 walk(key.keys, path + ".")
             if key.each:

@@ -1,6 +1,6 @@
 """The agent Lambda's environment, parsed once at cold start into a typed model.
 
-Every variable is listed in README ("Agent Lambda environment"). A missing or malformed one
+Every variable is listed in docs/agent/index.md ("Agent Lambda environment"). A missing or malformed one
 raises `ConfigError` naming the variable and the expected form, so a broken deployment fails
 at init with a clear message instead of on the first request.
 """
@@ -111,7 +111,7 @@ def load_config(env: Mapping[str, str]) -> AgentConfig:
     """Parse the Lambda environment; raises `ConfigError` naming the first bad variable.
 
     The variables the stack sets are named in `agent.contract.Env`; the rest are tunables
-    with defaults (README, "Agent Lambda environment")."""
+    with defaults (docs/agent/index.md, "Agent Lambda environment")."""
     provider = _require(env, Env.PROVIDER, "'anthropic' or 'bedrock'")
     if provider not in PROVIDERS:
         raise ConfigError(f"{Env.PROVIDER}={provider!r}: expected 'anthropic' or 'bedrock'")

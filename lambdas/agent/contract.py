@@ -10,7 +10,7 @@ from here, so the two sides cannot drift:
 * the tenant spec (`TenantSpec`: a tenant and the IAM roles bound to it) and its environment
   encoding, `encode_tenants` / `decode_tenants` (the `TENANTS` variable);
 * the environment variable names the stack sets and the Lambda reads (`Env`);
-* the metric namespace, dimension and names (DESIGN contract 4) the Lambda emits and the
+* the metric namespace, dimension and names the Lambda emits and the
   alarms and dashboard read.
 
 No CDK, boto3 or anthropic import: the Lambda loads this at cold start.
@@ -58,7 +58,7 @@ class FieldError(ValueError):
 # -- rules both sides check --------------------------------------------------------------------
 
 PROVIDERS = ("anthropic", "bedrock")
-#: What a request does when capacity is short (DESIGN, data flow): re-queue, smaller model, error.
+#: What a request does when capacity is short (docs/index.md, "Data flow"): re-queue, smaller model, error.
 OVERFLOW_POLICIES = ("defer", "degrade", "reject")
 #: How a request is served: "interactive" (the Messages API now) or "batch" (Message Batches).
 LANES = ("interactive", "batch")
@@ -81,8 +81,8 @@ BATCH_BUCKET_ID = "anthropic#message-batches"
 
 
 class Env:
-    """Names of the environment variables the stack sets and the Lambda reads (README, "Agent
-    Lambda environment" and "Batch lane")."""
+    """Names of the environment variables the stack sets and the Lambda reads
+    (docs/agent/index.md, "Agent Lambda environment"; docs/agent/batch.md)."""
 
     PROVIDER = "PROVIDER"
     MODELS = "MODELS"
@@ -126,7 +126,7 @@ class Env:
     LIMITS_TABLE = "LIMITS_TABLE"
 
 
-# -- metrics (DESIGN contract 4) ---------------------------------------------------------------
+# -- metrics --------------------------------------------------------------------------------------
 
 NAMESPACE = "Bulwark"
 DIMENSION = "Model"
@@ -168,7 +168,7 @@ TENANT_METRICS = frozenset({"Requests", "InputTokens", "OutputTokens", "CostUSD"
                             "BudgetRefused"})
 
 #: high-resolution (StorageResolution 1) metrics: the dashboard's "last 15 minutes" rate-limit
-#: row reads them at 10 s (README, "Metrics": the extra cost)
+#: row reads them at 10 s (docs/local.md, "The dashboard page": the extra cost)
 HIGH_RESOLUTION = frozenset({"Requests", "InputTokens", "OutputTokens", "CacheWriteTokens",
                              "LocalThrottles", "Upstream429", "Deferred", "QueueSeconds"})
 

@@ -1,10 +1,10 @@
-"""Agent Lambda entry points (contract 2): `handler` (synchronous invoke or Function URL) and
+"""Agent Lambda entry points: `handler` (synchronous invoke or Function URL) and
 `sqs_handler` (deferred and asynchronous work, partial batch failures).
 
 The tenant of a Function URL request is derived from its IAM caller (`tenancy`): the body may
 name one of the caller's tenants, never another (403 `forbidden_tenant`). A direct invoke
 carries no caller identity: its `tenant` is trusted by configuration (who may invoke the
-function: README, "Tenants and callers").
+function: docs/tenants.md, "Tenants and callers").
 
 The work itself lives beside this module: `runtime` (what is built once per container),
 `requests` (parsing events and queue messages), `service` (one request: idempotency and the
@@ -89,7 +89,7 @@ def reset_runtime() -> None:
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)  # responses may hold tenant data
 def handler(event: Any, context: Any) -> dict:
-    """Synchronous invoke or Function URL (AWS_IAM) request; see README for the event forms.
+    """Synchronous invoke or Function URL (AWS_IAM) request; see docs/agent/index.md for the event forms.
     Never raises: every problem is a response with status "error" naming it. An SQS batch
     (the deployed function's event source mapping) goes to `sqs_handler`."""
     if _is_sqs_batch(event):
@@ -100,7 +100,7 @@ def handler(event: Any, context: Any) -> dict:
 
 
 def function_url_response(response: dict) -> dict:
-    """A contract-2 response as the Function URL's HTTP response (JSON body)."""
+    """An agent response as the Function URL's HTTP response (JSON body)."""
     code = HTTP_STATUS.get(response["status"], 400)
     if response.get("error", {}).get("type") in ("internal", "configuration"):
         code = 500

@@ -1,4 +1,4 @@
-"""Parsing and validating agent requests (contract 2), from direct invokes, Function URLs and
+"""Parsing and validating agent requests (the agent's event contract), from direct invokes, Function URLs and
 SQS bodies. Every problem becomes a `BadRequest` whose message names the field."""
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def new_request_id() -> str:
 
 def parse_request(event: Any, config: AgentConfig, *, caller: str | None = None,
                   tenant: str | None = None) -> AgentRequest:
-    """Validate a contract-2 event; raises `BadRequest` naming the first problem.
+    """Validate an agent event; raises `BadRequest` naming the first problem.
 
     `tenant`: derived from the caller's identity (`agent.tenancy`, Function URL); None takes
     the event's `tenant`, trusted by configuration (a direct invoke or queued work)."""
@@ -189,7 +189,7 @@ def parse_work_message(raw_body: Any, config: AgentConfig, *, now: float,
                        payloads: PayloadStore | None = None) -> WorkMessage:
     """A work-queue message: {"request": {...}, "deferrals": n, "first_received_at": epoch s,
     "transcript": [...]?, "model": str?, "spent": {"model_calls", "tokens"}?} or a bare
-    contract-2 request, or a claim check ({"s3_payload": ...}: the message is in `payloads`;
+    agent request, or a claim check ({"s3_payload": ...}: the message is in `payloads`;
     `body` is then the claim check, which is what a dead letter carries). A request without
     its prompt takes it from "params" (a batch-lane body carries the prompt once). `now`:
     epoch seconds, the arrival time of a message that carries none. Raises

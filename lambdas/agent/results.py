@@ -1,5 +1,5 @@
 """The results table: the response each request ended with, kept by tenant and request id for
-`get_result` (contract 2), and the error response every part of the agent answers with.
+`get_result` (the agent's response contract), and the error response every part of the agent answers with.
 
 One item per request: string key `request_id` = "<tenant>/<request id>" (two tenants may choose
 the same request id), `tenant`, `status`, `response` (the response as UTF-8 JSON, or a pointer
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def error_response(request_id: str | None, kind: str, message: str) -> dict:
-    """A contract-2 response with status "error"; `message` names the problem."""
+    """An agent response with status "error"; `message` names the problem."""
     return {"status": "error", "request_id": request_id or "", "error": {"type": kind,
                                                                           "message": message}}
 

@@ -1,8 +1,8 @@
-"""Contract 4 metrics: CloudWatch EMF through Powertools, namespace `Bulwark`, dimension `Model`.
+"""The agent's metrics: CloudWatch EMF through Powertools, namespace `Bulwark`, dimension `Model`.
 
 One request may touch two models (degrade), so numbers are collected per model and flushed as
 one EMF document per model at the end of the request. The names, units and namespace are
-`agent.contract`'s; alarms and the dashboard use exactly these (README, "Metrics").
+`agent.contract`'s; alarms and the dashboard use exactly these (docs/monitoring.md, "Metrics").
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class RequestMetrics:
 
     def add(self, model: str, name: str, value: float = 1.0) -> None:
         if name not in _UNITS:
-            raise KeyError(f"{name} is not a contract-4 metric")
+            raise KeyError(f"{name} is not one of the agent's metrics (agent.contract)")
         current = self.values[model].get(name)
         if current is None:
             self.values[model][name] = float(value)

@@ -16,7 +16,7 @@ takes.
 Guarantee (per dimension, every window of W seconds, all callers' clocks in sync): reservations
 counted at their start minus credited refunds <= B + r * W, with B the burst size (one capacity
 unless `burst_fraction` is set). A caller whose clock is off by e seconds can take up to r * |e|
-more, once (see README, "Clock skew").
+more, once (see docs/guard/bucket.md, "Clock skew").
 
 Scale: every acquire and every settle is one write to one partition key. DynamoDB serves about
 1,000 writes/s per partition key, so one bucket sustains about 500 Claude calls/s (acquire +

@@ -1,5 +1,5 @@
 """The statuses and reasons callers can test: one table for the bucket, the guarded client, the
-agent and the README ("Statuses and reasons").
+agent and the docs (docs/guard/index.md, "Statuses and reasons").
 
 `Grant.reason` (a refusal of `TokenBucket.try_acquire`) is one of `BUCKET_REASONS`;
 `CallResult.reason` (status "deferred") one of `DEFERRAL_REASONS`; `CallResult.error["type"]`

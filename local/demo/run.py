@@ -44,7 +44,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TENANTS = ("acme", "globex")
 #: The account the local AWS server reports (moto's): the demo's application roles live there.
 DEMO_ACCOUNT = "123456789012"
-#: Each tenant's application role (README, "Tenants and callers"): the demo deploys with these
+#: Each tenant's application role (docs/tenants.md, "Tenants and callers"): the demo deploys with these
 #: bound and signs each tenant's Function URL requests as a session of its own role.
 TENANT_ROLES = {tenant: f"arn:aws:iam::{DEMO_ACCOUNT}:role/{tenant.capitalize()}App"
                 for tenant in TENANTS}

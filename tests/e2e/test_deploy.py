@@ -286,7 +286,7 @@ def test_work_queue_redrives_to_the_dlq_under_kms(deployed):
         deny = one([s for s in policy["Properties"]["PolicyDocument"]["Statement"]
                     if s["Effect"] == "Deny" and s["Action"] == "sqs:*"])
         assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-    # the work queue also denies sending to all but the agent role (README "Tenants and
+    # the work queue also denies sending to all but the agent role (docs/tenants.md, "Tenants and
     # callers"; evaluated in the IAM matrix)
     [work_policy] = [p["Properties"]["PolicyDocument"] for p in policies.values()
                      if p["Properties"]["Queues"] == [{"Ref": stack.logical("StateWorkQueue")}]]

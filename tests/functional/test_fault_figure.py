@@ -1,7 +1,7 @@
-"""The README's figure for both queued lanes at once: every fault-injection scenario of the
+"""The docs' figure for both queued lanes at once: every fault-injection scenario of the
 interactive lane (test_fault_injection.py) and of the batch lane
 (test_fault_injection_batch.py), each checked, and "N scenarios, 0 lost, 0 answered twice"
-printed (README, "What happens when... (queued work)").
+printed (docs/operations.md, "What happens when... (queued work)").
 
 Each lane keeps its own Claude emulator, as in its own suite: the interactive one with the
 agent's stack, the batch one with the Message Batches endpoints answering at once."""

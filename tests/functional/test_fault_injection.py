@@ -9,7 +9,7 @@ clients. A fault short-circuits the call before it is sent, as when the SDK's ow
 run out. SQS delivery is simulated (`Delivery`): a failed record comes back with its receive
 count raised, and after the work queue's maxReceiveCount (5) the redrive policy moves it to
 the DLQ as it is. test_fault_figure.py runs these scenarios with the batch lane's and prints
-the README's figure.
+the figure of docs/operations.md.
 """
 
 from __future__ import annotations

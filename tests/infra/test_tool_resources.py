@@ -1,4 +1,4 @@
-"""A tool that declares the resource it needs (tests/fixtures/catalog_tool.py, README's worked
+"""A tool that declares the resource it needs (tests/fixtures/catalog_tool.py, docs/mcp.md's worked
 example): registering it is all it takes for the stack to create the table, pass its name to
 the function, scope the tool role (and the boundary) to it and record its data events. One
 in-process synth with the example registered."""

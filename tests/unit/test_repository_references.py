@@ -1,14 +1,18 @@
-"""Docstrings and README name only files that are in the repository."""
+"""Docstrings, README and the docs pages name only files, pages and sections that are in the
+repository."""
 
 from __future__ import annotations
 
 import functools
 import re
 import tokenize
+from collections.abc import Mapping
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SOURCES = [*REPO.glob("*.md"), *REPO.glob("*.py"),
+DOCS = REPO / "docs"
+PAGES = sorted(DOCS.rglob("*.md"))
+SOURCES = [*REPO.glob("*.md"), *PAGES, *REPO.glob("*.py"),
            *(p for folder in ("stacks", "policies", "lambdas", "local", "cli", "bench", "tests")
              for p in (REPO / folder).rglob("*.py"))]
 
@@ -22,12 +26,12 @@ def test_no_reference_to_files_outside_the_repository():
 
 
 def _map_block() -> str:
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("## What is here", 1)[1].split("\n## ", 1)[0]
+    page = (DOCS / "repository.md").read_text()
+    section = page.split("## What is here", 1)[1].split("\n## ", 1)[0]
     return "\n".join(line for line in section.splitlines() if line.startswith("    "))
 
 
-def test_the_readme_map_names_every_module_of_the_agent_and_of_local():
+def test_the_repository_map_names_every_module_of_the_agent_and_of_local():
     block = _map_block()
     modules = [p for folder in ("lambdas/agent", "local") for p in (REPO / folder).rglob("*.py")
                if p.name not in ("__init__.py", "__main__.py")
@@ -39,7 +43,7 @@ def test_the_readme_map_names_every_module_of_the_agent_and_of_local():
     assert [f for f in folders if f"{f}/" not in block] == []
 
 
-def test_every_file_the_readme_map_names_is_in_the_tree():
+def test_every_file_the_repository_map_names_is_in_the_tree():
     block = _map_block()
     names = set(re.findall(r"\b([a-z_]+\.(?:py|mjs))\b", block))
     present = {p.name for folder in ("stacks", "policies", "lambdas", "local", "cli", "bench",
@@ -53,25 +57,19 @@ def test_every_file_the_readme_map_names_is_in_the_tree():
 #: A reference to a document that is not in the repository: numbered design contracts, the
 #: design document, issue numbers.
 OUTSIDE_DOCUMENT = re.compile(r"\bcontract[ -]?\d+\b|\bDESIGN\b|\bissue\s+#?\d+", re.IGNORECASE)
-#: A README section named in quotes: `README, "Clock skew"`, `README ("Batch lane")`.
+#: A README section named in quotes: `README, "Data flow"`, `README ("Documentation")`.
 README_SECTION = re.compile(r"\bREADME(?:\.md)?[ ,(]{1,4}[\"']([^\"'\n]{2,80})[\"']")
+#: A docs page by its path, maybe with a section in quotes: `docs/guard/bucket.md`,
+#: `docs/guard/bucket.md, "Clock skew"`, `docs/agent/batch.md ("Batch lane environment")`. A path
+#: right after a quote or a slash is a value, not a reference (`Key="docs/acme/runbook.md"`,
+#: `s3://bucket/docs/acme/runbook.md`: tenant documents live under the same prefix).
+DOCS_PAGE = re.compile(
+    r"(?<![\w/$\"'])docs/([\w/-]+\.md)\b(?:[ ,(]{1,4}[\"']([^\"'\n]{2,80})[\"'])?")
 
-#: (file, reference): today's references that do not resolve, in files other work is changing.
-#: Each is renamed to the concept (or to a README section that exists) when its file is next
-#: edited; a fixed one must leave this list (the last test below).
-DANGLING_ALLOWED = {
-    ("lambdas/agent/telemetry.py", "Contract 4"), ("lambdas/agent/telemetry.py", "contract-4"),
-    ("lambdas/agent/contract.py", "DESIGN"), ("lambdas/agent/contract.py", "contract 4"),
-    ("lambdas/agent/requests.py", "contract 2"), ("lambdas/agent/requests.py", "contract-2"),
-    ("lambdas/agent/results.py", "contract 2"), ("lambdas/agent/results.py", "contract-2"),
-    ("lambdas/agent/handler.py", "contract 2"), ("lambdas/agent/handler.py", "contract-2"),
-    ("lambdas/agent/config.py", 'README "Agent Lambda environment"'),
-    ("lambdas/agent/contract.py", 'README "Agent Lambda environment"'),
-    ("lambdas/agent/batch/handler.py", 'README "Batch lane environment"'),
-    ("stacks/monitoring.py", "contract-4"), ("stacks/monitoring.py", "Contract-4"),
-    ("stacks/monitoring.py", "issue 13"), ("stacks/bulwark_stack.py", "issue 13"),
-    ("stacks/metrics.py", "Contract-4"), ("stacks/metrics.py", "contract-4"),
-}
+#: (file, reference): references that do not resolve yet, in files other work is changing.
+#: Each is renamed to the concept (or to a docs page and section that exist) when its file is
+#: next edited; a fixed one must leave this list (the last test below).
+DANGLING_ALLOWED: set[tuple[str, str]] = set()
 
 
 def _text_of(path: Path) -> str:
@@ -95,19 +93,43 @@ def _text_of(path: Path) -> str:
     return " ".join(" ".join(parts).split())
 
 
-def _readme_sections() -> list[str]:
-    return [line.lstrip("#").strip().lower() for line in
-            (REPO / "README.md").read_text().splitlines() if re.match(r"#{2,4} ", line)]
+def _headings(markdown: str) -> list[str]:
+    """The headings of a Markdown page (outside code fences), lower case."""
+    headings, fence = [], False
+    for line in markdown.splitlines():
+        if line.lstrip().startswith("```"):
+            fence = not fence
+        elif not fence and re.match(r"#{1,4} ", line):
+            headings.append(line.lstrip("#").strip().lower())
+    return headings
 
 
-def dangling(text: str, sections: list[str]) -> list[str]:
-    """References in `text` to documents not in the repository, or to README sections that
-    no README heading starts with."""
+@functools.cache
+def _sections() -> Mapping[str, list[str]]:
+    """Headings per document: "README.md" and each docs page by its path under docs/."""
+    return {"README.md": _headings((REPO / "README.md").read_text()),
+            **{str(p.relative_to(DOCS)): _headings(p.read_text()) for p in PAGES}}
+
+
+def _has_section(headings: list[str], name: str) -> bool:
+    name = " ".join(name.split()).lower()
+    return any(heading.startswith(name) for heading in headings)
+
+
+def dangling(text: str, sections: Mapping[str, list[str]]) -> list[str]:
+    """References in `text` to documents not in the repository, to README sections that no
+    README heading starts with, to docs pages that do not exist or to sections that no heading
+    of the page names starts with."""
     found = [m.group(0) for m in OUTSIDE_DOCUMENT.finditer(text)]
     for m in README_SECTION.finditer(text):
-        name = " ".join(m.group(1).split()).lower()
-        if not any(section.startswith(name) for section in sections):
+        if not _has_section(sections["README.md"], m.group(1)):
             found.append(f'README "{m.group(1)}"')
+    for m in DOCS_PAGE.finditer(text):
+        page, section = m.groups()
+        if page not in sections:
+            found.append(f"docs/{page}")
+        elif section is not None and not _has_section(sections[page], section):
+            found.append(f'docs/{page} "{section}"')
     return found
 
 
@@ -118,14 +140,16 @@ def _python_sources() -> list[Path]:
 
 @functools.cache
 def _all_dangling() -> frozenset[tuple[str, str]]:
-    sections = _readme_sections()
-    return frozenset((str(path.relative_to(REPO)), ref) for path in _python_sources()
-                     for ref in dangling(_text_of(path), sections))
+    sections = _sections()
+    texts = [(path, _text_of(path)) for path in _python_sources()]
+    texts += [(path, " ".join(path.read_text().split())) for path in [REPO / "README.md", *PAGES]]
+    return frozenset((str(path.relative_to(REPO)), ref) for path, text in texts
+                     for ref in dangling(text, sections))
 
 
-def test_comments_and_strings_reference_only_documents_in_the_repository():
+def test_comments_strings_and_pages_reference_only_documents_in_the_repository():
     new = sorted(_all_dangling() - DANGLING_ALLOWED)
-    assert new == [], "name the concept, or a README section that exists"
+    assert new == [], "name the concept, or a docs page and a section that exist"
 
 
 def test_every_allowed_dangling_reference_is_still_there():
@@ -133,7 +157,8 @@ def test_every_allowed_dangling_reference_is_still_there():
 
 
 def test_what_counts_as_a_dangling_reference():
-    sections = ["clock skew", "metrics (cloudwatch emf, namespace `bulwark`)"]
+    sections = {"README.md": ["clock skew", "metrics (cloudwatch emf, namespace `bulwark`)"],
+                "guard/bucket.md": ["the bucket", "clock skew"]}
     assert dangling('see README, "Clock skew" and README ("Metrics")', sections) == []
     assert dangling("the contract-2 response (DESIGN contract 4), issue 13", sections) == [
         "contract-2", "DESIGN", "contract 4", "issue 13"]
@@ -141,3 +166,14 @@ def test_what_counts_as_a_dangling_reference():
         'README "Agent Lambda environment"']
     assert dangling('the README\'s "Clock skew" (REPO / "README.md")', sections) == []
     assert dangling("a contract between stack and Lambda; designed for retries", sections) == []
+    assert dangling('see docs/guard/bucket.md, "Clock skew"; docs/guard/bucket.md', sections) == []
+    assert dangling('docs/guard/bucket.md ("Scale")', sections) == ['docs/guard/bucket.md "Scale"']
+    assert dangling("docs/guard/gone.md", sections) == ["docs/guard/gone.md"]
+    assert dangling('Key="docs/acme/runbook.md", s3://b/docs/acme/plans.md', sections) == []
+
+
+def test_the_docs_pages_are_the_ones_references_resolve_against():
+    sections = _sections()
+    assert _has_section(sections["guard/bucket.md"], "Clock skew")
+    assert _has_section(sections["agent/index.md"], "Agent Lambda environment")
+    assert "# lambdas/agent/tools/catalog.py" not in str(sections["mcp.md"])  # a code comment

@@ -210,9 +210,16 @@ def test_alarm_settings_refuse_bad_values_naming_the_field(factory, message):
         factory()
 
 
-def test_readme_configuration_reference_is_the_schema():
-    # README lists every key the schema accepts, rendered by `python -m stacks.settings`.
-    assert reference_table() in (REPO / "README.md").read_text()
+def test_docs_configuration_reference_is_the_schema():
+    # docs/configuration.md lists every key the schema accepts, rendered by
+    # `python -m stacks.settings` (paste its output over the page's table).
+    assert reference_table() in (REPO / "docs" / "configuration.md").read_text()
+
+
+def test_the_reference_links_the_docs_pages_its_meanings_name():
+    table = reference_table()
+    assert "[tenants.md](tenants.md)" in table
+    assert "docs/" not in table  # every page named is a link relative to docs/
 
 
 def test_cdk_app_reports_every_problem_in_one_run_and_exits_non_zero():

@@ -5,6 +5,6 @@
     poller (schedule)    -> batches.retrieve, results (JSONL) -> results table, retries, DLQ
 
 Every step is durable in the batch table (`state.BatchStore`) and the next run resumes; see
-README ("Batch lane"). Pure logic with injected clients and clock: no Lambda specifics here
+docs/agent/batch.md. Pure logic with injected clients and clock: no Lambda specifics here
 except in `handler`.
 """

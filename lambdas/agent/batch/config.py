@@ -1,4 +1,4 @@
-"""The collector's and poller's environment, parsed once at cold start (README, "Batch lane")."""
+"""The collector's and poller's environment, parsed once at cold start (docs/agent/batch.md)."""
 
 from __future__ import annotations
 

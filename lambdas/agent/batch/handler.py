@@ -1,6 +1,6 @@
 """Lambda entry points of the batch lane (same asset as the agent, own functions and roles):
 `agent.batch.handler.collector_handler` and `agent.batch.handler.poller_handler`, each run on a
-schedule. Configuration: README ("Batch lane environment")."""
+schedule. Configuration: docs/agent/batch.md ("Batch lane environment")."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ cdk.json:
       "deny_actions": ["extra:Action*"]
     }
 
-Quota keys (per server, shared by every container through the bucket table; see README, "AWS
+Quota keys (per server, shared by every container through the bucket table; see docs/mcp.md, "AWS
 MCP Server quotas"): `requests_per_second` (default 2: HTTP requests of any method, the share
 of the account's quota this deployment takes), `burst` (requests sent at once, default 1),
 `max_connections` (concurrent HTTP exchanges, default 20), `max_sessions` (concurrently open

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from ..config import ConfigError, models_from_env, number_env, require_env
-from ..contract import BATCH_BUCKET_ID, Env, ModelSpec
+from ..contract import BATCH_BUCKET_ID, BATCH_VISIBILITY_TIMEOUT_S, Env, ModelSpec
 
 #: Published hard caps of one batch (Anthropic Message Batches): requests and bytes.
 HARD_MAX_REQUESTS = 100_000
@@ -37,7 +37,7 @@ class BatchConfig:
     cancel_after_s: float | None = None
     result_ttl_s: int = 86_400
     #: seconds a received message stays hidden while a run decides (longer than a run)
-    visibility_timeout_s: int = 900
+    visibility_timeout_s: int = BATCH_VISIBILITY_TIMEOUT_S
     aws_region: str = "us-east-1"
     #: the payload bucket (PAYLOAD_BUCKET; `agent.payloads`): answers over the results item's
     #: inline limit are kept there behind a pointer. None: such an answer is dead-lettered.
@@ -80,6 +80,7 @@ def load_batch_config(env: Mapping[str, str]) -> BatchConfig:
         cancel_after_s=number_env(env, Env.BATCH_CANCEL_AFTER_S, None, float, 60) if cancel
         else None,
         result_ttl_s=number_env(env, "RESULT_TTL_S", 86_400, int, 60),
-        visibility_timeout_s=number_env(env, "BATCH_VISIBILITY_TIMEOUT_S", 900, int, 1),
+        visibility_timeout_s=number_env(env, "BATCH_VISIBILITY_TIMEOUT_S",
+                                        BATCH_VISIBILITY_TIMEOUT_S, int, 1),
         aws_region=env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", "us-east-1")),
         payload_bucket=env.get(Env.PAYLOAD_BUCKET, "").strip() or None)

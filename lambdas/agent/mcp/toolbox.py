@@ -39,6 +39,7 @@ import threading
 import time
 from typing import Any, Callable, Mapping
 
+from ..contract import LogEvent
 from ..tool_runner import OK, audit_tool_call, classify_result
 from ..tools.registry import validate_tool_input
 from .config import McpServer, McpTool, tool_index
@@ -169,7 +170,7 @@ class McpToolbox:
                     tool.input_schema):
                 disabled[name] = "its input schema changed on the server"
         for name, reason in disabled.items():
-            self.logger.warning("MCP tool disabled", extra={
+            self.logger.warning(LogEvent.MCP_TOOL_DISABLED, extra={
                 "mcp_server": server.name, "tool": name, "reason": reason})
         self.disabled[server.name] = disabled
         self._verified.add(server.name)

@@ -138,15 +138,15 @@ def context_args(context: dict | None) -> list[str]:
 
 
 def _run(step: str, args: list[str], *, env: dict[str, str], log_path: Path,
-         timeout_s: float) -> float:
-    """Runs the CLI in its own process group (the app it spawns dies with it on timeout),
-    output appended to `log_path`. Returns the wall-clock seconds."""
+         timeout_s: float, cwd: Path = REPO_ROOT) -> float:
+    """Runs the CLI in `cwd` in its own process group (the app it spawns dies with it on
+    timeout), output appended to `log_path`. Returns the wall-clock seconds."""
     command = [str(CDK_CLI), *args]
     start = time.monotonic()
     with open(log_path, "a") as log:
         log.write(f"\n=== {step}: {' '.join(command)}\n")
         log.flush()
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                    stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
         try:
@@ -338,10 +338,11 @@ def deploy_local(aws: LocalAws, *, context: dict | None = None, stage: str = "de
     stack_name = f"Bulwark-{stage}"
     timings: dict[str, float] = {}
     if bootstrap:
+        # Run where there is no cdk.json: in the app's folder the CLI synthesizes the whole
+        # app before bootstrapping, even for an explicit environment, and uses none of it.
         timings["bootstrap"] = _run(
-            "bootstrap", ["bootstrap", f"aws://{ACCOUNT}/{REGION}", *common,
-                          "--output", str(work / "bootstrap.out")],
-            env=env, log_path=log_path, timeout_s=timeout_s)
+            "bootstrap", ["bootstrap", f"aws://{ACCOUNT}/{REGION}", *common],
+            env=env, log_path=log_path, timeout_s=timeout_s, cwd=work)
     timings["deploy"] = _run(
         "deploy", ["deploy", stack_name, "--require-approval", "never", *common,
                    "--app", app, "--output", str(output_dir), "--progress", "events", *ctx],

@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 from typing import Iterable, Mapping
 
-from . import documents, notes
 from .base import (  # noqa: F401  (re-exported: tools and callers import them from here)
     ACCESS_DENIED_CODES,
     AWS_ERRORS,
@@ -38,6 +37,10 @@ from .base import (  # noqa: F401  (re-exported: tools and callers import them f
     substitute,
 )
 from .validation import validate_tool_input  # noqa: F401  (re-exported)
+
+# The tools import their types from .base; the registry imports the tools after the names it
+# re-exports, so a tool module written against `.registry` still imports.
+from . import documents, notes
 
 
 # -- the registry -------------------------------------------------------------------------------

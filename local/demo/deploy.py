@@ -387,10 +387,12 @@ def _check_complete(aws: LocalAws, stack_name: str, output_dir: Path,
 
 def destroy_local(aws: LocalAws, stack_name: str, *, timeout_s: float = 600,
                   log_path: Path | None = None, context: dict | None = None,
-                  moto_compat: bool = True, work_dir: Path | None = None) -> float:
-    """`cdk destroy --force` of a deployed stack; returns the wall-clock seconds. The app is
-    synthesized again to find the stack, so pass the same `context` as to `deploy_local`
-    (the stage is taken from the stack name)."""
+                  moto_compat: bool = True, work_dir: Path | None = None,
+                  assembly: Path | None = None) -> float:
+    """`cdk destroy --force` of a deployed stack; returns the wall-clock seconds. The CLI
+    reads the stack from `assembly` (the deploy's cloud assembly, `DeployedStack.output_dir`)
+    when given; otherwise the app is synthesized again, so pass the same `context` as to
+    `deploy_local` (the stage is taken from the stack name)."""
     work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="bulwark-destroy-"))
     work.mkdir(parents=True, exist_ok=True)
     log_path = log_path or work / "cdk.log"
@@ -398,9 +400,10 @@ def destroy_local(aws: LocalAws, stack_name: str, *, timeout_s: float = 600,
     home.mkdir(exist_ok=True)
     stage = stack_name.removeprefix("Bulwark-")
     ctx = context_args({**(context or {}), "stage": stage})
+    app = ["--app", str(assembly)] if assembly is not None else [
+        "--app", app_command(moto_compat), "--output", str(work / "cdk.out"), *ctx]
     return _run("destroy", ["destroy", stack_name, "--force", "--no-notices", "--ci",
-                            "--no-color", "--app", app_command(moto_compat),
-                            "--output", str(work / "cdk.out"), *ctx],
+                            "--no-color", *app],
                 env=cli_env(aws, home), log_path=log_path, timeout_s=timeout_s)
 
 

@@ -29,7 +29,7 @@ from aws_cdk import aws_iam as iam
 
 from agent.mcp.config import McpAllow
 # the registry's placeholder substitution: the same ${Name} templates as tool permissions
-from agent.tools.registry import _substitute  # noqa: PLC2701
+from agent.tools.base import substitute
 
 AWS_MCP_PRINCIPAL = "aws-mcp.amazonaws.com"
 
@@ -90,14 +90,14 @@ def mcp_allow_statements(allow: Iterable[McpAllow], values: Mapping[str, str],
             if pattern:
                 raise ValueError(f"mcp.allow {entry.sid}: {action} is denied through MCP by "
                                  f"{pattern!r}; remove it from the allowlist")
-        conditions = copy.deepcopy(_substitute(entry.conditions, values))
+        conditions = copy.deepcopy(substitute(entry.conditions, values))
         # aws:CalledViaAWSMCP = aws-mcp.amazonaws.com: the grant exists only for calls the AWS
         # MCP Server makes with these credentials; not for direct calls (a built-in tool, a
         # leaked session) nor through another MCP server (eks-mcp, ecs-mcp).
         conditions.setdefault("StringEquals", {})["aws:CalledViaAWSMCP"] = AWS_MCP_PRINCIPAL
         statements.append(iam.PolicyStatement(
             sid=entry.sid, actions=list(entry.actions),
-            resources=_substitute(list(entry.resources), values), conditions=conditions))
+            resources=substitute(list(entry.resources), values), conditions=conditions))
     return statements
 
 

@@ -17,7 +17,8 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from agent.batch.state import OPEN_INDEX, OPEN_KEY, TTL_ATTRIBUTE
-from agent.contract import BATCH_BUCKET_ID, NAMESPACE, Env, encode_models
+from agent.contract import (BATCH_BUCKET_ID, BATCH_VISIBILITY_TIMEOUT_S, NAMESPACE, Env,
+                            encode_models)
 from agent.payloads import MAX_SQS_MESSAGE_BYTES
 from policies.batch import BatchResources, collector_statements, poller_statements
 from policies.boundary import service_trust
@@ -41,7 +42,7 @@ class BatchState(Construct):
             removal_policy=removal, max_message_size_bytes=MAX_SQS_MESSAGE_BYTES)
         self.queue = sqs.Queue(
             self, "Queue", encryption=sqs.QueueEncryption.KMS, encryption_master_key=key,
-            enforce_ssl=True, visibility_timeout=Duration.minutes(15),
+            enforce_ssl=True, visibility_timeout=Duration.seconds(BATCH_VISIBILITY_TIMEOUT_S),
             max_message_size_bytes=MAX_SQS_MESSAGE_BYTES,
             retention_period=Duration.days(4), removal_policy=removal,
             # A backstop: the collector and poller dead-letter with a reason themselves.

@@ -79,14 +79,18 @@ class AgentConfig:
         return {spec.name: spec.share for spec in self.tenant_specs}
 
 
-def _require(env: Mapping[str, str], name: str, hint: str) -> str:
+def require_env(env: Mapping[str, str], name: str, hint: str) -> str:
+    """The stripped value of the variable `name`; a ConfigError naming it and `hint` (what it
+    should hold) when it is missing or blank."""
     value = env.get(name, "").strip()
     if not value:
         raise ConfigError(f"{name} is not set: expected {hint}")
     return value
 
 
-def _number(env, name, default, cast, minimum):
+def number_env(env, name, default, cast, minimum):
+    """The variable `name` as `cast` (int or float), at least `minimum`; `default` when it is
+    missing or blank; a ConfigError naming the variable otherwise."""
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -102,7 +106,7 @@ def _number(env, name, default, cast, minimum):
 def models_from_env(env: Mapping[str, str]) -> dict[str, ModelSpec]:
     """The MODELS variable decoded (`agent.contract.decode_models`); ConfigError when bad."""
     try:
-        return decode_models(_require(env, Env.MODELS, "a JSON object of model id -> settings"))
+        return decode_models(require_env(env, Env.MODELS, "a JSON object of model id -> settings"))
     except ContractError as err:
         raise ConfigError(str(err)) from None
 
@@ -112,11 +116,11 @@ def load_config(env: Mapping[str, str]) -> AgentConfig:
 
     The variables the stack sets are named in `agent.contract.Env`; the rest are tunables
     with defaults (docs/agent/index.md, "Agent Lambda environment")."""
-    provider = _require(env, Env.PROVIDER, "'anthropic' or 'bedrock'")
+    provider = require_env(env, Env.PROVIDER, "'anthropic' or 'bedrock'")
     if provider not in PROVIDERS:
         raise ConfigError(f"{Env.PROVIDER}={provider!r}: expected 'anthropic' or 'bedrock'")
     models = models_from_env(env)
-    default_model = _require(env, Env.DEFAULT_MODEL, "one of the MODELS keys")
+    default_model = require_env(env, Env.DEFAULT_MODEL, "one of the MODELS keys")
     if default_model not in models:
         raise ConfigError(f"{Env.DEFAULT_MODEL}={default_model!r} is not in MODELS "
                           f"({', '.join(sorted(models))})")
@@ -134,7 +138,7 @@ def load_config(env: Mapping[str, str]) -> AgentConfig:
     if overflow == "degrade" and degrade_model is None:
         raise ConfigError(f"{Env.OVERFLOW_POLICY}=degrade needs {Env.DEGRADE_MODEL}")
     try:
-        tenant_specs = decode_tenants(_require(
+        tenant_specs = decode_tenants(require_env(
             env, Env.TENANTS, "a JSON object of tenant name -> {\"principals\": [role ARNs]} "
                               "(or comma-separated names of unbound tenants)"))
     except ContractError as err:
@@ -156,28 +160,28 @@ def load_config(env: Mapping[str, str]) -> AgentConfig:
         raise ConfigError(str(err)) from None
     return AgentConfig(
         provider=provider, tool_needs=tool_needs, mcp_servers=mcp_servers,
-        bucket_table=_require(env, Env.BUCKET_TABLE, "the rate-limit bucket table name"),
-        results_table=_require(env, Env.RESULTS_TABLE, "the deferred-results table name"),
-        idempotency_table=_require(env, Env.IDEMPOTENCY_TABLE, "the idempotency table name"),
-        work_queue_url=_require(env, Env.WORK_QUEUE_URL, "the SQS work queue URL"),
-        dlq_url=_require(env, Env.DLQ_URL, "the SQS dead-letter queue URL"),
-        tool_role_arn=_require(env, Env.TOOL_ROLE_ARN, "the tool role ARN"),
+        bucket_table=require_env(env, Env.BUCKET_TABLE, "the rate-limit bucket table name"),
+        results_table=require_env(env, Env.RESULTS_TABLE, "the deferred-results table name"),
+        idempotency_table=require_env(env, Env.IDEMPOTENCY_TABLE, "the idempotency table name"),
+        work_queue_url=require_env(env, Env.WORK_QUEUE_URL, "the SQS work queue URL"),
+        dlq_url=require_env(env, Env.DLQ_URL, "the SQS dead-letter queue URL"),
+        tool_role_arn=require_env(env, Env.TOOL_ROLE_ARN, "the tool role ARN"),
         agent_name=env.get(Env.AGENT_NAME, DEFAULT_AGENT_NAME).strip() or DEFAULT_AGENT_NAME,
         models=models, default_model=default_model, degrade_model=degrade_model,
         overflow_policy=overflow, scheduling=scheduling, tenants=tenants,
         tenant_specs=tenant_specs,
-        docs_bucket=_require(env, Env.DOCS_BUCKET, "the tenant documents bucket name"),
+        docs_bucket=require_env(env, Env.DOCS_BUCKET, "the tenant documents bucket name"),
         docs_prefix=env.get(Env.DOCS_PREFIX, DOCUMENTS_PREFIX),
-        notes_table=_require(env, Env.NOTES_TABLE, "the notes table name"),
+        notes_table=require_env(env, Env.NOTES_TABLE, "the notes table name"),
         api_key_secret_arn=secret,
         aws_region=env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", "us-east-1")),
-        max_deferrals=_number(env, Env.MAX_DEFERRALS, 5, int, 0),
-        max_deferral_age_s=_number(env, Env.MAX_DEFERRAL_AGE_S, 3600.0, float, 1),
-        max_receives=_number(env, "MAX_RECEIVES", 3, int, 1),
-        max_iterations=_number(env, "MAX_ITERATIONS", 8, int, 1),
-        max_total_tokens=_number(env, "MAX_TOTAL_TOKENS", 100_000, int, 1),
-        default_deadline_s=_number(env, "DEFAULT_DEADLINE_S", 20.0, float, 0),
-        result_ttl_s=_number(env, "RESULT_TTL_S", 86_400, int, 60),
+        max_deferrals=number_env(env, Env.MAX_DEFERRALS, 5, int, 0),
+        max_deferral_age_s=number_env(env, Env.MAX_DEFERRAL_AGE_S, 3600.0, float, 1),
+        max_receives=number_env(env, "MAX_RECEIVES", 3, int, 1),
+        max_iterations=number_env(env, "MAX_ITERATIONS", 8, int, 1),
+        max_total_tokens=number_env(env, "MAX_TOTAL_TOKENS", 100_000, int, 1),
+        default_deadline_s=number_env(env, "DEFAULT_DEADLINE_S", 20.0, float, 0),
+        result_ttl_s=number_env(env, "RESULT_TTL_S", 86_400, int, 60),
         log_prompts=env.get("LOG_PROMPTS", "false").lower() == "true",
         batch_queue_url=env.get(Env.BATCH_QUEUE_URL, "").strip() or None,
         limits=_limits(env), limits_table=env.get(Env.LIMITS_TABLE, "").strip() or None,

@@ -78,6 +78,22 @@ DEFAULT_AGENT_NAME = "bulwark-agent"
 DOCUMENTS_PREFIX = "docs/"
 #: The batch lane's bucket item (requests per minute of the Message Batches endpoints).
 BATCH_BUCKET_ID = "anthropic#message-batches"
+#: Seconds a received batch-queue message stays hidden while a collector run decides: the
+#: queue's visibility timeout (stacks.batch) and the collector's receive (agent.batch.config).
+BATCH_VISIBILITY_TIMEOUT_S = 900
+
+
+class LogEvent:
+    """The `message` of the agent's log lines that other code reads (the audit CLI, the demo)."""
+
+    #: one line per request, with its status, model, usage and duration (also a queued one)
+    REQUEST_FINISHED = "request finished"
+    #: one audit line per tool call; its `audit` field holds the same value
+    TOOL_CALL = "tool_call"
+    #: a request the agent gave up on and sent to the dead-letter queue, with its reason
+    DEAD_LETTERED = "request dead-lettered"
+    #: an MCP tool the agent stopped offering (its server failed or misbehaved)
+    MCP_TOOL_DISABLED = "MCP tool disabled"
 
 
 class Env:

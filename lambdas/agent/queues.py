@@ -19,7 +19,7 @@ import math
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from .contract import REQUEST_ID_PATTERN, TENANT_PATTERN
+from .contract import REQUEST_ID_PATTERN, TENANT_PATTERN, LogEvent
 from .payloads import MAX_INLINE_MESSAGE_BYTES, PayloadError, fit_text
 from .requests import AgentRequest, Spent, batch_body
 from .results import (error_response, expires_at, put_dead_letter_answer, put_queued,
@@ -73,7 +73,7 @@ def send_to_dlq(rt: "Runtime", body: Any, reason: str, *,
     rt.sqs.send_message(QueueUrl=rt.config.dlq_url, MessageBody=text,
                         MessageAttributes={"reason": {"DataType": "String",
                                                       "StringValue": reason[:256]}})
-    logger.warning("request dead-lettered", extra={"reason": reason})
+    logger.warning(LogEvent.DEAD_LETTERED, extra={"reason": reason})
 
 
 def named_request(body: Any, config: "AgentConfig") -> SimpleNamespace | None:
@@ -176,7 +176,7 @@ def enqueue_batch(rt: "Runtime", request: AgentRequest,
         metrics.add(request.model, "BatchQueued")
         metrics.flush()
     # the audit covers every request: a queued one too (its answer comes from the poller)
-    logger.info("request finished", extra={
+    logger.info(LogEvent.REQUEST_FINISHED, extra={
         "request_id": request.request_id, "tenant": request.tenant, "caller": request.caller,
         "status": "queued", "lane": "batch", "model": request.model, "model_calls": 0,
         "tool_calls": 0, "usage": {}, "duration_ms": 0})

@@ -24,7 +24,9 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyPersistenceLayerError, IdempotencyValidationError)
 
 from guard.budget import DEPLOYMENT, scope_names
+from guard.outcomes import DEFERRED, ERROR, OK, REJECTED
 
+from .contract import LogEvent
 from .credentials import assume_tool_role
 from .loop import LoopOutcome, run_agent
 from .payloads import MAX_INLINE_ITEM_BYTES, dumps, pointer_of
@@ -141,21 +143,21 @@ def _run(rt: Runtime, request: AgentRequest, context, deferrals, first_received_
                             metrics=metrics, deadline_at=deadline_at, time_left=time_left,
                             logger=logger, transcript=transcript, model=model, mcp=rt.mcp,
                             spent=spent)
-        if outcome.status == "deferred":
+        if outcome.status == DEFERRED:
             response = _overflow(rt, request, outcome, metrics, deferrals, first_received_at,
                                  spent)
-        elif outcome.status == "rejected":
+        elif outcome.status == REJECTED:
             response = _over_budget(rt, request, outcome, metrics, deferrals,
                                     first_received_at, spent)
-        elif outcome.status == "ok":
+        elif outcome.status == OK:
             metrics.add(outcome.model, "Succeeded")
-            response = {"status": "ok", "request_id": request.request_id, "model": outcome.model,
+            response = {"status": OK, "request_id": request.request_id, "model": outcome.model,
                         "output": outcome.output, "usage": outcome.usage}
         else:
             metrics.add(outcome.model, "Failed")
-            response = {"status": "error", "request_id": request.request_id,
+            response = {"status": ERROR, "request_id": request.request_id,
                         "model": outcome.model, "error": outcome.error}
-        logger.info("request finished", extra={
+        logger.info(LogEvent.REQUEST_FINISHED, extra={
             "request_id": request.request_id, "tenant": request.tenant,
             "caller": request.caller, "status": response["status"], "model": outcome.model,
             "model_calls": outcome.model_calls, "tool_calls": outcome.tool_calls,
@@ -184,7 +186,7 @@ def _over_budget(rt: Runtime, request: AgentRequest, outcome: LoopOutcome,
         return enqueue_batch(rt, request, budget_scopes=(*scope_names([request.tenant]),
                                                          DEPLOYMENT))
     metrics.add(outcome.model, "Rejected")
-    return {"status": "rejected", "request_id": request.request_id, "model": outcome.model,
+    return {"status": REJECTED, "request_id": request.request_id, "model": outcome.model,
             "retry_after": outcome.retry_after,
             "error": {"type": outcome.reason or "budget",
                       "message": f"the tenant's budget is spent ({outcome.reason}); retry "
@@ -202,9 +204,9 @@ def _store(rt: Runtime, request: AgentRequest, response: dict, model: str,
     try:
         kept = put_result(rt.dynamodb, table, request.tenant, response, expires,
                           payloads=rt.payloads)
-        return response, kept, response["status"] == "ok"
+        return response, kept, response["status"] == OK
     except Exception as err:
-        if response["status"] != "ok":
+        if response["status"] != OK:
             raise
         logger.exception("answer not stored", extra={"request_id": request.request_id})
         metrics.add(model, "Failed")
@@ -221,7 +223,7 @@ def _overflow(rt: Runtime, request: AgentRequest, outcome: LoopOutcome,
     """The overflow policy for a request the loop could not serve within its deadline."""
     if rt.config.overflow_policy == "reject":
         metrics.add(outcome.model, "Rejected")
-        return {"status": "rejected", "request_id": request.request_id,
+        return {"status": REJECTED, "request_id": request.request_id,
                 "model": outcome.model, "retry_after": outcome.retry_after,
                 "error": {"type": "capacity",
                           "message": f"no capacity within the deadline ({outcome.reason}); "

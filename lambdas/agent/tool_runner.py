@@ -17,6 +17,7 @@ import logging
 import time
 from typing import Any, Callable
 
+from .contract import LogEvent
 from .tools.registry import TOOLS, Tool, ToolContext, validate_tool_input
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def audit_tool_call(logger: Any, *, request_id: str, caller: str | None, tenant:
     """
     if outcome not in OUTCOMES:
         raise ValueError(f"outcome {outcome!r} must be one of {', '.join(OUTCOMES)}")
-    record = {"audit": "tool_call", "request_id": request_id, "caller": caller or "unknown",
+    record = {"audit": LogEvent.TOOL_CALL, "request_id": request_id, "caller": caller or "unknown",
               "tenant": tenant, "tool": tool, "target": _clip(target), "outcome": outcome,
               "duration_ms": round(float(duration_ms), 3)}
     if detail is not None:
@@ -60,7 +61,7 @@ def audit_tool_call(logger: Any, *, request_id: str, caller: str | None, tenant:
     if hasattr(logger, "append_keys"):
         # A structured logger (Powertools Logger) writes one JSON line itself: the fields go
         # to its top level, so `audit`, `request_id`... are queryable in CloudWatch Logs.
-        logger.info("tool_call", extra=record)
+        logger.info(LogEvent.TOOL_CALL, extra=record)
     else:
         logger.info(json.dumps(record, sort_keys=True, separators=(",", ":")))
     return record

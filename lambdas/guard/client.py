@@ -39,14 +39,12 @@ from . import fair
 from .bucket import BucketRequestError, Grant, TokenBucket
 from .spend import gate_for
 from .limits import WINDOW_S
-from .outcomes import DEFERRED, ERROR, OK
+from .outcomes import DEFERRED, ERROR, OK, REJECTED
 from .usage import Usage
 from .estimate import estimate_input_tokens
 
 log = logging.getLogger(__name__)
 
-#: A call refused before any Claude call (a spent budget, with the tenant's action "reject").
-REJECTED = "rejected"
 #: Longest pause (seconds) between budget checks while open reservations are in the way.
 BUDGET_POLL_S = 0.5
 

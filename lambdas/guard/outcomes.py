@@ -9,6 +9,8 @@ agent and the docs (docs/guard/index.md, "Statuses and reasons").
 from __future__ import annotations
 
 OK, DEFERRED, ERROR = "ok", "deferred", "error"
+#: A call refused before any Claude call (a spent budget, with the tenant's action "reject").
+REJECTED = "rejected"
 
 STATUSES = {
     OK: "answered: `message` (or `stream`) and `usage`",

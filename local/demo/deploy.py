@@ -138,15 +138,15 @@ def context_args(context: dict | None) -> list[str]:
 
 
 def _run(step: str, args: list[str], *, env: dict[str, str], log_path: Path,
-         timeout_s: float) -> float:
-    """Runs the CLI in its own process group (the app it spawns dies with it on timeout),
-    output appended to `log_path`. Returns the wall-clock seconds."""
+         timeout_s: float, cwd: Path = REPO_ROOT) -> float:
+    """Runs the CLI in `cwd` in its own process group (the app it spawns dies with it on
+    timeout), output appended to `log_path`. Returns the wall-clock seconds."""
     command = [str(CDK_CLI), *args]
     start = time.monotonic()
     with open(log_path, "a") as log:
         log.write(f"\n=== {step}: {' '.join(command)}\n")
         log.flush()
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                    stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
         try:
@@ -338,10 +338,11 @@ def deploy_local(aws: LocalAws, *, context: dict | None = None, stage: str = "de
     stack_name = f"Bulwark-{stage}"
     timings: dict[str, float] = {}
     if bootstrap:
+        # Run where there is no cdk.json: in the app's folder the CLI synthesizes the whole
+        # app before bootstrapping, even for an explicit environment, and uses none of it.
         timings["bootstrap"] = _run(
-            "bootstrap", ["bootstrap", f"aws://{ACCOUNT}/{REGION}", *common,
-                          "--output", str(work / "bootstrap.out")],
-            env=env, log_path=log_path, timeout_s=timeout_s)
+            "bootstrap", ["bootstrap", f"aws://{ACCOUNT}/{REGION}", *common],
+            env=env, log_path=log_path, timeout_s=timeout_s, cwd=work)
     timings["deploy"] = _run(
         "deploy", ["deploy", stack_name, "--require-approval", "never", *common,
                    "--app", app, "--output", str(output_dir), "--progress", "events", *ctx],
@@ -386,10 +387,12 @@ def _check_complete(aws: LocalAws, stack_name: str, output_dir: Path,
 
 def destroy_local(aws: LocalAws, stack_name: str, *, timeout_s: float = 600,
                   log_path: Path | None = None, context: dict | None = None,
-                  moto_compat: bool = True, work_dir: Path | None = None) -> float:
-    """`cdk destroy --force` of a deployed stack; returns the wall-clock seconds. The app is
-    synthesized again to find the stack, so pass the same `context` as to `deploy_local`
-    (the stage is taken from the stack name)."""
+                  moto_compat: bool = True, work_dir: Path | None = None,
+                  assembly: Path | None = None) -> float:
+    """`cdk destroy --force` of a deployed stack; returns the wall-clock seconds. The CLI
+    reads the stack from `assembly` (the deploy's cloud assembly, `DeployedStack.output_dir`)
+    when given; otherwise the app is synthesized again, so pass the same `context` as to
+    `deploy_local` (the stage is taken from the stack name)."""
     work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="bulwark-destroy-"))
     work.mkdir(parents=True, exist_ok=True)
     log_path = log_path or work / "cdk.log"
@@ -397,9 +400,10 @@ def destroy_local(aws: LocalAws, stack_name: str, *, timeout_s: float = 600,
     home.mkdir(exist_ok=True)
     stage = stack_name.removeprefix("Bulwark-")
     ctx = context_args({**(context or {}), "stage": stage})
+    app = ["--app", str(assembly)] if assembly is not None else [
+        "--app", app_command(moto_compat), "--output", str(work / "cdk.out"), *ctx]
     return _run("destroy", ["destroy", stack_name, "--force", "--no-notices", "--ci",
-                            "--no-color", "--app", app_command(moto_compat),
-                            "--output", str(work / "cdk.out"), *ctx],
+                            "--no-color", *app],
                 env=cli_env(aws, home), log_path=log_path, timeout_s=timeout_s)
 
 

@@ -56,7 +56,8 @@ class Deployment:
     def destroy(self, work_dir) -> None:
         if self.destroy_s is None:
             self.destroy_s = destroy_local(self.aws, self.stack.stack_name, work_dir=work_dir,
-                                           log_path=self.stack.log_path, timeout_s=240)
+                                           log_path=self.stack.log_path, timeout_s=240,
+                                           assembly=self.stack.output_dir)
 
 
 @pytest.fixture(scope="module")

@@ -464,14 +464,27 @@ print(json.dumps({"loaded": sorted(m for m in sys.modules if m == 'mcp' or m.sta
 
 # -- the published quotas: a fleet of agent requests ------------------------------------------
 
+#: How much faster than real time the fleet's quotas run (rates and bursts times this).
+RATE_SCALE = 10
+
 def test_forty_concurrent_agent_requests_stay_inside_the_published_quotas(aws, world):
     """40 agent requests at once (the real loop, Claude from the emulator, 8 containers of 5),
-    each calling an MCP tool, against the stand-in enforcing 3 requests/s, 27 connections and
-    180/90 sessions: with the default share (2/s, 20 connections, 80 sessions) shared through
-    the bucket table, the stand-in refuses nothing and every request is answered with the
-    tool's result. Prints the figures (requests, rate, peaks, refusals)."""
+    each calling an MCP tool, against the stand-in enforcing the published quotas (3
+    requests/s, 27 connections, 180/90 sessions) with the default share (2/s with a burst of
+    1, 20 connections, 80 sessions) shared through the bucket table: the stand-in refuses
+    nothing and every request is answered with the tool's result. Prints the figures
+    (requests, rate, peaks, refusals).
+
+    Time runs RATE_SCALE times faster: the stand-in's rate and the share's rate and burst are
+    both multiplied by it (the stand-in holds a second of its rate, the share half a second
+    of its own, as published), so every proportion is the published one and the fleet takes
+    seconds instead of the ~85 s the published rate needs. Connections and sessions, which
+    do not depend on time, are the published ones."""
     import concurrent.futures
+    import dataclasses
     import time
+
+    from local.fakes.aws_mcp_server import Quotas
 
     import anthropic
 
@@ -482,23 +495,29 @@ def test_forty_concurrent_agent_requests_stay_inside_the_published_quotas(aws, w
     from local.fakes.claude_emulator import ClaudeEmulator
     from tests.fixtures.agent_env import MAIN, agent_config
 
+    published = Quotas()
     dynamodb = aws.client("dynamodb", max_pool_connections=64)
     table = "mcp-fleet-buckets"
     ensure_table(dynamodb, table)
     config = agent_config()
     call_line = 'EMULATOR: call aws___search_documentation {"search_phrase": "sqs quotas"}'
     with ClaudeEmulator({"tier": "tier4", "output_tokens": 12}) as emulator, \
-            LocalAwsMcp(aws.endpoint_url) as quota_stand_in:
-        assert quota_stand_in.quota()["quotas"] == {
-            "requests_per_second": 3.0, "connections": 27, "sessions_per_account": 180,
-            "sessions_per_role": 90}
-        # the default share (2 requests/s, 20 connections, 80 sessions); a wait budget long
-        # enough for the last of the 40 (about 170 requests at 2/s: ~85 s)
+            LocalAwsMcp(aws.endpoint_url, quotas=dataclasses.replace(
+                published, requests_per_second=published.requests_per_second * RATE_SCALE)
+                        ) as quota_stand_in:
+        assert published == Quotas(requests_per_second=3.0, connections=27,
+                                   sessions_per_account=180, sessions_per_role=90)
+        # the default share (2 requests/s, burst 1, 20 connections, 80 sessions), in scaled
+        # time; a wait budget long enough for the last of the 40 (about 170 requests at the
+        # published 2/s would take ~85 s)
         mcp = json.loads(json.dumps(CONTEXT["mcp"]))
         mcp["servers"]["aws"].update(url=quota_stand_in.url, max_wait_s=150)
-        settings = load_mcp_settings(mcp).servers
-        assert (settings["aws"].requests_per_second, settings["aws"].max_connections,
-                settings["aws"].max_sessions) == (2.0, 20, 80)
+        default = load_mcp_settings(mcp).servers["aws"]
+        assert (default.requests_per_second, default.burst, default.max_connections,
+                default.max_sessions) == (2.0, 1, 20, 80)
+        settings = {"aws": dataclasses.replace(
+            default, requests_per_second=default.requests_per_second * RATE_SCALE,
+            burst=default.burst * RATE_SCALE)}
         sdk = anthropic.Anthropic(base_url=emulator.base_url, api_key="test-key",
                                   max_retries=0)
         claude = GuardedClaude({MAIN: TokenBucket(table, "anthropic#sonnet-4",

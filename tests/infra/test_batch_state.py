@@ -50,3 +50,17 @@ def test_both_roles_query_the_open_index(dev):
     for sid in ("CollectorBatchState", "PollerBatchState"):
         assert "dynamodb:Query" in statements[sid]["Action"]
         assert "/index/open" in json.dumps(statements[sid]["Resource"])
+
+
+def test_the_batch_queue_hides_a_message_as_long_as_the_collector_asks(dev):
+    """The queue's visibility timeout is the collector's: the seconds it keeps the messages it
+    received while a run decides (no function overrides it in its environment)."""
+    from agent.batch.config import BatchConfig
+
+    queue = dev.stack.batch_state.queue
+    props = dev.json["Resources"][dev.stack.resolve(queue.node.default_child.logical_id)][
+        "Properties"]
+    assert props["VisibilityTimeout"] == BatchConfig.visibility_timeout_s
+    for function in dev.resources("AWS::Lambda::Function").values():
+        variables = function["Properties"].get("Environment", {}).get("Variables", {})
+        assert "BATCH_VISIBILITY_TIMEOUT_S" not in variables

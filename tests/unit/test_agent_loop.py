@@ -251,3 +251,21 @@ def test_without_degrade_a_deferral_is_not_retried_on_another_model():
     run = Run(deferred(), DEGRADE_MODEL=SMALL)  # OVERFLOW_POLICY defaults to defer
     assert run.outcome.status == "deferred"
     assert len(run.claude.calls) == 1
+
+
+@pytest.mark.parametrize("module", ["loop.py", "service.py"])
+def test_statuses_are_compared_through_guard_outcomes_not_as_literals(module):
+    """A status typed as a string literal drifts from `guard.outcomes` unnoticed."""
+    import ast
+    from pathlib import Path
+
+    import agent
+    from guard import outcomes
+
+    statuses = {outcomes.OK, outcomes.DEFERRED, outcomes.ERROR, outcomes.REJECTED}
+    tree = ast.parse((Path(agent.__file__).parent / module).read_text())
+    literals = [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Compare)
+                and all(isinstance(op, (ast.Eq, ast.NotEq)) for op in node.ops)
+                for side in (node.left, *node.comparators)
+                if isinstance(side, ast.Constant) and side.value in statuses]
+    assert literals == []

@@ -12,7 +12,8 @@ import pytest
 
 from agent.mcp.config import load_mcp_settings
 from agent.mcp.errors import McpBudgetSpent
-from agent.mcp.toolbox import LEASE_LEAD_S, Gate, McpToolbox
+from agent.mcp.gate import LEASE_LEAD_S, Gate
+from agent.mcp.toolbox import McpToolbox
 from guard.leases import Lease, LeaseAttempt
 
 CONTEXT = json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_text())["context"]

@@ -20,12 +20,6 @@ FOLDERS = ("lambdas", "stacks", "policies", "cli", "local", "bench")
 
 #: (file, private name): why it is still reached into.
 ALLOWED = {
-    ("policies/mcp.py", "_substitute"):
-        "the tool registry's placeholder substitution; made public with the MCP policy work",
-    ("lambdas/agent/batch/config.py", "_number"):
-        "agent.config's number reader; one shared configuration reader is still to come",
-    ("lambdas/agent/batch/config.py", "_require"):
-        "agent.config's required-variable reader; the same shared reader",
     ("lambdas/guard/client.py", "_returned_mono"):
         "the client stamps when a bucket.Grant came back; to become a Grant field",
     ("lambdas/guard/client.py", "_prepare_request"):

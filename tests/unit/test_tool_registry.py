@@ -358,3 +358,22 @@ def test_audit_fields_sit_at_the_top_level_of_a_powertools_log_line():
         "tool": "write_note", "target": "dynamodb://t/globex/n", "outcome": "ok",
         "duration_ms": 1.0}
     assert "detail" not in document
+
+
+def test_no_tool_module_imports_the_registry_that_collects_it():
+    """The registry imports every tool module; a tool module importing the registry back is an
+    import cycle that only works in one import order."""
+    import ast
+    from pathlib import Path
+
+    import agent.tools
+
+    folder = Path(agent.tools.__file__).parent
+    cycles = []
+    for path in sorted(folder.glob("*.py")):
+        if path.name in ("__init__.py", "registry.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[-1] == "registry":
+                cycles.append(f"{path.name}:{node.lineno}")
+    assert cycles == []

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from ..config import ConfigError, _number, _require, models_from_env
-from ..contract import BATCH_BUCKET_ID, Env, ModelSpec
+from ..config import ConfigError, models_from_env, number_env, require_env
+from ..contract import BATCH_BUCKET_ID, BATCH_VISIBILITY_TIMEOUT_S, Env, ModelSpec
 
 #: Published hard caps of one batch (Anthropic Message Batches): requests and bytes.
 HARD_MAX_REQUESTS = 100_000
@@ -37,7 +37,7 @@ class BatchConfig:
     cancel_after_s: float | None = None
     result_ttl_s: int = 86_400
     #: seconds a received message stays hidden while a run decides (longer than a run)
-    visibility_timeout_s: int = 900
+    visibility_timeout_s: int = BATCH_VISIBILITY_TIMEOUT_S
     aws_region: str = "us-east-1"
     #: the payload bucket (PAYLOAD_BUCKET; `agent.payloads`): answers over the results item's
     #: inline limit are kept there behind a pointer. None: such an answer is dead-lettered.
@@ -54,32 +54,33 @@ def load_batch_config(env: Mapping[str, str]) -> BatchConfig:
     if provider != "anthropic":
         raise ConfigError(f"{Env.PROVIDER}={provider!r}: the batch lane runs on the Anthropic "
                           "Message Batches API only")
-    max_items = _number(env, Env.BATCH_MAX_ITEMS, 1_000, int, 1)
+    max_items = number_env(env, Env.BATCH_MAX_ITEMS, 1_000, int, 1)
     if max_items > HARD_MAX_REQUESTS:
         raise ConfigError(f"{Env.BATCH_MAX_ITEMS}={max_items} is over the API's "
                           f"{HARD_MAX_REQUESTS:,} requests per batch")
-    max_bytes = _number(env, "BATCH_MAX_BYTES", HARD_MAX_BYTES, int, 1_000)
+    max_bytes = number_env(env, "BATCH_MAX_BYTES", HARD_MAX_BYTES, int, 1_000)
     if max_bytes > HARD_MAX_BYTES:
         raise ConfigError(f"BATCH_MAX_BYTES={max_bytes} is over the API's {HARD_MAX_BYTES:,} "
                           "bytes per batch")
     cancel = env.get(Env.BATCH_CANCEL_AFTER_S, "").strip()
     return BatchConfig(
-        queue_url=_require(env, Env.BATCH_QUEUE_URL, "the batch queue URL"),
-        dlq_url=_require(env, Env.BATCH_DLQ_URL, "the batch dead-letter queue URL"),
-        batch_table=_require(env, Env.BATCH_TABLE, "the batch state table name"),
-        bucket_table=_require(env, Env.BUCKET_TABLE, "the rate-limit bucket table name"),
-        results_table=_require(env, Env.RESULTS_TABLE, "the results table name"),
+        queue_url=require_env(env, Env.BATCH_QUEUE_URL, "the batch queue URL"),
+        dlq_url=require_env(env, Env.BATCH_DLQ_URL, "the batch dead-letter queue URL"),
+        batch_table=require_env(env, Env.BATCH_TABLE, "the batch state table name"),
+        bucket_table=require_env(env, Env.BUCKET_TABLE, "the rate-limit bucket table name"),
+        results_table=require_env(env, Env.RESULTS_TABLE, "the results table name"),
         models=models_from_env(env),
         api_key_secret_arn=env.get(Env.API_KEY_SECRET_ARN, "").strip() or None,
         bucket_id=env.get(Env.BATCH_BUCKET_ID, "").strip() or BATCH_BUCKET_ID,
-        rpm=_number(env, Env.BATCH_RPM, 50.0, float, 1),
-        queue_cap=_number(env, Env.BATCH_QUEUE_CAP, 10_000, int, 1),
+        rpm=number_env(env, Env.BATCH_RPM, 50.0, float, 1),
+        queue_cap=number_env(env, Env.BATCH_QUEUE_CAP, 10_000, int, 1),
         max_items=max_items, max_bytes=max_bytes,
-        max_wait_s=_number(env, Env.BATCH_MAX_WAIT_S, 300.0, float, 0),
-        max_retries=_number(env, Env.BATCH_MAX_RETRIES, 3, int, 0),
-        cancel_after_s=_number(env, Env.BATCH_CANCEL_AFTER_S, None, float, 60) if cancel
+        max_wait_s=number_env(env, Env.BATCH_MAX_WAIT_S, 300.0, float, 0),
+        max_retries=number_env(env, Env.BATCH_MAX_RETRIES, 3, int, 0),
+        cancel_after_s=number_env(env, Env.BATCH_CANCEL_AFTER_S, None, float, 60) if cancel
         else None,
-        result_ttl_s=_number(env, "RESULT_TTL_S", 86_400, int, 60),
-        visibility_timeout_s=_number(env, "BATCH_VISIBILITY_TIMEOUT_S", 900, int, 1),
+        result_ttl_s=number_env(env, "RESULT_TTL_S", 86_400, int, 60),
+        visibility_timeout_s=number_env(env, "BATCH_VISIBILITY_TIMEOUT_S",
+                                        BATCH_VISIBILITY_TIMEOUT_S, int, 1),
         aws_region=env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", "us-east-1")),
         payload_bucket=env.get(Env.PAYLOAD_BUCKET, "").strip() or None)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from .registry import (
+from .base import (
     AWS_ERRORS,
     Tool,
     ToolContext,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
-from .registry import (
+from .base import (
     AWS_ERRORS,
     Tool,
     ToolContext,

@@ -42,35 +42,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import re
-import shutil
-import subprocess
 import threading
-import time
 import urllib.request
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
+from dataclasses import asdict
 
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
+from local.fakes.aws_mcp_access import Evaluator, signed_access_key, target, verify_sigv4
+from local.fakes.aws_mcp_access import simulate  # noqa: F401 - re-exported for the tests
+from local.fakes.aws_mcp_quotas import QuotaMeter, Quotas, parse_quotas
 from local.fakes.child import ChildServer, announce_port, exit_with_parent
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SIMULATOR = Path(__file__).resolve().parent / "iam_simulate.mjs"
-SERVICE = "aws-mcp"
-PRINCIPAL = "aws-mcp.amazonaws.com"
+#: The published quotas, the stand-in's default.
+PUBLISHED_QUOTAS = Quotas()
 CONTROL = "/_stand_in/"
 SCRIPT = re.compile(r"^\s*([a-z0-9-]+)\.([a-z0-9_]+)\((.*)\)\s*$", re.S)
-#: S3's IAM actions are not its operation names.
-S3_ACTIONS = {"list_objects_v2": "s3:ListBucket", "list_objects": "s3:ListBucket",
-              "get_object": "s3:GetObject", "put_object": "s3:PutObject",
-              "delete_object": "s3:DeleteObject", "delete_bucket": "s3:DeleteBucket",
-              "head_object": "s3:GetObject"}
+
 DOCS = [{"title": "Identity-based policy examples for AWS MCP Server",
          "url": "https://docs.aws.amazon.com/agent-toolkit/latest/userguide/"
                 "security_iam_id-based-policy-examples.html",
@@ -80,270 +71,6 @@ DOCS = [{"title": "Identity-based policy examples for AWS MCP Server",
          "url": "https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/"
                 "API_GetQueueAttributes.html",
          "excerpt": "Gets attributes for the specified queue."}]
-
-
-# -- quotas ------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Quotas:
-    """The AWS MCP Server's published quotas per account and Region."""
-
-    requests_per_second: float = 3.0
-    connections: int = 27
-    sessions_per_account: int = 180
-    sessions_per_role: int = 90
-
-
-class QuotaMeter:
-    """Counts requests, open connections and sessions; refuses above the quotas (None: counts
-    only). Thread-safe; `clock` in seconds (monotonic)."""
-
-    def __init__(self, quotas: Quotas | None, clock=time.monotonic) -> None:
-        self.quotas, self.clock = quotas, clock
-        self._lock = threading.Lock()
-        self._tokens = quotas.requests_per_second if quotas else 0.0
-        self._refilled_at = clock()
-        self.requests = 0
-        self.connections = 0
-        self.sessions: dict[str, str] = {}  # session id -> role ARN
-        self.peak = {"connections": 0, "sessions": 0, "role_sessions": 0}
-        self.refused = {"rate": 0, "connections": 0, "sessions": 0}
-        self.kinds: dict[str, int] = {}  # "<HTTP method> <JSON-RPC method>" -> requests
-
-    def admit(self, kind: str) -> tuple[str | None, float]:
-        """Count one request of `kind` ("POST initialize", "DELETE", ...) on arrival and open
-        its connection, or refuse it: (None, 0) or (which quota, retry-after seconds)."""
-        with self._lock:
-            self.requests += 1
-            self.kinds[kind] = self.kinds.get(kind, 0) + 1
-            quotas = self.quotas
-            if quotas is not None:
-                now = self.clock()
-                rate = quotas.requests_per_second
-                self._tokens = min(rate, self._tokens + (now - self._refilled_at) * rate)
-                self._refilled_at = now
-                if self._tokens < 1.0:
-                    self.refused["rate"] += 1
-                    return "rate", (1.0 - self._tokens) / rate
-                if self.connections >= quotas.connections:
-                    self.refused["connections"] += 1
-                    return "connections", 1.0
-                self._tokens -= 1.0
-            self.connections += 1
-            self.peak["connections"] = max(self.peak["connections"], self.connections)
-            return None, 0.0
-
-    def session_allowed(self, role: str) -> bool:
-        """Whether `role` may open one more session (else counted as refused)."""
-        with self._lock:
-            quotas = self.quotas
-            role_sessions = sum(1 for r in self.sessions.values() if r == role)
-            if quotas is not None and (len(self.sessions) >= quotas.sessions_per_account
-                                       or role_sessions >= quotas.sessions_per_role):
-                self.refused["sessions"] += 1
-                return False
-            return True
-
-    def closed(self) -> None:
-        with self._lock:
-            self.connections -= 1
-
-    def session_opened(self, session_id: str, role: str) -> None:
-        with self._lock:
-            self.sessions[session_id] = role
-            self.peak["sessions"] = max(self.peak["sessions"], len(self.sessions))
-            self.peak["role_sessions"] = max(self.peak["role_sessions"], sum(
-                1 for r in self.sessions.values() if r == role))
-
-    def session_closed(self, session_id: str) -> None:
-        with self._lock:
-            self.sessions.pop(session_id, None)
-
-    def report(self) -> dict:
-        with self._lock:
-            return {"quotas": asdict(self.quotas) if self.quotas else None,
-                    "requests": self.requests, "connections": self.connections,
-                    "sessions": len(self.sessions), "peak": dict(self.peak),
-                    "refused": dict(self.refused), "kinds": dict(self.kinds)}
-
-
-def parse_quotas(value: str | None) -> Quotas | None:
-    """`--quotas`: absent -> the published quotas, "off" -> none, JSON -> overrides."""
-    if value is None:
-        return Quotas()
-    if value == "off":
-        return None
-    overrides = json.loads(value)
-    for key, number in overrides.items():
-        if key not in Quotas.__dataclass_fields__ or not isinstance(number, (int, float)) \
-                or isinstance(number, bool) or not number > 0 or math.isinf(number):
-            raise ValueError(f"--quotas: {key!r} must be one of "
-                             f"{', '.join(Quotas.__dataclass_fields__)} with a positive number")
-    return Quotas(**overrides)
-
-
-# -- IAM: what the caller may do -------------------------------------------------------------
-
-class Evaluator:
-    """The caller's effective policies from local IAM, evaluated with iam-simulate."""
-
-    def __init__(self, aws_endpoint: str, region: str) -> None:
-        self.aws_endpoint, self.region = aws_endpoint, region
-        self.decisions: list[dict] = []
-        self._lock = threading.Lock()
-
-    def admin(self, service: str):
-        import boto3
-
-        return boto3.client(service, endpoint_url=self.aws_endpoint, region_name=self.region,
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
-
-    def policies(self, role_arn: str) -> tuple[list[dict], list[dict]]:
-        iam = self.admin("iam")
-        name = role_arn.rsplit("/", 1)[1]
-        identity = []
-        for policy_name in iam.list_role_policies(RoleName=name)["PolicyNames"]:
-            document = iam.get_role_policy(RoleName=name, PolicyName=policy_name)["PolicyDocument"]
-            identity.append({"name": policy_name, "policy": _document(document)})
-        for attached in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
-            identity.append({"name": attached["PolicyName"],
-                             "policy": self._managed(iam, attached["PolicyArn"])})
-        boundary = iam.get_role(RoleName=name)["Role"].get("PermissionsBoundary", {})
-        boundaries = ([{"name": "PermissionsBoundary",
-                        "policy": self._managed(iam, boundary["PermissionsBoundaryArn"])}]
-                      if boundary.get("PermissionsBoundaryArn") else [])
-        return identity, boundaries
-
-    @staticmethod
-    def _managed(iam, arn: str) -> dict:
-        version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
-        return _document(iam.get_policy_version(PolicyArn=arn, VersionId=version)
-                         ["PolicyVersion"]["Document"])
-
-    def decide(self, session: dict, action: str, resource: str, extra: dict) -> str:
-        identity, boundaries = self.policies(session["role_arn"])
-        account = session["role_arn"].split(":")[4]
-        context = {"aws:ViaAWSMCPService": "true", "aws:CalledViaAWSMCP": PRINCIPAL,
-                   "aws:RequestedRegion": self.region, "aws:PrincipalArn": session["role_arn"],
-                   "aws:PrincipalAccount": account, "aws:PrincipalType": "AssumedRole",
-                   "aws:SecureTransport": "true", **extra}
-        for key, value in session.get("tags", {}).items():
-            context[f"aws:PrincipalTag/{key}"] = value
-        if session.get("source_identity"):
-            context["aws:SourceIdentity"] = session["source_identity"]
-        case = {"id": "call", "principal": session.get("session_arn") or session["role_arn"],
-                "actions": [action], "resource": resource, "accountId": account,
-                "context": context, "identityPolicies": identity,
-                "permissionBoundaries": boundaries or None, "resourcePolicy": None}
-        result = simulate([case])["call"]["result"]
-        with self._lock:
-            self.decisions.append({"access_key": session.get("access_key"),
-                                   "source_identity": session.get("source_identity"),
-                                   "tenant": session.get("tags", {}).get("tenant"),
-                                   "action": action, "resource": resource, "result": result})
-        return result
-
-
-def _document(document: Any) -> dict:
-    if isinstance(document, str):
-        from urllib.parse import unquote
-
-        document = json.loads(unquote(document))
-    return document
-
-
-def simulate(cases: list[dict]) -> dict[str, dict]:
-    """Evaluate cases with local/fakes/iam_simulate.mjs (one Node process)."""
-    node = shutil.which("node")
-    if node is None:
-        raise RuntimeError("the local AWS MCP Server needs Node and npm ci (make setup)")
-    done = subprocess.run([node, str(SIMULATOR)], input=json.dumps({"cases": cases}),
-                          text=True, capture_output=True, cwd=REPO_ROOT, timeout=60)
-    if done.returncode != 0:
-        raise RuntimeError(f"iam_simulate.mjs failed: {done.stderr[-500:]}")
-    return {r["id"]: r for r in json.loads(done.stdout)["results"]}
-
-
-def target(service: str, operation: str, params: dict, region: str, account: str
-           ) -> tuple[str, str, dict]:
-    """(IAM action, resource ARN, action-specific context keys) of one AWS call."""
-    import botocore.session
-
-    if service == "s3":
-        action = S3_ACTIONS.get(operation)
-        if action is None:
-            raise ValueError(f"s3.{operation} is not supported by the stand-in")
-        bucket, key = params.get("Bucket", ""), params.get("Key")
-        resource = f"arn:aws:s3:::{bucket}" + (f"/{key}" if key is not None else "")
-        extra = {"s3:prefix": params["Prefix"]} if action == "s3:ListBucket" and \
-            "Prefix" in params else {}
-        return action, resource, extra
-    model = botocore.session.get_session().get_service_model(service)
-    names = {re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower().replace("v_2", "v2"): name
-             for name in model.operation_names}
-    if operation not in names:
-        raise ValueError(f"{service}.{operation} is not an operation of {service}")
-    action = f"{model.signing_name if service != 'sqs' else 'sqs'}:{names[operation]}"
-    extra: dict = {}
-    if service == "sqs" and "QueueUrl" in params:
-        account_id, name = params["QueueUrl"].rstrip("/").split("/")[-2:]
-        resource = f"arn:aws:sqs:{region}:{account_id}:{name}"
-    elif service == "dynamodb" and "TableName" in params:
-        resource = f"arn:aws:dynamodb:{region}:{account}:table/{params['TableName']}"
-        item = params.get("Key") or params.get("Item")
-        if isinstance(item, dict) and item:
-            first = next(iter(item.values()))
-            extra["dynamodb:LeadingKeys"] = [next(iter(first.values()))]
-    elif service == "iam" and "UserName" in params:
-        resource = f"arn:aws:iam::{account}:user/{params['UserName']}"
-    elif service == "iam" and "RoleName" in params:
-        resource = f"arn:aws:iam::{account}:role/{params['RoleName']}"
-    elif service == "kms" and "KeyId" in params:
-        key = params["KeyId"]
-        resource = key if key.startswith("arn:") else f"arn:aws:kms:{region}:{account}:key/{key}"
-    else:
-        resource = "*"
-    return action, resource, extra
-
-
-# -- SigV4 ------------------------------------------------------------------------------------
-
-_AUTH = re.compile(r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request,"
-                   r"\s*SignedHeaders=([^,]+),\s*Signature=([0-9a-f]{64})")
-
-
-def verify_sigv4(method: str, url: str, headers: dict[str, str], body: bytes,
-                 secret_for: Any, region: str) -> tuple[str | None, str]:
-    """(access key, "") when `headers` carry a valid SigV4 signature for service aws-mcp,
-    else (None, why)."""
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
-
-    match = _AUTH.match(headers.get("authorization", ""))
-    if not match:
-        return None, "missing or malformed SigV4 Authorization header"
-    access_key, _date, signed_region, service, signed_headers, signature = match.groups()
-    if service != SERVICE:
-        return None, f"signed for service {service!r}, expected {SERVICE!r}"
-    if signed_region != region:
-        return None, f"signed for region {signed_region!r}, expected {region!r}"
-    names = signed_headers.split(";")
-    if "host" not in names or "x-amz-date" not in names:
-        return None, "host and x-amz-date must be signed"
-    secret = secret_for(access_key)
-    if secret is None:
-        return None, f"unknown access key {access_key}"
-    request = AWSRequest(method=method, url=url, data=body,
-                         headers={name: headers.get(name, "") for name in names})
-    request.context["timestamp"] = headers["x-amz-date"]
-    auth = SigV4Auth(Credentials(access_key, secret, headers.get("x-amz-security-token")),
-                     SERVICE, region)
-    expected = auth.signature(auth.string_to_sign(request, auth.canonical_request(request)),
-                              request)
-    if expected != signature:
-        return None, "signature does not match"
-    return access_key, ""
 
 
 # -- the server -------------------------------------------------------------------------------
@@ -416,8 +143,7 @@ def build_app(stand_in: StandIn):
 
     def caller(ctx: Context) -> str:
         request = ctx.request_context.request
-        match = _AUTH.match(request.headers.get("authorization", ""))
-        return match.group(1) if match else ""
+        return signed_access_key(request.headers.get("authorization", ""))
 
     @server.tool(name="aws___run_script",
                  description="Run a script against AWS with the caller's credentials (stand-in: "
@@ -606,7 +332,7 @@ class LocalAwsMcp(ChildServer):
     name = "local AWS MCP Server"
 
     def __init__(self, aws_endpoint: str, region: str = "us-east-1",
-                 startup_timeout_s: float = 30.0, quotas: Quotas | None = Quotas()) -> None:
+                 startup_timeout_s: float = 30.0, quotas: Quotas | None = PUBLISHED_QUOTAS) -> None:
         """`quotas`: the published ones by default; None: counted, never refused."""
         super().__init__(startup_timeout_s)
         self.aws_endpoint, self.region, self.quotas = aws_endpoint, region, quotas

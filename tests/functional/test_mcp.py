@@ -484,7 +484,7 @@ def test_forty_concurrent_agent_requests_stay_inside_the_published_quotas(aws, w
     import dataclasses
     import time
 
-    from local.fakes.aws_mcp_server import Quotas
+    from local.fakes.aws_mcp_quotas import Quotas
 
     import anthropic
 

@@ -174,7 +174,7 @@ def test_full_sessions_answer_a_clear_tool_error_and_connect_nothing():
 # -- the stand-in's quota meter ---------------------------------------------------------------
 
 def test_the_stand_in_refuses_above_the_published_quotas():
-    from local.fakes.aws_mcp_server import QuotaMeter, Quotas, parse_quotas
+    from local.fakes.aws_mcp_quotas import QuotaMeter, Quotas, parse_quotas
 
     clock = Clock()
     meter = QuotaMeter(Quotas(), clock=clock)

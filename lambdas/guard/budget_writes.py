@@ -166,8 +166,6 @@ def charge_write(view: View, scopes: Iterable[str], usd: int, tokens: int,
     return write
 
 
-
-
 def settle_write(view: View, reservation: Open, usd: int, tokens: int) -> BudgetWrite:
     """The one write that replaces `reservation` with the actual cost (`usd` micro-USD,
     `tokens`); refused when the reservation is gone (expired and folded in) or a scope's day

@@ -25,6 +25,9 @@ def forged_tenant_probe(agent, function_name: str) -> str:
 
 def drive(agent, scenario: Scenario, function_name: str, records: dict,
           env: dict | None = None) -> None:
+    """`scenario.workers` threads send `scenario.requests` requests, alternating tenants, each
+    signed by a session of its tenant's role; every request's outcome lands in `records`
+    (request id -> RunRecord)."""
     lock = threading.Lock()
     counter = iter(range(scenario.requests))
     started = time.monotonic()

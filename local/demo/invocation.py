@@ -25,7 +25,6 @@ class LambdaContext:
         return int((self._deadline - time.monotonic()) * 1000)
 
 
-
 def session_arn(role_arn: str, session: str) -> str:
     """The ARN a Function URL reports for a session of `role_arn` (assumed-role ARNs drop the
     role's path)."""

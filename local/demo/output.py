@@ -69,8 +69,8 @@ class GuardLogCounter(logging.Handler):
             logger.propagate = propagate
 
 
-
 def progress(done: int, total: int, started: float, extra: str = "") -> None:
+    """The progress line on stderr: `done` of `total`, seconds since `started` (monotonic)."""
     width = 30
     filled = int(width * done / max(1, total))
     sys.__stderr__.write(f"\r  [{'#' * filled}{'.' * (width - filled)}] {done}/{total} "

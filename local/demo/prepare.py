@@ -31,12 +31,12 @@ def pause_event_source_mappings(aws: LocalAws, function_name: str) -> None:
 
 
 def seed_documents(aws: LocalAws, bucket: str, prefix: str) -> None:
+    """Each tenant's DOCUMENTS under `prefix<tenant>/` in the docs bucket."""
     s3 = aws.client("s3")
     for tenant in TENANTS:
         for key, text in DOCUMENTS.items():
             s3.put_object(Bucket=bucket, Key=f"{prefix}{tenant}/{key}",
                           Body=text.format(tenant=tenant).encode())
-
 
 
 def start_mcp_stand_in(aws: LocalAws, env: dict) -> LocalAwsMcp | None:

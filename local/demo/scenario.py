@@ -24,7 +24,6 @@ DOCUMENTS = {
 }
 
 
-
 @dataclass
 class RunRecord:
     request_id: str

@@ -1,17 +1,14 @@
-"""Budgets in cdk.json and in `cli.limits`: one schema, bad values named by key; prices and
-the UTC windows the ledger uses."""
+"""Budgets in cdk.json and in `cli.limits`: one schema, bad values named by key; prices."""
 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from guard import Budget, Prices
-from guard.budget import (BudgetError, day_of, month_fraction, next_day_start,
-                          next_month_start)
+from guard.budget import BudgetError
 from guard.prices import PricesError
 from guard.spend import LimitSet
 from stacks.settings import SettingsError, load_limits, load_settings
@@ -100,63 +97,3 @@ def test_prices_default_cache_prices_and_reject_negative_ones():
     assert Prices(3.0, 15.0).cost_micros({"input_tokens": 1, "output_tokens": 1}) == 18
     with pytest.raises(PricesError, match="output"):
         Prices(3.0, -1.0)
-
-
-def test_utc_windows():
-    t = datetime(2027, 12, 31, 23, 30, tzinfo=timezone.utc).timestamp()
-    assert day_of(t) == "2027-12-31"
-    assert next_day_start(t) - t == 1800
-    assert next_month_start(t) == datetime(2028, 1, 1, tzinfo=timezone.utc).timestamp()
-    assert month_fraction(datetime(2027, 2, 15, tzinfo=timezone.utc).timestamp()) == 0.5
-
-
-# -- the ledger's maths and its one write, without a store ----------------------------------
-
-def test_assess_tells_a_spent_window_from_one_held_by_open_reservations():
-    from guard.budget import View, assess
-
-    now = datetime(2027, 1, 15, 12, tzinfo=timezone.utc).timestamp()
-    budgets = {"tenant:a": Budget(usd_per_day=1.0)}
-
-    def view(used, opened, until=now + 60):
-        item = {"tenant:a|day": "2027-01-15", "tenant:a|d_used": used,
-                "tenant:a|d_open": opened}
-        if opened:
-            item["r|x"] = {"d": "2027-01-15", "u": opened, "t": 0, "at": now - 5,
-                           "until": until, "s": ["tenant:a"]}
-        return View(item)
-
-    assert assess(view(500_000, 0), budgets, 500_000, 0, now) is None
-    reason, wait, scope, window = assess(view(900_000, 0), budgets, 200_000, 0, now)
-    assert (reason, scope, window) == ("budget", "tenant:a", "usd_per_day")
-    assert wait == 12 * 3600
-    assert assess(view(900_000, 600_000), budgets, 200_000, 0, now)[:2] == (
-        "budget_reserved", 60)
-    # past its lease an open reservation is spent: it frees nothing
-    assert assess(view(900_000, 600_000, until=now - 1), budgets, 200_000, 0, now)[0] == \
-        "budget"
-
-
-def test_the_reservation_is_one_update_conditioned_on_every_limit():
-    from guard.budget import View, reserve_write
-
-    now = datetime(2027, 1, 15, 12, tzinfo=timezone.utc).timestamp()
-    seen = View({"tenant:a|day": "2027-01-15", "tenant:a|d_used": 1, "tenant:a|d_open": 0,
-                 "tenant:a|t_used": 1, "tenant:a|t_open": 0, "tenant:a|m_used": 1,
-                 "tenant:a|m_open": 0})
-    request = reserve_write(seen, {"tenant:a": Budget(usd_per_day=1.0, usd_per_month=5.0)},
-                            "rid", 300, 40, now, 960).request("t", "budget#2027-01")
-    names = {v: k for k, v in request["ExpressionAttributeNames"].items()}
-    values = request["ExpressionAttributeValues"]
-    condition = request["ConditionExpression"]
-    for attribute, room in (("tenant:a|d_used", 1_000_000 - 300),
-                            ("tenant:a|m_used", 5_000_000 - 300)):
-        placeholder = names[attribute]
-        clause = f"(attribute_not_exists({placeholder}) OR {placeholder} <= "
-        assert clause in condition
-        value = condition.split(clause)[1].split(")")[0]
-        assert values[value] == {"N": str(room)}
-    assert f"{names['tenant:a|day']} = " in condition  # the same UTC day as seen
-    assert request["ReturnValuesOnConditionCheckFailure"] == "ALL_OLD"
-    assert request["UpdateExpression"].startswith("SET ")
-    assert names["r|rid"] in request["UpdateExpression"]

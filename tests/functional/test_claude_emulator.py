@@ -1,4 +1,4 @@
-"""The Claude emulator (local/fakes/claude_emulator.py) through the real `anthropic` SDK over
+"""The Claude emulator (local/fakes/claude_emulator/) through the real `anthropic` SDK over
 HTTP."""
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ ALLOWED = {
         "the router marks a Grant it already slept for, so the pool's client sends at once",
     ("local/fakes/aws_server.py", "_exit"): "os._exit: the documented way a forked child ends",
     ("local/fakes/child.py", "_exit"): "os._exit: the documented way a forked child ends",
-    ("local/fakes/claude_emulator.py", "_exit"): "os._exit: the documented way a child ends",
+    ("local/fakes/claude_emulator/server.py", "_exit"): "os._exit: the documented way a child ends",
 }
 
 

@@ -38,6 +38,8 @@ from guard.limits import Limits, LimitsError
 from guard.spend import LimitSet
 from guard.tiers import ANTHROPIC_TIERS, BATCH_TIERS, FAMILIES, family_of
 
+from .pool_settings import pooled_model
+
 STAGES = ("dev", "prod")
 _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -300,6 +302,8 @@ MODEL_KEYS: dict[str, Key] = {
     "tokens_per_day": Key("Bedrock's 'Model invocation max tokens per day' (input + output; "
                           "counted per UTC day; null: not enforced)",
                           number(1, integer=True, nullable=True), provider="bedrock"),
+    "pools": Key("capacity pools in preference order, each a provider route with its own "
+                 "limits (stacks/pool_settings.py reads them)", lambda problems, key, v: v),
 }
 
 #: A budget (`guard.Budget`): the deployment's (`budget`), a tenant's
@@ -1018,7 +1022,9 @@ def load_settings(ctx: Mapping[str, Any], *, region: str | None = None) -> Setti
     tier_bad = provider == "anthropic" and "tier" in chosen and tier is None
     for model_id, spec in (raw_models or {}).items():
         before = len(problems.items)
-        model = (_anthropic_model(problems, model_id, spec, tier, tier_bad)
+        model = (pooled_model(problems, model_id, spec, picked["profile_regions"])
+                 if isinstance(spec, dict) and "pools" in spec
+                 else _anthropic_model(problems, model_id, spec, tier, tier_bad)
                  if provider == "anthropic"
                  else _bedrock_model(problems, model_id, spec, picked["profile_regions"],
                                      deploy_region))

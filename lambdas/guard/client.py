@@ -817,7 +817,11 @@ class GuardedClaude:
             usage = None
         else:
             usage = {}
-        self._budget.settle(hold, result.model, usage)
+        self._budget.settle(hold, self._budget_price_key(result), usage)
+
+    def _budget_price_key(self, result: CallResult) -> str:
+        """The budget gate's prices key a call's actual cost is taken from: its model."""
+        return result.model
 
 
 class GuardedStream:

@@ -191,3 +191,43 @@ def test_a_call_booked_ahead_is_not_sent_into_a_pool_whose_breaker_opened_meanwh
     assert late.status == "ok" and late.pool == "bedrock@us-west-2"
     assert emulator.stats()["pools"]["us-east-1"]["admitted"] == 1  # nothing more sent to A
     assert slept and slept[0] > 50  # it had booked a minute ahead on A
+
+
+def test_the_router_books_with_the_tenant_class_and_the_ticket_each_pool_issued(
+        emulator, bucket_table, dynamodb, clock, monkeypatch):
+    """Fair share across pools: every booking carries the caller's tenant and class, and a
+    deferred call's tickets go back to the pools that issued them (each pool its own queue)."""
+    import anthropic
+
+    from guard import Grant, TenantShare
+
+    def make(region):
+        sdk = anthropic.AnthropicBedrock(base_url=emulator.pool_url(region), aws_region=region,
+                                         aws_access_key="testing", aws_secret_key="testing")
+        limits = Limits(rpm=4, tpm=1_000_000, output_burndown=5,
+                        tenants={"acme": TenantShare(), "globex": TenantShare()})
+        return Pool(TokenBucket(bucket_table, f"bedrock#{region}#fair", limits, dynamodb,
+                                clock=clock), provider="bedrock", model=PROFILE,
+                    aws_region=region, sdk_client=sdk)
+
+    pools = [make("us-east-1"), make("us-west-2")]
+    seen, tickets = [], iter([101.0, 102.0])
+    for pool in pools:
+        real = pool.bucket.try_acquire
+
+        def acquire(*args, _real=real, _id=pool.bucket.bucket_id, **kwargs):
+            seen.append((_id, kwargs.get("tenant"), kwargs.get("priority"), kwargs.get("ticket")))
+            ticket = next(tickets, None)
+            if ticket is not None:  # the first call: each pool queues it
+                return Grant(False, 5.0, "fair_share", ticket=ticket)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(pool.bucket, "try_acquire", acquire)
+    claude = GuardedClaude({"sonnet": pools})
+    deferred = call(claude, tenant="acme", priority="background")
+    assert deferred.status == "deferred" and deferred.ticket in (101.0, 102.0)
+    assert deferred.tenant == "acme"
+    seen.clear()
+    served = call(claude, tenant="acme", priority="background", ticket=deferred.ticket)
+    assert served.status == "ok", served.error
+    assert seen[0] == ("bedrock#us-east-1#fair", "acme", "background", 101.0)

@@ -64,3 +64,44 @@ def test_pools_must_be_a_list_and_names_unique():
     same = {"provider": "bedrock", "model": PROFILE, "region": "us-east-1", "tpm": 1}
     with pytest.raises(PoolSettingsError, match="named 'bedrock@us-east-1'"):
         read_pools("sonnet", [same, same], profile_regions=REGIONS)
+
+
+def _context(models, **extra):
+    import json
+    from pathlib import Path
+
+    base = json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_text())["context"]
+    return {**base, "provider": "bedrock", "models": models, "default_model": "sonnet",
+            "degrade_model": "", **extra}
+
+
+def test_load_settings_reads_a_pooled_model_and_the_contract_carries_its_pools():
+    from agent.contract import decode_models, encode_models
+    from stacks.settings import load_settings
+
+    settings = load_settings(_context({"sonnet": {"prices": {"input": 3, "output": 15}, "pools": [
+        {"provider": "bedrock", "model": PROFILE, "region": "us-east-1", "tpm": 2000},
+        {"provider": "bedrock", "model": PROFILE, "region": "us-west-2", "tpm": 1000,
+         "service_tier": "flex", "prices": {"input": 1.5, "output": 7.5}}]}}),
+        region="us-east-1")
+    model = settings.models["sonnet"]
+    assert [p.name for p in model.pools] == ["bedrock@us-east-1", "bedrock@us-west-2/flex"]
+    assert model.bucket_id == model.pools[0].bucket_id and model.limits.tpm == 2000
+    decoded = decode_models(encode_models([model]))["sonnet"]
+    assert [(p.name, p.bucket_id, p.region, p.service_tier, p.limits.tpm, p.prices)
+            for p in decoded.pools] == [
+        (p.name, p.bucket_id, p.region, p.service_tier, p.limits.tpm, p.prices)
+        for p in model.pools]
+    assert decoded.pools[1].prices.input == 1.5
+
+
+def test_a_pooled_model_with_its_own_limits_or_a_bad_pool_is_refused_naming_the_key():
+    from stacks.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError) as caught:
+        load_settings(_context({"sonnet": {"prices": {"input": 3, "output": 15}, "tpm": 5,
+                                           "pools": [{"provider": "bedrock", "model": PROFILE,
+                                                      "region": "us-east-1"}]}}),
+                      region="us-east-1")
+    text = str(caught.value)
+    assert "models.sonnet.tpm" in text and "models.sonnet.pools[0].tpm" in text

@@ -32,7 +32,7 @@ __all__ = [
     "ACCESS_DENIED_METRIC", "BATCH_BUCKET_ID", "CACHE_READ_PRICE_FACTOR",
     "CACHE_WRITE_PRICE_FACTOR", "ContractError", "DEFAULT_AGENT_NAME", "FieldError",
     "DEFAULT_CONTEXT_WINDOW", "DEFAULT_MAX_OUTPUT_TOKENS", "DIMENSION", "POOL_DIMENSION",
-    "POOL_METRICS", "DOCUMENTS_PREFIX",
+    "POOL_METRICS", "POOL_ONLY_METRICS", "DOCUMENTS_PREFIX",
     "Env", "HIGH_RESOLUTION", "LANES", "METRICS", "ModelSpec", "NAMESPACE",
     "OVERFLOW_POLICIES", "PoolSpec", "PROVIDERS", "Prices", "REQUEST_ID_PATTERN",
     "ROLE_ARN_PATTERN",
@@ -135,7 +135,7 @@ DIMENSION = "Model"
 #: pool's name, so the dashboard shows where the traffic went and what it cost there.
 POOL_DIMENSION = "Pool"
 #: The metrics repeated per (Model, Pool).
-POOL_METRICS = ("Requests", "CostUSD", "Upstream529", "Failed")
+POOL_METRICS = ("Requests", "CostUSD", "Upstream529", "Failed", "PoolBreakerOpen")
 
 #: metric name -> Powertools MetricUnit name (EMF, dimension `Model`)
 METRICS = {
@@ -152,6 +152,11 @@ METRICS = {
     "BatchErrored": "Count", "BatchExpired": "Count", "BatchCostUSD": "NoUnit",
     "BatchSavedUSD": "NoUnit", "BatchInFlight": "Count",
 }
+
+#: Capacity pools: metric name -> unit, dimensions Model and Pool only (never Model alone).
+#: PoolBreakerOpen is 1 when a call saw the pool's shared breaker open or half-open, else 0: a
+#: gauge whose Minimum over a minute is 1 when every call of that minute found it open.
+POOL_ONLY_METRICS = {"PoolBreakerOpen": "Count"}
 
 #: Budgets: metric name -> unit, dimension Tenant only (never Model): the fullest window's
 #: spent + open as a percentage of its limit, and calls refused for budget

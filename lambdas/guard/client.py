@@ -188,6 +188,9 @@ class CallResult:
     #: call's cost at that pool's prices (USD; None without prices)
     pool: str | None = None
     cost_usd: float | None = None
+    #: pool -> True when the call saw that pool's breaker open or half-open (every pool of a
+    #: pooled model, from the views the call held; no extra read)
+    pool_breakers: dict[str, bool] = field(default_factory=dict)
 
 
 def _retry_after_header(headers: Mapping[str, str] | None) -> float | None:

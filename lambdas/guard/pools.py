@@ -314,10 +314,11 @@ class PoolRouter(GuardedClaude):
                priority: str = "interactive", ticket: float | None = None,
                **params: Any) -> CallResult:
         """One guarded call of a logical model (`params["model"]`), served by one of its pools;
-        `result.pool` names it, `result.cost_usd` prices it at that pool (None without prices).
+        `result.pool` names it, `result.cost_usd` prices it at that pool (None without prices),
+        `result.pool_breakers` says which of the model's pools it saw with an open breaker.
         Arguments as for `GuardedClaude.create`."""
-        return self._route(params, deadline_s, time_left_s, tenant, priority, ticket,
-                           streaming=bool(params.pop("stream", False)))
+        return self._seen(self._route(params, deadline_s, time_left_s, tenant, priority, ticket,
+                                      streaming=bool(params.pop("stream", False))))
 
     def stream(self, *, deadline_s: float | None = None,
                time_left_s: Callable[[], float] | None = None, tenant: str | None = None,
@@ -326,8 +327,15 @@ class PoolRouter(GuardedClaude):
         """Streaming, as `GuardedClaude.stream`, through one pool (failover before the stream
         starts)."""
         params.pop("stream", None)
-        return self._route(params, deadline_s, time_left_s, tenant, priority, ticket,
-                           streaming=True)
+        return self._seen(self._route(params, deadline_s, time_left_s, tenant, priority, ticket,
+                                      streaming=True))
+
+    def _seen(self, result: CallResult) -> CallResult:
+        """`result.pool_breakers`: each pool of the call's model, open or not, as last seen."""
+        result.pool_breakers = {route.pool.name: route.breaker.seen_open
+                                for route in self.routes.get(result.model, ())
+                                if route.breaker is not None}
+        return result
 
     def _route(self, params: dict, deadline_s: float | None,
                time_left_s: Callable[[], float] | None, tenant: str | None, priority: str,

@@ -97,12 +97,15 @@ def test_an_outage_fails_over_within_the_call_and_opens_the_breaker(bedrock_pool
     assert [r.attempts for r in results] == [2, 2, 1, 1]
     breaker = claude.routes["sonnet"][0].breaker
     assert breaker.view().state == "open"
+    # each answer says which pools' breakers it saw open (PoolBreakerOpen)
+    assert results[-1].pool_breakers == {"bedrock@us-east-1": True, "bedrock@us-west-2": False}
     # the outage ends; after open_s one caller probes pool A and traffic returns to it
     emulator.reset()
     wall.advance(5.0)
     back = call(claude)
     assert back.status == "ok" and back.pool == "bedrock@us-east-1"
     assert breaker.view().state == "closed"
+    assert back.pool_breakers == {"bedrock@us-east-1": False, "bedrock@us-west-2": False}
     assert call(claude).pool == "bedrock@us-east-1"
 
 

@@ -234,3 +234,21 @@ def test_the_router_books_with_the_tenant_class_and_the_ticket_each_pool_issued(
     served = call(claude, tenant="acme", priority="background", ticket=deferred.ticket)
     assert served.status == "ok", served.error
     assert seen[0] == ("bedrock#us-east-1#fair", "acme", "background", 101.0)
+
+
+def test_background_work_moves_from_a_refusing_flex_pool_to_default_within_the_call(
+        bedrock_pool, emulator):
+    """The emulator refuses flex while its buckets are below the flex headroom (half of their
+    capacity): the refused call is served by the default pool in the same create() (one more
+    attempt), and the flex pool's cool-down sends the next background call to default at once."""
+    flex_price, default_price = Prices.of(1.5, 7.5), Prices.of(3.0, 15.0)
+    claude = GuardedClaude({"sonnet": [bedrock_pool("us-east-1", prices=default_price),
+                                       bedrock_pool("us-east-1", tier="flex",
+                                                    prices=flex_price)]})
+    results = [call(claude, priority="background") for _ in range(4)]
+    assert all(r.status == "ok" for r in results), [r.error or r.reason for r in results]
+    assert [r.pool for r in results] == ["bedrock@us-east-1/flex"] * 2 + ["bedrock@us-east-1"] * 2
+    assert [r.attempts for r in results] == [1, 1, 2, 1]
+    assert [r.upstream_429 for r in results] == [0, 0, 1, 0]
+    assert results[0].cost_usd == pytest.approx(flex_price.cost_usd(results[0].usage))
+    assert results[2].cost_usd == pytest.approx(default_price.cost_usd(results[2].usage))

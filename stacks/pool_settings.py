@@ -231,9 +231,12 @@ def pooled_model(problems, model_id: str, spec: Mapping[str, Any],
         for problem in err.problems:
             problems.say(f"context key {problem}")
         return None
-    from .settings import _prices
+    from .settings import read_prices
 
-    prices = _prices(problems, f"{where}.prices", spec.get("prices"))
+    if "prices" not in spec:
+        problems.bad(f"{where}.prices", "USD per million tokens (the pools' default prices)",
+                     None)
+    prices = read_prices(problems, f"{where}.prices", spec.get("prices"))
     if prices is None or None in values.values():
         return None
     return ModelSettings(

@@ -740,7 +740,7 @@ class Settings:
         return self.stage == "prod"
 
 
-def _prices(problems: Problems, where: str, raw: Any) -> Prices | None:
+def read_prices(problems: Problems, where: str, raw: Any) -> Prices | None:
     if not isinstance(raw, dict):
         return None  # reported as missing or not an object already
     prices = read_section(problems, PRICE_KEYS, raw, f"{where}.")
@@ -768,7 +768,7 @@ def _anthropic_model(problems: Problems, model_id: str, spec: dict, tier: str | 
                f"its family is unknown: set 'family' ({', '.join(FAMILIES)}) or")
         problems.bad(f"{where}.{missing[0]}" if len(missing) == 1 else where,
                      f"per-minute limits {', '.join(missing)} ({why} the limits)", None)
-    prices = _prices(problems, f"{where}.prices", spec.get("prices"))
+    prices = read_prices(problems, f"{where}.prices", spec.get("prices"))
     if None in per_minute.values() or prices is None or any(
             values[k] is None for k in ("counts_cache_reads", "context_window",
                                         "max_output_tokens", "burst_fraction")):
@@ -805,7 +805,7 @@ def _bedrock_model(problems: Problems, model_id: str, spec: dict,
             + (f"use the '{serving[0]}.' profile ({serving[0]}.{model_id.partition('.')[2]})"
                if serving else "deploy in one of its regions")
             + f", or add {region} to profile_regions.{prefix}")
-    prices = _prices(problems, f"{where}.prices", spec.get("prices"))
+    prices = read_prices(problems, f"{where}.prices", spec.get("prices"))
     if not routes or prices is None or any(
             values[k] is None for k in ("tpm", "output_burndown", "context_window",
                                         "max_output_tokens", "burst_fraction")):

@@ -192,6 +192,11 @@ class CallResult:
     #: pooled model, from the views the call held; no extra read)
     pool_breakers: dict[str, bool] = field(default_factory=dict)
 
+    def take_budget_hold(self, other: "CallResult") -> None:
+        """Carry `other`'s open budget hold over to this result (a pool router's answer holds
+        the logical model's reservation its pool's client never saw)."""
+        self._hold, other._hold = other._hold, None
+
 
 def _retry_after_header(headers: Mapping[str, str] | None) -> float | None:
     """`retry-after-ms` then `retry-after` (seconds), as the SDK reads them; None if absent."""

@@ -164,7 +164,7 @@ class _PoolClient(GuardedClaude):
 
     def _settle_budget(self, result: CallResult, *, ended: bool) -> None:
         """The logical model's budget is the router's: a stream that ends settles there."""
-        if self._owner is not None and result._hold is not None:
+        if self._owner is not None:
             self._owner._settle_budget(result, ended=ended)
 
     @property
@@ -416,7 +416,7 @@ class PoolRouter(GuardedClaude):
             if route.breaker is not None and answer.status == OK:
                 route.breaker.record_success(decision)
             answer = self._answer(answer, totals, route.pool, model, started)
-            answer._hold, totals._hold = totals._hold, None
+            answer.take_budget_hold(totals)
             self._settle_budget(answer, ended=False)  # a stream settles when it ends
             return answer
         if totals.status == ERROR and totals.error is None:

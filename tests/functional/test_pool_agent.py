@@ -47,9 +47,10 @@ def use_pools(stack, monkeypatch, *pools, budgets=None):
     stack["module"].reset_runtime()
 
 
-def pool_documents(capsys):
+def served_by(capsys):
+    """(model, pool) of each per-pool EMF document counting an answer."""
     emf, _ = emitted(capsys)
-    return [d for d in emf if "Pool" in d]
+    return [(d["Model"], d["Pool"]) for d in emf if "Pool" in d and d["Requests"] == [1.0]]
 
 
 def test_a_pooled_model_moves_to_the_second_pool_when_the_first_is_full(stack, monkeypatch,
@@ -62,8 +63,8 @@ def test_a_pooled_model_moves_to_the_second_pool_when_the_first_is_full(stack, m
     assert first["model"] == second["model"] == "sonnet"
     pools = emulator.stats()["pools"]
     assert pools["us-east-1"]["admitted"] == 1 and pools["us-west-2"]["admitted"] == 1
-    served = [(d["Model"], d["Pool"]) for d in pool_documents(capsys) if d.get("Requests")]
-    assert sorted(served) == [("sonnet", "bedrock@us-east-1"), ("sonnet", "bedrock@us-west-2")]
+    assert sorted(served_by(capsys)) == [("sonnet", "bedrock@us-east-1"),
+                                         ("sonnet", "bedrock@us-west-2")]
 
 
 def test_a_pooled_model_fails_over_when_the_first_pool_is_out(stack, monkeypatch, emulator,
@@ -74,8 +75,7 @@ def test_a_pooled_model_fails_over_when_the_first_pool_is_out(stack, monkeypatch
     answer = invoke(stack, {"prompt": "hello", "model": "sonnet", "tenant": "acme"})
     assert answer["status"] == "ok", answer
     assert emulator.stats()["pools"]["us-west-2"]["admitted"] == 1
-    assert [d["Pool"] for d in pool_documents(capsys) if d.get("Requests")] == \
-        ["bedrock@us-west-2"]
+    assert served_by(capsys) == [("sonnet", "bedrock@us-west-2")]
 
 
 def test_a_tenant_budget_holds_across_the_pools_of_a_model(stack, monkeypatch, emulator):

@@ -264,8 +264,11 @@ class PoolRouter(GuardedClaude):
             if len(set(names)) != len(names):
                 raise ValueError(f"model {logical!r}: pool names must differ, got {names} "
                                  "(give Pool(name=...))")
+            # a model with one pool keeps GuardedClaude's retries (529s, 5xx) on it; with
+            # several, a failed send moves to the next pool instead
             self.routes[logical] = [
-                _Route(p, _PoolClient(p, self, max_attempts=1,
+                _Route(p, _PoolClient(p, self, max_attempts=1 if len(pools) > 1
+                                      else max_attempts,
                                       default_deadline_s=default_deadline_s,
                                       clock=clock, sleep=sleep, estimator=estimator, **options),
                        None if breaker is False else CircuitBreaker(

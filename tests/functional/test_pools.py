@@ -252,3 +252,19 @@ def test_background_work_moves_from_a_refusing_flex_pool_to_default_within_the_c
     assert [r.upstream_429 for r in results] == [0, 0, 1, 0]
     assert results[0].cost_usd == pytest.approx(flex_price.cost_usd(results[0].usage))
     assert results[2].cost_usd == pytest.approx(default_price.cost_usd(results[2].usage))
+
+
+def test_a_model_with_one_pool_beside_pooled_models_still_retries_a_529(
+        bedrock_pool, emulator, bucket_table, dynamodb, clock):
+    import anthropic
+
+    api = TokenBucket(bucket_table, "anthropic#haiku", Limits(rpm=50, itpm=30000, otpm=8000),
+                      dynamodb, clock=clock)
+    sdk = anthropic.Anthropic(base_url=emulator.base_url, api_key="test-key")
+    claude = GuardedClaude({"sonnet": [bedrock_pool("us-east-1"), bedrock_pool("us-west-2")],
+                            "claude-haiku-4-5": api}, sdk_client=sdk, sleep=lambda s: None)
+    emulator.inject("529", count=1)
+    result = claude.create(model="claude-haiku-4-5", max_tokens=32, messages=PROMPT,
+                           deadline_s=30)
+    assert result.status == "ok", (result.reason, result.error)
+    assert (result.attempts, result.upstream_529) == (2, 1)

@@ -105,3 +105,36 @@ def test_a_pooled_model_with_its_own_limits_or_a_bad_pool_is_refused_naming_the_
                       region="us-east-1")
     text = str(caught.value)
     assert "models.sonnet.tpm" in text and "models.sonnet.pools[0].tpm" in text
+
+
+def test_the_agent_builds_one_pool_per_configured_pool_with_tenant_caps_split_by_rpm():
+    import json
+
+    from agent.runtime import pooled_models
+    from guard import Pool, TokenBucket
+    from tests.fixtures.agent_env import MAIN, MODELS, agent_config
+
+    pools = [{"name": "east", "provider": "bedrock", "model": PROFILE, "region": "us-east-1",
+              "bucket": "bedrock#us-east-1#default#x", "rpm": 100, "tpm": 100000,
+              "output_burndown": 5},
+             {"name": "west-flex", "provider": "bedrock", "model": PROFILE,
+              "region": "us-west-2", "service_tier": "flex", "bucket": "bedrock#us-west-2#flex#x",
+              "rpm": 50, "tpm": 50000, "output_burndown": 5,
+              "prices": {"input": 1.5, "output": 7.5}}]
+    models = {**MODELS, "sonnet": {"bucket": pools[0]["bucket"], "rpm": 100, "tpm": 100000,
+                                   "output_burndown": 5, "prices": {"input": 3, "output": 15},
+                                   "pools": pools}}
+    config = agent_config(MODELS=json.dumps(models), TENANTS=json.dumps(
+        {"acme": {"weight": 2, "rpm": 30}, "globex": {}}))
+    buckets = {MAIN: TokenBucket("t", "anthropic#sonnet-4", config.models[MAIN].limits)}
+    served = pooled_models(config, {**buckets, "claude-haiku-4-5": buckets[MAIN]}, None)
+    assert served[MAIN] is buckets[MAIN]  # a model without pools keeps its bucket
+    east, west = served["sonnet"]
+    assert isinstance(east, Pool) and (east.name, east.aws_region, east.service_tier) == \
+        ("east", "us-east-1", None)
+    assert (west.name, west.aws_region, west.service_tier) == ("west-flex", "us-west-2", "flex")
+    assert east.prices.input == 3 and west.prices.input == 1.5  # the model's, the pool's own
+    assert east.bucket.bucket_id == pools[0]["bucket"]
+    acme_east, acme_west = (p.bucket.limits.tenants["acme"] for p in (east, west))
+    assert (acme_east.weight, acme_west.weight) == (2, 2)
+    assert (acme_east.rpm, acme_west.rpm) == pytest.approx((20, 10))  # 30 split 100:50

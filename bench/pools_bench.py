@@ -126,6 +126,9 @@ def summarise(results, elapsed: float, stats: dict, capacity_rpm: float, workers
     counts = [per_worker.get(n, 0) for n in range(workers)]
     mean = sum(counts) / workers if workers else 0
     costs = [r.cost_usd for _, _, r in ok if r.cost_usd is not None]
+    from agent.contract import Prices
+
+    at_default = [Prices.of(*DEFAULT_PRICE).cost_usd(r.usage) for _, _, r in ok if r.usage]
     summary = {
         "answers": len(ok),
         "goodput_rpm": goodput,
@@ -137,6 +140,8 @@ def summarise(results, elapsed: float, stats: dict, capacity_rpm: float, workers
         "share_min": min(counts) / mean if mean else 0.0,
         "share_max": max(counts) / mean if mean else 0.0,
         "cost_per_request": sum(costs) / len(costs) if costs else None,
+        "default_cost_per_request": sum(at_default) / len(at_default) if at_default else None,
+        "calls_429_moved": sum(1 for _, _, r in ok if r.upstream_429),
         "upstream_529": sum(r.upstream_529 for _, _, r in results),
     }
     if outage is not None:
@@ -161,6 +166,9 @@ def render(runs: list[tuple[str, dict]]) -> str:
         ("caller share min/max of mean", lambda s: f"{s['share_min']:.2f}/{s['share_max']:.2f}"),
         ("cost per request (USD)", lambda s: "-" if s["cost_per_request"] is None
          else f"{s['cost_per_request']:.6f}"),
+        ("  the same at the default price", lambda s: "-" if s["default_cost_per_request"]
+         is None else f"{s['default_cost_per_request']:.6f}"),
+        ("answers after a 429 (moved pool)", lambda s: str(s["calls_429_moved"])),
         ("sends pool A failed (outage)", lambda s: str(s.get("a_failures", "-"))),
         ("A answering again (s after recovery)",
          lambda s: "-" if s.get("a_back_after_s") is None else f"{s['a_back_after_s']:.1f}"),

@@ -14,16 +14,22 @@ from aws_cdk import aws_iam as iam
 def boundary_statements(granted: list[iam.PolicyStatement], allowed_regions: tuple[str, ...],
                         *, bedrock_profile_arns: tuple[str, ...] = (),
                         bedrock_routed_regions: tuple[str, ...] = (),
-                        global_endpoints: bool = False) -> list[iam.PolicyStatement]:
+                        global_endpoints: bool = False,
+                        bedrock_call_regions: tuple[str, ...] = ()
+                        ) -> list[iam.PolicyStatement]:
     """Allow what `granted` allows (without its narrower conditions) within the regions, and
     deny the same actions in any other region.
 
     Bedrock is the one exception to "allowed regions only": an inference profile routes each
     call to a model in one of its regions, and IAM checks that call with aws:RequestedRegion =
     the destination region (or "unspecified" for a global profile's global model ARN). Those
-    regions are allowed for Bedrock actions only, and only through a configured profile."""
+    regions are allowed for Bedrock actions only, and only through a configured profile.
+    `bedrock_call_regions`: regions capacity pools call Bedrock in directly (their profile or
+    model), allowed for Bedrock actions only."""
     home = list(allowed_regions)
-    bedrock_regions = home + [r for r in bedrock_routed_regions if r not in home] + (
+    bedrock_home = home + [r for r in bedrock_call_regions if r not in home]
+    bedrock_regions = bedrock_home + [r for r in bedrock_routed_regions
+                                      if r not in bedrock_home] + (
         ["unspecified"] if global_endpoints else [])
     allows: list[iam.PolicyStatement] = []
     actions: list[str] = []
@@ -58,8 +64,9 @@ def boundary_statements(granted: list[iam.PolicyStatement], allowed_regions: tup
             actions=bedrock_actions, resources=["*"],
             conditions={
                 # aws:RequestedRegion + bedrock:InferenceProfileArn: away from the home region
-                # only as routed by a configured inference profile (a missing key also denies).
-                "StringNotEquals": {"aws:RequestedRegion": home,
+                # (and the pools' regions) only as routed by a configured inference profile (a
+                # missing key also denies).
+                "StringNotEquals": {"aws:RequestedRegion": bedrock_home,
                                     "bedrock:InferenceProfileArn": list(bedrock_profile_arns)}}))
         denies.append(iam.PolicyStatement(
             sid="DenyBedrockOutsideRoutedRegions", effect=iam.Effect.DENY,

@@ -6,6 +6,9 @@ Per Bedrock pool (`stacks.pool_settings.PoolSettings`):
   each region the profile routes to, reachable only through that profile (a global profile:
   the regionless foundation-model ARN, as Bedrock documents);
 - foundation model: the foundation-model ARN in the pool's region.
+
+Every pool also has a circuit breaker item in the bucket table (`guard.breaker`), which the
+agent reads and writes (`breaker_statement`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,27 @@ from typing import Iterable
 from aws_cdk import aws_iam as iam
 
 ACTIONS = ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
+
+
+def breaker_ids(models: Iterable, provider: str) -> list[str]:
+    """The breaker items the pool router uses: "breaker#<model>#<pool name>" for each pool of
+    each model (a model without pools is one pool named after the deployment's provider)."""
+    from guard.breaker import KEY_PREFIX
+
+    return sorted(f"{KEY_PREFIX}{m.model_id}#{name}" for m in models
+                  for name in ([p.name for p in m.pools] if m.pools else [provider]))
+
+
+def breaker_statement(table_arn: str, ids: Iterable[str]) -> iam.PolicyStatement:
+    """The pools' shared circuit breakers: one conditional UpdateItem per state change or
+    counted failure, one GetItem when a cached view is stale."""
+    return iam.PolicyStatement(
+        sid="PoolBreakers", actions=["dynamodb:UpdateItem", "dynamodb:GetItem"],
+        resources=[table_arn],
+        conditions={
+            # dynamodb:LeadingKeys: only the configured pools' breaker items, so the role
+            # cannot open another pool's breaker nor touch a token bucket through this grant.
+            "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": sorted(set(ids))}})
 
 
 def pool_statements(pools: Iterable, *, partition: str, account: str

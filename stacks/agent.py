@@ -24,6 +24,7 @@ from policies.boundary import service_trust
 from policies.callers import caller_permissions, producer_key_statement, work_queue_statements
 from policies.mcp import (builtin_outside_mcp, denied_action_patterns, mcp_agent_statements,
                           mcp_allow_statements, mcp_boundary_statements, mcp_deny_statement)
+from policies.pools import breaker_ids, breaker_statement, pool_statements
 from policies.tool_role import (tool_data_key_statement, tool_permission_statements,
                                 tool_trust_statement)
 
@@ -88,7 +89,12 @@ class AgentProps:
         if self.provider != "bedrock":
             return ()
         return tuple((m.model_id, m.foundation_model_id, m.routes_to_regions)
-                     for m in self.models)
+                     for m in self.models if not m.pools)
+
+    @property
+    def pools(self) -> tuple:
+        """Every capacity pool of every model (`stacks.pool_settings.PoolSettings`)."""
+        return tuple(pool for m in self.models for pool in m.pools)
 
 
 class AgentFunction(Construct):
@@ -216,6 +222,7 @@ class AgentFunction(Construct):
             account=stack.account, region=stack.region, partition=stack.partition,
             bucket_table_arn=state.bucket_table.table_arn,
             bucket_ids=tuple(sorted({m.bucket_id for m in props.models}
+                                    | {p.bucket_id for p in props.pools}
                                     | {server.bucket_id for server in mcp.servers.values()})),
             idempotency_table_arn=state.idempotency_table.table_arn,
             # Powertools' idempotency keys: "<function>.<fn>#<hash>"
@@ -237,6 +244,11 @@ class AgentFunction(Construct):
             if server.auth["type"] == "bearer")
         if batch_queue is not None:  # lane "batch" (stacks/batch.py)
             statements.append(agent_batch_statement(batch_queue.queue_arn))
+        if props.pools:  # capacity pools: Bedrock invokes per pool, the breakers
+            statements += pool_statements(props.pools, partition=stack.partition,
+                                          account=stack.account)
+            statements.append(breaker_statement(state.bucket_table.table_arn,
+                                                breaker_ids(props.models, props.provider)))
         return statements
 
     def _bedrock(self, props: AgentProps) -> None:
@@ -249,6 +261,18 @@ class AgentFunction(Construct):
             for p, _, _ in profiles)
         self.bedrock_routed_regions = tuple(sorted({r for _, _, regions in profiles
                                                     for r in regions}))
+        # capacity pools: each Bedrock pool is called in its own region (and its profile routes
+        # on from there), which the boundary allows for Bedrock only
+        bedrock_pools = [p for p in props.pools if p.provider == "bedrock"]
+        self.uses_global_endpoints |= any(p.model.startswith("global.") for p in bedrock_pools)
+        self.bedrock_profile_arns += tuple(
+            f"arn:{stack.partition}:bedrock:{p.region}:{stack.account}:inference-profile/"
+            f"{p.model}" for p in bedrock_pools if p.addressing == "inference_profile")
+        self.bedrock_routed_regions = tuple(sorted(
+            {*self.bedrock_routed_regions, *(r for p in bedrock_pools
+                                             for r in p.routes_to_regions)}))
+        #: regions a Bedrock pool is called in directly (not only reached through a profile)
+        self.bedrock_call_regions = tuple(sorted({p.region for p in bedrock_pools}))
 
     def _environment(self, props: AgentProps, state: AgentState, needs: dict[str, str],
                      batch_queue: sqs.IQueue | None) -> dict[str, str]:

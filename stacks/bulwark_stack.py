@@ -116,7 +116,8 @@ class BulwarkStack(Stack):
             bedrock_profile_arns=self.agent.bedrock_profile_arns,
             bedrock_routed_regions=self.agent.bedrock_routed_regions,
             global_endpoints=self.agent.uses_global_endpoints,
-            extra_statements=self.agent.mcp_boundary_statements)
+            extra_statements=self.agent.mcp_boundary_statements,
+            bedrock_call_regions=self.agent.bedrock_call_regions)
         self.boundary.apply_to(self)  # every role in the stack
 
         self._acknowledge()

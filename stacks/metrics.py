@@ -10,7 +10,8 @@ from __future__ import annotations
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 
-from agent.contract import DIMENSION, METRICS, NAMESPACE, ModelSpec
+from agent.contract import (DIMENSION, METRICS, NAMESPACE, POOL_DIMENSION, POOL_METRICS,
+                            ModelSpec)
 
 
 def metric(name: str, model_id: str, statistic: str, period: Duration,
@@ -21,6 +22,17 @@ def metric(name: str, model_id: str, statistic: str, period: Duration,
     return cloudwatch.Metric(namespace=NAMESPACE, metric_name=name,
                              dimensions_map={DIMENSION: model_id}, statistic=statistic,
                              period=period, label=label or name)
+
+
+def pool_metric(name: str, model_id: str, pool: str, statistic: str, period: Duration,
+                label: str | None = None) -> cloudwatch.Metric:
+    """One metric of one capacity pool of a model (dimensions Model and Pool; KeyError for a
+    name the Lambda does not emit per pool)."""
+    if name not in POOL_METRICS:
+        raise KeyError(f"{name} is not a metric of agent.contract.POOL_METRICS")
+    return cloudwatch.Metric(namespace=NAMESPACE, metric_name=name,
+                             dimensions_map={DIMENSION: model_id, POOL_DIMENSION: pool},
+                             statistic=statistic, period=period, label=label)
 
 
 def per_model(models: list[ModelSpec], name: str, statistic: str,

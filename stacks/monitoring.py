@@ -49,6 +49,7 @@ from .anomaly import AnomalyBands
 from .forecast import QuotaForecast
 from .metrics import metric as _metric
 from .metrics import per_model as _per_model
+from .metrics import pool_metric
 from .metrics import rate as _rate
 from .metrics import share as _share
 from .settings import AlarmSettings
@@ -61,6 +62,9 @@ _FIVE_MINUTES = Duration.minutes(5)
 _ONE_HOUR = Duration.hours(1)
 _TEN_SECONDS = Duration.seconds(10)
 _STAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+#: A pool's breaker alarm fires when every call of this many consecutive minutes found the
+#: breaker open (the router then sends that pool only its half-open probes).
+POOL_BREAKER_ALARM_MINUTES = 5
 
 
 class Monitoring(Construct):
@@ -162,7 +166,59 @@ class Monitoring(Construct):
         self.alarms: dict[str, cloudwatch.AlarmBase] = {}
         for created in self.facade.created_alarms():
             self.alarms[created.custom_params[ALARM_KEY]] = created.alarm
+        self._pools(models)
         self._learned_thresholds(models, alarm_settings, bucket_table)
+
+    # --- capacity pools: where the traffic went, and breakers that stay open ----------------
+    def _pools(self, models: list[ModelSpec]) -> None:
+        """Per model with pools (`ModelSpec.pools`): a row "Where the traffic went" (requests
+        and cost per pool, per 5 min), a row of each pool's breaker state and 529s, and one
+        alarm per pool, "PoolBreakerOpen/<model_id>/<pool>", when its breaker stays open for
+        POOL_BREAKER_ALARM_MINUTES minutes."""
+        pooled = [m for m in models if getattr(m, "pools", ())]
+        if not pooled:
+            return
+        self.facade.add_large_header("Capacity pools: where the traffic went")
+        axis = {"min": 0, "show_units": False}
+        for number, m in enumerate(pooled):
+            names = [p.name for p in m.pools]
+
+            def each(name: str, statistic: str, period: Duration, label: str) -> list:
+                return [pool_metric(name, m.model_id, pool, statistic, period,
+                                    f"{label} {pool}") for pool in names]
+
+            self.facade.add_widget(cloudwatch.GraphWidget(
+                title=f"Where the traffic went: {m.model_id}", width=12, height=6,
+                left=each("Requests", "Sum", _FIVE_MINUTES, "Requests"),
+                right=each("CostUSD", "Sum", _FIVE_MINUTES, "USD"),
+                left_y_axis=cloudwatch.YAxisProps(label="requests per 5 min", **axis),
+                right_y_axis=cloudwatch.YAxisProps(label="USD per 5 min", **axis)))
+            self.facade.add_widget(cloudwatch.GraphWidget(
+                title=f"Pool breakers (1 = open) and 529s: {m.model_id}", width=12, height=6,
+                left=each("PoolBreakerOpen", "Maximum", _ONE_MINUTE, "Breaker open"),
+                right=each("Upstream529", "Sum", _ONE_MINUTE, "529s"),
+                left_y_axis=cloudwatch.YAxisProps(label="breaker open", max=1, **axis),
+                right_y_axis=cloudwatch.YAxisProps(label="529s per minute", **axis)))
+            for index, pool in enumerate(names):
+                key = f"PoolBreakerOpen/{m.model_id}/{pool}"
+                alarm = cloudwatch.Alarm(
+                    self, f"PoolBreakerOpen{number}Pool{index}Alarm",
+                    metric=pool_metric("PoolBreakerOpen", m.model_id, pool, "Minimum",
+                                       _ONE_MINUTE),
+                    threshold=1, evaluation_periods=POOL_BREAKER_ALARM_MINUTES,
+                    datapoints_to_alarm=POOL_BREAKER_ALARM_MINUTES,
+                    comparison_operator=cloudwatch.ComparisonOperator
+                    .GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                    treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                    alarm_name=f"{self._alarm_name_prefix}-PoolBreakerOpen-{m.model_id}-"
+                               f"{pool}-Warning",
+                    alarm_description=(
+                        f"The circuit breaker of pool {pool} of {m.model_id} has been open for "
+                        f"{POOL_BREAKER_ALARM_MINUTES} minutes: it answers 529s, 5xx or "
+                        "timeouts, or its region is down; traffic goes to the model's other "
+                        "pools. Check the pool's provider status and its Upstream529 row."))
+                alarm.add_alarm_action(cw_actions.SnsAction(self.alarm_topic))
+                self.alarms[key] = alarm
 
     # --- thresholds that learn: bands, forecast, SLO burn rates, hot keys -------------------
     def _learned_thresholds(self, models: list[ModelSpec], t: AlarmSettings,

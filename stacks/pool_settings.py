@@ -7,7 +7,11 @@
        "region": "us-west-2", "tpm": 100000, "rpm": 100, "service_tier": "flex"},
       {"provider": "anthropic", "model": "claude-sonnet-4-5", "tier": "tier2"}]}}
 
-A model without `pools` is one pool, configured as before. How each Bedrock pool is addressed:
+A model without `pools` is one pool, configured as before. A model with `pools` sets its
+`prices` (the pools' default), `context_window` and `max_output_tokens`; each pool sets its own
+limits (and may set its own `prices`, e.g. a flex tier's, and a `base_url`: a VPC endpoint or
+the local emulator). `pooled_model` reads it into the `ModelSettings` the stack and the Lambda
+share (`agent.contract.ModelSpec.pools`). How each Bedrock pool is addressed:
 - an inference profile id ("us.", "eu.", "apac.", "global." + "anthropic.<model>") is invoked
   as the profile ARN in the pool's `region`; Bedrock routes it to the foundation model in the
   regions of the profile's geography (`routes_to_regions`, from `profile_regions`), and IAM
@@ -25,6 +29,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from agent.contract import PoolSpec, Prices
 from guard.limits import Limits
 from guard.pools import ANTHROPIC_SERVICE_TIERS, BEDROCK_SERVICE_TIERS
 from guard.tiers import ANTHROPIC_TIERS, family_of
@@ -41,7 +46,9 @@ KNOWN_SERVICE_TIERS: tuple[tuple[re.Pattern, tuple[str, ...]], ...] = (
 )
 
 POOL_KEYS = ("provider", "model", "region", "service_tier", "rpm", "tpm", "itpm", "otpm",
-             "output_burndown", "tier", "name", "prices", "routes_to_regions")
+             "output_burndown", "tier", "name", "prices", "routes_to_regions", "base_url")
+#: keys of a model with pools besides `pools` (its limits are the pools')
+POOLED_MODEL_KEYS = ("prices", "context_window", "max_output_tokens", "tokens_per_day")
 
 
 class PoolSettingsError(ValueError):
@@ -52,19 +59,14 @@ class PoolSettingsError(ValueError):
         self.problems = problems
 
 
-@dataclass(frozen=True)
-class PoolSettings:
-    """One pool as configured. `limits`: its bucket's per-minute limits. `addressing`:
-    "inference_profile", "foundation_model" (Bedrock) or "anthropic_api"."""
+@dataclass(frozen=True, kw_only=True)
+class PoolSettings(PoolSpec):
+    """One pool as configured (`agent.contract.PoolSpec`: name, provider, model, bucket and
+    per-minute limits, region, tier, endpoint, prices in USD per million tokens), plus what
+    only the stack needs: the regions a Bedrock pool's calls reach (`routes_to_regions`).
+    `addressing`: "inference_profile", "foundation_model" (Bedrock) or "anthropic_api"."""
 
-    name: str
-    provider: str
-    model: str
-    limits: Limits
-    region: str | None = None
-    service_tier: str | None = None
     routes_to_regions: tuple[str, ...] = ()
-    prices: Mapping[str, float] | None = None
 
     @property
     def addressing(self) -> str:
@@ -78,10 +80,11 @@ class PoolSettings:
         return self.model.partition(".")[2] if self.addressing == "inference_profile" \
             else self.model
 
-    @property
-    def bucket_id(self) -> str:
-        where = self.region or "api"
-        return f"{self.provider}#{where}#{self.service_tier or 'default'}#{self.model}"
+
+
+def pool_bucket_id(provider: str, region: str | None, tier: str | None, model: str) -> str:
+    """The pool's bucket item: "<provider>#<region or api>#<tier>#<model>"."""
+    return f"{provider}#{region or 'api'}#{tier or 'default'}#{model}"
 
 
 def offered_tiers(foundation_model_id: str) -> tuple[str, ...] | None:
@@ -186,6 +189,17 @@ def _read_pool(problems: list[str], at: str, spec: dict,
             elif rates[key] is None:
                 problems.append(f"{at}.{key}: required (or a 'tier' preset for the model's "
                                 "family)")
+    prices = None
+    if spec.get("prices") is not None:
+        try:
+            prices = Prices.decode(spec["prices"])
+        except (KeyError, TypeError, ValueError, AttributeError):
+            problems.append(f"{at}.prices: expected numeric 'input' and 'output' USD per "
+                            f"million tokens, got {spec['prices']!r}")
+    base_url = spec.get("base_url")
+    if base_url is not None and (not isinstance(base_url, str)
+                                 or not base_url.startswith(("https://", "http://"))):
+        problems.append(f"{at}.base_url: expected an http(s) URL, got {base_url!r}")
     if len(problems) > before:
         return None
     limits = (Limits(rates["rpm"], tpm=rates["tpm"],
@@ -193,5 +207,39 @@ def _read_pool(problems: list[str], at: str, spec: dict,
               if provider == "bedrock" else Limits(rates["rpm"], rates["itpm"], rates["otpm"]))
     default_name = provider + (f"@{region}" if region else "") + (f"/{tier}" if tier else "")
     return PoolSettings(name=spec.get("name") or default_name, provider=provider, model=model,
-                        limits=limits, region=region, service_tier=tier,
-                        routes_to_regions=routes, prices=spec.get("prices"))
+                        bucket_id=pool_bucket_id(provider, region, tier, model),
+                        limits=limits, region=region, service_tier=tier, base_url=base_url,
+                        routes_to_regions=routes, prices=prices)
+
+
+def pooled_model(problems, model_id: str, spec: Mapping[str, Any],
+                 profile_regions: Mapping[str, tuple[str, ...]] | None):
+    """`models.<model_id>` with `pools` -> `stacks.settings.ModelSettings` whose `pools` are
+    the pools in preference order (its `bucket_id` and `limits` are the first pool's); None
+    with every problem reported into `problems` (a `stacks.settings.Problems`)."""
+    from .settings import MODEL_KEYS, ModelSettings, read_section
+
+    where = f"models.{model_id}"
+    for key in sorted(set(spec) - {"pools", *POOLED_MODEL_KEYS}):
+        problems.say(f"context key {where + '.' + key!r}: a model with pools sets its limits "
+                     "on each pool (models.<id>.pools[i]): remove it")
+    values = read_section(problems, {k: MODEL_KEYS[k] for k in POOLED_MODEL_KEYS
+                                     if k != "tokens_per_day"}, spec, f"{where}.")
+    try:
+        pools = read_pools(model_id, spec.get("pools"), profile_regions=profile_regions)
+    except PoolSettingsError as err:
+        for problem in err.problems:
+            problems.say(f"context key {problem}")
+        return None
+    from .settings import read_prices
+
+    if "prices" not in spec:
+        problems.bad(f"{where}.prices", "USD per million tokens (the pools' default prices)",
+                     None)
+    prices = read_prices(problems, f"{where}.prices", spec.get("prices"))
+    if prices is None or None in values.values():
+        return None
+    return ModelSettings(
+        model_id=model_id, bucket_id=pools[0].bucket_id, limits=pools[0].limits, prices=prices,
+        context_window=values["context_window"], max_output_tokens=values["max_output_tokens"],
+        pools=tuple(pools))

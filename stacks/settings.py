@@ -38,6 +38,8 @@ from guard.limits import Limits, LimitsError
 from guard.spend import LimitSet
 from guard.tiers import ANTHROPIC_TIERS, BATCH_TIERS, FAMILIES, family_of
 
+from .pool_settings import pooled_model
+
 STAGES = ("dev", "prod")
 _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -300,6 +302,8 @@ MODEL_KEYS: dict[str, Key] = {
     "tokens_per_day": Key("Bedrock's 'Model invocation max tokens per day' (input + output; "
                           "counted per UTC day; null: not enforced)",
                           number(1, integer=True, nullable=True), provider="bedrock"),
+    "pools": Key("capacity pools in preference order, each a provider route with its own "
+                 "limits (stacks/pool_settings.py reads them)", lambda problems, key, v: v),
 }
 
 #: A budget (`guard.Budget`): the deployment's (`budget`), a tenant's
@@ -736,7 +740,7 @@ class Settings:
         return self.stage == "prod"
 
 
-def _prices(problems: Problems, where: str, raw: Any) -> Prices | None:
+def read_prices(problems: Problems, where: str, raw: Any) -> Prices | None:
     if not isinstance(raw, dict):
         return None  # reported as missing or not an object already
     prices = read_section(problems, PRICE_KEYS, raw, f"{where}.")
@@ -764,7 +768,7 @@ def _anthropic_model(problems: Problems, model_id: str, spec: dict, tier: str | 
                f"its family is unknown: set 'family' ({', '.join(FAMILIES)}) or")
         problems.bad(f"{where}.{missing[0]}" if len(missing) == 1 else where,
                      f"per-minute limits {', '.join(missing)} ({why} the limits)", None)
-    prices = _prices(problems, f"{where}.prices", spec.get("prices"))
+    prices = read_prices(problems, f"{where}.prices", spec.get("prices"))
     if None in per_minute.values() or prices is None or any(
             values[k] is None for k in ("counts_cache_reads", "context_window",
                                         "max_output_tokens", "burst_fraction")):
@@ -801,7 +805,7 @@ def _bedrock_model(problems: Problems, model_id: str, spec: dict,
             + (f"use the '{serving[0]}.' profile ({serving[0]}.{model_id.partition('.')[2]})"
                if serving else "deploy in one of its regions")
             + f", or add {region} to profile_regions.{prefix}")
-    prices = _prices(problems, f"{where}.prices", spec.get("prices"))
+    prices = read_prices(problems, f"{where}.prices", spec.get("prices"))
     if not routes or prices is None or any(
             values[k] is None for k in ("tpm", "output_burndown", "context_window",
                                         "max_output_tokens", "burst_fraction")):
@@ -1018,7 +1022,9 @@ def load_settings(ctx: Mapping[str, Any], *, region: str | None = None) -> Setti
     tier_bad = provider == "anthropic" and "tier" in chosen and tier is None
     for model_id, spec in (raw_models or {}).items():
         before = len(problems.items)
-        model = (_anthropic_model(problems, model_id, spec, tier, tier_bad)
+        model = (pooled_model(problems, model_id, spec, picked["profile_regions"])
+                 if isinstance(spec, dict) and "pools" in spec
+                 else _anthropic_model(problems, model_id, spec, tier, tier_bad)
                  if provider == "anthropic"
                  else _bedrock_model(problems, model_id, spec, picked["profile_regions"],
                                      deploy_region))

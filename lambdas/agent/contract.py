@@ -32,9 +32,10 @@ __all__ = [
     "ACCESS_DENIED_METRIC", "BATCH_BUCKET_ID", "CACHE_READ_PRICE_FACTOR",
     "CACHE_WRITE_PRICE_FACTOR", "ContractError", "DEFAULT_AGENT_NAME", "FieldError",
     "DEFAULT_CONTEXT_WINDOW", "DEFAULT_MAX_OUTPUT_TOKENS", "DIMENSION", "POOL_DIMENSION",
-    "POOL_METRICS", "DOCUMENTS_PREFIX",
+    "POOL_METRICS", "POOL_ONLY_METRICS", "DOCUMENTS_PREFIX",
     "Env", "HIGH_RESOLUTION", "LANES", "METRICS", "ModelSpec", "NAMESPACE",
-    "OVERFLOW_POLICIES", "PROVIDERS", "Prices", "REQUEST_ID_PATTERN", "ROLE_ARN_PATTERN",
+    "OVERFLOW_POLICIES", "PoolSpec", "PROVIDERS", "Prices", "REQUEST_ID_PATTERN",
+    "ROLE_ARN_PATTERN",
     "CAPACITY_DIMENSIONS", "CAPACITY_METRICS", "SCHEDULING_MODES", "SHARE_FIELDS",
     "TENANT_METRICS",
     "TENANT_PATTERN", "TenantSpec", "decode_models", "decode_tenants",
@@ -150,7 +151,7 @@ DIMENSION = "Model"
 #: pool's name, so the dashboard shows where the traffic went and what it cost there.
 POOL_DIMENSION = "Pool"
 #: The metrics repeated per (Model, Pool).
-POOL_METRICS = ("Requests", "CostUSD", "Upstream529", "Failed")
+POOL_METRICS = ("Requests", "CostUSD", "Upstream529", "Failed", "PoolBreakerOpen")
 
 #: metric name -> Powertools MetricUnit name (EMF, dimension `Model`)
 METRICS = {
@@ -167,6 +168,11 @@ METRICS = {
     "BatchErrored": "Count", "BatchExpired": "Count", "BatchCostUSD": "NoUnit",
     "BatchSavedUSD": "NoUnit", "BatchInFlight": "Count",
 }
+
+#: Capacity pools: metric name -> unit, dimensions Model and Pool only (never Model alone).
+#: PoolBreakerOpen is 1 when a call saw the pool's shared breaker open or half-open, else 0: a
+#: gauge whose Minimum over a minute is 1 when every call of that minute found it open.
+POOL_ONLY_METRICS = {"PoolBreakerOpen": "Count"}
 
 #: Budgets: metric name -> unit, dimension Tenant only (never Model): the fullest window's
 #: spent + open as a percentage of its limit, and calls refused for budget
@@ -206,6 +212,34 @@ ACCESS_DENIED_METRIC = "AccessDenied"
 DEFAULT_CONTEXT_WINDOW = 200_000
 DEFAULT_MAX_OUTPUT_TOKENS = 64_000
 @dataclass(frozen=True, kw_only=True)
+class PoolSpec:
+    """One capacity pool of a logical model (`guard.Pool`) as the stack hands it to the Lambda:
+    its `name` (the `Pool` metric dimension), `provider` ("anthropic" | "bedrock"), the `model`
+    id sent upstream (Bedrock: an inference profile or foundation model id), its own bucket
+    (`bucket_id`) and per-minute `limits`, Bedrock's `region`, the `service_tier`, the endpoint
+    (`base_url`; None: the SDK's for the provider and region) and its `prices` (USD per million
+    tokens; None: the logical model's)."""
+
+    name: str
+    provider: str
+    model: str
+    bucket_id: str
+    limits: Limits
+    region: str | None = None
+    service_tier: str | None = None
+    base_url: str | None = None
+    prices: Prices | None = None
+
+    def __post_init__(self) -> None:
+        if self.provider not in PROVIDERS:
+            raise FieldError("provider", f"must be one of {PROVIDERS}, got {self.provider!r}")
+        for name in ("name", "model", "bucket_id"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise FieldError(name, f"must be a non-empty string, got "
+                                       f"{getattr(self, name)!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
 class ModelSpec:
     """One callable model as the stack hands it to the Lambda: its rate-limit bucket and that
     bucket's per-minute `limits` (`guard.Limits`), its context (tokens) and its prices (USD per
@@ -217,6 +251,9 @@ class ModelSpec:
     prices: Prices
     context_window: int = DEFAULT_CONTEXT_WINDOW
     max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS
+    #: capacity pools in preference order (empty: the model is served by `bucket_id` alone;
+    #: with pools, `bucket_id` and `limits` are the first pool's)
+    pools: tuple[PoolSpec, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.model_id, str) or not self.model_id.strip():
@@ -231,10 +268,27 @@ class ModelSpec:
 
 
 def _encode_model(spec: ModelSpec) -> dict:
-    limits = spec.limits
     entry: dict = {"bucket": spec.bucket_id, "prices": spec.prices.encode(),
                    "context_window": spec.context_window,
-                   "max_output_tokens": spec.max_output_tokens}
+                   "max_output_tokens": spec.max_output_tokens, **_encode_limits(spec.limits)}
+    if spec.pools:
+        entry["pools"] = [_encode_pool(pool) for pool in spec.pools]
+    return entry
+
+
+def _encode_pool(pool: PoolSpec) -> dict:
+    entry = {"name": pool.name, "provider": pool.provider, "model": pool.model,
+             "bucket": pool.bucket_id, **_encode_limits(pool.limits)}
+    for key in ("region", "service_tier", "base_url"):
+        if getattr(pool, key) is not None:
+            entry[key] = getattr(pool, key)
+    if pool.prices is not None:
+        entry["prices"] = pool.prices.encode()
+    return entry
+
+
+def _encode_limits(limits: Limits) -> dict:
+    entry: dict = {}
     for key in ("rpm", "itpm", "otpm", "tpm"):
         if getattr(limits, key) is not None:
             entry[key] = getattr(limits, key)
@@ -245,6 +299,33 @@ def _encode_model(spec: ModelSpec) -> dict:
     if limits.burst_fraction < 1.0:
         entry["burst_fraction"] = limits.burst_fraction
     return entry
+
+
+def _decode_limits(entry: dict) -> Limits:
+    return Limits(entry.get("rpm"), entry.get("itpm"), entry.get("otpm"),
+                  tpm=entry.get("tpm"), output_burndown=entry.get("output_burndown", 1.0),
+                  counts_cache_reads=entry.get("counts_cache_reads", False),
+                  burst_fraction=entry.get("burst_fraction", 1.0))
+
+
+def _decode_pool(where: str, entry: object) -> PoolSpec:
+    if not isinstance(entry, dict):
+        raise ContractError(f"{where} must be an object")
+    try:
+        prices = Prices.decode(entry["prices"]) if "prices" in entry else None
+    except (KeyError, TypeError, ValueError):
+        raise ContractError(f"{where}.prices needs numeric 'input' and 'output' USD per "
+                            "million tokens") from None
+    try:
+        return PoolSpec(name=entry.get("name"), provider=entry.get("provider"),
+                        model=entry.get("model"), bucket_id=entry.get("bucket"),
+                        limits=_decode_limits(entry), region=entry.get("region"),
+                        service_tier=entry.get("service_tier"),
+                        base_url=entry.get("base_url"), prices=prices)
+    except FieldError as err:
+        raise ContractError(f"{where}.{err.field}: {err.problem}") from None
+    except ValueError as err:  # guard.LimitsError included
+        raise ContractError(f"{where}: {err}") from None
 
 
 def encode_models(specs: Iterable[ModelSpec]) -> str:
@@ -261,15 +342,16 @@ def _decode_model(model_id: str, entry: object) -> ModelSpec:
     except (KeyError, TypeError, ValueError):
         raise ContractError(f"{where}.prices needs numeric 'input' and 'output' USD per "
                             "million tokens") from None
+    raw_pools = entry.get("pools", [])
+    if not isinstance(raw_pools, list):
+        raise ContractError(f"{where}.pools must be a list of pools")
+    pools = tuple(_decode_pool(f"{where}.pools[{i}]", pool) for i, pool in enumerate(raw_pools))
     try:
-        limits = Limits(entry.get("rpm"), entry.get("itpm"), entry.get("otpm"),
-                        tpm=entry.get("tpm"), output_burndown=entry.get("output_burndown", 1.0),
-                        counts_cache_reads=entry.get("counts_cache_reads", False),
-                        burst_fraction=entry.get("burst_fraction", 1.0))
         return ModelSpec(
-            model_id=model_id, bucket_id=entry.get("bucket"), limits=limits, prices=prices,
-            context_window=entry.get("context_window", DEFAULT_CONTEXT_WINDOW),
-            max_output_tokens=entry.get("max_output_tokens", DEFAULT_MAX_OUTPUT_TOKENS))
+            model_id=model_id, bucket_id=entry.get("bucket"), limits=_decode_limits(entry),
+            prices=prices, context_window=entry.get("context_window", DEFAULT_CONTEXT_WINDOW),
+            max_output_tokens=entry.get("max_output_tokens", DEFAULT_MAX_OUTPUT_TOKENS),
+            pools=pools)
     except FieldError as err:
         raise ContractError(f"{where}.{err.field}: {err.problem}") from None
     except ValueError as err:  # guard.LimitsError included

@@ -17,7 +17,7 @@ from typing import Any, Callable
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
-from guard import GuardedClaude, TokenBucket
+from guard import GuardedClaude, Pool, TokenBucket
 from guard.spend import LimitsSource
 
 from .config import AgentConfig, load_config
@@ -78,7 +78,8 @@ def build_runtime(env=os.environ, *, dynamodb=None, sqs=None, sts=None, secrets=
         401) bypasses the cache so a rotated key is used at once."""
         return read_secret(config.api_key_secret_arn, "api_key", refresh=refresh)
 
-    claude = GuardedClaude(buckets, provider=config.provider, sdk_client=sdk_client,
+    claude = GuardedClaude(pooled_models(config, buckets, dynamodb),
+                           provider=config.provider, sdk_client=sdk_client,
                            api_key=api_key if config.provider == "anthropic" else None,
                            aws_region=config.aws_region, scheduling=config.scheduling,
                            **budget_options(config, dynamodb))
@@ -95,6 +96,43 @@ def build_runtime(env=os.environ, *, dynamodb=None, sqs=None, sts=None, secrets=
     return Runtime(config, dynamodb, sqs or boto3.client("sqs"), sts or boto3.client("sts"),
                    claude, persistence, mcp=mcp,
                    s3=s3 or (boto3.client("s3") if config.payload_bucket else None))
+
+
+def pooled_models(config: AgentConfig, buckets: dict[str, TokenBucket], dynamodb
+                  ) -> dict[str, TokenBucket | list[Pool]]:
+    """What `GuardedClaude` serves: a model without pools keeps its bucket; a model with pools
+    (`ModelSpec.pools`) gets one `guard.Pool` per pool in preference order, each with its own
+    bucket (models naming the same pool bucket share it), its endpoint, region and service
+    tier, and its prices (the model's when it sets none). A Bedrock pool's SDK client signs
+    with the function's credentials (the role) in the pool's region. Every pool carries the
+    tenants' weights; a tenant's absolute caps are split across a model's pools in proportion
+    to their requests per minute (evenly when a pool sets none), so they hold on the sum."""
+    shared: dict[str, TokenBucket] = {}
+    served: dict[str, TokenBucket | list[Pool]] = {}
+    for model_id, spec in config.models.items():
+        if not spec.pools:
+            served[model_id] = buckets[model_id]
+            continue
+        rpms = [pool.limits.rpm for pool in spec.pools]
+        fractions = ([rpm / sum(rpms) for rpm in rpms] if None not in rpms
+                     else [1 / len(rpms)] * len(rpms))
+        pools = []
+        for pool, fraction in zip(spec.pools, fractions):
+            if pool.bucket_id not in shared:
+                tenants = {name: dataclasses.replace(share, **{
+                    cap: getattr(share, cap) * fraction for cap in ("rpm", "itpm", "otpm", "tpm")
+                    if getattr(share, cap) is not None})
+                    for name, share in config.tenant_shares.items()}
+                limits = dataclasses.replace(pool.limits, tenants=tenants) if tenants \
+                    else pool.limits
+                shared[pool.bucket_id] = TokenBucket(config.bucket_table, pool.bucket_id,
+                                                     limits, dynamodb)
+            pools.append(Pool(shared[pool.bucket_id], provider=pool.provider, model=pool.model,
+                              base_url=pool.base_url, aws_region=pool.region,
+                              service_tier=pool.service_tier, prices=pool.prices or spec.prices,
+                              name=pool.name))
+        served[model_id] = pools
+    return served
 
 
 def budget_options(config, dynamodb) -> dict[str, Any]:

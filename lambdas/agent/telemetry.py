@@ -14,7 +14,7 @@ from guard.budget import MODEL_SCOPE_PREFIX
 
 from .contract import (BUDGET_WINDOWS, CAPACITY_DIMENSIONS, CAPACITY_METRICS, DIMENSION,
                        HIGH_RESOLUTION, METRICS, NAMESPACE, POOL_DIMENSION, POOL_METRICS,
-                       TENANT_DIMENSION, TENANT_METRICS, TENANT_ONLY_METRICS, WINDOW_DIMENSION)
+                       POOL_ONLY_METRICS, TENANT_DIMENSION, TENANT_METRICS, TENANT_ONLY_METRICS, WINDOW_DIMENSION)
 
 #: every metric this module emits -> its unit
 _UNITS = {**METRICS, **TENANT_ONLY_METRICS}
@@ -122,6 +122,9 @@ class RequestMetrics:
                                 ("Upstream529", result.upstream_529),
                                 ("Failed", 0.0 if ok else 1.0)):
                 values[name] = values.get(name, 0.0) + float(value)
+        for pool_name, is_open in (getattr(result, "pool_breakers", None) or {}).items():
+            values = self.pool_values[(model, pool_name)]
+            values["PoolBreakerOpen"] = max(values.get("PoolBreakerOpen", 0.0), float(is_open))
 
     def flush(self) -> None:
         from aws_lambda_powertools.metrics import EphemeralMetrics, MetricResolution, MetricUnit
@@ -152,7 +155,8 @@ class RequestMetrics:
             metrics.add_dimension(name=DIMENSION, value=model)
             metrics.add_dimension(name=POOL_DIMENSION, value=pool)
             for name in POOL_METRICS:
-                metrics.add_metric(name=name, unit=getattr(MetricUnit, METRICS[name]),
+                unit = POOL_ONLY_METRICS.get(name) or METRICS[name]
+                metrics.add_metric(name=name, unit=getattr(MetricUnit, unit),
                                    value=values.get(name, 0.0))
             metrics.flush_metrics()
         self.values.clear()

@@ -158,6 +158,11 @@ class CircuitBreaker:
             self._view, self._seen_at = view, self._clock() if now is None else now
         return view
 
+    @property
+    def seen_open(self) -> bool:
+        """True when the last view this caller holds is open or half-open (no read)."""
+        return self._view.state != CLOSED
+
     # -- decisions ---------------------------------------------------------------------------------
 
     def allow(self) -> Decision:

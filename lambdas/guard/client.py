@@ -186,6 +186,14 @@ class CallResult:
     #: call's cost at that pool's prices (USD; None without prices)
     pool: str | None = None
     cost_usd: float | None = None
+    #: pool -> True when the call saw that pool's breaker open or half-open (every pool of a
+    #: pooled model, from the views the call held; no extra read)
+    pool_breakers: dict[str, bool] = field(default_factory=dict)
+
+    def take_budget_hold(self, other: "CallResult") -> None:
+        """Carry `other`'s open budget hold over to this result (a pool router's answer holds
+        the logical model's reservation its pool's client never saw)."""
+        self._hold, other._hold = other._hold, None
 
 
 def _retry_after_header(headers: Mapping[str, str] | None) -> float | None:
@@ -815,7 +823,11 @@ class GuardedClaude:
             usage = None
         else:
             usage = {}
-        self._budget.settle(hold, result.model, usage)
+        self._budget.settle(hold, self._budget_price_key(result), usage)
+
+    def _budget_price_key(self, result: CallResult) -> str:
+        """The budget gate's prices key a call's actual cost is taken from: its model."""
+        return result.model
 
 
 class GuardedStream:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import math
+import random
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
@@ -48,6 +49,8 @@ from .breaker import CircuitBreaker, Decision
 from .client import PROVIDERS, CallResult, GuardedClaude
 from .estimate import estimate_input_tokens
 from .outcomes import DEFERRED, ERROR, OK
+from .prices import Prices
+from .spend import gate_for
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,11 @@ SERVICE_TIER_HEADER = "X-Amzn-Bedrock-Service-Tier"
 PREFERENCE_WAIT_S = 0.5
 #: Reasons a pool's answer counts against its breaker and moves the call to the next pool.
 FAILOVER_REASONS = ("upstream_529", "upstream_error")
+#: GuardedClaude options the router keeps (budgets per logical model), not its pools' clients.
+BUDGET_OPTIONS = ("prices", "budgets", "budget", "model_tokens_per_day", "budget_ledger",
+                  "limits_source")
+#: Tickets remembered per router (the pool that issued each), oldest dropped first.
+MAX_TICKETS = 1024
 
 
 @dataclass(eq=False)
@@ -145,13 +153,19 @@ class _PoolClient(GuardedClaude):
     """The guarded client of one pool: its SDK client (endpoint, auth, service tier), one
     attempt per call, and a grant the router booked already."""
 
-    def __init__(self, pool: Pool, **options: Any) -> None:
+    def __init__(self, pool: Pool, owner: "PoolRouter | None" = None, **options: Any) -> None:
         sdk = pool.sdk_client
         if sdk is not None and pool.provider == "bedrock" and pool.service_tier:
             sdk = sdk.with_options(default_headers={SERVICE_TIER_HEADER: pool.service_tier})
         super().__init__({pool.model: pool.bucket}, provider=pool.provider, sdk_client=sdk,
                          aws_region=pool.aws_region, **options)
         self.pool = pool
+        self._owner = owner
+
+    def _settle_budget(self, result: CallResult, *, ended: bool) -> None:
+        """The logical model's budget is the router's: a stream that ends settles there."""
+        if self._owner is not None:
+            self._owner._settle_budget(result, ended=ended)
 
     @property
     def sdk(self):
@@ -200,9 +214,19 @@ class PoolRouter(GuardedClaude):
     `breaker`: options for each pool's `CircuitBreaker` (failure_threshold, open_s, probe_s,
     view_ttl_s; the item is "breaker#<model>#<pool>" in the pool bucket's table; None: the
     defaults), or False to run without breakers. `max_attempts`: sends per call across all
-    pools. `wall_clock`: epoch seconds for the breakers. The other options (`api_key`,
-    `timeout_s`, `max_grant_age_s`, `min_call_s`, `scheduling`, `clock`, `sleep`, `estimator`,
-    ...) are `GuardedClaude`'s, given to every pool's client.
+    pools. `wall_clock`: epoch seconds for the breakers. Budgets (`prices`, `budgets`,
+    `budget`, `model_tokens_per_day`, `budget_ledger`, `limits_source`, as for `GuardedClaude`)
+    are held per logical model: `prices` is keyed by logical model, a call reserves at the
+    dearest of its model's and its pools' prices and is charged at the prices of the pool that
+    served it. The other options (`api_key`, `timeout_s`, `max_grant_age_s`, `min_call_s`,
+    `scheduling`, `clock`, `sleep`, `estimator`, ...) are `GuardedClaude`'s, given to every
+    pool's client.
+
+    Fair share: the call's tenant and priority book on every pool it tries; a pool that
+    refuses with a ticket (the call's place in its tenant's queue) has it remembered, and the
+    next call of that tenant and class on this router, or a call passing that `ticket` back,
+    books on that pool with it. A ticket this router did not issue is not passed to any pool
+    (tickets are places in one pool's queue).
     """
 
     def __init__(self, models: Mapping[str, Sequence[Pool] | TokenBucket], *,
@@ -220,12 +244,18 @@ class PoolRouter(GuardedClaude):
         self.max_attempts = max_attempts
         self.default_deadline_s = default_deadline_s
         self._clock, self._sleep, self._estimate = clock, sleep, estimator
+        self._rng = random.Random()
+        budget_options = {k: options.pop(k) for k in BUDGET_OPTIONS if k in options}
+        #: (pool bucket id, tenant, priority) -> the ticket that pool issued; ticket -> its key
+        self._tickets: dict[tuple, float] = {}
+        self._ticket_places: dict[float, tuple] = {}
         self.routes: dict[str, list[_Route]] = {}
         breaker_options = dict(breaker or {})
         for logical, pools in models.items():
-            if isinstance(pools, TokenBucket):
-                pools = [Pool(pools, provider=provider, model=logical, aws_region=aws_region,
-                              sdk_client=sdk_client)]
+            if isinstance(pools, TokenBucket):  # one pool, named after its provider
+                pools = [Pool(pools, provider=provider, model=logical,
+                              aws_region=aws_region if provider == "bedrock" else None,
+                              sdk_client=sdk_client, name=provider)]
             pools = list(pools)
             if not pools or not all(isinstance(p, Pool) for p in pools):
                 raise ValueError(f"model {logical!r}: pools must be a non-empty list of "
@@ -234,13 +264,44 @@ class PoolRouter(GuardedClaude):
             if len(set(names)) != len(names):
                 raise ValueError(f"model {logical!r}: pool names must differ, got {names} "
                                  "(give Pool(name=...))")
+            # a model with one pool keeps GuardedClaude's retries (529s, 5xx) on it; with
+            # several, a failed send moves to the next pool instead
             self.routes[logical] = [
-                _Route(p, _PoolClient(p, max_attempts=1, default_deadline_s=default_deadline_s,
+                _Route(p, _PoolClient(p, self, max_attempts=1 if len(pools) > 1
+                                      else max_attempts,
+                                      default_deadline_s=default_deadline_s,
                                       clock=clock, sleep=sleep, estimator=estimator, **options),
                        None if breaker is False else CircuitBreaker(
                            p.bucket.table_name, f"{logical}#{p.name}", p.bucket.dynamodb,
                            clock=wall_clock, **breaker_options))
                 for p in pools]
+        self._budget = self._budget_gate(budget_options)
+
+    def _budget_gate(self, options: dict[str, Any]):
+        """The budget gate of the logical models (None without budgets): its prices hold each
+        logical model's reservation price (the dearest of the model's and its pools' prices,
+        per token kind) and each pool's price under "<model>|<pool>"."""
+        prices = dict(options.pop("prices", None) or {})
+        keyed: dict[str, Prices] = {}
+        for logical, routes in self.routes.items():
+            own = prices.get(logical)
+            pooled = [r.pool.prices for r in routes if isinstance(r.pool.prices, Prices)]
+            for route in routes:
+                price = route.pool.prices if isinstance(route.pool.prices, Prices) else own
+                if price is not None:
+                    keyed[f"{logical}|{route.pool.name}"] = price
+            candidates = [p for p in (own, *pooled) if p is not None]
+            if candidates:
+                keyed[logical] = Prices(*(max(getattr(p, f) for p in candidates)
+                                          for f in ("input", "output", "cache_write",
+                                                    "cache_read")))
+        first = {m: routes[0].pool.bucket for m, routes in self.routes.items()}
+        return gate_for(first, keyed, options.get("budgets"), budget=options.get("budget"),
+                        model_tokens_per_day=options.get("model_tokens_per_day"),
+                        ledger=options.get("budget_ledger"), source=options.get("limits_source"))
+
+    def _budget_price_key(self, result: CallResult) -> str:
+        return f"{result.model}|{result.pool}" if result.pool else result.model
 
     def pools(self, model: str) -> list[Pool]:
         return [route.pool for route in self.routes.get(model, [])]
@@ -256,10 +317,11 @@ class PoolRouter(GuardedClaude):
                priority: str = "interactive", ticket: float | None = None,
                **params: Any) -> CallResult:
         """One guarded call of a logical model (`params["model"]`), served by one of its pools;
-        `result.pool` names it, `result.cost_usd` prices it at that pool (None without prices).
+        `result.pool` names it, `result.cost_usd` prices it at that pool (None without prices),
+        `result.pool_breakers` says which of the model's pools it saw with an open breaker.
         Arguments as for `GuardedClaude.create`."""
-        return self._route(params, deadline_s, time_left_s, tenant, priority, ticket,
-                           streaming=bool(params.pop("stream", False)))
+        return self._seen(self._route(params, deadline_s, time_left_s, tenant, priority, ticket,
+                                      streaming=bool(params.pop("stream", False))))
 
     def stream(self, *, deadline_s: float | None = None,
                time_left_s: Callable[[], float] | None = None, tenant: str | None = None,
@@ -268,12 +330,19 @@ class PoolRouter(GuardedClaude):
         """Streaming, as `GuardedClaude.stream`, through one pool (failover before the stream
         starts)."""
         params.pop("stream", None)
-        return self._route(params, deadline_s, time_left_s, tenant, priority, ticket,
-                           streaming=True)
+        return self._seen(self._route(params, deadline_s, time_left_s, tenant, priority, ticket,
+                                      streaming=True))
+
+    def _seen(self, result: CallResult) -> CallResult:
+        """`result.pool_breakers`: each pool of the call's model, open or not, as last seen."""
+        result.pool_breakers = {route.pool.name: route.breaker.seen_open
+                                for route in self.routes.get(result.model, ())
+                                if route.breaker is not None}
+        return result
 
     def _route(self, params: dict, deadline_s: float | None,
                time_left_s: Callable[[], float] | None, tenant: str | None, priority: str,
-               ticket: float | None, streaming: bool) -> CallResult:
+               ticket: float | None, streaming: bool, degraded: bool = False) -> CallResult:
         started = self._clock()
         model = params.get("model")
         routes = self.routes.get(model) if isinstance(model, str) else None
@@ -292,15 +361,32 @@ class PoolRouter(GuardedClaude):
             return result
         try:  # every pool of a model carries the same tenants
             for route in routes:
-                fair.tenant_key(route.pool.bucket.limits, tenant)
+                counted_as = fair.tenant_key(route.pool.bucket.limits, tenant)
         except ValueError as err:
             result.error = {"type": "unknown_tenant", "message": str(err)}
             return result
         deadline = started + (self.default_deadline_s if deadline_s is None else deadline_s)
+        if time_left_s is not None:  # a wait must leave time for the call itself
+            deadline = min(deadline, started + time_left_s() - routes[0].client.min_call_s)
         estimate = self._estimate(params)
         by_pool = {id(route.pool): route for route in routes}
         order = [by_pool[id(p)] for p in order_for([r.pool for r in routes], priority)]
-        totals = CallResult(status=ERROR, model=model)
+        totals = CallResult(status=ERROR, model=model, tenant=counted_as, priority=priority,
+                            input_estimate=estimate)
+        if ticket is not None and ticket in self._ticket_places:  # back to the pool it queues in
+            self._tickets[self._ticket_places[ticket]] = ticket
+        if self._budget is not None and not self._hold_budget(tenant, estimate, max_tokens,
+                                                              deadline, totals):
+            budget = self._budget.budget_of(tenant)
+            cheaper = budget.degrade_to if budget is not None else None
+            if totals.budget_action == "degrade" and cheaper in self.routes \
+                    and cheaper != model and not degraded:
+                answer = self._route({**params, "model": cheaper}, deadline_s, time_left_s,
+                                     tenant, priority, None, streaming, degraded=True)
+                answer.degraded_from, answer.budget_action = model, "degrade"
+                return answer
+            totals.latency_s = self._clock() - started
+            return totals
         failed: set[str] = set()
         for _ in range(self.max_attempts):
             candidates = [r for r in order if r.pool.name not in failed]
@@ -317,7 +403,8 @@ class PoolRouter(GuardedClaude):
                 call = route.client.stream if streaming else route.client.create
                 answer = call(deadline_s=max(0.0, deadline - self._clock()),
                               time_left_s=time_left_s, tenant=tenant, priority=priority,
-                              ticket=ticket, **{**params, "model": route.pool.model})
+                              ticket=self._tickets.get(self._place(route, tenant, priority)),
+                              **{**params, "model": route.pool.model})
             finally:
                 _BOOKED.reset(token)
             self._add_counters(totals, answer)
@@ -331,12 +418,16 @@ class PoolRouter(GuardedClaude):
                 continue
             if route.breaker is not None and answer.status == OK:
                 route.breaker.record_success(decision)
-            return self._answer(answer, totals, route.pool, model, started)
+            answer = self._answer(answer, totals, route.pool, model, started)
+            answer.take_budget_hold(totals)
+            self._settle_budget(answer, ended=False)  # a stream settles when it ends
+            return answer
         if totals.status == ERROR and totals.error is None:
             totals.status, totals.reason = DEFERRED, totals.reason or "pools_unavailable"
         if totals.status == DEFERRED and totals.retry_after is None:
             totals.retry_after = 1.0
         totals.latency_s = self._clock() - started
+        self._settle_budget(totals, ended=False)
         return totals
 
     def _still_open(self, route: _Route, grant: Grant, decision: Decision | None,
@@ -392,12 +483,29 @@ class PoolRouter(GuardedClaude):
         totals.retry_after = soonest if math.isfinite(soonest) else 1.0
         return None
 
+    @staticmethod
+    def _place(route: _Route, tenant: str | None, priority: str) -> tuple:
+        return (route.pool.bucket.bucket_id, tenant, priority)
+
     def _try(self, route: _Route, estimate: int, max_tokens: int, wait: float,
              tenant: str | None, priority: str, totals: CallResult) -> Grant | None:
+        """One booking attempt on `route`'s bucket with the call's tenant, class and the
+        ticket that pool issued for them (if any); a ticket it issues now is remembered."""
+        place = self._place(route, tenant, priority)
         grant = self._acquire_once(route.pool.bucket, estimate, max_tokens, wait, tenant,
-                                   priority, None, totals)
-        if grant is not None and not grant.granted:
-            totals.local_throttles += 1
+                                   priority, self._tickets.get(place), totals)
+        if grant is None:
+            return None
+        if grant.granted:
+            self._ticket_places.pop(self._tickets.pop(place, None), None)
+            totals.ticket = None
+            return grant
+        totals.local_throttles += 1
+        if grant.ticket is not None:
+            self._tickets[place] = totals.ticket = grant.ticket
+            self._ticket_places[grant.ticket] = place
+            while len(self._ticket_places) > MAX_TICKETS:
+                self._ticket_places.pop(next(iter(self._ticket_places)))
         return grant
 
     @staticmethod

@@ -97,12 +97,15 @@ def test_an_outage_fails_over_within_the_call_and_opens_the_breaker(bedrock_pool
     assert [r.attempts for r in results] == [2, 2, 1, 1]
     breaker = claude.routes["sonnet"][0].breaker
     assert breaker.view().state == "open"
+    # each answer says which pools' breakers it saw open (PoolBreakerOpen)
+    assert results[-1].pool_breakers == {"bedrock@us-east-1": True, "bedrock@us-west-2": False}
     # the outage ends; after open_s one caller probes pool A and traffic returns to it
     emulator.reset()
     wall.advance(5.0)
     back = call(claude)
     assert back.status == "ok" and back.pool == "bedrock@us-east-1"
     assert breaker.view().state == "closed"
+    assert back.pool_breakers == {"bedrock@us-east-1": False, "bedrock@us-west-2": False}
     assert call(claude).pool == "bedrock@us-east-1"
 
 
@@ -191,3 +194,77 @@ def test_a_call_booked_ahead_is_not_sent_into_a_pool_whose_breaker_opened_meanwh
     assert late.status == "ok" and late.pool == "bedrock@us-west-2"
     assert emulator.stats()["pools"]["us-east-1"]["admitted"] == 1  # nothing more sent to A
     assert slept and slept[0] > 50  # it had booked a minute ahead on A
+
+
+def test_the_router_books_with_the_tenant_class_and_the_ticket_each_pool_issued(
+        emulator, bucket_table, dynamodb, clock, monkeypatch):
+    """Fair share across pools: every booking carries the caller's tenant and class, and a
+    deferred call's tickets go back to the pools that issued them (each pool its own queue)."""
+    import anthropic
+
+    from guard import Grant, TenantShare
+
+    def make(region):
+        sdk = anthropic.AnthropicBedrock(base_url=emulator.pool_url(region), aws_region=region,
+                                         aws_access_key="testing", aws_secret_key="testing")
+        limits = Limits(rpm=4, tpm=1_000_000, output_burndown=5,
+                        tenants={"acme": TenantShare(), "globex": TenantShare()})
+        return Pool(TokenBucket(bucket_table, f"bedrock#{region}#fair", limits, dynamodb,
+                                clock=clock), provider="bedrock", model=PROFILE,
+                    aws_region=region, sdk_client=sdk)
+
+    pools = [make("us-east-1"), make("us-west-2")]
+    seen, tickets = [], iter([101.0, 102.0])
+    for pool in pools:
+        real = pool.bucket.try_acquire
+
+        def acquire(*args, _real=real, _id=pool.bucket.bucket_id, **kwargs):
+            seen.append((_id, kwargs.get("tenant"), kwargs.get("priority"), kwargs.get("ticket")))
+            ticket = next(tickets, None)
+            if ticket is not None:  # the first call: each pool queues it
+                return Grant(False, 5.0, "fair_share", ticket=ticket)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(pool.bucket, "try_acquire", acquire)
+    claude = GuardedClaude({"sonnet": pools})
+    deferred = call(claude, tenant="acme", priority="background")
+    assert deferred.status == "deferred" and deferred.ticket in (101.0, 102.0)
+    assert deferred.tenant == "acme"
+    seen.clear()
+    served = call(claude, tenant="acme", priority="background", ticket=deferred.ticket)
+    assert served.status == "ok", served.error
+    assert seen[0] == ("bedrock#us-east-1#fair", "acme", "background", 101.0)
+
+
+def test_background_work_moves_from_a_refusing_flex_pool_to_default_within_the_call(
+        bedrock_pool, emulator):
+    """The emulator refuses flex while its buckets are below the flex headroom (half of their
+    capacity): the refused call is served by the default pool in the same create() (one more
+    attempt), and the flex pool's cool-down sends the next background call to default at once."""
+    flex_price, default_price = Prices.of(1.5, 7.5), Prices.of(3.0, 15.0)
+    claude = GuardedClaude({"sonnet": [bedrock_pool("us-east-1", prices=default_price),
+                                       bedrock_pool("us-east-1", tier="flex",
+                                                    prices=flex_price)]})
+    results = [call(claude, priority="background") for _ in range(4)]
+    assert all(r.status == "ok" for r in results), [r.error or r.reason for r in results]
+    assert [r.pool for r in results] == ["bedrock@us-east-1/flex"] * 2 + ["bedrock@us-east-1"] * 2
+    assert [r.attempts for r in results] == [1, 1, 2, 1]
+    assert [r.upstream_429 for r in results] == [0, 0, 1, 0]
+    assert results[0].cost_usd == pytest.approx(flex_price.cost_usd(results[0].usage))
+    assert results[2].cost_usd == pytest.approx(default_price.cost_usd(results[2].usage))
+
+
+def test_a_model_with_one_pool_beside_pooled_models_still_retries_a_529(
+        bedrock_pool, emulator, bucket_table, dynamodb, clock):
+    import anthropic
+
+    api = TokenBucket(bucket_table, "anthropic#haiku", Limits(rpm=50, itpm=30000, otpm=8000),
+                      dynamodb, clock=clock)
+    sdk = anthropic.Anthropic(base_url=emulator.base_url, api_key="test-key")
+    claude = GuardedClaude({"sonnet": [bedrock_pool("us-east-1"), bedrock_pool("us-west-2")],
+                            "claude-haiku-4-5": api}, sdk_client=sdk, sleep=lambda s: None)
+    emulator.inject("529", count=1)
+    result = claude.create(model="claude-haiku-4-5", max_tokens=32, messages=PROMPT,
+                           deadline_s=30)
+    assert result.status == "ok", (result.reason, result.error)
+    assert (result.attempts, result.upstream_529) == (2, 1)

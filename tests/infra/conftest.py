@@ -19,6 +19,20 @@ BEDROCK_PROFILE = _BEDROCK_DEFAULTS["default_model"]
 BEDROCK_CONTEXT = {"stage": "prod", "provider": "bedrock",
                    "alarms": {"email": "oncall@example.com"}}
 
+#: Capacity pools: one logical model on Bedrock, served by a "us." profile called in the deploy
+#: region, the same profile in us-west-2 at the flex tier, and a foundation model in eu-west-1.
+POOL_PROFILE = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+POOL_EU_MODEL = "anthropic.claude-haiku-4-5-20251001-v1:0"
+POOLS_CONTEXT = {
+    "provider": "bedrock", "default_model": "sonnet", "degrade_model": "",
+    "models": {"sonnet": {"prices": {"input": 3, "output": 15}, "pools": [
+        {"provider": "bedrock", "model": POOL_PROFILE, "region": "us-east-1", "tpm": 200000,
+         "rpm": 200},
+        {"provider": "bedrock", "model": POOL_PROFILE, "region": "us-west-2", "tpm": 100000,
+         "rpm": 100, "service_tier": "flex", "prices": {"input": 1.5, "output": 7.5}},
+        {"provider": "bedrock", "model": POOL_EU_MODEL, "region": "eu-west-1", "tpm": 50000,
+         "rpm": 50}]}}}
+
 
 def reuse_assets(synth: "Synthesized", outdir: Path) -> Path:
     """Link an earlier synth's bundled assets into `outdir`: the CDK skips bundling an asset
@@ -58,3 +72,9 @@ def dev(tmp_path_factory) -> Synthesized:
 def prod_bedrock(tmp_path_factory, dev) -> Synthesized:
     """prod stage on Bedrock (cdk.json's Bedrock defaults) with an alarm e-mail."""
     return Synthesized(BEDROCK_CONTEXT, reuse_assets(dev, tmp_path_factory.mktemp("cdk-prod")))
+
+
+@pytest.fixture(scope="session")
+def pooled(tmp_path_factory, dev) -> Synthesized:
+    """Bedrock with one model served by capacity pools (POOLS_CONTEXT)."""
+    return Synthesized(POOLS_CONTEXT, reuse_assets(dev, tmp_path_factory.mktemp("cdk-pools")))

@@ -226,19 +226,12 @@ class Role:
 class Deployment:
     """One synthesized app: its roles' resolved policies and the ARNs the cases act on."""
 
-    def __init__(self, context: dict, outdir: Path) -> None:
-        import app
-
-        cdk_app, self.stack = app.build_app(context, outdir=str(outdir))
-        template_path = outdir / f"{self.stack.artifact_id}.template.json"
-        try:
-            cdk_app.synth()
-        except RuntimeError:
-            # A policy-check (cdk-nag) failure is other tests' business; the template is
-            # written before validation runs.
-            if not template_path.exists():
-                raise
-        self.template = json.loads(template_path.read_text())
+    def __init__(self, context: dict | None = None, outdir: Path | None = None, *,
+                 synthesized=None) -> None:
+        if synthesized is not None:  # an app the infra fixtures synthesized already
+            self.stack, self.template = synthesized.stack, synthesized.json
+        else:
+            self.stack, self.template = self._synth(context, outdir)
         self.resolver = Resolver(self.template, self.stack.stack_name)
         stack = self.stack
         agent = stack.agent
@@ -267,6 +260,21 @@ class Deployment:
             self.batch_dlq = self.arn(stack.batch_state.dead_letter_queue)
             self.batch_table = self.arn(stack.batch_state.table)
         self.resource_policies = self._resource_policies()
+
+    @staticmethod
+    def _synth(context: dict, outdir: Path) -> tuple[Any, dict]:
+        import app
+
+        cdk_app, stack = app.build_app(context, outdir=str(outdir))
+        template_path = outdir / f"{stack.artifact_id}.template.json"
+        try:
+            cdk_app.synth()
+        except RuntimeError:
+            # A policy-check (cdk-nag) failure is other tests' business; the template is
+            # written before validation runs.
+            if not template_path.exists():
+                raise
+        return stack, json.loads(template_path.read_text())
 
     def logical_id(self, construct) -> str:
         return self.stack.resolve(self.stack.get_logical_id(construct.node.default_child))

@@ -51,3 +51,23 @@ def test_calls_without_pools_emit_no_pool_documents(capsys):
                         Prices.of(3.0, 15.0))
     metrics.flush()
     assert all("Pool" not in d for d in documents(capsys))
+
+
+def test_each_pool_of_the_model_reports_whether_the_call_saw_its_breaker_open(capsys):
+    """PoolBreakerOpen (dimensions Model, Pool): 1 for a pool whose breaker a call found open,
+    0 for the others, also on a call no pool served."""
+    metrics = RequestMetrics()
+    result = pooled("bedrock@us-west-2", 0.001)
+    result.pool_breakers = {"bedrock@us-east-1": True, "bedrock@us-west-2": False}
+    deferred = pooled(None, None, status="deferred")
+    deferred.pool_breakers = {"bedrock@us-east-1": True, "bedrock@us-west-2": True}
+    metrics.record_call("sonnet", result, Prices.of(3.0, 15.0))
+    metrics.flush()
+    metrics.record_call("sonnet", deferred, Prices.of(3.0, 15.0))
+    metrics.flush()
+    docs = [d for d in documents(capsys) if "Pool" in d]
+    seen = [(d["Pool"], d["PoolBreakerOpen"]) for d in docs]
+    assert seen == [("bedrock@us-west-2", 0.0), ("bedrock@us-east-1", 1.0),
+                    ("bedrock@us-east-1", 1.0), ("bedrock@us-west-2", 1.0)]
+    assert all(d["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Model", "Pool"]]
+               for d in docs)

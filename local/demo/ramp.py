@@ -37,6 +37,7 @@ from agent.contract import DIMENSION, NAMESPACE
 from local.cloudwatch.alarms import (ALARM, AlarmResult, CompositeResult, evaluate_all,
                                      evaluate_composites, render_report)
 from local.cloudwatch.charts import plot_forecast
+from local.cloudwatch.history import daily_factor
 from local.cloudwatch.metrics import Datapoint, MetricStore
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -119,12 +120,6 @@ def shapes_from_template(template: dict) -> list[Shape]:
         shapes.append(Shape(spec.model_id, rpm, inp, output,
                             prices.input if prices else 3.0, prices.output if prices else 15.0))
     return shapes
-
-
-def daily_factor(t: float) -> float:
-    """Demand relative to the noon peak: 1/3 at midnight, 1 at noon (UTC)."""
-    phase = 2 * math.pi * (t % DAY_S) / DAY_S
-    return (2 - math.cos(phase)) / 3
 
 
 def _period_points(shape: Shape, t: float, minutes: float, share: float, admitted: float,

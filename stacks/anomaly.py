@@ -34,12 +34,27 @@ from .settings import ANOMALY_METRICS, AnomalyBand
 _FIVE_MINUTES = Duration.minutes(5)
 _ONE_HOUR = Duration.hours(1)
 
+#: Events (failures, 429s, throttles) a period needs before its rate counts; below, it reads 0.
+#: Those rates are sparse: with a 0.3% failure rate and 20-100 requests per 5 minutes most
+#: periods hold no failure and one failure reads 1-5%. A slot of the day whose fortnight held
+#: no failure has a band of about 0 around 0, so one failure in each of 3 periods in a row
+#: (about once a fortnight per model) left the band. Two events in a period are still chance at
+#: that rate; three in each of 3 periods are not. Fewer events than this are the SLO burn-rate
+#: alarms' to judge (they count every failure over their windows).
+MIN_EVENTS = 3
+
 #: band direction -> the alarm's comparison operator
 COMPARISONS = {
     "above": cloudwatch.ComparisonOperator.GREATER_THAN_UPPER_THRESHOLD,
     "below": cloudwatch.ComparisonOperator.LESS_THAN_LOWER_THRESHOLD,
     "outside": cloudwatch.ComparisonOperator.LESS_THAN_LOWER_OR_GREATER_THAN_UPPER_THRESHOLD,
 }
+
+
+def event_share(part: str, whole: list[str], min_events: int = MIN_EVENTS) -> str:
+    """`share(part, whole)` (percent) when the period holds at least `min_events` of `part`,
+    else 0 (see MIN_EVENTS)."""
+    return f"IF(FILL({part}, 0) >= {min_events}, {share(part, whole)}, 0)"
 
 
 @dataclass(frozen=True)
@@ -69,15 +84,15 @@ class SeedMetric:
             return rate("usd / succeeded", {"usd": m("CostUSD"), "succeeded": m("Succeeded")},
                         "Cost per success (USD)", p)
         if self.key == "failure_rate":
-            return rate(share("failed", ["succeeded", "failed"]),
+            return rate(event_share("failed", ["succeeded", "failed"]),
                         {"failed": m("Failed"), "succeeded": m("Succeeded")},
                         "Failure rate (%)", p)
         if self.key == "upstream_429_rate":
-            return rate(share("upstream429", ["requests"]),
+            return rate(event_share("upstream429", ["requests"]),
                         {"upstream429": m("Upstream429"), "requests": m("Requests")},
                         "Upstream 429 rate (% of requests)", p)
         if self.key == "local_throttle_rate":
-            return rate(share("throttles", ["requests", "throttles"]),
+            return rate(event_share("throttles", ["requests", "throttles"]),
                         {"throttles": m("LocalThrottles"), "requests": m("Requests")},
                         "Local throttle rate (%)", p)
         raise KeyError(f"no seed metric {self.key!r}")  # pragma: no cover - SEEDS is fixed

@@ -22,11 +22,13 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from agent.contract import (BUDGET_WINDOWS, DIMENSION, NAMESPACE, TENANT_DIMENSION,
+from agent.contract import (BUDGET_WINDOWS, DIMENSION, NAMESPACE,
                             WINDOW_DIMENSION, Env)
 from guard.budget import WINDOWS
 from guard.spend import LimitSet
 from policies.budget import budget_statements
+
+from .metrics import tenant_metric
 
 #: Alarm thresholds: percent of a window's budget spent or held (BudgetUsedPercent)
 THRESHOLDS = (80, 100)
@@ -34,15 +36,6 @@ THRESHOLDS = (80, 100)
 DAYS_PER_MONTH = 30.4
 _DAY = Duration.days(1)
 _FIVE_MINUTES = Duration.minutes(5)
-
-
-def tenant_metric(name: str, tenant: str, statistic: str, period: Duration,
-                  **dimensions: str) -> cloudwatch.Metric:
-    """A per-tenant metric (namespace Bulwark, dimension Tenant, plus `dimensions`); no label,
-    so an alarm on it keeps the plain MetricName form."""
-    return cloudwatch.Metric(namespace=NAMESPACE, metric_name=name, statistic=statistic,
-                             period=period,
-                             dimensions_map={TENANT_DIMENSION: tenant, **dimensions})
 
 
 class Budgets(Construct):

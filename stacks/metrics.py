@@ -10,7 +10,11 @@ from __future__ import annotations
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 
-from agent.contract import DIMENSION, METRICS, NAMESPACE, ModelSpec
+from agent.contract import (DIMENSION, METRICS, NAMESPACE, RUNAWAY_METRIC, TENANT_DIMENSION,
+                            TENANT_METRICS, TENANT_ONLY_METRICS, ModelSpec)
+
+#: the metrics emitted with dimension Tenant (configured tenants only)
+PER_TENANT = frozenset({*TENANT_METRICS, *TENANT_ONLY_METRICS, RUNAWAY_METRIC})
 
 
 def metric(name: str, model_id: str, statistic: str, period: Duration,
@@ -21,6 +25,18 @@ def metric(name: str, model_id: str, statistic: str, period: Duration,
     return cloudwatch.Metric(namespace=NAMESPACE, metric_name=name,
                              dimensions_map={DIMENSION: model_id}, statistic=statistic,
                              period=period, label=label or name)
+
+
+def tenant_metric(name: str, tenant: str, statistic: str, period: Duration,
+                  label: str | None = None, **dimensions: str) -> cloudwatch.Metric:
+    """A per-tenant metric (dimension Tenant, plus `dimensions`; KeyError for a name not
+    emitted per tenant). Without `label` an alarm on it keeps the plain MetricName form."""
+    if name not in PER_TENANT:
+        raise KeyError(f"{name} is not emitted per tenant (agent.contract.TENANT_METRICS, "
+                       "TENANT_ONLY_METRICS, RUNAWAY_METRIC)")
+    return cloudwatch.Metric(namespace=NAMESPACE, metric_name=name, statistic=statistic,
+                             period=period, label=label,
+                             dimensions_map={TENANT_DIMENSION: tenant, **dimensions})
 
 
 def per_model(models: list[ModelSpec], name: str, statistic: str,

@@ -155,6 +155,9 @@ METRICS = {
 #: Budgets: metric name -> unit, dimension Tenant only (never Model): the fullest window's
 #: spent + open as a percentage of its limit, and calls refused for budget
 TENANT_ONLY_METRICS = {"BudgetUsedPercent": "Percent", "BudgetRefused": "Count"}
+#: The runaway breaker: calls it held to a tenant's own trailing baseline (Count, dimension
+#: Tenant only, configured tenants); the stack alarms on its Sum per tenant
+RUNAWAY_METRIC = "RunawayThrottled"
 
 #: Per-tenant figures: these metrics are also emitted with dimension `Tenant` (configured
 #: tenants only, so the cardinality is bounded)
@@ -165,7 +168,7 @@ WINDOW_DIMENSION = "Window"
 BUDGET_WINDOWS = {"usd_per_day": "day", "usd_per_month": "month", "tokens_per_day": "tokens"}
 TENANT_METRICS = frozenset({"Requests", "InputTokens", "OutputTokens", "CostUSD", "Succeeded",
                             "Failed", "Upstream429", "Latency", "BudgetUsedPercent",
-                            "BudgetRefused"})
+                            "BudgetRefused", "LocalThrottles"})
 
 #: high-resolution (StorageResolution 1) metrics: the dashboard's "last 15 minutes" rate-limit
 #: row reads them at 10 s (README, "Metrics": the extra cost)

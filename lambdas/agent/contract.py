@@ -155,6 +155,10 @@ METRICS = {
 #: Budgets: metric name -> unit, dimension Tenant only (never Model): the fullest window's
 #: spent + open as a percentage of its limit, and calls refused for budget
 TENANT_ONLY_METRICS = {"BudgetUsedPercent": "Percent", "BudgetRefused": "Count"}
+#: Days (fractional, NoUnit) from the request to the end of its UTC month, emitted beside a
+#: tenant's month BudgetUsedPercent (dimensions Tenant, Window=month): metric math has no
+#: calendar, and "budget exhausted before month end" compares with it
+MONTH_DAYS_LEFT_METRIC = "MonthDaysLeft"
 #: The runaway breaker: calls it held to a tenant's own trailing baseline (Count, dimension
 #: Tenant only, configured tenants); the stack alarms on its Sum per tenant
 RUNAWAY_METRIC = "RunawayThrottled"

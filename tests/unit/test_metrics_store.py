@@ -258,3 +258,19 @@ def test_a_tenants_local_throttles_are_published_under_its_name_for_its_throttle
     store.add_emf_lines(capsys.readouterr().out.splitlines())
     assert [v for _, v in store.datapoints("Bulwark", "LocalThrottles", {"Tenant": "acme"})] \
         == [3.0]
+
+
+def test_the_month_budget_use_carries_the_days_left_in_the_utc_month(capsys):
+    from datetime import datetime, timezone
+
+    from agent.telemetry import RequestMetrics
+
+    noon = datetime(2026, 12, 21, 12, tzinfo=timezone.utc).timestamp()
+    metrics = RequestMetrics(tenant="acme", clock=lambda: noon)
+    metrics.windows.update({"month": 40.0, "day": 90.0})
+    metrics.flush()
+    store = MetricStore()
+    store.add_emf_lines(capsys.readouterr().out.splitlines())
+    month = {"Tenant": "acme", "Window": "month"}
+    assert [v for _, v in store.datapoints("Bulwark", "MonthDaysLeft", month)] == [10.5]
+    assert not store.datapoints("Bulwark", "MonthDaysLeft", {"Tenant": "acme", "Window": "day"})

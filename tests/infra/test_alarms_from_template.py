@@ -247,3 +247,37 @@ def test_a_failure_rate_step_well_outside_its_band_alarms_where_single_failures_
     entries = [t for (t, s), (_, p) in zip(result.states, [(0, None), *result.states])
                if s == "ALARM" and p != "ALARM"]
     assert entries == [result.first_alarm_at]  # the rest of the day stays quiet
+
+
+@pytest.mark.parametrize("deployment", ["dev", "prod_bedrock"])
+def test_no_alarm_of_the_template_is_skipped_by_the_local_evaluation(deployment, request):
+    from local.cloudwatch.alarms import evaluate_composites
+
+    synthesized = request.getfixturevalue(deployment)
+    kinds = {r["Type"] for r in synthesized.json["Resources"].values()
+             if r["Type"].startswith("AWS::CloudWatch::")}
+    # alarm-like kinds the evaluator reads; a new kind must be taught to it, not skipped
+    assert kinds <= {"AWS::CloudWatch::Alarm", "AWS::CloudWatch::CompositeAlarm",
+                     "AWS::CloudWatch::AnomalyDetector", "AWS::CloudWatch::Dashboard"}, kinds
+    start = T0
+    results = evaluate_all(synthesized.json, MetricStore(), start, start + 3600)
+    composites = evaluate_composites(synthesized.json, results)
+    assert {r.alarm.logical_id for r in results} == set(
+        synthesized.resources("AWS::CloudWatch::Alarm"))
+    assert {c.composite.logical_id for c in composites} == set(
+        synthesized.resources("AWS::CloudWatch::CompositeAlarm"))
+    assert all(r.states for r in results)  # each one evaluated at least one period
+    # every kind is among them: static thresholds, metric math, bands, composites of windows
+    assert any(r.alarm.threshold_metric_id for r in results)
+    assert any(r.alarm.metric is None and not r.alarm.threshold_metric_id for r in results)
+    assert any(r.alarm.metric is not None for r in results) and composites
+
+
+def test_an_alarm_form_the_evaluator_cannot_read_is_an_error_naming_it():
+    template = {"Resources": {"Odd": {"Type": "AWS::CloudWatch::Alarm", "Properties": {
+        "AlarmName": "odd", "EvaluationPeriods": 1, "Threshold": 1,
+        "ComparisonOperator": "GreaterThanUpperThreshold",
+        "Metrics": [{"Id": "m0", "Expression": "SELECT AVG(CPUUtilization) FROM SCHEMA(x)"}],
+        "ThresholdMetricId": "m0"}}}}
+    with pytest.raises(ValueError, match="alarm Odd"):
+        alarms_from_template(template)

@@ -6,6 +6,10 @@ seed metric (`stacks.settings.ANOMALY_METRICS`), and a dashboard graph of each w
     bands.alarms    # "CostPerHourBand/<model>" -> Alarm, ...
     bands.widgets   # one row of band graphs per model
 
+    tenant_bands = TenantBands(scope, "TenantBands", tenants=("acme",),
+                               settings=alarm_settings.tenant_anomaly, topic=alarm_topic,
+                               name_prefix="Bulwark-dev")   # "TenantCostPerHourBand/acme", ...
+
 Each detector is an explicit `AWS::CloudWatch::AnomalyDetector` (a single-metric one for cost
 per hour and latency p99, a metric-math one for the ratios), so it exists, trains and can be
 inspected before any alarm fires; the alarm (`ThresholdMetricId`) compares the metric with
@@ -38,10 +42,10 @@ _ONE_HOUR = Duration.hours(1)
 #: Events (failures, 429s, throttles) a period needs before its rate counts; below, it reads 0.
 #: Those rates are sparse: with a 0.3% failure rate and 20-100 requests per 5 minutes most
 #: periods hold no failure and one failure reads 1-5%. A slot of the day whose fortnight held
-#: no failure has a band of about 0 around 0, so one failure in each of 3 periods in a row
-#: (about once a fortnight per model) left the band. Two events in a period are still chance at
-#: that rate; three in each of 3 periods are not. Fewer events than this are the SLO burn-rate
-#: alarms' to judge (they count every failure over their windows).
+#: no failure has a band of about 0 around 0, where one failure in each of 3 periods in a row
+#: (about once a fortnight per model) would leave the band. Two events in a period are still
+#: chance at that rate; three in each of 3 periods are not. Fewer events than this are the SLO
+#: burn-rate alarms' to judge (they count every failure over their windows).
 MIN_EVENTS = 3
 
 #: band direction -> the alarm's comparison operator

@@ -115,8 +115,9 @@ class TenantMonitoring(Construct):
             if registry is not None:
                 registry.update(self.bands.alarms)
 
-    def _runaway(self, tenants, dashboard: cloudwatch.Dashboard, topic: sns.ITopic,
-                 prefix: str, registry: dict[str, cloudwatch.Alarm] | None) -> None:
+    def _runaway(self, tenants: tuple[str, ...] | list[str], dashboard: cloudwatch.Dashboard,
+                 topic: sns.ITopic, prefix: str,
+                 registry: dict[str, cloudwatch.Alarm] | None) -> None:
         """Per tenant: an alarm when the runaway breaker held any call in a minute
         (RunawayThrottled Sum >= 1), and one graph of every tenant's held calls."""
         self.runaway_alarms: dict[str, cloudwatch.Alarm] = {}

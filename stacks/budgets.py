@@ -1,6 +1,23 @@
 """Budgets: the limits config table, the agent's budget environment and IAM, the per-tenant
-alarms at 80% and 100% of each day and month budget, the dashboard's budget section, and the
-trail's write-only data events on the config table.
+alarms at 80% and 100% of each day and month budget, the per-tenant "budget exhausted before
+month end" forecast, the dashboard's budget section, and the trail's write-only data events
+on the config table.
+
+"Budget exhausted at" is metric math over what the agent already emits per tenant, not a
+scheduled Lambda publishing a `Forecast*` metric: the month's use (`BudgetUsedPercent`,
+Window=month, the guard's own reckoning of spent + held), the last 24 hours' spend (`CostUSD`)
+and the days left in the UTC month (`MonthDaysLeft`, emitted beside the month's use because
+metric math has no calendar). Over one rolling day:
+
+    burn  = 100 * spend / usd_per_month             percent of the month's budget per day
+    days  = (100 - used) / burn                     the budget is exhausted in this many days
+    alarm when days - MonthDaysLeft < 0             ... before the month ends
+
+No function, role, schedule or extra metric to pay for, and it evaluates where the data lives.
+The price: the burn is taken against the deployed `usd_per_month`; after `cli.limits set`
+changes a month budget, the 80%/100% alarms follow at once and this projection at the next
+deploy. A day straddling the 1st reads last month's use against last month's last hours
+(MonthDaysLeft ~0), so a new month never alarms on the old one's spend.
 
 The budget items themselves live in the bucket table (`guard.budget`); the config table holds
 the limits item every caller re-reads (`guard.spend.LimitsSource`) and the change records
@@ -22,11 +39,13 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from agent.contract import (BUDGET_WINDOWS, DIMENSION, NAMESPACE, TENANT_DIMENSION,
+from agent.contract import (BUDGET_WINDOWS, DIMENSION, MONTH_DAYS_LEFT_METRIC, NAMESPACE,
                             WINDOW_DIMENSION, Env)
 from guard.budget import WINDOWS
 from guard.spend import LimitSet
 from policies.budget import budget_statements
+
+from .metrics import literal, tenant_metric
 
 #: Alarm thresholds: percent of a window's budget spent or held (BudgetUsedPercent)
 THRESHOLDS = (80, 100)
@@ -34,15 +53,6 @@ THRESHOLDS = (80, 100)
 DAYS_PER_MONTH = 30.4
 _DAY = Duration.days(1)
 _FIVE_MINUTES = Duration.minutes(5)
-
-
-def tenant_metric(name: str, tenant: str, statistic: str, period: Duration,
-                  **dimensions: str) -> cloudwatch.Metric:
-    """A per-tenant metric (namespace Bulwark, dimension Tenant, plus `dimensions`); no label,
-    so an alarm on it keeps the plain MetricName form."""
-    return cloudwatch.Metric(namespace=NAMESPACE, metric_name=name, statistic=statistic,
-                             period=period,
-                             dimensions_map={TENANT_DIMENSION: tenant, **dimensions})
 
 
 class Budgets(Construct):
@@ -54,6 +64,7 @@ class Budgets(Construct):
     the dashboard the budget section is added to; `key`: encrypts the config table.
     Attributes: `table` (the limits config table), `statements` (what the role is granted,
     for the permissions boundary), `alarms` (name -> Alarm, "Budget<Window><pct>/<tenant>",
+    "BudgetExhaustion/<tenant>" for a tenant with a month budget,
     "BudgetDeployment<Window><pct>" and "BudgetTokens<pct>/<model>").
     """
 
@@ -84,8 +95,54 @@ class Budgets(Construct):
                 for percent in THRESHOLDS:
                     self._alarm(tenant, window, label, percent, getattr(budget, window),
                                 alarm_topic, alarm_name_prefix)
+        #: tenant -> its "budget exhausted in (days) minus days left in the month" expression
+        self.exhaustion: dict[str, cloudwatch.MathExpression] = {}
+        for tenant, budget in sorted(limits.tenants.items()):
+            if budget.usd_per_month is not None:
+                self._exhaustion_alarm(tenant, budget.usd_per_month, alarm_topic,
+                                       alarm_name_prefix)
         self._shared_alarms(limits, alarm_topic, alarm_name_prefix)
         self._dashboard(dashboard, tenants, limits)
+
+    def _exhaustion_alarm(self, tenant: str, usd_per_month: float, topic: sns.ITopic,
+                          prefix: str) -> None:
+        """"BudgetExhaustion/<tenant>": at the last 24 hours' spend the tenant's month budget
+        (USD) runs out before the UTC month ends (the module doc has the arithmetic)."""
+        month = {WINDOW_DIMENSION: BUDGET_WINDOWS["usd_per_month"]}
+        i = len(self.exhaustion)  # ids are unique per tenant: the dashboard draws them together
+        days = cloudwatch.MathExpression(
+            expression=f"IF(FILL(spend{i}, 0) > 0, (100 - used{i}) * {literal(usd_per_month)}"
+                       f" / (100 * FILL(spend{i}, 0)), 1000)",
+            using_metrics={
+                f"used{i}": tenant_metric("BudgetUsedPercent", tenant, "Maximum", _DAY,
+                                          **month),
+                f"spend{i}": tenant_metric("CostUSD", tenant, "Sum", _DAY)},
+            period=_DAY, label=f"{tenant}: budget exhausted in (days)")
+        margin = cloudwatch.MathExpression(
+            expression=f"days{i} - left{i}", period=_DAY,
+            using_metrics={f"days{i}": days, f"left{i}": tenant_metric(
+                MONTH_DAYS_LEFT_METRIC, tenant, "Minimum", _DAY, **month)},
+            label=f"{tenant}: days of budget beyond month end")
+        name = f"BudgetExhaustion/{tenant}"
+        alarm = cloudwatch.Alarm(
+            self, f"BudgetExhaustion{i}", metric=margin, threshold=0,
+            evaluation_periods=1, datapoints_to_alarm=1,
+            comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_name=f"{prefix}-BudgetExhaustion-{tenant}-Warning",
+            alarm_description=(
+                f"At the last 24 hours' spend, tenant {tenant} uses up its month budget "
+                f"(${usd_per_month:g} per UTC month) before the month ends; its calls then "
+                "follow its budget action (reject, degrade or batch) until the 1st. If the "
+                "spend is wanted, raise the budget without a redeploy: python -m cli.limits "
+                f"set tenants.{tenant}.budget.usd_per_month=<USD> (this projection reads the "
+                "deployed budget until the next deploy). If not, find what grew: the "
+                f"tenant's band alarms and RunawayThrottled, python -m cli.audit --tenant "
+                f"{tenant}; lower its weight or move its background work to the batch lane "
+                "(half price)."))
+        alarm.add_alarm_action(cw_actions.SnsAction(topic))
+        self.alarms[name] = alarm
+        self.exhaustion[tenant] = days
 
     def _shared_alarms(self, limits: LimitSet, topic: sns.ITopic, prefix: str) -> None:
         """80% and 100% of the deployment's budgets (BudgetUsedPercent, dimension Window only;
@@ -191,3 +248,13 @@ class Budgets(Construct):
                     for t, b in sorted(limits.tenants.items()) if b.usd_per_month],
                 left_y_axis=cloudwatch.YAxisProps(min=0, label="USD", show_units=False),
                 width=8, height=6))
+        if self.exhaustion:
+            dashboard.add_widgets(cloudwatch.GraphWidget(
+                title="Budget exhausted in (days, at the last 24 hours' spend) and days left "
+                      "in the month", width=24, height=5,
+                left=[*self.exhaustion.values(), *(tenant_metric(
+                    MONTH_DAYS_LEFT_METRIC, t, "Minimum", _DAY,
+                    **{WINDOW_DIMENSION: BUDGET_WINDOWS["usd_per_month"]}).with_(
+                        label=f"{t}: days left in the month") for t in self.exhaustion)],
+                left_y_axis=cloudwatch.YAxisProps(min=0, max=40, label="days",
+                                                  show_units=False)))

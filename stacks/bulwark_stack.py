@@ -105,7 +105,8 @@ class BulwarkStack(Stack):
             self, "TenantMonitoring", tenants=tuple(settings.tenants),
             dashboard=self.monitoring.dashboard, alarm_topic=self.monitoring.alarm_topic,
             alarm_name_prefix=self.monitoring.dashboard_name,
-            registry=self.monitoring.alarms) if settings.tenants else None
+            registry=self.monitoring.alarms,
+            bands=settings.alarms.tenant_anomaly) if settings.tenants else None
 
         self.boundary = PermissionsBoundary(
             self, "PermissionsBoundary",

@@ -10,8 +10,13 @@ from __future__ import annotations
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 
-from agent.contract import (DIMENSION, METRICS, NAMESPACE, POOL_DIMENSION, POOL_METRICS,
-                            ModelSpec)
+from agent.contract import (DIMENSION, METRICS, MONTH_DAYS_LEFT_METRIC, NAMESPACE,
+                            POOL_DIMENSION, POOL_METRICS, RUNAWAY_METRIC, TENANT_DIMENSION,
+                            TENANT_METRICS, TENANT_ONLY_METRICS, ModelSpec)
+
+#: the metrics emitted with dimension Tenant (configured tenants only)
+PER_TENANT = frozenset({*TENANT_METRICS, *TENANT_ONLY_METRICS, RUNAWAY_METRIC,
+                        MONTH_DAYS_LEFT_METRIC})
 
 
 def metric(name: str, model_id: str, statistic: str, period: Duration,
@@ -33,6 +38,18 @@ def pool_metric(name: str, model_id: str, pool: str, statistic: str, period: Dur
     return cloudwatch.Metric(namespace=NAMESPACE, metric_name=name,
                              dimensions_map={DIMENSION: model_id, POOL_DIMENSION: pool},
                              statistic=statistic, period=period, label=label)
+
+
+def tenant_metric(name: str, tenant: str, statistic: str, period: Duration,
+                  label: str | None = None, **dimensions: str) -> cloudwatch.Metric:
+    """A per-tenant metric (dimension Tenant, plus `dimensions`; KeyError for a name not
+    emitted per tenant). Without `label` an alarm on it keeps the plain MetricName form."""
+    if name not in PER_TENANT:
+        raise KeyError(f"{name} is not emitted per tenant (agent.contract.TENANT_METRICS, "
+                       "TENANT_ONLY_METRICS, RUNAWAY_METRIC, MONTH_DAYS_LEFT_METRIC)")
+    return cloudwatch.Metric(namespace=NAMESPACE, metric_name=name, statistic=statistic,
+                             period=period, label=label,
+                             dimensions_map={TENANT_DIMENSION: tenant, **dimensions})
 
 
 def per_model(models: list[ModelSpec], name: str, statistic: str,

@@ -361,8 +361,24 @@ ANOMALY_METRICS = {
     "local_throttle_rate": ("LocalThrottles / (Requests + LocalThrottles) in %, 5 min", 3.0),
     "latency_p99": ("Latency p99 in ms, 5 min", 3.0),
 }
+#: the learned bands per configured tenant (the per-tenant metrics that exist for them)
+TENANT_ANOMALY_METRICS = {
+    "cost_per_hour": ("CostUSD per hour of the tenant", 3.0),
+    "failure_rate": ("the tenant's Failed / (Succeeded + Failed) in %, 5 min", 3.0),
+    "local_throttle_rate": ("the tenant's LocalThrottles / (Requests + LocalThrottles) in %, "
+                            "5 min", 3.0),
+}
 BAND_DIRECTIONS = ("above", "below", "outside")
 CONTRIBUTOR_INSIGHTS_MODES = ("throttled_keys", "accessed_and_throttled_keys", "off")
+
+def _band_keys(metrics: Mapping[str, tuple[str, float]]) -> dict[str, Key]:
+    """The keys of a learned-bands section: per metric its band width and direction."""
+    return {name: Key(doc, keys={
+        "band": Key("band width, standard deviations", number(0.5), band),
+        "direction": Key("above, below or outside the band alarms",
+                         choice(*BAND_DIRECTIONS), "above")})
+        for name, (doc, band) in metrics.items()}
+
 
 SCHEMA: dict[str, Key] = {
     "stage": Key("dev or prod: prod retains and deletion-protects stateful resources",
@@ -429,11 +445,10 @@ SCHEMA: dict[str, Key] = {
         "cost_per_hour_usd": Key("Claude spend per hour", positive, 10),
         "anomaly": Key("learned bands per model (docs/monitoring.md): the band "
                        "width in standard deviations and the direction that alarms, per metric",
-                       keys={name: Key(doc, keys={
-                           "band": Key("band width, standard deviations", number(0.5), band),
-                           "direction": Key("above, below or outside the band alarms",
-                                            choice(*BAND_DIRECTIONS), "above")})
-                             for name, (doc, band) in ANOMALY_METRICS.items()}),
+                       keys=_band_keys(ANOMALY_METRICS)),
+        "tenant_anomaly": Key("learned bands per configured tenant (README 'Thresholds that "
+                              "learn'): band width and direction per metric",
+                              keys=_band_keys(TENANT_ANOMALY_METRICS)),
         "slo": Key("success-rate SLO per model and lane, with burn-rate alarms", keys={
             "success_rate_percent": Key("target share of requests that succeed", percent, 99),
             "fast_burn_rate": Key("burn rate that pages (error budget used x faster than "
@@ -641,8 +656,13 @@ class ForecastSettings:
                              f"{self.alarm_percent!r}")
 
 
-def _default_bands() -> dict[str, AnomalyBand]:
-    return {name: AnomalyBand(band) for name, (_, band) in ANOMALY_METRICS.items()}
+def _default_bands(metrics: Mapping[str, tuple[str, float]] = ANOMALY_METRICS
+                   ) -> dict[str, AnomalyBand]:
+    return {name: AnomalyBand(band) for name, (_, band) in metrics.items()}
+
+
+def _default_tenant_bands() -> dict[str, AnomalyBand]:
+    return _default_bands(TENANT_ANOMALY_METRICS)
 
 
 @dataclass(frozen=True)
@@ -657,6 +677,8 @@ class AlarmSettings:
     cost_per_hour_usd: float = 10.0  # CostUSD Sum over 1 hour
     #: learned bands, keyed as ANOMALY_METRICS (a key left out gets its default)
     anomaly: Mapping[str, AnomalyBand] = field(default_factory=_default_bands)
+    #: learned bands per configured tenant, keyed as TENANT_ANOMALY_METRICS
+    tenant_anomaly: Mapping[str, AnomalyBand] = field(default_factory=_default_tenant_bands)
     slo: SloSettings = field(default_factory=SloSettings)
     forecast: ForecastSettings = field(default_factory=ForecastSettings)
     contributor_insights: str = "throttled_keys"
@@ -667,6 +689,12 @@ class AlarmSettings:
             raise ValueError(f"AlarmSettings.anomaly: unknown metrics {unknown} (known: "
                              f"{', '.join(ANOMALY_METRICS)})")
         object.__setattr__(self, "anomaly", {**_default_bands(), **self.anomaly})
+        unknown = sorted(set(self.tenant_anomaly) - set(TENANT_ANOMALY_METRICS))
+        if unknown:
+            raise ValueError(f"AlarmSettings.tenant_anomaly: unknown metrics {unknown} (known: "
+                             f"{', '.join(TENANT_ANOMALY_METRICS)})")
+        object.__setattr__(self, "tenant_anomaly",
+                           {**_default_tenant_bands(), **self.tenant_anomaly})
         if self.contributor_insights not in CONTRIBUTOR_INSIGHTS_MODES:
             raise ValueError("AlarmSettings.contributor_insights must be one of "
                              f"{', '.join(CONTRIBUTOR_INSIGHTS_MODES)}, got "
@@ -975,11 +1003,12 @@ def _read_alarms(problems: Problems, values: Mapping[str, Any]) -> AlarmSettings
     for name in ("slo", "forecast"):
         sections[name] = read_section(problems, keys[name].keys, values.get(name) or {},
                                       f"alarms.{name}.")
-    bands = {}
-    for metric, key in keys["anomaly"].keys.items():
-        bands[metric] = read_section(problems, key.keys,
-                                     (values.get("anomaly") or {}).get(metric) or {},
-                                     f"alarms.anomaly.{metric}.")
+    bands: dict[str, dict] = {"anomaly": {}, "tenant_anomaly": {}}
+    for section, read in bands.items():
+        for metric, key in keys[section].keys.items():
+            read[metric] = read_section(problems, key.keys,
+                                        (values.get(section) or {}).get(metric) or {},
+                                        f"alarms.{section}.{metric}.")
     if problems.items:  # a bad value reads as None: the typed settings cannot be built
         return None
     try:
@@ -987,8 +1016,9 @@ def _read_alarms(problems: Problems, values: Mapping[str, Any]) -> AlarmSettings
     except ValueError as err:
         problems.say(f"context key 'alarms': {err}")
         return None
-    return AlarmSettings(**flat, slo=slo, forecast=forecast,
-                         anomaly={m: AnomalyBand(**b) for m, b in bands.items()})
+    return AlarmSettings(**flat, slo=slo, forecast=forecast, **{
+        section: {m: AnomalyBand(**b) for m, b in read.items()}
+        for section, read in bands.items()})
 
 
 def load_settings(ctx: Mapping[str, Any], *, region: str | None = None) -> Settings:

@@ -177,6 +177,13 @@ POOL_ONLY_METRICS = {"PoolBreakerOpen": "Count"}
 #: Budgets: metric name -> unit, dimension Tenant only (never Model): the fullest window's
 #: spent + open as a percentage of its limit, and calls refused for budget
 TENANT_ONLY_METRICS = {"BudgetUsedPercent": "Percent", "BudgetRefused": "Count"}
+#: Days (fractional, NoUnit) from the request to the end of its UTC month, emitted beside a
+#: tenant's month BudgetUsedPercent (dimensions Tenant, Window=month): metric math has no
+#: calendar, and "budget exhausted before month end" compares with it
+MONTH_DAYS_LEFT_METRIC = "MonthDaysLeft"
+#: The runaway breaker: calls it held to a tenant's own trailing baseline (Count, dimension
+#: Tenant only, configured tenants); the stack alarms on its Sum per tenant
+RUNAWAY_METRIC = "RunawayThrottled"
 
 #: Per-tenant figures: these metrics are also emitted with dimension `Tenant` (configured
 #: tenants only, so the cardinality is bounded)
@@ -187,7 +194,7 @@ WINDOW_DIMENSION = "Window"
 BUDGET_WINDOWS = {"usd_per_day": "day", "usd_per_month": "month", "tokens_per_day": "tokens"}
 TENANT_METRICS = frozenset({"Requests", "InputTokens", "OutputTokens", "CostUSD", "Succeeded",
                             "Failed", "Upstream429", "Latency", "BudgetUsedPercent",
-                            "BudgetRefused"})
+                            "BudgetRefused", "LocalThrottles"})
 
 #: high-resolution (StorageResolution 1) metrics: the dashboard's "last 15 minutes" rate-limit
 #: row reads them at 10 s (docs/local.md, "The dashboard page": the extra cost)

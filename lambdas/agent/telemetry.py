@@ -7,17 +7,20 @@ one EMF document per model at the end of the request. The names, units and names
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
+from typing import Callable
 
 from guard.budget import DEPLOYMENT as DEPLOYMENT_SCOPE
-from guard.budget import MODEL_SCOPE_PREFIX
+from guard.budget import MODEL_SCOPE_PREFIX, next_month_start
 
 from .contract import (BUDGET_WINDOWS, CAPACITY_DIMENSIONS, CAPACITY_METRICS, DIMENSION,
-                       HIGH_RESOLUTION, METRICS, NAMESPACE, POOL_DIMENSION, POOL_METRICS,
-                       POOL_ONLY_METRICS, TENANT_DIMENSION, TENANT_METRICS, TENANT_ONLY_METRICS, WINDOW_DIMENSION)
+                       HIGH_RESOLUTION, METRICS, MONTH_DAYS_LEFT_METRIC, NAMESPACE,
+                       POOL_DIMENSION, POOL_METRICS, POOL_ONLY_METRICS, TENANT_DIMENSION,
+                       TENANT_METRICS, TENANT_ONLY_METRICS, WINDOW_DIMENSION)
 
 #: every metric this module emits -> its unit
-_UNITS = {**METRICS, **TENANT_ONLY_METRICS}
+_UNITS = {**METRICS, **TENANT_ONLY_METRICS, MONTH_DAYS_LEFT_METRIC: "NoUnit"}
 
 #: metrics that take the largest value seen in a request rather than the sum
 _MAXIMA = {"QuotaUsedPercent", "RetryAfterSeconds", "GrantToSendMs", "QueueSeconds",
@@ -39,7 +42,10 @@ def _shared_scope(scope: str) -> tuple[tuple[str, str], ...] | None:
 class RequestMetrics:
     """Accumulates one request's metrics per model; `flush()` writes them as EMF to stdout."""
 
-    def __init__(self, tenant: str | None = None) -> None:
+    def __init__(self, tenant: str | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        #: epoch seconds now: dates MonthDaysLeft
+        self.clock = clock
         self.values: dict[str, dict[str, float]] = defaultdict(dict)
         #: the request's tenant: TENANT_METRICS are also emitted with dimension Tenant
         self.tenant = tenant
@@ -134,7 +140,8 @@ class RequestMetrics:
         if self.tenant is not None:
             documents.append(({TENANT_DIMENSION: self.tenant}, self._per_tenant()))
             documents += [({TENANT_DIMENSION: self.tenant, WINDOW_DIMENSION: window},
-                           {"BudgetUsedPercent": used}) for window, used in self.windows.items()]
+                           {"BudgetUsedPercent": used, **self._month_days_left(window)})
+                          for window, used in self.windows.items()]
         documents += [(dict(key), {"BudgetUsedPercent": used})
                       for key, used in self.shared_windows.items()]
         for dimensions, values in documents:
@@ -174,6 +181,14 @@ class RequestMetrics:
             metrics.flush_metrics()
         self.tenant_values.clear()
         self.pool_values.clear()
+
+    def _month_days_left(self, window: str) -> dict[str, float]:
+        """MonthDaysLeft beside the month window's BudgetUsedPercent (days to the next 1st,
+        00:00 UTC); nothing for other windows."""
+        if window != BUDGET_WINDOWS["usd_per_month"]:
+            return {}
+        now = self.clock()
+        return {MONTH_DAYS_LEFT_METRIC: (next_month_start(now) - now) / 86_400}
 
     def _per_tenant(self) -> dict[str, float]:
         """TENANT_METRICS summed over the request's models (maxima for _MAXIMA)."""

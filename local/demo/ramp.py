@@ -11,7 +11,8 @@ weeks of two models are ~180,000 datapoints, and moto scans every datapoint per 
 
 1. Normal: 28 days of every model's metrics in 5-minute periods, a daily cycle (night at a
    third of the noon peak, which uses `peak_share` of the fullest limit) with noise and a
-   0.3% failure rate. The first 14 days train the bands; every alarm (and composite) is
+   0.3% failure rate; the configured tenants share each period's requests, failures,
+   throttles and cost at random (their own per-tenant series, as the agent emits them). The first 14 days train the bands; every alarm (and composite) is
    replayed over the last 14 and each time one enters ALARM is a false alarm.
 2. Ramp: 14 normal days, then the default model's demand grows linearly from its seasonal
    level to 150% of its limits over two hours, minute by minute. The guard admits up to the
@@ -33,10 +34,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.contract import DIMENSION, NAMESPACE
+from agent.contract import DIMENSION, NAMESPACE, TENANT_DIMENSION
 from local.cloudwatch.alarms import (ALARM, AlarmResult, CompositeResult, evaluate_all,
                                      evaluate_composites, render_report)
 from local.cloudwatch.charts import plot_forecast
+from local.cloudwatch.history import daily_factor
 from local.cloudwatch.metrics import Datapoint, MetricStore
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -58,6 +60,8 @@ class Shape:
     output_per_request: float
     price_input: float  # USD per million tokens
     price_output: float
+    #: the configured tenants, who share the model's traffic evenly (dimension Tenant)
+    tenants: tuple[str, ...] = ()
 
 
 @dataclass
@@ -97,12 +101,15 @@ class NormalReport:
 def shapes_from_template(template: dict) -> list[Shape]:
     """Each model's limits and prices, as the agent Lambda's environment in the template
     carries them (`agent.contract.decode_models`)."""
-    from agent.contract import decode_models
+    from agent.contract import decode_models, decode_tenants
 
     for resource in template["Resources"].values():
         env = (resource.get("Properties", {}).get("Environment") or {}).get("Variables") or {}
         if resource.get("Type") == "AWS::Lambda::Function" and "MODELS" in env:
             specs = decode_models(env["MODELS"])
+            raw = env.get("TENANTS")
+            tenants = tuple(t.name for t in decode_tenants(raw)) \
+                if isinstance(raw, str) and raw.strip() else ()
             break
     else:
         raise ValueError("the template has no agent function with MODELS")
@@ -117,14 +124,9 @@ def shapes_from_template(template: dict) -> list[Shape]:
             inp = 0.9 * (limits.itpm or 1e9) / rpm
             output = 0.8 * (limits.otpm or 1e9) / rpm
         shapes.append(Shape(spec.model_id, rpm, inp, output,
-                            prices.input if prices else 3.0, prices.output if prices else 15.0))
+                            prices.input if prices else 3.0, prices.output if prices else 15.0,
+                            tenants))
     return shapes
-
-
-def daily_factor(t: float) -> float:
-    """Demand relative to the noon peak: 1/3 at midnight, 1 at noon (UTC)."""
-    phase = 2 * math.pi * (t % DAY_S) / DAY_S
-    return (2 - math.cos(phase)) / 3
 
 
 def _period_points(shape: Shape, t: float, minutes: float, share: float, admitted: float,
@@ -148,6 +150,30 @@ def _period_points(shape: Shape, t: float, minutes: float, share: float, admitte
     if requests:
         points.append(Datapoint.of(stamp, NAMESPACE, "Latency", latency,
                                    {DIMENSION: shape.model_id}))
+    return points + _tenant_points(shape, t, requests, failed, throttled, cost)
+
+
+def _tenant_points(shape: Shape, t: float, requests: int, failed: int, throttled: int,
+                   cost: float) -> list[Datapoint]:
+    """The period's requests, failures and throttles dealt to the tenants at random (each
+    request, failure and throttle to one tenant, evenly), with the cost pro rata, as the
+    agent emits them per tenant. A generator of its own per period and model, so the model
+    series are the same with or without tenants."""
+    if not shape.tenants:
+        return []
+    deal = random.Random(f"{shape.model_id}:{t}")
+    n = len(shape.tenants)
+    owners = [deal.randrange(n) for _ in range(requests)]  # the first `failed` ones failed
+    throttles = [deal.randrange(n) for _ in range(throttled)]
+    points = []
+    for i, tenant in enumerate(shape.tenants):
+        mine = owners.count(i)
+        lost = owners[:failed].count(i)
+        values = {"Requests": mine, "Succeeded": mine - lost, "Failed": lost,
+                  "LocalThrottles": throttles.count(i),
+                  "CostUSD": cost * mine / requests if requests else 0.0}
+        points += [Datapoint.of(t + 1, NAMESPACE, name, value, {TENANT_DIMENSION: tenant})
+                   for name, value in values.items()]
     return points
 
 

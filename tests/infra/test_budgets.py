@@ -188,3 +188,57 @@ def test_the_80_percent_alarm_fires_in_the_local_alarm_evaluation(budgeted):
     assert results["Bulwark-dev-BudgetDay80-acme"].fired
     assert not results["Bulwark-dev-BudgetDay100-acme"].fired
     assert not results["Bulwark-dev-BudgetMonth80-acme"].fired
+
+
+# --- "budget exhausted at": the month budget at the last 24 hours' spend ---------------------
+def _tenant_day(store, t0, tenant, *, used, spend, days_left):
+    """A day of one tenant: the month's use and the days left beside it, and its spend."""
+    from local.cloudwatch.metrics import Datapoint
+
+    month = {"Tenant": tenant, "Window": "month"}
+    for hour in range(24):
+        t = t0 + hour * 3600 + 60
+        store.add(Datapoint.of(t, "Bulwark", "BudgetUsedPercent", used, month))
+        store.add(Datapoint.of(t, "Bulwark", "MonthDaysLeft", days_left - hour / 24, month))
+        store.add(Datapoint.of(t, "Bulwark", "CostUSD", spend / 24, {"Tenant": tenant}))
+
+
+def test_each_tenant_with_a_month_budget_has_an_exhaustion_alarm_that_says_what_to_do(
+        budgeted):
+    alarms = {a["Properties"]["AlarmName"]: a["Properties"]
+              for a in resources(budgeted, "AWS::CloudWatch::Alarm").values()}
+    for tenant, usd in (("acme", 800), ("globex", 100)):
+        alarm = alarms[f"Bulwark-dev-BudgetExhaustion-{tenant}-Warning"]
+        assert alarm["ComparisonOperator"] == "LessThanThreshold" and alarm["Threshold"] == 0
+        assert alarm["TreatMissingData"] == "notBreaching"
+        text = json.dumps(alarm["Metrics"])
+        for name in ("BudgetUsedPercent", "CostUSD", "MonthDaysLeft"):
+            assert name in text
+        assert f"* {usd} / (100 * FILL(spend" in text
+        assert f"tenants.{tenant}.budget.usd_per_month=<USD>" in alarm["AlarmDescription"]
+        assert "batch lane" in alarm["AlarmDescription"]
+
+
+def test_the_exhaustion_alarm_fires_when_the_burn_outruns_the_month_and_not_otherwise(
+        budgeted):
+    from local.cloudwatch.alarms import evaluate_all
+    from local.cloudwatch.metrics import MetricStore
+
+    t0 = 1_800_000_000 // 86_400 * 86_400
+    store = MetricStore()
+    # acme: half of $800 left, $60 a day: gone in 6.7 days with 10 left in the month
+    _tenant_day(store, t0, "acme", used=50, spend=60, days_left=10)
+    # globex: 80% of $100 left, $2 a day: 40 days with 10 left
+    _tenant_day(store, t0, "globex", used=20, spend=2, days_left=10)
+    results = {r.alarm.name: r for r in evaluate_all(budgeted.template, store, t0, t0 + 86_400)
+               if "BudgetExhaustion" in r.alarm.name}
+    acme = results["Bulwark-dev-BudgetExhaustion-acme-Warning"]
+    assert acme.fired
+    assert acme.worst == pytest.approx(50 * 800 / (100 * 60) - (10 - 23 / 24))
+    assert not results["Bulwark-dev-BudgetExhaustion-globex-Warning"].fired
+
+
+def test_the_budget_section_draws_when_each_budget_runs_out(budgeted):
+    [dashboard] = resources(budgeted, "AWS::CloudWatch::Dashboard").values()
+    body = json.dumps(dashboard["Properties"]["DashboardBody"])
+    assert "Budget exhausted in (days" in body and "MonthDaysLeft" in body

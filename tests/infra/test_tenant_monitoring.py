@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from agent.contract import CAPACITY_METRICS
+from local.cloudwatch.alarms import evaluate_all
 
 
 def test_each_tenant_has_a_wait_p99_alarm_to_the_alarm_topic(dev):
@@ -36,3 +37,109 @@ def test_the_dashboard_shows_who_got_the_capacity(dev):
     for tenant in ("acme", "globex"):
         assert f'\\\\"Tenant\\\\",\\\\"{tenant}\\\\"' in body or f"{tenant} interactive" in body
     dev.template.resource_count_is("AWS::CloudWatch::Dashboard", len(dashboards))
+
+
+# --- learned bands per tenant and the runaway breaker's alarm ------------------------------
+TENANT_BAND_KINDS = ("TenantCostPerHourBand", "TenantFailureRateBand",
+                     "TenantLocalThrottleRateBand")
+
+
+def _alarms_by_name(synthesized) -> dict[str, dict]:
+    return {props["Properties"]["AlarmName"]: props["Properties"] for props in
+            synthesized.resources("AWS::CloudWatch::Alarm").values()}
+
+
+def test_each_tenant_has_band_alarms_on_its_own_metrics_with_explicit_detectors(dev):
+    alarms = _alarms_by_name(dev)
+    detectors = [d["Properties"] for d in dev.resources("AWS::CloudWatch::AnomalyDetector")
+                 .values()]
+    for tenant in ("acme", "globex"):
+        for kind in TENANT_BAND_KINDS:
+            alarm = alarms[f"Bulwark-dev-{kind}-{tenant}-Warning"]
+            assert alarm["ComparisonOperator"] == "GreaterThanUpperThreshold"  # cdk.json
+            band = next(m for m in alarm["Metrics"] if m["Id"] == alarm["ThresholdMetricId"])
+            assert band["Expression"] == "ANOMALY_DETECTION_BAND(m0, 3)"
+            stats = [m["MetricStat"]["Metric"] for m in alarm["Metrics"] if "MetricStat" in m]
+            assert stats and all(s["Dimensions"] == [{"Name": "Tenant", "Value": tenant}]
+                                 for s in stats)
+            assert f"tenant {tenant}" in alarm["AlarmDescription"]
+        cost = [d for d in detectors if d.get("SingleMetricAnomalyDetector", {}).get(
+            "Dimensions") == [{"Name": "Tenant", "Value": tenant}]]
+        assert [d["SingleMetricAnomalyDetector"]["MetricName"] for d in cost] == ["CostUSD"]
+        ratios = [d for d in detectors if tenant in json.dumps(d.get(
+            "MetricMathAnomalyDetector", {}))]
+        assert len(ratios) == 2  # failure rate and local throttle rate
+
+
+def test_each_tenant_has_a_runaway_alarm_that_says_what_to_do(dev):
+    alarms = _alarms_by_name(dev)
+    for tenant in ("acme", "globex"):
+        alarm = alarms[f"Bulwark-dev-RunawayThrottled-{tenant}-Warning"]
+        assert (alarm["MetricName"], alarm["Namespace"], alarm["Statistic"]) == (
+            "RunawayThrottled", "Bulwark", "Sum")
+        assert alarm["Dimensions"] == [{"Name": "Tenant", "Value": tenant}]
+        assert (alarm["Threshold"], alarm["Period"], alarm["EvaluationPeriods"]) == (1, 60, 1)
+        assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+        assert alarm["TreatMissingData"] == "notBreaching"
+        assert f"cli.audit --tenant {tenant}" in alarm["AlarmDescription"]
+        assert "clear the breaker" in alarm["AlarmDescription"]
+        assert len(alarm["AlarmActions"]) == 1
+
+
+def test_the_tenant_section_draws_the_bands_and_the_runaway_breaker(dev):
+    body = json.dumps([d["Properties"]["DashboardBody"]
+                       for d in dev.resources("AWS::CloudWatch::Dashboard").values()])
+    assert "Learned bands per tenant" in body
+    assert "Runaway breaker" in body and "RunawayThrottled" in body
+    for tenant in ("acme", "globex"):
+        assert f"Cost per hour (USD) and its band: tenant {tenant}" in body
+
+
+def test_a_tenant_spending_ten_times_its_history_alarms_and_the_other_tenant_does_not(dev):
+    from local.cloudwatch.bands import DAY_S
+    from local.cloudwatch.history import replay_seasonal_history
+    from local.cloudwatch.metrics import Datapoint, MetricStore
+
+    store = MetricStore()
+    start = 1_800_000_000 // DAY_S * DAY_S
+    for seed, tenant in enumerate(("acme", "globex")):
+        replay_seasonal_history(store, {"CostUSD": 0.2, "Requests": 40, "Succeeded": 40,
+                                        "Failed": 0, "LocalThrottles": 0},
+                                {"Tenant": tenant}, start=start, days=15, seed=seed)
+    loop = start + 14 * DAY_S + 10 * 3600  # 10:00 on the 15th day: acme's agent loops
+    for k in range(12):
+        store.add(Datapoint.of(loop + k * 300 + 2, "Bulwark", "CostUSD", 9 * 0.2,
+                               {"Tenant": "acme"}))
+    store.add(Datapoint.of(loop + 90, "Bulwark", "RunawayThrottled", 7, {"Tenant": "acme"}))
+    results = evaluate_all(dev.json, store, start + 14 * DAY_S, start + 15 * DAY_S)
+    fired = {r.alarm.name for r in results if r.fired}
+    assert {"Bulwark-dev-TenantCostPerHourBand-acme-Warning",
+            "Bulwark-dev-RunawayThrottled-acme-Warning"} <= fired
+    assert not any("globex" in name for name in fired), fired
+    runaway = next(r for r in results if r.alarm.name.endswith("RunawayThrottled-acme-Warning"))
+    assert runaway.first_alarm_at == loop + 120  # the minute it held calls, evaluated at its end
+
+
+def test_tenant_bands_take_the_width_and_direction_given_and_refuse_unknown_metrics():
+    import pytest
+    from aws_cdk import App, Stack
+    from aws_cdk import aws_cloudwatch as cloudwatch
+    from aws_cdk import aws_sns as sns
+    from aws_cdk.assertions import Match, Template
+
+    from stacks.settings import AnomalyBand
+    from stacks.tenant_monitoring import TenantMonitoring
+
+    stack = Stack(App(), "T")
+    common = dict(tenants=("acme",), dashboard=cloudwatch.Dashboard(stack, "D"),
+                  alarm_topic=sns.Topic(stack, "Topic"), alarm_name_prefix="T-dev")
+    TenantMonitoring(stack, "M", bands={"failure_rate": AnomalyBand(4, "outside")}, **common)
+    template = Template.from_stack(stack)
+    template.has_resource_properties("AWS::CloudWatch::Alarm", {
+        "AlarmName": "T-dev-TenantFailureRateBand-acme-Warning",
+        "ComparisonOperator": "LessThanLowerOrGreaterThanUpperThreshold",
+        "Metrics": Match.array_with([Match.object_like(
+            {"Expression": "ANOMALY_DETECTION_BAND(m0, 4)"})])})
+    template.resource_count_is("AWS::CloudWatch::AnomalyDetector", 1)
+    with pytest.raises(ValueError, match="unknown metrics \\['latency_p99'\\]"):
+        TenantMonitoring(stack, "N", bands={"latency_p99": AnomalyBand()}, **common)

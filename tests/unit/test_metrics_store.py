@@ -244,3 +244,33 @@ def test_concurrent_adds_and_queries_lose_nothing():
     assert len(store) == 16000
     sums = store.series("Bulwark", "Requests", {"Model": "m"}, "Sum", 600, T0, T0 + 600)
     assert sums == [(T0, 16000.0)]
+
+
+def test_a_tenants_local_throttles_are_published_under_its_name_for_its_throttle_band(capsys):
+    from agent.telemetry import RequestMetrics
+
+    metrics = RequestMetrics(tenant="acme")
+    metrics.add("claude-sonnet-4-6", "LocalThrottles", 2)
+    metrics.add("claude-haiku-4-5", "LocalThrottles", 1)
+    metrics.add("claude-sonnet-4-6", "Requests", 1)
+    metrics.flush()
+    store = MetricStore()
+    store.add_emf_lines(capsys.readouterr().out.splitlines())
+    assert [v for _, v in store.datapoints("Bulwark", "LocalThrottles", {"Tenant": "acme"})] \
+        == [3.0]
+
+
+def test_the_month_budget_use_carries_the_days_left_in_the_utc_month(capsys):
+    from datetime import datetime, timezone
+
+    from agent.telemetry import RequestMetrics
+
+    noon = datetime(2026, 12, 21, 12, tzinfo=timezone.utc).timestamp()
+    metrics = RequestMetrics(tenant="acme", clock=lambda: noon)
+    metrics.windows.update({"month": 40.0, "day": 90.0})
+    metrics.flush()
+    store = MetricStore()
+    store.add_emf_lines(capsys.readouterr().out.splitlines())
+    month = {"Tenant": "acme", "Window": "month"}
+    assert [v for _, v in store.datapoints("Bulwark", "MonthDaysLeft", month)] == [10.5]
+    assert not store.datapoints("Bulwark", "MonthDaysLeft", {"Tenant": "acme", "Window": "day"})

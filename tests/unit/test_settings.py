@@ -262,7 +262,22 @@ def test_learned_thresholds_take_partial_overrides_and_keep_the_other_defaults()
     assert settings.contributor_insights == "off"
 
 
+def test_tenant_bands_take_their_own_widths_and_directions_with_defaults_for_the_rest():
+    alarms = {"tenant_anomaly": {"cost_per_hour": {"band": 4, "direction": "outside"}}}
+    settings = load_settings({**DEFAULTS, "alarms": alarms}).alarms
+    assert set(settings.tenant_anomaly) == {"cost_per_hour", "failure_rate",
+                                            "local_throttle_rate"}
+    assert (settings.tenant_anomaly["cost_per_hour"].band,
+            settings.tenant_anomaly["cost_per_hour"].direction) == (4, "outside")
+    assert settings.tenant_anomaly["failure_rate"].band == 3
+    assert settings.anomaly["cost_per_hour"].direction == "above"  # the model band is apart
+
+
 @pytest.mark.parametrize("alarms, expected", [
+    ({"tenant_anomaly": {"latency_p99": {"band": 3}}},
+     "context key 'alarms.tenant_anomaly.latency_p99' is not a setting"),
+    ({"tenant_anomaly": {"failure_rate": {"band": 0}}},
+     "context key 'alarms.tenant_anomaly.failure_rate.band'"),
     ({"anomaly": {"latency_p9": {"band": 3}}},
      "context key 'alarms.anomaly.latency_p9' is not a setting; did you mean "
      "'alarms.anomaly.latency_p99'?"),

@@ -446,8 +446,8 @@ SCHEMA: dict[str, Key] = {
         "anomaly": Key("learned bands per model (docs/monitoring.md): the band "
                        "width in standard deviations and the direction that alarms, per metric",
                        keys=_band_keys(ANOMALY_METRICS)),
-        "tenant_anomaly": Key("learned bands per configured tenant (README 'Thresholds that "
-                              "learn'): band width and direction per metric",
+        "tenant_anomaly": Key("learned bands per configured tenant (docs/monitoring.md): "
+                              "band width and direction per metric",
                               keys=_band_keys(TENANT_ANOMALY_METRICS)),
         "slo": Key("success-rate SLO per model and lane, with burn-rate alarms", keys={
             "success_rate_percent": Key("target share of requests that succeed", percent, 99),

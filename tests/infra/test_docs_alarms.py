@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Synthesized, reuse_assets
+from .conftest import POOLS_CONTEXT, Synthesized, reuse_assets
 
 REPO = Path(__file__).resolve().parents[2]
 CONTEXT = json.loads((REPO / "cdk.json").read_text())["context"]
-MODELS = tuple(CONTEXT["provider_defaults"]["anthropic"]["models"])
+MODELS = (*CONTEXT["provider_defaults"]["anthropic"]["models"], *POOLS_CONTEXT["models"])
 TENANTS = tuple(CONTEXT["tenants"])
 #: Every budget window, so every budget alarm is deployed (they exist only where set).
 BUDGETS = {"budget": {"usd_per_day": 100, "usd_per_month": 2000, "tokens_per_day": 10**8},
@@ -27,6 +27,8 @@ def kind(name: str, stack: str) -> str:
     """An alarm's name as the docs write it: `Bulwark-dev-TenantWait-acme-Warning` ->
     `TenantWait-<tenant>-Warning`."""
     name = name.removeprefix(f"{stack}-")
+    if name.startswith("PoolBreakerOpen-"):  # <model>-<pool>: both may hold dashes
+        return re.sub(r"^PoolBreakerOpen-.+-(\w+)$", r"PoolBreakerOpen-<model>-<pool>-\1", name)
     for model in sorted(MODELS, key=len, reverse=True):
         name = name.replace(model, "<model>")
     for tenant in TENANTS:
@@ -51,10 +53,11 @@ def _documented() -> str:
                                                                    "monitoring.md"))
 
 
-def test_every_deployed_alarm_has_a_row_in_the_docs(dev, with_budgets):
-    kinds = _kinds(dev) | _kinds(with_budgets)
+def test_every_deployed_alarm_has_a_row_in_the_docs(dev, with_budgets, pooled):
+    kinds = _kinds(dev) | _kinds(with_budgets) | _kinds(pooled)
     assert {"TenantWait-<tenant>-Warning", "BudgetDeployment<window><pct>",
-            "Budget<window><pct>-<tenant>"} <= kinds  # the placeholders took
+            "Budget<window><pct>-<tenant>", "PoolBreakerOpen-<model>-<pool>-Warning",
+            "BudgetExhaustion-<tenant>-Warning"} <= kinds  # the placeholders took
     documented = _documented()
     assert sorted(k for k in kinds if f"`{k}`" not in documented) == []
 
@@ -66,3 +69,5 @@ def test_kind_names_the_placeholders():
     assert kind("Bulwark-dev-BudgetDeploymentTokens80", "Bulwark-dev") \
         == "BudgetDeploymentTokens<pct>"
     assert kind("Bulwark-dev-AccessDenied-Critical", "Bulwark-dev") == "AccessDenied-Critical"
+    assert kind("Bulwark-dev-PoolBreakerOpen-sonnet-bedrock@us-west-2/flex-Warning",
+                "Bulwark-dev") == "PoolBreakerOpen-<model>-<pool>-Warning"

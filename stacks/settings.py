@@ -19,6 +19,7 @@ to); a top-level key of the same name overrides the provider's default.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import re
@@ -34,7 +35,7 @@ from agent.contract import (CACHE_READ_PRICE_FACTOR, CACHE_WRITE_PRICE_FACTOR,
                             ModelSpec, Prices, TenantSpec)
 from agent.mcp.config import McpConfigError, McpSettings, load_mcp_settings
 from guard.budget import ACTIONS, Budget, BudgetError
-from guard.limits import Limits, LimitsError
+from guard.limits import SHARE_KEYS, Limits, LimitsError, TenantShare
 from guard.spend import LimitSet
 from guard.tiers import ANTHROPIC_TIERS, BATCH_TIERS, FAMILIES, family_of
 
@@ -874,19 +875,18 @@ def read_limits(problems: Problems, raw: Mapping[str, Any], *, tenants: Iterable
 
 
 def load_limits(raw: Mapping[str, Any], *, tenants: Iterable[str], models: Iterable[str],
-                degrade_model: str | None, version: int = 0) -> LimitSet:
-    """`read_limits` for `cli.limits` (`budget`, `tenants.<name>.budget`,
-    `models.<id>.tokens_per_day`): raises SettingsError listing every problem. `models`: the
-    deployed model ids."""
+                degrade_model: str | None, version: int = 0,
+                buckets: Iterable[Limits] = ()) -> LimitSet:
+    """`read_limits` for `cli.limits` (`budget`, `tenants.<name>.budget`, the tenants' shares
+    `tenants.<name>.weight/rpm/itpm/otpm/tpm`, `models.<id>.tokens_per_day`): raises
+    SettingsError listing every problem. `models`: the deployed model ids; `buckets`: their
+    buckets' limits, which every tenant cap must be a dimension of."""
     problems = Problems()
     known = list(models)
     raw_models = raw.get("models") or {}
     for key in sorted(set(raw) - {"budget", "tenants", "models"}):
         _unknown(problems, "", key, ["budget", "tenants", "models"])
-    for tenant, entry in (raw.get("tenants") or {}).items():
-        for key in sorted(set(entry or {}) - {"budget"}):
-            problems.say(f"context key 'tenants.{tenant}.{key}' is not a limit: cli.limits "
-                         "changes tenants.<name>.budget only (the rest needs a deploy)")
+    shares = _live_shares(problems, raw.get("tenants") or {}, list(tenants), buckets)
     tokens: dict[str, int | None] = {}
     for model, spec in raw_models.items():
         if model not in known:
@@ -898,7 +898,45 @@ def load_limits(raw: Mapping[str, Any], *, tenants: Iterable[str], models: Itera
                          degrade_model=degrade_model, tokens_per_day=tokens, version=version)
     if problems.items:
         raise SettingsError(problems.items)
-    return limits
+    return dataclasses.replace(limits, shares=shares)
+
+
+#: what `cli.limits` may change of a tenant: its budget and its share (`TENANT_KEYS`)
+LIVE_TENANT_KEYS = ("budget",) + SHARE_KEYS
+
+
+def _live_shares(problems: Problems, raw: Mapping[str, Any], tenants: list[str],
+                 buckets: Iterable[Limits]) -> dict[str, TenantShare] | None:
+    """The tenants' shares of a limits document (TENANT_KEYS' readers, as cdk.json), None when
+    no tenant sets one; caps every bucket must enforce (`guard.Limits` checks)."""
+    shares: dict[str, TenantShare] = {}
+    for tenant, entry in raw.items():
+        entry = entry or {}
+        for key in sorted(set(entry) - set(LIVE_TENANT_KEYS)):
+            problems.say(f"context key 'tenants.{tenant}.{key}' is not a limit: cli.limits "
+                         f"changes tenants.<name>.{{{', '.join(LIVE_TENANT_KEYS)}}} only (the "
+                         "rest needs a deploy)")
+        given = {k: entry[k] for k in SHARE_KEYS if k in entry}
+        if not given or tenant not in tenants:
+            continue  # an unknown tenant is reported by read_limits
+        before = len(problems.items)
+        values = read_section(problems, {k: TENANT_KEYS[k] for k in given}, given,
+                              f"tenants.{tenant}.")
+        if len(problems.items) == before:
+            shares[tenant] = TenantShare(**{k: v for k, v in values.items() if v is not None})
+    for tenant in sorted(set(raw) - set(tenants)):
+        if any(k in (raw[tenant] or {}) for k in SHARE_KEYS):
+            problems.bad(f"tenants.{tenant}", "a configured tenant (" + ", ".join(tenants)
+                         + ")", tenant)
+    if not shares:
+        return None
+    for limits in buckets:
+        try:
+            dataclasses.replace(limits, tenants=shares)
+        except LimitsError as err:
+            problems.say(f"context key 'tenants': {err}")
+            break
+    return shares
 
 
 _BIND_EXAMPLE = ('{"acme": {"principals": ["arn:aws:iam::111122223333:role/AcmeApp"]}}')

@@ -115,3 +115,4 @@ def test_the_switch_rescales_only_changed_caps_and_pins_the_version():
     values = request["ExpressionAttributeValues"]
     assert {"N": "1090.000000"} in values.values()  # 30 s at 60/min = 90 s at 20/min
     assert {"N": "2"} in values.values()  # pinned to the version it replaces
+

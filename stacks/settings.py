@@ -36,6 +36,7 @@ from agent.contract import (CACHE_READ_PRICE_FACTOR, CACHE_WRITE_PRICE_FACTOR,
 from agent.mcp.config import McpConfigError, McpSettings, load_mcp_settings
 from guard.budget import ACTIONS, Budget, BudgetError
 from guard.limits import SHARE_KEYS, Limits, LimitsError, TenantShare
+from guard.runaway import RunawayError, RunawaySettings
 from guard.spend import LimitSet
 from guard.tiers import ANTHROPIC_TIERS, BATCH_TIERS, FAMILIES, family_of
 
@@ -337,6 +338,21 @@ TENANT_KEYS: dict[str, Key] = {
     "tpm": Key("cap: the tenant's tokens per minute (Bedrock)", number(1, nullable=True)),
 }
 
+#: the runaway breaker's settings (`guard.runaway.RunawaySettings` checks them too)
+RUNAWAY_KEYS: dict[str, Key] = {
+    "enabled": Key("deploy the scheduled breaker", boolean, True),
+    "k": Key("trip when the spend rate exceeds k x the baseline (> 1)", number(1.01), 5.0),
+    "min_baseline_usd_per_hour": Key("the least baseline, USD per hour (little history does "
+                                     "not trip on pennies)", number(0.001), 0.5),
+    "window_minutes": Key("minutes the current spend rate is measured over",
+                          number(1, integer=True), 2),
+    "history_days": Key("days of the same hour the baseline is the median of",
+                        number(1, integer=True), 14),
+    "clear_below": Key("release a throttle when the rate falls under this fraction of the "
+                       "baseline, in (0, 1)", number(0.01), 0.5),
+    "schedule_minutes": Key("minutes between evaluations", number(1, integer=True), 1),
+}
+
 #: keys a provider's defaults may set, and that a top-level key of the same name overrides
 PROVIDER_KEYS: dict[str, Key] = {
     "tier": Key("Anthropic rate-limit preset: " + ", ".join(ANTHROPIC_TIERS),
@@ -416,6 +432,10 @@ SCHEMA: dict[str, Key] = {
     "trusted_producers": Key("IAM role ARNs that may send work to the work queue besides the "
                              "agent (the queue policy denies everyone else)", role_arns, ()),
     "budget": Key("the deployment-wide budget: every tenant's calls together", keys=BUDGET_KEYS),
+    "runaway": Key("the runaway breaker (guard.runaway): a tenant, or the deployment, spending "
+                   "faster than k x its baseline (the same hour of day over the last days) is "
+                   "capped to the baseline until `python -m cli.limits clear-runaway` or its "
+                   "spend falls back", keys=RUNAWAY_KEYS),
     "alarms": Key("alarm thresholds and the e-mail they page", keys={
         "email": Key("e-mail subscribed to the alarm topic (null: none)",
                      matching(_EMAIL, "an e-mail address or null", nullable=True)),
@@ -731,6 +751,9 @@ class Settings:
     #: budgets on deploy (`guard.spend.LimitSet`: per tenant, the deployment's, each model's
     #: tokens per day); `python -m cli.limits set` changes them without a redeploy
     limits: LimitSet = field(default_factory=LimitSet)
+    #: the runaway breaker (None: not deployed) and minutes between its evaluations
+    runaway: RunawaySettings | None = field(default_factory=RunawaySettings)
+    runaway_schedule_minutes: int = 1
 
     @property
     def prod(self) -> bool:
@@ -1113,9 +1136,18 @@ def load_settings(ctx: Mapping[str, Any], *, region: str | None = None) -> Setti
                                  "tokens_per_day"]}, spec, f"models.{m}.")["tokens_per_day"]
                              for m, spec in (raw_models or {}).items()
                              if isinstance(spec, dict) and provider == "bedrock"})
+    runaway = read_section(problems, RUNAWAY_KEYS, ctx.get("runaway", {}), "runaway.")
+    runaway_settings = None
+    if not problems.items and runaway["enabled"]:
+        try:
+            runaway_settings = RunawaySettings(**{k: v for k, v in runaway.items()
+                                                  if k not in ("enabled", "schedule_minutes")})
+        except RunawayError as err:
+            problems.say(f"context key {str(err).split(' must')[0]!r}: {err}")
     if problems.items:
         raise SettingsError(problems.items)
     return Settings(
+        runaway=runaway_settings, runaway_schedule_minutes=runaway["schedule_minutes"],
         stage=top["stage"], provider=provider, tier=tier, models=models,
         default_model=default_model, overflow_policy=top["overflow_policy"],
         degrade_model=picked["degrade_model"], scheduling=top["scheduling"],

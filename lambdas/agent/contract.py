@@ -124,6 +124,8 @@ class Env:
     # whose limits item replaces them without a redeploy
     BUDGETS = "BUDGETS"
     LIMITS_TABLE = "LIMITS_TABLE"
+    #: the runaway breaker's settings (JSON of guard.runaway.RunawaySettings' fields)
+    RUNAWAY = "RUNAWAY"
 
 
 # -- metrics (DESIGN contract 4) ---------------------------------------------------------------

@@ -172,3 +172,113 @@ def throttled_shares(shares: Mapping[str, TenantShare], throttles: Mapping[str, 
         if name != DEPLOYMENT and name not in shares:
             raise LimitsError(f"runaway throttle for unknown tenant {name!r}")
     return out
+
+
+# -- the evaluation: metrics in, throttles out ------------------------------------------------
+
+#: The metric the breaker emits per evaluation while a scope is throttled (value 1, dimension
+#: Tenant; the deployment's scope is DEPLOYMENT).
+THROTTLED_METRIC = "RunawayThrottled"
+#: The structured log event naming a throttled scope, its rate and its baseline.
+THROTTLED_EVENT = "runaway_throttled"
+#: Per-tenant usage metric -> the cap key its rate limits.
+USAGE_METRICS = {"Requests": "rpm", "InputTokens": "itpm", "OutputTokens": "otpm"}
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What the breaker watches: a tenant (`dimensions` {"Tenant": name}) or the deployment
+    (one dimension set per model: {"Model": id}, summed)."""
+
+    name: str
+    dimensions: tuple[Mapping[str, str], ...]
+
+
+def scopes(tenants: Iterable[str], models: Iterable[str], tenant_dimension: str = "Tenant",
+           model_dimension: str = "Model") -> list[Scope]:
+    """Every configured tenant, then the deployment (every model's spend)."""
+    out = [Scope(t, ({tenant_dimension: t},)) for t in tenants]
+    out.append(Scope(DEPLOYMENT, tuple({model_dimension: m} for m in models)))
+    return out
+
+
+class RunawayBreaker:
+    """One evaluation of every scope: its spend rate over the last `window_minutes` and its
+    baseline from `history_days` of hourly spend (`read(queries, start, end)`: CloudWatch
+    GetMetricData's MetricDataQueries over [start, end) epoch s -> {query id: [(period start,
+    value)]}), then the throttles written on the limits item (`write(before, after, what)`)
+    when they change. `namespace`: the metrics' namespace; `cap_keys`: the cap keys every
+    bucket enforces; `clock`: epoch seconds."""
+
+    def __init__(self, settings: RunawaySettings, scopes: list[Scope], *, read, namespace: str,
+                 cap_keys: Iterable[str], clock) -> None:
+        self.settings = settings
+        self.scopes = scopes
+        self.read = read
+        self.namespace = namespace
+        self.cap_keys = tuple(cap_keys)
+        self.clock = clock
+
+    def _stat(self, qid: str, name: str, dims: Mapping[str, str], period: int) -> dict:
+        return {"Id": qid, "ReturnData": True, "MetricStat": {
+            "Metric": {"Namespace": self.namespace, "MetricName": name,
+                       "Dimensions": [{"Name": k, "Value": v} for k, v in dims.items()]},
+            "Period": period, "Stat": "Sum"}}
+
+    def measure(self, now: float) -> dict[str, tuple[float, float, dict[str, float]]]:
+        """Per scope: (rate, baseline) in USD per minute and its usage per minute per cap
+        key over the window."""
+        window_s = self.settings.window_minutes * 60
+        start = math.floor((now - window_s) / 60) * 60
+        recent, history = [], []
+        for i, scope in enumerate(self.scopes):
+            for j, dims in enumerate(scope.dimensions):
+                recent.append(self._stat(f"c{i}_{j}", "CostUSD", dims, 60))
+                history.append(self._stat(f"h{i}_{j}", "CostUSD", dims, 3600))
+                if scope.name != DEPLOYMENT:
+                    recent += [self._stat(f"u{i}_{j}_{m}", m, dims, 60)
+                               for m in USAGE_METRICS]
+        got = self.read(recent, start, now)
+        day = SECONDS_PER_DAY
+        history_start = (math.floor(now / day) - self.settings.history_days) * day
+        got.update(self.read(history, history_start, math.floor(now / day) * day))
+        out = {}
+        minutes = (now - start) / 60.0
+        for i, scope in enumerate(self.scopes):
+            spent = sum(v for j in range(len(scope.dimensions))
+                        for _, v in got.get(f"c{i}_{j}", ()) if v is not None)
+            samples = [(t, v) for j in range(len(scope.dimensions))
+                       for t, v in got.get(f"h{i}_{j}", ()) if v is not None]
+            usage = {key: sum(v for j in range(len(scope.dimensions))
+                              for _, v in got.get(f"u{i}_{j}_{m}", ()) if v is not None)
+                     / minutes for m, key in USAGE_METRICS.items()}
+            out[scope.name] = (spent / minutes, baseline(samples, now, self.settings), usage)
+        return out
+
+    def evaluate(self, throttles: Mapping[str, Throttle]
+                 ) -> tuple[dict[str, Throttle], dict[str, Verdict]]:
+        """(the throttles to have in force, each scope's verdict) given those in force."""
+        now = self.clock()
+        measured = self.measure(now)
+        after = dict(throttles)
+        verdicts = {}
+        for name, (rate, base, usage) in measured.items():
+            verdict = judge(rate, base, name in throttles, self.settings)
+            verdicts[name] = verdict
+            if verdict.action == "trip":
+                caps = caps_for(self._usage(name, usage, measured), rate, base, self.cap_keys)
+                after[name] = Throttle(now, rate, base, caps)
+            elif verdict.action == "clear":
+                after.pop(name, None)
+        return after, verdicts
+
+    def _usage(self, name: str, usage: dict[str, float], measured) -> dict[str, float]:
+        """The scope's usage per cap key: the deployment's is every tenant's together."""
+        if name != DEPLOYMENT:
+            return {**usage, "tpm": usage.get("itpm", 0.0) + usage.get("otpm", 0.0)}
+        total: dict[str, float] = {}
+        for other, (_, _, theirs) in measured.items():
+            if other != DEPLOYMENT:
+                for key, value in self._usage(other, theirs, measured).items():
+                    total[key] = total.get(key, 0.0) + value
+        return total

@@ -181,7 +181,7 @@ def test_a_set_of_weights_and_caps_reaches_every_caller_within_a_minute(deployme
 
     clock = _Clock()
     callers = _callers(deployment, clock)
-    for bucket, source in callers:
+    for _, source in callers:
         source.current(LimitSet())  # each container's first call reads the limits: v0
     assert all(bucket.shares_version == 0 for bucket, _ in callers)
     status, out, err = run(deployment, "set", "tenants.acme.weight=3",
@@ -234,3 +234,25 @@ class _Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def test_clear_runaway_releases_a_throttled_tenant_and_a_set_keeps_the_others(deployment):
+    from guard.runaway import DEPLOYMENT, Throttle
+    from guard.spend import LimitSet, LimitsSource, write_limits
+
+    table = deployment["cloudformation"].outputs["LimitsTable"]
+    throttles = {"acme": Throttle(1.8e9, 0.5, 0.05, {"rpm": 3}),
+                 DEPLOYMENT: Throttle(1.8e9, 2.0, 0.2, {"rpm": 30})}
+    write_limits(deployment["dynamodb"], table, LimitSet(), LimitSet(version=1,
+                 runaway=throttles), who="breaker", what=["tenants.acme.runaway=throttled"],
+                 at=1.7e9)  # before the CLI's changes (history is in time order)
+    assert "runaway: acme throttled" in run(deployment, "show")[1]
+    assert run(deployment, "set", "tenants.globex.weight=2")[0] == 0  # keeps the throttles
+    status, out, err = run(deployment, "clear-runaway", "--tenant", "acme", "--reason", "fixed")
+    assert status == 0 and "v2 -> v3" in out, err
+    limits = LimitsSource(table, deployment["dynamodb"]).current(LimitSet())
+    assert set(limits.runaway) == {DEPLOYMENT}
+    assert limits.shares["globex"].weight == 2
+    history = json.loads(run(deployment, "history", "--json")[1])
+    assert history[-1]["what"] == ["tenants.acme.runaway=cleared"]
+    assert run(deployment, "clear-runaway", "--deployment")[0] == 0

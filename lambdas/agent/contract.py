@@ -27,6 +27,8 @@ from guard.client import SCHEDULING_MODES
 from guard.limits import Limits, TenantShare
 # One home for prices: the guard reserves budgets with them, the metrics report cost.
 from guard.prices import CACHE_READ_PRICE_FACTOR, CACHE_WRITE_PRICE_FACTOR, Prices
+from guard.runaway import DEPLOYMENT as RUNAWAY_DEPLOYMENT
+from guard.runaway import THROTTLED_METRIC
 
 __all__ = [
     "ACCESS_DENIED_METRIC", "BATCH_BUCKET_ID", "CACHE_READ_PRICE_FACTOR",
@@ -35,6 +37,7 @@ __all__ = [
     "POOL_METRICS", "DOCUMENTS_PREFIX",
     "Env", "HIGH_RESOLUTION", "LANES", "METRICS", "ModelSpec", "NAMESPACE",
     "OVERFLOW_POLICIES", "PROVIDERS", "Prices", "REQUEST_ID_PATTERN", "ROLE_ARN_PATTERN",
+    "RUNAWAY_DEPLOYMENT", "RUNAWAY_METRICS",
     "CAPACITY_DIMENSIONS", "CAPACITY_METRICS", "SCHEDULING_MODES", "SHARE_FIELDS",
     "TENANT_METRICS",
     "TENANT_PATTERN", "TenantSpec", "decode_models", "decode_tenants",
@@ -157,6 +160,11 @@ METRICS = {
 #: Budgets: metric name -> unit, dimension Tenant only (never Model): the fullest window's
 #: spent + open as a percentage of its limit, and calls refused for budget
 TENANT_ONLY_METRICS = {"BudgetUsedPercent": "Percent", "BudgetRefused": "Count"}
+
+#: The runaway breaker's metric (`guard.runaway`, emitted by `agent.runaway`): 1 per evaluation
+#: while a scope is throttled, dimension Tenant only (the deployment's scope:
+#: RUNAWAY_DEPLOYMENT); metric name -> unit
+RUNAWAY_METRICS = {THROTTLED_METRIC: "Count"}
 
 #: Per-tenant figures: these metrics are also emitted with dimension `Tenant` (configured
 #: tenants only, so the cardinality is bounded)

@@ -16,7 +16,9 @@ throttles it, on a simulated clock.
    from the same metrics and writes its throttle on the limits item; the agents pick it up
    within their refresh interval and their buckets enforce it as acme's cap.
 
-The report gives the time from the loop's start to the throttle and to its first refusal,
+Before the live part, the breaker judges the last 2 days of the normal history every 30
+minutes (no writes): each trip there is a false one. The report gives those, the time from
+the loop's start to the throttle and to its first refusal,
 each tenant's requests and spend per minute before and after, and the `RunawayThrottled`
 datapoints and `runaway_throttled` log lines the breaker emitted.
 """
@@ -35,7 +37,7 @@ from agent.contract import DIMENSION, NAMESPACE, TENANT_DIMENSION, TenantSpec
 from agent.runaway import evaluate_once
 from agent.runtime import follow_shares
 from guard import Limits, TokenBucket, ensure_table
-from guard.runaway import (THROTTLED_METRIC, RunawayBreaker, RunawaySettings, scopes)
+from guard.runaway import THROTTLED_METRIC, RunawayBreaker, RunawaySettings, judge, scopes
 from guard.spend import LimitSet, LimitsSource
 from local.cloudwatch.metrics import Datapoint, MetricStore
 
@@ -143,6 +145,7 @@ def run(dynamodb, *, seed: int = 7, normal_minutes: int = 3, loop_minutes: int =
     def log(event: str, **fields) -> None:
         log_lines.append({"message": event, "at": clock.now, **fields})
 
+    false_trips, checked = normal_history_trips(breaker, clock, live_start, settings)
     loop_at = live_start + normal_minutes * 60
     end = loop_at + loop_minutes * 60
     per_minute = {t: {} for t in TENANTS}  # minute -> [asked, admitted, refused for cap]
@@ -194,12 +197,30 @@ def run(dynamodb, *, seed: int = 7, normal_minutes: int = 3, loop_minutes: int =
         "per_minute": {t: {m: tuple(v) for m, v in sorted(rows.items())}
                        for t, rows in per_minute.items()},
         "normal_minutes": normal_minutes,
+        "false_trips": false_trips, "false_trip_checks": checked,
         "runaway_throttled_points": len(store.datapoints(NAMESPACE, THROTTLED_METRIC,
                                                          {TENANT_DIMENSION: "acme"})),
         "log": log_lines,
         "settings": {"k": settings.k, "window_minutes": settings.window_minutes,
                      "min_baseline_usd_per_hour": settings.min_baseline_usd_per_hour},
     }
+
+
+def normal_history_trips(breaker: RunawayBreaker, clock: Clock, until: float,
+                         settings: RunawaySettings, days: int = 2, step_s: int = 1800
+                         ) -> tuple[list[tuple[float, str]], int]:
+    """The breaker's verdicts on the normal history's last `days` before `until`, every
+    `step_s` (no writes): the (time, scope) of each trip, and how many checks were made."""
+    trips, checked = [], 0
+    saved = clock.now
+    for t in range(int(until - days * DAY_S), int(until), step_s):
+        clock.now = float(t)
+        for scope, (rate, base, _) in breaker.measure(float(t)).items():
+            checked += 1
+            if judge(rate, base, False, settings).action == "trip":
+                trips.append((float(t), scope))
+    clock.now = saved
+    return trips, checked
 
 
 def render(report: dict) -> str:
@@ -209,6 +230,9 @@ def render(report: dict) -> str:
              f"(breaker: k={report['settings']['k']:g}, window "
              f"{report['settings']['window_minutes']} min)", ""]
     ttt = report["time_to_throttle_s"]
+    lines.append(f"false trips in the normal history: {len(report['false_trips'])} of "
+                 f"{report['false_trip_checks']} checks (every 30 min over its last 2 days, "
+                 "each tenant and the deployment)")
     lines.append("time to throttle: " + ("never" if ttt is None else f"{ttt:.0f} s "
                                          "(simulated) from the loop's start"))
     ttr = report["time_to_first_refusal_s"]

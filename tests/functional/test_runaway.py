@@ -45,3 +45,7 @@ def test_the_breaker_reports_the_tenant_its_rate_and_its_baseline(report):
 def test_the_report_says_time_to_throttle(report):
     text = scenario.render(report)
     assert f"time to throttle: {report['time_to_throttle_s']:.0f} s" in text
+
+
+def test_the_normal_history_trips_nothing(report):
+    assert report["false_trip_checks"] > 250 and report["false_trips"] == []

@@ -19,7 +19,7 @@ import time
 from typing import Any, Callable, Mapping
 
 from guard.runaway import (DEPLOYMENT, THROTTLED_EVENT, THROTTLED_METRIC, RunawayBreaker,
-                           RunawaySettings, Throttle, runaway_change, scopes)
+                           RunawaySettings, runaway_change, scopes)
 from guard.spend import LimitsConflict, LimitSet, read_limits_item, write_limits
 
 from .contract import DIMENSION, NAMESPACE, TENANT_DIMENSION, Env, decode_models, decode_tenants
@@ -61,7 +61,8 @@ def evaluate_once(breaker: RunawayBreaker, dynamodb: Any, table: str, deployed: 
                   ) -> dict[str, Any]:
     """One evaluation: read the limits item (else the deployed limits), judge every scope,
     write the changed throttles (once more on a concurrent change), emit the metric per
-    throttled scope and log each. Returns {"throttled": {scope: Throttle}, "verdicts": ...}."""
+    throttled scope and log each. Returns {"throttled": {scope: guard.runaway.Throttle},
+    "verdicts": {scope: guard.runaway.Verdict}}."""
     for attempt in range(2):
         before = read_limits_item(dynamodb, table) or deployed
         after_throttles, verdicts = breaker.evaluate(before.runaway)
@@ -143,5 +144,3 @@ def handler(event, context):
     return {"throttled": sorted(result["throttled"]),
             "deployment_throttled": DEPLOYMENT in result["throttled"]}
 
-
-__all__ = ["Throttle", "breaker_from_env", "cloudwatch_reader", "evaluate_once", "handler"]

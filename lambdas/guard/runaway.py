@@ -218,6 +218,9 @@ class RunawayBreaker:
         self.namespace = namespace
         self.cap_keys = tuple(cap_keys)
         self.clock = clock
+        #: (its end: today's start, the hourly spend history): kept until the day changes,
+        #: so a warm container reads the history once a day, not every evaluation
+        self._history: tuple[float, dict] | None = None
 
     def _stat(self, qid: str, name: str, dims: Mapping[str, str], period: int) -> dict:
         return {"Id": qid, "ReturnData": True, "MetricStat": {
@@ -240,8 +243,11 @@ class RunawayBreaker:
                                for m in USAGE_METRICS]
         got = self.read(recent, start, now)
         day = SECONDS_PER_DAY
-        history_start = (math.floor(now / day) - self.settings.history_days) * day
-        got.update(self.read(history, history_start, math.floor(now / day) * day))
+        history_end = math.floor(now / day) * day
+        if self._history is None or self._history[0] != history_end:
+            history_start = history_end - self.settings.history_days * day
+            self._history = (history_end, self.read(history, history_start, history_end))
+        got.update(self._history[1])
         out = {}
         minutes = (now - start) / 60.0
         for i, scope in enumerate(self.scopes):

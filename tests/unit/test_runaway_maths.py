@@ -80,3 +80,26 @@ def test_the_limits_item_round_trips_shares_and_throttles():
 def test_bad_settings_name_the_key(field, value):
     with pytest.raises(RunawayError, match=f"runaway.{field}"):
         RunawaySettings(**{field: value})
+
+
+def test_a_warm_breaker_reads_the_history_once_a_day_and_the_window_every_time():
+    from guard.runaway import RunawayBreaker, scopes
+
+    calls = []
+
+    def read(queries, start, end):
+        calls.append((queries[0]["MetricStat"]["Period"], start, end))
+        return {}
+
+    clock = [NOW]
+    breaker = RunawayBreaker(RunawaySettings(), scopes(["acme"], ["m"]), read=read,
+                             namespace="Bulwark", cap_keys=("rpm",), clock=lambda: clock[0])
+    for minute in range(3):
+        clock[0] = NOW + 60 * minute
+        breaker.evaluate({})
+    assert [period for period, _, _ in calls] == [60, 3600, 60, 60]
+    clock[0] = NOW + DAY
+    breaker.evaluate({})
+    assert [period for period, _, _ in calls[4:]] == [60, 3600]
+    # the history ends where today starts: 14 whole days
+    assert calls[1][2] - calls[1][1] == 14 * DAY and calls[1][2] == 20 * DAY

@@ -328,7 +328,8 @@ TENANT_KEYS: dict[str, Key] = {
     "budget": Key("the tenant's budget (`python -m cli.limits` changes it without a "
                   "redeploy)", keys=BUDGET_KEYS),
     "weight": Key("the tenant's weight under contention (guard.TenantShare); set on any "
-                  "tenant, every model's bucket shares by tenant (the others weight 1)",
+                  "tenant, every model's bucket shares by tenant (the others weight 1); "
+                  "`python -m cli.limits` changes it and the caps below without a redeploy",
                   number(0.001, nullable=True)),
     "rpm": Key("cap: the tenant's requests per minute", number(1, nullable=True)),
     "itpm": Key("cap: the tenant's input tokens per minute (Anthropic API)",

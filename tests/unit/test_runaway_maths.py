@@ -103,3 +103,21 @@ def test_a_warm_breaker_reads_the_history_once_a_day_and_the_window_every_time()
     assert [period for period, _, _ in calls[4:]] == [60, 3600]
     # the history ends where today starts: 14 whole days
     assert calls[1][2] - calls[1][1] == 14 * DAY and calls[1][2] == 20 * DAY
+
+
+@pytest.mark.parametrize("runaway, key", [({"k": 1}, "runaway.k"),
+                                          ({"clear_below": 1.5}, "runaway.clear_below"),
+                                          ({"window_minutes": 0}, "runaway.window_minutes"),
+                                          ({"kk": 5}, "runaway.kk")])
+def test_cdk_json_runaway_settings_are_validated_naming_the_key(runaway, key):
+    import json
+    from pathlib import Path
+
+    from stacks.settings import SettingsError, load_settings
+
+    context = json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_text())[
+        "context"]
+    assert load_settings(context).runaway == RunawaySettings()  # defaults
+    with pytest.raises(SettingsError) as bad:
+        load_settings({**context, "runaway": runaway})
+    assert any(key in problem for problem in bad.value.problems), bad.value.problems

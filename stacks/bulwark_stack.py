@@ -16,6 +16,7 @@ from .batch import BatchFunctions, BatchState
 from .boundary import PermissionsBoundary
 from .budgets import Budgets
 from .monitoring import Monitoring
+from .runaway import RunawayBreaker
 from .settings import Settings
 from .state import AgentState, DataKey
 from .tenant_monitoring import TenantMonitoring
@@ -101,6 +102,9 @@ class BulwarkStack(Stack):
             alarm_name_prefix=self.monitoring.dashboard_name)
         self.audit.log_table_writes("Limits changes (writes to the limits config table)",
                                     [self.budgets.table.table_arn])
+        self.runaway = RunawayBreaker(self, "Runaway", settings=settings,
+                                      limits_table=self.budgets.table, key=key) \
+            if settings.runaway is not None else None
         self.tenant_monitoring = TenantMonitoring(
             self, "TenantMonitoring", tenants=tuple(settings.tenants),
             dashboard=self.monitoring.dashboard, alarm_topic=self.monitoring.alarm_topic,
@@ -112,7 +116,8 @@ class BulwarkStack(Stack):
             self, "PermissionsBoundary",
             granted=[*self.agent.granted_statements,
                      *(self.batch.statements if self.batch is not None else ()),
-                     *self.audit.granted_statements, *self.budgets.statements],
+                     *self.audit.granted_statements, *self.budgets.statements,
+                     *(self.runaway.statements if self.runaway is not None else ())],
             allowed_regions=settings.allowed_regions,
             bedrock_profile_arns=self.agent.bedrock_profile_arns,
             bedrock_routed_regions=self.agent.bedrock_routed_regions,
@@ -122,6 +127,8 @@ class BulwarkStack(Stack):
         self.boundary.apply_to(self)  # every role in the stack
 
         self._acknowledge()
+        if self.runaway is not None:
+            self.runaway.acknowledge(self.boundary.policy)
         self._acknowledge_batch()
         self._acknowledge_payloads()
         self._outputs()

@@ -388,11 +388,28 @@ def summarise_tenants(run: dict, warmup_s: float) -> dict:
     }
 
 
+def scenario_names(text: str) -> list[str]:
+    """`--tenant-scenarios`: "all", or names from TENANT_SCENARIOS separated by commas (a name
+    holding a comma, such as "32 callers, one tenant", is matched whole)."""
+    if text == "all":
+        return list(TENANT_SCENARIOS)
+    names, pending = [], ""
+    for piece in text.split(","):
+        pending = f"{pending},{piece}" if pending else piece.strip()
+        if pending.strip() in TENANT_SCENARIOS:
+            names.append(pending.strip())
+            pending = ""
+    if pending:
+        raise SystemExit(f"unknown tenant scenario {pending.strip()!r}: choose from "
+                         + "; ".join(TENANT_SCENARIOS))
+    return names
+
+
 def tenants(args) -> bool:
     """The tenant scenarios, today's fifo (blind to tenants) and the fair scheduler side by
     side, at `--tenant-rpm` with tokens not binding."""
-    names = list(TENANT_SCENARIOS) if args.tenant_scenarios == "all" else [
-        name.strip() for name in args.tenant_scenarios.split(",")]
+    names = scenario_names(args.tenant_scenarios)
+    modes = [mode.strip() for mode in args.tenant_modes.split(",")]
     rpm, duration = args.tenant_rpm, args.tenant_duration
     warmup = min(60.0, duration / 4)
     print(f"Tenants: {rpm} RPM (ITPM/OTPM not binding), {duration:g} s per run, shares counted "
@@ -403,7 +420,7 @@ def tenants(args) -> bool:
     with LocalAws() as aws, ClaudeEmulator(config) as emulator:
         for name in names:
             callers, weights = TENANT_SCENARIOS[name]
-            for mode in ("fifo", "fair"):
+            for mode in modes:
                 emulator.reset()
                 print(f"  {name}: {mode} ...", flush=True)
                 run = run_tenants(emulator, aws, rpm, callers, weights, duration,
@@ -450,6 +467,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tenant-rpm", type=int, default=50)
     parser.add_argument("--tenant-scenarios", default="all",
                         help="comma-separated names from TENANT_SCENARIOS, or all")
+    parser.add_argument("--tenant-modes", default="fifo,fair",
+                        help="schedulers to run side by side: fifo (blind to tenants), fair")
     parser.add_argument("--fairness-duration", type=float, default=180.0)
     parser.add_argument("--fairness-modes", default="poll,fifo",
                         help="scheduling modes to run side by side")

@@ -161,9 +161,10 @@ class TokenBucket:
     `bucket_id`: the item's key, e.g. "anthropic#claude-sonnet-4". `limits`: a `Limits`.
     `dynamodb`: a boto3 DynamoDB *client* (injected in tests); `clock`: epoch seconds.
     `clamp_margin_s`: seconds an idle dimension is charged beyond exact GCRA (see `guard.gcra`).
-    `max_slack_s`: most a booking is placed after the earliest start seen, so that bookings
-    other callers make during one round trip still pass its condition (seconds; the slack used
-    is the observed p99 store round trip, capped at this).
+    `max_slack_s`: most of a store round trip a booking is placed after the earliest start
+    seen, so that bookings other callers make during one round trip still pass its condition
+    (seconds; the slack used is the observed p99 store round trip, capped at this, plus one
+    request's cost).
     """
 
     def __init__(self, table_name: str, bucket_id: str, limits: Limits, dynamodb=None, *,
@@ -375,8 +376,8 @@ class TokenBucket:
                              _cap_written=_cap_tats(raw, cap_key))
             head_seen = self.shape.earliest_start(costs, seen, -math.inf)
             lost_by = 0.0 if head_seen == -math.inf else min(  # (nothing seen: no race lost)
-                self._max_slack, max(0.0, self.shape.earliest_start(costs, item, -math.inf)
-                                     - head_seen))
+                WINDOW_S, max(0.0, self.shape.earliest_start(costs, item, -math.inf)
+                              - head_seen))
             seen, seen_at = item, self._clock()
             now = seen_at
             # the prediction was wrong: decide again from the item just returned
@@ -480,11 +481,13 @@ class TokenBucket:
         """The start to book: now without waiting; otherwise the earliest start seen plus a
         slack, so that bookings other callers made meanwhile still fit.
 
-        The slack is about one store round trip (p99) plus one request's cost (so a booking
-        another caller makes during the round trip still leaves it room), at most
-        `max_slack_s`. After a lost race it also covers `lost_by_s`, how far the queue head
-        moved during that attempt: the callers that lost together retry together, and the
-        queue moves about as far again while they do. A view that showed a queue is
+        The slack is about one store round trip (p99, at most `max_slack_s`) plus one
+        request's cost, whatever that cost: a booking another caller makes during the round
+        trip moves the queue end by its cost, and only a slack of at least that cost leaves
+        this booking room (at 50 RPM one request costs 1.2 s). After a lost race it also covers
+        `lost_by_s`, how far the queue head moved during that attempt: the callers that lost
+        together retry together, and the queue moves about as far again while they do. A
+        view that showed a queue is
         `seen_age_s` old: a saturated queue grows in real time, so its earliest start is moved
         on by that age."""
         if max_wait_s <= 0:
@@ -492,8 +495,7 @@ class TokenBucket:
         earliest = self.shape.earliest_start(costs, seen, -math.inf)  # not clamped to now
         if earliest > now - seen_age_s:  # the view showed a queue: it has grown since
             earliest += min(seen_age_s, max_wait_s)
-        slack = min(self._max_slack, self.round_trip_s() + max(costs.values(), default=0.0)) \
-            + lost_by_s
+        slack = self.round_trip_s() + max(costs.values(), default=0.0) + lost_by_s
         return min(max(now, earliest + slack), now + max_wait_s)
 
     def round_trip_s(self) -> float:

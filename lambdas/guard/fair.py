@@ -66,8 +66,15 @@ RESERVE = "~background"
 #: How far ahead background work books by itself (seconds).
 BACKGROUND_HORIZON_S = 0.5
 #: `bk` is kept in whole steps of this many seconds (rounded up), so concurrent bookings of
-#: one tenant within a step write the same value and never race.
-ACTIVE_STEP_S = 1.0
+#: one tenant within a step write the same value and never race (the bucket's
+#: `booked_until` step: bookings a few seconds apart mostly fall in one step).
+ACTIVE_STEP_S = gcra.BOOKED_STEP_S
+#: How far (seconds) a tenant's virtual time may lag behind a booking's start and still be
+#: moved on linearly (`v = v + step`) rather than restarted from the start: concurrent
+#: bookings of one tenant then take the same form and do not refuse each other's writes. A
+#: tenant back from idle restarts at `start - IDLE_LAG_S / 2`: it may be ahead of its share by
+#: at most this much virtual time.
+IDLE_LAG_S = 2.0
 #: How far (seconds) beyond its start a booking's virtual place may lie, on top of one step.
 FAIR_TOLERANCE_S = 1.0
 #: A ticket older than this (seconds) is void: its holder queues as a new arrival.
@@ -223,7 +230,7 @@ def terms(update: gcra.Update, key: str, cap_key: str | None, decision: Decision
                           margin_s, lambda dim: update.path(TENANTS, cap_key, CAP_FIELDS[dim]))
     if entry is None:
         # a tenant new to the item: write its whole entry (the idle forms)
-        new: dict[str, str] = {V: cell(s + decision.step, "up")}
+        new: dict[str, str] = {V: cell(s - IDLE_LAG_S / 2 + decision.step, "up")}
         if pending is not None:
             new[BK] = cell(_mark(pending), "up")
         for dim, cost in (decision.caps.items() if cap_key == key else ()):
@@ -239,32 +246,19 @@ def terms(update: gcra.Update, key: str, cap_key: str | None, decision: Decision
         return
     v = update.path(TENANTS, key, V)
     form = decision.form
-    step = (update.value(cell(decision.step, "up")) if form in ("busy", "ticket_issue")
-            else None)
-    if form == "idle":
-        update.conditions.append(f"(attribute_not_exists({v}) OR {v} <= "
-                                 f"{update.value(cell(s, 'down'))})")
-        update.sets.append(f"{v} = {update.value(cell(s + decision.step, 'up'))}")
+    if form in ("idle", "busy"):  # admitted: at most `window` of virtual time beyond s
+        advance(update, v, entry.get(V), s, decision.step,
+                max(s, s + decision.window - decision.step))
     elif form == "open":
         update.sets.append(f"{v} = {update.value(cell(s + decision.step, 'up'))}")
-    elif form == "busy":
-        update.conditions.append(
-            f"{v} BETWEEN {update.value(cell(s, 'up'))} AND "
-            f"{update.value(cell(s + decision.window - decision.step, 'down'))}")
-        update.sets.append(f"{v} = {v} + {step}")
     elif form == "ticket_issue":
         update.conditions.append(
             f"{v} > {update.value(cell(max(s, s + decision.window - decision.step), 'down'))}")
-        update.sets.append(f"{v} = {v} + {step}")
+        update.sets.append(f"{v} = {v} + {update.value(cell(decision.step, 'up'))}")
     elif form == "ticket":
         update.conditions.append(f"{v} >= {update.value(cell(ticket, 'down'))}")
-    elif form == "ticket_at" and entry.get(V, -math.inf) <= s:
-        update.conditions.append(f"(attribute_not_exists({v}) OR {v} <= "
-                                 f"{update.value(cell(s, 'down'))})")
-        update.sets.append(f"{v} = {update.value(cell(s + decision.step, 'up'))}")
     elif form == "ticket_at":
-        update.conditions.append(f"{v} > {update.value(cell(s, 'down'))}")
-        update.sets.append(f"{v} = {v} + {update.value(cell(decision.step, 'up'))}")
+        advance(update, v, entry.get(V), s, decision.step, None)
     if pending is not None:
         bk = update.path(TENANTS, key, BK)
         mark = update.value(cell(_mark(pending), "up"))
@@ -276,6 +270,26 @@ def terms(update: gcra.Update, key: str, cap_key: str | None, decision: Decision
     if decision.caps and not issuing and cap_key == key:
         gcra.charge_forms(update, shape, decision.caps, cap_view(entry), s, margin_s,
                           lambda dim: update.path(TENANTS, key, CAP_FIELDS[dim]))
+
+
+def advance(update: gcra.Update, v: str, seen_v: float | None, s: float, step: float,
+            hi: float | None) -> None:
+    """Move the virtual time at document path `v` on by `step` seconds for a booking or place
+    starting at `s`, with at most `hi` (None: any) before it, in the form `seen_v` predicts:
+    linear (`v + step`) while `v` lags at most `IDLE_LAG_S` behind `s`, else restarted from
+    `s - IDLE_LAG_S / 2`. The two forms overlap on [s - IDLE_LAG_S, s - IDLE_LAG_S / 2], so a
+    view that missed a concurrent booking of the same tenant still picks a form that holds."""
+    cell = gcra.cell
+    if seen_v is None or seen_v < s - IDLE_LAG_S:
+        restart = s - IDLE_LAG_S / 2
+        update.conditions.append(f"(attribute_not_exists({v}) OR {v} <= "
+                                 f"{update.value(cell(restart, 'down'))})")
+        update.sets.append(f"{v} = {update.value(cell(restart + step, 'up'))}")
+        return
+    lo = update.value(cell(s - IDLE_LAG_S, "up"))
+    update.conditions.append(f"{v} >= {lo}" if hi is None else
+                             f"{v} BETWEEN {lo} AND {update.value(cell(hi, 'down'))}")
+    update.sets.append(f"{v} = {v} + {update.value(cell(step, 'up'))}")
 
 
 def ticket_mark(decision: Decision, entry: Mapping[str, float], s: float,

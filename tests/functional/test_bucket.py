@@ -8,7 +8,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ReadTimeoutError
 
-from guard import BucketRequestError, Limits, TokenBucket
+from guard import BucketRequestError, Limits, TenantShare, TokenBucket
 
 
 @pytest.fixture
@@ -474,7 +474,8 @@ def test_a_booking_with_an_old_view_reads_the_state_once_and_books_in_one_write(
     assert local_aws.stats() == {"DynamoDB_20120810.GetItem": 1,
                                  "DynamoDB_20120810.UpdateItem": 1}
     # behind the five booked ahead of it (one request per second), at most the slack late
-    assert queue_seen_at + 6 <= booked.start_at <= queue_seen_at + 6.5 + 1e-3
+    # (a round trip, at most 0.5 s, plus one request's cost)
+    assert queue_seen_at + 6 <= booked.start_at <= queue_seen_at + 7.5 + 1e-3
     local_aws.reset_stats()
     again = mine.try_acquire(max_wait_s=30)  # its view is fresh now: no read
     assert again.granted and again.store_reads == 0 and again.store_calls == 1
@@ -489,3 +490,24 @@ def test_polling_never_reads_before_its_write(make_bucket, local_aws, clock):
     local_aws.reset_stats()
     assert bucket.try_acquire().granted
     assert local_aws.stats() == {"DynamoDB_20120810.UpdateItem": 1}
+
+
+@pytest.mark.parametrize("tenants", [None, {"acme": TenantShare()}], ids=["plain", "tenant"])
+def test_two_callers_booking_from_one_view_at_50_rpm_each_book_in_one_write(make_bucket, clock,
+                                                                            tenants):
+    """One request costs 1.2 s of refill at 50 RPM, more than a round trip: a booking placed
+    less than one cost after the queue end it saw loses to any booking made meanwhile."""
+    limits = Limits(rpm=50, tenants=tenants)
+    assert make_bucket(limits).try_acquire(50).granted  # empty: a queue forms at once
+    drained_at = clock()
+    first, second = make_bucket(limits), make_bucket(limits)
+    tenant = "acme" if tenants else None
+    assert first.try_acquire(max_wait_s=30, tenant=tenant).granted  # the tenant's entry exists
+    for bucket in (first, second):  # both see the same queue end
+        assert bucket.cool_down_until() == 0.0
+    one = first.try_acquire(max_wait_s=30, tenant=tenant)
+    two = second.try_acquire(max_wait_s=30, tenant=tenant)
+    assert one.granted and two.granted, (one, two)
+    assert (one.store_calls, two.store_calls) == (1, 1)
+    # both start once the refill holds three requests (at 50 RPM, 1.2 s each after the drain)
+    assert min(one.start_at, two.start_at) >= drained_at + 3 * 1.2 - 1e-6

@@ -342,10 +342,11 @@ class TokenBucket:
             if decision is not None and decision.outcome == fair.TICKET:
                 update = gcra.Update()
             else:
-                update = gcra.acquire_update(self.shape, costs, seen, start, now, self._margin)
+                update = gcra.acquire_update(self.shape, costs, seen, start, now,
+                                             self._idle_margin(costs, start, now))
             if decision is not None:
                 fair.terms(update, key, cap_key, decision, seen, start, now, horizon,
-                           self._margin, self.limits, held)
+                           self._idle_margin(costs, start, now), self.limits, held)
             calls += 1
             outcome, item, raw = self._write(update, "acquire")
             if outcome == "refused" and not raw:  # no old item returned: the state was read
@@ -497,6 +498,20 @@ class TokenBucket:
             earliest += min(seen_age_s, max_wait_s)
         slack = self.round_trip_s() + max(costs.values(), default=0.0) + lost_by_s
         return min(max(now, earliest + slack), now + max_wait_s)
+
+    def _idle_margin(self, costs: Mapping[str, float], start: float, now: float) -> float:
+        """Seconds an idle dimension is charged beyond exact GCRA for a reservation starting at
+        `start`: `clamp_margin_s` for a start of now; for a booking, at least
+        `gcra.BOOKING_MARGIN_S` and the slack of one (a round trip plus one request's cost).
+        Concurrent bookings start up to a few seconds apart, and the idle form sets an
+        absolute value that refuses every write made meanwhile; a dimension left this far
+        ahead stays busy for the bookings that follow, whose linear form holds whatever was
+        booked meanwhile. Only a dimension that is not binding takes the idle form, so the
+        extra charge costs capacity only where there is capacity to spare."""
+        if start <= now:
+            return self._margin
+        return max(self._margin, gcra.BOOKING_MARGIN_S,
+                   self.round_trip_s() + max(costs.values(), default=0.0))
 
     def round_trip_s(self) -> float:
         """About one store round trip (seconds): the p99 of recent writes, within

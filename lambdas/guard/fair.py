@@ -69,12 +69,6 @@ BACKGROUND_HORIZON_S = 0.5
 #: one tenant within a step write the same value and never race (the bucket's
 #: `booked_until` step: bookings a few seconds apart mostly fall in one step).
 ACTIVE_STEP_S = gcra.BOOKED_STEP_S
-#: How far (seconds) a tenant's virtual time may lag behind a booking's start and still be
-#: moved on linearly (`v = v + step`) rather than restarted from the start: concurrent
-#: bookings of one tenant then take the same form and do not refuse each other's writes. A
-#: tenant back from idle restarts at `start - IDLE_LAG_S / 2`: it may be ahead of its share by
-#: at most this much virtual time.
-IDLE_LAG_S = 2.0
 #: How far (seconds) beyond its start a booking's virtual place may lie, on top of one step.
 FAIR_TOLERANCE_S = 1.0
 #: A ticket older than this (seconds) is void: its holder queues as a new arrival.
@@ -230,7 +224,7 @@ def terms(update: gcra.Update, key: str, cap_key: str | None, decision: Decision
                           margin_s, lambda dim: update.path(TENANTS, cap_key, CAP_FIELDS[dim]))
     if entry is None:
         # a tenant new to the item: write its whole entry (the idle forms)
-        new: dict[str, str] = {V: cell(s - IDLE_LAG_S / 2 + decision.step, "up")}
+        new: dict[str, str] = {V: cell(s + decision.step, "up")}
         if pending is not None:
             new[BK] = cell(_mark(pending), "up")
         for dim, cost in (decision.caps.items() if cap_key == key else ()):
@@ -276,17 +270,17 @@ def advance(update: gcra.Update, v: str, seen_v: float | None, s: float, step: f
             hi: float | None) -> None:
     """Move the virtual time at document path `v` on by `step` seconds for a booking or place
     starting at `s`, with at most `hi` (None: any) before it, in the form `seen_v` predicts:
-    linear (`v + step`) while `v` lags at most `IDLE_LAG_S` behind `s`, else restarted from
-    `s - IDLE_LAG_S / 2`. The two forms overlap on [s - IDLE_LAG_S, s - IDLE_LAG_S / 2], so a
-    view that missed a concurrent booking of the same tenant still picks a form that holds."""
+    linear (`v + step`) when `v` is at `s` or beyond, else restarted at `s + step` (a tenant
+    does not carry credit from idle time). Both conditions are exact: a concurrent booking of
+    the tenant refuses the write rather than go uncharged (each race won that way would hand
+    the tenant with the most callers one more step)."""
     cell = gcra.cell
-    if seen_v is None or seen_v < s - IDLE_LAG_S:
-        restart = s - IDLE_LAG_S / 2
+    if seen_v is None or seen_v < s:
         update.conditions.append(f"(attribute_not_exists({v}) OR {v} <= "
-                                 f"{update.value(cell(restart, 'down'))})")
-        update.sets.append(f"{v} = {update.value(cell(restart + step, 'up'))}")
+                                 f"{update.value(cell(s, 'down'))})")
+        update.sets.append(f"{v} = {update.value(cell(s + step, 'up'))}")
         return
-    lo = update.value(cell(s - IDLE_LAG_S, "up"))
+    lo = update.value(cell(s, "up"))
     update.conditions.append(f"{v} >= {lo}" if hi is None else
                              f"{v} BETWEEN {lo} AND {update.value(cell(hi, 'down'))}")
     update.sets.append(f"{v} = {v} + {update.value(cell(step, 'up'))}")

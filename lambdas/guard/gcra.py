@@ -70,6 +70,11 @@ STATE_ATTRIBUTES = (PARTITION_KEY, COOL_UNTIL, BOOKED_UNTIL) + tuple(
 #: pending start), so concurrent bookings in one step write the same value and never race.
 BOOKED_STEP_S = 5.0
 
+#: Seconds an idle dimension is charged beyond exact GCRA by a booking (a start after now):
+#: bookings made together start up to a few seconds apart, and the dimension stays busy (its
+#: linear form) for the bookings that follow within this time (see `TokenBucket`).
+BOOKING_MARGIN_S = BOOKED_STEP_S
+
 #: Largest debt a bucket carries: its level never goes below minus one capacity.
 DEBT_FLOOR_WINDOWS = 1.0
 

@@ -8,7 +8,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ReadTimeoutError
 
-from guard import BucketRequestError, Limits, TenantShare, TokenBucket
+from guard import BucketRequestError, Limits, TokenBucket
 
 
 @pytest.fixture

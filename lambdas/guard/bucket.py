@@ -300,8 +300,11 @@ class TokenBucket:
         def queue_refusal(view: Mapping, wait: float, allowed: float, key: str | None,
                           reason: str | None, held: float | None) -> float | None:
             """The retry_after of a refusal for a queue longer than the wait allowed, or None
-            when a tenant without a ticket should take one (its place in the queue)."""
-            if key is None or reason != QUOTA:
+            when a tenant without a ticket should take one (its place in the queue). Polling
+            (`max_wait_s=0`) takes no ticket: a poller is admitted only when there is capacity
+            now, and then any poller is, so a place in the queue would buy it nothing and cost
+            a write per refusal."""
+            if key is None or reason != QUOTA or max_wait_s <= 0:
                 return wait
             if fair.holds_ticket(view, key, held, now):
                 return max(0.01, wait - allowed)  # back when the queue fits the wait

@@ -196,3 +196,26 @@ def test_32_callers_of_one_tenant_share_evenly_across_refusals(bucket_for, clock
     answers = [c.answered for c in callers]
     mean_answers = sum(answers) / len(answers)
     assert min(answers) >= 0.85 * mean_answers and max(answers) <= 1.15 * mean_answers, answers
+
+
+def test_polling_with_tenants_refuses_without_a_write_and_holds_caps(bucket_for, clock):
+    """max_wait_s=0: a poller is admitted only when there is capacity now (and then whichever
+    poller comes first is: shares follow how often each tenant polls), so a refusal takes no
+    place in the queue and costs no write; the tenant's caps hold as when booking."""
+    limits = Limits(**LIMITS_60, tenants={"acme": TenantShare(), "globex": TenantShare(rpm=6)})
+    make = bucket_for(limits)
+    drained(make, 60)
+    acme, globex = make(), make()
+    refused = acme.try_acquire(1, tenant="acme")
+    assert not refused.granted and refused.reason == "quota" and refused.ticket is None
+    again = acme.try_acquire(1, tenant="acme")
+    assert not again.granted and (refused.store_calls, again.store_calls) == (1, 0)
+    granted = []
+    for _ in range(600):  # globex polls every 0.1 s for a minute: its cap, 6 a minute, holds
+        clock.advance(0.1)
+        grant = globex.try_acquire(1, tenant="globex")
+        if grant.granted:
+            granted.append(grant.start_at)
+        else:
+            assert grant.reason in ("quota", "tenant_cap") and grant.ticket is None
+    assert 0 < len(granted) <= 6 + 6

@@ -71,6 +71,10 @@ BACKGROUND_HORIZON_S = 0.5
 ACTIVE_STEP_S = gcra.BOOKED_STEP_S
 #: How far (seconds) beyond its start a booking's virtual place may lie, on top of one step.
 FAIR_TOLERANCE_S = 1.0
+#: How much earlier (seconds) than its issuing refusal said a ticket holder's booking may
+#: start and still be admitted: a start is the queue end plus a slack of one store round trip
+#: (at most 0.5 s), and the round trip measured at the return differs from the one at issue.
+TICKET_TOLERANCE_S = 0.5
 #: A ticket older than this (seconds) is void: its holder queues as a new arrival.
 TICKET_MAX_AGE_S = WINDOW_S
 
@@ -172,9 +176,10 @@ def decide(limits: Limits, key: str, cap_key: str | None, costs: Mapping[str, fl
     # gets: so tickets are served in their order, and later arrivals queue behind them
     window = min(horizon, step + FAIR_TOLERANCE_S)
     if ticket is not None and v is not None and now - TICKET_MAX_AGE_S < ticket <= v + 1e-6:
-        if ticket <= s + window or not queued:
+        if ticket <= s + window + TICKET_TOLERANCE_S or not queued:
             return Decision(ADMIT, "ticket", caps=caps, window=window)
-        return Decision(REFUSE, reason=FAIR_SHARE, wait=max(0.01, ticket - window - s))
+        return Decision(REFUSE, reason=FAIR_SHARE,
+                        wait=max(0.01, ticket - window - TICKET_TOLERANCE_S - s))
     if v is None or v <= s:
         return Decision(ADMIT, "idle", step, caps=caps, window=window)
     if not queued:  # capacity now: for anyone, and the tenant's past no longer counts

@@ -301,6 +301,12 @@ class _Bucket:
     def time_to_full(self) -> float:
         return max(0.0, (self.limit - self.level) / self.rate)
 
+    def set_limit(self, limit: int, now: float) -> None:
+        """A new limit from `now` on: what was used stays used (level moves by the change)."""
+        self.refill(now)
+        self.level += limit - self.limit
+        self.limit, self.rate = limit, limit / 60.0
+
 
 class _FamilyState:
     def __init__(self, rpm: int, itpm: int, otpm: int, now: float) -> None:
@@ -1367,6 +1373,30 @@ class Emulator:
                 "message_batches": self.batch_service.stats(),
             }
 
+    def _set_limits(self, payload: dict) -> dict:
+        """Change one family's limits while running (a tier upgrade): {"family", "rpm"?,
+        "itpm"?, "otpm"?}, each a positive whole number; what was used stays used."""
+        family = payload.get("family")
+        if family not in self.families:
+            raise ValueError(f"family must be one of {sorted(self.families)}, got {family!r}")
+        changes = {key: payload[key] for key in ("rpm", "itpm", "otpm") if key in payload}
+        for key, value in changes.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{key} must be a positive whole number, got {value!r}")
+        if not changes:
+            raise ValueError("name at least one of rpm, itpm, otpm")
+        now = time.monotonic()
+        with self.lock:
+            state = self.families[family]
+            buckets = {"rpm": (state.requests, state.count_tokens), "itpm": (state.input,),
+                       "otpm": (state.output,)}
+            for key, value in changes.items():
+                for bucket in buckets[key]:
+                    bucket.set_limit(value, now)
+            self.config["limits"][family] = {**self.config["limits"].get(family, {}),
+                                             **changes}
+        return {"family": family, **changes}
+
     def _control(self, method: str, action: str, body: bytes) -> _Reply:
         try:
             payload = json.loads(body) if body else {}
@@ -1384,6 +1414,8 @@ class Emulator:
                     self.faults.clear()
                     self._reset_state()
                 return _json_reply(200, {"ok": True})
+            if action == "limits" and method == "POST":
+                return _json_reply(200, self._set_limits(payload))
             if action == "faults" and method == "POST":
                 kind = str(payload.get("kind"))
                 count = payload.get("count", 1)
@@ -1591,6 +1623,11 @@ class ClaudeEmulator(ChildServer):
         """Clear counters, buckets (full again), cache and pending faults; with `config=True`
         also restore the configuration given at start."""
         self._call("POST", "reset", {"config": bool(config)})
+
+    def set_limits(self, family: str, **limits: int) -> dict:
+        """Change `family`'s limits while running (rpm=, itpm=, otpm=: per minute), as a tier
+        upgrade does: what was used stays used, the headers show the new limits at once."""
+        return self._call("POST", "limits", {"family": family, **limits})
 
     def inject(self, kind: str, count: int = 1, model: str | None = None,
                delay_s: float | None = None) -> int:

@@ -802,41 +802,18 @@ def _cap_tats(raw: Mapping, tenant: str | None) -> dict[str, str]:
     return {dim: entry[name]["N"] for dim, name in fair.CAP_FIELDS.items() if name in entry}
 
 
-def parse_limits(headers, capacities: Mapping[str, float]) -> dict[str, float]:
-    """`anthropic-ratelimit-{requests,input-tokens,output-tokens}-limit` headers ->
-    {dimension: limit per minute} for the dimensions in `capacities`."""
+def _header_values(headers, field_name: str, capacities: Mapping[str, float]
+                   ) -> Iterable[tuple[str, float, float]]:
+    """(dimension, rounding tolerance, value) of each finite, non-negative
+    `anthropic-ratelimit-{requests,input-tokens,output-tokens}-<field_name>` header for the
+    dimensions in `capacities`."""
     pairs = headers.items() if hasattr(headers, "items") else headers
-    limits: dict[str, float] = {}
+    prefix, suffix = "anthropic-ratelimit-", f"-{field_name}"
     for raw_name, raw_value in pairs:
         name = str(raw_name).lower()
-        if not (name.startswith("anthropic-ratelimit-") and name.endswith("-limit")):
+        if not (name.startswith(prefix) and name.endswith(suffix)):
             continue
-        kind = name[len("anthropic-ratelimit-"):-len("-limit")]
-        if kind not in _HEADER_DIMENSIONS or _HEADER_DIMENSIONS[kind][0] not in capacities:
-            continue
-        try:
-            value = float(raw_value)
-        except (TypeError, ValueError):
-            log.warning("ignoring unparsable rate-limit header %s: %r", raw_name, raw_value)
-            continue
-        if value > 0 and math.isfinite(value):
-            limits[_HEADER_DIMENSIONS[kind][0]] = value
-    return limits
-
-
-def parse_remaining(headers, capacities: Mapping[str, float]) -> dict[str, tuple[float, float]]:
-    """`anthropic-ratelimit-{requests,input-tokens,output-tokens}-remaining` headers ->
-    {dimension: (remaining, rounding tolerance)} for the dimensions in `capacities`."""
-    pairs = headers.items() if hasattr(headers, "items") else headers
-    remaining: dict[str, tuple[float, float]] = {}
-    for raw_name, raw_value in pairs:
-        name = str(raw_name).lower()
-        if not (name.startswith("anthropic-ratelimit-") and name.endswith("-remaining")):
-            continue
-        kind = name[len("anthropic-ratelimit-"):-len("-remaining")]
-        if kind not in _HEADER_DIMENSIONS:
-            continue
-        dim, tolerance = _HEADER_DIMENSIONS[kind]
+        dim, tolerance = _HEADER_DIMENSIONS.get(name[len(prefix):-len(suffix)], (None, 0.0))
         if dim not in capacities:
             continue
         try:
@@ -845,8 +822,21 @@ def parse_remaining(headers, capacities: Mapping[str, float]) -> dict[str, tuple
             log.warning("ignoring unparsable rate-limit header %s: %r", raw_name, raw_value)
             continue
         if value >= 0 and math.isfinite(value):
-            remaining[dim] = (value, tolerance)
-    return remaining
+            yield dim, tolerance, value
+
+
+def parse_limits(headers, capacities: Mapping[str, float]) -> dict[str, float]:
+    """`anthropic-ratelimit-{requests,input-tokens,output-tokens}-limit` headers ->
+    {dimension: limit per minute} for the dimensions in `capacities`."""
+    return {dim: value for dim, _, value in _header_values(headers, "limit", capacities)
+            if value > 0}
+
+
+def parse_remaining(headers, capacities: Mapping[str, float]) -> dict[str, tuple[float, float]]:
+    """`anthropic-ratelimit-{requests,input-tokens,output-tokens}-remaining` headers ->
+    {dimension: (remaining, rounding tolerance)} for the dimensions in `capacities`."""
+    return {dim: (value, tolerance) for dim, tolerance, value
+            in _header_values(headers, "remaining", capacities)}
 
 
 def ensure_table(dynamodb, name: str) -> None:

@@ -738,11 +738,11 @@ PAYLOAD_CASES = [
 
 #: What the bucket's state read projects (`TokenBucket.cool_down_until` and a booking with an
 #: old view): the key, the cool-down, the booking mark, a tat and a lowering stamp per
-#: dimension, and the tenants' fair-share map.
+#: dimension, the tenants' fair-share map and the capacities learned from the headers.
 BUCKET_STATE_READ = ["pk", "cool_until", "booked_until", "tat_requests", "tat_input_tokens",
                      "tat_output_tokens", "tat_tokens", "lowered_at_requests",
                      "lowered_at_input_tokens", "lowered_at_output_tokens",
-                     "lowered_at_tokens", "tenants"]
+                     "lowered_at_tokens", "tenants", "learned"]
 
 CASES: list[Case] = BATCH_CASES + PAYLOAD_CASES + CALLER_CASES + [
     # -- agent role: the rate-limit bucket table -----------------------------------------------

@@ -315,7 +315,7 @@ def run_tenants(emulator, aws, rpm: int, callers, weights, duration_s: float, ma
     TokenBucket(table, bucket_id, limits, dynamodb).try_acquire(rpm)  # empty: queue at once
     plan = [(tenant, priority, think) for tenant, priority, think, n in callers
             for _ in range(n)]
-    guards, buckets, done = {}, {}, []
+    guards, buckets, done, writes = {}, {}, [], {}
     started = time.monotonic()
 
     def call(i, end, worker):
@@ -324,9 +324,12 @@ def run_tenants(emulator, aws, rpm: int, callers, weights, duration_s: float, ma
             buckets[worker] = TokenBucket(table, bucket_id, limits, dynamodb)
             guards[worker] = GuardedClaude({MODEL: buckets[worker]}, sdk_client=sdk)
         deadline = max(0.0, min(deadline_s, end - time.monotonic()))
+        before = buckets[worker].store_calls
         result = guards[worker].create(model=MODEL, max_tokens=max_tokens, messages=prompt(i),
                                        deadline_s=deadline, tenant=tenant if fair else None,
                                        priority=priority if fair else "interactive")
+        # this call's bucket writes (acquires, settle, lowerings): the worker's own client
+        writes[id(result)] = buckets[worker].store_calls - before
         done.append((time.monotonic() - started, worker, result))
         if result.status == "deferred" and time.monotonic() < end:
             time.sleep(min(result.retry_after or 0.1, max(0.0, end - time.monotonic())))
@@ -336,9 +339,10 @@ def run_tenants(emulator, aws, rpm: int, callers, weights, duration_s: float, ma
 
     aws.reset_stats()
     _, elapsed = drive(len(plan), duration_s, call)
-    writes = aws.stats().get("DynamoDB_20120810.UpdateItem", 0)
+    total_writes = aws.stats().get("DynamoDB_20120810.UpdateItem", 0)
     item = dynamodb.get_item(TableName=table, Key={"pk": {"S": bucket_id}})["Item"]
-    return {"done": done, "plan": plan, "elapsed": elapsed, "writes": writes,
+    return {"done": done, "plan": plan, "elapsed": elapsed, "writes": total_writes,
+            "call_writes": writes,
             "item_bytes": dynamodb_item_size(item), "stats": emulator.stats(),
             "limits": (rpm, 10_000_000, 2_000_000)}
 
@@ -362,9 +366,9 @@ def summarise_tenants(run: dict, warmup_s: float) -> dict:
     interactive = [r for _, w, r in done if plan[w][1] == "interactive" and r.status == "ok"]
     background = sum(plan[w][1] == "background" for w, _ in counted)
     previous_deferred, never_deferred = {}, []
-    for _, worker, r in done:  # writes of the calls that were never deferred before
+    for _, worker, r in done:  # bucket writes of the answered calls never deferred before
         if r.status == "ok" and not previous_deferred.get(worker):
-            never_deferred.append(r.store_calls + r.attempts)
+            never_deferred.append(run["call_writes"][id(r)])
         previous_deferred[worker] = r.status == "deferred"
     wcu_per_write = max(1, -(-run["item_bytes"] // 1024))
     writes_per_answer = run["writes"] / max(1, len(ok))
@@ -388,11 +392,28 @@ def summarise_tenants(run: dict, warmup_s: float) -> dict:
     }
 
 
+def scenario_names(text: str) -> list[str]:
+    """`--tenant-scenarios`: "all", or names from TENANT_SCENARIOS separated by commas (a name
+    holding a comma, such as "32 callers, one tenant", is matched whole)."""
+    if text == "all":
+        return list(TENANT_SCENARIOS)
+    names, pending = [], ""
+    for piece in text.split(","):
+        pending = f"{pending},{piece}" if pending else piece.strip()
+        if pending.strip() in TENANT_SCENARIOS:
+            names.append(pending.strip())
+            pending = ""
+    if pending:
+        raise SystemExit(f"unknown tenant scenario {pending.strip()!r}: choose from "
+                         + "; ".join(TENANT_SCENARIOS))
+    return names
+
+
 def tenants(args) -> bool:
     """The tenant scenarios, today's fifo (blind to tenants) and the fair scheduler side by
     side, at `--tenant-rpm` with tokens not binding."""
-    names = list(TENANT_SCENARIOS) if args.tenant_scenarios == "all" else [
-        name.strip() for name in args.tenant_scenarios.split(",")]
+    names = scenario_names(args.tenant_scenarios)
+    modes = [mode.strip() for mode in args.tenant_modes.split(",")]
     rpm, duration = args.tenant_rpm, args.tenant_duration
     warmup = min(60.0, duration / 4)
     print(f"Tenants: {rpm} RPM (ITPM/OTPM not binding), {duration:g} s per run, shares counted "
@@ -403,7 +424,7 @@ def tenants(args) -> bool:
     with LocalAws() as aws, ClaudeEmulator(config) as emulator:
         for name in names:
             callers, weights = TENANT_SCENARIOS[name]
-            for mode in ("fifo", "fair"):
+            for mode in modes:
                 emulator.reset()
                 print(f"  {name}: {mode} ...", flush=True)
                 run = run_tenants(emulator, aws, rpm, callers, weights, duration,
@@ -450,6 +471,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tenant-rpm", type=int, default=50)
     parser.add_argument("--tenant-scenarios", default="all",
                         help="comma-separated names from TENANT_SCENARIOS, or all")
+    parser.add_argument("--tenant-modes", default="fifo,fair",
+                        help="schedulers to run side by side: fifo (blind to tenants), fair")
     parser.add_argument("--fairness-duration", type=float, default=180.0)
     parser.add_argument("--fairness-modes", default="poll,fifo",
                         help="scheduling modes to run side by side")

@@ -27,6 +27,7 @@ costs a write too: booking ahead (fifo) instead of polling keeps refusals rare.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import threading
@@ -55,6 +56,10 @@ _HEADER_DIMENSIONS = {
 #: A refusal may come from the last item seen, without a write, only if seen this recently
 #: (seconds): within it, other callers' refunds can delay a caller by at most this long.
 LOCAL_REFUSAL_MAX_AGE_S = 1.0
+
+#: For this long (seconds) after a client lost a race, its bookings leave room for a whole
+#: concurrent booking (see `TokenBucket._start`).
+CONTENTION_MEMORY_S = 60.0
 
 #: A booking reads the bucket's state first when its view is older than this many store
 #: round trips (and older than the floor below): a queue extrapolated across a long wait is
@@ -132,8 +137,12 @@ class Settlement:
 #: The state read's projection: a placeholder per state attribute.
 _STATE_NAMES = {f"#a{i}": attribute for i, attribute in enumerate(gcra.STATE_ATTRIBUTES)}
 
+#: The metric (and audit line) of a capacity switched from the server's headers.
+LIMIT_LEARNED_METRIC = "LimitLearned"
+METRICS_NAMESPACE = "Bulwark"
+
 #: What a bucket write is for (`TokenBucket.writes_by_purpose`).
-WRITE_PURPOSES = ("acquire", "settle", "cool_down", "lower")
+WRITE_PURPOSES = ("acquire", "settle", "cool_down", "lower", "learn")
 #: The writes pinned to the bucket's live shares version (`guard.shares`).
 _PINNED = ("acquire", "settle")
 
@@ -164,14 +173,21 @@ class TokenBucket:
     `bucket_id`: the item's key, e.g. "anthropic#claude-sonnet-4". `limits`: a `Limits`.
     `dynamodb`: a boto3 DynamoDB *client* (injected in tests); `clock`: epoch seconds.
     `clamp_margin_s`: seconds an idle dimension is charged beyond exact GCRA (see `guard.gcra`).
-    `max_slack_s`: most a booking is placed after the earliest start seen, so that bookings
-    other callers make during one round trip still pass its condition (seconds; the slack used
-    is the observed p99 store round trip, capped at this).
+    `max_slack_s`: most of a store round trip a booking is placed after the earliest start
+    seen, so that bookings other callers make during one round trip still pass its condition
+    (seconds; the slack used is the observed p99 store round trip, capped at this, plus one
+    request's cost).
+    `learn_up_to`: {dimension: capacity per minute}: the most `observe_headers` raises that
+    dimension to when the server's `anthropic-ratelimit-*-limit` shows more than the bucket has
+    (a tier upgrade); None (the default) never raises. The capacity in force is kept on the
+    item (`guard.gcra.LEARNED`) and every caller adopts it; a configured capacity that changes
+    voids what was learned over the old one.
     """
 
     def __init__(self, table_name: str, bucket_id: str, limits: Limits, dynamodb=None, *,
                  clock: Callable[[], float] = time.time, clamp_margin_s: float = 1.0,
-                 max_attempts: int = 4, max_slack_s: float = 0.5) -> None:
+                 max_attempts: int = 4, max_slack_s: float = 0.5,
+                 learn_up_to: Mapping[str, float] | None = None) -> None:
         if not isinstance(table_name, str) or not table_name:
             raise ValueError(f"table_name must be a non-empty string, got {table_name!r}")
         if not isinstance(bucket_id, str) or not bucket_id:
@@ -190,12 +206,15 @@ class TokenBucket:
         self._margin = float(clamp_margin_s)
         self._max_attempts = max_attempts
         self._max_slack = float(max_slack_s)
-        self._capacity = limits.capacities()
+        self._configured = limits.capacities()
+        self._capacity = dict(self._configured)  # in force: configured or learned
         self.shape = gcra.Shape(self._capacity, limits.burst_tolerance_s)
+        self._learn_up_to = self._check_ceilings(learn_up_to)
         self._lock = threading.Lock()
         self._seen: dict[str, float] = {}  # last item seen: attribute -> seconds
         self._seen_at = float("-inf")  # when it was seen (clock seconds)
         self._store_failures = 0
+        self._raced_at = -math.inf  # when an acquire of this client last lost a race
         self._round_trips: list[float] = []  # recent write latencies (clock seconds)
         #: DynamoDB writes made by this instance by purpose: "acquire" (try_acquire), "settle"
         #: (settle and release), "cool_down" and "lower" (observe_headers), for benchmarks
@@ -307,8 +326,11 @@ class TokenBucket:
         def queue_refusal(view: Mapping, wait: float, allowed: float, key: str | None,
                           reason: str | None, held: float | None) -> float | None:
             """The retry_after of a refusal for a queue longer than the wait allowed, or None
-            when a tenant without a ticket should take one (its place in the queue)."""
-            if key is None or reason != QUOTA:
+            when a tenant without a ticket should take one (its place in the queue). Polling
+            (`max_wait_s=0`) takes no ticket: a poller is admitted only when there is capacity
+            now, and then any poller is, so a place in the queue would buy it nothing and cost
+            a write per refusal."""
+            if key is None or reason != QUOTA or max_wait_s <= 0:
                 return wait
             if fair.holds_ticket(view, key, held, now):
                 return max(0.01, wait - allowed)  # back when the queue fits the wait
@@ -328,6 +350,9 @@ class TokenBucket:
                          returned_at=now, store_reads=reads)
         lost_by = 0.0  # how far the queue head moved past the last attempt's view (seconds)
         for attempt in range(self._max_attempts):
+            # in the capacities in force: an item just returned may have switched them
+            costs = {dim: self.shape.seconds(dim, amount) for dim, amount in reserved.items()
+                     if amount > 0}
             key, allowed, horizon, held = lane(seen)
             wait, reason = self.shape.refusal(costs, seen, now)
             start = self._start(costs, seen, now, allowed, now - seen_at, lost_by)
@@ -349,10 +374,11 @@ class TokenBucket:
             if decision is not None and decision.outcome == fair.TICKET:
                 update = gcra.Update()
             else:
-                update = gcra.acquire_update(self.shape, costs, seen, start, now, self._margin)
+                update = gcra.acquire_update(self.shape, costs, seen, start, now,
+                                             self._idle_margin(costs, start, now))
             if decision is not None:
                 fair.terms(update, key, cap_key, decision, seen, start, now, horizon,
-                           self._margin, self.limits, held)
+                           self._idle_margin(costs, start, now), self.limits, held)
             calls += 1
             outcome, item, raw = self._write(update, "acquire")
             if outcome == "refused" and not raw:  # no old item returned: the state was read
@@ -382,9 +408,10 @@ class TokenBucket:
                              tenant=cap_key, priority=priority,
                              _cap_written=_cap_tats(raw, cap_key))
             head_seen = self.shape.earliest_start(costs, seen, -math.inf)
+            self._raced_at = self._clock()
             lost_by = 0.0 if head_seen == -math.inf else min(  # (nothing seen: no race lost)
-                self._max_slack, max(0.0, self.shape.earliest_start(costs, item, -math.inf)
-                                     - head_seen))
+                WINDOW_S, max(0.0, self.shape.earliest_start(costs, item, -math.inf)
+                              - head_seen))
             seen, seen_at = item, self._clock()
             now = seen_at
             # the prediction was wrong: decide again from the item just returned
@@ -449,10 +476,14 @@ class TokenBucket:
     def observe_headers(self, headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict:
         """Lower the bucket to what the server's `anthropic-ratelimit-*-remaining` says is left.
 
-        Never raises the bucket. Token counts are rounded to thousands by the server, so a
+        Never raises the level. Token counts are rounded to thousands by the server, so a
         dimension is lowered only when this bucket shows more than 1,000 tokens (1 request)
         above the server's figure. Returns {dimension: new level} for the dimensions lowered.
+        With `learn_up_to`, a higher `anthropic-ratelimit-*-limit` first raises the capacity
+        (`learn_limits`).
         """
+        if self._learn_up_to is not None:
+            self.learn_limits(headers)
         remaining = parse_remaining(headers, self._capacity)
         if not remaining:
             return {}
@@ -536,6 +567,78 @@ class TokenBucket:
                 break
         return item, raw
 
+    def learn_limits(self, headers: Mapping[str, str] | Iterable[tuple[str, str]]
+                     ) -> dict[str, float]:
+        """Raise each dimension whose `anthropic-ratelimit-*-limit` header shows more than the
+        capacity in force to that limit, at most its `learn_up_to` ceiling, and switch back to
+        the configured capacity a dimension whose learned entry was made over another
+        configuration. One conditional write (`guard.gcra.learn_update`); an audit line
+        and the `LimitLearned` metric per dimension raised. Returns {dimension: new capacity
+        per minute} for the dimensions switched (empty without `learn_up_to`)."""
+        if self._learn_up_to is None:
+            return {}
+        limits = parse_limits(headers, self._configured)
+        for _ in range(self._max_attempts):
+            seen = self._snapshot()
+            in_force = gcra.learned_capacities(self._configured, seen)
+            learned = seen.get(gcra.LEARNED, {})
+            changes = {}
+            for dim, configured in self._configured.items():
+                entry = learned.get(dim)
+                target = min(limits.get(dim, 0.0), self._learn_up_to.get(dim, configured))
+                if target > in_force[dim]:
+                    changes[dim] = (in_force[dim], target, configured)
+                elif entry is not None and entry.get(gcra.CONFIGURED) != configured:
+                    changes[dim] = (entry.get(gcra.CAPACITY, configured), configured, configured)
+            if not changes:
+                return {}
+            now = self._clock()
+            outcome, item, _ = self._write(gcra.learn_update(changes, seen, now), "learn")
+            if outcome == STORE_UNAVAILABLE:
+                return {}
+            if outcome == "written":
+                for dim, (old, new, configured) in changes.items():
+                    self._audit_learned(dim, old, new, configured)
+                return {dim: new for dim, (_, new, _) in changes.items()}
+        return {}
+
+    def _audit_learned(self, dim: str, old: float, new: float, configured: float) -> None:
+        """One audit line per dimension switched: a structured log record that is also the
+        `LimitLearned` metric (CloudWatch embedded metric format: dimensions Model and
+        Dimension; the bucket id stands for the model)."""
+        record = {"message": "bucket capacity switched from the server's rate-limit headers",
+                  "bucket_id": self.bucket_id, "Model": self.bucket_id, "Dimension": dim,
+                  "old_per_minute": old, "new_per_minute": new,
+                  "configured_per_minute": configured,
+                  "ceiling_per_minute": self._learn_up_to.get(dim, configured),
+                  LIMIT_LEARNED_METRIC: 1,
+                  "_aws": {"Timestamp": int(self._clock() * 1000), "CloudWatchMetrics": [{
+                      "Namespace": METRICS_NAMESPACE, "Dimensions": [["Model", "Dimension"]],
+                      "Metrics": [{"Name": LIMIT_LEARNED_METRIC, "Unit": "Count"}]}]}}
+        log.warning("bucket capacity switched: %s %s -> %s per minute", self.bucket_id, dim,
+                    new, extra={"bucket_id": self.bucket_id, "dimension": dim,
+                                "old_per_minute": old, "new_per_minute": new})
+        print(json.dumps(record), flush=True)
+
+    def _check_ceilings(self, learn_up_to: Mapping[str, float] | None
+                        ) -> dict[str, float] | None:
+        if learn_up_to is None:
+            return None
+        if not isinstance(learn_up_to, Mapping):
+            raise TypeError(f"learn_up_to must map a dimension to a capacity per minute, got "
+                            f"{type(learn_up_to).__name__}")
+        ceilings = {}
+        for dim, ceiling in learn_up_to.items():
+            if dim not in self._configured:
+                raise ValueError(f"learn_up_to names {dim!r}, not a dimension of this bucket "
+                                 f"({', '.join(sorted(self._configured))})")
+            if isinstance(ceiling, bool) or not isinstance(ceiling, (int, float)) \
+                    or not self._configured[dim] <= ceiling < math.inf:
+                raise ValueError(f"learn_up_to[{dim!r}] must be a capacity per minute at least "
+                                 f"the configured {self._configured[dim]:g}, got {ceiling!r}")
+            ceilings[dim] = float(ceiling)
+        return ceilings
+
     def level(self, dimension: str) -> float | None:
         """This client's last-seen level of `dimension` (tokens or requests), for reporting."""
         return self.shape.level(dimension, self._snapshot(), self._clock())
@@ -547,11 +650,14 @@ class TokenBucket:
         """The start to book: now without waiting; otherwise the earliest start seen plus a
         slack, so that bookings other callers made meanwhile still fit.
 
-        The slack is about one store round trip (p99) plus one request's cost (so a booking
-        another caller makes during the round trip still leaves it room), at most
-        `max_slack_s`. After a lost race it also covers `lost_by_s`, how far the queue head
-        moved during that attempt: the callers that lost together retry together, and the
-        queue moves about as far again while they do. A view that showed a queue is
+        The slack is about one store round trip (p99) plus one request's cost, at most
+        `max_slack_s`; for `CONTENTION_MEMORY_S` after this client lost a race, the whole
+        cost however large: a booking another caller makes during the round trip moves the
+        queue end by its cost, and only a slack of at least that cost leaves this booking
+        room (at 50 RPM one request costs 1.2 s). After a lost race it also covers
+        `lost_by_s`, how far the queue head moved during that attempt: the callers that lost
+        together retry together, and the queue moves about as far again while they do. A
+        view that showed a queue is
         `seen_age_s` old: a saturated queue grows in real time, so its earliest start is moved
         on by that age."""
         if max_wait_s <= 0:
@@ -559,9 +665,25 @@ class TokenBucket:
         earliest = self.shape.earliest_start(costs, seen, -math.inf)  # not clamped to now
         if earliest > now - seen_age_s:  # the view showed a queue: it has grown since
             earliest += min(seen_age_s, max_wait_s)
-        slack = min(self._max_slack, self.round_trip_s() + max(costs.values(), default=0.0)) \
-            + lost_by_s
+        slack = self.round_trip_s() + max(costs.values(), default=0.0)
+        if self._clock() - self._raced_at > CONTENTION_MEMORY_S:
+            slack = min(self._max_slack, slack)
+        slack += lost_by_s
         return min(max(now, earliest + slack), now + max_wait_s)
+
+    def _idle_margin(self, costs: Mapping[str, float], start: float, now: float) -> float:
+        """Seconds an idle dimension is charged beyond exact GCRA for a reservation starting at
+        `start`: `clamp_margin_s` for a start of now; for a booking, at least
+        `gcra.BOOKING_MARGIN_S` and the slack of one (a round trip plus one request's cost).
+        Concurrent bookings start up to a few seconds apart, and the idle form sets an
+        absolute value that refuses every write made meanwhile; a dimension left this far
+        ahead stays busy for the bookings that follow, whose linear form holds whatever was
+        booked meanwhile. Only a dimension that is not binding takes the idle form, so the
+        extra charge costs capacity only where there is capacity to spare."""
+        if start <= now:
+            return self._margin
+        return max(self._margin, gcra.BOOKING_MARGIN_S,
+                   self.round_trip_s() + max(costs.values(), default=0.0))
 
     def round_trip_s(self) -> float:
         """About one store round trip (seconds): the p99 of recent writes, within
@@ -615,16 +737,16 @@ class TokenBucket:
 
     def _apply(self, grant: Grant, adjustment: dict[str, float]) -> Settlement:
         """One write moving each dimension by `adjustment` (tokens; negative = refund)."""
-        deltas = {dim: self.shape.seconds(dim, amount) for dim, amount in adjustment.items()
-                  if amount != 0}
-        if not deltas:
+        if not any(amount != 0 for amount in adjustment.values()):
             return Settlement(True, None, adjustment, 0)
-        reserved = {dim: self.shape.seconds(dim, amount) for dim, amount in
-                    grant.reserved.items()}
         seen = self._snapshot()
         calls = 0
         for _ in range(self._max_attempts):
             now = self._clock()
+            deltas = {dim: self.shape.seconds(dim, amount) for dim, amount in
+                      adjustment.items() if amount != 0}
+            reserved = {dim: self.shape.seconds(dim, amount) for dim, amount in
+                        grant.reserved.items()}
             plan = gcra.settle_update(self.shape, deltas, seen, now, grant._written,
                                       grant.acquired_at, reserved)
             self._settle_caps(plan.update, grant, adjustment, seen, now)
@@ -676,9 +798,13 @@ class TokenBucket:
             return dict(self._seen), self._seen_at
 
     def _remember(self, item: dict[str, float], write_round_trip: float | None = None) -> None:
+        capacities = gcra.learned_capacities(self._configured, item)
         with self._lock:
             self._seen = item
             self._seen_at = self._clock()
+            if capacities != self._capacity:  # adopt the item's: its tats are in their seconds
+                self._capacity = capacities
+                self.shape = gcra.Shape(capacities, self.limits.burst_tolerance_s)
         if write_round_trip is not None:
             self._note_round_trip(write_round_trip)
 
@@ -701,9 +827,13 @@ class TokenBucket:
 
         with self._lock:  # "shares" (a switch of live shares) appears once one is made
             self.writes_by_purpose[purpose] = self.writes_by_purpose.get(purpose, 0) + 1
+            capacities = dict(self._capacity)
+            learning = self._learn_up_to is not None or gcra.LEARNED in self._seen
         pinned = purpose in _PINNED and self._shares_version is not None
         if pinned:
             shares.pin(update, self._shares_version)
+        if learning and purpose in ("acquire", "settle", "lower"):
+            gcra.limit_conditions(update, self._configured, capacities)
         sent_at = time.monotonic()
         try:
             response = self.dynamodb.update_item(**update.request(self.table_name,
@@ -747,19 +877,18 @@ def _cap_tats(raw: Mapping, tenant: str | None) -> dict[str, str]:
     return {dim: entry[name]["N"] for dim, name in fair.CAP_FIELDS.items() if name in entry}
 
 
-def parse_remaining(headers, capacities: Mapping[str, float]) -> dict[str, tuple[float, float]]:
-    """`anthropic-ratelimit-{requests,input-tokens,output-tokens}-remaining` headers ->
-    {dimension: (remaining, rounding tolerance)} for the dimensions in `capacities`."""
+def _header_values(headers, field_name: str, capacities: Mapping[str, float]
+                   ) -> Iterable[tuple[str, float, float]]:
+    """(dimension, rounding tolerance, value) of each finite, non-negative
+    `anthropic-ratelimit-{requests,input-tokens,output-tokens}-<field_name>` header for the
+    dimensions in `capacities`."""
     pairs = headers.items() if hasattr(headers, "items") else headers
-    remaining: dict[str, tuple[float, float]] = {}
+    prefix, suffix = "anthropic-ratelimit-", f"-{field_name}"
     for raw_name, raw_value in pairs:
         name = str(raw_name).lower()
-        if not (name.startswith("anthropic-ratelimit-") and name.endswith("-remaining")):
+        if not (name.startswith(prefix) and name.endswith(suffix)):
             continue
-        kind = name[len("anthropic-ratelimit-"):-len("-remaining")]
-        if kind not in _HEADER_DIMENSIONS:
-            continue
-        dim, tolerance = _HEADER_DIMENSIONS[kind]
+        dim, tolerance = _HEADER_DIMENSIONS.get(name[len(prefix):-len(suffix)], (None, 0.0))
         if dim not in capacities:
             continue
         try:
@@ -768,8 +897,21 @@ def parse_remaining(headers, capacities: Mapping[str, float]) -> dict[str, tuple
             log.warning("ignoring unparsable rate-limit header %s: %r", raw_name, raw_value)
             continue
         if value >= 0 and math.isfinite(value):
-            remaining[dim] = (value, tolerance)
-    return remaining
+            yield dim, tolerance, value
+
+
+def parse_limits(headers, capacities: Mapping[str, float]) -> dict[str, float]:
+    """`anthropic-ratelimit-{requests,input-tokens,output-tokens}-limit` headers ->
+    {dimension: limit per minute} for the dimensions in `capacities`."""
+    return {dim: value for dim, _, value in _header_values(headers, "limit", capacities)
+            if value > 0}
+
+
+def parse_remaining(headers, capacities: Mapping[str, float]) -> dict[str, tuple[float, float]]:
+    """`anthropic-ratelimit-{requests,input-tokens,output-tokens}-remaining` headers ->
+    {dimension: (remaining, rounding tolerance)} for the dimensions in `capacities`."""
+    return {dim: (value, tolerance) for dim, tolerance, value
+            in _header_values(headers, "remaining", capacities)}
 
 
 def ensure_table(dynamodb, name: str) -> None:

@@ -66,10 +66,15 @@ RESERVE = "~background"
 #: How far ahead background work books by itself (seconds).
 BACKGROUND_HORIZON_S = 0.5
 #: `bk` is kept in whole steps of this many seconds (rounded up), so concurrent bookings of
-#: one tenant within a step write the same value and never race.
-ACTIVE_STEP_S = 1.0
+#: one tenant within a step write the same value and never race (the bucket's
+#: `booked_until` step: bookings a few seconds apart mostly fall in one step).
+ACTIVE_STEP_S = gcra.BOOKED_STEP_S
 #: How far (seconds) beyond its start a booking's virtual place may lie, on top of one step.
 FAIR_TOLERANCE_S = 1.0
+#: How much earlier (seconds) than its issuing refusal said a ticket holder's booking may
+#: start and still be admitted: a start is the queue end plus a slack of one store round trip
+#: (at most 0.5 s), and the round trip measured at the return differs from the one at issue.
+TICKET_TOLERANCE_S = 0.5
 #: A ticket older than this (seconds) is void: its holder queues as a new arrival.
 TICKET_MAX_AGE_S = WINDOW_S
 
@@ -171,9 +176,10 @@ def decide(limits: Limits, key: str, cap_key: str | None, costs: Mapping[str, fl
     # gets: so tickets are served in their order, and later arrivals queue behind them
     window = min(horizon, step + FAIR_TOLERANCE_S)
     if ticket is not None and v is not None and now - TICKET_MAX_AGE_S < ticket <= v + 1e-6:
-        if ticket <= s + window or not queued:
+        if ticket <= s + window + TICKET_TOLERANCE_S or not queued:
             return Decision(ADMIT, "ticket", caps=caps, window=window)
-        return Decision(REFUSE, reason=FAIR_SHARE, wait=max(0.01, ticket - window - s))
+        return Decision(REFUSE, reason=FAIR_SHARE,
+                        wait=max(0.01, ticket - window - TICKET_TOLERANCE_S - s))
     if v is None or v <= s:
         return Decision(ADMIT, "idle", step, caps=caps, window=window)
     if not queued:  # capacity now: for anyone, and the tenant's past no longer counts
@@ -239,32 +245,19 @@ def terms(update: gcra.Update, key: str, cap_key: str | None, decision: Decision
         return
     v = update.path(TENANTS, key, V)
     form = decision.form
-    step = (update.value(cell(decision.step, "up")) if form in ("busy", "ticket_issue")
-            else None)
-    if form == "idle":
-        update.conditions.append(f"(attribute_not_exists({v}) OR {v} <= "
-                                 f"{update.value(cell(s, 'down'))})")
-        update.sets.append(f"{v} = {update.value(cell(s + decision.step, 'up'))}")
+    if form in ("idle", "busy"):  # admitted: at most `window` of virtual time beyond s
+        advance(update, v, entry.get(V), s, decision.step,
+                max(s, s + decision.window - decision.step))
     elif form == "open":
         update.sets.append(f"{v} = {update.value(cell(s + decision.step, 'up'))}")
-    elif form == "busy":
-        update.conditions.append(
-            f"{v} BETWEEN {update.value(cell(s, 'up'))} AND "
-            f"{update.value(cell(s + decision.window - decision.step, 'down'))}")
-        update.sets.append(f"{v} = {v} + {step}")
     elif form == "ticket_issue":
         update.conditions.append(
             f"{v} > {update.value(cell(max(s, s + decision.window - decision.step), 'down'))}")
-        update.sets.append(f"{v} = {v} + {step}")
+        update.sets.append(f"{v} = {v} + {update.value(cell(decision.step, 'up'))}")
     elif form == "ticket":
         update.conditions.append(f"{v} >= {update.value(cell(ticket, 'down'))}")
-    elif form == "ticket_at" and entry.get(V, -math.inf) <= s:
-        update.conditions.append(f"(attribute_not_exists({v}) OR {v} <= "
-                                 f"{update.value(cell(s, 'down'))})")
-        update.sets.append(f"{v} = {update.value(cell(s + decision.step, 'up'))}")
     elif form == "ticket_at":
-        update.conditions.append(f"{v} > {update.value(cell(s, 'down'))}")
-        update.sets.append(f"{v} = {v} + {update.value(cell(decision.step, 'up'))}")
+        advance(update, v, entry.get(V), s, decision.step, None)
     if pending is not None:
         bk = update.path(TENANTS, key, BK)
         mark = update.value(cell(_mark(pending), "up"))
@@ -276,6 +269,26 @@ def terms(update: gcra.Update, key: str, cap_key: str | None, decision: Decision
     if decision.caps and not issuing and cap_key == key:
         gcra.charge_forms(update, shape, decision.caps, cap_view(entry), s, margin_s,
                           lambda dim: update.path(TENANTS, key, CAP_FIELDS[dim]))
+
+
+def advance(update: gcra.Update, v: str, seen_v: float | None, s: float, step: float,
+            hi: float | None) -> None:
+    """Move the virtual time at document path `v` on by `step` seconds for a booking or place
+    starting at `s`, with at most `hi` (None: any) before it, in the form `seen_v` predicts:
+    linear (`v + step`) when `v` is at `s` or beyond, else restarted at `s + step` (a tenant
+    does not carry credit from idle time). Both conditions are exact: a concurrent booking of
+    the tenant refuses the write rather than go uncharged (each race won that way would hand
+    the tenant with the most callers one more step)."""
+    cell = gcra.cell
+    if seen_v is None or seen_v < s:
+        update.conditions.append(f"(attribute_not_exists({v}) OR {v} <= "
+                                 f"{update.value(cell(s, 'down'))})")
+        update.sets.append(f"{v} = {update.value(cell(s + step, 'up'))}")
+        return
+    lo = update.value(cell(s, "up"))
+    update.conditions.append(f"{v} >= {lo}" if hi is None else
+                             f"{v} BETWEEN {lo} AND {update.value(cell(hi, 'down'))}")
+    update.sets.append(f"{v} = {v} + {update.value(cell(step, 'up'))}")
 
 
 def ticket_mark(decision: Decision, entry: Mapping[str, float], s: float,

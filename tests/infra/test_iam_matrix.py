@@ -747,6 +747,14 @@ PAYLOAD_CASES = [
       for role, expected in (("poller", ALLOWED), ("collector", IMPLICIT))],
 ]
 
+#: What the bucket's state read projects (`TokenBucket.cool_down_until` and a booking with an
+#: old view): the key, the cool-down, the booking mark, a tat and a lowering stamp per
+#: dimension, the tenants' fair-share map and the capacities learned from the headers.
+BUCKET_STATE_READ = ["pk", "cool_until", "booked_until", "tat_requests", "tat_input_tokens",
+                     "tat_output_tokens", "tat_tokens", "lowered_at_requests",
+                     "lowered_at_input_tokens", "lowered_at_output_tokens",
+                     "lowered_at_tokens", "tenants", "learned"]
+
 CASES: list[Case] = BATCH_CASES + PAYLOAD_CASES + CALLER_CASES + [
     # -- agent role: the rate-limit bucket table -----------------------------------------------
     Case("agent.bucket.update_own_bucket", "anthropic", ALLOWED, lambda d: d.request(
@@ -764,8 +772,12 @@ CASES: list[Case] = BATCH_CASES + PAYLOAD_CASES + CALLER_CASES + [
     Case("agent.bucket.read_state", "anthropic", ALLOWED, lambda d: d.request(
         d.agent, "dynamodb:GetItem", d.bucket_table,
         {"dynamodb:LeadingKeys": ["anthropic#sonnet-4"],
-         "dynamodb:Attributes": ["pk", "cool_until", "booked_until", "tat_requests",
-                                 "tat_input_tokens", "tat_output_tokens", "tat_tokens"]})),
+         "dynamodb:Attributes": BUCKET_STATE_READ})),
+    Case("agent.bucket.read_state_and_another_attribute", "anthropic", IMPLICIT,
+         lambda d: d.request(
+             d.agent, "dynamodb:GetItem", d.bucket_table,
+             {"dynamodb:LeadingKeys": ["anthropic#sonnet-4"],
+              "dynamodb:Attributes": BUCKET_STATE_READ + ["owner_notes"]})),
     Case("agent.bucket.read_other_attributes", "anthropic", IMPLICIT, lambda d: d.request(
         d.agent, "dynamodb:GetItem", d.bucket_table,
         {"dynamodb:LeadingKeys": ["anthropic#sonnet-4"],
@@ -1149,6 +1161,24 @@ def test_every_policy_was_resolved(deployments):
             text = json.dumps([role.identity_policies, role.boundaries, role.trust])
             assert '"Fn::' not in text and '"Ref"' not in text
             assert role.boundaries, f"{role.arn} has no permissions boundary"
+
+
+def test_the_state_read_case_lists_what_the_bucket_projects():
+    """The read_state case asks for exactly the attributes the bucket's GetItem projects."""
+    from guard import Limits, TenantShare, TokenBucket
+
+    class Recorder:
+        def get_item(self, **request):
+            self.request = request
+            return {}
+
+    store = Recorder()
+    bucket = TokenBucket("bucket-table", "anthropic#sonnet-4",
+                         Limits(rpm=50, tenants={"acme": TenantShare()}), store)
+    assert bucket.cool_down_until() == 0.0
+    names = store.request["ExpressionAttributeNames"]
+    projected = [names[part.strip()] for part in store.request["ProjectionExpression"].split(",")]
+    assert sorted(projected) == sorted(BUCKET_STATE_READ)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)

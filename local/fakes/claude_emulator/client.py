@@ -69,6 +69,11 @@ class ClaudeEmulator(ChildServer):
         also restore the configuration given at start."""
         self._call("POST", "reset", {"config": bool(config)})
 
+    def set_limits(self, family: str, **limits: int) -> dict:
+        """Change `family`'s limits while running (rpm=, itpm=, otpm=: per minute), as a tier
+        upgrade does: what was used stays used, the headers show the new limits at once."""
+        return self._call("POST", "limits", {"family": family, **limits})
+
     def inject(self, kind: str, count: int = 1, model: str | None = None,
                delay_s: float | None = None) -> int:
         """Queue `count` faults of `kind` ("529", "500", "504", "429", "spend_limit", "slow"),

@@ -1,5 +1,5 @@
-"""The control endpoints under `/_emulator/`: stats, reset, faults (queue, list) and config (read,
-change)."""
+"""The control endpoints under `/_emulator/`: stats, reset, faults (queue, list), config (read,
+change) and limits (change one family's limits while running)."""
 
 from __future__ import annotations
 
@@ -51,6 +51,30 @@ class ControlEndpoints:
                 "message_batches": self.batch_service.stats(),
             }
 
+    def _set_limits(self, payload: dict) -> dict:
+        """Change one family's limits while running (a tier upgrade): {"family", "rpm"?,
+        "itpm"?, "otpm"?}, each a positive whole number; what was used stays used."""
+        family = payload.get("family")
+        if family not in self.families:
+            raise ValueError(f"family must be one of {sorted(self.families)}, got {family!r}")
+        changes = {key: payload[key] for key in ("rpm", "itpm", "otpm") if key in payload}
+        for key, value in changes.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{key} must be a positive whole number, got {value!r}")
+        if not changes:
+            raise ValueError("name at least one of rpm, itpm, otpm")
+        now = time.monotonic()
+        with self.lock:
+            state = self.families[family]
+            buckets = {"rpm": (state.requests, state.count_tokens), "itpm": (state.input,),
+                       "otpm": (state.output,)}
+            for key, value in changes.items():
+                for bucket in buckets[key]:
+                    bucket.set_limit(value, now)
+            self.config["limits"][family] = {**self.config["limits"].get(family, {}),
+                                             **changes}
+        return {"family": family, **changes}
+
     def _control(self, method: str, action: str, body: bytes) -> Reply:
         try:
             payload = json.loads(body) if body else {}
@@ -68,6 +92,8 @@ class ControlEndpoints:
                     self.faults.clear()
                     self._reset_state()
                 return json_reply(200, {"ok": True})
+            if action == "limits" and method == "POST":
+                return json_reply(200, self._set_limits(payload))
             if action == "faults" and method == "POST":
                 kind = str(payload.get("kind"))
                 count = payload.get("count", 1)

@@ -57,6 +57,12 @@ class Bucket:
     def time_to_full(self) -> float:
         return max(0.0, (self.limit - self.level) / self.rate)
 
+    def set_limit(self, limit: int, now: float) -> None:
+        """A new limit from `now` on: what was used stays used (level moves by the change)."""
+        self.refill(now)
+        self.level += limit - self.limit
+        self.limit, self.rate = limit, limit / 60.0
+
 
 class FamilyState:
     def __init__(self, rpm: int, itpm: int, otpm: int, now: float) -> None:

@@ -12,7 +12,8 @@ weeks of two models are ~180,000 datapoints, and moto scans every datapoint per 
 1. Normal: 28 days of every model's metrics in 5-minute periods, a daily cycle (night at a
    third of the noon peak, which uses `peak_share` of the fullest limit) with noise and a
    0.3% failure rate; the configured tenants share each period's requests, failures,
-   throttles and cost at random (their own per-tenant series, as the agent emits them). The first 14 days train the bands; every alarm (and composite) is
+   throttles and cost at random (their own per-tenant series, as the agent emits them).
+   The first 14 days train the bands; every alarm (and composite) is
    replayed over the last 14 and each time one enters ALARM is a false alarm.
 2. Ramp: 14 normal days, then the default model's demand grows linearly from its seasonal
    level to 150% of its limits over two hours, minute by minute. The guard admits up to the

@@ -16,6 +16,8 @@ STATUSES = {
     OK: "answered: `message` (or `stream`) and `usage`",
     DEFERRED: "not served within the deadline: retry after `retry_after` seconds (the "
               "`ticket`, when set, keeps the call's place)",
+    REJECTED: "refused before any Claude call for a spent budget (reason `budget` or "
+              "`budget_reserved`, the tenant's action): retry after `retry_after` seconds",
     ERROR: "not worth retrying as sent: `error` = {type, message}",
 }
 

@@ -44,12 +44,14 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from . import fair
-from .bucket import Grant, TokenBucket
+from .bucket import TokenBucket
 from .breaker import CircuitBreaker, Decision
-from .client import PROVIDERS, CallResult, GuardedClaude
+from .client import CallResult, GuardedClaude
 from .estimate import estimate_input_tokens
 from .outcomes import DEFERRED, ERROR, OK
 from .prices import Prices
+from .providers import PROVIDERS
+from .send_timing import StampedGrant
 from .spend import gate_for
 
 log = logging.getLogger(__name__)
@@ -145,8 +147,9 @@ def split_tenant_caps(caps: Mapping[str, float], capacities: Sequence[float]) ->
             for share in capacities]
 
 
-_BOOKED: contextvars.ContextVar[Grant | None] = contextvars.ContextVar("bulwark_pool_grant",
-                                                                       default=None)
+#: The grant the router booked for the pool client's next acquire (None: it books its own).
+_BOOKED: contextvars.ContextVar[StampedGrant | None] = contextvars.ContextVar(
+    "bulwark_pool_grant", default=None)
 
 
 class _PoolClient(GuardedClaude):
@@ -188,14 +191,15 @@ class _PoolClient(GuardedClaude):
 
     def _acquire(self, bucket, estimate, max_tokens, deadline, result, place=(None, None,
                                                                               "interactive")):
-        grant = _BOOKED.get()
-        if grant is None:
+        held = _BOOKED.get()
+        if held is None:
             return super()._acquire(bucket, estimate, max_tokens, deadline, result, place)
         _BOOKED.set(None)  # used once: a second acquire in this call books again
-        if grant.start_at > grant.returned_at and not getattr(grant, "_pool_started", False) \
-                and not self._sleep_until_start(bucket, grant, result):
+        grant = held.grant
+        if grant.start_at > grant.returned_at and not held.started \
+                and not self.sleep_until_start(bucket, held, result):
             return super()._acquire(bucket, estimate, max_tokens, deadline, result, place)
-        return grant
+        return held
 
 
 @dataclass
@@ -394,11 +398,11 @@ class PoolRouter(GuardedClaude):
                                 totals) if candidates else None
             if picked is None:
                 break
-            route, grant, decision = picked
-            if not self._still_open(route, grant, decision, totals):
+            route, held, decision = picked
+            if not self._still_open(route, held, decision, totals):
                 failed.add(route.pool.name)  # its breaker opened while this call waited
                 continue
-            token = _BOOKED.set(grant)
+            token = _BOOKED.set(held)
             try:
                 call = route.client.stream if streaming else route.client.create
                 answer = call(deadline_s=max(0.0, deadline - self._clock()),
@@ -430,17 +434,18 @@ class PoolRouter(GuardedClaude):
         self._settle_budget(totals, ended=False)
         return totals
 
-    def _still_open(self, route: _Route, grant: Grant, decision: Decision | None,
+    def _still_open(self, route: _Route, held: StampedGrant, decision: Decision | None,
                     totals: CallResult) -> bool:
         """Sleep until a grant booked ahead starts, then check the pool again: False (grant
         given back) when its breaker opened meanwhile, or a cool-down covers the start, so a
         queue booked before an outage is not sent into it."""
+        grant = held.grant
         if grant.start_at <= grant.returned_at:
             return True
         bucket = route.pool.bucket
-        if not route.client._sleep_until_start(bucket, grant, totals):
+        if not route.client.sleep_until_start(bucket, held, totals):
             return False
-        grant._pool_started = True  # slept until its start: the pool's client sends at once
+        held.started = True  # slept until its start: the pool's client sends at once
         if route.breaker is None or (decision is not None and decision.probe):
             return True
         if route.breaker.allow().allowed:
@@ -450,7 +455,7 @@ class PoolRouter(GuardedClaude):
 
     def _book(self, routes: list[_Route], estimate: int, max_tokens: int, deadline: float,
               tenant: str | None, priority: str, totals: CallResult
-              ) -> tuple[_Route, Grant, Decision | None] | None:
+              ) -> tuple[_Route, StampedGrant, Decision | None] | None:
         """Book on the first pool that starts within `PREFERENCE_WAIT_S`, else on the soonest
         within the deadline; None (totals say why) when no pool can serve in time."""
         refusals: list[tuple[float, _Route, Decision | None]] = []
@@ -461,23 +466,23 @@ class PoolRouter(GuardedClaude):
                 skipped_for = min(skipped_for, decision.retry_after)
                 continue
             wait = max(0.0, min(PREFERENCE_WAIT_S, deadline - self._clock()))
-            grant = self._try(route, estimate, max_tokens, wait, tenant, priority, totals)
-            if grant is None:
+            held = self._try(route, estimate, max_tokens, wait, tenant, priority, totals)
+            if held is None:
                 return None
-            if grant.granted:
-                return route, grant, decision
-            refusals.append((grant.retry_after, route, decision))
+            if held.grant.granted:
+                return route, held, decision
+            refusals.append((held.grant.retry_after, route, decision))
         refusals.sort(key=lambda item: item[0])
         for retry_after, route, decision in refusals[:2]:  # one more attempt on a lost race
             wait = deadline - self._clock()
             if retry_after > wait:
                 break
-            grant = self._try(route, estimate, max_tokens, max(0.0, min(60.0, wait)), tenant,
-                              priority, totals)
-            if grant is None:
+            held = self._try(route, estimate, max_tokens, max(0.0, min(60.0, wait)), tenant,
+                             priority, totals)
+            if held is None:
                 return None
-            if grant.granted:
-                return route, grant, decision
+            if held.grant.granted:
+                return route, held, decision
         soonest = min([r[0] for r in refusals] + [skipped_for])
         totals.status, totals.reason = DEFERRED, "quota" if refusals else "pools_unavailable"
         totals.retry_after = soonest if math.isfinite(soonest) else 1.0
@@ -488,25 +493,26 @@ class PoolRouter(GuardedClaude):
         return (route.pool.bucket.bucket_id, tenant, priority)
 
     def _try(self, route: _Route, estimate: int, max_tokens: int, wait: float,
-             tenant: str | None, priority: str, totals: CallResult) -> Grant | None:
+             tenant: str | None, priority: str, totals: CallResult) -> StampedGrant | None:
         """One booking attempt on `route`'s bucket with the call's tenant, class and the
         ticket that pool issued for them (if any); a ticket it issues now is remembered."""
         place = self._place(route, tenant, priority)
-        grant = self._acquire_once(route.pool.bucket, estimate, max_tokens, wait, tenant,
-                                   priority, self._tickets.get(place), totals)
-        if grant is None:
+        held = self._acquire_once(route.pool.bucket, estimate, max_tokens, wait, tenant,
+                                  priority, self._tickets.get(place), totals)
+        if held is None:
             return None
+        grant = held.grant
         if grant.granted:
             self._ticket_places.pop(self._tickets.pop(place, None), None)
             totals.ticket = None
-            return grant
+            return held
         totals.local_throttles += 1
         if grant.ticket is not None:
             self._tickets[place] = totals.ticket = grant.ticket
             self._ticket_places[grant.ticket] = place
             while len(self._ticket_places) > MAX_TICKETS:
                 self._ticket_places.pop(next(iter(self._ticket_places)))
-        return grant
+        return held
 
     @staticmethod
     def _add_counters(totals: CallResult, answer: CallResult) -> None:

@@ -21,17 +21,17 @@ acquired again instead of being sent late. With every send within `max_grant_age
 the server sees at most refill x `max_grant_age_s` more in any window than the bucket admitted
 (e.g. 0.2 requests at 50 RPM, 17 at 4,000 RPM with the default 0.25 s).
 
-The client's parts, one module each: `providers` (building and warming the SDK client per
-provider), `send_timing` (the send hook, stale grants), `scheduling` (waiting for capacity),
-`upstream` (classifying SDK errors), `call_budget` (budgets), `stream` (`GuardedStream`) and
-`results` (`CallResult`). This module keeps the attempt loop and exports what callers import.
+The client's parts, one module each: `providers` (building, warming and re-keying the SDK
+client per provider), `send_timing` (the send hook, stale grants), `scheduling` (waiting for
+capacity), `upstream` (classifying SDK errors), `call_budget` (budgets), `stream`
+(`GuardedStream`) and `results` (`CallResult`). This module keeps the attempt loop and exports
+what callers import from it.
 
 `anthropic` is imported only when the first SDK client is built, so `import guard` stays cheap.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import random
@@ -43,10 +43,10 @@ from .bucket import Grant, TokenBucket
 from .call_budget import BUDGET_POLL_S, BudgetedCalls
 from .estimate import estimate_input_tokens
 from .outcomes import DEFERRED, ERROR, OK, REJECTED
-from .providers import PROVIDERS
+from .providers import PROVIDERS, SdkClient
 from .results import CallResult
 from .scheduling import COOL_DOWN_CHECK_AFTER_S, SCHEDULING_MODES, CapacityWaits
-from .send_timing import CURRENT_PROBE, SendProbe, StaleGrant, install_send_hook, stale_cause
+from .send_timing import CURRENT_PROBE, SendProbe, StaleGrant, stale_cause
 from .spend import gate_for
 from .stream import GuardedStream, settle_usage
 from .upstream import MAX_RETRY_AFTER_S, classify_failure, is_auth_error
@@ -66,7 +66,7 @@ MAX_GRANT_AGE_S = 0.25
 MIN_CALL_S = 2.0
 
 
-class GuardedClaude(CapacityWaits, BudgetedCalls):
+class GuardedClaude(SdkClient, CapacityWaits, BudgetedCalls):
     """Claude Messages through the distributed bucket.
 
     `buckets`: model id -> `TokenBucket` (models of one family may share a bucket), or a
@@ -160,60 +160,6 @@ class GuardedClaude(CapacityWaits, BudgetedCalls):
                             *((f"budget {k}", v) for k, v in ledger.items())]:
             writes[name] = writes.get(name, 0) + count
         return writes
-
-    # -- SDK -----------------------------------------------------------------------------------
-
-    @property
-    def sdk(self):
-        """The SDK client, built on first use with SDK retries off (the guard owns them)."""
-        if self._sdk is None:
-            import anthropic
-
-            self._sdk = self._api.build(anthropic, api_key=lambda: self._key(refresh=False),
-                                        aws_region=self._aws_region, timeout_s=self.timeout_s)
-            self._sdk_ready = False
-        return self._sdk
-
-    def prepare(self) -> None:
-        """Make the SDK ready to send at once: client and API key built, the modules it imports
-        on first use loaded, SigV4 credentials resolved (Bedrock), the send hook installed.
-
-        Called inside the first `create()`/`stream()` before it acquires; a SnapStart init may
-        call it before the snapshot. Paths that never call Claude never pay for it."""
-        if self._sdk_ready and self._sdk is not None:
-            return
-        sdk = self.sdk
-        install_send_hook(sdk)
-        _ = sdk.messages.with_raw_response  # lazily imported resource modules
-        self._api.warm(sdk)
-        self._sdk_ready = True
-
-    def _key(self, *, refresh: bool) -> str | None:
-        source = self._api_key
-        if not callable(source):
-            return source
-        try:
-            takes_refresh = "refresh" in inspect.signature(source).parameters
-        except (TypeError, ValueError):
-            takes_refresh = False
-        return source(refresh=refresh) if takes_refresh else source()
-
-    def _rotate_key(self) -> bool:
-        """After a 401: fetch the key again (bypassing caches) and rebuild the SDK client.
-        False when there is nothing to refresh (a fixed key, Bedrock or an injected client)."""
-        if not self._api.rotates_keys or not callable(self._api_key):
-            return False
-        old = getattr(self._sdk, "api_key", None)
-        key = self._key(refresh=True)
-        log.warning("upstream 401: API key refreshed%s",
-                    "" if key != old else " (unchanged: the secret still holds the same key)")
-        import anthropic
-
-        base = self._sdk
-        self._sdk = (base.with_options(api_key=key) if base is not None else
-                     anthropic.Anthropic(api_key=key, max_retries=0, timeout=self.timeout_s))
-        self._sdk_ready = False
-        return True
 
     # -- public API ----------------------------------------------------------------------------
 

@@ -223,8 +223,7 @@ class GuardedClaude(SdkClient, CapacityWaits, BudgetedCalls):
                 return self._degrade(params, deadline_s, time_left_s, streaming, tenant,
                                      result, share)
             return self._finish(result, started)
-        attempt = stale = 0
-        rotated = False
+        rotated = False  # the API key was fetched again after a 401 (once per call)
         while True:
             held = self._acquire(bucket, estimate, max_tokens, deadline, result, place)
             if held is None:
@@ -242,40 +241,50 @@ class GuardedClaude(SdkClient, CapacityWaits, BudgetedCalls):
                 raw = self.sdk.messages.with_raw_response.create(
                     **({"stream": True} if streaming else {}), **params, **kwargs)
             except Exception as err:  # noqa: BLE001 - classified below, unknown ones re-raised
-                if stale_cause(err) is not None and probe.fired_at is not None:
-                    # Not sent: give the capacity back and take a fresh grant.
-                    stale += 1
-                    result.stale_grants = stale
-                    bucket.release(grant)
-                    log.warning("grant given back: %s", stale_cause(err))
-                    if stale > self.max_attempts:
-                        result.status, result.retry_after, result.reason = (DEFERRED, 0.0,
-                                                                            "stale_grant")
-                        return self._finish(result, started)
-                    continue
-                attempt += 1
-                result.attempts = attempt
-                self._record_send(probe, grant, result)
-                if is_auth_error(err) and not rotated and self._rotate_key():
-                    rotated = True
-                    self._settle_failed(bucket, grant, 0, 0)
-                    continue
-                wait, reason = self._upstream_failure(err, bucket, grant, estimate, max_tokens,
-                                                      attempt, result)
-                if wait is None:
+                step = self._after_failure(err, probe, bucket, grant, estimate, max_tokens,
+                                           deadline, not rotated, result)
+                if step == "done":
                     return self._finish(result, started)
-                if attempt >= self.max_attempts or self._clock() + wait > deadline:
-                    result.status, result.retry_after, result.reason = DEFERRED, wait, reason
-                    return self._finish(result, started)
-                self._wait(wait, result)
+                rotated = rotated or step == "rotated"
                 continue
             finally:
                 CURRENT_PROBE.reset(token)
-            attempt += 1
-            result.attempts = attempt
+            result.attempts += 1
             self._record_send(probe, grant, result)
             self._answered(raw, bucket, grant, estimate, max_tokens, streaming, result)
             return self._finish(result, started)
+
+    def _after_failure(self, err: Exception, probe: SendProbe, bucket: TokenBucket,
+                       grant: Grant, estimate: int, max_tokens: int, deadline: float,
+                       may_rotate: bool, result: CallResult) -> str:
+        """What follows an attempt the SDK raised for: "retry" (after any wait, slept here),
+        "rotated" (retry with a fresh API key; `may_rotate` False once done in this call) or
+        "done" (the result says why). A grant found stale at send was never sent: it is given
+        back, and the call deferred after more than `max_attempts` of them. `deadline`: client
+        clock seconds."""
+        if stale_cause(err) is not None and probe.fired_at is not None:
+            # Not sent: give the capacity back and take a fresh grant.
+            result.stale_grants += 1
+            bucket.release(grant)
+            log.warning("grant given back: %s", stale_cause(err))
+            if result.stale_grants > self.max_attempts:
+                result.status, result.retry_after, result.reason = DEFERRED, 0.0, "stale_grant"
+                return "done"
+            return "retry"
+        result.attempts += 1
+        self._record_send(probe, grant, result)
+        if is_auth_error(err) and may_rotate and self._rotate_key():
+            self._settle_failed(bucket, grant, 0, 0)
+            return "rotated"
+        wait, reason = self._upstream_failure(err, bucket, grant, estimate, max_tokens,
+                                              result.attempts, result)
+        if wait is None:
+            return "done"
+        if result.attempts >= self.max_attempts or self._clock() + wait > deadline:
+            result.status, result.retry_after, result.reason = DEFERRED, wait, reason
+            return "done"
+        self._wait(wait, result)
+        return "retry"
 
     def _admit(self, params: dict[str, Any], streaming: bool,
                share: tuple[str | None, str, float | None], result: CallResult

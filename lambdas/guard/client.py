@@ -351,6 +351,7 @@ class GuardedClaude(SdkClient, CapacityWaits, BudgetedCalls):
         result.status, result.message, result.usage = OK, message, usage
 
     def _record_send(self, probe: SendProbe, grant: Grant, result: CallResult) -> None:
+        """Add a sent attempt's grant-to-send and charge-to-send delays (seconds) to `result`."""
         if probe.fired_at is None:
             return
         to_send = max(0.0, probe.fired_at - probe.due)
@@ -404,13 +405,17 @@ class GuardedClaude(SdkClient, CapacityWaits, BudgetedCalls):
         return failure.retry_after, failure.reason
 
     def _settle(self, bucket: TokenBucket, grant: Grant, usage: dict[str, int]) -> None:
+        """Settle `grant` with a Messages `usage` (token counts)."""
         settle_usage(bucket, grant, usage)
 
     def _settle_failed(self, bucket: TokenBucket, grant: Grant, input_tokens: int,
                        output_tokens: int) -> None:
+        """Settle a failed attempt's grant with the tokens it may have used."""
         self._settle(bucket, grant, Usage(input_tokens, output_tokens))
 
     def _finish(self, result: CallResult, started: float) -> CallResult:
+        """The call's result, its latency (seconds since `started`, client clock) set and its
+        budget hold settled (a stream's when it ends)."""
         result.latency_s = self._clock() - started
         self._settle_budget(result, ended=False)
         return result

@@ -68,6 +68,8 @@ class SendProbe:
         self.fired_at: float | None = None
 
     def fire(self) -> None:
+        """Note the send's time (client clock, once per attempt); raise `StaleGrant` when the
+        grant is then older than `max_age_s` seconds."""
         if self.fired_at is not None:
             return
         self.fired_at = self.clock()

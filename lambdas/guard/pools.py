@@ -35,7 +35,6 @@ cost priced at the pool that served it (`result.cost_usd`), under the logical mo
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import math
 import random
@@ -44,21 +43,23 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from . import fair
-from .bucket import Grant, TokenBucket
+from .bucket import TokenBucket
 from .breaker import CircuitBreaker, Decision
-from .client import PROVIDERS, CallResult, GuardedClaude
+from .client import CallResult, GuardedClaude
 from .estimate import estimate_input_tokens
 from .outcomes import DEFERRED, ERROR, OK
+from .pool_client import BOOKED, PoolClient
+from .pool_spec import (ANTHROPIC_SERVICE_TIERS, BEDROCK_SERVICE_TIERS, SERVICE_TIER_HEADER,
+                        Pool, order_for, split_tenant_caps)
 from .prices import Prices
+from .send_timing import StampedGrant
 from .spend import gate_for
+
+__all__ = ["ANTHROPIC_SERVICE_TIERS", "BEDROCK_SERVICE_TIERS", "SERVICE_TIER_HEADER", "Pool",
+           "PoolRouter", "order_for", "split_tenant_caps"]
 
 log = logging.getLogger(__name__)
 
-#: Bedrock service tiers (sent as the `X-Amzn-Bedrock-Service-Tier` header).
-BEDROCK_SERVICE_TIERS = ("priority", "default", "flex", "reserved")
-#: The Anthropic API's `service_tier` request parameter.
-ANTHROPIC_SERVICE_TIERS = ("auto", "standard_only")
-SERVICE_TIER_HEADER = "X-Amzn-Bedrock-Service-Tier"
 #: A pool whose earliest start is within this many seconds is taken in preference order before
 #: the soonest pool is looked for.
 PREFERENCE_WAIT_S = 0.5
@@ -71,137 +72,10 @@ BUDGET_OPTIONS = ("prices", "budgets", "budget", "model_tokens_per_day", "budget
 MAX_TICKETS = 1024
 
 
-@dataclass(eq=False)
-class Pool:
-    """One provider route of a logical model.
-
-    `bucket`: the pool's `TokenBucket` (its quota). `provider`: "anthropic" or "bedrock".
-    `model`: the id sent upstream: an Anthropic model id, or on Bedrock an inference profile id
-    ("us.anthropic...", "global.anthropic...") or a foundation model id ("anthropic...").
-    `base_url`: the endpoint (None: the SDK's environment, ANTHROPIC_BASE_URL or
-    ANTHROPIC_BEDROCK_BASE_URL). `aws_region`: Bedrock's region. `service_tier`: Bedrock
-    "priority" | "default" | "flex" | "reserved", or the Anthropic API's "auto" |
-    "standard_only" (None: the provider's default). `prices`: an object with
-    `cost_usd(usage) -> float` (USD for one call's token usage, e.g. `agent.contract.Prices`)
-    for this pool and tier. `sdk_client`: an SDK client to use instead of building one.
-    `name`: the pool's label in results and metrics (default "<provider>[@<region>][/<tier>]").
-    """
-
-    bucket: TokenBucket
-    provider: str
-    model: str
-    base_url: str | None = None
-    aws_region: str | None = None
-    service_tier: str | None = None
-    prices: Any = None
-    sdk_client: Any = None
-    name: str | None = None
-
-    def __init__(self, bucket: TokenBucket, *, provider: str, model: str,
-                 base_url: str | None = None, aws_region: str | None = None,
-                 service_tier: str | None = None, prices: Any = None, sdk_client: Any = None,
-                 name: str | None = None) -> None:
-        if provider not in PROVIDERS:
-            raise ValueError(f"pool provider must be one of {sorted(PROVIDERS)}, got "
-                             f"{provider!r}")
-        if not isinstance(model, str) or not model:
-            raise ValueError(f"pool model must be a non-empty string, got {model!r}")
-        tiers = BEDROCK_SERVICE_TIERS if provider == "bedrock" else ANTHROPIC_SERVICE_TIERS
-        if service_tier is not None and service_tier not in tiers:
-            raise ValueError(f"service_tier for a {provider} pool must be one of {tiers}, got "
-                             f"{service_tier!r}")
-        if provider == "anthropic" and aws_region is not None:
-            raise ValueError("aws_region applies to bedrock pools only")
-        if prices is not None and not callable(getattr(prices, "cost_usd", None)):
-            raise TypeError("prices must have cost_usd(usage), e.g. agent.contract.Prices")
-        self.bucket, self.provider, self.model = bucket, provider, model
-        self.base_url, self.aws_region, self.service_tier = base_url, aws_region, service_tier
-        self.prices, self.sdk_client = prices, sdk_client
-        self.name = name or (provider + (f"@{aws_region}" if aws_region else "")
-                             + (f"/{service_tier}" if service_tier else ""))
-
-    @property
-    def tier(self) -> str:
-        """The tier as routing sees it: "priority", "flex" or "default"."""
-        return self.service_tier if self.service_tier in ("priority", "flex") else "default"
-
-
-def order_for(pools: Sequence[Pool], priority: str) -> list[Pool]:
-    """The pools a call of class `priority` may use, in the order it tries them (see the module
-    docstring). Pure."""
-    if priority == "background":
-        usable = [p for p in pools if p.tier != "priority"]
-        return [p for p in usable if p.tier == "flex"] + [p for p in usable if p.tier != "flex"]
-    return [p for p in pools if p.tier != "flex"] + [p for p in pools if p.tier == "flex"]
-
-
-def split_tenant_caps(caps: Mapping[str, float], capacities: Sequence[float]) -> list[dict]:
-    """A logical model's absolute tenant caps (per minute) split across its pools in proportion
-    to each pool's capacity (per minute), so the caps hold on the sum. Pure."""
-    total = sum(capacities)
-    if total <= 0:
-        raise ValueError("pool capacities must add up to more than zero")
-    return [{tenant: cap * share / total for tenant, cap in caps.items()}
-            for share in capacities]
-
-
-_BOOKED: contextvars.ContextVar[Grant | None] = contextvars.ContextVar("bulwark_pool_grant",
-                                                                       default=None)
-
-
-class _PoolClient(GuardedClaude):
-    """The guarded client of one pool: its SDK client (endpoint, auth, service tier), one
-    attempt per call, and a grant the router booked already."""
-
-    def __init__(self, pool: Pool, owner: "PoolRouter | None" = None, **options: Any) -> None:
-        sdk = pool.sdk_client
-        if sdk is not None and pool.provider == "bedrock" and pool.service_tier:
-            sdk = sdk.with_options(default_headers={SERVICE_TIER_HEADER: pool.service_tier})
-        super().__init__({pool.model: pool.bucket}, provider=pool.provider, sdk_client=sdk,
-                         aws_region=pool.aws_region, **options)
-        self.pool = pool
-        self._owner = owner
-
-    def _settle_budget(self, result: CallResult, *, ended: bool) -> None:
-        """The logical model's budget is the router's: a stream that ends settles there."""
-        if self._owner is not None:
-            self._owner._settle_budget(result, ended=ended)
-
-    @property
-    def sdk(self):
-        if self._sdk is None:
-            import anthropic
-
-            pool, headers = self.pool, {}
-            if pool.provider == "bedrock":
-                if pool.service_tier:
-                    headers[SERVICE_TIER_HEADER] = pool.service_tier
-                self._sdk = anthropic.AnthropicBedrock(
-                    aws_region=pool.aws_region, base_url=pool.base_url, max_retries=0,
-                    timeout=self.timeout_s, default_headers=headers or None)
-            else:
-                self._sdk = anthropic.Anthropic(api_key=self._key(refresh=False),
-                                                base_url=pool.base_url, max_retries=0,
-                                                timeout=self.timeout_s)
-            self._sdk_ready = False
-        return self._sdk
-
-    def _acquire(self, bucket, estimate, max_tokens, deadline, result, place=(None, None,
-                                                                              "interactive")):
-        grant = _BOOKED.get()
-        if grant is None:
-            return super()._acquire(bucket, estimate, max_tokens, deadline, result, place)
-        _BOOKED.set(None)  # used once: a second acquire in this call books again
-        if grant.start_at > grant.returned_at and not getattr(grant, "_pool_started", False) \
-                and not self._sleep_until_start(bucket, grant, result):
-            return super()._acquire(bucket, estimate, max_tokens, deadline, result, place)
-        return grant
-
-
 @dataclass
 class _Route:
     pool: Pool
-    client: _PoolClient
+    client: PoolClient
     breaker: CircuitBreaker | None
 
 
@@ -267,7 +141,7 @@ class PoolRouter(GuardedClaude):
             # a model with one pool keeps GuardedClaude's retries (529s, 5xx) on it; with
             # several, a failed send moves to the next pool instead
             self.routes[logical] = [
-                _Route(p, _PoolClient(p, self, max_attempts=1 if len(pools) > 1
+                _Route(p, PoolClient(p, self, max_attempts=1 if len(pools) > 1
                                       else max_attempts,
                                       default_deadline_s=default_deadline_s,
                                       clock=clock, sleep=sleep, estimator=estimator, **options),
@@ -394,11 +268,11 @@ class PoolRouter(GuardedClaude):
                                 totals) if candidates else None
             if picked is None:
                 break
-            route, grant, decision = picked
-            if not self._still_open(route, grant, decision, totals):
+            route, held, decision = picked
+            if not self._still_open(route, held, decision, totals):
                 failed.add(route.pool.name)  # its breaker opened while this call waited
                 continue
-            token = _BOOKED.set(grant)
+            token = BOOKED.set(held)
             try:
                 call = route.client.stream if streaming else route.client.create
                 answer = call(deadline_s=max(0.0, deadline - self._clock()),
@@ -406,7 +280,7 @@ class PoolRouter(GuardedClaude):
                               ticket=self._tickets.get(self._place(route, tenant, priority)),
                               **{**params, "model": route.pool.model})
             finally:
-                _BOOKED.reset(token)
+                BOOKED.reset(token)
             self._add_counters(totals, answer)
             if answer.status == DEFERRED and answer.reason in (*FAILOVER_REASONS,
                                                                "upstream_429"):
@@ -430,17 +304,18 @@ class PoolRouter(GuardedClaude):
         self._settle_budget(totals, ended=False)
         return totals
 
-    def _still_open(self, route: _Route, grant: Grant, decision: Decision | None,
+    def _still_open(self, route: _Route, held: StampedGrant, decision: Decision | None,
                     totals: CallResult) -> bool:
         """Sleep until a grant booked ahead starts, then check the pool again: False (grant
         given back) when its breaker opened meanwhile, or a cool-down covers the start, so a
         queue booked before an outage is not sent into it."""
+        grant = held.grant
         if grant.start_at <= grant.returned_at:
             return True
         bucket = route.pool.bucket
-        if not route.client._sleep_until_start(bucket, grant, totals):
+        if not route.client.sleep_until_start(bucket, held, totals):
             return False
-        grant._pool_started = True  # slept until its start: the pool's client sends at once
+        held.started = True  # slept until its start: the pool's client sends at once
         if route.breaker is None or (decision is not None and decision.probe):
             return True
         if route.breaker.allow().allowed:
@@ -450,7 +325,7 @@ class PoolRouter(GuardedClaude):
 
     def _book(self, routes: list[_Route], estimate: int, max_tokens: int, deadline: float,
               tenant: str | None, priority: str, totals: CallResult
-              ) -> tuple[_Route, Grant, Decision | None] | None:
+              ) -> tuple[_Route, StampedGrant, Decision | None] | None:
         """Book on the first pool that starts within `PREFERENCE_WAIT_S`, else on the soonest
         within the deadline; None (totals say why) when no pool can serve in time."""
         refusals: list[tuple[float, _Route, Decision | None]] = []
@@ -461,23 +336,23 @@ class PoolRouter(GuardedClaude):
                 skipped_for = min(skipped_for, decision.retry_after)
                 continue
             wait = max(0.0, min(PREFERENCE_WAIT_S, deadline - self._clock()))
-            grant = self._try(route, estimate, max_tokens, wait, tenant, priority, totals)
-            if grant is None:
+            held = self._try(route, estimate, max_tokens, wait, tenant, priority, totals)
+            if held is None:
                 return None
-            if grant.granted:
-                return route, grant, decision
-            refusals.append((grant.retry_after, route, decision))
+            if held.grant.granted:
+                return route, held, decision
+            refusals.append((held.grant.retry_after, route, decision))
         refusals.sort(key=lambda item: item[0])
         for retry_after, route, decision in refusals[:2]:  # one more attempt on a lost race
             wait = deadline - self._clock()
             if retry_after > wait:
                 break
-            grant = self._try(route, estimate, max_tokens, max(0.0, min(60.0, wait)), tenant,
-                              priority, totals)
-            if grant is None:
+            held = self._try(route, estimate, max_tokens, max(0.0, min(60.0, wait)), tenant,
+                             priority, totals)
+            if held is None:
                 return None
-            if grant.granted:
-                return route, grant, decision
+            if held.grant.granted:
+                return route, held, decision
         soonest = min([r[0] for r in refusals] + [skipped_for])
         totals.status, totals.reason = DEFERRED, "quota" if refusals else "pools_unavailable"
         totals.retry_after = soonest if math.isfinite(soonest) else 1.0
@@ -488,25 +363,26 @@ class PoolRouter(GuardedClaude):
         return (route.pool.bucket.bucket_id, tenant, priority)
 
     def _try(self, route: _Route, estimate: int, max_tokens: int, wait: float,
-             tenant: str | None, priority: str, totals: CallResult) -> Grant | None:
+             tenant: str | None, priority: str, totals: CallResult) -> StampedGrant | None:
         """One booking attempt on `route`'s bucket with the call's tenant, class and the
         ticket that pool issued for them (if any); a ticket it issues now is remembered."""
         place = self._place(route, tenant, priority)
-        grant = self._acquire_once(route.pool.bucket, estimate, max_tokens, wait, tenant,
-                                   priority, self._tickets.get(place), totals)
-        if grant is None:
+        held = self._acquire_once(route.pool.bucket, estimate, max_tokens, wait, tenant,
+                                  priority, self._tickets.get(place), totals)
+        if held is None:
             return None
+        grant = held.grant
         if grant.granted:
             self._ticket_places.pop(self._tickets.pop(place, None), None)
             totals.ticket = None
-            return grant
+            return held
         totals.local_throttles += 1
         if grant.ticket is not None:
             self._tickets[place] = totals.ticket = grant.ticket
             self._ticket_places[grant.ticket] = place
             while len(self._ticket_places) > MAX_TICKETS:
                 self._ticket_places.pop(next(iter(self._ticket_places)))
-        return grant
+        return held
 
     @staticmethod
     def _add_counters(totals: CallResult, answer: CallResult) -> None:

@@ -44,6 +44,7 @@ from constructs import Construct
 # DIMENSION and NAMESPACE are re-exported: callers read the dashboard's metric identity here
 from agent.contract import DIMENSION, NAMESPACE, ModelSpec  # noqa: F401
 
+from .acknowledgements import acknowledge
 from .anomaly import AnomalyBands
 from .batch_lane_monitoring import add_batch_lane_alarms, batch_lane_widget
 from .dashboard_rows import high_resolution_row, overview_widgets
@@ -129,6 +130,10 @@ class Monitoring(Construct):
         if alarm_settings.email:
             self.alarm_topic.add_subscription(
                 subscriptions.EmailSubscription(alarm_settings.email))
+            acknowledge(self.alarm_topic, "Serverless-SNSRedrivePolicy",
+                        "E-mail alarm delivery: a failed delivery shows in the topic's "
+                        "NumberOfNotificationsFailed metric and the alarm stays in ALARM in the "
+                        "console; a queue nobody reads would not page anyone either.")
 
         # --- facade: one dashboard, every alarm's action is the topic -------------------------
         dashboards = DefaultDashboardFactory(

@@ -1,23 +1,31 @@
-"""Budgets changed without a redeploy: show them, set them, list who changed what.
+"""Budgets and tenant shares changed without a redeploy: show them, set them, list who
+changed what, release a tenant the runaway breaker throttled.
 
     python -m cli.limits show    --stack STACK [--region R] [--endpoint-url URL] [--json]
     python -m cli.limits set     --stack STACK KEY=VALUE [KEY=VALUE ...] [--reason TEXT]
     python -m cli.limits history --stack STACK [--json]
+    python -m cli.limits clear-runaway --stack STACK (--tenant NAME | --deployment)
 
-Keys are cdk.json's: `budget.<field>` (the deployment's), `tenants.<name>.budget.<field>` and
-`models.<model id>.tokens_per_day`, with `<field>` one of usd_per_day, usd_per_month,
-tokens_per_day, action, degrade_to (a VALUE is JSON: 50, null, "degrade"; a bare word is a
-string). A set is validated by the same schema as cdk.json (`stacks.settings.load_limits`);
-a bad value changes nothing and says why (`bulwark: bad configuration: ...`, status 2).
+Keys are cdk.json's: `budget.<field>` (the deployment's), `tenants.<name>.budget.<field>`,
+a tenant's share `tenants.<name>.weight` and its caps `tenants.<name>.rpm|itpm|otpm|tpm`
+(per minute; null removes a cap), and `models.<model id>.tokens_per_day`, with `<field>` one
+of usd_per_day, usd_per_month, tokens_per_day, action, degrade_to (a VALUE is JSON: 50, null,
+"degrade"; a bare word is a string). A set is validated by the same schema as cdk.json
+(`stacks.settings.load_limits`, a cap only on a dimension every model's bucket enforces); a
+bad value changes nothing and says why (`bulwark: bad configuration: ...`, status 2).
 
 Where: the stack's outputs name the limits config table (LimitsTable) and the agent function
-(FunctionName), whose environment holds the tenants, the models and the budgets on deploy
-(BUDGETS). The limits item (`pk = "limits"`) replaces those budgets in every caller within
-30 s of a set (`guard.spend.LimitsSource`). Each set writes, in one transaction, the new item
+(FunctionName), whose environment holds the tenants and their shares, the models and the
+budgets on deploy (TENANTS, MODELS, BUDGETS). The limits item (`pk = "limits"`) replaces
+those in every caller within 30 s of a set (`guard.spend.LimitsSource`); the tenant shares
+reach the buckets through the bucket item, pinned to the item's version, so all callers
+switch together (`guard.shares`). Each set writes, in one transaction, the new item
 (conditional on the version it replaced: two operators cannot overwrite each other unseen)
 and a change record (`pk = "limits#change#<time>#<id>"`: who (the caller's ARN), what (the
 KEY=VALUE list), before, after, reason) that `history` and `python -m cli.audit --limits`
-list; CloudTrail records the writes too (the trail's write-only selector on the table).
+list; CloudTrail records the writes too (the trail's write-only selector on the table). The
+runaway breaker writes its throttles the same way; `set` keeps them, `clear-runaway` releases
+one.
 
 Exit status: 0; 2 for a bad value, a bad option or an AWS problem (message on stderr).
 """
@@ -25,12 +33,11 @@ Exit status: 0; 2 for a bad value, a bad option or an AWS problem (message on st
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 import time
-import uuid
-from datetime import datetime, timezone
 from typing import Any, Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -38,12 +45,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from cli import aws
 from cli.table import aligned
 from guard.budget import WINDOWS, BudgetLedger, day_of
-from guard.spend import LIMITS_KEY, LimitSet, plain_numbers
+from guard.limits import CAP_KEYS
+from guard.runaway import DEPLOYMENT, runaway_change
+from guard.spend import (CHANGE_PREFIX, LimitsConflict, LimitSet, plain_numbers,
+                         read_limits_item, write_limits)
 from stacks import outputs
 from stacks.settings import SettingsError, load_limits
-
-CHANGE_PREFIX = LIMITS_KEY + "#change#"
-
 
 class LimitsError(Exception):
     """A problem the operator must fix; main() prints it (status 2)."""
@@ -57,9 +64,25 @@ def function_environment(clients: dict[str, Any], found: dict[str, str]) -> dict
 
 def tenant_names(env: dict[str, str]) -> list[str]:
     """The configured tenants, from the function's TENANTS variable."""
+    return [spec.name for spec in tenant_specs(env)]
+
+
+def tenant_specs(env: dict[str, str]) -> tuple:
+    """The configured tenants with their deployed shares (`agent.contract.TenantSpec`)."""
     from agent.contract import decode_tenants
 
-    return [spec.name for spec in decode_tenants(env.get("TENANTS", ""))]
+    return decode_tenants(env.get("TENANTS", ""))
+
+
+def bucket_limits(env: dict[str, str]) -> list:
+    """The deployed buckets' `guard.Limits` (from MODELS), which tenant caps must fit; empty
+    when MODELS does not describe them."""
+    from agent.contract import ContractError, decode_models
+
+    try:
+        return [spec.limits for spec in decode_models(env.get("MODELS", "{}")).values()]
+    except (ContractError, ValueError, TypeError):
+        return []
 
 
 class Deployment:
@@ -74,21 +97,22 @@ class Deployment:
         self.table = found[outputs.LIMITS_TABLE]
         self.bucket_table = found[outputs.BUCKET_TABLE]
         env = function_environment(clients, found)
-        self.tenants = tenant_names(env)
+        specs = tenant_specs(env)
+        self.tenants = [spec.name for spec in specs]
         self.models = list(json.loads(env.get("MODELS", "{}")))
+        self.bucket_limits = bucket_limits(env)
         self.degrade_model = env.get("DEGRADE_MODEL") or None
-        self.deployed = LimitSet.decode(json.loads(env.get("BUDGETS") or "{}"))
+        self.deployed = dataclasses.replace(
+            LimitSet.decode(json.loads(env.get("BUDGETS") or "{}")),
+            shares={spec.name: spec.share for spec in specs}
+            if any(spec.shares for spec in specs) else None)
 
     def current(self) -> tuple[LimitSet, str]:
         """(the limits in force, where they come from)."""
-        from boto3.dynamodb.types import TypeDeserializer
-
-        item = self.dynamodb.get_item(TableName=self.table, Key={"pk": {"S": LIMITS_KEY}},
-                                      ConsistentRead=True).get("Item")
-        if not item:
+        limits = read_limits_item(self.dynamodb, self.table)
+        if limits is None:
             return self.deployed, "cdk.json (deployed)"
-        raw = plain_numbers(TypeDeserializer().deserialize(item["limits"]))
-        return LimitSet.decode(raw), f"config item v{raw.get('version', 0)}"
+        return limits, f"config item v{limits.version}"
 
     def changes(self) -> list[dict]:
         return changes(self.dynamodb, self.table)
@@ -122,8 +146,8 @@ def change_rows(cloudformation: Any, dynamodb: Any, stack: str) -> list[dict]:
 
 def as_document(limits: LimitSet) -> dict[str, Any]:
     """A LimitSet in cdk.json's shape (what KEY=VALUE edits): its encoding without the
-    version."""
-    return {k: v for k, v in limits.encode().items() if k != "version"}
+    version and the runaway breaker's throttles."""
+    return {k: v for k, v in limits.encode().items() if k not in ("version", "runaway")}
 
 
 def apply(doc: dict[str, Any], assignment: str, models: list[str]) -> None:
@@ -158,52 +182,45 @@ def apply(doc: dict[str, Any], assignment: str, models: list[str]) -> None:
 def set_limits(deployment: Deployment, assignments: list[str], *, reason: str | None,
                now: Callable[[], float] = time.time) -> tuple[LimitSet, LimitSet]:
     """Validate and write; returns (before, after). SettingsError for a bad value (nothing
-    written), LimitsError when another change landed in between."""
-    from boto3.dynamodb.types import TypeSerializer
-
+    written), LimitsError when another change landed in between. The runaway breaker's
+    throttles are kept (clear-runaway releases them)."""
     before, _ = deployment.current()
     doc = as_document(before)
     for assignment in assignments:
         apply(doc, assignment, deployment.models)
     after = load_limits(doc, tenants=deployment.tenants, models=deployment.models,
-                        degrade_model=deployment.degrade_model, version=before.version + 1)
-    who = deployment.sts.get_caller_identity()["Arn"]
-    at = datetime.fromtimestamp(now(), timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    serialize = TypeSerializer().serialize
-    record = {"pk": f"{CHANGE_PREFIX}{at}#{uuid.uuid4().hex[:8]}", "who": who,
-              "what": assignments, "before": json.dumps(before.encode(), sort_keys=True),
-              "after": json.dumps(after.encode(), sort_keys=True), "at": at,
-              "reason": reason or ""}
-    condition = ({"ConditionExpression": "attribute_not_exists(pk)"} if before.version == 0
-                 else {"ConditionExpression": "#l.version = :v",
-                       "ExpressionAttributeNames": {"#l": "limits"},
-                       "ExpressionAttributeValues": {":v": {"N": str(before.version)}}})
-    try:
-        deployment.dynamodb.transact_write_items(TransactItems=[
-            {"Put": {"TableName": deployment.table,
-                     "Item": {"pk": {"S": LIMITS_KEY}, "limits": serialize(_decimals(
-                         after.encode())), "updated_by": {"S": who}, "updated_at": {"S": at}},
-                     **condition}},
-            {"Put": {"TableName": deployment.table,
-                     "Item": {k: serialize(v) for k, v in record.items()}}}])
-    except ClientError as err:
-        if err.response.get("Error", {}).get("Code") == "TransactionCanceledException":
-            raise LimitsError("the limits changed while this set was prepared: run it again "
-                              "(show prints the new values)") from None
-        raise
+                        degrade_model=deployment.degrade_model, version=before.version + 1,
+                        buckets=deployment.bucket_limits)
+    after = dataclasses.replace(after, runaway=before.runaway)
+    write(deployment, before, after, assignments, reason, now)
     return before, after
 
 
-def _decimals(value: Any) -> Any:
-    from decimal import Decimal
+def clear_runaway(deployment: Deployment, scope: str, *, reason: str | None,
+                  now: Callable[[], float] = time.time) -> tuple[LimitSet, LimitSet]:
+    """Release the runaway breaker's throttle of `scope` (a tenant, or the deployment's
+    `*deployment*`); LimitsError when it is not throttled."""
+    before, _ = deployment.current()
+    if scope not in before.runaway:
+        held = ", ".join(sorted(before.runaway)) or "none"
+        raise LimitsError(f"{scope!r} is not throttled by the runaway breaker (throttled: "
+                          f"{held})")
+    after = dataclasses.replace(before, version=before.version + 1, runaway={
+        s: t for s, t in before.runaway.items() if s != scope})
+    write(deployment, before, after, [runaway_change(scope, "cleared")], reason, now)
+    return before, after
 
-    if isinstance(value, float):
-        return Decimal(str(value))
-    if isinstance(value, dict):
-        return {k: _decimals(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_decimals(v) for v in value]
-    return value
+
+def write(deployment: Deployment, before: LimitSet, after: LimitSet, what: list[str],
+          reason: str | None, now: Callable[[], float]) -> None:
+    """The item and its change record, by the caller's ARN (`guard.spend.write_limits`)."""
+    who = deployment.sts.get_caller_identity()["Arn"]
+    try:
+        write_limits(deployment.dynamodb, deployment.table, before, after, who=who, what=what,
+                     reason=reason or "", at=now())
+    except LimitsConflict:
+        raise LimitsError("the limits changed while this set was prepared: run it again "
+                          "(show prints the new values)") from None
 
 
 def render(limits: LimitSet, source: str, spent: dict[str, dict[str, float]]) -> str:
@@ -223,7 +240,24 @@ def render(limits: LimitSet, source: str, spent: dict[str, dict[str, float]]) ->
                      f"{money.get('day', 0.0):.4f}", f"{money.get('month', 0.0):.4f}"])
     for model, tokens in sorted(limits.model_tokens_per_day.items()):
         rows.append([f"model:{model}", "-", "-", f"{tokens:g}", "-", "-", "-"])
-    return "\n".join([f"limits from {source}", *aligned(rows)])
+    lines = [f"limits from {source}", *aligned(rows)]
+    if limits.shares:
+        lines += ["", *aligned([["tenant", "weight", "rpm", "itpm", "otpm", "tpm"]] + [
+            [name, f"{share.weight:g}", *("-" if getattr(share, k) is None
+                                          else f"{getattr(share, k):g}" for k in CAP_KEYS)]
+            for name, share in sorted(limits.shares.items())])]
+    for scope, throttle in sorted(limits.runaway.items()):
+        caps = ", ".join(f"{k}={v:g}" for k, v in sorted(throttle.caps.items()))
+        lines.append(f"runaway: {scope} throttled since {_stamp(throttle.since)} at "
+                     f"{throttle.rate * 60:.4f} USD/h (baseline {throttle.baseline * 60:.4f} "
+                     f"USD/h): {caps or 'no caps'}")
+    return "\n".join(lines)
+
+
+def _stamp(epoch: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def ledger_spend(deployment: Deployment, now: float) -> dict[str, dict[str, float]]:
@@ -242,12 +276,15 @@ def ledger_spend(deployment: Deployment, now: float) -> dict[str, dict[str, floa
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m cli.limits", description=__doc__.split("\n\n")[0])
-    p.add_argument("command", choices=("show", "set", "history"))
+    p.add_argument("command", choices=("show", "set", "history", "clear-runaway"))
     p.add_argument("assignments", nargs="*", metavar="KEY=VALUE")
     p.add_argument("--stack", required=True)
     p.add_argument("--region")
     p.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"))
     p.add_argument("--reason", help="why (kept in the change record)")
+    p.add_argument("--tenant", help="clear-runaway: the tenant to release")
+    p.add_argument("--deployment", action="store_true",
+                   help="clear-runaway: release the deployment-wide throttle")
     p.add_argument("--json", action="store_true")
     return p
 
@@ -274,6 +311,13 @@ def main(argv: list[str] | None = None, *, clients: dict[str, Any] | None = None
                       file=out)
             else:
                 print(render(limits, source, ledger_spend(deployment, now())), file=out)
+        elif args.command == "clear-runaway":
+            if bool(args.tenant) == args.deployment:
+                raise LimitsError("clear-runaway needs --tenant NAME or --deployment")
+            before, after = clear_runaway(deployment, args.tenant or DEPLOYMENT,
+                                          reason=args.reason, now=now)
+            print(f"limits v{before.version} -> v{after.version}: runaway throttle of "
+                  f"{args.tenant or DEPLOYMENT} released (every caller within 30 s)", file=out)
         elif args.command == "set":
             before, after = set_limits(deployment, args.assignments, reason=args.reason,
                                        now=now)

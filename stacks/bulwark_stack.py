@@ -17,6 +17,7 @@ from .batch import BatchFunctions, BatchState
 from .boundary import PermissionsBoundary
 from .budgets import Budgets
 from .monitoring import Monitoring
+from .runaway import RunawayBreaker
 from .settings import Settings
 from .state import AgentState, DataKey
 from .tenant_monitoring import TenantMonitoring
@@ -78,6 +79,9 @@ class BulwarkStack(Stack):
             alarm_name_prefix=self.monitoring.dashboard_name)
         self.audit.log_table_writes("Limits changes (writes to the limits config table)",
                                     [self.budgets.table.table_arn])
+        self.runaway = RunawayBreaker(self, "Runaway", settings=settings,
+                                      limits_table=self.budgets.table, key=key) \
+            if settings.runaway is not None else None
         self.tenant_monitoring = TenantMonitoring(
             self, "TenantMonitoring", tenants=tuple(settings.tenants),
             dashboard=self.monitoring.dashboard, alarm_topic=self.monitoring.alarm_topic,
@@ -89,7 +93,8 @@ class BulwarkStack(Stack):
             self, "PermissionsBoundary",
             granted=[*self.agent.granted_statements,
                      *(self.batch.statements if self.batch is not None else ()),
-                     *self.audit.granted_statements, *self.budgets.statements],
+                     *self.audit.granted_statements, *self.budgets.statements,
+                     *(self.runaway.statements if self.runaway is not None else ())],
             allowed_regions=settings.allowed_regions,
             bedrock_profile_arns=self.agent.bedrock_profile_arns,
             bedrock_routed_regions=self.agent.bedrock_routed_regions,
@@ -145,6 +150,6 @@ class BulwarkStack(Stack):
         """The boundary caps every role at what the kit grants, so it holds their wildcards
         too: each construct acknowledges them on it with the reasons it gave its own policies
         (every other accepted finding sits where its resource is made)."""
-        for part in (self.agent, self.batch, self.audit):
+        for part in (self.agent, self.batch, self.audit, self.runaway):
             if part is not None:
                 part.acknowledge_boundary(self.boundary.policy)

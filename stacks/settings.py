@@ -19,6 +19,7 @@ to); a top-level key of the same name overrides the provider's default.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import re
@@ -34,7 +35,8 @@ from agent.contract import (CACHE_READ_PRICE_FACTOR, CACHE_WRITE_PRICE_FACTOR,
                             ModelSpec, Prices, TenantSpec)
 from agent.mcp.config import McpConfigError, McpSettings, load_mcp_settings
 from guard.budget import ACTIONS, Budget, BudgetError
-from guard.limits import Limits, LimitsError
+from guard.limits import SHARE_KEYS, Limits, LimitsError, TenantShare
+from guard.runaway import RunawayError, RunawaySettings
 from guard.spend import LimitSet
 from guard.tiers import ANTHROPIC_TIERS, BATCH_TIERS, FAMILIES, family_of
 
@@ -330,7 +332,8 @@ TENANT_KEYS: dict[str, Key] = {
     "budget": Key("the tenant's budget (`python -m cli.limits` changes it without a "
                   "redeploy)", keys=BUDGET_KEYS),
     "weight": Key("the tenant's weight under contention (guard.TenantShare); set on any "
-                  "tenant, every model's bucket shares by tenant (the others weight 1)",
+                  "tenant, every model's bucket shares by tenant (the others weight 1); "
+                  "`python -m cli.limits` changes it and the caps below without a redeploy",
                   number(0.001, nullable=True)),
     "rpm": Key("cap: the tenant's requests per minute", number(1, nullable=True)),
     "itpm": Key("cap: the tenant's input tokens per minute (Anthropic API)",
@@ -338,6 +341,21 @@ TENANT_KEYS: dict[str, Key] = {
     "otpm": Key("cap: the tenant's output tokens per minute (Anthropic API)",
                 number(1, nullable=True)),
     "tpm": Key("cap: the tenant's tokens per minute (Bedrock)", number(1, nullable=True)),
+}
+
+#: the runaway breaker's settings (`guard.runaway.RunawaySettings` checks them too)
+RUNAWAY_KEYS: dict[str, Key] = {
+    "enabled": Key("deploy the scheduled breaker", boolean, True),
+    "k": Key("trip when the spend rate exceeds k x the baseline (> 1)", number(1.01), 5.0),
+    "min_baseline_usd_per_hour": Key("the least baseline, USD per hour (little history does "
+                                     "not trip on pennies)", number(0.001), 0.5),
+    "window_minutes": Key("minutes the current spend rate is measured over",
+                          number(1, integer=True), 2),
+    "history_days": Key("days of the same hour the baseline is the median of",
+                        number(1, integer=True), 14),
+    "clear_below": Key("release a throttle when the rate falls under this fraction of the "
+                       "baseline, in (0, 1)", number(0.01), 0.5),
+    "schedule_minutes": Key("minutes between evaluations", number(1, integer=True), 1),
 }
 
 #: keys a provider's defaults may set, and that a top-level key of the same name overrides
@@ -435,6 +453,10 @@ SCHEMA: dict[str, Key] = {
     "trusted_producers": Key("IAM role ARNs that may send work to the work queue besides the "
                              "agent (the queue policy denies everyone else)", role_arns, ()),
     "budget": Key("the deployment-wide budget: every tenant's calls together", keys=BUDGET_KEYS),
+    "runaway": Key("the runaway breaker (guard.runaway): a tenant, or the deployment, spending "
+                   "faster than k x its baseline (the same hour of day over the last days) is "
+                   "capped to the baseline until `python -m cli.limits clear-runaway` or its "
+                   "spend falls back", keys=RUNAWAY_KEYS),
     "alarms": Key("alarm thresholds and the e-mail they page", keys={
         "email": Key("e-mail subscribed to the alarm topic (null: none)",
                      matching(_EMAIL, "an e-mail address or null", nullable=True)),
@@ -762,6 +784,9 @@ class Settings:
     #: budgets on deploy (`guard.spend.LimitSet`: per tenant, the deployment's, each model's
     #: tokens per day); `python -m cli.limits set` changes them without a redeploy
     limits: LimitSet = field(default_factory=LimitSet)
+    #: the runaway breaker (None: not deployed) and minutes between its evaluations
+    runaway: RunawaySettings | None = field(default_factory=RunawaySettings)
+    runaway_schedule_minutes: int = 1
 
     @property
     def prod(self) -> bool:
@@ -906,19 +931,18 @@ def read_limits(problems: Problems, raw: Mapping[str, Any], *, tenants: Iterable
 
 
 def load_limits(raw: Mapping[str, Any], *, tenants: Iterable[str], models: Iterable[str],
-                degrade_model: str | None, version: int = 0) -> LimitSet:
-    """`read_limits` for `cli.limits` (`budget`, `tenants.<name>.budget`,
-    `models.<id>.tokens_per_day`): raises SettingsError listing every problem. `models`: the
-    deployed model ids."""
+                degrade_model: str | None, version: int = 0,
+                buckets: Iterable[Limits] = ()) -> LimitSet:
+    """`read_limits` for `cli.limits` (`budget`, `tenants.<name>.budget`, the tenants' shares
+    `tenants.<name>.weight/rpm/itpm/otpm/tpm`, `models.<id>.tokens_per_day`): raises
+    SettingsError listing every problem. `models`: the deployed model ids; `buckets`: their
+    buckets' limits, which every tenant cap must be a dimension of."""
     problems = Problems()
     known = list(models)
     raw_models = raw.get("models") or {}
     for key in sorted(set(raw) - {"budget", "tenants", "models"}):
         _unknown(problems, "", key, ["budget", "tenants", "models"])
-    for tenant, entry in (raw.get("tenants") or {}).items():
-        for key in sorted(set(entry or {}) - {"budget"}):
-            problems.say(f"context key 'tenants.{tenant}.{key}' is not a limit: cli.limits "
-                         "changes tenants.<name>.budget only (the rest needs a deploy)")
+    shares = _live_shares(problems, raw.get("tenants") or {}, list(tenants), buckets)
     tokens: dict[str, int | None] = {}
     for model, spec in raw_models.items():
         if model not in known:
@@ -930,7 +954,45 @@ def load_limits(raw: Mapping[str, Any], *, tenants: Iterable[str], models: Itera
                          degrade_model=degrade_model, tokens_per_day=tokens, version=version)
     if problems.items:
         raise SettingsError(problems.items)
-    return limits
+    return dataclasses.replace(limits, shares=shares)
+
+
+#: what `cli.limits` may change of a tenant: its budget and its share (`TENANT_KEYS`)
+LIVE_TENANT_KEYS = ("budget",) + SHARE_KEYS
+
+
+def _live_shares(problems: Problems, raw: Mapping[str, Any], tenants: list[str],
+                 buckets: Iterable[Limits]) -> dict[str, TenantShare] | None:
+    """The tenants' shares of a limits document (TENANT_KEYS' readers, as cdk.json), None when
+    no tenant sets one; caps every bucket must enforce (`guard.Limits` checks)."""
+    shares: dict[str, TenantShare] = {}
+    for tenant, entry in raw.items():
+        entry = entry or {}
+        for key in sorted(set(entry) - set(LIVE_TENANT_KEYS)):
+            problems.say(f"context key 'tenants.{tenant}.{key}' is not a limit: cli.limits "
+                         f"changes tenants.<name>.{{{', '.join(LIVE_TENANT_KEYS)}}} only (the "
+                         "rest needs a deploy)")
+        given = {k: entry[k] for k in SHARE_KEYS if k in entry}
+        if not given or tenant not in tenants:
+            continue  # an unknown tenant is reported by read_limits
+        before = len(problems.items)
+        values = read_section(problems, {k: TENANT_KEYS[k] for k in given}, given,
+                              f"tenants.{tenant}.")
+        if len(problems.items) == before:
+            shares[tenant] = TenantShare(**{k: v for k, v in values.items() if v is not None})
+    for tenant in sorted(set(raw) - set(tenants)):
+        if any(k in (raw[tenant] or {}) for k in SHARE_KEYS):
+            problems.bad(f"tenants.{tenant}", "a configured tenant (" + ", ".join(tenants)
+                         + ")", tenant)
+    if not shares:
+        return None
+    for limits in buckets:
+        try:
+            dataclasses.replace(limits, tenants=shares)
+        except LimitsError as err:
+            problems.say(f"context key 'tenants': {err}")
+            break
+    return shares
 
 
 _BIND_EXAMPLE = ('{"acme": {"principals": ["arn:aws:iam::111122223333:role/AcmeApp"]}}')
@@ -1111,9 +1173,18 @@ def load_settings(ctx: Mapping[str, Any], *, region: str | None = None) -> Setti
                                  "tokens_per_day"]}, spec, f"models.{m}.")["tokens_per_day"]
                              for m, spec in (raw_models or {}).items()
                              if isinstance(spec, dict) and provider == "bedrock"})
+    runaway = read_section(problems, RUNAWAY_KEYS, ctx.get("runaway", {}), "runaway.")
+    runaway_settings = None
+    if not problems.items and runaway["enabled"]:
+        try:
+            runaway_settings = RunawaySettings(**{k: v for k, v in runaway.items()
+                                                  if k not in ("enabled", "schedule_minutes")})
+        except RunawayError as err:
+            problems.say(f"context key {str(err).split(' must')[0]!r}: {err}")
     if problems.items:
         raise SettingsError(problems.items)
     return Settings(
+        runaway=runaway_settings, runaway_schedule_minutes=runaway["schedule_minutes"],
         stage=top["stage"], provider=provider, tier=tier, models=models,
         default_model=default_model, overflow_policy=top["overflow_policy"],
         degrade_model=picked["degrade_model"], scheduling=top["scheduling"],

@@ -27,6 +27,8 @@ from guard.client import SCHEDULING_MODES
 from guard.limits import Limits, TenantShare
 # One home for prices: the guard reserves budgets with them, the metrics report cost.
 from guard.prices import CACHE_READ_PRICE_FACTOR, CACHE_WRITE_PRICE_FACTOR, Prices
+from guard.runaway import DEPLOYMENT as RUNAWAY_DEPLOYMENT
+from guard.runaway import THROTTLED_METRIC
 
 __all__ = [
     "ACCESS_DENIED_METRIC", "BATCH_BUCKET_ID", "CACHE_READ_PRICE_FACTOR",
@@ -35,7 +37,7 @@ __all__ = [
     "POOL_METRICS", "POOL_ONLY_METRICS", "DOCUMENTS_PREFIX",
     "Env", "HIGH_RESOLUTION", "LANES", "METRICS", "ModelSpec", "NAMESPACE",
     "OVERFLOW_POLICIES", "PoolSpec", "PROVIDERS", "Prices", "REQUEST_ID_PATTERN",
-    "ROLE_ARN_PATTERN",
+    "ROLE_ARN_PATTERN", "RUNAWAY_DEPLOYMENT", "RUNAWAY_METRICS",
     "CAPACITY_DIMENSIONS", "CAPACITY_METRICS", "SCHEDULING_MODES", "SHARE_FIELDS",
     "TENANT_METRICS",
     "TENANT_PATTERN", "TenantSpec", "decode_models", "decode_tenants",
@@ -141,6 +143,8 @@ class Env:
     # whose limits item replaces them without a redeploy
     BUDGETS = "BUDGETS"
     LIMITS_TABLE = "LIMITS_TABLE"
+    #: the runaway breaker's settings (JSON of guard.runaway.RunawaySettings' fields)
+    RUNAWAY = "RUNAWAY"
 
 
 # -- metrics --------------------------------------------------------------------------------------
@@ -183,7 +187,12 @@ TENANT_ONLY_METRICS = {"BudgetUsedPercent": "Percent", "BudgetRefused": "Count"}
 MONTH_DAYS_LEFT_METRIC = "MonthDaysLeft"
 #: The runaway breaker: calls it held to a tenant's own trailing baseline (Count, dimension
 #: Tenant only, configured tenants); the stack alarms on its Sum per tenant
-RUNAWAY_METRIC = "RunawayThrottled"
+RUNAWAY_METRIC = THROTTLED_METRIC
+
+#: The runaway breaker's metric (`guard.runaway`, emitted by `agent.runaway`): 1 per evaluation
+#: while a scope is throttled, dimension Tenant only (the deployment's scope:
+#: RUNAWAY_DEPLOYMENT); metric name -> unit
+RUNAWAY_METRICS = {THROTTLED_METRIC: "Count"}
 
 #: Per-tenant figures: these metrics are also emitted with dimension `Tenant` (configured
 #: tenants only, so the cardinality is bounded)

@@ -78,11 +78,13 @@ def build_runtime(env=os.environ, *, dynamodb=None, sqs=None, sts=None, secrets=
         401) bypasses the cache so a rotated key is used at once."""
         return read_secret(config.api_key_secret_arn, "api_key", refresh=refresh)
 
+    options = budget_options(config, dynamodb)
+    follow_shares(options["limits_source"], config, shared.values())
     claude = GuardedClaude(pooled_models(config, buckets, dynamodb),
                            provider=config.provider, sdk_client=sdk_client,
                            api_key=api_key if config.provider == "anthropic" else None,
                            aws_region=config.aws_region, scheduling=config.scheduling,
-                           **budget_options(config, dynamodb))
+                           **options)
     persistence = DynamoDBPersistenceLayer(table_name=config.idempotency_table,
                                            boto3_client=dynamodb)
     mcp = None
@@ -143,6 +145,24 @@ def budget_options(config, dynamodb) -> dict[str, Any]:
     return {"prices": {m: spec.prices for m, spec in config.models.items()},
             "budgets": limits.tenants, "budget": limits.deployment,
             "model_tokens_per_day": limits.model_tokens_per_day, "limits_source": source}
+
+
+def follow_shares(source: LimitsSource | None, config, buckets) -> None:
+    """Every bucket takes the tenants' weights and caps (and the runaway breaker's throttles)
+    from the limits config item when it changes version (`TokenBucket.set_shares`: all callers
+    agree through the bucket item); without a config table or tenants they stay as deployed."""
+    if source is None or not config.tenant_specs:
+        return
+    deployed = {spec.name: spec.share for spec in config.tenant_specs}
+    buckets = list(buckets)
+
+    def apply(limits) -> None:
+        tenants = limits.tenant_shares(deployed)
+        sharing = config.tenant_shares or limits.shares or limits.runaway
+        for bucket in buckets:
+            bucket.set_shares(tenants if sharing else {}, limits.version)
+
+    source.on_change(apply)
 
 
 def _secret_reader(client: Callable[[], Any]) -> Callable[..., str]:

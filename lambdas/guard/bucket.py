@@ -26,6 +26,7 @@ costs a write too: booking ahead (fifo) instead of polling keeps refusals rare.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
@@ -33,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
-from . import fair, gcra
+from . import fair, gcra, shares
 from .limits import INPUT_TOKENS, OUTPUT_TOKENS, REQUESTS, WINDOW_S, Limits
 from .outcomes import COOL_DOWN, QUOTA, STORE_UNAVAILABLE  # noqa: F401 - COOL_DOWN: guard.bucket names every reason it returns
 
@@ -133,6 +134,8 @@ _STATE_NAMES = {f"#a{i}": attribute for i, attribute in enumerate(gcra.STATE_ATT
 
 #: What a bucket write is for (`TokenBucket.writes_by_purpose`).
 WRITE_PURPOSES = ("acquire", "settle", "cool_down", "lower")
+#: The writes pinned to the bucket's live shares version (`guard.shares`).
+_PINNED = ("acquire", "settle")
 
 
 def _check_amount(name: str, value: Any) -> int:
@@ -201,6 +204,11 @@ class TokenBucket:
         self.settles = 0  # settle and release calls made on this instance
         self.store_reads = 0  # DynamoDB reads made by this instance, for benchmarks
         self.forgone_refunds = 0  # refunds not credited because bookings were pending
+
+    #: Live tenant shares (`set_shares`): the version every acquire and settle write is
+    #: pinned to (None: not live, no pin), and the deployed shares (version 0).
+    _shares_version: int | None = None
+    _deployed_tenants: Mapping | None = None
 
     # -- public API ------------------------------------------------------------------------
 
@@ -469,6 +477,65 @@ class TokenBucket:
                      extra={"bucket_id": self.bucket_id, "lowered": lowered})
         return lowered
 
+    def set_shares(self, tenants: Mapping[str, Any], version: int) -> bool:
+        """Use the tenant shares `tenants` (name -> TenantShare: weights and caps) from the
+        limits config version `version` on, agreed with every other caller through the bucket
+        item (`guard.shares`): every acquire and settle write is pinned to the version from
+        now on; the first one that finds the item older switches it (rescaling the changed
+        caps), one that finds it newer adopts the item's shares. A version not newer than the
+        one in force is ignored (returns False). LimitsError for shares this bucket cannot
+        enforce (a cap on a dimension it does not have)."""
+        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+            raise ValueError(f"version must be a whole number >= 0, got {version!r}")
+        limits = dataclasses.replace(self.limits, tenants=dict(tenants))
+        with self._lock:
+            if self._shares_version is not None and version <= self._shares_version:
+                return False
+            if self._shares_version is None:
+                self._deployed_tenants = self.limits.tenants
+            self.limits, self._shares_version = limits, version
+        return True
+
+    @property
+    def shares_version(self) -> int | None:
+        """The live shares version in force (None: shares are not live)."""
+        return self._shares_version
+
+    def _reconcile_shares(self, item: dict, raw: dict) -> tuple[dict, dict]:
+        """A pinned write was refused: adopt the item's newer shares, or switch the item from
+        its older ones to this bucket's (one write). Returns the item to decide from next."""
+        for _ in range(self._max_attempts):
+            theirs, mine = shares.version_of(item), self._shares_version
+            if mine is None or theirs == mine:
+                break
+            if theirs > mine:
+                try:
+                    limits = dataclasses.replace(self.limits, tenants=shares.decode(item))
+                except ValueError as err:
+                    log.error("bucket item's shares v%s are bad (keeping v%s): %s", theirs,
+                              mine, err, extra={"bucket_id": self.bucket_id})
+                    break
+                with self._lock:
+                    self.limits, self._shares_version = limits, theirs
+                log.info("tenant shares adopted from the bucket item",
+                         extra={"bucket_id": self.bucket_id, "version": theirs})
+                break
+            try:
+                old = shares.decode(item) or self._deployed_tenants or {}
+            except ValueError:
+                old = self._deployed_tenants or {}
+            update = shares.switch_update(item, old, self.limits.tenants, mine, self._clock(),
+                                          self.limits.burst_tolerance_s)
+            outcome, new_item, new_raw = self._write(update, "shares")
+            if outcome == STORE_UNAVAILABLE:
+                break
+            item, raw = new_item, new_raw
+            if outcome == "written":
+                log.info("tenant shares switched on the bucket item",
+                         extra={"bucket_id": self.bucket_id, "from": theirs, "to": mine})
+                break
+        return item, raw
+
     def level(self, dimension: str) -> float | None:
         """This client's last-seen level of `dimension` (tokens or requests), for reporting."""
         return self.shape.level(dimension, self._snapshot(), self._clock())
@@ -628,12 +695,15 @@ class TokenBucket:
 
     def _write(self, update: gcra.Update,
                purpose: str) -> tuple[str, dict[str, float], dict]:
-        """Send one UpdateItem (`purpose`: one of WRITE_PURPOSES). Returns ("written", new
+        """Send one UpdateItem (`purpose`: one of WRITE_PURPOSES, or "shares"). Returns ("written", new
         item, raw attributes), ("refused", old item, raw) or ("store_unavailable", {}, {})."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        with self._lock:
-            self.writes_by_purpose[purpose] += 1
+        with self._lock:  # "shares" (a switch of live shares) appears once one is made
+            self.writes_by_purpose[purpose] = self.writes_by_purpose.get(purpose, 0) + 1
+        pinned = purpose in _PINNED and self._shares_version is not None
+        if pinned:
+            shares.pin(update, self._shares_version)
         sent_at = time.monotonic()
         try:
             response = self.dynamodb.update_item(**update.request(self.table_name,
@@ -646,9 +716,14 @@ class TokenBucket:
                     # A store without ReturnValuesOnConditionCheckFailure: one state read
                     # instead of retrying from an empty view
                     self._note_round_trip(time.monotonic() - sent_at)
-                    return "refused", self._read_state() or {}, {}
+                    item = self._read_state() or {}
+                    if pinned and shares.version_of(item) != self._shares_version:
+                        item, _ = self._reconcile_shares(item, {})
+                    return "refused", item, {}
                 item = gcra.decode(raw)
                 self._remember(item, time.monotonic() - sent_at)
+                if pinned and shares.version_of(item) != self._shares_version:
+                    item, raw = self._reconcile_shares(item, raw)
                 return "refused", item, raw
             log.warning("token bucket store error: %s", code or err,
                         extra={"bucket_id": self.bucket_id, "table": self.table_name})

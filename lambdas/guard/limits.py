@@ -8,6 +8,7 @@ shares a bucket), or Amazon Bedrock's requests/tokens per minute for one model i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Mapping
 
 #: Every bucket refills continuously over this window: capacity = the per-minute limit,
 #: refill = limit / 60 per second. It is also the GCRA burst tolerance (seconds).
@@ -65,6 +66,35 @@ class TenantShare:
         dims = {REQUESTS: self.rpm, INPUT_TOKENS: self.itpm, OUTPUT_TOKENS: self.otpm,
                 TOKENS: self.tpm}
         return {name: value for name, value in dims.items() if value is not None}
+
+    def encode(self) -> dict[str, float]:
+        """The share as cdk.json writes it: `weight` and the caps that are set (per minute)."""
+        return {"weight": self.weight, **{name: getattr(self, name) for name in CAP_KEYS
+                                          if getattr(self, name) is not None}}
+
+    @classmethod
+    def decode(cls, raw: "Mapping[str, object]") -> "TenantShare":
+        """From `encode`'s shape (keys of SHARE_KEYS; a missing or null one: unset);
+        LimitsError naming an unknown key or a bad value."""
+        unknown = sorted(set(raw) - set(SHARE_KEYS))
+        if unknown:
+            raise LimitsError(f"unknown share key {unknown[0]!r} (known: "
+                              f"{', '.join(SHARE_KEYS)})")
+        return cls(**{name: raw[name] for name in SHARE_KEYS
+                      if raw.get(name) is not None})
+
+    def capped(self, caps: "Mapping[str, float]") -> "TenantShare":
+        """This share with `caps` (key of CAP_KEYS -> per minute) as well: the lower of the two
+        where both cap a dimension."""
+        merged = {name: getattr(self, name) for name in CAP_KEYS}
+        for name, value in caps.items():
+            merged[name] = value if merged[name] is None else min(merged[name], value)
+        return TenantShare(self.weight, **merged)
+
+
+#: A tenant share's keys, as in cdk.json (`tenants.<name>.<key>`): the weight, then the caps.
+CAP_KEYS = ("rpm", "itpm", "otpm", "tpm")
+SHARE_KEYS = ("weight",) + CAP_KEYS
 
 
 def _check_tenants(tenants, limits: "Limits") -> dict[str, TenantShare]:

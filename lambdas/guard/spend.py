@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from .budget import Budget, BudgetError, BudgetLedger, Hold, scopes_for
+from .limits import SHARE_KEYS, LimitsError, TenantShare
 from .prices import Prices
+from .runaway import RunawayError, Throttle, throttled_shares
 from .usage import Usage
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,21 @@ class LimitSet:
     deployment: Budget | None = None
     model_tokens_per_day: Mapping[str, int] = field(default_factory=dict)
     version: int = 0
+    #: tenant -> TenantShare (weight and caps per minute) set on the config item; None: the
+    #: deployed shares (cdk.json's `tenants.<name>.weight/rpm/...`)
+    shares: Mapping[str, TenantShare] | None = None
+    #: the runaway breaker's throttles in force: tenant (or `guard.runaway.DEPLOYMENT`) ->
+    #: Throttle
+    runaway: Mapping[str, Throttle] = field(default_factory=dict)
+
+    def tenant_shares(self, deployed: Mapping[str, TenantShare]) -> dict[str, TenantShare]:
+        """The shares every bucket enforces: the config item's (else `deployed`, tenant ->
+        TenantShare), each configured tenant weight 1 unless set, with the runaway
+        throttles' caps applied."""
+        chosen = self.shares if self.shares is not None else deployed
+        base = {name: chosen.get(name, TenantShare()) for name in deployed}
+        base.update(chosen)
+        return throttled_shares(base, self.runaway)
 
     @classmethod
     def decode(cls, raw: Mapping[str, Any]) -> "LimitSet":
@@ -50,10 +67,22 @@ class LimitSet:
             except BudgetError as err:
                 raise BudgetError(f"{where}: {err}") from None
 
-        tenants = {}
+        tenants, shares = {}, {}
         for name, entry in (raw.get("tenants") or {}).items():
             if isinstance(entry, Mapping) and entry.get("budget") is not None:
                 tenants[name] = budget(f"tenants.{name}.budget", entry["budget"])
+            share = {k: v for k, v in (entry or {}).items() if k in SHARE_KEYS}
+            if share:
+                try:
+                    shares[name] = TenantShare.decode(share)
+                except LimitsError as err:
+                    raise BudgetError(f"tenants.{name}: {err}") from None
+        runaway = {}
+        for scope, entry in (raw.get("runaway") or {}).items():
+            try:
+                runaway[scope] = Throttle.decode(entry)
+            except RunawayError as err:
+                raise BudgetError(f"runaway.{scope}: {err}") from None
         models = {}
         for model, entry in (raw.get("models") or {}).items():
             if isinstance(entry, Mapping) and entry.get("tokens_per_day") is not None:
@@ -62,17 +91,22 @@ class LimitSet:
                                        ).tokens_per_day
         deployment = raw.get("budget")
         return cls(tenants, None if deployment is None else budget("budget", deployment),
-                   models, int(raw.get("version", 0)))
+                   models, int(raw.get("version", 0)), shares or None, runaway)
 
     def encode(self) -> dict[str, Any]:
         """The document `decode` reads."""
+        tenants: dict[str, dict] = {t: {"budget": b.encode()} for t, b in self.tenants.items()}
+        for name, share in (self.shares or {}).items():
+            tenants.setdefault(name, {}).update(share.encode())
         out: dict[str, Any] = {
-            "tenants": {t: {"budget": b.encode()} for t, b in sorted(self.tenants.items())},
+            "tenants": dict(sorted(tenants.items())),
             "models": {m: {"tokens_per_day": n}
                        for m, n in sorted(self.model_tokens_per_day.items())},
             "version": self.version}
         if self.deployment is not None:
             out["budget"] = self.deployment.encode()
+        if self.runaway:
+            out["runaway"] = {scope: t.encode() for scope, t in sorted(self.runaway.items())}
         return out
 
 
@@ -94,19 +128,37 @@ class LimitsSource:
         self._cached: LimitSet | None = None
         self._read_at = -math.inf
         self.reads = 0
+        self._listeners: list[Callable[[LimitSet], Any]] = []
+        self._notified: int | None = None
+
+    def on_change(self, listener: Callable[[LimitSet], Any]) -> None:
+        """Call `listener(limits)` when the limits in force change version (first: on the
+        first `current`), in the caller of `current`: the buckets follow the tenant shares."""
+        self._listeners.append(listener)
 
     def current(self, fallback: LimitSet) -> LimitSet:
         """The limits in force: the config item's (at most ttl_s old), else `fallback`."""
         now = self._clock()
         with self._lock:
-            if now - self._read_at < self.ttl_s:
-                return self._cached or fallback
-            self._read_at = now
-        loaded = self._load()
+            fresh = now - self._read_at < self.ttl_s
+            if not fresh:
+                self._read_at = now
+        if not fresh:
+            loaded = self._load()
+            with self._lock:
+                if loaded is not None:
+                    self._cached = loaded
         with self._lock:
-            if loaded is not None:
-                self._cached = loaded
-            return self._cached or fallback
+            limits = self._cached or fallback
+            changed = self._listeners and limits.version != self._notified
+            if changed:
+                self._notified = limits.version
+        for listener in self._listeners if changed else ():
+            try:
+                listener(limits)
+            except Exception:  # noqa: BLE001 - a listener's failure keeps the call going
+                log.exception("limits listener failed (version %s)", limits.version)
+        return limits
 
     def _load(self) -> LimitSet | None:
         from boto3.dynamodb.types import TypeDeserializer
@@ -128,9 +180,81 @@ class LimitsSource:
         raw = TypeDeserializer().deserialize(item.get("limits", {"M": {}}))
         try:
             return LimitSet.decode(plain_numbers(raw))
-        except (BudgetError, TypeError, ValueError) as err:
+        except (BudgetError, TypeError, ValueError) as err:  # LimitsError is a ValueError
             log.error("limits config item is bad (keeping the last limits): %s", err)
             return None
+
+
+#: Key prefix of the change records kept beside the limits item (who, what, before, after).
+CHANGE_PREFIX = LIMITS_KEY + "#change#"
+
+
+class LimitsConflict(Exception):
+    """The limits item changed since it was read: read it again and redo the change."""
+
+
+def write_limits(dynamodb: Any, table: str, before: LimitSet, after: LimitSet, *, who: str,
+                 what: list[str], reason: str = "", at: float) -> None:
+    """Replace the limits item with `after` and add its change record (`pk =
+    limits#change#<time>#<id>`: who, what, before, after, reason, at), in one transaction,
+    conditional on the item still being `before`'s version (two writers never overwrite each
+    other unseen); LimitsConflict when it is not. `at`: epoch seconds."""
+    import json
+    import uuid
+    from datetime import datetime, timezone
+
+    from boto3.dynamodb.types import TypeSerializer
+    from botocore.exceptions import ClientError
+
+    stamp = datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    serialize = TypeSerializer().serialize
+    record = {"pk": f"{CHANGE_PREFIX}{stamp}#{uuid.uuid4().hex[:8]}", "who": who,
+              "what": list(what), "before": json.dumps(before.encode(), sort_keys=True),
+              "after": json.dumps(after.encode(), sort_keys=True), "at": stamp,
+              "reason": reason or ""}
+    condition = ({"ConditionExpression": "attribute_not_exists(pk)"} if before.version == 0
+                 else {"ConditionExpression": "#l.version = :v",
+                       "ExpressionAttributeNames": {"#l": "limits"},
+                       "ExpressionAttributeValues": {":v": {"N": str(before.version)}}})
+    try:
+        dynamodb.transact_write_items(TransactItems=[
+            {"Put": {"TableName": table,
+                     "Item": {"pk": {"S": LIMITS_KEY}, "limits": serialize(_decimals(
+                         after.encode())), "updated_by": {"S": who},
+                         "updated_at": {"S": stamp}},
+                     **condition}},
+            {"Put": {"TableName": table,
+                     "Item": {k: serialize(v) for k, v in record.items()}}}])
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+            raise LimitsConflict(f"the limits changed since version {before.version} was "
+                                 "read") from None
+        raise
+
+
+def read_limits_item(dynamodb: Any, table: str) -> LimitSet | None:
+    """The limits item, strongly consistent (for a writer about to change it); None when
+    there is none. BudgetError for a bad item."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    item = dynamodb.get_item(TableName=table, Key={"pk": {"S": LIMITS_KEY}},
+                             ConsistentRead=True).get("Item")
+    if not item:
+        return None
+    return LimitSet.decode(plain_numbers(TypeDeserializer().deserialize(item["limits"])))
+
+
+def _decimals(value: Any) -> Any:
+    """Floats as Decimals, recursively (what the DynamoDB serializer takes)."""
+    from decimal import Decimal
+
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: _decimals(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decimals(v) for v in value]
+    return value
 
 
 def plain_numbers(value: Any) -> Any:

@@ -31,8 +31,9 @@ def test_cdk_synth_with_provider_bedrock_alone_is_clean(tmp_path, dev):
              if line.strip() and not line.startswith(_PROGRESS)]
     assert noise == []
     template = json.loads((tmp_path / "cdk.out" / "Bulwark-dev.template.json").read_text())
-    [function] = [r for r in template["Resources"].values()
-                  if r["Type"] == "AWS::Lambda::Function"]
+    [function] = [r for r in template["Resources"].values()  # the agent: not the breaker
+                  if r["Type"] == "AWS::Lambda::Function"
+                  and r["Properties"].get("Handler") != "agent.runaway.handler"]
     variables = function["Properties"]["Environment"]["Variables"]
     assert variables["PROVIDER"] == "bedrock"
     assert variables["DEFAULT_MODEL"].startswith("us.anthropic.")

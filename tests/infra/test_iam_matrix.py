@@ -259,6 +259,9 @@ class Deployment:
             self.batch_queue = self.arn(stack.batch_state.queue)
             self.batch_dlq = self.arn(stack.batch_state.dead_letter_queue)
             self.batch_table = self.arn(stack.batch_state.table)
+        if stack.runaway is not None:  # the runaway breaker's scheduled function
+            self.runaway = self._role(stack.runaway.role, session=f"{stack.stack_name}-runaway")
+            self.limits_table = self.arn(stack.budgets.table)
         self.resource_policies = self._resource_policies()
 
     @staticmethod
@@ -1073,6 +1076,31 @@ MCP_QUOTA_CASES: list[Case] = [
           ("read_other_key", "dynamodb:GetItem", "batch-intent-1", IMPLICIT))],
 ]
 CASES += MCP_QUOTA_CASES
+
+#: the runaway breaker's role: the spend metrics, the limits item and its change records
+RUNAWAY_CASES = [
+    Case("runaway.limits.write_item", "anthropic", ALLOWED, lambda d: d.request(
+        d.runaway, "dynamodb:PutItem", d.limits_table, {"dynamodb:LeadingKeys": ["limits"]})),
+    Case("runaway.limits.write_change_record", "anthropic", ALLOWED, lambda d: d.request(
+        d.runaway, "dynamodb:PutItem", d.limits_table,
+        {"dynamodb:LeadingKeys": ["limits#change#2026-12-04T15:00:00.000000Z#ab12cd34"]})),
+    Case("runaway.limits.other_item", "anthropic", IMPLICIT, lambda d: d.request(
+        d.runaway, "dynamodb:PutItem", d.limits_table, {"dynamodb:LeadingKeys": ["other"]})),
+    Case("runaway.limits.delete_change_record", "anthropic", IMPLICIT, lambda d: d.request(
+        d.runaway, "dynamodb:DeleteItem", d.limits_table,
+        {"dynamodb:LeadingKeys": ["limits#change#2026-12-04T15:00:00.000000Z#ab12cd34"]})),
+    Case("runaway.bucket.write", "anthropic", IMPLICIT, lambda d: d.request(
+        d.runaway, "dynamodb:UpdateItem", d.bucket_table,
+        {"dynamodb:LeadingKeys": ["anthropic#sonnet-4"]})),
+    Case("runaway.metrics.read", "anthropic", ALLOWED, lambda d: d.request(
+        d.runaway, "cloudwatch:GetMetricData", "*")),
+    Case("runaway.metrics.put", "anthropic", IMPLICIT, lambda d: d.request(
+        d.runaway, "cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": "Bulwark"})),
+    Case("runaway.metrics.other_region", "anthropic", EXPLICIT, lambda d: d.request(
+        d.runaway, "cloudwatch:GetMetricData", "*", region=OTHER_REGION),
+        denied_by=OUTSIDE_REGIONS),
+]
+CASES += RUNAWAY_CASES
 
 
 # -- fixtures: two synths, one simulator run -------------------------------------------------

@@ -138,7 +138,8 @@ def test_wildcard_resources_only_with_a_condition_or_on_a_deny(dev):
         if statement.get("Resource") == "*":
             is_cdk_tracing = logical_id.startswith(("AgentRoleDefaultPolicy",
                                                     "BatchCollectorRoleDefaultPolicy",
-                                                    "BatchPollerRoleDefaultPolicy"))
+                                                    "BatchPollerRoleDefaultPolicy",
+                                                    "RunawayRoleDefaultPolicy"))
             assert statement.get("Condition") or statement["Effect"] == "Deny" or is_cdk_tracing
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Annotations, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -28,12 +28,21 @@ from policies.pools import breaker_ids, breaker_statement, pool_statements
 from policies.tool_role import (tool_data_key_statement, tool_permission_statements,
                                 tool_trust_statement)
 
+from .acknowledgements import (CLAIM_CHECK_REASON, LOG_STREAMS_REASON, XRAY_REASON,
+                               acknowledge, checkov_skip, claim_check_objects, log_streams,
+                               logical_id, wildcard_finding)
 from .packaging import ARCHITECTURE, RUNTIME, lambda_code
 from .settings import ModelSettings, Settings
 from .state import AgentState, log_retention
 
 FUNCTION_TIMEOUT = Duration.seconds(120)
 HANDLER = "agent.handler.handler"
+#: why the function has no asynchronous dead-letter queue (cdk-nag and checkov ask for one)
+_NEVER_ASYNC = ("Never invoked asynchronously: direct invokes answer the caller, and queued "
+                "work is dead-lettered by the handler (with its reason) and by the "
+                "queue's redrive.")
+#: the payload bucket's prefixes the agent writes claim checks under
+_CLAIM_CHECK_PREFIXES = ("results", "queue", "dlq")
 
 
 @dataclass(frozen=True)
@@ -102,9 +111,13 @@ class AgentFunction(Construct):
     Function URL and the work queue), and a tool role for tenant data.
 
     Attributes: `secret` (the Anthropic API key, None with Bedrock), `log_group`, `role`,
-    `tool_role`, `function`, `alias` ("live"), `url`; for the permissions boundary the stack
-    applies: `granted_statements`, `mcp_boundary_statements`, `bedrock_profile_arns`,
-    `bedrock_routed_regions`, `uses_global_endpoints`.
+    `tool_role`, `policy` (the role's inline policy), `tool_policy`, `function`, `alias`
+    ("live"), `url`, `work_queue_source` (the SQS event source mapping); for the permissions
+    boundary the stack applies: `granted_statements`, `mcp_boundary_statements`,
+    `bedrock_profile_arns`, `bedrock_routed_regions`, `uses_global_endpoints`, and
+    `acknowledge_boundary` for the wildcards it mirrors from these grants.
+    Each policy-check finding accepted on these resources is acknowledged where the resource
+    is made (`stacks.acknowledgements`).
     """
 
     def __init__(self, scope: Construct, id: str, *, props: AgentProps, state: AgentState,
@@ -129,11 +142,10 @@ class AgentFunction(Construct):
         needs = {need.name: (need.prefix if isinstance(need, ToolPrefix)
                              else state.tool_tables[need.name].table_name)
                  for need in declared_needs()}
-        agent_policy = self._policies(props, state, key, needs, batch_queue)
+        self._policies(props, state, key, needs, batch_queue)
         self._bedrock(props)
-        self._function(props, key, self._environment(props, state, needs, batch_queue),
-                       agent_policy)
-        self._work_queue_source(props, state, agent_policy)
+        self._function(props, key, self._environment(props, state, needs, batch_queue))
+        self._work_queue_source(props, state)
         self._callers(props, state, key)
 
     def _api_key_secret(self, props: AgentProps, key: kms.IKey,
@@ -144,10 +156,14 @@ class AgentFunction(Construct):
         if props.api_key_secret_arn:
             return secretsmanager.Secret.from_secret_complete_arn(self, "ApiKey",
                                                                   props.api_key_secret_arn)
-        return secretsmanager.Secret(
+        secret = secretsmanager.Secret(
             self, "ApiKey", encryption_key=key, removal_policy=removal,
             description="Anthropic API key for the Bulwark agent: set "
                         '{"api_key": "sk-ant-..."} after the first deploy')
+        acknowledge(secret, "AwsSolutions-SMG4",
+                    "An Anthropic API key is issued by Anthropic's console; a rotation Lambda "
+                    "cannot mint one. Rotate by putting a new value; Parameters caches it 5 min.")
+        return secret
 
     def _roles(self, props: AgentProps) -> None:
         """The execution role, and the tool role it assumes per request (one trust statement
@@ -158,6 +174,7 @@ class AgentFunction(Construct):
             # aws:SourceAccount only: Lambda's own examples condition the execution role on
             # the account; a SourceArn condition is not documented for this trust.
             assumed_by=service_trust("lambda.amazonaws.com", stack.account))
+        acknowledge(self.role, wildcard_finding("*"), XRAY_REASON)
         self.tool_role = iam.Role(
             self, "ToolRole", role_name=self._tool_role_name,
             description="Bulwark agent tools: tenant data via ABAC",
@@ -170,18 +187,41 @@ class AgentFunction(Construct):
             {"Version": "2012-10-17", "Statement": [trust.to_statement_json()]})
 
     def _policies(self, props: AgentProps, state: AgentState, key: kms.IKey,
-                  needs: dict[str, str], batch_queue: sqs.IQueue | None) -> iam.Policy:
-        """The agent role's and the tool role's inline policies, and what they grant for the
-        boundary. Returns the agent role's policy (the function depends on it)."""
+                  needs: dict[str, str], batch_queue: sqs.IQueue | None) -> None:
+        """The agent role's and the tool role's inline policies (`policy`, `tool_policy`),
+        what they grant for the boundary, and the wildcards they hold on purpose."""
         tool_statements, tool_grants = self._tool_statements(props, state, key, needs)
         agent_grants = self._agent_statements(props, state, key, batch_queue)
-        agent_policy = iam.Policy(self, "AgentPolicy", statements=agent_grants)
-        self.role.attach_inline_policy(agent_policy)
-        self.tool_role.attach_inline_policy(iam.Policy(self, "ToolPolicy",
-                                                       statements=tool_statements))
+        self.policy = iam.Policy(self, "AgentPolicy", statements=agent_grants)
+        self.role.attach_inline_policy(self.policy)
+        self.tool_policy = iam.Policy(self, "ToolPolicy", statements=tool_statements)
+        self.tool_role.attach_inline_policy(self.tool_policy)
         #: what this construct grants, for the permissions boundary the stack applies
         self.granted_statements = agent_grants + tool_grants
-        return agent_policy
+
+        # The wildcard resources these policies grant on purpose (cdk-nag names each finding
+        # by its resource); the boundary mirrors them (`acknowledge_boundary`).
+        agent_wildcards = {log_streams(self.log_group): LOG_STREAMS_REASON}
+        agent_wildcards.update({claim_check_objects(state.payloads, prefix): CLAIM_CHECK_REASON
+                                for prefix in _CLAIM_CHECK_PREFIXES})
+        tenant_documents = (f"arn:<AWS::Partition>:s3:::<{logical_id(state.documents)}>/"
+                            f"{DOCUMENTS_PREFIX}<aws:PrincipalTag/tenant>/*")
+        tool_wildcards = {tenant_documents: (
+            f"Objects under the tenant's own prefix {DOCUMENTS_PREFIX}"
+            "${aws:PrincipalTag/tenant}/ (ABAC): the wildcard is bounded by the session tag.")}
+        acknowledge(self.policy, wildcard_finding("*"), XRAY_REASON)
+        for policy, wildcards in ((self.policy, agent_wildcards),
+                                  (self.tool_policy, tool_wildcards)):
+            for resource, reason in wildcards.items():
+                acknowledge(policy, wildcard_finding(resource), reason)
+        self._boundary_wildcards = {**agent_wildcards, **tool_wildcards}
+
+    def acknowledge_boundary(self, boundary_policy: iam.ManagedPolicy) -> None:
+        """Acknowledge on the permissions boundary the wildcard resources it mirrors from this
+        construct's grants (the agent's log streams and claim checks, the tenant's
+        documents), with the same reasons."""
+        for resource, reason in self._boundary_wildcards.items():
+            acknowledge(boundary_policy, wildcard_finding(resource), reason)
 
     def _tool_statements(self, props: AgentProps, state: AgentState, key: kms.IKey,
                          needs: dict[str, str]
@@ -312,8 +352,8 @@ class AgentFunction(Construct):
             environment[Env.BATCH_QUEUE_URL] = batch_queue.queue_url
         return environment
 
-    def _function(self, props: AgentProps, key: kms.IKey, environment: dict[str, str],
-                  agent_policy: iam.Policy) -> None:
+    def _function(self, props: AgentProps, key: kms.IKey,
+                  environment: dict[str, str]) -> None:
         """The function (SnapStart), its alias "live" and the alias's IAM-authenticated URL."""
         self.function = lambda_.Function(
             self, "Function", function_name=self._function_name, runtime=RUNTIME,
@@ -325,22 +365,39 @@ class AgentFunction(Construct):
             description="Bulwark agent: Claude tool-use loop inside the quota")
         # The function and its queue mapping need the role's policy in place at creation
         # (the mapping checks sqs:ReceiveMessage when it is created).
-        self.function.node.add_dependency(self.role, agent_policy)
+        self.function.node.add_dependency(self.role, self.policy)
         self.alias = lambda_.Alias(self, "Live", alias_name="live",
                                    version=self.function.current_version)
         self.url = self.alias.add_function_url(auth_type=lambda_.FunctionUrlAuthType.AWS_IAM)
+        checkov_skip(self.function, "CKV_AWS_116", _NEVER_ASYNC)
+        checkov_skip(self.function, "CKV_AWS_117",
+                     "No VPC: the function reaches only public endpoints (Claude, DynamoDB, SQS, "
+                     "S3, STS, KMS, Secrets Manager) under IAM; a VPC would add NAT or endpoint "
+                     "cost and cold-start latency without narrowing what it can reach.")
+        for rule in ("AwsSolutions-L1", "Serverless-LambdaLatestVersion"):
+            acknowledge(self.function, rule,
+                        "Pinned to python3.12 on purpose: the asset's wheels are locked for "
+                        "cp312 manylinux2014_aarch64; moving runtimes is a deliberate lock "
+                        "change.")
+        # CDK's warning asks for a published version: the alias `live` is on current_version.
+        Annotations.of(self.function).acknowledge_warning(
+            "@aws-cdk/aws-lambda:snapStartRequirePublish",
+            "SnapStart runs on the published version behind the alias 'live'.")
+        acknowledge(self.function, "Serverless-LambdaDLQ", _NEVER_ASYNC)
 
-    def _work_queue_source(self, props: AgentProps, state: AgentState,
-                           agent_policy: iam.Policy) -> None:
+    def _work_queue_source(self, props: AgentProps, state: AgentState) -> None:
         """One function, one role: the same handler serves SQS batches (it dispatches on the
         event's shape), through the alias so queued work also runs from the SnapStart
         snapshot."""
-        mapping = lambda_.EventSourceMapping(
+        self.work_queue_source = lambda_.EventSourceMapping(
             self, "WorkQueueSource", target=self.alias,
             event_source_arn=state.work_queue.queue_arn, batch_size=5,
             report_batch_item_failures=True,
             max_concurrency=props.queue_max_concurrency)
-        mapping.node.add_dependency(agent_policy)
+        self.work_queue_source.node.add_dependency(self.policy)
+        acknowledge(self.work_queue_source, "Serverless-LambdaEventSourceMappingDestination",
+                    "Failed messages reach the DLQ through the queue's redrive policy and the "
+                    "handler's own dead-lettering with a reason.")
 
     def _callers(self, props: AgentProps, state: AgentState, key: kms.IKey) -> None:
         """Who may call the agent (`policies.callers`): cross-account tenant roles through the

@@ -19,6 +19,7 @@ from constructs import Construct
 
 from agent.contract import ACCESS_DENIED_METRIC, NAMESPACE
 
+from .acknowledgements import acknowledge, checkov_skip, log_streams, wildcard_finding
 from .state import log_retention
 
 
@@ -37,9 +38,17 @@ class AccessLogBucket(Construct):
             lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365 if prod else 90),
                                               noncurrent_version_expiration=Duration.days(30))],
             removal_policy=RemovalPolicy.RETAIN if prod else RemovalPolicy.DESTROY)
+        checkov_skip(self.bucket, "CKV_AWS_18",
+                     "This is the server-access-log target: logging it to itself would log "
+                     "its own log deliveries without end.")
 
 
 class AuditTrail(Construct):
+    """The trail (None with `existing_trail_arn`), its `bucket`, `log_group`, the delivery
+    role CDK makes for it (`logs_role`), the AccessDenied `metric_filter`, and
+    `granted_statements` for the permissions boundary (`acknowledge_boundary` for the wildcard
+    the boundary mirrors from them)."""
+
     def __init__(self, scope: Construct, id: str, *, key: kms.IKey, prod: bool,
                  access_log_bucket: s3.IBucket, documents_bucket: s3.IBucket,
                  tool_table_arns: list[str], function_arn: str, kit_role_arns: list[str],
@@ -51,6 +60,8 @@ class AuditTrail(Construct):
         self.log_group: logs.LogGroup | None = None
         #: counts AccessDenied/Unauthorized calls by the kit's roles (`Monitoring` alarms on it)
         self.metric_filter: logs.MetricFilter | None = None
+        #: the role CloudTrail assumes to deliver to the log group (made by `cloudtrail.Trail`)
+        self.logs_role: iam.IRole | None = None
         #: what the trail's delivery role is granted, for the permissions boundary
         self.granted_statements: list[iam.PolicyStatement] = []
         if existing_trail_arn:
@@ -129,8 +140,10 @@ class AuditTrail(Construct):
         # The delivery role CDK creates trusts cloudtrail.amazonaws.com: narrow it to this
         # account (aws:SourceAccount) against the confused deputy. No aws:SourceArn: CloudTrail
         # has been reported not to send it when it assumes the delivery role.
-        logs_role = self.trail.node.find_child("LogsRole")
-        logs_role.node.default_child.add_property_override(
+        # aws-cdk-lib's Trail keeps the role it makes under the id "LogsRole" and exposes no
+        # attribute for it: this is the one place that looks it up.
+        self.logs_role = self.trail.node.find_child("LogsRole")
+        self.logs_role.node.default_child.add_property_override(
             "AssumeRolePolicyDocument.Statement.0.Condition", {
                 "StringEquals": {"aws:SourceAccount": stack.account}})
 
@@ -143,6 +156,13 @@ class AuditTrail(Construct):
             filter_pattern=logs.FilterPattern.literal(
                 '{ ($.errorCode = "AccessDenied*" || $.errorCode = "*UnauthorizedOperation"'
                 ' || $.errorCode = "*Unauthorized*") && (' + denied_by_kit + ") }"))
+
+    def acknowledge_boundary(self, boundary_policy: iam.ManagedPolicy) -> None:
+        """Acknowledge on the permissions boundary the wildcard it mirrors from the delivery
+        grant: the trail's log streams (none with an existing trail)."""
+        if self.log_group is not None:
+            acknowledge(boundary_policy, wildcard_finding(log_streams(self.log_group)),
+                        "CloudTrail writes its own log streams into the trail's log group.")
 
     def log_table_writes(self, name: str, table_arns: list[str]) -> None:
         """Record writes (never reads) to `table_arns` as data events, under selector `name`

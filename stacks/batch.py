@@ -23,6 +23,9 @@ from agent.payloads import MAX_SQS_MESSAGE_BYTES
 from policies.batch import BatchResources, collector_statements, poller_statements
 from policies.boundary import service_trust
 
+from .acknowledgements import (CLAIM_CHECK_REASON, LOG_STREAMS_REASON, XRAY_REASON,
+                               acknowledge, checkov_skip, claim_check_objects, log_streams,
+                               wildcard_finding)
 from .packaging import ARCHITECTURE, RUNTIME, lambda_code
 from .settings import Settings
 from .state import log_retention
@@ -48,6 +51,8 @@ class BatchState(Construct):
             # A backstop: the collector and poller dead-letter with a reason themselves.
             dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=50,
                                                   queue=self.dead_letter_queue))
+        acknowledge(self.dead_letter_queue, "Serverless-SQSRedrivePolicy",
+                    "This queue is the batch lane's dead-letter queue.")
         # Schema as `agent.batch.state.ensure_batch_table`: finished rows expire (TTL); open
         # intents are read through a sparse index, so no run reads the history.
         self.table = dynamodb.Table(
@@ -69,7 +74,12 @@ class BatchState(Construct):
 
 class BatchFunctions(Construct):
     """Collector and poller: same asset as the agent, one role each, run on a schedule, one
-    at a time (reserved concurrency 1: claims and adoption rely on it)."""
+    at a time (reserved concurrency 1: claims and adoption rely on it).
+
+    Attributes, by name ("Collector", "Poller"): `functions`, `roles`, `policies` (each role's
+    inline policy), `log_groups`; `statements` (what they grant, for the permissions
+    boundary) and `acknowledge_boundary` for the wildcards the boundary mirrors. Each
+    policy-check finding accepted on these resources is acknowledged where it is made."""
 
     def __init__(self, scope: Construct, id: str, *, settings: Settings, state: BatchState,
                  key: kms.IKey, bucket_table: dynamodb.ITable, results_table: dynamodb.ITable,
@@ -110,6 +120,7 @@ class BatchFunctions(Construct):
         self.statements: list[iam.PolicyStatement] = []
         self.functions: dict[str, lambda_.Function] = {}
         self.roles: dict[str, iam.Role] = {}
+        self.policies: dict[str, iam.Policy] = {}
         self.log_groups: dict[str, logs.LogGroup] = {}
         for name, handler, build in (
                 ("Collector", "agent.batch.handler.collector_handler", collector_statements),
@@ -137,6 +148,16 @@ class BatchFunctions(Construct):
                 dead_letter_queue=state.dead_letter_queue,
                 description=f"Bulwark batch lane {name.lower()} (Message Batches API)")
             function.node.add_dependency(role, policy)
+            acknowledge(role, wildcard_finding("*"), XRAY_REASON)
+            acknowledge(policy, wildcard_finding("*"), XRAY_REASON)
+            acknowledge(policy, wildcard_finding(log_streams(log_group)), LOG_STREAMS_REASON)
+            for rule in ("AwsSolutions-L1", "Serverless-LambdaLatestVersion"):
+                acknowledge(function, rule,
+                            "Pinned to python3.12 on purpose, like the agent: the asset's "
+                            "wheels are locked for cp312 manylinux2014_aarch64.")
+            checkov_skip(function, "CKV_AWS_117",
+                         "No VPC, like the agent: it reaches only public endpoints (Claude, "
+                         "DynamoDB, SQS, KMS, Secrets Manager) under IAM.")
             events.Rule(self, f"{name}Schedule",
                         description=f"Runs the batch {name.lower()} every "
                                     f"{batch.schedule_minutes} min",
@@ -147,4 +168,16 @@ class BatchFunctions(Construct):
             self.statements += statements
             self.functions[name] = function
             self.roles[name] = role
+            self.policies[name] = policy
             self.log_groups[name] = log_group
+        if payloads is not None:  # the poller's answers over the item limit
+            acknowledge(self.policies["Poller"],
+                        wildcard_finding(claim_check_objects(payloads, "results")),
+                        CLAIM_CHECK_REASON)
+
+    def acknowledge_boundary(self, boundary_policy: iam.ManagedPolicy) -> None:
+        """Acknowledge on the permissions boundary the wildcard resources it mirrors from the
+        collector's and the poller's grants: their log streams."""
+        for log_group in self.log_groups.values():
+            acknowledge(boundary_policy, wildcard_finding(log_streams(log_group)),
+                        LOG_STREAMS_REASON)

@@ -10,6 +10,8 @@ from constructs import Construct
 
 from policies.boundary import boundary_statements
 
+from .acknowledgements import acknowledge, wildcard_finding
+
 
 class PermissionsBoundary(Construct):
     """The boundary policy (`policy`); `apply_to(scope)` sets it on every role under `scope`.
@@ -36,6 +38,9 @@ class PermissionsBoundary(Construct):
                 bedrock_routed_regions=bedrock_routed_regions,
                 global_endpoints=global_endpoints,
                 bedrock_call_regions=bedrock_call_regions) + list(extra_statements))
+        acknowledge(self.policy, wildcard_finding("*"),
+                    "The boundary's only '*' resources mirror the X-Ray grant and the explicit "
+                    "Deny outside the allowed regions.")
 
     def apply_to(self, scope: Construct) -> None:
         """Set this boundary on every IAM role created under `scope` (e.g. the stack)."""

@@ -1,9 +1,10 @@
 """The Bulwark stack: composes one-concern constructs, applies the permissions boundary to every
-role, tags, and records the few policy-check acknowledgements (each with its reason)."""
+role, and tags. Each construct acknowledges the policy-check findings on the resources it makes
+(`stacks.acknowledgements`); the stack only hands them the boundary that mirrors their grants."""
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Annotations, CfnOutput, Stack, Tags, Validations
+from aws_cdk import CfnOutput, Stack, Tags
 from constructs import Construct
 
 from agent.contract import DOCUMENTS_PREFIX
@@ -20,30 +21,6 @@ from .runaway import RunawayBreaker
 from .settings import Settings
 from .state import AgentState, DataKey
 from .tenant_monitoring import TenantMonitoring
-
-
-#: reasons shared by the agent's and the batch lane's acknowledgements
-_XRAY = ("X-Ray accepts no resource ARNs (the grant is region-conditioned); CDK's tracing grant "
-         "adds the same actions.")
-_STREAMS = "Log streams are created per container under this one log group."
-
-
-def _ack(scope, rule: str, reason: str) -> None:
-    """Acknowledge a cdk-nag finding on `scope`, with the reason."""
-    Validations.of(scope).acknowledge(Acknowledgment(id=rule, reason=reason))
-
-
-def _iam5(resource: str) -> str:
-    """cdk-nag names each wildcard finding by its resource."""
-    return f"AwsSolutions-IAM5[Resource::{resource}]"
-
-
-def checkov_skip(construct, check_id: str, comment: str) -> None:
-    """Acknowledge a checkov finding on the resource itself (its Metadata), with the reason."""
-    resource = construct.node.default_child
-    metadata = resource.get_metadata("checkov") or {"skip": []}
-    metadata["skip"].append({"id": check_id, "comment": comment})
-    resource.add_metadata("checkov", metadata)
 
 
 class BulwarkStack(Stack):
@@ -127,10 +104,6 @@ class BulwarkStack(Stack):
         self.boundary.apply_to(self)  # every role in the stack
 
         self._acknowledge()
-        if self.runaway is not None:
-            self.runaway.acknowledge(self.boundary.policy)
-        self._acknowledge_batch()
-        self._acknowledge_payloads()
         self._outputs()
         Tags.of(self).add("bulwark:stage", settings.stage)
         Tags.of(self).add("bulwark:agent", settings.agent_name)
@@ -173,99 +146,10 @@ class BulwarkStack(Stack):
         for name, (value, description) in values.items():
             CfnOutput(self, name, value=value, description=description)
 
-    def _acknowledge_batch(self) -> None:
-        """The batch lane's accepted findings, each with why."""
-        if self.batch is None:
-            return
-        for name, function in self.batch.functions.items():
-            role, policy = self.batch.roles[name], self.batch.node.find_child(f"{name}Policy")
-            log_group = self.get_logical_id(self.batch.log_groups[name].node.default_child)
-            streams = _iam5(f"<{log_group}.Arn>:log-stream:*")
-            _ack(role, _iam5("*"), _XRAY)
-            _ack(policy, _iam5("*"), _XRAY)
-            for scope in (policy, self.boundary.policy):
-                _ack(scope, streams, _STREAMS)
-            for rule in ("AwsSolutions-L1", "Serverless-LambdaLatestVersion"):
-                _ack(function, rule, "Pinned to python3.12 on purpose, like the agent: the "
-                                     "asset's wheels are locked for cp312 manylinux2014_aarch64.")
-            checkov_skip(function, "CKV_AWS_117",
-                         "No VPC, like the agent: it reaches only public endpoints (Claude, "
-                         "DynamoDB, SQS, KMS, Secrets Manager) under IAM.")
-        _ack(self.batch_state.dead_letter_queue, "Serverless-SQSRedrivePolicy",
-             "This queue is the batch lane's dead-letter queue.")
-
-    def _acknowledge_payloads(self) -> None:
-        """The agent's claim checks: objects under the payload bucket's prefixes."""
-        bucket = self.get_logical_id(self.state.payloads.node.default_child)
-        reason = ("Claim-check objects are named by request (<prefix>/<tenant>/<request id>/"
-                  "<uuid>.json) when written: the grant is one prefix per purpose, in this "
-                  "account's bucket only (aws:ResourceAccount).")
-        for prefix in ("results", "queue", "dlq"):
-            for scope in (self.agent.node.find_child("AgentPolicy"), self.boundary.policy):
-                _ack(scope, _iam5(f"<{bucket}.Arn>/{prefix}/*"), reason)
-        if self.batch is not None:  # the poller's answers over the item limit
-            _ack(self.batch.node.find_child("PollerPolicy"),
-                 _iam5(f"<{bucket}.Arn>/results/*"), reason)
-
     def _acknowledge(self) -> None:
-        """Policy-check findings accepted on purpose, each on the narrowest scope, with why."""
-        agent = self.agent
-
-        def logical(construct) -> str:
-            return self.get_logical_id(construct.node.default_child)
-
-        tenant_objects = (f"Objects under the tenant's own prefix {DOCUMENTS_PREFIX}"
-                          "${aws:PrincipalTag/tenant}/ (ABAC): the wildcard is bounded by the "
-                          "session tag.")
-        tenant_docs = (f"arn:<AWS::Partition>:s3:::<{logical(self.state.documents)}>/"
-                       f"{DOCUMENTS_PREFIX}<aws:PrincipalTag/tenant>/*")
-        agent_streams = f"<{logical(agent.log_group)}.Arn>:log-stream:*"
-        for scope, rule, reason in (
-                (agent.role, _iam5("*"), _XRAY),
-                (agent.node.find_child("AgentPolicy"), _iam5("*"), _XRAY),
-                (agent.node.find_child("AgentPolicy"), _iam5(agent_streams), _STREAMS),
-                (agent.node.find_child("ToolPolicy"), _iam5(tenant_docs), tenant_objects),
-                (self.boundary.policy, _iam5("*"), "The boundary's only '*' resources mirror "
-                 "the X-Ray grant and the explicit Deny outside the allowed regions."),
-                (self.boundary.policy, _iam5(agent_streams), _STREAMS),
-                (self.boundary.policy, _iam5(tenant_docs), tenant_objects)):
-            _ack(scope, rule, reason)
-        if self.audit.log_group is not None:
-            _ack(self.boundary.policy,
-                 _iam5(f"<{logical(self.audit.log_group)}.Arn>:log-stream:*"),
-                 "CloudTrail writes its own log streams into the trail's log group.")
-        if agent.secret is not None and not self.settings.api_key_secret_arn:
-            _ack(agent.secret, "AwsSolutions-SMG4",
-                 "An Anthropic API key is issued by Anthropic's console; a rotation Lambda "
-                 "cannot mint one. Rotate by putting a new value; Parameters caches it 5 min.")
-        never_async = ("Never invoked asynchronously: direct invokes answer the caller, and queued "
-                       "work is dead-lettered by the handler (with its reason) and by the "
-                       "queue's redrive.")
-        checkov_skip(agent.function, "CKV_AWS_116", never_async)
-        checkov_skip(agent.function, "CKV_AWS_117",
-                     "No VPC: the function reaches only public endpoints (Claude, DynamoDB, SQS, "
-                     "S3, STS, KMS, Secrets Manager) under IAM; a VPC would add NAT or endpoint "
-                     "cost and cold-start latency without narrowing what it can reach.")
-        checkov_skip(self.node.find_child("AccessLogs").bucket, "CKV_AWS_18",
-                     "This is the server-access-log target: logging it to itself would log "
-                     "its own log deliveries without end.")
-        for rule in ("AwsSolutions-L1", "Serverless-LambdaLatestVersion"):
-            _ack(agent.function, rule,
-                 "Pinned to python3.12 on purpose: the asset's wheels are locked for cp312 "
-                 "manylinux2014_aarch64; moving runtimes is a deliberate lock change.")
-        # CDK's warning asks for a published version: the alias `live` is on current_version.
-        Annotations.of(agent.function).acknowledge_warning(
-            "@aws-cdk/aws-lambda:snapStartRequirePublish",
-            "SnapStart runs on the published version behind the alias 'live'.")
-        _ack(agent.function, "Serverless-LambdaDLQ", never_async)
-        _ack(agent.node.find_child("WorkQueueSource"),
-             "Serverless-LambdaEventSourceMappingDestination",
-             "Failed messages reach the DLQ through the queue's redrive policy and the "
-             "handler's own dead-lettering with a reason.")
-        _ack(self.state.dead_letter_queue, "Serverless-SQSRedrivePolicy",
-             "This queue is the dead-letter queue.")
-        if self.settings.alarms.email:
-            _ack(self.monitoring.alarm_topic, "Serverless-SNSRedrivePolicy",
-                 "E-mail alarm delivery: a failed delivery shows in the topic's "
-                 "NumberOfNotificationsFailed metric and the alarm stays in ALARM in the console; "
-                 "a queue nobody reads would not page anyone either.")
+        """The boundary caps every role at what the kit grants, so it holds their wildcards
+        too: each construct acknowledges them on it with the reasons it gave its own policies
+        (every other accepted finding sits where its resource is made)."""
+        for part in (self.agent, self.batch, self.audit, self.runaway):
+            if part is not None:
+                part.acknowledge_boundary(self.boundary.policy)

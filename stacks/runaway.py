@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -20,6 +20,7 @@ from agent.contract import NAMESPACE, Env, encode_models, encode_tenants
 from policies.boundary import service_trust
 from policies.runaway import runaway_statements
 
+from .acknowledgements import acknowledge, checkov_skip, log_streams, wildcard_finding
 from .packaging import ARCHITECTURE, RUNTIME, lambda_code
 from .settings import Settings
 from .state import log_retention
@@ -36,8 +37,10 @@ class RunawayBreaker(Construct):
 
     `settings`: the validated settings (`settings.runaway` is not None); `limits_table`: the
     limits config table; `key`: the data key (table, environment, logs).
-    Attributes: `function`, `role`, `policy`, `log_group`, `statements` (for the permissions
-    boundary)."""
+    Attributes: `function`, `role`, `policy`, `log_group`, `schedule`, `statements` (for the
+    permissions boundary) and `acknowledge_boundary` for the wildcard the boundary mirrors.
+    The policy-check findings accepted on these resources are acknowledged where they are
+    made."""
 
     def __init__(self, scope: Construct, id: str, *, settings: Settings,
                  limits_table: dynamodb.ITable, key: kms.IKey) -> None:
@@ -83,34 +86,26 @@ class RunawayBreaker(Construct):
             schedule=events.Schedule.rate(Duration.minutes(every)),
             targets=[targets.LambdaFunction(self.function, retry_attempts=0)])
 
-    def acknowledge(self, boundary_policy: iam.Policy) -> None:
-        """The policy-check findings accepted on purpose, each with why (the boundary's
-        too: it mirrors these grants)."""
-        stack = Stack.of(self)
-        streams = (f"AwsSolutions-IAM5[Resource::<"
-                   f"{stack.get_logical_id(self.log_group.node.default_child)}.Arn>"
-                   ":log-stream:*]")
-        star = "AwsSolutions-IAM5[Resource::*]"
-        acks = [(self.role, star, "GetMetricData and X-Ray accept no resource ARNs (both are "
-                                  "region-conditioned)."),
-                (self.policy, star, "GetMetricData and X-Ray accept no resource ARNs (both are "
-                                    "region-conditioned)."),
-                (self.policy, streams, "Log streams are created per container under this one "
-                                       "log group."),
-                (boundary_policy, streams, "Log streams are created per container under the "
-                                           "runaway breaker's one log group."),
-                (self.function, "Serverless-LambdaDLQ", _NO_DLQ),
-                (self.schedule, "Serverless-EventBusDLQ", _NO_DLQ),
-                (self.function, "AwsSolutions-L1", "Pinned to python3.12 on purpose, like the "
-                 "agent: the asset's wheels are locked for cp312 manylinux2014_aarch64."),
-                (self.function, "Serverless-LambdaLatestVersion", "Pinned to python3.12 on "
-                 "purpose, like the agent.")]
-        for scope, rule, reason in acks:
-            Validations.of(scope).acknowledge(Acknowledgment(id=rule, reason=reason))
-        resource = self.function.node.default_child
-        metadata = resource.get_metadata("checkov") or {"skip": []}
-        metadata["skip"] += [
-            {"id": "CKV_AWS_117", "comment": "No VPC, like the agent: it reaches only public "
-                                             "endpoints (CloudWatch, DynamoDB, KMS) under IAM."},
-            {"id": "CKV_AWS_116", "comment": _NO_DLQ}]
-        resource.add_metadata("checkov", metadata)
+        # The policy-check findings accepted on purpose, each with why.
+        no_resource_arns = ("GetMetricData and X-Ray accept no resource ARNs (both are "
+                            "region-conditioned).")
+        acknowledge(self.role, wildcard_finding("*"), no_resource_arns)
+        acknowledge(self.policy, wildcard_finding("*"), no_resource_arns)
+        acknowledge(self.policy, wildcard_finding(log_streams(self.log_group)),
+                    "Log streams are created per container under this one log group.")
+        acknowledge(self.function, "Serverless-LambdaDLQ", _NO_DLQ)
+        acknowledge(self.schedule, "Serverless-EventBusDLQ", _NO_DLQ)
+        acknowledge(self.function, "AwsSolutions-L1", "Pinned to python3.12 on purpose, like "
+                    "the agent: the asset's wheels are locked for cp312 manylinux2014_aarch64.")
+        acknowledge(self.function, "Serverless-LambdaLatestVersion",
+                    "Pinned to python3.12 on purpose, like the agent.")
+        checkov_skip(self.function, "CKV_AWS_117", "No VPC, like the agent: it reaches only "
+                     "public endpoints (CloudWatch, DynamoDB, KMS) under IAM.")
+        checkov_skip(self.function, "CKV_AWS_116", _NO_DLQ)
+
+    def acknowledge_boundary(self, boundary_policy: iam.ManagedPolicy) -> None:
+        """Acknowledge on the permissions boundary the wildcard it mirrors from this
+        construct's grants: the breaker's log streams."""
+        acknowledge(boundary_policy, wildcard_finding(log_streams(self.log_group)),
+                    "Log streams are created per container under the runaway breaker's one "
+                    "log group.")

@@ -21,6 +21,8 @@ from constructs import Construct
 from agent.payloads import MAX_SQS_MESSAGE_BYTES, RETENTION_DAYS
 from agent.tools import ToolTable
 
+from .acknowledgements import acknowledge
+
 
 _RETENTION = {1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS",
               30: "ONE_MONTH", 60: "TWO_MONTHS", 90: "THREE_MONTHS", 120: "FOUR_MONTHS",
@@ -115,6 +117,8 @@ class AgentState(Construct):
             # A backstop: the handler dead-letters with a reason after MAX_RECEIVES itself.
             dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=5,
                                                   queue=self.dead_letter_queue))
+        acknowledge(self.dead_letter_queue, "Serverless-SQSRedrivePolicy",
+                    "This queue is the dead-letter queue.")
 
         self.documents = s3.Bucket(
             self, "DocumentsBucket", encryption=s3.BucketEncryption.KMS, encryption_key=key,

@@ -5,6 +5,9 @@ not import it (`from m import _name`) nor read or write it on an object (`obj._a
 the module itself defines that attribute (its own classes reaching into their own instances).
 What is shared is made public instead. ALLOWED lists today's exceptions, each with its reason;
 any new one fails this test.
+
+Nor does a construct look another's children up by string id (`node.find_child("AgentPolicy")`):
+constructs expose their resources as attributes. FOUND_BY_ID lists the exceptions.
 """
 
 from __future__ import annotations
@@ -93,3 +96,42 @@ def test_every_allowed_exception_still_exists():
 ])
 def test_what_counts_as_reaching_in(source, expected):
     assert reaches(source) == expected
+
+
+#: (file, child id): why a construct's child is still looked up by its string id.
+FOUND_BY_ID = {
+    ("stacks/audit.py", "LogsRole"):
+        "aws-cdk-lib's cloudtrail.Trail makes its delivery role under this id and exposes no "
+        "attribute for it; AuditTrail.logs_role exposes it to everyone else",
+}
+
+
+def found_by_id(source: str) -> list[tuple[int, str]]:
+    """(line, id) of every `node.find_child("<id>")` / `try_find_child` in `source`: a
+    construct reaching into another's children instead of using its attributes."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and node.func.attr in ("find_child", "try_find_child"):
+            arg = node.args[0] if node.args else None
+            found.append((node.lineno, arg.value if isinstance(arg, ast.Constant)
+                          else ast.unparse(arg) if arg is not None else ""))
+    return found
+
+
+def test_no_construct_is_reached_into_by_string_id():
+    """Constructs expose their resources as attributes; nothing looks them up by id."""
+    found = {(str(path.relative_to(REPO)), child): line
+             for folder in FOLDERS for path in sorted((REPO / folder).rglob("*.py"))
+             if "__pycache__" not in path.parts
+             for line, child in found_by_id(path.read_text())}
+    assert sorted(f"{file}:{line} finds {child!r}" for (file, child), line in found.items()
+                  if (file, child) not in FOUND_BY_ID) == []
+    assert sorted(set(FOUND_BY_ID) - set(found)) == []
+
+
+def test_what_counts_as_finding_by_id():
+    assert found_by_id('policy = agent.node.find_child("AgentPolicy")\n') == [(1, "AgentPolicy")]
+    assert found_by_id('x = self.batch.node.try_find_child(f"{name}Policy")\n') == [
+        (1, 'f\'{name}Policy\'')]
+    assert found_by_id("policy = agent.policy\n") == []

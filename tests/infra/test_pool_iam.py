@@ -169,7 +169,7 @@ def test_the_lambda_gets_the_pools_in_preference_order(pooled):
     from agent.contract import decode_models
 
     [function] = [r for r in pooled.resources("AWS::Lambda::Function").values()
-                  if "MODELS" in r["Properties"].get("Environment", {}).get("Variables", {})]
+                  if r["Properties"].get("Handler") == "agent.handler.handler"]
     models = decode_models(function["Properties"]["Environment"]["Variables"]["MODELS"])
     pools = models["sonnet"].pools
     assert [(p.name, p.bucket_id, p.region, p.service_tier) for p in pools] == [

@@ -13,6 +13,7 @@ import re
 from typing import Any, Callable
 
 from agent.contract import ROLE_ARN_PATTERN
+from guard.values import BadValue, is_unset, read_choice, read_number
 
 #: an AWS region name, e.g. us-east-1 or us-gov-west-1
 REGION_PATTERN = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
@@ -32,7 +33,6 @@ class SettingsError(ValueError):
         super().__init__("\n".join(self.problems))
 
 
-
 class Problems:
     """Collects every problem of one load; readers return None for a bad value."""
 
@@ -46,12 +46,13 @@ class Problems:
         self.items.append(message)
 
 
-
+#: A reader: (problems, key, value) -> the value typed, or None with the problem reported.
 Reader = Callable[[Problems, str, Any], Any]
-UNSET_TEXTS = ("", "null", "none")
 
 
 def parse_json_text(value: Any) -> Any:
+    """`value`, or the JSON object or list it spells when it is a text starting with { or [
+    (how `-c key=value` gives a section)."""
     if isinstance(value, str) and value.strip()[:1] in "{[":
         try:
             return json.loads(value)
@@ -60,34 +61,25 @@ def parse_json_text(value: Any) -> Any:
     return value
 
 
-def is_unset(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and value.strip().lower() in UNSET_TEXTS)
-
-
 def choice(*options: str) -> Reader:
     def read(problems: Problems, key: str, value: Any):
-        if value not in options:
-            return problems.bad(key, "one of " + ", ".join(options), value)
-        return value
+        try:
+            return read_choice(value, options)
+        except BadValue as err:
+            return problems.bad(key, err.expected, value)
     return read
 
 
 def number(minimum: float = 0, *, integer: bool = False, nullable: bool = False) -> Reader:
+    """A number >= `minimum` (a whole number when `integer`), given as one or as text; with
+    `nullable`, None or an unset text (`is_unset`) reads as None."""
     def read(problems: Problems, key: str, value: Any):
         if nullable and is_unset(value):
             return None
-        if isinstance(value, str):
-            try:
-                value = float(value) if not integer else int(value)
-            except ValueError:
-                return problems.bad(key, "a whole number" if integer else "a number", value)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return problems.bad(key, "a number", value)
-        if integer and int(value) != value:
-            return problems.bad(key, "a whole number", value)
-        if value < minimum or value != value:
-            return problems.bad(key, f"a number >= {minimum:g}", value)
-        return int(value) if integer else float(value)
+        try:
+            return read_number(value, minimum=minimum, integer=integer, from_text=True)
+        except BadValue as err:
+            return problems.bad(key, err.expected, err.value)
     return read
 
 

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from guard.leases import MAX_LIMIT, MAX_TTL_S, lease_key
+from guard.values import BadValue, read_number
 
 #: Claude tool names: letters, digits, "_" and "-", at most 64.
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -216,12 +217,15 @@ def _tools(key: str, value: Any) -> dict[str, McpTool]:
 
 def _number(key: str, value: Any, minimum: float, integer: bool = False,
             maximum: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or (
-            value < minimum or (maximum is not None and value > maximum)
-            or value == float("inf") or (integer and int(value) != value)):
+    """A finite number in [minimum, maximum] (`guard.values.read_number`), whole when
+    `integer`; an McpConfigError naming `key` otherwise."""
+    try:
+        return read_number(value, minimum=minimum, maximum=maximum, integer=integer,
+                           finite=True)
+    except BadValue:
         bound = f" and <= {maximum:g}" if maximum is not None else ""
-        raise _fail(key, f"a {'whole ' if integer else ''}number >= {minimum}{bound}", value)
-    return int(value) if integer else float(value)
+        raise _fail(key, f"a {'whole ' if integer else ''}number >= {minimum}{bound}",
+                    value) from None
 
 
 def _server(name: str, spec: Any) -> McpServer:

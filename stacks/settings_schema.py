@@ -7,6 +7,7 @@ defaults filled in).
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -16,14 +17,17 @@ from agent.contract import (CACHE_READ_PRICE_FACTOR, CACHE_WRITE_PRICE_FACTOR,
                             PROVIDERS, SCHEDULING_MODES, TENANT_PATTERN)
 from agent.mcp.config import McpConfigError, load_mcp_settings
 from guard.budget import ACTIONS
+from guard.runaway import RunawaySettings
 from guard.tiers import ANTHROPIC_TIERS, FAMILIES
+from guard.values import default_of
 
 from .settings_readers import (ARN_PATTERN, EMAIL_PATTERN, REGION_PATTERN, Problems, Reader,
                                boolean, choice, fraction, matching, number,
                                parse_json_text, percent, positive, region_map, retention,
                                role_arns, string_list, text)
 from .settings_types import (ANOMALY_METRICS, BAND_DIRECTIONS, CONTRIBUTOR_INSIGHTS_MODES,
-                             TENANT_ANOMALY_METRICS)
+                             TENANT_ANOMALY_METRICS, AlarmSettings, AnomalyBand, BatchSettings,
+                             ForecastSettings, Settings, SloSettings)
 
 STAGES = ("dev", "prod")
 
@@ -67,6 +71,28 @@ class Key:
     keys: Mapping[str, "Key"] | None = None
     each: Mapping[str, "Key"] | None = None
     provider: str | None = None
+
+
+#: the batch keys whose null default means "the tier's preset" (`load_settings` fills it in)
+PRESET_KEYS = ("requests_per_minute", "max_queued_requests")
+
+
+def defaults_from(cls: type, keys: dict[str, Key], *, keep: tuple[str, ...] = ()
+                  ) -> dict[str, Key]:
+    """`keys` with each leaf's default taken from the field of the same name of the dataclass
+    `cls` (the typed settings the section is read into), so a default is written once, on the
+    dataclass; a leaf that writes one too is an error. `keep`: keys with a default of their own
+    (None: the tier preset)."""
+    fields = {spec.name for spec in dataclasses.fields(cls)}
+    out = {}
+    for name, key in keys.items():
+        if name in fields and name not in keep and key.keys is None and key.each is None:
+            if key.default is not None:
+                raise TypeError(f"schema key {name!r} writes a default: {cls.__name__}'s is "
+                                "the one default")
+            key = dataclasses.replace(key, default=default_of(cls, name))
+        out[name] = key
+    return out
 
 
 _LIMIT = number(1)
@@ -152,19 +178,20 @@ TENANT_KEYS: dict[str, Key] = {
 }
 
 #: the runaway breaker's settings (`guard.runaway.RunawaySettings` checks them too)
-RUNAWAY_KEYS: dict[str, Key] = {
+RUNAWAY_KEYS: dict[str, Key] = defaults_from(RunawaySettings, {
     "enabled": Key("deploy the scheduled breaker", boolean, True),
-    "k": Key("trip when the spend rate exceeds k x the baseline (> 1)", number(1.01), 5.0),
+    "k": Key("trip when the spend rate exceeds k x the baseline (> 1)", number(1.01)),
     "min_baseline_usd_per_hour": Key("the least baseline, USD per hour (little history does "
-                                     "not trip on pennies)", number(0.001), 0.5),
+                                     "not trip on pennies)", number(0.001)),
     "window_minutes": Key("minutes the current spend rate is measured over",
-                          number(1, integer=True), 2),
+                          number(1, integer=True)),
     "history_days": Key("days of the same hour the baseline is the median of",
-                        number(1, integer=True), 14),
+                        number(1, integer=True)),
     "clear_below": Key("release a throttle when the rate falls under this fraction of the "
-                       "baseline, in (0, 1)", number(0.01), 0.5),
-    "schedule_minutes": Key("minutes between evaluations", number(1, integer=True), 1),
-}
+                       "baseline, in (0, 1)", number(0.01)),
+    "schedule_minutes": Key("minutes between evaluations", number(1, integer=True),
+                            default_of(Settings, "runaway_schedule_minutes")),
+})
 
 #: keys a provider's defaults may set, and that a top-level key of the same name overrides
 PROVIDER_KEYS: dict[str, Key] = {
@@ -183,7 +210,7 @@ def _band_keys(metrics: Mapping[str, tuple[str, float]]) -> dict[str, Key]:
     return {name: Key(doc, keys={
         "band": Key("band width, standard deviations", number(0.5), band),
         "direction": Key("above, below or outside the band alarms",
-                         choice(*BAND_DIRECTIONS), "above")})
+                         choice(*BAND_DIRECTIONS), default_of(AnomalyBand, "direction"))})
         for name, (doc, band) in metrics.items()}
 
 
@@ -207,27 +234,27 @@ SCHEMA: dict[str, Key] = {
         "max_deferrals": Key("deferrals before the DLQ", number(0, integer=True), 5),
         "max_age_s": Key("age (s) before the DLQ", number(60, integer=True), 3600)}),
     "batch": Key("the batch lane (Anthropic Message Batches, half price; docs/agent/batch.md)",
-                  keys={
+                 keys=defaults_from(BatchSettings, {
         "enabled": Key("deploy the batch lane (Anthropic only; with Bedrock it is off)",
-                       boolean, True),
+                       boolean),
         "requests_per_minute": Key("batch endpoints' requests per minute, shared by every "
                                    "model (null: the tier preset)", number(1, nullable=True)),
         "max_queued_requests": Key("most requests waiting in the batch processing queue "
                                    "(null: the tier preset)",
                                    number(1, integer=True, nullable=True)),
         "max_items_per_batch": Key("requests per batch (the API allows 100,000)",
-                                   number(1, integer=True), 1_000),
+                                   number(1, integer=True)),
         "max_wait_s": Key("seconds the oldest queued request waits before a partial batch",
-                          number(0, integer=True), 300),
+                          number(0, integer=True)),
         "max_retries": Key("times an expired, canceled or transiently errored item is "
-                           "queued again before the DLQ", number(0, integer=True), 3),
+                           "queued again before the DLQ", number(0, integer=True)),
         "cancel_after_hours": Key("cancel a batch still processing after this many hours "
                                   "(null: the API expires it at 24 h)",
                                   number(1, nullable=True)),
         "schedule_minutes": Key("minutes between collector runs and between poller runs",
-                                number(1, integer=True), 1),
+                                number(1, integer=True)),
         "oldest_queued_alarm_hours": Key("alarm when the oldest queued request is older",
-                                         positive, 6)}),
+                                         positive)}, keep=PRESET_KEYS)),
     "tenants": Key("tenant name -> its settings, e.g. {\"acme\": {\"principals\": "
                    "[role ARNs]}}; a plain list of names only with allow_unbound_tenants "
                    "(docs/tenants.md)",
@@ -246,45 +273,47 @@ SCHEMA: dict[str, Key] = {
                    "faster than k x its baseline (the same hour of day over the last days) is "
                    "capped to the baseline until `python -m cli.limits clear-runaway` or its "
                    "spend falls back", keys=RUNAWAY_KEYS),
-    "alarms": Key("alarm thresholds and the e-mail they page", keys={
+    "alarms": Key("alarm thresholds and the e-mail they page", keys=defaults_from(AlarmSettings, {
         "email": Key("e-mail subscribed to the alarm topic (null: none)",
                      matching(EMAIL_PATTERN, "an e-mail address or null", nullable=True)),
-        "local_throttle_rate_percent": Key("bucket refusals per acquire", percent, 20),
-        "quota_used_percent": Key("fullest bucket dimension at acquire", percent, 80),
-        "latency_p99_ms": Key("p99 model latency", positive, 60_000),
-        "failure_rate_percent": Key("failed requests", percent, 5),
-        "cost_per_hour_usd": Key("Claude spend per hour", positive, 10),
+        "local_throttle_rate_percent": Key("bucket refusals per acquire", percent),
+        "quota_used_percent": Key("fullest bucket dimension at acquire", percent),
+        "latency_p99_ms": Key("p99 model latency", positive),
+        "failure_rate_percent": Key("failed requests", percent),
+        "cost_per_hour_usd": Key("Claude spend per hour", positive),
         "anomaly": Key("learned bands per model (docs/monitoring.md): the band "
                        "width in standard deviations and the direction that alarms, per metric",
                        keys=_band_keys(ANOMALY_METRICS)),
         "tenant_anomaly": Key("learned bands per configured tenant (docs/monitoring.md): "
                               "band width and direction per metric",
                               keys=_band_keys(TENANT_ANOMALY_METRICS)),
-        "slo": Key("success-rate SLO per model and lane, with burn-rate alarms", keys={
-            "success_rate_percent": Key("target share of requests that succeed", percent, 99),
+        "slo": Key("success-rate SLO per model and lane, with burn-rate alarms",
+                   keys=defaults_from(SloSettings, {
+            "success_rate_percent": Key("target share of requests that succeed", percent),
             "fast_burn_rate": Key("burn rate that pages (error budget used x faster than "
-                                  "allowed)", number(1), 14.4),
+                                  "allowed)", number(1)),
             "fast_window_minutes": Key("long window of the paging alarm",
-                                       number(5, integer=True), 60),
+                                       number(5, integer=True)),
             "fast_short_window_minutes": Key("short window of the paging alarm (the burn must "
-                                             "still be on)", number(1, integer=True), 5),
-            "slow_burn_rate": Key("burn rate that warns", number(1), 6),
+                                             "still be on)", number(1, integer=True)),
+            "slow_burn_rate": Key("burn rate that warns", number(1)),
             "slow_window_minutes": Key("long window of the warning alarm",
-                                       number(5, integer=True), 360),
+                                       number(5, integer=True)),
             "slow_short_window_minutes": Key("short window of the warning alarm",
-                                             number(1, integer=True), 30),
+                                             number(1, integer=True)),
             "min_requests": Key("requests a window needs before its burn rate counts",
-                                number(1, integer=True), 10)}),
-        "forecast": Key("quota forecast per model: the per-minute rates projected ahead", keys={
+                                number(1, integer=True))})),
+        "forecast": Key("quota forecast per model: the per-minute rates projected ahead",
+                        keys=defaults_from(ForecastSettings, {
             "horizon_minutes": Key("how far ahead the projection looks",
-                                   number(5, integer=True), 30),
+                                   number(5, integer=True)),
             "period_minutes": Key("period of the rates the slope is taken from",
-                                  number(1, integer=True), 10),
+                                  number(1, integer=True)),
             "alarm_percent": Key("alarm when the projected use of the fullest limit reaches "
-                                 "this", percent, 80)}),
+                                 "this", percent)})),
         "contributor_insights": Key("DynamoDB Contributor Insights on the bucket table: "
                                     "throttled_keys, accessed_and_throttled_keys or off",
-                                    choice(*CONTRIBUTOR_INSIGHTS_MODES), "throttled_keys")}),
+                                    choice(*CONTRIBUTOR_INSIGHTS_MODES))})),
     "allowed_regions": Key("regions the permissions boundary allows (the deploy region too)",
                            string_list(REGION_PATTERN, "AWS region names such as us-east-1"),
                            ("us-east-1",)),

@@ -1,6 +1,7 @@
 """The typed settings the stack's constructs take (`Settings` and its parts), built by
 `stacks.settings.load_settings`. Each checks its own values when built, so a construct given
-one by hand (a test, another CDK app) gets the same errors.
+one by hand (a test, another CDK app) gets the same errors. Their field defaults are the
+settings' defaults, written once: the schema takes them (`settings_schema.defaults_from`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from agent.contract import DEFAULT_AGENT_NAME, ModelSpec, TenantSpec
 from agent.mcp.config import McpSettings
 from guard.runaway import RunawaySettings
 from guard.spend import LimitSet
+from guard.tiers import BATCH_TIERS
 
 from .settings_readers import EMAIL_PATTERN
 
@@ -75,11 +77,11 @@ class AnomalyBand:
 class SloSettings:
     """Success-rate SLO (percent) and its two burn-rate alarms (windows in minutes)."""
 
-    success_rate_percent: float = 99.0
+    success_rate_percent: float = 99
     fast_burn_rate: float = 14.4
     fast_window_minutes: int = 60
     fast_short_window_minutes: int = 5
-    slow_burn_rate: float = 6.0
+    slow_burn_rate: float = 6
     slow_window_minutes: int = 360
     slow_short_window_minutes: int = 30
     min_requests: int = 10
@@ -107,7 +109,7 @@ class ForecastSettings:
 
     horizon_minutes: int = 30
     period_minutes: int = 10
-    alarm_percent: float = 80.0
+    alarm_percent: float = 80
 
     def __post_init__(self) -> None:
         if not 0 < self.period_minutes <= self.horizon_minutes:
@@ -132,11 +134,11 @@ class AlarmSettings:
     """Alarm thresholds (the monitoring construct takes these) and the e-mail they page."""
 
     email: str | None = None
-    local_throttle_rate_percent: float = 20.0  # LocalThrottles / (Requests + LocalThrottles), 5 min
-    quota_used_percent: float = 80.0  # QuotaUsedPercent Maximum >= this
-    latency_p99_ms: float = 60_000.0  # Latency p99
-    failure_rate_percent: float = 5.0  # Failed / (Succeeded + Failed)
-    cost_per_hour_usd: float = 10.0  # CostUSD Sum over 1 hour
+    local_throttle_rate_percent: float = 20  # LocalThrottles / (Requests + LocalThrottles), 5 min
+    quota_used_percent: float = 80  # QuotaUsedPercent Maximum >= this
+    latency_p99_ms: float = 60_000  # Latency p99
+    failure_rate_percent: float = 5  # Failed / (Succeeded + Failed)
+    cost_per_hour_usd: float = 10  # CostUSD Sum over 1 hour
     #: learned bands, keyed as ANOMALY_METRICS (a key left out gets its default)
     anomaly: Mapping[str, AnomalyBand] = field(default_factory=_default_bands)
     #: learned bands per configured tenant, keyed as TENANT_ANOMALY_METRICS
@@ -175,17 +177,18 @@ class AlarmSettings:
 
 @dataclass(frozen=True)
 class BatchSettings:
-    """The batch lane; `enabled` is False with provider=bedrock."""
+    """The batch lane; `enabled` is False with provider=bedrock. `requests_per_minute` and
+    `max_queued_requests` default to the tier1 preset (`load_settings` takes the tier's)."""
 
-    enabled: bool = False
-    requests_per_minute: float = 50.0
-    max_queued_requests: int = 100_000
+    enabled: bool = True
+    requests_per_minute: float = float(BATCH_TIERS["tier1"][0])
+    max_queued_requests: int = BATCH_TIERS["tier1"][1]
     max_items_per_batch: int = 1_000
     max_wait_s: int = 300
     max_retries: int = 3
     cancel_after_hours: float | None = None
     schedule_minutes: int = 1
-    oldest_queued_alarm_hours: float = 6.0
+    oldest_queued_alarm_hours: float = 6
 
 
 @dataclass(frozen=True)

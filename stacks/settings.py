@@ -28,14 +28,14 @@ from typing import Any, Mapping
 #: (`settings_types`), the models (`settings_models`, and `pool_settings` for pools), the
 #: tenants and their limits (`settings_tenants`) and the reference table (`settings_render`);
 #: this module loads them together and keeps exporting every name it always has.
-from agent.contract import PROVIDERS
+from agent.contract import ARN_PATTERN, PROVIDERS
 from agent.mcp.config import McpSettings
 from guard.runaway import RunawayError, RunawaySettings
 from guard.tiers import BATCH_TIERS
 
 from .pool_settings import pooled_model
 from .settings_models import read_anthropic_model, read_bedrock_model, read_prices
-from .settings_readers import (ARN_PATTERN, EMAIL_PATTERN, REGION_PATTERN, RETENTION_DAYS,
+from .settings_readers import (EMAIL_PATTERN, REGION_PATTERN, RETENTION_DAYS,
                                Problems, Reader, SettingsError, boolean, choice, fraction,
                                is_unset, matching, number, parse_json_text, percent, positive,
                                region_map, retention, role_arns, string_list, text)

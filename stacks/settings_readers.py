@@ -12,13 +12,10 @@ import json
 import re
 from typing import Any, Callable
 
-from agent.contract import ROLE_ARN_PATTERN
+from agent.contract import REGION_PATTERN, ROLE_ARN_PATTERN
 from guard.values import BadValue, is_unset, read_choice, read_number
 
-#: an AWS region name, e.g. us-east-1 or us-gov-west-1
-REGION_PATTERN = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{0,12}:.+$")
 
 #: CloudWatch Logs accepts only these retention periods (days)
 RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,

@@ -12,7 +12,7 @@ import difflib
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from agent.contract import (CACHE_READ_PRICE_FACTOR, CACHE_WRITE_PRICE_FACTOR,
+from agent.contract import (ARN_PATTERN, CACHE_READ_PRICE_FACTOR, CACHE_WRITE_PRICE_FACTOR,
                             DEFAULT_CONTEXT_WINDOW, DEFAULT_MAX_OUTPUT_TOKENS, OVERFLOW_POLICIES,
                             PROVIDERS, SCHEDULING_MODES, TENANT_PATTERN)
 from agent.mcp.config import McpConfigError, load_mcp_settings
@@ -21,7 +21,7 @@ from guard.runaway import RunawaySettings
 from guard.tiers import ANTHROPIC_TIERS, FAMILIES
 from guard.values import default_of
 
-from .settings_readers import (ARN_PATTERN, EMAIL_PATTERN, REGION_PATTERN, Problems, Reader,
+from .settings_readers import (EMAIL_PATTERN, REGION_PATTERN, Problems, Reader,
                                boolean, choice, fraction, matching, number,
                                parse_json_text, percent, positive, region_map, retention,
                                role_arns, string_list, text)

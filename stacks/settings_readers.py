@@ -58,6 +58,15 @@ def parse_json_text(value: Any) -> Any:
     return value
 
 
+def parse_list_text(value: Any) -> Any:
+    """`value`, or the list a text spells: a JSON list, or names separated by commas (blank
+    ones dropped), as `-c tenants=a,b` gives them."""
+    value = parse_json_text(value)
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
 def choice(*options: str) -> Reader:
     def read(problems: Problems, key: str, value: Any):
         try:
@@ -92,9 +101,7 @@ def matching(pattern: re.Pattern, expected: str, *, nullable: bool = False) -> R
 
 def string_list(item: re.Pattern, expected: str) -> Reader:
     def read(problems: Problems, key: str, value: Any):
-        value = parse_json_text(value)
-        if isinstance(value, str):
-            value = [part.strip() for part in value.split(",") if part.strip()]
+        value = parse_list_text(value)
         if not isinstance(value, list) or not value or not all(isinstance(v, str)
                                                                for v in value):
             return problems.bad(key, "a non-empty list of strings (or comma-separated)", value)
@@ -160,9 +167,7 @@ _ROLE_ARNS = ("IAM role ARNs such as arn:aws:iam::111122223333:role/AppRole (not
 
 def role_arns(problems: Problems, key: str, value: Any):
     """A list (or comma-separated) of IAM role ARNs, possibly empty."""
-    value = parse_json_text(value)
-    if isinstance(value, str):
-        value = [part.strip() for part in value.split(",") if part.strip()]
+    value = parse_list_text(value)
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         return problems.bad(key, "a list of " + _ROLE_ARNS, value)
     wrong = [v for v in value if not ROLE_ARN_PATTERN.match(v)]

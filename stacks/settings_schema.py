@@ -15,6 +15,7 @@ from typing import Any, Mapping
 from agent.contract import (ARN_PATTERN, CACHE_READ_PRICE_FACTOR, CACHE_WRITE_PRICE_FACTOR,
                             DEFAULT_CONTEXT_WINDOW, DEFAULT_MAX_OUTPUT_TOKENS, OVERFLOW_POLICIES,
                             PROVIDERS, SCHEDULING_MODES, TENANT_PATTERN)
+from agent.config import AgentConfig
 from agent.mcp.config import McpConfigError, load_mcp_settings
 from guard.budget import ACTIONS
 from guard.runaway import RunawaySettings
@@ -230,9 +231,12 @@ SCHEMA: dict[str, Key] = {
                       choice(*SCHEDULING_MODES), "fifo"),
     "mcp": Key("MCP tool sources and their IAM allowlist (agent.mcp.config; checked there)",
                _mcp, None),
+    # defaults: the Lambda's (agent.config.AgentConfig); the stack passes the values read here
     "deferral": Key("dead-letter rules for deferred requests", keys={
-        "max_deferrals": Key("deferrals before the DLQ", number(0, integer=True), 5),
-        "max_age_s": Key("age (s) before the DLQ", number(60, integer=True), 3600)}),
+        "max_deferrals": Key("deferrals before the DLQ", number(0, integer=True),
+                             default_of(AgentConfig, "max_deferrals")),
+        "max_age_s": Key("age (s) before the DLQ", number(60, integer=True),
+                         int(default_of(AgentConfig, "max_deferral_age_s")))}),
     "batch": Key("the batch lane (Anthropic Message Batches, half price; docs/agent/batch.md)",
                  keys=defaults_from(BatchSettings, {
         "enabled": Key("deploy the batch lane (Anthropic only; with Bedrock it is off)",

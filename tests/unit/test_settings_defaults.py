@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.config import AgentConfig
 from guard.runaway import RunawaySettings
 from stacks.settings import (RUNAWAY_KEYS, SCHEMA, AlarmSettings, BatchSettings,
                              ForecastSettings, SloSettings, load_settings)
@@ -34,12 +35,16 @@ def test_the_schema_documents_the_typed_settings_defaults(keys, cls):
 
 def test_a_section_left_out_loads_as_its_typed_defaults():
     # BatchSettings once said enabled=False while the schema (and so every deploy) said True
-    context = {k: v for k, v in CONTEXT.items() if k not in ("alarms", "batch", "runaway")}
+    context = {k: v for k, v in CONTEXT.items()
+               if k not in ("alarms", "batch", "runaway", "deferral")}
     settings = load_settings(context)
     assert settings.tier == "tier1"  # BatchSettings' rate defaults are the tier1 preset
     assert settings.batch == BatchSettings()
     assert settings.alarms == AlarmSettings()
     assert settings.runaway == RunawaySettings()
+    lambda_defaults = AgentConfig.__dataclass_fields__  # the Lambda's, when a variable is unset
+    assert (settings.max_deferrals, settings.max_deferral_age_s) == (
+        lambda_defaults["max_deferrals"].default, lambda_defaults["max_deferral_age_s"].default)
 
 
 def test_a_schema_key_may_not_write_a_second_default():

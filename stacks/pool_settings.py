@@ -34,6 +34,10 @@ from guard.limits import Limits
 from guard.pools import ANTHROPIC_SERVICE_TIERS, BEDROCK_SERVICE_TIERS
 from guard.tiers import ANTHROPIC_TIERS, family_of
 
+from .settings_models import read_prices
+from .settings_schema import MODEL_KEYS, read_section
+from .settings_types import ModelSettings
+
 _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 _PROFILE = re.compile(r"^(us|eu|apac|us-gov|jp|au|ca|global)\.anthropic\.[A-Za-z0-9.:_-]+$")
 _FOUNDATION = re.compile(r"^anthropic\.[A-Za-z0-9.:_-]+$")
@@ -214,11 +218,9 @@ def _read_pool(problems: list[str], at: str, spec: dict,
 
 def pooled_model(problems, model_id: str, spec: Mapping[str, Any],
                  profile_regions: Mapping[str, tuple[str, ...]] | None):
-    """`models.<model_id>` with `pools` -> `stacks.settings.ModelSettings` whose `pools` are
+    """`models.<model_id>` with `pools` -> `stacks.settings_types.ModelSettings` whose `pools` are
     the pools in preference order (its `bucket_id` and `limits` are the first pool's); None
-    with every problem reported into `problems` (a `stacks.settings.Problems`)."""
-    from .settings import MODEL_KEYS, ModelSettings, read_section
-
+    with every problem reported into `problems` (a `stacks.settings_readers.Problems`)."""
     where = f"models.{model_id}"
     for key in sorted(set(spec) - {"pools", *POOLED_MODEL_KEYS}):
         problems.say(f"context key {where + '.' + key!r}: a model with pools sets its limits "
@@ -231,8 +233,6 @@ def pooled_model(problems, model_id: str, spec: Mapping[str, Any],
         for problem in err.problems:
             problems.say(f"context key {problem}")
         return None
-    from .settings import read_prices
-
     if "prices" not in spec:
         problems.bad(f"{where}.prices", "USD per million tokens (the pools' default prices)",
                      None)

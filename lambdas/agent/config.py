@@ -12,6 +12,7 @@ from typing import Mapping
 
 from guard.budget import BudgetError
 from guard.spend import LimitSet
+from guard.values import BadValue, default_of, read_choice, read_number
 
 from .contract import (DEFAULT_AGENT_NAME, DOCUMENTS_PREFIX, OVERFLOW_POLICIES, PROVIDERS,
                        SCHEDULING_MODES, ContractError, Env, ModelSpec, TenantSpec,
@@ -88,19 +89,27 @@ def require_env(env: Mapping[str, str], name: str, hint: str) -> str:
     return value
 
 
-def number_env(env, name, default, cast, minimum):
+def number_env(env: Mapping[str, str], name: str, default, cast: type, minimum: float):
     """The variable `name` as `cast` (int or float), at least `minimum`; `default` when it is
-    missing or blank; a ConfigError naming the variable otherwise."""
+    missing or blank; a ConfigError naming the variable, its value and the expected form
+    otherwise (`guard.values.read_number`)."""
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
-        value = cast(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a {cast.__name__}") from None
-    if value < minimum:
-        raise ConfigError(f"{name}={raw!r} must be >= {minimum}")
-    return value
+        return cast(read_number(raw, minimum=minimum, integer=cast is int, from_text=True))
+    except BadValue as err:
+        raise ConfigError(f"{name}={raw!r}: expected {err.expected}") from None
+
+
+def choice_env(env: Mapping[str, str], name: str, options: tuple[str, ...], default: str) -> str:
+    """The variable `name`, one of `options`; `default` when it is missing or blank; a
+    ConfigError naming the variable and the options otherwise."""
+    value = env.get(name, default).strip() or default
+    try:
+        return read_choice(value, options)
+    except BadValue as err:
+        raise ConfigError(f"{name}={value!r}: expected {err.expected}") from None
 
 
 def models_from_env(env: Mapping[str, str]) -> dict[str, ModelSpec]:
@@ -124,14 +133,9 @@ def load_config(env: Mapping[str, str]) -> AgentConfig:
     if default_model not in models:
         raise ConfigError(f"{Env.DEFAULT_MODEL}={default_model!r} is not in MODELS "
                           f"({', '.join(sorted(models))})")
-    overflow = env.get(Env.OVERFLOW_POLICY, "defer").strip() or "defer"
-    if overflow not in OVERFLOW_POLICIES:
-        raise ConfigError(f"{Env.OVERFLOW_POLICY}={overflow!r}: expected one of "
-                          f"{', '.join(OVERFLOW_POLICIES)}")
-    scheduling = env.get(Env.SCHEDULING, "fifo").strip() or "fifo"
-    if scheduling not in SCHEDULING_MODES:
-        raise ConfigError(f"{Env.SCHEDULING}={scheduling!r}: expected one of "
-                          f"{', '.join(SCHEDULING_MODES)}")
+    overflow = choice_env(env, Env.OVERFLOW_POLICY, OVERFLOW_POLICIES, "defer")
+    scheduling = choice_env(env, Env.SCHEDULING, SCHEDULING_MODES,
+                            default_of(AgentConfig, "scheduling"))
     degrade_model = env.get(Env.DEGRADE_MODEL, "").strip() or None
     if degrade_model is not None and degrade_model not in models:
         raise ConfigError(f"{Env.DEGRADE_MODEL}={degrade_model!r} is not in MODELS")
@@ -158,6 +162,11 @@ def load_config(env: Mapping[str, str]) -> AgentConfig:
         mcp_servers = servers_from_env(env.get(Env.MCP_SERVERS))
     except McpConfigError as err:
         raise ConfigError(str(err)) from None
+
+    def tunable(name: str, field_name: str, cast: type, minimum: float):
+        """A number variable whose default is AgentConfig's (each default is written once)."""
+        return number_env(env, name, default_of(AgentConfig, field_name), cast, minimum)
+
     return AgentConfig(
         provider=provider, tool_needs=tool_needs, mcp_servers=mcp_servers,
         bucket_table=require_env(env, Env.BUCKET_TABLE, "the rate-limit bucket table name"),
@@ -174,14 +183,15 @@ def load_config(env: Mapping[str, str]) -> AgentConfig:
         docs_prefix=env.get(Env.DOCS_PREFIX, DOCUMENTS_PREFIX),
         notes_table=require_env(env, Env.NOTES_TABLE, "the notes table name"),
         api_key_secret_arn=secret,
-        aws_region=env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", "us-east-1")),
-        max_deferrals=number_env(env, Env.MAX_DEFERRALS, 5, int, 0),
-        max_deferral_age_s=number_env(env, Env.MAX_DEFERRAL_AGE_S, 3600.0, float, 1),
-        max_receives=number_env(env, "MAX_RECEIVES", 3, int, 1),
-        max_iterations=number_env(env, "MAX_ITERATIONS", 8, int, 1),
-        max_total_tokens=number_env(env, "MAX_TOTAL_TOKENS", 100_000, int, 1),
-        default_deadline_s=number_env(env, "DEFAULT_DEADLINE_S", 20.0, float, 0),
-        result_ttl_s=number_env(env, "RESULT_TTL_S", 86_400, int, 60),
+        aws_region=env.get("AWS_REGION",
+                           env.get("AWS_DEFAULT_REGION", default_of(AgentConfig, "aws_region"))),
+        max_deferrals=tunable(Env.MAX_DEFERRALS, "max_deferrals", int, 0),
+        max_deferral_age_s=tunable(Env.MAX_DEFERRAL_AGE_S, "max_deferral_age_s", float, 1),
+        max_receives=tunable("MAX_RECEIVES", "max_receives", int, 1),
+        max_iterations=tunable("MAX_ITERATIONS", "max_iterations", int, 1),
+        max_total_tokens=tunable("MAX_TOTAL_TOKENS", "max_total_tokens", int, 1),
+        default_deadline_s=tunable("DEFAULT_DEADLINE_S", "default_deadline_s", float, 0),
+        result_ttl_s=tunable("RESULT_TTL_S", "result_ttl_s", int, 60),
         log_prompts=env.get("LOG_PROMPTS", "false").lower() == "true",
         batch_queue_url=env.get(Env.BATCH_QUEUE_URL, "").strip() or None,
         limits=_limits(env), limits_table=env.get(Env.LIMITS_TABLE, "").strip() or None,

@@ -72,6 +72,10 @@ TENANT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 #: groups are the partition, the account and the role name.
 ROLE_ARN_PATTERN = re.compile(
     r"^arn:(aws[a-z-]*):iam::(\d{12}):role/(?:[!-~]*/)?([\w+=,.@-]{1,64})$")
+#: An AWS region name (us-east-1, us-gov-west-1) and any ARN: what cdk.json and the MCP settings
+#: accept where they name one.
+REGION_PATTERN = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{0,12}:.+$")
 #: Request ids become the tool session's RoleSessionName and SourceIdentity: 2-64 characters.
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9_+=,.@-]{2,64}$")
 

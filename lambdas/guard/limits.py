@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from .values import BadValue, read_number
+
 #: Every bucket refills continuously over this window: capacity = the per-minute limit,
 #: refill = limit / 60 per second. It is also the GCRA burst tolerance (seconds).
 WINDOW_S = 60.0
@@ -25,15 +27,19 @@ class LimitsError(ValueError):
 
 
 def _positive_number(name: str, value: object, *, optional: bool = True) -> float | None:
+    """`value` as a float > 0 and finite (`guard.values.read_number`); None when it is None
+    and `optional`; a LimitsError naming `name` otherwise."""
     if value is None:
         if optional:
             return None
         raise LimitsError(f"{name} is required")
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise LimitsError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    if not value > 0 or value != value or value == float("inf"):
-        raise LimitsError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)
+    try:
+        return read_number(value, above=0, finite=True)
+    except BadValue as err:
+        if err.not_a_number:
+            raise LimitsError(f"{name} must be a number, got {type(value).__name__} "
+                              f"{value!r}") from None
+        raise LimitsError(f"{name} must be a positive finite number, got {value!r}") from None
 
 
 #: The tenant a call without `tenant` counts as on a bucket with tenants (weight 1 unless

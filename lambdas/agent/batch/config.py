@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
+from guard.values import default_of
+
 from ..config import ConfigError, models_from_env, number_env, require_env
 from ..contract import BATCH_BUCKET_ID, BATCH_VISIBILITY_TIMEOUT_S, Env, ModelSpec
 
@@ -50,15 +52,21 @@ class BatchConfig:
 
 
 def load_batch_config(env: Mapping[str, str]) -> BatchConfig:
+    """Parse the collector's and poller's environment; raises `ConfigError` naming the first
+    bad variable. A tunable's default is BatchConfig's."""
+
+    def tunable(name: str, field_name: str, cast: type, minimum: float):
+        return number_env(env, name, default_of(BatchConfig, field_name), cast, minimum)
+
     provider = env.get(Env.PROVIDER, "anthropic").strip() or "anthropic"
     if provider != "anthropic":
         raise ConfigError(f"{Env.PROVIDER}={provider!r}: the batch lane runs on the Anthropic "
                           "Message Batches API only")
-    max_items = number_env(env, Env.BATCH_MAX_ITEMS, 1_000, int, 1)
+    max_items = tunable(Env.BATCH_MAX_ITEMS, "max_items", int, 1)
     if max_items > HARD_MAX_REQUESTS:
         raise ConfigError(f"{Env.BATCH_MAX_ITEMS}={max_items} is over the API's "
                           f"{HARD_MAX_REQUESTS:,} requests per batch")
-    max_bytes = number_env(env, "BATCH_MAX_BYTES", HARD_MAX_BYTES, int, 1_000)
+    max_bytes = tunable("BATCH_MAX_BYTES", "max_bytes", int, 1_000)
     if max_bytes > HARD_MAX_BYTES:
         raise ConfigError(f"BATCH_MAX_BYTES={max_bytes} is over the API's {HARD_MAX_BYTES:,} "
                           "bytes per batch")
@@ -72,15 +80,16 @@ def load_batch_config(env: Mapping[str, str]) -> BatchConfig:
         models=models_from_env(env),
         api_key_secret_arn=env.get(Env.API_KEY_SECRET_ARN, "").strip() or None,
         bucket_id=env.get(Env.BATCH_BUCKET_ID, "").strip() or BATCH_BUCKET_ID,
-        rpm=number_env(env, Env.BATCH_RPM, 50.0, float, 1),
-        queue_cap=number_env(env, Env.BATCH_QUEUE_CAP, 10_000, int, 1),
+        rpm=tunable(Env.BATCH_RPM, "rpm", float, 1),
+        queue_cap=tunable(Env.BATCH_QUEUE_CAP, "queue_cap", int, 1),
         max_items=max_items, max_bytes=max_bytes,
-        max_wait_s=number_env(env, Env.BATCH_MAX_WAIT_S, 300.0, float, 0),
-        max_retries=number_env(env, Env.BATCH_MAX_RETRIES, 3, int, 0),
+        max_wait_s=tunable(Env.BATCH_MAX_WAIT_S, "max_wait_s", float, 0),
+        max_retries=tunable(Env.BATCH_MAX_RETRIES, "max_retries", int, 0),
         cancel_after_s=number_env(env, Env.BATCH_CANCEL_AFTER_S, None, float, 60) if cancel
         else None,
-        result_ttl_s=number_env(env, "RESULT_TTL_S", 86_400, int, 60),
-        visibility_timeout_s=number_env(env, "BATCH_VISIBILITY_TIMEOUT_S",
-                                        BATCH_VISIBILITY_TIMEOUT_S, int, 1),
-        aws_region=env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", "us-east-1")),
+        result_ttl_s=tunable("RESULT_TTL_S", "result_ttl_s", int, 60),
+        visibility_timeout_s=tunable("BATCH_VISIBILITY_TIMEOUT_S", "visibility_timeout_s", int,
+                                     1),
+        aws_region=env.get("AWS_REGION",
+                           env.get("AWS_DEFAULT_REGION", default_of(BatchConfig, "aws_region"))),
         payload_bucket=env.get(Env.PAYLOAD_BUCKET, "").strip() or None)

@@ -41,7 +41,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from agent.contract import ARN_PATTERN, REGION_PATTERN
 from guard.leases import MAX_LIMIT, MAX_TTL_S, lease_key
+from guard.values import BadValue, read_number
 
 #: Claude tool names: letters, digits, "_" and "-", at most 64.
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -50,8 +52,6 @@ _SID = re.compile(r"^[A-Za-z0-9]{1,64}$")
 _ACTION = re.compile(r"^[a-z0-9-]+:[A-Za-z0-9]+$")
 _ACTION_PATTERN = re.compile(r"^[a-z0-9-]+:[A-Za-z0-9*?]+$")
 _SERVICE = re.compile(r"^[a-z0-9-]{2,32}$")
-_REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
-_ARN = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{0,12}:.+$")
 #: The AWS MCP Server's published quotas per account and Region ("Quotas for AWS MCP Server",
 #: Agent Toolkit user guide): requests/s sustained and concurrent connections (neither can be
 #: raised), concurrent active sessions per account and per IAM user or role (adjustable).
@@ -182,14 +182,14 @@ def _auth(key: str, value: Any) -> dict:
         service, region = value.get("service"), value.get("region")
         if not isinstance(service, str) or not _SERVICE.match(service):
             raise _fail(f"{key}.service", "the SigV4 signing service, e.g. 'aws-mcp'", service)
-        if not isinstance(region, str) or not _REGION.match(region):
+        if not isinstance(region, str) or not REGION_PATTERN.match(region):
             raise _fail(f"{key}.region", "an AWS region such as us-east-1", region)
         return {"type": "sigv4", "service": service, "region": region}
     if kind == "bearer":
         if set(value) - {"type", "secret_arn"}:
             raise _fail(key, "only type, secret_arn", sorted(value))
         arn = value.get("secret_arn")
-        if not isinstance(arn, str) or not _ARN.match(arn) or ":secretsmanager:" not in arn:
+        if not isinstance(arn, str) or not ARN_PATTERN.match(arn) or ":secretsmanager:" not in arn:
             raise _fail(f"{key}.secret_arn", "a Secrets Manager secret ARN", arn)
         return {"type": "bearer", "secret_arn": arn}
     raise _fail(f"{key}.type", "'sigv4' or 'bearer'", kind)
@@ -216,12 +216,15 @@ def _tools(key: str, value: Any) -> dict[str, McpTool]:
 
 def _number(key: str, value: Any, minimum: float, integer: bool = False,
             maximum: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or (
-            value < minimum or (maximum is not None and value > maximum)
-            or value == float("inf") or (integer and int(value) != value)):
+    """A finite number in [minimum, maximum] (`guard.values.read_number`), whole when
+    `integer`; an McpConfigError naming `key` otherwise."""
+    try:
+        return read_number(value, minimum=minimum, maximum=maximum, integer=integer,
+                           finite=True)
+    except BadValue:
         bound = f" and <= {maximum:g}" if maximum is not None else ""
-        raise _fail(key, f"a {'whole ' if integer else ''}number >= {minimum}{bound}", value)
-    return int(value) if integer else float(value)
+        raise _fail(key, f"a {'whole ' if integer else ''}number >= {minimum}{bound}",
+                    value) from None
 
 
 def _server(name: str, spec: Any) -> McpServer:

@@ -35,23 +35,25 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
-from . import fair, gcra, shares
-from .limits import INPUT_TOKENS, OUTPUT_TOKENS, REQUESTS, WINDOW_S, Limits
+from . import fair, gcra, learned_limits, shares
+from .bucket_store import (  # noqa: F401 - default_client, ensure_table: re-exported for callers
+    REFUSED,
+    WRITTEN,
+    BucketStore,
+    DynamoDBStore,
+    default_client,
+    ensure_table,
+)
+from .learned_limits import LIMIT_LEARNED_METRIC, METRICS_NAMESPACE  # noqa: F401 - re-exported
+from .limits import WINDOW_S, Limits
 from .outcomes import COOL_DOWN, QUOTA, STORE_UNAVAILABLE  # noqa: F401 - COOL_DOWN: guard.bucket names every reason it returns
+from .ratelimit_headers import parse_limits, parse_remaining
 
 log = logging.getLogger(__name__)
 
 #: Attribute names and encoding live with the maths (one home); re-exported for callers.
 PARTITION_KEY = gcra.PARTITION_KEY
 COOL_UNTIL = gcra.COOL_UNTIL
-
-#: anthropic-ratelimit-<name>-remaining header name -> dimension; token values are rounded to
-#: the nearest thousand, so only a difference larger than this tolerance is acted on.
-_HEADER_DIMENSIONS = {
-    "requests": (REQUESTS, 1.0),
-    "input-tokens": (INPUT_TOKENS, 1000.0),
-    "output-tokens": (OUTPUT_TOKENS, 1000.0),
-}
 
 #: A refusal may come from the last item seen, without a write, only if seen this recently
 #: (seconds): within it, other callers' refunds can delay a caller by at most this long.
@@ -134,13 +136,6 @@ class Settlement:
     forgone: dict[str, float] = field(default_factory=dict)
 
 
-#: The state read's projection: a placeholder per state attribute.
-_STATE_NAMES = {f"#a{i}": attribute for i, attribute in enumerate(gcra.STATE_ATTRIBUTES)}
-
-#: The metric (and audit line) of a capacity switched from the server's headers.
-LIMIT_LEARNED_METRIC = "LimitLearned"
-METRICS_NAMESPACE = "Bulwark"
-
 #: What a bucket write is for (`TokenBucket.writes_by_purpose`).
 WRITE_PURPOSES = ("acquire", "settle", "cool_down", "lower", "learn")
 #: The writes pinned to the bucket's live shares version (`guard.shares`).
@@ -156,22 +151,14 @@ def _check_amount(name: str, value: Any) -> int:
     return value
 
 
-def default_client():
-    import boto3
-    from botocore.config import Config
-
-    # Short timeouts and one SDK retry: the guard answers "store_unavailable" quickly instead
-    # of holding a Claude call hostage to a slow table.
-    return boto3.client("dynamodb", config=Config(
-        connect_timeout=1, read_timeout=2, retries={"mode": "standard", "total_max_attempts": 2}))
-
-
 class TokenBucket:
     """A token bucket per (organisation, model) shared by every caller through one DynamoDB item.
 
     `table_name`: a table with string partition key `pk` (see `ensure_table`).
     `bucket_id`: the item's key, e.g. "anthropic#claude-sonnet-4". `limits`: a `Limits`.
-    `dynamodb`: a boto3 DynamoDB *client* (injected in tests); `clock`: epoch seconds.
+    `dynamodb`: a boto3 DynamoDB *client* (injected in tests); `store`: where the item lives
+    instead (a `guard.bucket_store.BucketStore`; default: the table through `dynamodb`);
+    `clock`: epoch seconds.
     `clamp_margin_s`: seconds an idle dimension is charged beyond exact GCRA (see `guard.gcra`).
     `max_slack_s`: most of a store round trip a booking is placed after the earliest start
     seen, so that bookings other callers make during one round trip still pass its condition
@@ -187,7 +174,8 @@ class TokenBucket:
     def __init__(self, table_name: str, bucket_id: str, limits: Limits, dynamodb=None, *,
                  clock: Callable[[], float] = time.time, clamp_margin_s: float = 1.0,
                  max_attempts: int = 4, max_slack_s: float = 0.5,
-                 learn_up_to: Mapping[str, float] | None = None) -> None:
+                 learn_up_to: Mapping[str, float] | None = None,
+                 store: BucketStore | None = None) -> None:
         if not isinstance(table_name, str) or not table_name:
             raise ValueError(f"table_name must be a non-empty string, got {table_name!r}")
         if not isinstance(bucket_id, str) or not bucket_id:
@@ -201,7 +189,7 @@ class TokenBucket:
         self.table_name = table_name
         self.bucket_id = bucket_id
         self.limits = limits
-        self._dynamodb = dynamodb
+        self.store = store if store is not None else DynamoDBStore(table_name, bucket_id, dynamodb)
         self._clock = clock
         self._margin = float(clamp_margin_s)
         self._max_attempts = max_attempts
@@ -209,7 +197,7 @@ class TokenBucket:
         self._configured = limits.capacities()
         self._capacity = dict(self._configured)  # in force: configured or learned
         self.shape = gcra.Shape(self._capacity, limits.burst_tolerance_s)
-        self._learn_up_to = self._check_ceilings(learn_up_to)
+        self._learn_up_to = learned_limits.check_ceilings(learn_up_to, self._configured)
         self._lock = threading.Lock()
         self._seen: dict[str, float] = {}  # last item seen: attribute -> seconds
         self._seen_at = float("-inf")  # when it was seen (clock seconds)
@@ -238,9 +226,8 @@ class TokenBucket:
 
     @property
     def dynamodb(self):
-        if self._dynamodb is None:
-            self._dynamodb = default_client()
-        return self._dynamodb
+        """The default store's boto3 DynamoDB client (created on first use)."""
+        return self.store.client
 
     def try_acquire(self, requests: int = 1, input_tokens: int = 0, output_tokens: int = 0, *,
                     max_wait_s: float = 0.0, tenant: str | None = None,
@@ -381,21 +368,21 @@ class TokenBucket:
                            self._idle_margin(costs, start, now), self.limits, held)
             calls += 1
             outcome, item, raw = self._write(update, "acquire")
-            if outcome == "refused" and not raw:  # no old item returned: the state was read
+            if outcome == REFUSED and not raw:  # no old item returned: the state was read
                 reads += 1
             if outcome == STORE_UNAVAILABLE:
                 return Grant(False, self._store_backoff(), STORE_UNAVAILABLE, reserved,
                              store_calls=calls, acquired_at=acquired_at,
                              bucket_id=self.bucket_id, returned_at=self._clock(),
                              store_reads=reads)
-            if outcome == "written" and decision is not None \
+            if outcome == WRITTEN and decision is not None \
                     and decision.outcome == fair.TICKET:
                 issued = item.get(fair.TENANTS, {}).get(key, {}).get(fair.V, start)
                 if decision.form == "ticket_at":  # a place behind a queue too long to book
                     return refused(decision.wait, QUOTA, issued)
                 return refused(max(0.01, issued - decision.window - start), fair.FAIR_SHARE,
                                issued)
-            if outcome == "written":
+            if outcome == WRITTEN:
                 with self._lock:
                     self.granted_acquires += 1
                 written = {dim: raw[gcra.TAT_PREFIX + dim]["N"] for dim in costs
@@ -461,7 +448,7 @@ class TokenBucket:
         outcome, item, _ = self._write(gcra.cool_down_update(until), "cool_down")
         if outcome == STORE_UNAVAILABLE:
             return 0.0
-        return item.get(COOL_UNTIL, until) if outcome == "refused" else until
+        return item.get(COOL_UNTIL, until) if outcome == REFUSED else until
 
     def cool_down_until(self) -> float | None:
         """The shared cool-down's end as the store has it now (epoch seconds, 0.0 for none),
@@ -497,7 +484,7 @@ class TokenBucket:
                 break
             outcome, item, _ = self._write(gcra.lower_update(self.shape, targets, now, seen),
                                            "lower")
-            if outcome == "written":
+            if outcome == WRITTEN:
                 lowered.update(targets)
                 break
             if outcome == STORE_UNAVAILABLE:
@@ -561,7 +548,7 @@ class TokenBucket:
             if outcome == STORE_UNAVAILABLE:
                 break
             item, raw = new_item, new_raw
-            if outcome == "written":
+            if outcome == WRITTEN:
                 log.info("tenant shares switched on the bucket item",
                          extra={"bucket_id": self.bucket_id, "from": theirs, "to": mine})
                 break
@@ -580,64 +567,31 @@ class TokenBucket:
         limits = parse_limits(headers, self._configured)
         for _ in range(self._max_attempts):
             seen = self._snapshot()
-            in_force = gcra.learned_capacities(self._configured, seen)
-            learned = seen.get(gcra.LEARNED, {})
-            changes = {}
-            for dim, configured in self._configured.items():
-                entry = learned.get(dim)
-                target = min(limits.get(dim, 0.0), self._learn_up_to.get(dim, configured))
-                if target > in_force[dim]:
-                    changes[dim] = (in_force[dim], target, configured)
-                elif entry is not None and entry.get(gcra.CONFIGURED) != configured:
-                    changes[dim] = (entry.get(gcra.CAPACITY, configured), configured, configured)
+            changes = learned_limits.planned_changes(self._configured, self._learn_up_to,
+                                                     limits, seen)
             if not changes:
                 return {}
             now = self._clock()
-            outcome, item, _ = self._write(gcra.learn_update(changes, seen, now), "learn")
+            outcome, item, _ = self._write(learned_limits.learn_update(changes, seen, now),
+                                           "learn")
             if outcome == STORE_UNAVAILABLE:
                 return {}
-            if outcome == "written":
+            if outcome == WRITTEN:
                 for dim, (old, new, configured) in changes.items():
                     self._audit_learned(dim, old, new, configured)
                 return {dim: new for dim, (_, new, _) in changes.items()}
         return {}
 
     def _audit_learned(self, dim: str, old: float, new: float, configured: float) -> None:
-        """One audit line per dimension switched: a structured log record that is also the
-        `LimitLearned` metric (CloudWatch embedded metric format: dimensions Model and
-        Dimension; the bucket id stands for the model)."""
-        record = {"message": "bucket capacity switched from the server's rate-limit headers",
-                  "bucket_id": self.bucket_id, "Model": self.bucket_id, "Dimension": dim,
-                  "old_per_minute": old, "new_per_minute": new,
-                  "configured_per_minute": configured,
-                  "ceiling_per_minute": self._learn_up_to.get(dim, configured),
-                  LIMIT_LEARNED_METRIC: 1,
-                  "_aws": {"Timestamp": int(self._clock() * 1000), "CloudWatchMetrics": [{
-                      "Namespace": METRICS_NAMESPACE, "Dimensions": [["Model", "Dimension"]],
-                      "Metrics": [{"Name": LIMIT_LEARNED_METRIC, "Unit": "Count"}]}]}}
+        """One audit line per dimension switched (`guard.learned_limits.audit_record`) and a
+        warning in the log."""
+        record = learned_limits.audit_record(
+            self.bucket_id, dim, old, new, configured, self._learn_up_to.get(dim, configured),
+            self._clock())
         log.warning("bucket capacity switched: %s %s -> %s per minute", self.bucket_id, dim,
                     new, extra={"bucket_id": self.bucket_id, "dimension": dim,
                                 "old_per_minute": old, "new_per_minute": new})
         print(json.dumps(record), flush=True)
-
-    def _check_ceilings(self, learn_up_to: Mapping[str, float] | None
-                        ) -> dict[str, float] | None:
-        if learn_up_to is None:
-            return None
-        if not isinstance(learn_up_to, Mapping):
-            raise TypeError(f"learn_up_to must map a dimension to a capacity per minute, got "
-                            f"{type(learn_up_to).__name__}")
-        ceilings = {}
-        for dim, ceiling in learn_up_to.items():
-            if dim not in self._configured:
-                raise ValueError(f"learn_up_to names {dim!r}, not a dimension of this bucket "
-                                 f"({', '.join(sorted(self._configured))})")
-            if isinstance(ceiling, bool) or not isinstance(ceiling, (int, float)) \
-                    or not self._configured[dim] <= ceiling < math.inf:
-                raise ValueError(f"learn_up_to[{dim!r}] must be a capacity per minute at least "
-                                 f"the configured {self._configured[dim]:g}, got {ceiling!r}")
-            ceilings[dim] = float(ceiling)
-        return ceilings
 
     def level(self, dimension: str) -> float | None:
         """This client's last-seen level of `dimension` (tokens or requests), for reporting."""
@@ -702,22 +656,14 @@ class TokenBucket:
                    BOOKING_VIEW_MAX_ROUND_TRIPS * self.round_trip_s())
 
     def _read_state(self) -> dict[str, float] | None:
-        """One strongly consistent GetItem of the bucket's state attributes (a projection:
-        IAM allows no other), remembered as this client's view; None on a store error."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
+        """One strongly consistent read of the bucket's state attributes, remembered as this
+        client's view; None on a store error."""
         with self._lock:
             self.store_reads += 1
-        try:
-            response = self.dynamodb.get_item(
-                TableName=self.table_name, Key={PARTITION_KEY: {"S": self.bucket_id}},
-                ConsistentRead=True, ProjectionExpression=", ".join(_STATE_NAMES),
-                ExpressionAttributeNames=_STATE_NAMES)
-        except (BotoCoreError, ClientError) as err:
-            log.warning("token bucket state read failed: %s", err,
-                        extra={"bucket_id": self.bucket_id, "table": self.table_name})
+        raw = self.store.read_state()
+        if raw is None:
             return None
-        item = gcra.decode(response.get("Item", {}))
+        item = gcra.decode(raw)
         self._remember(item)
         return item
 
@@ -757,7 +703,7 @@ class TokenBucket:
                 return Settlement(True, None, adjustment, calls, forgone)
             calls += 1
             outcome, item, _ = self._write(plan.update, "settle")
-            if outcome == "written":
+            if outcome == WRITTEN:
                 self._count_forgone(forgone)
                 return Settlement(True, None, adjustment, calls, forgone)
             if outcome == STORE_UNAVAILABLE:
@@ -823,7 +769,6 @@ class TokenBucket:
                purpose: str) -> tuple[str, dict[str, float], dict]:
         """Send one UpdateItem (`purpose`: one of WRITE_PURPOSES, or "shares"). Returns ("written", new
         item, raw attributes), ("refused", old item, raw) or ("store_unavailable", {}, {})."""
-        from botocore.exceptions import BotoCoreError, ClientError
 
         with self._lock:  # "shares" (a switch of live shares) appears once one is made
             self.writes_by_purpose[purpose] = self.writes_by_purpose.get(purpose, 0) + 1
@@ -835,39 +780,28 @@ class TokenBucket:
         if learning and purpose in ("acquire", "settle", "lower"):
             gcra.limit_conditions(update, self._configured, capacities)
         sent_at = time.monotonic()
-        try:
-            response = self.dynamodb.update_item(**update.request(self.table_name,
-                                                                  self.bucket_id))
-        except ClientError as err:
-            code = err.response.get("Error", {}).get("Code", "")
-            if code == "ConditionalCheckFailedException":
-                raw = err.response.get("Item")
-                if raw is None:
-                    # A store without ReturnValuesOnConditionCheckFailure: one state read
-                    # instead of retrying from an empty view
-                    self._note_round_trip(time.monotonic() - sent_at)
-                    item = self._read_state() or {}
-                    if pinned and shares.version_of(item) != self._shares_version:
-                        item, _ = self._reconcile_shares(item, {})
-                    return "refused", item, {}
-                item = gcra.decode(raw)
-                self._remember(item, time.monotonic() - sent_at)
+        outcome, raw = self.store.update(update)
+        if outcome == STORE_UNAVAILABLE:
+            return STORE_UNAVAILABLE, {}, {}
+        if outcome == REFUSED:
+            if raw is None:
+                # A store without ReturnValuesOnConditionCheckFailure: one state read
+                # instead of retrying from an empty view
+                self._note_round_trip(time.monotonic() - sent_at)
+                item = self._read_state() or {}
                 if pinned and shares.version_of(item) != self._shares_version:
-                    item, raw = self._reconcile_shares(item, raw)
-                return "refused", item, raw
-            log.warning("token bucket store error: %s", code or err,
-                        extra={"bucket_id": self.bucket_id, "table": self.table_name})
-            return STORE_UNAVAILABLE, {}, {}
-        except BotoCoreError as err:
-            log.warning("token bucket store unreachable: %s", err,
-                        extra={"bucket_id": self.bucket_id, "table": self.table_name})
-            return STORE_UNAVAILABLE, {}, {}
+                    item, _ = self._reconcile_shares(item, {})
+                return REFUSED, item, {}
+            item = gcra.decode(raw)
+            self._remember(item, time.monotonic() - sent_at)
+            if pinned and shares.version_of(item) != self._shares_version:
+                item, raw = self._reconcile_shares(item, raw)
+            return REFUSED, item, raw
         with self._lock:
             self._store_failures = 0
-        raw = response.get("Attributes", {})
         item = gcra.decode(raw)
         self._remember(item, time.monotonic() - sent_at)
-        return "written", item, raw
+        return WRITTEN, item, raw
 
 
 def _cap_tats(raw: Mapping, tenant: str | None) -> dict[str, str]:
@@ -875,58 +809,3 @@ def _cap_tats(raw: Mapping, tenant: str | None) -> dict[str, str]:
     entry = raw.get(fair.TENANTS, {}).get("M", {}).get(tenant, {}).get("M", {}) \
         if tenant is not None else {}
     return {dim: entry[name]["N"] for dim, name in fair.CAP_FIELDS.items() if name in entry}
-
-
-def _header_values(headers, field_name: str, capacities: Mapping[str, float]
-                   ) -> Iterable[tuple[str, float, float]]:
-    """(dimension, rounding tolerance, value) of each finite, non-negative
-    `anthropic-ratelimit-{requests,input-tokens,output-tokens}-<field_name>` header for the
-    dimensions in `capacities`."""
-    pairs = headers.items() if hasattr(headers, "items") else headers
-    prefix, suffix = "anthropic-ratelimit-", f"-{field_name}"
-    for raw_name, raw_value in pairs:
-        name = str(raw_name).lower()
-        if not (name.startswith(prefix) and name.endswith(suffix)):
-            continue
-        dim, tolerance = _HEADER_DIMENSIONS.get(name[len(prefix):-len(suffix)], (None, 0.0))
-        if dim not in capacities:
-            continue
-        try:
-            value = float(raw_value)
-        except (TypeError, ValueError):
-            log.warning("ignoring unparsable rate-limit header %s: %r", raw_name, raw_value)
-            continue
-        if value >= 0 and math.isfinite(value):
-            yield dim, tolerance, value
-
-
-def parse_limits(headers, capacities: Mapping[str, float]) -> dict[str, float]:
-    """`anthropic-ratelimit-{requests,input-tokens,output-tokens}-limit` headers ->
-    {dimension: limit per minute} for the dimensions in `capacities`."""
-    return {dim: value for dim, _, value in _header_values(headers, "limit", capacities)
-            if value > 0}
-
-
-def parse_remaining(headers, capacities: Mapping[str, float]) -> dict[str, tuple[float, float]]:
-    """`anthropic-ratelimit-{requests,input-tokens,output-tokens}-remaining` headers ->
-    {dimension: (remaining, rounding tolerance)} for the dimensions in `capacities`."""
-    return {dim: (value, tolerance) for dim, tolerance, value
-            in _header_values(headers, "remaining", capacities)}
-
-
-def ensure_table(dynamodb, name: str) -> None:
-    """Create the bucket table if it is missing (the schema the stack deploys) and wait for it.
-
-    `dynamodb` is a boto3 DynamoDB client. String partition key `pk`, on-demand billing.
-    """
-    try:
-        dynamodb.create_table(
-            TableName=name,
-            AttributeDefinitions=[{"AttributeName": PARTITION_KEY, "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": PARTITION_KEY, "KeyType": "HASH"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-    except dynamodb.exceptions.ResourceInUseException:
-        pass
-    dynamodb.get_waiter("table_exists").wait(TableName=name,
-                                             WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})

@@ -36,6 +36,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from . import fair, gcra, learned_limits, shares
+from .bucket_view import (  # noqa: F401 - the booking constants, re-exported for callers
+    BOOKING_VIEW_MAX_AGE_FLOOR_S,
+    BOOKING_VIEW_MAX_ROUND_TRIPS,
+    CONTENTION_MEMORY_S,
+    BucketView,
+)
 from .bucket_store import (  # noqa: F401 - default_client, ensure_table: re-exported for callers
     REFUSED,
     WRITTEN,
@@ -58,17 +64,6 @@ COOL_UNTIL = gcra.COOL_UNTIL
 #: A refusal may come from the last item seen, without a write, only if seen this recently
 #: (seconds): within it, other callers' refunds can delay a caller by at most this long.
 LOCAL_REFUSAL_MAX_AGE_S = 1.0
-
-#: For this long (seconds) after a client lost a race, its bookings leave room for a whole
-#: concurrent booking (see `TokenBucket._start`).
-CONTENTION_MEMORY_S = 60.0
-
-#: A booking reads the bucket's state first when its view is older than this many store
-#: round trips (and older than the floor below): a queue extrapolated across a long wait is
-#: a guess, and a wrong guess costs a refused write; a read costs no write capacity.
-BOOKING_VIEW_MAX_ROUND_TRIPS = 2
-BOOKING_VIEW_MAX_AGE_FLOOR_S = 0.2
-
 
 class BucketRequestError(ValueError):
     """A request the bucket can never serve (bad amount, or more than a capacity)."""
@@ -191,19 +186,14 @@ class TokenBucket:
         self.limits = limits
         self.store = store if store is not None else DynamoDBStore(table_name, bucket_id, dynamodb)
         self._clock = clock
-        self._margin = float(clamp_margin_s)
         self._max_attempts = max_attempts
-        self._max_slack = float(max_slack_s)
         self._configured = limits.capacities()
-        self._capacity = dict(self._configured)  # in force: configured or learned
-        self.shape = gcra.Shape(self._capacity, limits.burst_tolerance_s)
+        #: what this client knows of the item: the last one seen, the capacities in force
+        self.view = BucketView(self._configured, limits.burst_tolerance_s, clock,
+                               clamp_margin_s, max_slack_s)
         self._learn_up_to = learned_limits.check_ceilings(learn_up_to, self._configured)
         self._lock = threading.Lock()
-        self._seen: dict[str, float] = {}  # last item seen: attribute -> seconds
-        self._seen_at = float("-inf")  # when it was seen (clock seconds)
         self._store_failures = 0
-        self._raced_at = -math.inf  # when an acquire of this client last lost a race
-        self._round_trips: list[float] = []  # recent write latencies (clock seconds)
         #: DynamoDB writes made by this instance by purpose: "acquire" (try_acquire), "settle"
         #: (settle and release), "cool_down" and "lower" (observe_headers), for benchmarks
         self.writes_by_purpose = dict.fromkeys(WRITE_PURPOSES, 0)
@@ -278,17 +268,17 @@ class TokenBucket:
         calls = reads = 0
         now = self._clock()
         acquired_at = now
-        seen, seen_at = self._snapshot_with_age()
-        if max_wait_s > 0 and now - seen_at > self._booking_view_max_age():
+        seen, seen_at = self.view.snapshot_with_age()
+        if max_wait_s > 0 and now - seen_at > self.view.booking_view_max_age():
             reads = 1
             if self._read_state() is not None:  # else book from the old view
-                seen, seen_at = self._snapshot_with_age()
+                seen, seen_at = self.view.snapshot_with_age()
                 now = self._clock()
 
         def refused(wait: float, reason: str | None, held: float | None = ticket) -> Grant:
             if priority == fair.BACKGROUND and max_wait_s > fair.BACKGROUND_HORIZON_S:
                 # back when the queue is short enough to book directly, if that comes first
-                direct_wait, _ = self.shape.refusal(costs, self._snapshot(), self._clock())
+                direct_wait, _ = self.shape.refusal(costs, self.view.snapshot(), self._clock())
                 if direct_wait > fair.BACKGROUND_HORIZON_S:
                     wait = min(wait, direct_wait - fair.BACKGROUND_HORIZON_S)
             return Grant(False, wait, reason, reserved, store_calls=calls,
@@ -342,14 +332,14 @@ class TokenBucket:
                      if amount > 0}
             key, allowed, horizon, held = lane(seen)
             wait, reason = self.shape.refusal(costs, seen, now)
-            start = self._start(costs, seen, now, allowed, now - seen_at, lost_by)
+            start = self.view.booking_start(costs, seen, now, allowed, now - seen_at, lost_by)
             decision = None
             # the queue is longer than the wait allowed (a stale view asks the store first)
             if wait > allowed and (attempt > 0 or now - seen_at <= LOCAL_REFUSAL_MAX_AGE_S):
                 retry = queue_refusal(seen, wait, allowed, key, reason, held)
                 if retry is not None:
                     return refused(retry, reason)
-                start = self._start(costs, seen, now, WINDOW_S, now - seen_at, lost_by)
+                start = self.view.booking_start(costs, seen, now, WINDOW_S, now - seen_at, lost_by)
                 decision = fair.queue_ticket(self.limits, key, costs, seen, start, now,
                                              max(0.01, wait - allowed))
             elif key is not None:
@@ -362,10 +352,10 @@ class TokenBucket:
                 update = gcra.Update()
             else:
                 update = gcra.acquire_update(self.shape, costs, seen, start, now,
-                                             self._idle_margin(costs, start, now))
+                                             self.view.idle_margin(costs, start, now))
             if decision is not None:
                 fair.terms(update, key, cap_key, decision, seen, start, now, horizon,
-                           self._idle_margin(costs, start, now), self.limits, held)
+                           self.view.idle_margin(costs, start, now), self.limits, held)
             calls += 1
             outcome, item, raw = self._write(update, "acquire")
             if outcome == REFUSED and not raw:  # no old item returned: the state was read
@@ -395,7 +385,7 @@ class TokenBucket:
                              tenant=cap_key, priority=priority,
                              _cap_written=_cap_tats(raw, cap_key))
             head_seen = self.shape.earliest_start(costs, seen, -math.inf)
-            self._raced_at = self._clock()
+            self.view.note_lost_race()
             lost_by = 0.0 if head_seen == -math.inf else min(  # (nothing seen: no race lost)
                 WINDOW_S, max(0.0, self.shape.earliest_start(costs, item, -math.inf)
                               - head_seen))
@@ -471,11 +461,11 @@ class TokenBucket:
         """
         if self._learn_up_to is not None:
             self.learn_limits(headers)
-        remaining = parse_remaining(headers, self._capacity)
+        remaining = parse_remaining(headers, self.view.capacities)
         if not remaining:
             return {}
         lowered: dict[str, float] = {}
-        seen = self._snapshot()
+        seen = self.view.snapshot()
         for _ in range(2):
             now = self._clock()
             targets = {dim: level for dim, (level, tolerance) in remaining.items()
@@ -566,7 +556,7 @@ class TokenBucket:
             return {}
         limits = parse_limits(headers, self._configured)
         for _ in range(self._max_attempts):
-            seen = self._snapshot()
+            seen = self.view.snapshot()
             changes = learned_limits.planned_changes(self._configured, self._learn_up_to,
                                                      limits, seen)
             if not changes:
@@ -595,65 +585,18 @@ class TokenBucket:
 
     def level(self, dimension: str) -> float | None:
         """This client's last-seen level of `dimension` (tokens or requests), for reporting."""
-        return self.shape.level(dimension, self._snapshot(), self._clock())
+        return self.shape.level(dimension, self.view.snapshot(), self._clock())
 
-    # -- helpers -----------------------------------------------------------------------------
-
-    def _start(self, costs: dict[str, float], seen: dict[str, float], now: float,
-               max_wait_s: float, seen_age_s: float = 0.0, lost_by_s: float = 0.0) -> float:
-        """The start to book: now without waiting; otherwise the earliest start seen plus a
-        slack, so that bookings other callers made meanwhile still fit.
-
-        The slack is about one store round trip (p99) plus one request's cost, at most
-        `max_slack_s`; for `CONTENTION_MEMORY_S` after this client lost a race, the whole
-        cost however large: a booking another caller makes during the round trip moves the
-        queue end by its cost, and only a slack of at least that cost leaves this booking
-        room (at 50 RPM one request costs 1.2 s). After a lost race it also covers
-        `lost_by_s`, how far the queue head moved during that attempt: the callers that lost
-        together retry together, and the queue moves about as far again while they do. A
-        view that showed a queue is
-        `seen_age_s` old: a saturated queue grows in real time, so its earliest start is moved
-        on by that age."""
-        if max_wait_s <= 0:
-            return now
-        earliest = self.shape.earliest_start(costs, seen, -math.inf)  # not clamped to now
-        if earliest > now - seen_age_s:  # the view showed a queue: it has grown since
-            earliest += min(seen_age_s, max_wait_s)
-        slack = self.round_trip_s() + max(costs.values(), default=0.0)
-        if self._clock() - self._raced_at > CONTENTION_MEMORY_S:
-            slack = min(self._max_slack, slack)
-        slack += lost_by_s
-        return min(max(now, earliest + slack), now + max_wait_s)
-
-    def _idle_margin(self, costs: Mapping[str, float], start: float, now: float) -> float:
-        """Seconds an idle dimension is charged beyond exact GCRA for a reservation starting at
-        `start`: `clamp_margin_s` for a start of now; for a booking, at least
-        `gcra.BOOKING_MARGIN_S` and the slack of one (a round trip plus one request's cost).
-        Concurrent bookings start up to a few seconds apart, and the idle form sets an
-        absolute value that refuses every write made meanwhile; a dimension left this far
-        ahead stays busy for the bookings that follow, whose linear form holds whatever was
-        booked meanwhile. Only a dimension that is not binding takes the idle form, so the
-        extra charge costs capacity only where there is capacity to spare."""
-        if start <= now:
-            return self._margin
-        return max(self._margin, gcra.BOOKING_MARGIN_S,
-                   self.round_trip_s() + max(costs.values(), default=0.0))
+    @property
+    def shape(self) -> gcra.Shape:
+        """The bucket's geometry in the capacities in force (configured or learned)."""
+        return self.view.shape
 
     def round_trip_s(self) -> float:
-        """About one store round trip (seconds): the p99 of recent writes, within
-        [0.01, max_slack_s]; 0.1 before any write. Bookings start this much after the
-        earliest start seen, and a booked caller reads the cool-down this long before."""
-        with self._lock:
-            samples = sorted(self._round_trips)
-        if not samples:
-            return min(self._max_slack, 0.1)
-        p99 = samples[min(len(samples) - 1, int(0.99 * (len(samples) - 1) + 0.5))]
-        return min(self._max_slack, max(0.01, p99))
+        """About one store round trip (seconds): see `BucketView.round_trip_s`."""
+        return self.view.round_trip_s()
 
-    def _booking_view_max_age(self) -> float:
-        """Seconds a view may age before a booking reads the bucket's state first."""
-        return max(BOOKING_VIEW_MAX_AGE_FLOOR_S,
-                   BOOKING_VIEW_MAX_ROUND_TRIPS * self.round_trip_s())
+    # -- helpers -----------------------------------------------------------------------------
 
     def _read_state(self) -> dict[str, float] | None:
         """One strongly consistent read of the bucket's state attributes, remembered as this
@@ -664,7 +607,7 @@ class TokenBucket:
         if raw is None:
             return None
         item = gcra.decode(raw)
-        self._remember(item)
+        self.view.remember(item)
         return item
 
     def _check_grant(self, grant: Grant, verb: str) -> None:
@@ -685,7 +628,7 @@ class TokenBucket:
         """One write moving each dimension by `adjustment` (tokens; negative = refund)."""
         if not any(amount != 0 for amount in adjustment.values()):
             return Settlement(True, None, adjustment, 0)
-        seen = self._snapshot()
+        seen = self.view.snapshot()
         calls = 0
         for _ in range(self._max_attempts):
             now = self._clock()
@@ -696,7 +639,7 @@ class TokenBucket:
             plan = gcra.settle_update(self.shape, deltas, seen, now, grant._written,
                                       grant.acquired_at, reserved)
             self._settle_caps(plan.update, grant, adjustment, seen, now)
-            forgone = {dim: seconds * self._capacity[dim] / WINDOW_S
+            forgone = {dim: seconds * self.view.capacities[dim] / WINDOW_S
                        for dim, seconds in plan.forgone.items()}
             if plan.update.empty:  # every refund forgone: nothing to write
                 self._count_forgone(forgone)
@@ -735,30 +678,6 @@ class TokenBucket:
             with self._lock:
                 self.forgone_refunds += 1
 
-    def _snapshot(self) -> dict[str, float]:
-        with self._lock:
-            return dict(self._seen)
-
-    def _snapshot_with_age(self) -> tuple[dict[str, float], float]:
-        with self._lock:
-            return dict(self._seen), self._seen_at
-
-    def _remember(self, item: dict[str, float], write_round_trip: float | None = None) -> None:
-        capacities = gcra.learned_capacities(self._configured, item)
-        with self._lock:
-            self._seen = item
-            self._seen_at = self._clock()
-            if capacities != self._capacity:  # adopt the item's: its tats are in their seconds
-                self._capacity = capacities
-                self.shape = gcra.Shape(capacities, self.limits.burst_tolerance_s)
-        if write_round_trip is not None:
-            self._note_round_trip(write_round_trip)
-
-    def _note_round_trip(self, seconds: float) -> None:
-        with self._lock:
-            self._round_trips.append(seconds)
-            del self._round_trips[:-100]
-
     def _store_backoff(self) -> float:
         with self._lock:
             self._store_failures += 1
@@ -772,8 +691,8 @@ class TokenBucket:
 
         with self._lock:  # "shares" (a switch of live shares) appears once one is made
             self.writes_by_purpose[purpose] = self.writes_by_purpose.get(purpose, 0) + 1
-            capacities = dict(self._capacity)
-            learning = self._learn_up_to is not None or gcra.LEARNED in self._seen
+            capacities = dict(self.view.capacities)
+        learning = self._learn_up_to is not None or gcra.LEARNED in self.view.snapshot()
         pinned = purpose in _PINNED and self._shares_version is not None
         if pinned:
             shares.pin(update, self._shares_version)
@@ -787,20 +706,20 @@ class TokenBucket:
             if raw is None:
                 # A store without ReturnValuesOnConditionCheckFailure: one state read
                 # instead of retrying from an empty view
-                self._note_round_trip(time.monotonic() - sent_at)
+                self.view.note_round_trip(time.monotonic() - sent_at)
                 item = self._read_state() or {}
                 if pinned and shares.version_of(item) != self._shares_version:
                     item, _ = self._reconcile_shares(item, {})
                 return REFUSED, item, {}
             item = gcra.decode(raw)
-            self._remember(item, time.monotonic() - sent_at)
+            self.view.remember(item, time.monotonic() - sent_at)
             if pinned and shares.version_of(item) != self._shares_version:
                 item, raw = self._reconcile_shares(item, raw)
             return REFUSED, item, raw
         with self._lock:
             self._store_failures = 0
         item = gcra.decode(raw)
-        self._remember(item, time.monotonic() - sent_at)
+        self.view.remember(item, time.monotonic() - sent_at)
         return WRITTEN, item, raw
 
 

@@ -22,6 +22,16 @@ Scale: every acquire and every settle is one write to one partition key. DynamoD
 1,000 writes/s per partition key, so one bucket sustains about 500 Claude calls/s (acquire +
 settle), i.e. 30,000 requests/min; shard the bucket_id beyond that. A refused conditional write
 costs a write too: booking ahead (fifo) instead of polling keeps refusals rare.
+
+Where the parts are: the item's attributes and encoding in `guard.bucket_item`, the maths and
+update forms in `guard.gcra`, the limits learned from the headers in `guard.learned_limits`,
+the headers themselves in `guard.ratelimit_headers`, this client's view of the item and its
+booking timing in `guard.bucket_view`, the DynamoDB I/O in `guard.bucket_store` (any
+`BucketStore` can stand in), `Grant` and `Settlement` in `guard.grants`; every name is
+re-exported here. What stays is `TokenBucket`, one class over one item: acquire, settle and
+release, cool-down, lowering to the server's remaining, live tenant shares and learned
+limits all go through its one write path (version pin, capacity conditions, counters) and
+its lock, which is why this file is longer than ~450 lines.
 """
 
 from __future__ import annotations
@@ -32,16 +42,9 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from . import fair, gcra, learned_limits, shares
-from .bucket_view import (  # noqa: F401 - the booking constants, re-exported for callers
-    BOOKING_VIEW_MAX_AGE_FLOOR_S,
-    BOOKING_VIEW_MAX_ROUND_TRIPS,
-    CONTENTION_MEMORY_S,
-    BucketView,
-)
 from .bucket_store import (  # noqa: F401 - default_client, ensure_table: re-exported for callers
     REFUSED,
     WRITTEN,
@@ -50,6 +53,13 @@ from .bucket_store import (  # noqa: F401 - default_client, ensure_table: re-exp
     default_client,
     ensure_table,
 )
+from .bucket_view import (  # noqa: F401 - the booking constants, re-exported for callers
+    BOOKING_VIEW_MAX_AGE_FLOOR_S,
+    BOOKING_VIEW_MAX_ROUND_TRIPS,
+    CONTENTION_MEMORY_S,
+    BucketView,
+)
+from .grants import BucketRequestError, Grant, Settlement, check_amount
 from .learned_limits import LIMIT_LEARNED_METRIC, METRICS_NAMESPACE  # noqa: F401 - re-exported
 from .limits import WINDOW_S, Limits
 from .outcomes import COOL_DOWN, QUOTA, STORE_UNAVAILABLE  # noqa: F401 - COOL_DOWN: guard.bucket names every reason it returns
@@ -65,85 +75,10 @@ COOL_UNTIL = gcra.COOL_UNTIL
 #: (seconds): within it, other callers' refunds can delay a caller by at most this long.
 LOCAL_REFUSAL_MAX_AGE_S = 1.0
 
-class BucketRequestError(ValueError):
-    """A request the bucket can never serve (bad amount, or more than a capacity)."""
-
-
-@dataclass
-class Grant:
-    """Outcome of `TokenBucket.try_acquire`.
-
-    `granted` is True when the reservation was recorded. Otherwise `retry_after` (seconds) says
-    when it may succeed and `reason` is "quota", "cool_down" or "store_unavailable".
-    `reserved` maps each dimension to what was reserved (requests or tokens);
-    `quota_used_percent` is the fullest dimension after the acquire (from the item written);
-    `store_calls` counts the DynamoDB writes this acquire made, `store_reads` its reads (a
-    booking with an old view reads the bucket's state first). `acquired_at` and
-    `returned_at` are the bucket clock (epoch seconds) when `try_acquire` started and returned;
-    `start_at` is when the reservation's capacity starts (epoch seconds; `returned_at` for a grant
-    that may be used at once): send no earlier. `queue_s` is how far ahead it was booked
-    (start_at - acquired_at, seconds); `first_attempt` is True when the first write succeeded.
-    `tenant` is the tenant the call counted as (None on a bucket without tenants), `priority`
-    its class; `ticket` (epoch seconds) is set on a refusal by a bucket with tenants ("fair_share",
-    or "quota" when the whole queue is longer than the wait): the caller's place in its tenant's
-    queue, to pass back to `try_acquire`.
-    """
-
-    granted: bool
-    retry_after: float
-    reason: str | None
-    reserved: dict[str, float] = field(default_factory=dict)
-    quota_used_percent: float | None = None
-    store_calls: int = 0
-    acquired_at: float = 0.0
-    bucket_id: str = ""
-    store_reads: int = 0
-    returned_at: float = 0.0
-    start_at: float = 0.0
-    queue_s: float = 0.0
-    first_attempt: bool = True
-    tenant: str | None = None
-    priority: str = "interactive"
-    ticket: float | None = None
-    _settled: bool = field(default=False, repr=False)
-    _cap_written: dict[str, str] = field(default_factory=dict, repr=False)
-    _returned_mono: float | None = field(default=None, repr=False)
-    _written: dict[str, str] = field(default_factory=dict, repr=False)
-
-    def __post_init__(self) -> None:
-        if not self.returned_at:
-            self.returned_at = self.acquired_at
-        if not self.start_at:
-            self.start_at = self.returned_at
-
-
-@dataclass
-class Settlement:
-    """Outcome of `TokenBucket.settle` or `release`: `adjustment` per dimension (tokens;
-    negative = refund). `forgone` holds the refunds not credited because bookings were pending
-    or a lowering to the server's remaining came after the grant
-    (tokens or requests per dimension; the reservation stands)."""
-
-    settled: bool
-    reason: str | None
-    adjustment: dict[str, float]
-    store_calls: int
-    forgone: dict[str, float] = field(default_factory=dict)
-
-
 #: What a bucket write is for (`TokenBucket.writes_by_purpose`).
 WRITE_PURPOSES = ("acquire", "settle", "cool_down", "lower", "learn")
 #: The writes pinned to the bucket's live shares version (`guard.shares`).
 _PINNED = ("acquire", "settle")
-
-
-def _check_amount(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise BucketRequestError(f"{name} must be a whole number, got {type(value).__name__} "
-                                 f"{value!r}")
-    if value < 0:
-        raise BucketRequestError(f"{name} must not be negative, got {value}")
-    return value
 
 
 class TokenBucket:
@@ -249,8 +184,8 @@ class TokenBucket:
                                      f"(longer waits go through the overflow policy), got "
                                      f"{max_wait_s!r}")
         reserved = self.limits.reservation(
-            _check_amount("requests", requests), _check_amount("input_tokens", input_tokens),
-            _check_amount("output_tokens", output_tokens))
+            check_amount("requests", requests), check_amount("input_tokens", input_tokens),
+            check_amount("output_tokens", output_tokens))
         problem = self.limits.never_fits(requests, input_tokens, output_tokens)
         if problem:
             raise BucketRequestError(problem)
@@ -407,10 +342,10 @@ class TokenBucket:
         """
         self._check_grant(grant, "settle")
         actual = self.limits.usage(
-            _check_amount("input_tokens", input_tokens),
-            _check_amount("output_tokens", output_tokens),
-            _check_amount("cache_creation_tokens", cache_creation_tokens),
-            _check_amount("cache_read_tokens", cache_read_tokens))
+            check_amount("input_tokens", input_tokens),
+            check_amount("output_tokens", output_tokens),
+            check_amount("cache_creation_tokens", cache_creation_tokens),
+            check_amount("cache_read_tokens", cache_read_tokens))
         self._mark_settled(grant)
         adjustment = {dim: actual[dim] - grant.reserved.get(dim, 0.0) for dim in actual}
         return self._apply(grant, adjustment)
@@ -619,9 +554,7 @@ class TokenBucket:
 
     def _mark_settled(self, grant: Grant) -> None:
         with self._lock:
-            if grant._settled:
-                raise BucketRequestError("this grant was already settled")
-            grant._settled = True
+            grant.mark_settled()
             self.settles += 1
 
     def _apply(self, grant: Grant, adjustment: dict[str, float]) -> Settlement:
@@ -636,7 +569,7 @@ class TokenBucket:
                       adjustment.items() if amount != 0}
             reserved = {dim: self.shape.seconds(dim, amount) for dim, amount in
                         grant.reserved.items()}
-            plan = gcra.settle_update(self.shape, deltas, seen, now, grant._written,
+            plan = gcra.settle_update(self.shape, deltas, seen, now, grant.written_tats,
                                       grant.acquired_at, reserved)
             self._settle_caps(plan.update, grant, adjustment, seen, now)
             forgone = {dim: seconds * self.view.capacities[dim] / WINDOW_S
@@ -669,7 +602,7 @@ class TokenBucket:
         fields = {**{dim: (fair.TENANTS, grant.tenant, name)
                      for dim, name in fair.CAP_FIELDS.items()},
                   gcra.BOOKED_UNTIL: (fair.TENANTS, grant.tenant, fair.BK)}
-        gcra.settle_update(shape, deltas, fair.cap_view(entry), now, grant._cap_written,
+        gcra.settle_update(shape, deltas, fair.cap_view(entry), now, grant.cap_written_tats,
                            update=update, attr_of=lambda key: update.path(*fields[key]),
                            lowerable=False)
 

@@ -211,49 +211,22 @@ class TokenBucket:
                 now = self._clock()
 
         def refused(wait: float, reason: str | None, held: float | None = ticket) -> Grant:
-            if priority == fair.BACKGROUND and max_wait_s > fair.BACKGROUND_HORIZON_S:
-                # back when the queue is short enough to book directly, if that comes first
-                direct_wait, _ = self.shape.refusal(costs, self.view.snapshot(), self._clock())
-                if direct_wait > fair.BACKGROUND_HORIZON_S:
-                    wait = min(wait, direct_wait - fair.BACKGROUND_HORIZON_S)
+            if priority == fair.BACKGROUND:
+                wait = fair.background_retry(self.shape, costs, self.view.snapshot(),
+                                             self._clock(), wait, max_wait_s)
             return Grant(False, wait, reason, reserved, store_calls=calls,
                          acquired_at=acquired_at, bucket_id=self.bucket_id,
                          returned_at=self._clock(), store_reads=reads, tenant=cap_key,
                          priority=priority, ticket=held)
 
-        def lane(view: Mapping) -> tuple[str | None, float, float, float | None]:
-            """(key whose virtual time is charged, the wait allowed, the class horizon, the
-            ticket that holds a place there). Background books directly when the queue is
-            short, else through the reserve, where its tickets hold places."""
-            if priority == fair.INTERACTIVE:
-                return cap_key, max_wait_s, max_wait_s, ticket
-            short = min(max_wait_s, fair.BACKGROUND_HORIZON_S)
-            direct_wait, _ = self.shape.refusal(costs, view, now)
-            capped_elsewhere = (fair.cap_shape(self.limits, cap_key) is not None
-                                and cap_key not in view.get(fair.TENANTS, {}))
-            if direct_wait <= short or max_wait_s <= short or capped_elsewhere:
-                return cap_key, short, short, None
-            return fair.RESERVE, max_wait_s, max_wait_s, ticket
-
-        def queue_refusal(view: Mapping, wait: float, allowed: float, key: str | None,
-                          reason: str | None, held: float | None) -> float | None:
-            """The retry_after of a refusal for a queue longer than the wait allowed, or None
-            when a tenant without a ticket should take one (its place in the queue). Polling
-            (`max_wait_s=0`) takes no ticket: a poller is admitted only when there is capacity
-            now, and then any poller is, so a place in the queue would buy it nothing and cost
-            a write per refusal."""
-            if key is None or reason != QUOTA or max_wait_s <= 0:
-                return wait
-            if fair.holds_ticket(view, key, held, now):
-                return max(0.01, wait - allowed)  # back when the queue fits the wait
-            return None
-
-        key, allowed, horizon, held = lane(seen)
+        key, allowed, horizon, held = fair.lane(self.limits, self.shape, priority, cap_key,
+                                                costs, seen, now, max_wait_s, ticket)
         wait, reason = self.shape.refusal(costs, seen, now)
         # The last item seen may refuse without a write, but only while it is fresh: other
         # callers' refunds are invisible to it, so an older view goes to the store.
         if wait > allowed and now - seen_at <= LOCAL_REFUSAL_MAX_AGE_S:
-            retry = queue_refusal(seen, wait, allowed, key, reason, held)
+            retry = fair.queue_refusal_wait(seen, wait, allowed, key, reason, held, now,
+                                            max_wait_s)
             if retry is not None:
                 return refused(retry, reason)
         if not costs and wait <= 0:  # nothing to charge (all amounts zero): nothing to write
@@ -265,13 +238,15 @@ class TokenBucket:
             # in the capacities in force: an item just returned may have switched them
             costs = {dim: self.shape.seconds(dim, amount) for dim, amount in reserved.items()
                      if amount > 0}
-            key, allowed, horizon, held = lane(seen)
+            key, allowed, horizon, held = fair.lane(self.limits, self.shape, priority, cap_key,
+                                                    costs, seen, now, max_wait_s, ticket)
             wait, reason = self.shape.refusal(costs, seen, now)
             start = self.view.booking_start(costs, seen, now, allowed, now - seen_at, lost_by)
             decision = None
             # the queue is longer than the wait allowed (a stale view asks the store first)
             if wait > allowed and (attempt > 0 or now - seen_at <= LOCAL_REFUSAL_MAX_AGE_S):
-                retry = queue_refusal(seen, wait, allowed, key, reason, held)
+                retry = fair.queue_refusal_wait(seen, wait, allowed, key, reason, held, now,
+                                                max_wait_s)
                 if retry is not None:
                     return refused(retry, reason)
                 start = self.view.booking_start(costs, seen, now, WINDOW_S, now - seen_at, lost_by)

@@ -211,9 +211,9 @@ class TokenBucket:
                 now = self._clock()
 
         def refused(wait: float, reason: str | None, held: float | None = ticket) -> Grant:
-            if priority == fair.BACKGROUND:
+            if priority == fair.BACKGROUND and max_wait_s > fair.BACKGROUND_HORIZON_S:
                 wait = fair.background_retry(self.shape, costs, self.view.snapshot(),
-                                             self._clock(), wait, max_wait_s)
+                                             self._clock(), wait)
             return Grant(False, wait, reason, reserved, store_calls=calls,
                          acquired_at=acquired_at, bucket_id=self.bucket_id,
                          returned_at=self._clock(), store_reads=reads, tenant=cap_key,

@@ -231,13 +231,13 @@ def queue_refusal_wait(view: Mapping, wait: float, allowed: float, key: str | No
 
 
 def background_retry(shape: gcra.Shape, costs: Mapping[str, float], view: Mapping,
-                     now: float, wait: float, max_wait_s: float) -> float:
-    """A background refusal's retry_after (seconds): back when the queue is short enough to
-    book directly, if that comes before `wait`."""
-    if max_wait_s > BACKGROUND_HORIZON_S:
-        direct_wait, _ = shape.refusal(costs, view, now)
-        if direct_wait > BACKGROUND_HORIZON_S:
-            wait = min(wait, direct_wait - BACKGROUND_HORIZON_S)
+                     now: float, wait: float) -> float:
+    """The retry_after (seconds) of a refusal of background work allowed to wait beyond its
+    own horizon: back when the queue is short enough to book directly, if that comes before
+    `wait`."""
+    direct_wait, _ = shape.refusal(costs, view, now)
+    if direct_wait > BACKGROUND_HORIZON_S:
+        wait = min(wait, direct_wait - BACKGROUND_HORIZON_S)
     return wait
 
 

@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 
-from bench.claude_bench import drive
+from bench.claude_load import drive
 from local.fakes.aws_server import LocalAws
 from local.fakes.claude_emulator import ClaudeEmulator
 

@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .bucket import default_client
+from .bucket_store import default_client
 from .gcra import PARTITION_KEY
 
 log = logging.getLogger(__name__)

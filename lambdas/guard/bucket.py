@@ -22,6 +22,16 @@ Scale: every acquire and every settle is one write to one partition key. DynamoD
 1,000 writes/s per partition key, so one bucket sustains about 500 Claude calls/s (acquire +
 settle), i.e. 30,000 requests/min; shard the bucket_id beyond that. A refused conditional write
 costs a write too: booking ahead (fifo) instead of polling keeps refusals rare.
+
+Where the parts are: the item's attributes and encoding in `guard.bucket_item`, the maths and
+update forms in `guard.gcra`, the limits learned from the headers in `guard.learned_limits`,
+the headers themselves in `guard.ratelimit_headers`, this client's view of the item and its
+booking timing in `guard.bucket_view`, the DynamoDB I/O in `guard.bucket_store` (any
+`BucketStore` can stand in), `Grant` and `Settlement` in `guard.grants`; every name is
+re-exported here. What stays is `TokenBucket`, one class over one item: acquire, settle and
+release, cool-down, lowering to the server's remaining, live tenant shares and learned
+limits all go through its one write path (version pin, capacity conditions, counters) and
+its lock, which is why this file is longer than ~450 lines.
 """
 
 from __future__ import annotations
@@ -32,12 +42,28 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
-from . import fair, gcra, shares
-from .limits import INPUT_TOKENS, OUTPUT_TOKENS, REQUESTS, WINDOW_S, Limits
+from . import fair, gcra, learned_limits, shares
+from .bucket_store import (  # noqa: F401 - default_client, ensure_table: re-exported for callers
+    REFUSED,
+    WRITTEN,
+    BucketStore,
+    DynamoDBStore,
+    default_client,
+    ensure_table,
+)
+from .bucket_view import (  # noqa: F401 - the booking constants, re-exported for callers
+    BOOKING_VIEW_MAX_AGE_FLOOR_S,
+    BOOKING_VIEW_MAX_ROUND_TRIPS,
+    CONTENTION_MEMORY_S,
+    BucketView,
+)
+from .grants import BucketRequestError, Grant, Settlement, check_amount
+from .learned_limits import LIMIT_LEARNED_METRIC, METRICS_NAMESPACE  # noqa: F401 - re-exported
+from .limits import WINDOW_S, Limits
 from .outcomes import COOL_DOWN, QUOTA, STORE_UNAVAILABLE  # noqa: F401 - COOL_DOWN: guard.bucket names every reason it returns
+from .ratelimit_headers import parse_limits, parse_remaining
 
 log = logging.getLogger(__name__)
 
@@ -45,101 +71,9 @@ log = logging.getLogger(__name__)
 PARTITION_KEY = gcra.PARTITION_KEY
 COOL_UNTIL = gcra.COOL_UNTIL
 
-#: anthropic-ratelimit-<name>-remaining header name -> dimension; token values are rounded to
-#: the nearest thousand, so only a difference larger than this tolerance is acted on.
-_HEADER_DIMENSIONS = {
-    "requests": (REQUESTS, 1.0),
-    "input-tokens": (INPUT_TOKENS, 1000.0),
-    "output-tokens": (OUTPUT_TOKENS, 1000.0),
-}
-
 #: A refusal may come from the last item seen, without a write, only if seen this recently
 #: (seconds): within it, other callers' refunds can delay a caller by at most this long.
 LOCAL_REFUSAL_MAX_AGE_S = 1.0
-
-#: For this long (seconds) after a client lost a race, its bookings leave room for a whole
-#: concurrent booking (see `TokenBucket._start`).
-CONTENTION_MEMORY_S = 60.0
-
-#: A booking reads the bucket's state first when its view is older than this many store
-#: round trips (and older than the floor below): a queue extrapolated across a long wait is
-#: a guess, and a wrong guess costs a refused write; a read costs no write capacity.
-BOOKING_VIEW_MAX_ROUND_TRIPS = 2
-BOOKING_VIEW_MAX_AGE_FLOOR_S = 0.2
-
-
-class BucketRequestError(ValueError):
-    """A request the bucket can never serve (bad amount, or more than a capacity)."""
-
-
-@dataclass
-class Grant:
-    """Outcome of `TokenBucket.try_acquire`.
-
-    `granted` is True when the reservation was recorded. Otherwise `retry_after` (seconds) says
-    when it may succeed and `reason` is "quota", "cool_down" or "store_unavailable".
-    `reserved` maps each dimension to what was reserved (requests or tokens);
-    `quota_used_percent` is the fullest dimension after the acquire (from the item written);
-    `store_calls` counts the DynamoDB writes this acquire made, `store_reads` its reads (a
-    booking with an old view reads the bucket's state first). `acquired_at` and
-    `returned_at` are the bucket clock (epoch seconds) when `try_acquire` started and returned;
-    `start_at` is when the reservation's capacity starts (epoch seconds; `returned_at` for a grant
-    that may be used at once): send no earlier. `queue_s` is how far ahead it was booked
-    (start_at - acquired_at, seconds); `first_attempt` is True when the first write succeeded.
-    `tenant` is the tenant the call counted as (None on a bucket without tenants), `priority`
-    its class; `ticket` (epoch seconds) is set on a refusal by a bucket with tenants ("fair_share",
-    or "quota" when the whole queue is longer than the wait): the caller's place in its tenant's
-    queue, to pass back to `try_acquire`.
-    """
-
-    granted: bool
-    retry_after: float
-    reason: str | None
-    reserved: dict[str, float] = field(default_factory=dict)
-    quota_used_percent: float | None = None
-    store_calls: int = 0
-    acquired_at: float = 0.0
-    bucket_id: str = ""
-    store_reads: int = 0
-    returned_at: float = 0.0
-    start_at: float = 0.0
-    queue_s: float = 0.0
-    first_attempt: bool = True
-    tenant: str | None = None
-    priority: str = "interactive"
-    ticket: float | None = None
-    _settled: bool = field(default=False, repr=False)
-    _cap_written: dict[str, str] = field(default_factory=dict, repr=False)
-    _returned_mono: float | None = field(default=None, repr=False)
-    _written: dict[str, str] = field(default_factory=dict, repr=False)
-
-    def __post_init__(self) -> None:
-        if not self.returned_at:
-            self.returned_at = self.acquired_at
-        if not self.start_at:
-            self.start_at = self.returned_at
-
-
-@dataclass
-class Settlement:
-    """Outcome of `TokenBucket.settle` or `release`: `adjustment` per dimension (tokens;
-    negative = refund). `forgone` holds the refunds not credited because bookings were pending
-    or a lowering to the server's remaining came after the grant
-    (tokens or requests per dimension; the reservation stands)."""
-
-    settled: bool
-    reason: str | None
-    adjustment: dict[str, float]
-    store_calls: int
-    forgone: dict[str, float] = field(default_factory=dict)
-
-
-#: The state read's projection: a placeholder per state attribute.
-_STATE_NAMES = {f"#a{i}": attribute for i, attribute in enumerate(gcra.STATE_ATTRIBUTES)}
-
-#: The metric (and audit line) of a capacity switched from the server's headers.
-LIMIT_LEARNED_METRIC = "LimitLearned"
-METRICS_NAMESPACE = "Bulwark"
 
 #: What a bucket write is for (`TokenBucket.writes_by_purpose`).
 WRITE_PURPOSES = ("acquire", "settle", "cool_down", "lower", "learn")
@@ -147,31 +81,14 @@ WRITE_PURPOSES = ("acquire", "settle", "cool_down", "lower", "learn")
 _PINNED = ("acquire", "settle")
 
 
-def _check_amount(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise BucketRequestError(f"{name} must be a whole number, got {type(value).__name__} "
-                                 f"{value!r}")
-    if value < 0:
-        raise BucketRequestError(f"{name} must not be negative, got {value}")
-    return value
-
-
-def default_client():
-    import boto3
-    from botocore.config import Config
-
-    # Short timeouts and one SDK retry: the guard answers "store_unavailable" quickly instead
-    # of holding a Claude call hostage to a slow table.
-    return boto3.client("dynamodb", config=Config(
-        connect_timeout=1, read_timeout=2, retries={"mode": "standard", "total_max_attempts": 2}))
-
-
 class TokenBucket:
     """A token bucket per (organisation, model) shared by every caller through one DynamoDB item.
 
     `table_name`: a table with string partition key `pk` (see `ensure_table`).
     `bucket_id`: the item's key, e.g. "anthropic#claude-sonnet-4". `limits`: a `Limits`.
-    `dynamodb`: a boto3 DynamoDB *client* (injected in tests); `clock`: epoch seconds.
+    `dynamodb`: a boto3 DynamoDB *client* (injected in tests); `store`: where the item lives
+    instead (a `guard.bucket_store.BucketStore`; default: the table through `dynamodb`);
+    `clock`: epoch seconds.
     `clamp_margin_s`: seconds an idle dimension is charged beyond exact GCRA (see `guard.gcra`).
     `max_slack_s`: most of a store round trip a booking is placed after the earliest start
     seen, so that bookings other callers make during one round trip still pass its condition
@@ -187,7 +104,8 @@ class TokenBucket:
     def __init__(self, table_name: str, bucket_id: str, limits: Limits, dynamodb=None, *,
                  clock: Callable[[], float] = time.time, clamp_margin_s: float = 1.0,
                  max_attempts: int = 4, max_slack_s: float = 0.5,
-                 learn_up_to: Mapping[str, float] | None = None) -> None:
+                 learn_up_to: Mapping[str, float] | None = None,
+                 store: BucketStore | None = None) -> None:
         if not isinstance(table_name, str) or not table_name:
             raise ValueError(f"table_name must be a non-empty string, got {table_name!r}")
         if not isinstance(bucket_id, str) or not bucket_id:
@@ -201,21 +119,16 @@ class TokenBucket:
         self.table_name = table_name
         self.bucket_id = bucket_id
         self.limits = limits
-        self._dynamodb = dynamodb
+        self.store = store if store is not None else DynamoDBStore(table_name, bucket_id, dynamodb)
         self._clock = clock
-        self._margin = float(clamp_margin_s)
         self._max_attempts = max_attempts
-        self._max_slack = float(max_slack_s)
         self._configured = limits.capacities()
-        self._capacity = dict(self._configured)  # in force: configured or learned
-        self.shape = gcra.Shape(self._capacity, limits.burst_tolerance_s)
-        self._learn_up_to = self._check_ceilings(learn_up_to)
+        #: what this client knows of the item: the last one seen, the capacities in force
+        self.view = BucketView(self._configured, limits.burst_tolerance_s, clock,
+                               clamp_margin_s, max_slack_s)
+        self._learn_up_to = learned_limits.check_ceilings(learn_up_to, self._configured)
         self._lock = threading.Lock()
-        self._seen: dict[str, float] = {}  # last item seen: attribute -> seconds
-        self._seen_at = float("-inf")  # when it was seen (clock seconds)
         self._store_failures = 0
-        self._raced_at = -math.inf  # when an acquire of this client last lost a race
-        self._round_trips: list[float] = []  # recent write latencies (clock seconds)
         #: DynamoDB writes made by this instance by purpose: "acquire" (try_acquire), "settle"
         #: (settle and release), "cool_down" and "lower" (observe_headers), for benchmarks
         self.writes_by_purpose = dict.fromkeys(WRITE_PURPOSES, 0)
@@ -238,9 +151,8 @@ class TokenBucket:
 
     @property
     def dynamodb(self):
-        if self._dynamodb is None:
-            self._dynamodb = default_client()
-        return self._dynamodb
+        """The default store's boto3 DynamoDB client (created on first use)."""
+        return self.store.client
 
     def try_acquire(self, requests: int = 1, input_tokens: int = 0, output_tokens: int = 0, *,
                     max_wait_s: float = 0.0, tenant: str | None = None,
@@ -272,8 +184,8 @@ class TokenBucket:
                                      f"(longer waits go through the overflow policy), got "
                                      f"{max_wait_s!r}")
         reserved = self.limits.reservation(
-            _check_amount("requests", requests), _check_amount("input_tokens", input_tokens),
-            _check_amount("output_tokens", output_tokens))
+            check_amount("requests", requests), check_amount("input_tokens", input_tokens),
+            check_amount("output_tokens", output_tokens))
         problem = self.limits.never_fits(requests, input_tokens, output_tokens)
         if problem:
             raise BucketRequestError(problem)
@@ -291,57 +203,30 @@ class TokenBucket:
         calls = reads = 0
         now = self._clock()
         acquired_at = now
-        seen, seen_at = self._snapshot_with_age()
-        if max_wait_s > 0 and now - seen_at > self._booking_view_max_age():
+        seen, seen_at = self.view.snapshot_with_age()
+        if max_wait_s > 0 and now - seen_at > self.view.booking_view_max_age():
             reads = 1
             if self._read_state() is not None:  # else book from the old view
-                seen, seen_at = self._snapshot_with_age()
+                seen, seen_at = self.view.snapshot_with_age()
                 now = self._clock()
 
         def refused(wait: float, reason: str | None, held: float | None = ticket) -> Grant:
             if priority == fair.BACKGROUND and max_wait_s > fair.BACKGROUND_HORIZON_S:
-                # back when the queue is short enough to book directly, if that comes first
-                direct_wait, _ = self.shape.refusal(costs, self._snapshot(), self._clock())
-                if direct_wait > fair.BACKGROUND_HORIZON_S:
-                    wait = min(wait, direct_wait - fair.BACKGROUND_HORIZON_S)
+                wait = fair.background_retry(self.shape, costs, self.view.snapshot(),
+                                             self._clock(), wait)
             return Grant(False, wait, reason, reserved, store_calls=calls,
                          acquired_at=acquired_at, bucket_id=self.bucket_id,
                          returned_at=self._clock(), store_reads=reads, tenant=cap_key,
                          priority=priority, ticket=held)
 
-        def lane(view: Mapping) -> tuple[str | None, float, float, float | None]:
-            """(key whose virtual time is charged, the wait allowed, the class horizon, the
-            ticket that holds a place there). Background books directly when the queue is
-            short, else through the reserve, where its tickets hold places."""
-            if priority == fair.INTERACTIVE:
-                return cap_key, max_wait_s, max_wait_s, ticket
-            short = min(max_wait_s, fair.BACKGROUND_HORIZON_S)
-            direct_wait, _ = self.shape.refusal(costs, view, now)
-            capped_elsewhere = (fair.cap_shape(self.limits, cap_key) is not None
-                                and cap_key not in view.get(fair.TENANTS, {}))
-            if direct_wait <= short or max_wait_s <= short or capped_elsewhere:
-                return cap_key, short, short, None
-            return fair.RESERVE, max_wait_s, max_wait_s, ticket
-
-        def queue_refusal(view: Mapping, wait: float, allowed: float, key: str | None,
-                          reason: str | None, held: float | None) -> float | None:
-            """The retry_after of a refusal for a queue longer than the wait allowed, or None
-            when a tenant without a ticket should take one (its place in the queue). Polling
-            (`max_wait_s=0`) takes no ticket: a poller is admitted only when there is capacity
-            now, and then any poller is, so a place in the queue would buy it nothing and cost
-            a write per refusal."""
-            if key is None or reason != QUOTA or max_wait_s <= 0:
-                return wait
-            if fair.holds_ticket(view, key, held, now):
-                return max(0.01, wait - allowed)  # back when the queue fits the wait
-            return None
-
-        key, allowed, horizon, held = lane(seen)
+        key, allowed, horizon, held = fair.lane(self.limits, self.shape, priority, cap_key,
+                                                costs, seen, now, max_wait_s, ticket)
         wait, reason = self.shape.refusal(costs, seen, now)
         # The last item seen may refuse without a write, but only while it is fresh: other
         # callers' refunds are invisible to it, so an older view goes to the store.
         if wait > allowed and now - seen_at <= LOCAL_REFUSAL_MAX_AGE_S:
-            retry = queue_refusal(seen, wait, allowed, key, reason, held)
+            retry = fair.queue_refusal_wait(seen, wait, allowed, key, reason, held, now,
+                                            max_wait_s)
             if retry is not None:
                 return refused(retry, reason)
         if not costs and wait <= 0:  # nothing to charge (all amounts zero): nothing to write
@@ -353,16 +238,18 @@ class TokenBucket:
             # in the capacities in force: an item just returned may have switched them
             costs = {dim: self.shape.seconds(dim, amount) for dim, amount in reserved.items()
                      if amount > 0}
-            key, allowed, horizon, held = lane(seen)
+            key, allowed, horizon, held = fair.lane(self.limits, self.shape, priority, cap_key,
+                                                    costs, seen, now, max_wait_s, ticket)
             wait, reason = self.shape.refusal(costs, seen, now)
-            start = self._start(costs, seen, now, allowed, now - seen_at, lost_by)
+            start = self.view.booking_start(costs, seen, now, allowed, now - seen_at, lost_by)
             decision = None
             # the queue is longer than the wait allowed (a stale view asks the store first)
             if wait > allowed and (attempt > 0 or now - seen_at <= LOCAL_REFUSAL_MAX_AGE_S):
-                retry = queue_refusal(seen, wait, allowed, key, reason, held)
+                retry = fair.queue_refusal_wait(seen, wait, allowed, key, reason, held, now,
+                                                max_wait_s)
                 if retry is not None:
                     return refused(retry, reason)
-                start = self._start(costs, seen, now, WINDOW_S, now - seen_at, lost_by)
+                start = self.view.booking_start(costs, seen, now, WINDOW_S, now - seen_at, lost_by)
                 decision = fair.queue_ticket(self.limits, key, costs, seen, start, now,
                                              max(0.01, wait - allowed))
             elif key is not None:
@@ -375,27 +262,27 @@ class TokenBucket:
                 update = gcra.Update()
             else:
                 update = gcra.acquire_update(self.shape, costs, seen, start, now,
-                                             self._idle_margin(costs, start, now))
+                                             self.view.idle_margin(costs, start, now))
             if decision is not None:
                 fair.terms(update, key, cap_key, decision, seen, start, now, horizon,
-                           self._idle_margin(costs, start, now), self.limits, held)
+                           self.view.idle_margin(costs, start, now), self.limits, held)
             calls += 1
             outcome, item, raw = self._write(update, "acquire")
-            if outcome == "refused" and not raw:  # no old item returned: the state was read
+            if outcome == REFUSED and not raw:  # no old item returned: the state was read
                 reads += 1
             if outcome == STORE_UNAVAILABLE:
                 return Grant(False, self._store_backoff(), STORE_UNAVAILABLE, reserved,
                              store_calls=calls, acquired_at=acquired_at,
                              bucket_id=self.bucket_id, returned_at=self._clock(),
                              store_reads=reads)
-            if outcome == "written" and decision is not None \
+            if outcome == WRITTEN and decision is not None \
                     and decision.outcome == fair.TICKET:
                 issued = item.get(fair.TENANTS, {}).get(key, {}).get(fair.V, start)
                 if decision.form == "ticket_at":  # a place behind a queue too long to book
                     return refused(decision.wait, QUOTA, issued)
                 return refused(max(0.01, issued - decision.window - start), fair.FAIR_SHARE,
                                issued)
-            if outcome == "written":
+            if outcome == WRITTEN:
                 with self._lock:
                     self.granted_acquires += 1
                 written = {dim: raw[gcra.TAT_PREFIX + dim]["N"] for dim in costs
@@ -408,7 +295,7 @@ class TokenBucket:
                              tenant=cap_key, priority=priority,
                              _cap_written=_cap_tats(raw, cap_key))
             head_seen = self.shape.earliest_start(costs, seen, -math.inf)
-            self._raced_at = self._clock()
+            self.view.note_lost_race()
             lost_by = 0.0 if head_seen == -math.inf else min(  # (nothing seen: no race lost)
                 WINDOW_S, max(0.0, self.shape.earliest_start(costs, item, -math.inf)
                               - head_seen))
@@ -430,10 +317,10 @@ class TokenBucket:
         """
         self._check_grant(grant, "settle")
         actual = self.limits.usage(
-            _check_amount("input_tokens", input_tokens),
-            _check_amount("output_tokens", output_tokens),
-            _check_amount("cache_creation_tokens", cache_creation_tokens),
-            _check_amount("cache_read_tokens", cache_read_tokens))
+            check_amount("input_tokens", input_tokens),
+            check_amount("output_tokens", output_tokens),
+            check_amount("cache_creation_tokens", cache_creation_tokens),
+            check_amount("cache_read_tokens", cache_read_tokens))
         self._mark_settled(grant)
         adjustment = {dim: actual[dim] - grant.reserved.get(dim, 0.0) for dim in actual}
         return self._apply(grant, adjustment)
@@ -461,7 +348,7 @@ class TokenBucket:
         outcome, item, _ = self._write(gcra.cool_down_update(until), "cool_down")
         if outcome == STORE_UNAVAILABLE:
             return 0.0
-        return item.get(COOL_UNTIL, until) if outcome == "refused" else until
+        return item.get(COOL_UNTIL, until) if outcome == REFUSED else until
 
     def cool_down_until(self) -> float | None:
         """The shared cool-down's end as the store has it now (epoch seconds, 0.0 for none),
@@ -484,11 +371,11 @@ class TokenBucket:
         """
         if self._learn_up_to is not None:
             self.learn_limits(headers)
-        remaining = parse_remaining(headers, self._capacity)
+        remaining = parse_remaining(headers, self.view.capacities)
         if not remaining:
             return {}
         lowered: dict[str, float] = {}
-        seen = self._snapshot()
+        seen = self.view.snapshot()
         for _ in range(2):
             now = self._clock()
             targets = {dim: level for dim, (level, tolerance) in remaining.items()
@@ -497,7 +384,7 @@ class TokenBucket:
                 break
             outcome, item, _ = self._write(gcra.lower_update(self.shape, targets, now, seen),
                                            "lower")
-            if outcome == "written":
+            if outcome == WRITTEN:
                 lowered.update(targets)
                 break
             if outcome == STORE_UNAVAILABLE:
@@ -561,7 +448,7 @@ class TokenBucket:
             if outcome == STORE_UNAVAILABLE:
                 break
             item, raw = new_item, new_raw
-            if outcome == "written":
+            if outcome == WRITTEN:
                 log.info("tenant shares switched on the bucket item",
                          extra={"bucket_id": self.bucket_id, "from": theirs, "to": mine})
                 break
@@ -579,146 +466,58 @@ class TokenBucket:
             return {}
         limits = parse_limits(headers, self._configured)
         for _ in range(self._max_attempts):
-            seen = self._snapshot()
-            in_force = gcra.learned_capacities(self._configured, seen)
-            learned = seen.get(gcra.LEARNED, {})
-            changes = {}
-            for dim, configured in self._configured.items():
-                entry = learned.get(dim)
-                target = min(limits.get(dim, 0.0), self._learn_up_to.get(dim, configured))
-                if target > in_force[dim]:
-                    changes[dim] = (in_force[dim], target, configured)
-                elif entry is not None and entry.get(gcra.CONFIGURED) != configured:
-                    changes[dim] = (entry.get(gcra.CAPACITY, configured), configured, configured)
+            seen = self.view.snapshot()
+            changes = learned_limits.planned_changes(self._configured, self._learn_up_to,
+                                                     limits, seen)
             if not changes:
                 return {}
             now = self._clock()
-            outcome, item, _ = self._write(gcra.learn_update(changes, seen, now), "learn")
+            outcome, item, _ = self._write(learned_limits.learn_update(changes, seen, now),
+                                           "learn")
             if outcome == STORE_UNAVAILABLE:
                 return {}
-            if outcome == "written":
+            if outcome == WRITTEN:
                 for dim, (old, new, configured) in changes.items():
                     self._audit_learned(dim, old, new, configured)
                 return {dim: new for dim, (_, new, _) in changes.items()}
         return {}
 
     def _audit_learned(self, dim: str, old: float, new: float, configured: float) -> None:
-        """One audit line per dimension switched: a structured log record that is also the
-        `LimitLearned` metric (CloudWatch embedded metric format: dimensions Model and
-        Dimension; the bucket id stands for the model)."""
-        record = {"message": "bucket capacity switched from the server's rate-limit headers",
-                  "bucket_id": self.bucket_id, "Model": self.bucket_id, "Dimension": dim,
-                  "old_per_minute": old, "new_per_minute": new,
-                  "configured_per_minute": configured,
-                  "ceiling_per_minute": self._learn_up_to.get(dim, configured),
-                  LIMIT_LEARNED_METRIC: 1,
-                  "_aws": {"Timestamp": int(self._clock() * 1000), "CloudWatchMetrics": [{
-                      "Namespace": METRICS_NAMESPACE, "Dimensions": [["Model", "Dimension"]],
-                      "Metrics": [{"Name": LIMIT_LEARNED_METRIC, "Unit": "Count"}]}]}}
+        """One audit line per dimension switched (`guard.learned_limits.audit_record`) and a
+        warning in the log."""
+        record = learned_limits.audit_record(
+            self.bucket_id, dim, old, new, configured, self._learn_up_to.get(dim, configured),
+            self._clock())
         log.warning("bucket capacity switched: %s %s -> %s per minute", self.bucket_id, dim,
                     new, extra={"bucket_id": self.bucket_id, "dimension": dim,
                                 "old_per_minute": old, "new_per_minute": new})
         print(json.dumps(record), flush=True)
 
-    def _check_ceilings(self, learn_up_to: Mapping[str, float] | None
-                        ) -> dict[str, float] | None:
-        if learn_up_to is None:
-            return None
-        if not isinstance(learn_up_to, Mapping):
-            raise TypeError(f"learn_up_to must map a dimension to a capacity per minute, got "
-                            f"{type(learn_up_to).__name__}")
-        ceilings = {}
-        for dim, ceiling in learn_up_to.items():
-            if dim not in self._configured:
-                raise ValueError(f"learn_up_to names {dim!r}, not a dimension of this bucket "
-                                 f"({', '.join(sorted(self._configured))})")
-            if isinstance(ceiling, bool) or not isinstance(ceiling, (int, float)) \
-                    or not self._configured[dim] <= ceiling < math.inf:
-                raise ValueError(f"learn_up_to[{dim!r}] must be a capacity per minute at least "
-                                 f"the configured {self._configured[dim]:g}, got {ceiling!r}")
-            ceilings[dim] = float(ceiling)
-        return ceilings
-
     def level(self, dimension: str) -> float | None:
         """This client's last-seen level of `dimension` (tokens or requests), for reporting."""
-        return self.shape.level(dimension, self._snapshot(), self._clock())
+        return self.shape.level(dimension, self.view.snapshot(), self._clock())
+
+    @property
+    def shape(self) -> gcra.Shape:
+        """The bucket's geometry in the capacities in force (configured or learned)."""
+        return self.view.shape
+
+    def round_trip_s(self) -> float:
+        """About one store round trip (seconds): see `BucketView.round_trip_s`."""
+        return self.view.round_trip_s()
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _start(self, costs: dict[str, float], seen: dict[str, float], now: float,
-               max_wait_s: float, seen_age_s: float = 0.0, lost_by_s: float = 0.0) -> float:
-        """The start to book: now without waiting; otherwise the earliest start seen plus a
-        slack, so that bookings other callers made meanwhile still fit.
-
-        The slack is about one store round trip (p99) plus one request's cost, at most
-        `max_slack_s`; for `CONTENTION_MEMORY_S` after this client lost a race, the whole
-        cost however large: a booking another caller makes during the round trip moves the
-        queue end by its cost, and only a slack of at least that cost leaves this booking
-        room (at 50 RPM one request costs 1.2 s). After a lost race it also covers
-        `lost_by_s`, how far the queue head moved during that attempt: the callers that lost
-        together retry together, and the queue moves about as far again while they do. A
-        view that showed a queue is
-        `seen_age_s` old: a saturated queue grows in real time, so its earliest start is moved
-        on by that age."""
-        if max_wait_s <= 0:
-            return now
-        earliest = self.shape.earliest_start(costs, seen, -math.inf)  # not clamped to now
-        if earliest > now - seen_age_s:  # the view showed a queue: it has grown since
-            earliest += min(seen_age_s, max_wait_s)
-        slack = self.round_trip_s() + max(costs.values(), default=0.0)
-        if self._clock() - self._raced_at > CONTENTION_MEMORY_S:
-            slack = min(self._max_slack, slack)
-        slack += lost_by_s
-        return min(max(now, earliest + slack), now + max_wait_s)
-
-    def _idle_margin(self, costs: Mapping[str, float], start: float, now: float) -> float:
-        """Seconds an idle dimension is charged beyond exact GCRA for a reservation starting at
-        `start`: `clamp_margin_s` for a start of now; for a booking, at least
-        `gcra.BOOKING_MARGIN_S` and the slack of one (a round trip plus one request's cost).
-        Concurrent bookings start up to a few seconds apart, and the idle form sets an
-        absolute value that refuses every write made meanwhile; a dimension left this far
-        ahead stays busy for the bookings that follow, whose linear form holds whatever was
-        booked meanwhile. Only a dimension that is not binding takes the idle form, so the
-        extra charge costs capacity only where there is capacity to spare."""
-        if start <= now:
-            return self._margin
-        return max(self._margin, gcra.BOOKING_MARGIN_S,
-                   self.round_trip_s() + max(costs.values(), default=0.0))
-
-    def round_trip_s(self) -> float:
-        """About one store round trip (seconds): the p99 of recent writes, within
-        [0.01, max_slack_s]; 0.1 before any write. Bookings start this much after the
-        earliest start seen, and a booked caller reads the cool-down this long before."""
-        with self._lock:
-            samples = sorted(self._round_trips)
-        if not samples:
-            return min(self._max_slack, 0.1)
-        p99 = samples[min(len(samples) - 1, int(0.99 * (len(samples) - 1) + 0.5))]
-        return min(self._max_slack, max(0.01, p99))
-
-    def _booking_view_max_age(self) -> float:
-        """Seconds a view may age before a booking reads the bucket's state first."""
-        return max(BOOKING_VIEW_MAX_AGE_FLOOR_S,
-                   BOOKING_VIEW_MAX_ROUND_TRIPS * self.round_trip_s())
-
     def _read_state(self) -> dict[str, float] | None:
-        """One strongly consistent GetItem of the bucket's state attributes (a projection:
-        IAM allows no other), remembered as this client's view; None on a store error."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
+        """One strongly consistent read of the bucket's state attributes, remembered as this
+        client's view; None on a store error."""
         with self._lock:
             self.store_reads += 1
-        try:
-            response = self.dynamodb.get_item(
-                TableName=self.table_name, Key={PARTITION_KEY: {"S": self.bucket_id}},
-                ConsistentRead=True, ProjectionExpression=", ".join(_STATE_NAMES),
-                ExpressionAttributeNames=_STATE_NAMES)
-        except (BotoCoreError, ClientError) as err:
-            log.warning("token bucket state read failed: %s", err,
-                        extra={"bucket_id": self.bucket_id, "table": self.table_name})
+        raw = self.store.read_state()
+        if raw is None:
             return None
-        item = gcra.decode(response.get("Item", {}))
-        self._remember(item)
+        item = gcra.decode(raw)
+        self.view.remember(item)
         return item
 
     def _check_grant(self, grant: Grant, verb: str) -> None:
@@ -730,16 +529,14 @@ class TokenBucket:
 
     def _mark_settled(self, grant: Grant) -> None:
         with self._lock:
-            if grant._settled:
-                raise BucketRequestError("this grant was already settled")
-            grant._settled = True
+            grant.mark_settled()
             self.settles += 1
 
     def _apply(self, grant: Grant, adjustment: dict[str, float]) -> Settlement:
         """One write moving each dimension by `adjustment` (tokens; negative = refund)."""
         if not any(amount != 0 for amount in adjustment.values()):
             return Settlement(True, None, adjustment, 0)
-        seen = self._snapshot()
+        seen = self.view.snapshot()
         calls = 0
         for _ in range(self._max_attempts):
             now = self._clock()
@@ -747,17 +544,17 @@ class TokenBucket:
                       adjustment.items() if amount != 0}
             reserved = {dim: self.shape.seconds(dim, amount) for dim, amount in
                         grant.reserved.items()}
-            plan = gcra.settle_update(self.shape, deltas, seen, now, grant._written,
+            plan = gcra.settle_update(self.shape, deltas, seen, now, grant.written_tats,
                                       grant.acquired_at, reserved)
             self._settle_caps(plan.update, grant, adjustment, seen, now)
-            forgone = {dim: seconds * self._capacity[dim] / WINDOW_S
+            forgone = {dim: seconds * self.view.capacities[dim] / WINDOW_S
                        for dim, seconds in plan.forgone.items()}
             if plan.update.empty:  # every refund forgone: nothing to write
                 self._count_forgone(forgone)
                 return Settlement(True, None, adjustment, calls, forgone)
             calls += 1
             outcome, item, _ = self._write(plan.update, "settle")
-            if outcome == "written":
+            if outcome == WRITTEN:
                 self._count_forgone(forgone)
                 return Settlement(True, None, adjustment, calls, forgone)
             if outcome == STORE_UNAVAILABLE:
@@ -780,7 +577,7 @@ class TokenBucket:
         fields = {**{dim: (fair.TENANTS, grant.tenant, name)
                      for dim, name in fair.CAP_FIELDS.items()},
                   gcra.BOOKED_UNTIL: (fair.TENANTS, grant.tenant, fair.BK)}
-        gcra.settle_update(shape, deltas, fair.cap_view(entry), now, grant._cap_written,
+        gcra.settle_update(shape, deltas, fair.cap_view(entry), now, grant.cap_written_tats,
                            update=update, attr_of=lambda key: update.path(*fields[key]),
                            lowerable=False)
 
@@ -788,30 +585,6 @@ class TokenBucket:
         if forgone:
             with self._lock:
                 self.forgone_refunds += 1
-
-    def _snapshot(self) -> dict[str, float]:
-        with self._lock:
-            return dict(self._seen)
-
-    def _snapshot_with_age(self) -> tuple[dict[str, float], float]:
-        with self._lock:
-            return dict(self._seen), self._seen_at
-
-    def _remember(self, item: dict[str, float], write_round_trip: float | None = None) -> None:
-        capacities = gcra.learned_capacities(self._configured, item)
-        with self._lock:
-            self._seen = item
-            self._seen_at = self._clock()
-            if capacities != self._capacity:  # adopt the item's: its tats are in their seconds
-                self._capacity = capacities
-                self.shape = gcra.Shape(capacities, self.limits.burst_tolerance_s)
-        if write_round_trip is not None:
-            self._note_round_trip(write_round_trip)
-
-    def _note_round_trip(self, seconds: float) -> None:
-        with self._lock:
-            self._round_trips.append(seconds)
-            del self._round_trips[:-100]
 
     def _store_backoff(self) -> float:
         with self._lock:
@@ -823,51 +596,39 @@ class TokenBucket:
                purpose: str) -> tuple[str, dict[str, float], dict]:
         """Send one UpdateItem (`purpose`: one of WRITE_PURPOSES, or "shares"). Returns ("written", new
         item, raw attributes), ("refused", old item, raw) or ("store_unavailable", {}, {})."""
-        from botocore.exceptions import BotoCoreError, ClientError
 
         with self._lock:  # "shares" (a switch of live shares) appears once one is made
             self.writes_by_purpose[purpose] = self.writes_by_purpose.get(purpose, 0) + 1
-            capacities = dict(self._capacity)
-            learning = self._learn_up_to is not None or gcra.LEARNED in self._seen
+            capacities = dict(self.view.capacities)
+        learning = self._learn_up_to is not None or gcra.LEARNED in self.view.snapshot()
         pinned = purpose in _PINNED and self._shares_version is not None
         if pinned:
             shares.pin(update, self._shares_version)
         if learning and purpose in ("acquire", "settle", "lower"):
             gcra.limit_conditions(update, self._configured, capacities)
         sent_at = time.monotonic()
-        try:
-            response = self.dynamodb.update_item(**update.request(self.table_name,
-                                                                  self.bucket_id))
-        except ClientError as err:
-            code = err.response.get("Error", {}).get("Code", "")
-            if code == "ConditionalCheckFailedException":
-                raw = err.response.get("Item")
-                if raw is None:
-                    # A store without ReturnValuesOnConditionCheckFailure: one state read
-                    # instead of retrying from an empty view
-                    self._note_round_trip(time.monotonic() - sent_at)
-                    item = self._read_state() or {}
-                    if pinned and shares.version_of(item) != self._shares_version:
-                        item, _ = self._reconcile_shares(item, {})
-                    return "refused", item, {}
-                item = gcra.decode(raw)
-                self._remember(item, time.monotonic() - sent_at)
+        outcome, raw = self.store.update(update)
+        if outcome == STORE_UNAVAILABLE:
+            return STORE_UNAVAILABLE, {}, {}
+        if outcome == REFUSED:
+            if raw is None:
+                # A store without ReturnValuesOnConditionCheckFailure: one state read
+                # instead of retrying from an empty view
+                self.view.note_round_trip(time.monotonic() - sent_at)
+                item = self._read_state() or {}
                 if pinned and shares.version_of(item) != self._shares_version:
-                    item, raw = self._reconcile_shares(item, raw)
-                return "refused", item, raw
-            log.warning("token bucket store error: %s", code or err,
-                        extra={"bucket_id": self.bucket_id, "table": self.table_name})
-            return STORE_UNAVAILABLE, {}, {}
-        except BotoCoreError as err:
-            log.warning("token bucket store unreachable: %s", err,
-                        extra={"bucket_id": self.bucket_id, "table": self.table_name})
-            return STORE_UNAVAILABLE, {}, {}
+                    item, _ = self._reconcile_shares(item, {})
+                return REFUSED, item, {}
+            item = gcra.decode(raw)
+            self.view.remember(item, time.monotonic() - sent_at)
+            if pinned and shares.version_of(item) != self._shares_version:
+                item, raw = self._reconcile_shares(item, raw)
+            return REFUSED, item, raw
         with self._lock:
             self._store_failures = 0
-        raw = response.get("Attributes", {})
         item = gcra.decode(raw)
-        self._remember(item, time.monotonic() - sent_at)
-        return "written", item, raw
+        self.view.remember(item, time.monotonic() - sent_at)
+        return WRITTEN, item, raw
 
 
 def _cap_tats(raw: Mapping, tenant: str | None) -> dict[str, str]:
@@ -875,58 +636,3 @@ def _cap_tats(raw: Mapping, tenant: str | None) -> dict[str, str]:
     entry = raw.get(fair.TENANTS, {}).get("M", {}).get(tenant, {}).get("M", {}) \
         if tenant is not None else {}
     return {dim: entry[name]["N"] for dim, name in fair.CAP_FIELDS.items() if name in entry}
-
-
-def _header_values(headers, field_name: str, capacities: Mapping[str, float]
-                   ) -> Iterable[tuple[str, float, float]]:
-    """(dimension, rounding tolerance, value) of each finite, non-negative
-    `anthropic-ratelimit-{requests,input-tokens,output-tokens}-<field_name>` header for the
-    dimensions in `capacities`."""
-    pairs = headers.items() if hasattr(headers, "items") else headers
-    prefix, suffix = "anthropic-ratelimit-", f"-{field_name}"
-    for raw_name, raw_value in pairs:
-        name = str(raw_name).lower()
-        if not (name.startswith(prefix) and name.endswith(suffix)):
-            continue
-        dim, tolerance = _HEADER_DIMENSIONS.get(name[len(prefix):-len(suffix)], (None, 0.0))
-        if dim not in capacities:
-            continue
-        try:
-            value = float(raw_value)
-        except (TypeError, ValueError):
-            log.warning("ignoring unparsable rate-limit header %s: %r", raw_name, raw_value)
-            continue
-        if value >= 0 and math.isfinite(value):
-            yield dim, tolerance, value
-
-
-def parse_limits(headers, capacities: Mapping[str, float]) -> dict[str, float]:
-    """`anthropic-ratelimit-{requests,input-tokens,output-tokens}-limit` headers ->
-    {dimension: limit per minute} for the dimensions in `capacities`."""
-    return {dim: value for dim, _, value in _header_values(headers, "limit", capacities)
-            if value > 0}
-
-
-def parse_remaining(headers, capacities: Mapping[str, float]) -> dict[str, tuple[float, float]]:
-    """`anthropic-ratelimit-{requests,input-tokens,output-tokens}-remaining` headers ->
-    {dimension: (remaining, rounding tolerance)} for the dimensions in `capacities`."""
-    return {dim: (value, tolerance) for dim, tolerance, value
-            in _header_values(headers, "remaining", capacities)}
-
-
-def ensure_table(dynamodb, name: str) -> None:
-    """Create the bucket table if it is missing (the schema the stack deploys) and wait for it.
-
-    `dynamodb` is a boto3 DynamoDB client. String partition key `pk`, on-demand billing.
-    """
-    try:
-        dynamodb.create_table(
-            TableName=name,
-            AttributeDefinitions=[{"AttributeName": PARTITION_KEY, "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": PARTITION_KEY, "KeyType": "HASH"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-    except dynamodb.exceptions.ResourceInUseException:
-        pass
-    dynamodb.get_waiter("table_exists").wait(TableName=name,
-                                             WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})

@@ -98,7 +98,7 @@ class BudgetLedger:
     @property
     def dynamodb(self):
         if self._dynamodb is None:
-            from .bucket import default_client
+            from .bucket_store import default_client
 
             self._dynamodb = default_client()
         return self._dynamodb

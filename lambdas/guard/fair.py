@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from . import gcra
-from .outcomes import FAIR_SHARE, TENANT_CAP
+from .outcomes import FAIR_SHARE, QUOTA, TENANT_CAP
 from .limits import (DEFAULT_TENANT, INPUT_TOKENS, OUTPUT_TOKENS, REQUESTS, TOKENS, WINDOW_S,
                      Limits, TenantShare)
 
@@ -195,6 +195,50 @@ def holds_ticket(seen: Mapping, key: str, ticket: float | None, now: float) -> b
     v = seen.get(TENANTS, {}).get(key, {}).get(V)
     return (ticket is not None and v is not None
             and now - TICKET_MAX_AGE_S < ticket <= v + 1e-6)
+
+
+def lane(limits: Limits, shape: gcra.Shape, priority: str, cap_key: str | None,
+         costs: Mapping[str, float], view: Mapping, now: float, max_wait_s: float,
+         ticket: float | None) -> tuple[str | None, float, float, float | None]:
+    """Where an acquire of `priority` books, from the item `view`: (key whose virtual time is
+    charged, the wait allowed (seconds), the class horizon (seconds), the ticket that holds a
+    place there). Background books directly when the queue is short, else through the
+    reserve, where its tickets hold places."""
+    if priority == INTERACTIVE:
+        return cap_key, max_wait_s, max_wait_s, ticket
+    short = min(max_wait_s, BACKGROUND_HORIZON_S)
+    direct_wait, _ = shape.refusal(costs, view, now)
+    capped_elsewhere = (cap_shape(limits, cap_key) is not None
+                        and cap_key not in view.get(TENANTS, {}))
+    if direct_wait <= short or max_wait_s <= short or capped_elsewhere:
+        return cap_key, short, short, None
+    return RESERVE, max_wait_s, max_wait_s, ticket
+
+
+def queue_refusal_wait(view: Mapping, wait: float, allowed: float, key: str | None,
+                       reason: str | None, held: float | None, now: float,
+                       max_wait_s: float) -> float | None:
+    """The retry_after (seconds) of a refusal for a queue longer than the wait allowed, or
+    None when a tenant without a ticket should take one (its place in the queue). Polling
+    (`max_wait_s=0`) takes no ticket: a poller is admitted only when there is capacity now,
+    and then any poller is, so a place in the queue would buy it nothing and cost a write per
+    refusal."""
+    if key is None or reason != QUOTA or max_wait_s <= 0:
+        return wait
+    if holds_ticket(view, key, held, now):
+        return max(0.01, wait - allowed)  # back when the queue fits the wait
+    return None
+
+
+def background_retry(shape: gcra.Shape, costs: Mapping[str, float], view: Mapping,
+                     now: float, wait: float) -> float:
+    """The retry_after (seconds) of a refusal of background work allowed to wait beyond its
+    own horizon: back when the queue is short enough to book directly, if that comes before
+    `wait`."""
+    direct_wait, _ = shape.refusal(costs, view, now)
+    if direct_wait > BACKGROUND_HORIZON_S:
+        wait = min(wait, direct_wait - BACKGROUND_HORIZON_S)
+    return wait
 
 
 def queue_ticket(limits: Limits, key: str, costs: Mapping[str, float], seen: Mapping,

@@ -41,35 +41,40 @@ forgone in that dimension (every credited refund carries the condition `lowered_
 lowering: a grant that predates an output lowering is charged its actual output instead of
 refunded. Both hold whether the server counts output at the start (`max_tokens` reserved) or as
 produced: each errs on the side of admitting less.
+
+The item's attribute names and encoding (`cell`, `decode`, `Update`) are in `guard.bucket_item`,
+the forms of the limits learned from the server's headers in `guard.learned_limits`; both are
+re-exported here.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
-from .limits import INPUT_TOKENS, OUTPUT_TOKENS, REQUESTS, TOKENS, WINDOW_S
-
-PARTITION_KEY = "pk"
-COOL_UNTIL = "cool_until"
-BOOKED_UNTIL = "booked_until"
-TAT_PREFIX = "tat_"
-LOWERED_PREFIX = "lowered_at_"
-#: One map attribute with each tenant's fair-share state (see `guard.fair`).
-TENANTS = "tenants"
-#: One map attribute with the limits learned from the server's headers, per dimension: "c",
-#: the capacity in force (per minute; every `tat` of that dimension is in its seconds) and
-#: "f", the configured capacity it replaced (an entry for another configuration is void).
-LEARNED = "learned"
-CAPACITY, CONFIGURED = "c", "f"
-
-#: Every attribute of a bucket item: its key and its rate-limit state. A booked caller reads
-#: exactly these (a projection; IAM allows no other attribute of the bucket table).
-DIMENSIONS = (REQUESTS, INPUT_TOKENS, OUTPUT_TOKENS, TOKENS)
-STATE_ATTRIBUTES = (PARTITION_KEY, COOL_UNTIL, BOOKED_UNTIL) + tuple(
-    TAT_PREFIX + dim for dim in DIMENSIONS) + tuple(
-    LOWERED_PREFIX + dim for dim in DIMENSIONS) + (TENANTS, LEARNED)
+from .bucket_item import (  # noqa: F401 - the item's names and encoding, re-exported for callers
+    BOOKED_UNTIL,
+    CAPACITY,
+    CONFIGURED,
+    COOL_UNTIL,
+    DIMENSIONS,
+    LEARNED,
+    LOWERED_PREFIX,
+    PARTITION_KEY,
+    STATE_ATTRIBUTES,
+    TAT_PREFIX,
+    TENANTS,
+    Update,
+    cell,
+    decode,
+)
+from .learned_limits import (  # noqa: F401 - the learned-limit forms, re-exported for callers
+    learn_update,
+    learned_capacities,
+    limit_conditions,
+)
+from .limits import OUTPUT_TOKENS, WINDOW_S
 
 #: `booked_until` is kept in whole steps of this many seconds (rounded up: a bound on every
 #: pending start), so concurrent bookings in one step write the same value and never race.
@@ -82,92 +87,6 @@ BOOKING_MARGIN_S = BOOKED_STEP_S
 
 #: Largest debt a bucket carries: its level never goes below minus one capacity.
 DEBT_FLOOR_WINDOWS = 1.0
-
-
-def cell(value: float, rounding: str) -> str:
-    """Encode seconds as a DynamoDB number with microsecond precision, rounded `up` or `down`
-    so that every rounding errs on the side of admitting less."""
-    scaled = value * 1_000_000
-    micros = math.ceil(scaled) if rounding == "up" else math.floor(scaled)
-    sign = "-" if micros < 0 else ""
-    whole, frac = divmod(abs(micros), 1_000_000)
-    return f"{sign}{whole}.{frac:06d}"
-
-
-def decode(item: Mapping[str, Mapping[str, str]]) -> dict[str, float]:
-    """DynamoDB item -> {dimension, "cool_until", "booked_until" or "lowered_at_<dimension>":
-    seconds; "tenants": {tenant: {field: seconds}}}."""
-    decoded: dict[str, Any] = {}
-    for attribute, value in item.items():
-        if attribute in (TENANTS, LEARNED) and "M" in value:
-            decoded[attribute] = {name: {field: float(number["N"]) for field, number
-                                       in entry.get("M", {}).items() if "N" in number}
-                                for name, entry in value["M"].items()}
-            continue
-        if "N" not in value:
-            continue
-        if attribute.startswith(TAT_PREFIX):
-            decoded[attribute[len(TAT_PREFIX):]] = float(value["N"])
-        elif attribute in (COOL_UNTIL, BOOKED_UNTIL) or attribute.startswith(LOWERED_PREFIX):
-            decoded[attribute] = float(value["N"])
-    return decoded
-
-
-class Update:
-    """One conditional UpdateItem under construction."""
-
-    def __init__(self) -> None:
-        self.sets: list[str] = []
-        self.conditions: list[str] = []
-        self.names: dict[str, str] = {}
-        self.values: dict[str, dict[str, str]] = {}
-
-    def name(self, attribute: str) -> str:
-        for placeholder, existing in self.names.items():
-            if existing == attribute:
-                return placeholder
-        placeholder = f"#a{len(self.names)}"
-        self.names[placeholder] = attribute
-        return placeholder
-
-    def path(self, *attributes: str) -> str:
-        """A document path (`#a1.#a2`) to a map entry: a placeholder per part."""
-        return ".".join(self.name(attribute) for attribute in attributes)
-
-    def value(self, number: str) -> str:
-        placeholder = f":v{len(self.values)}"
-        self.values[placeholder] = {"N": number}
-        return placeholder
-
-    def map_value(self, entries: Mapping[str, Any]) -> str:
-        """A map value: {name: DynamoDB number string, or a nested mapping of them}."""
-        def encode(entry):
-            if isinstance(entry, Mapping):
-                return {"M": {key: encode(value) for key, value in entry.items()}}
-            return {"N": entry}
-
-        placeholder = f":v{len(self.values)}"
-        self.values[placeholder] = encode(entries)
-        return placeholder
-
-    @property
-    def empty(self) -> bool:
-        return not self.sets
-
-    def request(self, table: str, key: str) -> dict[str, Any]:
-        req: dict[str, Any] = {
-            "TableName": table,
-            "Key": {PARTITION_KEY: {"S": key}},
-            "UpdateExpression": "SET " + ", ".join(self.sets),
-            "ExpressionAttributeNames": self.names,
-            "ReturnValues": "ALL_NEW",
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-        }
-        if self.conditions:
-            req["ConditionExpression"] = " AND ".join(self.conditions)
-        if self.values:
-            req["ExpressionAttributeValues"] = self.values
-        return req
 
 
 @dataclass(frozen=True)
@@ -377,78 +296,6 @@ def settle_update(shape: Shape, deltas: Mapping[str, float], seen: Mapping[str, 
             update.sets.append(f"{attr} = {update.value(cell(now + min(debt, cap - now), 'up'))}")
         plan.credited[dim] = delta
     return plan
-
-
-def learned_capacities(configured: Mapping[str, float],
-                       seen: Mapping) -> dict[str, float]:
-    """The capacity per dimension (per minute) the item holds for a caller configured with
-    `configured`: a learned entry made over the same configured capacity, else the
-    configured one."""
-    learned = seen.get(LEARNED, {})
-    return {dim: learned[dim][CAPACITY] if learned.get(dim, {}).get(CONFIGURED) == capacity
-            and learned[dim].get(CAPACITY, 0) > 0 else capacity
-            for dim, capacity in configured.items()}
-
-
-def limit_conditions(update: Update, configured: Mapping[str, float],
-                     capacities: Mapping[str, float]) -> None:
-    """Conditions naming the capacities a write was computed with: it holds only while the
-    item has the same (a learned entry with that capacity, or no entry for this
-    configuration), so callers with an old and a new limit never write over each other."""
-    for dim, capacity in capacities.items():
-        entry = update.path(LEARNED, dim)
-        if capacity == configured[dim]:
-            update.conditions.append(
-                f"(attribute_not_exists({entry}) OR {update.path(LEARNED, dim, CONFIGURED)} <> "
-                f"{update.value(_number(configured[dim]))} OR "
-                f"{update.path(LEARNED, dim, CAPACITY)} = {update.value(_number(capacity))})")
-        else:
-            update.conditions.append(
-                f"{update.path(LEARNED, dim, CAPACITY)} = {update.value(_number(capacity))} AND "
-                f"{update.path(LEARNED, dim, CONFIGURED)} = "
-                f"{update.value(_number(configured[dim]))}")
-
-
-def _number(value: float) -> str:
-    return repr(float(value))
-
-
-def learn_update(changes: Mapping[str, tuple[float, float, float]], seen: Mapping,
-                 now: float) -> Update:
-    """Switch dimensions to a new capacity: `changes` maps a dimension to (the capacity in
-    force, the new one, the configured one), per minute. One conditional write: the
-    condition names the capacity in force, and each `tat` is rescaled so that what was used
-    stays used (`tat - now` shrinks by old / new); the `tat` seen is a floor in the
-    condition, so a booking made meanwhile is rescaled too little, never too much."""
-    update = Update()
-    learned = seen.get(LEARNED)
-    entries = {dim: {CAPACITY: _number(new), CONFIGURED: _number(configured)}
-               for dim, (_, new, configured) in changes.items()}
-    if learned is None:
-        top = update.name(LEARNED)
-        update.conditions.append(f"attribute_not_exists({top})")
-        update.sets.append(f"{top} = {update.map_value(entries)}")
-    else:
-        for dim, (old, _, configured) in changes.items():
-            if dim in learned and learned[dim].get(CONFIGURED) == configured:
-                update.conditions.append(f"{update.path(LEARNED, dim, CAPACITY)} = "
-                                         f"{update.value(_number(old))}")
-            elif dim in learned:  # an entry for another configuration: replaced
-                update.conditions.append(f"{update.path(LEARNED, dim, CONFIGURED)} = "
-                                         f"{update.value(_number(learned[dim][CONFIGURED]))}")
-            else:
-                update.conditions.append(f"attribute_not_exists({update.path(LEARNED, dim)})")
-            update.sets.append(f"{update.path(LEARNED, dim)} = "
-                               f"{update.map_value(entries[dim])}")
-    for dim, (old, new, _) in changes.items():
-        tat = seen.get(dim)
-        if tat is None or tat <= now:
-            continue  # full now: full at either capacity
-        attr = update.name(TAT_PREFIX + dim)
-        update.conditions.append(f"{attr} >= {update.value(cell(tat, 'down'))}")
-        shrink = (tat - now) * (1 - old / new)  # negative when lowering: tat grows
-        update.sets.append(f"{attr} = {attr} - {update.value(cell(shrink, 'down'))}")
-    return update
 
 
 def cool_down_update(until: float) -> Update:

@@ -165,7 +165,7 @@ class LimitsSource:
         from botocore.exceptions import BotoCoreError, ClientError
 
         if self._dynamodb is None:
-            from .bucket import default_client
+            from .bucket_store import default_client
 
             self._dynamodb = default_client()
         self.reads += 1

@@ -1,5 +1,5 @@
 """local.cloudwatch.alarms: CloudWatch alarm semantics on synthetic series, alarms with metric
-math, template parsing (no I/O; the expression grammar: test_metric_math)."""
+math, template parsing (no I/O; the expression grammar: test_cloudwatch_metric_math)."""
 
 from __future__ import annotations
 

@@ -15,15 +15,21 @@ the item's size):
   Bedrock tokens per minute), charged as of `s` with the bucket's forms.
 
 Admission, when a queue exists (the bucket has no capacity now): a booking's virtual place
-`max(v, s) + c * W / w` must lie within `H` of its start `s`, with `H = min(class horizon,
-c * W / w + FAIR_TOLERANCE_S)` (class horizon: the caller's wait for interactive work,
-`BACKGROUND_HORIZON_S` for background). A tenant with nothing pending beyond `s` (`v <= s`)
-may always book; one with places pending beyond `s` may not. So each tenant's virtual time
+`max(v, s) + c * W / w` must lie within `H = c * W / w + min(class horizon, FAIR_TOLERANCE_S)`
+of its start `s` (class horizon: how far ahead of now its class books, which the bucket also
+applies to the start: the caller's wait for interactive work, `BACKGROUND_HORIZON_S` for
+background booking by itself).
+A tenant with nothing pending beyond `s` (`v <= s`) may always book; one with places pending
+beyond `s` may not. So each tenant's virtual time
 advances `W / w` times faster than the queue end while it books, and under contention it books
 `w / W` of the slots, whatever its caller count (start-time fair queueing over the bucket's
 queue). When there is capacity now, anyone is admitted (work-conserving) and `v` restarts from
 the start: a tenant's use of idle capacity does not count against it later. A tenant alone
-shares with nobody (`W = w`): its virtual time moves as fast as the queue end.
+shares with nobody (`W = w`): its virtual time moves as fast as the queue end. While another
+tenant is active, a tenant whose `v` fell behind the start keeps up to one step of that lag
+(`v` restarts no lower than `s - c * W / w`): a tenant with few callers often comes back just
+after its turn, and losing the turn each time would hand a share of its slots to the tenant
+with the most callers.
 
 Refused for its share, or because the whole queue is longer than its wait, a caller gets a
 *ticket*: the write moves `v` on by its cost, marks the tenant active and returns the new `v`,
@@ -36,7 +42,10 @@ Background work books at most `BACKGROUND_HORIZON_S` ahead, so it never sits in 
 interactive work arriving later; when the queue is longer it books through the reserve, a
 pseudo-tenant `~background` whose bookings advance its virtual time by `c / background_reserve`
 (and the tenants' by `1 / (1 - background_reserve)` more while it is active): while
-interactive work fills the queue, background keeps that fraction of the slots.
+interactive work fills the queue, background keeps that fraction of the slots. A background
+caller refused by the reserve comes back when the queue is short enough to book directly, if
+that comes first; a reserve ticket due only after that would never be used, so that refusal
+writes nothing.
 
 The condition of a write names only the acquiring tenant's own fields (a stale `W` is a
 fairness error, never a safety one), and a refusal for fairness or a cap never books a later
@@ -136,6 +145,7 @@ class Decision:
     wait: float = 0.0
     caps: dict[str, float] = field(default_factory=dict)  # cap costs, seconds per dimension
     window: float = 0.0  # seconds beyond the start a virtual place may be and still book
+    credit: float = 0.0  # seconds the tenant's virtual time may lag its start and be kept
 
 
 def cap_shape(limits: Limits, key: str | None) -> gcra.Shape | None:
@@ -172,22 +182,35 @@ def decide(limits: Limits, key: str, cap_key: str | None, costs: Mapping[str, fl
     v = entry.get(V)
     ratio = active_weight(limits, entries, key, now)
     step = max(costs.values(), default=0.0) * ratio
-    # a booking's virtual place must be within one step (and a tolerance) of the start it
-    # gets: so tickets are served in their order, and later arrivals queue behind them
-    window = min(horizon, step + FAIR_TOLERANCE_S)
+    # a booking's virtual place must be within one step (and a tolerance, at most how far
+    # ahead its class books) of the start it gets: so tickets are served in their order, and
+    # later arrivals queue behind them; background booking by itself then leaves its tenant's
+    # virtual time within reach of the tenant's interactive work
+    window = step + min(horizon, FAIR_TOLERANCE_S)
     if ticket is not None and v is not None and now - TICKET_MAX_AGE_S < ticket <= v + 1e-6:
         if ticket <= s + window + TICKET_TOLERANCE_S or not queued:
             return Decision(ADMIT, "ticket", caps=caps, window=window)
         return Decision(REFUSE, reason=FAIR_SHARE,
                         wait=max(0.01, ticket - window - TICKET_TOLERANCE_S - s))
+    # sharing with others, a tenant keeps up to one step of lag: a caller of a tenant with few
+    # callers often comes back just after its turn, and restarting its virtual time at the
+    # start would hand that turn to the tenant with the most callers, every time
+    credit = step if key != RESERVE and any(
+        other.get(BK, -math.inf) > now for name, other in entries.items()
+        if name not in (key, RESERVE)) else 0.0
     if v is None or v <= s:
-        return Decision(ADMIT, "idle", step, caps=caps, window=window)
+        return Decision(ADMIT, "idle", step, caps=caps, window=window, credit=credit)
     if not queued:  # capacity now: for anyone, and the tenant's past no longer counts
         return Decision(ADMIT, "open", step, caps=caps, window=window)
     if v + step <= s + window:
         return Decision(ADMIT, "busy", step, caps=caps, window=window)
-    return Decision(TICKET, "ticket_issue", step, reason=FAIR_SHARE,
-                    wait=max(0.01, v + step - window - s), window=window)
+    due = v + step - window - s  # seconds until a ticket issued now would be admitted
+    if key == RESERVE and due >= s - now - BACKGROUND_HORIZON_S:
+        # its caller books directly before then (the queue ahead of `s` is shorter than the
+        # wait for the ticket): a ticket would cost a write and never be used
+        return Decision(REFUSE, reason=FAIR_SHARE, wait=max(0.01, due))
+    return Decision(TICKET, "ticket_issue", step, reason=FAIR_SHARE, wait=max(0.01, due),
+                    window=window)
 
 
 def holds_ticket(seen: Mapping, key: str, ticket: float | None, now: float) -> bool:
@@ -291,7 +314,7 @@ def terms(update: gcra.Update, key: str, cap_key: str | None, decision: Decision
     form = decision.form
     if form in ("idle", "busy"):  # admitted: at most `window` of virtual time beyond s
         advance(update, v, entry.get(V), s, decision.step,
-                max(s, s + decision.window - decision.step))
+                max(s, s + decision.window - decision.step), decision.credit)
     elif form == "open":
         update.sets.append(f"{v} = {update.value(cell(s + decision.step, 'up'))}")
     elif form == "ticket_issue":
@@ -316,20 +339,22 @@ def terms(update: gcra.Update, key: str, cap_key: str | None, decision: Decision
 
 
 def advance(update: gcra.Update, v: str, seen_v: float | None, s: float, step: float,
-            hi: float | None) -> None:
+            hi: float | None, credit: float = 0.0) -> None:
     """Move the virtual time at document path `v` on by `step` seconds for a booking or place
     starting at `s`, with at most `hi` (None: any) before it, in the form `seen_v` predicts:
-    linear (`v + step`) when `v` is at `s` or beyond, else restarted at `s + step` (a tenant
-    does not carry credit from idle time). Both conditions are exact: a concurrent booking of
-    the tenant refuses the write rather than go uncharged (each race won that way would hand
-    the tenant with the most callers one more step)."""
+    linear (`v + step`) when `v` is at `s - credit` or beyond, else restarted at
+    `s - credit + step` (a tenant carries at most `credit` seconds from idle time; `credit`
+    is one step while other tenants are active, else 0). Both conditions are exact: a
+    concurrent booking of the tenant refuses the write rather than go uncharged (each race
+    won that way would hand the tenant with the most callers one more step)."""
     cell = gcra.cell
-    if seen_v is None or seen_v < s:
+    floor = s - credit
+    if seen_v is None or seen_v < floor:
         update.conditions.append(f"(attribute_not_exists({v}) OR {v} <= "
-                                 f"{update.value(cell(s, 'down'))})")
-        update.sets.append(f"{v} = {update.value(cell(s + step, 'up'))}")
+                                 f"{update.value(cell(floor, 'down'))})")
+        update.sets.append(f"{v} = {update.value(cell(floor + step, 'up'))}")
         return
-    lo = update.value(cell(s, "up"))
+    lo = update.value(cell(floor, "up"))
     update.conditions.append(f"{v} >= {lo}" if hi is None else
                              f"{v} BETWEEN {lo} AND {update.value(cell(hi, 'down'))}")
     update.sets.append(f"{v} = {v} + {update.value(cell(step, 'up'))}")

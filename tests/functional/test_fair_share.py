@@ -219,3 +219,59 @@ def test_polling_with_tenants_refuses_without_a_write_and_holds_caps(bucket_for,
         else:
             assert grant.reason in ("quota", "tenant_cap") and grant.ticket is None
     assert 0 < len(granted) <= 6 + 6
+
+
+def tenant_state(dynamodb, table, tenant):
+    """A tenant's fair-share entry on the bucket item (epoch seconds)."""
+    item = dynamodb.get_item(TableName=table, Key={"pk": {"S": "anthropic#sonnet-4"}})["Item"]
+    return {name: float(value["N"]) for name, value in
+            item["tenants"]["M"][tenant]["M"].items()}
+
+
+def test_a_tenant_back_just_after_its_turn_keeps_its_place_in_virtual_time(
+        bucket_for, clock, dynamodb, bucket_table):
+    """Sharing with an active tenant, a tenant whose virtual time fell less than one step
+    behind the start (its caller came back just after its turn) is charged from where it was:
+    restarting it at the start would hand that turn to the tenant with more callers."""
+    limits = Limits(**LIMITS_60, tenants={"acme": TenantShare(), "globex": TenantShare()})
+    make = bucket_for(limits)
+    drained(make, 60)
+    for tenant in ("acme", "globex", "acme", "acme"):
+        assert make().try_acquire(1, max_wait_s=20, tenant=tenant).granted
+    before = tenant_state(dynamodb, bucket_table, "globex")["v"]
+    grant = make().try_acquire(1, max_wait_s=20, tenant="globex")
+    assert grant.granted and 0 < grant.start_at - before < 2.0, (grant, before)
+    # two tenants active, equal weights: a request (1 s at 60 RPM) moves it 2 s on
+    assert tenant_state(dynamodb, bucket_table, "globex")["v"] == pytest.approx(before + 2.0,
+                                                                              abs=1e-3)
+
+
+def test_background_booking_directly_is_admitted_within_its_tenants_step(bucket_for, clock):
+    """Background books by itself at most 0.5 s ahead; its tenant's virtual time a fraction of
+    a request ahead of the start (an interactive booking just before) admits it, as it would
+    admit interactive work, instead of writing a ticket the short booking never uses."""
+    limits = Limits(**LIMITS_60, tenants={"acme": TenantShare()})
+    make = bucket_for(limits)
+    drained(make, 60)
+    clock.advance(0.8)
+    assert make().try_acquire(1, max_wait_s=20, tenant="acme").granted
+    clock.advance(0.9)
+    grant = make().try_acquire(1, max_wait_s=20, tenant="acme", priority="background")
+    assert grant.granted and grant.store_calls == 1, grant
+    assert grant.queue_s <= 0.5
+
+
+def test_background_takes_no_reserve_ticket_it_would_come_back_past(bucket_for, clock):
+    """A background caller refused by the reserve comes back when the queue is short enough
+    to book directly; a reserve ticket due only after that is never used: it is refused
+    without a write (and leaves the reserve's virtual time where it was)."""
+    limits = Limits(**LIMITS_60, tenants={"acme": TenantShare()})
+    make = bucket_for(limits)
+    drained(make, 60)
+    first = make().try_acquire(1, max_wait_s=20, tenant="acme", priority="background")
+    assert first.granted and first.queue_s > 0.5   # booked through the reserve
+    second = make().try_acquire(1, max_wait_s=20, tenant="acme", priority="background")
+    assert not second.granted and second.reason == "fair_share", second
+    assert (second.store_calls, second.ticket) == (0, None), second
+    # back when the queue is short enough to book directly (within 0.5 s)
+    assert second.retry_after <= first.queue_s + 1.0, second

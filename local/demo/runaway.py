@@ -374,6 +374,74 @@ def render_alarms(report: dict) -> list[str]:
     return lines
 
 
+#: hours of the normal history the dashboard page draws before the live part, on top of the
+#: day a drawn band learns from (`local.cloudwatch.api`: the same time on the previous day)
+PAGE_HOURS = 3
+#: the metric whose band is hourly (`TenantCostPerHourBand`): its older history goes to the
+#: page as hourly sums, so that band learns from the whole history as the report's does
+HOURLY_HISTORY = "CostUSD"
+
+
+def page_points(store: MetricStore, report: dict) -> list[Datapoint]:
+    """The store's datapoints the dashboard page needs, with the kit's units
+    (`agent.contract.METRICS`): everything from a day plus `PAGE_HOURS` before the live part
+    to its end, and before that `HOURLY_HISTORY` as one sum per hour (what an hourly Sum
+    reads; local AWS scans every datapoint per period, so the rest of the fortnight at
+    5-minute resolution would make the page slow)."""
+    from agent.contract import METRICS
+
+    since = report["live_started_at"] - DAY_S - PAGE_HOURS * 3600
+    since -= since % 3600
+    units = {**METRICS, THROTTLED_METRIC: "Count"}
+    points = []
+    for namespace, name in sorted(store.names()):
+        unit = units.get(name, "None")
+        for dims in store.dimension_sets(namespace, name):
+            hours: dict[float, float] = {}
+            for t, v in store.datapoints(namespace, name, dims):
+                if since <= t < report["ended_at"]:
+                    points.append(Datapoint.of(t, namespace, name, v, dims, unit))
+                elif t < since and name == HOURLY_HISTORY:
+                    hour = t - t % 3600 + 1
+                    hours[hour] = hours.get(hour, 0.0) + v
+            points += [Datapoint.of(t, namespace, name, v, dims, unit)
+                       for t, v in hours.items()]
+    return points
+
+
+def page_view(template: dict, store: MetricStore, report: dict, cloudwatch):
+    """The dashboard page's view (`local.cloudwatch.dashboard.DashboardView`) of the run:
+    `page_points` put into `cloudwatch` (a `LocalCloudWatch`), drawn from `PAGE_HOURS` hours
+    before the live part to its end."""
+    from local.cloudwatch.dashboard import DashboardView
+    from local.cloudwatch.references import resolver
+
+    cloudwatch.put(page_points(store, report))
+    window = (report["live_started_at"] - PAGE_HOURS * 3600, report["ended_at"])
+    return DashboardView(template, cloudwatch, lambda: window, resolver({}))
+
+
+def save_page(out: Path, template: dict, store: MetricStore, report: dict, aws) -> str:
+    """The run saved for the dashboard page (`run.json` with the template and the page's
+    datapoints as the run's own, an empty `emf.jsonl`: `python -m local.cloudwatch.dashboard
+    --run out` replays it) and a screenshot (`dashboard.png`) when Chromium is installed.
+    Returns a line for the report."""
+    from local.cloudwatch.api import LocalCloudWatch
+    from local.cloudwatch.dashboard import save_run, screenshot_note
+
+    view = page_view(template, store, report, LocalCloudWatch(aws.client("cloudwatch")))
+    start, end = view.window()
+    (out / "emf.jsonl").write_text("")
+    save_run(out, template=template, resources={}, start=start, end=end,
+             extra=page_points(store, report))
+    data = view.data()
+    fired = sorted(a["name"] for a in data["alarms"] if a["fired"])
+    text = (f"dashboard page: {data['run']['widgets']} widgets, {data['run']['with_data']} "
+            f"with data; alarms in ALARM on the page: {', '.join(fired) or 'none'}")
+    return text + screenshot_note(view, out / "dashboard.png") + (
+        f"; open it: python -m local.cloudwatch.dashboard --run {out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m local.demo.runaway",
                                 description=__doc__.split("\n\n")[0])
@@ -387,13 +455,14 @@ def main(argv: list[str] | None = None) -> int:
 
     template = _template(args.template)
     store = MetricStore()
-    with LocalAws() as aws:
-        report = run(aws.client("dynamodb"), seed=args.seed, store=store)
-    report["template"] = str(args.template) if args.template else "the app, synthesized"
-    report["alarms"] = replay_alarms(template, store, report)
-    text = render(report)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    with LocalAws() as aws:
+        report = run(aws.client("dynamodb"), seed=args.seed, store=store)
+        report["template"] = str(args.template) if args.template else "the app, synthesized"
+        report["alarms"] = replay_alarms(template, store, report)
+        page = save_page(out, template, store, report, aws)
+    text = render(report) + "\n" + page
     (out / "report.txt").write_text(text + "\n")
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(text)

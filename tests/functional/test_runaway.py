@@ -33,14 +33,19 @@ def template():
 
 
 @pytest.fixture(scope="module")
-def report(local_aws, template):
+def store():
+    """The metrics of the run (history and live part)."""
+    from local.cloudwatch.metrics import MetricStore
+
+    return MetricStore()
+
+
+@pytest.fixture(scope="module")
+def report(local_aws, template, store):
     """One run of the scenario (about 15 s) and its alarms replayed, read by every test
     here."""
     import os
 
-    from local.cloudwatch.metrics import MetricStore
-
-    store = MetricStore()
     report = scenario.run(local_aws.client("dynamodb"), table_prefix=f"runaway-{os.getpid()}",
                           store=store)
     report["alarms"] = scenario.replay_alarms(template, store, report)
@@ -128,3 +133,30 @@ def test_a_template_without_the_tenant_alarms_is_an_error_naming_them():
     with pytest.raises(ValueError, match="no RunawayThrottled, TenantCostPerHourBand alarm "
                                          "for tenant 'acme'"):
         scenario.tenant_alarms({"Resources": {}})
+
+
+def test_the_dashboard_page_draws_each_tenants_band_and_the_breach(report, template, store):
+    from local.cloudwatch.api import LocalCloudWatch
+    from local.fakes.aws_server import LocalAws
+
+    with LocalAws() as aws:  # a server of its own: no other test's Bulwark datapoints
+        data = scenario.page_view(template, store, report,
+                                  LocalCloudWatch(aws.client("cloudwatch"))).data()
+    widgets = {w["title"]: w for d in data["dashboards"] for w in d["widgets"]}
+    throttles = widgets["Local throttle rate (%) and its band: tenant acme"]
+    lines = {line["label"].split(" \u00b7 ")[0]: line for line in throttles["lines"]}
+    upper = next(line for label, line in lines.items() if label.endswith("(upper)"))
+    assert upper["has_data"]  # a band over a math expression is drawn
+    rate = next(line for label, line in lines.items() if "(" not in label.replace("(%)", ""))
+    breach = [v for _, v in rate["points"] if v is not None and v > 10]
+    assert breach  # the throttle rate leaves its band
+    cost = _alarm(report, "acme", "TenantCostPerHourBand")
+    drawn = widgets["Cost per hour (USD) and its band: tenant acme"]
+    at = {line["label"].split(" \u00b7 ")[0][-7:]: dict(map(tuple, line["points"]))
+          for line in drawn["lines"]}
+    # the page's band learns from the same fortnight as the report's (its series start a few
+    # hours earlier, so the oldest day's slot has one more neighbour)
+    assert at["(upper)"][cost["period_start"]] == pytest.approx(cost["band"][1], rel=0.01)
+    alarms = {a["name"]: a for a in data["alarms"]}
+    assert alarms[cost["name"]]["fired"]
+    assert not any(a["fired"] for name, a in alarms.items() if "globex" in name)

@@ -240,10 +240,12 @@ class DashboardView:
                 query["Expression"], query["Period"] = e["expression"], e["period"]
             queries.append(query)
         local = [q for q in queries if not q.get("Expression", "").upper().startswith("SEARCH")]
-        # a band learns from the days before the range (as the band alarms do): read them too,
-        # then draw the range only
-        since = lo - BAND_HISTORY_DAYS * DAY_S if any(
-            BAND.match(q.get("Expression", "")) for q in local) else lo
+        # a band learns from the days before the range (as the band alarms do): read those
+        # that hold data too, then draw the range only
+        since = lo
+        extent = self.cloudwatch.extent()
+        if extent and any(BAND.match(q.get("Expression", "")) for q in local):
+            since = max(lo - BAND_HISTORY_DAYS * DAY_S, min(lo, extent[0] - extent[0] % period))
         # every query returned (hidden ones too: an expression's inputs say if it has data)
         results = [_from(r, lo) for r in self.cloudwatch.get_metric_data(
             [{**q, "ReturnData": True} for q in local], since, end, period)] if local else []

@@ -36,9 +36,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from local.cloudwatch.alarm_template import AlarmDefinition, alarms_from_template
-from local.cloudwatch.alarms import evaluate
+from local.cloudwatch.alarm_template import BAND, AlarmDefinition, alarms_from_template
+from local.cloudwatch.alarms import BAND_HISTORY_DAYS, evaluate
 from local.cloudwatch.api import LocalCloudWatch, metric_stat
+from local.cloudwatch.bands import DAY_S
 from local.cloudwatch.metrics import Datapoint
 from local.cloudwatch.references import resolver
 
@@ -123,6 +124,30 @@ def _fill_label(label: str, values: list[float]) -> str:
     stats = {"AVG": sum(values) / len(values), "MAX": max(values), "MIN": min(values),
              "SUM": sum(values), "LAST": values[-1]}
     return _LABEL_STATS.sub(lambda m: f"{stats[m.group(1)]:.4g}", label)
+
+
+def _metric_inputs(qid: str, by_id: dict[str, dict]) -> set[str]:
+    """The metric ids an entry reads, through the expressions it refers to."""
+    found, todo, seen = set(), [qid], set()
+    while todo:
+        entry = by_id[todo.pop()]
+        if entry["id"] in seen:
+            continue
+        seen.add(entry["id"])
+        if entry["kind"] == "metric":
+            found.add(entry["id"])
+        else:
+            todo += [n for n in re.findall(r"[A-Za-z_]\w*", entry["expression"])
+                     if n in by_id and n != entry["id"]]
+    return found
+
+
+def _from(result: dict, start: float) -> dict:
+    """A GetMetricData result (`local.cloudwatch.api`) without its periods before `start`."""
+    points = [(t, v) for t, v in result.get("Points", []) if t >= start]
+    kept = [(t, v) for t, v in zip(result["Timestamps"], result["Values"]) if t >= start]
+    return {**result, "Points": points, "Timestamps": [t for t, _ in kept],
+            "Values": [v for _, v in kept]}
 
 
 def _iso(t: float | None) -> str | None:
@@ -215,9 +240,15 @@ class DashboardView:
                 query["Expression"], query["Period"] = e["expression"], e["period"]
             queries.append(query)
         local = [q for q in queries if not q.get("Expression", "").upper().startswith("SEARCH")]
+        # a band learns from the days before the range (as the band alarms do): read those
+        # that hold data too, then draw the range only
+        since = lo
+        extent = self.cloudwatch.extent()
+        if extent and any(BAND.match(q.get("Expression", "")) for q in local):
+            since = max(lo - BAND_HISTORY_DAYS * DAY_S, min(lo, extent[0] - extent[0] % period))
         # every query returned (hidden ones too: an expression's inputs say if it has data)
-        results = self.cloudwatch.get_metric_data([{**q, "ReturnData": True} for q in local],
-                                                  lo, end, period) if local else []
+        results = [_from(r, lo) for r in self.cloudwatch.get_metric_data(
+            [{**q, "ReturnData": True} for q in local], since, end, period)] if local else []
         by_id = {e["id"]: e for e in entries}
         present = {r["Id"] for r in results if r["Values"] and by_id[r["Id"]]["kind"] == "metric"}
         lines = []
@@ -227,8 +258,7 @@ class DashboardView:
                 continue
             values = r["Values"]
             if e["kind"] == "expression":  # math over metrics that had no data draws nothing
-                inputs = {n for n in re.findall(r"[A-Za-z_]\w*", e["expression"]) if n in by_id}
-                values = values if inputs & present else []
+                values = values if _metric_inputs(e["id"], by_id) & present else []
             unit = (self.cloudwatch.unit(e["namespace"], e["name"], e["dimensions"])
                     if e["kind"] == "metric" else None)
             lines.append({"id": r["Id"], "label": _fill_label(r["Label"], values),
@@ -337,6 +367,15 @@ def screenshot(url: str, path: Path, *, width: int = 1600, timeout_s: float = 60
         finally:
             browser.close()
     return path
+
+
+def screenshot_note(view: DashboardView, path: Path) -> str:
+    """"; screenshot <path>" after writing a PNG of `view`'s page to `path` when Chromium is
+    installed, else "; no screenshot (...)": a clause for a run's report."""
+    if not browser_available():
+        return "; no screenshot (make setup installs chromium)"
+    with DashboardServer(view) as server:
+        return f"; screenshot {screenshot(server.url, path)}"
 
 
 def browser_available() -> bool:

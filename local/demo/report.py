@@ -64,8 +64,7 @@ def _dashboard_page(out: Path, aws, stack, template: dict, started: float, ended
     """The run saved for replay (`run.json`), its EMF ingested into local CloudWatch, and a
     screenshot of the dashboard page (`dashboard.png`) when Chromium is installed."""
     from local.cloudwatch.api import LocalCloudWatch
-    from local.cloudwatch.dashboard import (DashboardServer, DashboardView, browser_available,
-                                            save_run, screenshot)
+    from local.cloudwatch.dashboard import DashboardView, save_run, screenshot_note
 
     save_run(out, template=template, resources=dict(stack.resources), start=started,
              end=ended, extra=platform)
@@ -78,11 +77,7 @@ def _dashboard_page(out: Path, aws, stack, template: dict, started: float, ended
     run = view.data()["run"]
     text = (f"dashboard page: {run['widgets']} widgets, {run['with_data']} with data, "
             f"{run['no_data']} with no data in this run")
-    if browser_available():
-        with DashboardServer(view) as server:
-            text += f"; screenshot {screenshot(server.url, out / 'dashboard.png')}"
-    else:
-        text += "; no screenshot (make setup installs chromium)"
+    text += screenshot_note(view, out / "dashboard.png")
     return text + f"; open it: make dashboard (python -m local.cloudwatch.dashboard --run {out})"
 
 

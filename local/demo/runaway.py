@@ -2,25 +2,34 @@
 throttles it, on a simulated clock.
 
     make demo DEMO_ARGS="--scenario runaway"
-    python -m local.demo.runaway [--seed 7] [--out out/runaway]
+    python -m local.demo.runaway [--seed 7] [--template cdk.out/Bulwark-dev.template.json]
+                                 [--out out/runaway]
 
-1. History: 14 days of both tenants' `CostUSD`, `Requests`, `InputTokens` and `OutputTokens`
-   (dimension Tenant, and CostUSD per Model for the deployment) in 5-minute periods, with a
-   daily cycle (night at a third of the 13:00 peak) and noise, written into the store local
+1. History: 14 days of both tenants' `CostUSD`, `Requests`, `Succeeded`, `InputTokens` and
+   `OutputTokens` (dimension Tenant, and CostUSD per Model for the deployment) in 5-minute
+   periods, with a daily cycle (night at a third of the 13:00 peak) and noise, written into the store local
    CloudWatch keeps behind its API (`MetricStore`, as `local.demo.ramp` does: moto scans
    every datapoint per period).
-2. Live, from 13:00 UTC on day 15: each tenant's agent (its own bucket client and limits
+2. Live, from 13:45 UTC on day 15: each tenant's agent (its own bucket client and limits
    source, as a Lambda container has, on the local AWS server's DynamoDB) sends its usual
    requests; after `normal_minutes` acme's loop sends 10x as many. The breaker
    (`agent.runaway.evaluate_once`, as the scheduled Lambda runs it) evaluates every minute
    from the same metrics and writes its throttle on the limits item; the agents pick it up
-   within their refresh interval and their buckets enforce it as acme's cap.
+   within their refresh interval and their buckets enforce it as acme's cap. Each refusal
+   is a `LocalThrottles` datapoint of the tenant, as the agent emits it.
+3. Alarms: the stack's per-tenant alarms, read from the synthesized template
+   (`Tenant<Kind>-<tenant>-Warning` bands and `RunawayThrottled-<tenant>`), replayed by the
+   local evaluation (`local.cloudwatch.alarms`, bands from `local.cloudwatch.bands`) over the
+   live part's complete periods, and over the normal history's last 2 days (each entry into
+   ALARM there is a false alarm). The live part runs until 14:01 so the hourly cost band's
+   13:00 hour closes inside the run.
 
 Before the live part, the breaker judges the last 2 days of the normal history every 30
 minutes (no writes): each trip there is a false one. The report gives those, the time from
-the loop's start to the throttle and to its first refusal,
-each tenant's requests and spend per minute before and after, and the `RunawayThrottled`
-datapoints and `runaway_throttled` log lines the breaker emitted.
+the loop's start to the throttle and to its first refusal, each tenant's requests per
+minute before and after, the `RunawayThrottled` datapoints and `runaway_throttled` log lines
+the breaker emitted, and per tenant alarm when it entered ALARM (simulated minutes after the
+loop's start), its value against its band or threshold at the breach, and its false alarms.
 """
 
 from __future__ import annotations
@@ -29,7 +38,9 @@ import argparse
 import json
 import math
 import random
+import re
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -39,7 +50,10 @@ from agent.runtime import follow_shares
 from guard import Limits, TokenBucket, ensure_table
 from guard.runaway import THROTTLED_METRIC, RunawayBreaker, RunawaySettings, judge, scopes
 from guard.spend import LimitSet, LimitsSource
+from local.cloudwatch.alarm_template import AlarmDefinition, alarms_from_template
+from local.cloudwatch.alarms import evaluate
 from local.cloudwatch.metrics import Datapoint, MetricStore
+from local.demo.ramp import _entries, _template
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAY_S = 86_400
@@ -55,6 +69,8 @@ PEAK_RPM = {"acme": 10.0, "globex": 6.0}
 LOOP_FACTOR = 10.0
 HISTORY_DAYS = 14
 START_HOUR = 13
+#: the learned band on a tenant's cost per hour (`stacks.anomaly.TenantBands`)
+COST_BAND = "TenantCostPerHourBand"
 
 
 def seasonal_rpm(tenant: str, t: float) -> float:
@@ -76,6 +92,7 @@ def write_history(store: MetricStore, rng: random.Random, start: float, end: flo
                     ("CostUSD", usd, {TENANT_DIMENSION: tenant}),
                     ("CostUSD", usd, {DIMENSION: MODEL}),
                     ("Requests", requests, {TENANT_DIMENSION: tenant}),
+                    ("Succeeded", requests, {TENANT_DIMENSION: tenant}),
                     ("InputTokens", requests * INPUT_TOKENS, {TENANT_DIMENSION: tenant}),
                     ("OutputTokens", requests * OUTPUT_TOKENS, {TENANT_DIMENSION: tenant})):
                 store.add(Datapoint.of(t, NAMESPACE, name, value, dims))
@@ -109,14 +126,16 @@ class Clock:
         return self.now
 
 
-def run(dynamodb, *, seed: int = 7, normal_minutes: int = 3, loop_minutes: int = 8,
-        table_prefix: str = "runaway") -> dict:
+def run(dynamodb, *, seed: int = 7, normal_minutes: int = 3, loop_minutes: int = 13,
+        start_minute: int = 45, table_prefix: str = "runaway",
+        store: MetricStore | None = None) -> dict:
     """The scenario against `dynamodb` (a client of the local AWS server); returns the
-    report's figures."""
+    report's figures. `store` (default: a new one) receives the history and the live
+    part's metrics; the live part starts `start_minute` minutes after 13:00."""
     rng = random.Random(seed)
-    store = MetricStore()
+    store = MetricStore() if store is None else store
     history_start = EPOCH
-    live_start = EPOCH + HISTORY_DAYS * DAY_S + START_HOUR * 3600
+    live_start = EPOCH + HISTORY_DAYS * DAY_S + START_HOUR * 3600 + start_minute * 60
     # 14 days, and the live day's morning: the window before the loop has the usual spend
     write_history(store, rng, history_start, live_start)
     bucket_table, limits_table = f"{table_prefix}-buckets", f"{table_prefix}-limits"
@@ -183,14 +202,18 @@ def run(dynamodb, *, seed: int = 7, normal_minutes: int = 3, loop_minutes: int =
                     ("CostUSD", REQUEST_USD, {TENANT_DIMENSION: tenant}),
                     ("CostUSD", REQUEST_USD, {DIMENSION: MODEL}),
                     ("Requests", 1.0, {TENANT_DIMENSION: tenant}),
+                    ("Succeeded", 1.0, {TENANT_DIMENSION: tenant}),
                     ("InputTokens", float(INPUT_TOKENS), {TENANT_DIMENSION: tenant}),
                     ("OutputTokens", float(OUTPUT_TOKENS), {TENANT_DIMENSION: tenant})):
                 store.add(Datapoint.of(at, NAMESPACE, name, value, dims))
         elif grant.reason == "tenant_cap":
             row[2] += 1
+            for dims in ({TENANT_DIMENSION: tenant}, {DIMENSION: MODEL}):
+                store.add(Datapoint.of(at, NAMESPACE, "LocalThrottles", 1.0, dims, "Count"))
             if tenant == "acme" and refused_at is None:
                 refused_at = at
     return {
+        "live_started_at": live_start, "ended_at": end,
         "loop_started_at": loop_at, "throttled_at": throttled_at, "first_refusal_at": refused_at,
         "time_to_throttle_s": None if throttled_at is None else throttled_at - loop_at,
         "time_to_first_refusal_s": None if refused_at is None else refused_at - loop_at,
@@ -204,6 +227,66 @@ def run(dynamodb, *, seed: int = 7, normal_minutes: int = 3, loop_minutes: int =
         "settings": {"k": settings.k, "window_minutes": settings.window_minutes,
                      "min_baseline_usd_per_hour": settings.min_baseline_usd_per_hour},
     }
+
+
+#: a per-tenant alarm of the stack: "<prefix>-Tenant<Kind>-<tenant>-Warning" (the learned
+#: bands, TenantWait) or "<prefix>-RunawayThrottled-<tenant>-Warning"
+TENANT_ALARM = re.compile(r"-(?P<kind>Tenant[A-Za-z0-9]+|" + THROTTLED_METRIC
+                          + r")-(?P<tenant>.+)-Warning$")
+#: days of the normal history, before the live part, whose alarm entries are false alarms
+FALSE_ALARM_DAYS = 2
+
+
+def tenant_alarms(template: dict) -> list[tuple[str, str, AlarmDefinition]]:
+    """(tenant, kind, alarm) for each alarm of the template on one of the scenario's tenants;
+    ValueError when the template has no RunawayThrottled or cost-band alarm for each."""
+    found = []
+    for alarm in alarms_from_template(template):
+        match = TENANT_ALARM.search(alarm.name)
+        if match and match["tenant"] in TENANTS:
+            found.append((match["tenant"], match["kind"], alarm))
+    for tenant in TENANTS:
+        kinds = {kind for t, kind, _ in found if t == tenant}
+        missing = {THROTTLED_METRIC, COST_BAND} - kinds
+        if missing:
+            raise ValueError(f"the template has no {', '.join(sorted(missing))} alarm for "
+                             f"tenant {tenant!r}: synthesize it with the tenants "
+                             f"{', '.join(TENANTS)} configured (cdk.json `tenants`)")
+    return found
+
+
+def replay_alarms(template: dict, store: MetricStore, report: dict) -> list[dict]:
+    """The template's per-tenant alarms replayed over `store` after `run` (its `report`):
+    one entry per alarm with the minutes from the loop's start to its first ALARM (None:
+    it stayed out of ALARM), its final state, the value and band (USD per hour, percent,
+    ...; None for a threshold alarm) at its first breaching period (else at its last
+    period in the run), and its entries into ALARM over the normal history's last
+    `FALSE_ALARM_DAYS` days. Only complete periods are judged: an alarm of period P is
+    evaluated over the periods that end by the run's end."""
+    live, end, loop = report["live_started_at"], report["ended_at"], report["loop_started_at"]
+    out = []
+    for tenant, kind, alarm in tenant_alarms(template):
+        period = alarm.period_s
+        done = math.floor(end / period) * period  # the last complete period ends here
+        ran = evaluate(alarm, store, live, done)
+        normal = evaluate(alarm, store, live - FALSE_ALARM_DAYS * DAY_S,
+                          math.floor(live / period) * period)
+        breached = [i for i, b in enumerate(ran.breached) if b]
+        at = breached[0] if breached else len(ran.values) - 1
+        period_start, value = ran.values[at] if ran.values else (None, None)
+        band = ran.bands[at] if ran.bands and at >= 0 else None
+        out.append({
+            "tenant": tenant, "kind": kind, "name": alarm.name, "period_s": period,
+            "threshold": None if alarm.threshold_metric_id else alarm.threshold,
+            "operator": alarm.operator, "fired": ran.fired,
+            "alarm_at": ran.first_alarm_at,
+            "alarm_after_loop_min": None if ran.first_alarm_at is None
+            else (ran.first_alarm_at - loop) / 60,
+            "final_state": ran.final_state, "breached": bool(breached),
+            "period_start": period_start, "value": value,
+            "band": None if band is None else [band[0], band[1]],
+            "false_alarms": _entries(normal.states)})
+    return out
 
 
 def normal_history_trips(breaker: RunawayBreaker, clock: Clock, until: float,
@@ -249,7 +332,114 @@ def render(report: dict) -> str:
                   f"{report['runaway_throttled_points']}"]
     for entry in report["log"][:3]:
         lines.append("log: " + json.dumps(entry, sort_keys=True))
+    if report.get("alarms") is not None:
+        lines += ["", *render_alarms(report)]
     return "\n".join(lines)
+
+
+def _hhmm(t: float | None) -> str:
+    return "-" if t is None else time.strftime("%H:%M", time.gmtime(t))
+
+
+def render_alarms(report: dict) -> list[str]:
+    """The alarm part of the report: per tenant alarm when it entered ALARM (simulated
+    minutes after the loop's start), its value against its band or threshold at the breach
+    (else at its last period), and the false alarms of the normal history."""
+    alarms = report["alarms"]
+    lines = [f"Alarms of the template ({report.get('template', 'synthesized')}), replayed "
+             f"over the run's complete periods ({_hhmm(report['live_started_at'])} to "
+             f"{_hhmm(report['ended_at'])} UTC; loop from {_hhmm(report['loop_started_at'])}):"]
+    width = max(len(a["name"]) for a in alarms)
+    for a in sorted(alarms, key=lambda a: (a["tenant"] != "acme", a["tenant"], a["kind"])):
+        when = ("entered ALARM at +" + f"{a['alarm_after_loop_min']:.0f} min"
+                if a["fired"] else f"stayed {a['final_state']}")
+        if a["value"] is None:
+            what = "no data"
+        elif a["band"] is not None:
+            what = (f"{a['value']:.4g} vs band {a['band'][0]:.4g}..{a['band'][1]:.4g}")
+        else:
+            what = f"{a['value']:.4g} {a['operator']} {a['threshold']:g}"
+        where = "breach" if a["breached"] else "last period"
+        span = f"{_hhmm(a['period_start'])}+{a['period_s'] // 60} min"
+        lines.append(f"  {a['name'].ljust(width)}  {when:<26}  {where} {span}: {what}")
+    others = [a for a in alarms if a["tenant"] != "acme"]
+    lines.append("other tenant: " + ("all alarms stayed OK" if not any(
+        a["fired"] for a in others) else "ALARM on " + ", ".join(
+        a["name"] for a in others if a["fired"])))
+    false = sum(a["false_alarms"] for a in alarms)
+    lines.append(f"false alarms over the normal history (its last {FALSE_ALARM_DAYS} days, "
+                 f"{len(alarms)} alarms): {false}" + "".join(
+                     f"\n    {a['name']}: {a['false_alarms']}" for a in alarms
+                     if a["false_alarms"]))
+    return lines
+
+
+#: hours of the normal history the dashboard page draws before the live part, on top of the
+#: day a drawn band learns from (`local.cloudwatch.api`: the same time on the previous day)
+PAGE_HOURS = 3
+#: the metric whose band is hourly (`TenantCostPerHourBand`): its older history goes to the
+#: page as hourly sums, so that band learns from the whole history as the report's does
+HOURLY_HISTORY = "CostUSD"
+
+
+def page_points(store: MetricStore, report: dict) -> list[Datapoint]:
+    """The store's datapoints the dashboard page needs, with the kit's units
+    (`agent.contract.METRICS`): everything from a day plus `PAGE_HOURS` before the live part
+    to its end, and before that `HOURLY_HISTORY` as one sum per hour (what an hourly Sum
+    reads; local AWS scans every datapoint per period, so the rest of the fortnight at
+    5-minute resolution would make the page slow)."""
+    from agent.contract import METRICS
+
+    since = report["live_started_at"] - DAY_S - PAGE_HOURS * 3600
+    since -= since % 3600
+    units = {**METRICS, THROTTLED_METRIC: "Count"}
+    points = []
+    for namespace, name in sorted(store.names()):
+        unit = units.get(name, "None")
+        for dims in store.dimension_sets(namespace, name):
+            hours: dict[float, float] = {}
+            for t, v in store.datapoints(namespace, name, dims):
+                if since <= t < report["ended_at"]:
+                    points.append(Datapoint.of(t, namespace, name, v, dims, unit))
+                elif t < since and name == HOURLY_HISTORY:
+                    hour = t - t % 3600 + 1
+                    hours[hour] = hours.get(hour, 0.0) + v
+            points += [Datapoint.of(t, namespace, name, v, dims, unit)
+                       for t, v in hours.items()]
+    return points
+
+
+def page_view(template: dict, store: MetricStore, report: dict, cloudwatch):
+    """The dashboard page's view (`local.cloudwatch.dashboard.DashboardView`) of the run:
+    `page_points` put into `cloudwatch` (a `LocalCloudWatch`), drawn from `PAGE_HOURS` hours
+    before the live part to its end."""
+    from local.cloudwatch.dashboard import DashboardView
+    from local.cloudwatch.references import resolver
+
+    cloudwatch.put(page_points(store, report))
+    window = (report["live_started_at"] - PAGE_HOURS * 3600, report["ended_at"])
+    return DashboardView(template, cloudwatch, lambda: window, resolver({}))
+
+
+def save_page(out: Path, template: dict, store: MetricStore, report: dict, aws) -> str:
+    """The run saved for the dashboard page (`run.json` with the template and the page's
+    datapoints as the run's own, an empty `emf.jsonl`: `python -m local.cloudwatch.dashboard
+    --run out` replays it) and a screenshot (`dashboard.png`) when Chromium is installed.
+    Returns a line for the report."""
+    from local.cloudwatch.api import LocalCloudWatch
+    from local.cloudwatch.dashboard import save_run, screenshot_note
+
+    view = page_view(template, store, report, LocalCloudWatch(aws.client("cloudwatch")))
+    start, end = view.window()
+    (out / "emf.jsonl").write_text("")
+    save_run(out, template=template, resources={}, start=start, end=end,
+             extra=page_points(store, report))
+    data = view.data()
+    fired = sorted(a["name"] for a in data["alarms"] if a["fired"])
+    text = (f"dashboard page: {data['run']['widgets']} widgets, {data['run']['with_data']} "
+            f"with data; alarms in ALARM on the page: {', '.join(fired) or 'none'}")
+    return text + screenshot_note(view, out / "dashboard.png") + (
+        f"; open it: python -m local.cloudwatch.dashboard --run {out}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -257,20 +447,37 @@ def main(argv: list[str] | None = None) -> int:
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--scenario", default="runaway")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--template", type=Path, default=None,
+                   help="a synthesized template (default: synthesize the app, about a minute)")
     p.add_argument("--out", default=str(REPO_ROOT / "out" / "runaway"))
     args = p.parse_args(argv)
     from local.fakes.aws_server import LocalAws
 
-    with LocalAws() as aws:
-        report = run(aws.client("dynamodb"), seed=args.seed)
-    text = render(report)
+    template = _template(args.template)
+    store = MetricStore()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    with LocalAws() as aws:
+        report = run(aws.client("dynamodb"), seed=args.seed, store=store)
+        report["template"] = str(args.template) if args.template else "the app, synthesized"
+        report["alarms"] = replay_alarms(template, store, report)
+        page = save_page(out, template, store, report, aws)
+    text = render(report) + "\n" + page
     (out / "report.txt").write_text(text + "\n")
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(text)
-    ok = report["time_to_throttle_s"] is not None and report["time_to_throttle_s"] <= 120
-    return 0 if ok else 1
+    return 0 if verdict(report) else 1
+
+
+def verdict(report: dict) -> bool:
+    """Whether the run shows what the scenario promises: acme throttled within 2 minutes
+    and its RunawayThrottled alarm in ALARM, no alarm of the other tenant, no false alarm."""
+    ttt = report["time_to_throttle_s"]
+    alarms = report.get("alarms") or []
+    runaway = [a for a in alarms if a["tenant"] == "acme" and a["kind"] == THROTTLED_METRIC]
+    return (ttt is not None and ttt <= 120 and all(a["fired"] for a in runaway)
+            and not any(a["fired"] for a in alarms if a["tenant"] != "acme")
+            and not any(a["false_alarms"] for a in alarms))
 
 
 if __name__ == "__main__":

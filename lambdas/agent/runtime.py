@@ -18,6 +18,7 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 from guard import GuardedClaude, Pool, TokenBucket
+from guard.shares import CAP_DIMENSION
 from guard.spend import LimitsSource
 
 from .config import AgentConfig, load_config
@@ -68,7 +69,8 @@ def build_runtime(env=os.environ, *, dynamodb=None, sqs=None, sts=None, secrets=
             limits = dataclasses.replace(model.limits, tenants=config.tenant_shares) \
                 if config.tenant_shares else model.limits  # shared by tenant
             shared[model.bucket_id] = TokenBucket(config.bucket_table, model.bucket_id,
-                                                  limits, dynamodb)
+                                                  limits, dynamodb,
+                                                  learn_up_to=learn_ceilings(model))
         buckets[model_id] = shared[model.bucket_id]
 
     read_secret = _secret_reader(lambda: secrets or boto3.client("secretsmanager"))
@@ -135,6 +137,14 @@ def pooled_models(config: AgentConfig, buckets: dict[str, TokenBucket], dynamodb
                               name=pool.name))
         served[model_id] = pools
     return served
+
+
+def learn_ceilings(model) -> dict[str, float] | None:
+    """`TokenBucket`'s `learn_up_to` for a model (`ModelSpec.learn_up_to`, limit name -> per
+    minute, keyed by the bucket's dimensions instead); None when the model sets none."""
+    if model.learn_up_to is None:
+        return None
+    return {CAP_DIMENSION[name]: ceiling for name, ceiling in model.learn_up_to.items()}
 
 
 def budget_options(config, dynamodb) -> dict[str, Any]:

@@ -291,6 +291,9 @@ class ModelSpec:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise FieldError(name, f"must be a positive integer, got {value!r}")
+        if self.learn_up_to is not None and self.pools:
+            raise FieldError("learn_up_to", "applies to a model without pools (each pool has "
+                                            "its own bucket)")
         if self.learn_up_to is not None:
             object.__setattr__(self, "learn_up_to", _check_learn_up_to(self.learn_up_to,
                                                                        self.limits))

@@ -110,6 +110,20 @@ def test_a_bad_models_entry_names_learn_up_to(entry, message):
     assert message in str(raised.value)
 
 
+def test_a_pooled_model_has_no_bucket_of_its_own_to_learn_with():
+    problems = problems_of({SONNET: {"prices": PRICES, "learn_up_to": {"rpm": 100}, "pools": [
+        {"provider": "anthropic", "model": SONNET, "rpm": 50, "itpm": 30000, "otpm": 8000}]}})
+    assert problems == [f"context key 'models.{SONNET}.learn_up_to': a model with pools sets "
+                        "its limits on each pool (models.<id>.pools[i]): remove it"]
+    raw = json.loads(encode_models([ModelSpec(
+        model_id=SONNET, bucket_id="anthropic#sonnet-4", limits=Limits(50, 30000, 8000),
+        prices=Prices.of(3, 15), learn_up_to={"rpm": 100})]))
+    raw[SONNET]["pools"] = [{"name": "a", "provider": "anthropic", "model": SONNET,
+                             "bucket": "anthropic#sonnet-4", "rpm": 50}]
+    with pytest.raises(ContractError, match="learn_up_to: applies to a model without pools"):
+        decode_models(json.dumps(raw))
+
+
 def test_a_spec_built_by_hand_is_checked_too():
     with pytest.raises(ValueError, match="learn_up_to names 'itpm'"):
         ModelSpec(model_id="m", bucket_id="bedrock#m", limits=Limits(10, tpm=1000),

@@ -34,7 +34,8 @@ from guard.runaway import RunawayError, RunawaySettings
 from guard.tiers import BATCH_TIERS
 
 from .pool_settings import pooled_model
-from .settings_models import read_anthropic_model, read_bedrock_model, read_prices
+from .settings_models import (check_learned_buckets, read_anthropic_model, read_bedrock_model,
+                              read_prices)
 from .settings_readers import (EMAIL_PATTERN, REGION_PATTERN, RETENTION_DAYS,
                                Problems, Reader, SettingsError, boolean, choice, fraction,
                                is_unset, matching, number, parse_json_text, percent, positive,
@@ -148,6 +149,7 @@ def load_settings(ctx: Mapping[str, Any], *, region: str | None = None) -> Setti
     tenant_specs = read_tenants(problems, ctx.get("tenants"), top["allow_unbound_tenants"])
     tenants = tuple(spec.name for spec in tenant_specs)
     check_tenant_caps(problems, tenant_specs, models)
+    check_learned_buckets(problems, models)
     if top["reserved_concurrency"] is not None and top["queue_max_concurrency"] is not None \
             and top["reserved_concurrency"] < top["queue_max_concurrency"]:
         problems.say(f"context key 'reserved_concurrency': {top['reserved_concurrency']} is "

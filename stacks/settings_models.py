@@ -44,7 +44,8 @@ def read_anthropic_model(problems: Problems, model_id: str, spec: dict, tier: st
         problems.bad(f"{where}.{missing[0]}" if len(missing) == 1 else where,
                      f"per-minute limits {', '.join(missing)} ({why} the limits)", None)
     prices = read_prices(problems, f"{where}.prices", spec.get("prices"))
-    if None in per_minute.values() or prices is None or any(
+    learn_up_to = read_learn_up_to(problems, where, spec.get("learn_up_to"), per_minute)
+    if None in per_minute.values() or prices is None or learn_up_to is False or any(
             values[k] is None for k in ("counts_cache_reads", "context_window",
                                         "max_output_tokens", "burst_fraction")):
         return None
@@ -54,7 +55,34 @@ def read_anthropic_model(problems: Problems, model_id: str, spec: dict, tier: st
                       counts_cache_reads=values["counts_cache_reads"],
                       burst_fraction=values["burst_fraction"]),
         prices=prices, context_window=values["context_window"],
-        max_output_tokens=values["max_output_tokens"])
+        max_output_tokens=values["max_output_tokens"], learn_up_to=learn_up_to)
+
+
+def read_learn_up_to(problems: Problems, where: str, raw: Any,
+                     per_minute: Mapping[str, float | None]) -> dict[str, float] | None | bool:
+    """`models.<id>.learn_up_to` (limit name -> ceiling per minute): None when absent or empty,
+    False with the problem reported when bad (not an object, or a ceiling below the model's
+    limit in `per_minute`). Unknown names were reported by `check_keys` and dropped."""
+    if raw is None or raw == {}:
+        return None
+    where = f"{where}.learn_up_to"
+    keys = MODEL_KEYS["learn_up_to"].keys
+    if not isinstance(raw, dict):
+        problems.bad(where, f"an object of {', '.join(keys)} -> ceiling per minute", raw)
+        return False
+    values = read_section(problems, keys, raw, f"{where}.")
+    ceilings, ok = {}, True
+    for name in raw:
+        ceiling, limit = values.get(name), per_minute.get(name)
+        if ceiling is None:
+            ok = False  # unknown (check_keys) or not a number: reported already
+        elif limit is not None and ceiling < limit:
+            problems.bad(f"{where}.{name}", f"a ceiling at least the model's {name} "
+                         f"({limit:g} per minute)", raw[name])
+            ok = False
+        else:
+            ceilings[name] = ceiling
+    return ceilings if ok else False
 
 
 def read_bedrock_model(problems: Problems, model_id: str, spec: dict,
@@ -93,3 +121,16 @@ def read_bedrock_model(problems: Problems, model_id: str, spec: dict,
         prices=prices, context_window=values["context_window"],
         max_output_tokens=values["max_output_tokens"], routes_to_regions=tuple(routes))
 
+
+
+def check_learned_buckets(problems: Problems, models: Mapping[str, ModelSettings]) -> None:
+    """Models sharing one bucket (a family) must set the same `learn_up_to`: the bucket has one
+    set of ceilings, and which model's a container would build it with is arbitrary."""
+    first: dict[str, ModelSettings] = {}
+    for model in models.values():
+        other = first.setdefault(model.bucket_id, model)
+        if other is not model and other.learn_up_to != model.learn_up_to:
+            problems.say(f"context key 'models.{model.model_id}.learn_up_to': "
+                         f"{model.learn_up_to!r} differs from models.{other.model_id}'s "
+                         f"({other.learn_up_to!r}), which shares its bucket "
+                         f"{model.bucket_id}: set the same ceilings on both")

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from agent.contract import (ARN_PATTERN, CACHE_READ_PRICE_FACTOR, CACHE_WRITE_PRICE_FACTOR,
-                            DEFAULT_CONTEXT_WINDOW, DEFAULT_MAX_OUTPUT_TOKENS, OVERFLOW_POLICIES,
+                            DEFAULT_CONTEXT_WINDOW, DEFAULT_MAX_OUTPUT_TOKENS, LEARNABLE_LIMITS,
+                            OVERFLOW_POLICIES,
                             PROVIDERS, SCHEDULING_MODES, TENANT_PATTERN)
 from agent.config import AgentConfig
 from agent.mcp.config import McpConfigError, load_mcp_settings
@@ -141,6 +142,12 @@ MODEL_KEYS: dict[str, Key] = {
                           number(1, integer=True, nullable=True), provider="bedrock"),
     "pools": Key("capacity pools in preference order, each a provider route with its own "
                  "limits (stacks/pool_settings.py reads them)", lambda problems, key, v: v),
+    "learn_up_to": Key("per-minute ceilings the model's bucket may rise to when the API's "
+                       "anthropic-ratelimit-*-limit headers show a higher limit (a tier "
+                       "upgrade; docs/guard/bucket.md); each at least the limit in force; "
+                       "unset: the configured limits stay", keys={
+                           name: Key(f"ceiling of {name}, per minute", _LIMIT)
+                           for name in LEARNABLE_LIMITS}, provider="anthropic"),
 }
 
 #: A budget (`guard.Budget`): the deployment's (`budget`), a tenant's
@@ -398,14 +405,14 @@ def read_section(problems: Problems, schema: Mapping[str, Key], values: Mapping[
     without a default). Keys of another provider are reported when given."""
     out: dict[str, Any] = {}
     for name, key in schema.items():
-        if key.keys is not None or key.each is not None:
-            continue  # sections are read by their owner
         present = name in values
         if present and provider and key.provider and key.provider != provider:
             problems.say(f"context key {where + name!r} applies to provider={key.provider} "
                          f"only (this is provider={provider}): remove it")
             out[name] = None
             continue
+        if key.keys is not None or key.each is not None:
+            continue  # sections are read by their owner
         if not present:
             if key.default is REQUIRED and (not key.provider or key.provider == provider):
                 problems.bad(where + name, key.doc, None)

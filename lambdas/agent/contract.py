@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, fields
-from typing import Iterable
+from dataclasses import dataclass, field, fields
+from typing import Iterable, Mapping
 
 from guard.client import SCHEDULING_MODES
 from guard.limits import Limits, TenantShare
@@ -33,7 +33,8 @@ from guard.runaway import THROTTLED_METRIC
 __all__ = [
     "ACCESS_DENIED_METRIC", "BATCH_BUCKET_ID", "CACHE_READ_PRICE_FACTOR",
     "CACHE_WRITE_PRICE_FACTOR", "ContractError", "DEFAULT_AGENT_NAME", "FieldError",
-    "DEFAULT_CONTEXT_WINDOW", "DEFAULT_MAX_OUTPUT_TOKENS", "DIMENSION", "POOL_DIMENSION",
+    "DEFAULT_CONTEXT_WINDOW", "DEFAULT_MAX_OUTPUT_TOKENS", "DIMENSION", "LEARNABLE_LIMITS",
+    "POOL_DIMENSION",
     "POOL_METRICS", "POOL_ONLY_METRICS", "DOCUMENTS_PREFIX",
     "Env", "HIGH_RESOLUTION", "LANES", "METRICS", "ModelSpec", "NAMESPACE",
     "OVERFLOW_POLICIES", "PoolSpec", "PROVIDERS", "Prices", "REQUEST_ID_PATTERN",
@@ -274,6 +275,11 @@ class ModelSpec:
     #: capacity pools in preference order (empty: the model is served by `bucket_id` alone;
     #: with pools, `bucket_id` and `limits` are the first pool's)
     pools: tuple[PoolSpec, ...] = ()
+    #: per-minute ceilings by limit name (LEARNABLE_LIMITS: "rpm", "itpm", "otpm") the bucket
+    #: may rise to when the server's `anthropic-ratelimit-*-limit` headers show a higher limit
+    #: (`guard.TokenBucket(learn_up_to=...)`); each at least the configured limit; None: the
+    #: bucket keeps its configured limits
+    learn_up_to: Mapping[str, float] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.model_id, str) or not self.model_id.strip():
@@ -285,6 +291,39 @@ class ModelSpec:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise FieldError(name, f"must be a positive integer, got {value!r}")
+        if self.learn_up_to is not None and self.pools:
+            raise FieldError("learn_up_to", "applies to a model without pools (each pool has "
+                                            "its own bucket)")
+        if self.learn_up_to is not None:
+            object.__setattr__(self, "learn_up_to", _check_learn_up_to(self.learn_up_to,
+                                                                       self.limits))
+
+
+#: The limits a bucket can learn from the Anthropic API's `anthropic-ratelimit-*-limit`
+#: headers (Bedrock sends none): `ModelSpec.learn_up_to`'s keys.
+LEARNABLE_LIMITS = ("rpm", "itpm", "otpm")
+
+
+def _check_learn_up_to(ceilings: object, limits: Limits) -> dict[str, float]:
+    """`ceilings` (limit name -> per minute) as a dict; FieldError("learn_up_to") naming the
+    first bad entry: not an object, empty, a name outside LEARNABLE_LIMITS or one the limits do
+    not set, or a ceiling below the configured limit."""
+    if not isinstance(ceilings, Mapping) or not ceilings:
+        raise FieldError("learn_up_to", f"must be an object of {', '.join(LEARNABLE_LIMITS)} "
+                                        f"-> ceiling per minute, got {ceilings!r}")
+    checked = {}
+    for name, ceiling in ceilings.items():
+        configured = getattr(limits, name) if name in LEARNABLE_LIMITS else None
+        if configured is None:
+            raise FieldError("learn_up_to", f"names {name!r}, not a per-minute limit of this "
+                                            f"model (learnable: {', '.join(LEARNABLE_LIMITS)}, "
+                                            "those the model sets)")
+        if isinstance(ceiling, bool) or not isinstance(ceiling, (int, float)) \
+                or not configured <= ceiling < float("inf"):
+            raise FieldError("learn_up_to", f"[{name!r}] must be a ceiling per minute at least "
+                                            f"the configured {configured:g}, got {ceiling!r}")
+        checked[name] = ceiling
+    return checked
 
 
 def _encode_model(spec: ModelSpec) -> dict:
@@ -293,6 +332,8 @@ def _encode_model(spec: ModelSpec) -> dict:
                    "max_output_tokens": spec.max_output_tokens, **_encode_limits(spec.limits)}
     if spec.pools:
         entry["pools"] = [_encode_pool(pool) for pool in spec.pools]
+    if spec.learn_up_to is not None:
+        entry["learn_up_to"] = dict(spec.learn_up_to)
     return entry
 
 
@@ -371,7 +412,7 @@ def _decode_model(model_id: str, entry: object) -> ModelSpec:
             model_id=model_id, bucket_id=entry.get("bucket"), limits=_decode_limits(entry),
             prices=prices, context_window=entry.get("context_window", DEFAULT_CONTEXT_WINDOW),
             max_output_tokens=entry.get("max_output_tokens", DEFAULT_MAX_OUTPUT_TOKENS),
-            pools=pools)
+            pools=pools, learn_up_to=entry.get("learn_up_to"))
     except FieldError as err:
         raise ContractError(f"{where}.{err.field}: {err.problem}") from None
     except ValueError as err:  # guard.LimitsError included

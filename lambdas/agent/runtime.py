@@ -18,6 +18,8 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 from guard import GuardedClaude, Pool, TokenBucket
+from guard.limits import CAP_KEYS, TenantShare
+from guard.shares import CAP_DIMENSION
 from guard.spend import LimitsSource
 
 from .config import AgentConfig, load_config
@@ -68,7 +70,8 @@ def build_runtime(env=os.environ, *, dynamodb=None, sqs=None, sts=None, secrets=
             limits = dataclasses.replace(model.limits, tenants=config.tenant_shares) \
                 if config.tenant_shares else model.limits  # shared by tenant
             shared[model.bucket_id] = TokenBucket(config.bucket_table, model.bucket_id,
-                                                  limits, dynamodb)
+                                                  limits, dynamodb,
+                                                  learn_up_to=learn_ceilings(model))
         buckets[model_id] = shared[model.bucket_id]
 
     read_secret = _secret_reader(lambda: secrets or boto3.client("secretsmanager"))
@@ -79,8 +82,11 @@ def build_runtime(env=os.environ, *, dynamodb=None, sqs=None, sts=None, secrets=
         return read_secret(config.api_key_secret_arn, "api_key", refresh=refresh)
 
     options = budget_options(config, dynamodb)
-    follow_shares(options["limits_source"], config, shared.values())
-    claude = GuardedClaude(pooled_models(config, buckets, dynamodb),
+    served = pooled_models(config, buckets, dynamodb)
+    unpooled = {m.bucket_id: shared[m.bucket_id] for m in config.models.values() if not m.pools}
+    follow_shares(options["limits_source"], config, unpooled.values(),
+                  pool_buckets(config, served))
+    claude = GuardedClaude(served,
                            provider=config.provider, sdk_client=sdk_client,
                            api_key=api_key if config.provider == "anthropic" else None,
                            aws_region=config.aws_region, scheduling=config.scheduling,
@@ -115,16 +121,10 @@ def pooled_models(config: AgentConfig, buckets: dict[str, TokenBucket], dynamodb
         if not spec.pools:
             served[model_id] = buckets[model_id]
             continue
-        rpms = [pool.limits.rpm for pool in spec.pools]
-        fractions = ([rpm / sum(rpms) for rpm in rpms] if None not in rpms
-                     else [1 / len(rpms)] * len(rpms))
         pools = []
-        for pool, fraction in zip(spec.pools, fractions):
+        for pool, fraction in zip(spec.pools, pool_fractions(spec)):
             if pool.bucket_id not in shared:
-                tenants = {name: dataclasses.replace(share, **{
-                    cap: getattr(share, cap) * fraction for cap in ("rpm", "itpm", "otpm", "tpm")
-                    if getattr(share, cap) is not None})
-                    for name, share in config.tenant_shares.items()}
+                tenants = split_shares(config.tenant_shares, fraction)
                 limits = dataclasses.replace(pool.limits, tenants=tenants) if tenants \
                     else pool.limits
                 shared[pool.bucket_id] = TokenBucket(config.bucket_table, pool.bucket_id,
@@ -137,6 +137,42 @@ def pooled_models(config: AgentConfig, buckets: dict[str, TokenBucket], dynamodb
     return served
 
 
+def learn_ceilings(model) -> dict[str, float] | None:
+    """`TokenBucket`'s `learn_up_to` for a model (`ModelSpec.learn_up_to`, limit name -> per
+    minute, keyed by the bucket's dimensions instead); None when the model sets none."""
+    if model.learn_up_to is None:
+        return None
+    return {CAP_DIMENSION[name]: ceiling for name, ceiling in model.learn_up_to.items()}
+
+
+def pool_fractions(spec) -> list[float]:
+    """Each pool's part of a pooled model's capacity, in `spec.pools` order: its requests per
+    minute over the pools' sum (evenly when a pool sets none). Fractions add up to 1."""
+    rpms = [pool.limits.rpm for pool in spec.pools]
+    return ([rpm / sum(rpms) for rpm in rpms] if None not in rpms
+            else [1 / len(rpms)] * len(rpms))
+
+
+def split_shares(tenants: dict[str, TenantShare], fraction: float) -> dict[str, TenantShare]:
+    """Tenant shares for one pool: each absolute cap (per minute) times the pool's `fraction`
+    of the model's capacity, so the caps hold on the sum of the pools; weights unchanged."""
+    return {name: dataclasses.replace(share, **{
+        cap: getattr(share, cap) * fraction for cap in CAP_KEYS
+        if getattr(share, cap) is not None}) for name, share in tenants.items()}
+
+
+def pool_buckets(config, served: dict[str, TokenBucket | list[Pool]]
+                 ) -> list[tuple[TokenBucket, float]]:
+    """Every pool bucket `pooled_models` built, once, with the fraction its tenant caps were
+    split by (that of the first model naming the bucket, as `pooled_models` builds it)."""
+    out: dict[int, tuple[TokenBucket, float]] = {}
+    for model_id, spec in config.models.items():
+        if spec.pools:
+            for pool, fraction in zip(served[model_id], pool_fractions(spec)):
+                out.setdefault(id(pool.bucket), (pool.bucket, fraction))
+    return list(out.values())
+
+
 def budget_options(config, dynamodb) -> dict[str, Any]:
     """GuardedClaude's budget arguments: the models' prices, the budgets on deploy, and the
     limits config item (LIMITS_TABLE) that replaces them within 30 s of a change."""
@@ -147,20 +183,24 @@ def budget_options(config, dynamodb) -> dict[str, Any]:
             "model_tokens_per_day": limits.model_tokens_per_day, "limits_source": source}
 
 
-def follow_shares(source: LimitsSource | None, config, buckets) -> None:
+def follow_shares(source: LimitsSource | None, config, buckets,
+                  pools: list[tuple[TokenBucket, float]] = ()) -> None:
     """Every bucket takes the tenants' weights and caps (and the runaway breaker's throttles)
     from the limits config item when it changes version (`TokenBucket.set_shares`: all callers
-    agree through the bucket item); without a config table or tenants they stay as deployed."""
+    agree through the bucket item); without a config table or tenants they stay as deployed.
+    `pools`: capacity pools' buckets with their fraction of the model's capacity: they take the
+    caps split as at init (`split_shares`), so a changed cap holds on the sum of the pools."""
     if source is None or not config.tenant_specs:
         return
     deployed = {spec.name: spec.share for spec in config.tenant_specs}
-    buckets = list(buckets)
+    targets = [(bucket, 1.0) for bucket in buckets] + list(pools)
 
     def apply(limits) -> None:
         tenants = limits.tenant_shares(deployed)
         sharing = config.tenant_shares or limits.shares or limits.runaway
-        for bucket in buckets:
-            bucket.set_shares(tenants if sharing else {}, limits.version)
+        for bucket, fraction in targets:
+            bucket.set_shares(split_shares(tenants, fraction) if sharing else {},
+                              limits.version)
 
     source.on_change(apply)
 

@@ -14,6 +14,10 @@ from here, so the two sides cannot drift:
   alarms and dashboard read.
 
 No CDK, boto3 or anthropic import: the Lambda loads this at cold start.
+
+It is longer than the other modules (about 550 lines) on purpose: it is the one place both sides
+read, so a rule kept here cannot drift between the stack and the Lambda; each section below is a
+table or a small type with its encoding, not logic.
 """
 
 from __future__ import annotations

@@ -210,7 +210,7 @@ def ramp(store: MetricStore, shape: Shape, start: float, minutes: int, to_share:
     return full_at
 
 
-def _entries(states: list[tuple[float, str]]) -> int:
+def alarm_entries(states: list[tuple[float, str]]) -> int:
     """How many times a state sequence enters ALARM."""
     count, previous = 0, None
     for _, state in states:
@@ -229,8 +229,8 @@ def replay_normal(template: dict, *, days: int = 14, seed: int = 1) -> NormalRep
     start, end = EPOCH + 14 * DAY_S, EPOCH + (14 + days) * DAY_S
     results = evaluate_all(template, store, start, end)
     composites = evaluate_composites(template, results)
-    alarms = {r.alarm.name: _entries(r.states) for r in results}
-    alarms.update({c.composite.name: _entries(c.states) for c in composites})
+    alarms = {r.alarm.name: alarm_entries(r.states) for r in results}
+    alarms.update({c.composite.name: alarm_entries(c.states) for c in composites})
     return NormalReport(days, {k: v for k, v in alarms.items() if v}, results, composites)
 
 
@@ -289,7 +289,7 @@ def render(normal: NormalReport, ramped: RampReport) -> str:
     return "\n".join(lines)
 
 
-def _template(path: Path | None) -> dict:
+def load_template(path: Path | None) -> dict:
     """The template at `path`, or the app's, synthesized (about a minute)."""
     if path is not None:
         return json.loads(path.read_text())
@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--days", type=int, default=14, help="normal days to measure")
     args = parser.parse_args(argv)
-    template = _template(args.template)
+    template = load_template(args.template)
     normal = replay_normal(template, days=args.days, seed=args.seed)
     ramped = replay_ramp(template, seed=args.seed)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -53,7 +53,7 @@ from guard.spend import LimitSet, LimitsSource
 from local.cloudwatch.alarm_template import AlarmDefinition, alarms_from_template
 from local.cloudwatch.alarms import evaluate
 from local.cloudwatch.metrics import Datapoint, MetricStore
-from local.demo.ramp import _entries, _template
+from local.demo.ramp import alarm_entries, load_template
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DAY_S = 86_400
@@ -285,7 +285,7 @@ def replay_alarms(template: dict, store: MetricStore, report: dict) -> list[dict
             "final_state": ran.final_state, "breached": bool(breached),
             "period_start": period_start, "value": value,
             "band": None if band is None else [band[0], band[1]],
-            "false_alarms": _entries(normal.states)})
+            "false_alarms": alarm_entries(normal.states)})
     return out
 
 
@@ -453,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from local.fakes.aws_server import LocalAws
 
-    template = _template(args.template)
+    template = load_template(args.template)
     store = MetricStore()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

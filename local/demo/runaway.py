@@ -1,5 +1,7 @@
 """The "runaway" scenario: one tenant's agent loops at 10x its usual spend and the breaker
-throttles it, on a simulated clock.
+throttles it, on a simulated clock. (One module of a little over 450 lines: its steps below
+run in order and share the run's store and clock; the pieces other scenarios reuse live in
+`local.cloudwatch` and `local.demo.ramp`.)
 
     make demo DEMO_ARGS="--scenario runaway"
     python -m local.demo.runaway [--seed 7] [--template cdk.out/Bulwark-dev.template.json]

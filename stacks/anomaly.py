@@ -261,6 +261,11 @@ TENANT_ACTIONS = {
         "<tenant>); if it loops, the runaway breaker holds it to its baseline (see the "
         "RunawayThrottled alarm); if it is wanted, raise its budget or weight: the band "
         "learns the new level within days.",
+    "cost_per_success":
+        "Each of the tenant's successful requests costs more than usual: longer prompts, "
+        "larger max_tokens, lost prompt caching or retries that spend without succeeding. "
+        "Compare its tokens per request in the audit (python -m cli.audit --tenant "
+        "<tenant>) with the days before; if every tenant shows it, the model's band will too.",
     "failure_rate":
         "More of the tenant's requests fail than usual while other tenants may be fine: its "
         "prompts, tools or permissions. Read its errors in the audit (python -m cli.audit "
@@ -271,6 +276,17 @@ TENANT_ACTIONS = {
         "its share or cap. If the growth is wanted, raise its weight or cap (tenants.<name> "
         "in cdk.json) or move its background work to the batch lane; if not, look for a "
         "loop in its requests.",
+    "upstream_429_rate":
+        "Claude refuses more of the tenant's requests than usual: its bursts pass the guard "
+        "but not the provider, or another client shares the quota. Read its requests in the "
+        "audit (python -m cli.audit --tenant <tenant>); if every tenant shows it, lower the "
+        "model's limits in cdk.json to the real quota; if only this one, lower its weight "
+        "or cap (tenants.<name> in cdk.json).",
+    "latency_p99":
+        "The tenant's calls take longer than usual for this time of day: larger prompts or "
+        "max_tokens, longer tool loops, or waits for capacity (its TenantWait alarm). Read "
+        "its requests in the audit (python -m cli.audit --tenant <tenant>); if every tenant "
+        "shows it, the provider is slow (Upstream529, the model's latency band).",
 }
 assert set(TENANT_ACTIONS) == set(TENANT_ANOMALY_METRICS)
 

@@ -29,9 +29,12 @@ ANOMALY_METRICS = {
 #: the learned bands per configured tenant (the per-tenant metrics that exist for them)
 TENANT_ANOMALY_METRICS = {
     "cost_per_hour": ("CostUSD per hour of the tenant", 3.0),
+    "cost_per_success": ("the tenant's CostUSD per succeeded request, 5 min", 3.0),
     "failure_rate": ("the tenant's Failed / (Succeeded + Failed) in %, 5 min", 3.0),
+    "upstream_429_rate": ("the tenant's Upstream429 / Requests in %, 5 min", 3.0),
     "local_throttle_rate": ("the tenant's LocalThrottles / (Requests + LocalThrottles) in %, "
                             "5 min", 3.0),
+    "latency_p99": ("the tenant's Latency p99 in ms, 5 min", 3.0),
 }
 BAND_DIRECTIONS = ("above", "below", "outside")
 CONTRIBUTOR_INSIGHTS_MODES = ("throttled_keys", "accessed_and_throttled_keys", "off")

@@ -1,7 +1,8 @@
 """Who got the capacity: a dashboard row per tenant and class, and an alarm per tenant when its
 interactive wait for capacity (p99) exceeds its target; per tenant too, the learned bands on
-its cost per hour, failure rate and local throttle rate (`stacks.anomaly.TenantBands`) and the
-alarm on the runaway breaker's `RunawayThrottled`.
+its cost per hour, cost per success, failure rate, upstream 429 rate, local throttle rate and
+latency p99 (`stacks.anomaly.TenantBands`, the models' seed metrics) and the alarm on the
+runaway breaker's `RunawayThrottled`.
 
 Reads the tenant metrics the agent emits (`agent.contract.CAPACITY_METRICS`, dimensions Tenant and
 Priority; `TENANT_METRICS` and `RUNAWAY_METRIC`, dimension Tenant; configured tenants only, so

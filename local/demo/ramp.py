@@ -12,7 +12,8 @@ weeks of two models are ~180,000 datapoints, and moto scans every datapoint per 
 1. Normal: 28 days of every model's metrics in 5-minute periods, a daily cycle (night at a
    third of the noon peak, which uses `peak_share` of the fullest limit) with noise and a
    0.3% failure rate; the configured tenants share each period's requests, failures,
-   throttles and cost at random (their own per-tenant series, as the agent emits them).
+   throttles and cost at random and see the model's latency (their own per-tenant series,
+   as the agent emits them).
    The first 14 days train the bands; every alarm (and composite) is
    replayed over the last 14 and each time one enters ALARM is a false alarm.
 2. Ramp: 14 normal days, then the default model's demand grows linearly from its seasonal
@@ -151,15 +152,16 @@ def _period_points(shape: Shape, t: float, minutes: float, share: float, admitte
     if requests:
         points.append(Datapoint.of(stamp, NAMESPACE, "Latency", latency,
                                    {DIMENSION: shape.model_id}))
-    return points + _tenant_points(shape, t, requests, failed, throttled, cost)
+    return points + _tenant_points(shape, t, requests, failed, throttled, cost, latency)
 
 
 def _tenant_points(shape: Shape, t: float, requests: int, failed: int, throttled: int,
-                   cost: float) -> list[Datapoint]:
+                   cost: float, latency: float) -> list[Datapoint]:
     """The period's requests, failures and throttles dealt to the tenants at random (each
-    request, failure and throttle to one tenant, evenly), with the cost pro rata, as the
-    agent emits them per tenant. A generator of its own per period and model, so the model
-    series are the same with or without tenants."""
+    request, failure and throttle to one tenant, evenly), with the cost pro rata, no
+    upstream 429 and the model's latency for a tenant with requests, as the agent emits
+    them per tenant. A generator of its own per period and model, so the model series are
+    the same with or without tenants."""
     if not shape.tenants:
         return []
     deal = random.Random(f"{shape.model_id}:{t}")
@@ -172,7 +174,9 @@ def _tenant_points(shape: Shape, t: float, requests: int, failed: int, throttled
         lost = owners[:failed].count(i)
         values = {"Requests": mine, "Succeeded": mine - lost, "Failed": lost,
                   "LocalThrottles": throttles.count(i),
-                  "CostUSD": cost * mine / requests if requests else 0.0}
+                  "CostUSD": cost * mine / requests if requests else 0.0, "Upstream429": 0}
+        if mine:
+            values["Latency"] = latency
         points += [Datapoint.of(t + 1, NAMESPACE, name, value, {TENANT_DIMENSION: tenant})
                    for name, value in values.items()]
     return points

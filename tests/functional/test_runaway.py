@@ -109,7 +109,7 @@ def test_the_runaway_tenants_alarms_fire_and_the_other_tenants_stay_ok(report):
 
 
 def test_the_normal_history_raises_no_false_alarm(report):
-    assert len(report["alarms"]) == 10  # 5 per tenant: 3 bands, wait, runaway
+    assert len(report["alarms"]) == 16  # 8 per tenant: 6 bands, wait, runaway
     assert {a["name"]: a["false_alarms"] for a in report["alarms"]
             if a["false_alarms"]} == {}
 
@@ -125,7 +125,7 @@ def test_the_report_names_the_band_the_breach_and_when_the_alarms_fired(report):
     assert f"entered ALARM at +{runaway['alarm_after_loop_min']:.0f} min" in next(
         row for row in text.splitlines() if runaway["name"] in row)
     assert "other tenant: all alarms stayed OK" in text
-    assert "false alarms over the normal history (its last 2 days, 10 alarms): 0" in text
+    assert "false alarms over the normal history (its last 2 days, 16 alarms): 0" in text
     assert scenario.verdict(report)
 
 

@@ -53,8 +53,8 @@ def test_every_alarm_of_the_stack_is_loaded(dev):
     # and the batch lane's SLO: 4 burn-rate windows per model
     batch = 2 + 5 * len(settings.models) if dev.stack.batch is not None else 0
     # per model: 6 static, 6 anomaly bands, 1 quota forecast, 4 SLO burn-rate windows
-    # stacks.tenant_monitoring, per tenant: the wait, the runaway breaker, 3 anomaly bands
-    per_tenant = (1 + 1 + 3) * len(settings.tenants)
+    # stacks.tenant_monitoring, per tenant: the wait, the runaway breaker, 6 anomaly bands
+    per_tenant = (1 + 1 + 6) * len(settings.tenants)
     assert len(alarms) == ((6 + 6 + 1 + 4) * len(settings.models) + 3 + batch + access_denied
                            + per_tenant)
     # every alarm of the stack goes through the monitoring construct, AccessDenied included
@@ -68,7 +68,7 @@ def test_every_alarm_of_the_stack_is_loaded(dev):
                                 slo.slow_window_minutes, slo.slow_short_window_minutes,
                                 settings.alarms.forecast.period_minutes)}
     assert sum(a.threshold_metric_id is not None for a in alarms) == (
-        6 * len(settings.models) + 3 * len(settings.tenants))
+        6 * len(settings.models) + 6 * len(settings.tenants))
     lanes = ["interactive"] + (["batch"] if dev.stack.batch is not None else [])
     assert {c.name.split("-", 3)[2] for c in composites} == {"SloFastBurn", "SloSlowBurn"}
     assert len(composites) == 2 * len(lanes) * len(settings.models)
@@ -219,8 +219,8 @@ def test_a_normal_fortnight_raises_next_to_no_false_alarms(dev):
 
     normal = replay_normal(dev.json, days=14)
     learned = [r for r in normal.results if r.alarm.threshold_metric_id]
-    # the models' six bands and the tenants' three (the tenants share the traffic)
-    assert len(learned) == 6 * len(dev.stack.settings.models) + 3 * len(
+    # the models' six bands and the tenants' six (the tenants share the traffic)
+    assert len(learned) == 6 * len(dev.stack.settings.models) + 6 * len(
         dev.stack.settings.tenants)
     assert all(any(b is not None for b in r.bands) for r in learned)  # the bands trained
     assert len(normal.composites) >= 2 * len(dev.stack.settings.models)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from agent.contract import CAPACITY_METRICS
 from local.cloudwatch.alarms import evaluate_all
 
@@ -40,8 +42,9 @@ def test_the_dashboard_shows_who_got_the_capacity(dev):
 
 
 # --- learned bands per tenant and the runaway breaker's alarm ------------------------------
-TENANT_BAND_KINDS = ("TenantCostPerHourBand", "TenantFailureRateBand",
-                     "TenantLocalThrottleRateBand")
+TENANT_BAND_KINDS = ("TenantCostPerHourBand", "TenantCostPerSuccessBand",
+                     "TenantFailureRateBand", "TenantUpstream429RateBand",
+                     "TenantLocalThrottleRateBand", "TenantLatencyP99Band")
 
 
 def _alarms_by_name(synthesized) -> dict[str, dict]:
@@ -63,12 +66,34 @@ def test_each_tenant_has_band_alarms_on_its_own_metrics_with_explicit_detectors(
             assert stats and all(s["Dimensions"] == [{"Name": "Tenant", "Value": tenant}]
                                  for s in stats)
             assert f"tenant {tenant}" in alarm["AlarmDescription"]
-        cost = [d for d in detectors if d.get("SingleMetricAnomalyDetector", {}).get(
-            "Dimensions") == [{"Name": "Tenant", "Value": tenant}]]
-        assert [d["SingleMetricAnomalyDetector"]["MetricName"] for d in cost] == ["CostUSD"]
-        ratios = [d for d in detectors if tenant in json.dumps(d.get(
-            "MetricMathAnomalyDetector", {}))]
-        assert len(ratios) == 2  # failure rate and local throttle rate
+        single = [d["SingleMetricAnomalyDetector"] for d in detectors
+                  if d.get("SingleMetricAnomalyDetector", {}).get("Dimensions") == [
+                      {"Name": "Tenant", "Value": tenant}]]
+        assert sorted((d["MetricName"], d["Stat"]) for d in single) == [
+            ("CostUSD", "Sum"), ("Latency", "p99")]
+        ratios = [json.dumps(d["MetricMathAnomalyDetector"]) for d in detectors
+                  if tenant in json.dumps(d.get("MetricMathAnomalyDetector", {}))]
+        # cost per success, failure rate, upstream 429 rate and local throttle rate
+        assert len(ratios) == 4
+        upstream = next(r for r in ratios if "Upstream429" in r)
+        assert "IF(FILL(upstream429, 0) >= 3" in upstream  # counted only with enough 429s
+        assert any("usd / succeeded" in r for r in ratios)
+
+
+def test_the_new_tenant_bands_mirror_the_models_on_the_tenants_metrics(dev):
+    alarms = _alarms_by_name(dev)
+    for tenant in ("acme", "globex"):
+        latency = alarms[f"Bulwark-dev-TenantLatencyP99Band-{tenant}-Warning"]
+        stat = next(m["MetricStat"] for m in latency["Metrics"] if "MetricStat" in m)
+        assert (stat["Metric"]["MetricName"], stat["Stat"], stat["Period"]) == (
+            "Latency", "p99", 300)
+        assert (latency["EvaluationPeriods"], latency["DatapointsToAlarm"]) == (3, 3)
+        for kind, names in (("TenantCostPerSuccessBand", {"CostUSD", "Succeeded"}),
+                            ("TenantUpstream429RateBand", {"Upstream429", "Requests"})):
+            alarm = alarms[f"Bulwark-dev-{kind}-{tenant}-Warning"]
+            assert {m["MetricStat"]["Metric"]["MetricName"] for m in alarm["Metrics"]
+                    if "MetricStat" in m} == names
+            assert f"cli.audit --tenant {tenant}" in alarm["AlarmDescription"]
 
 
 def test_each_tenant_has_a_runaway_alarm_that_says_what_to_do(dev):
@@ -92,7 +117,9 @@ def test_the_tenant_section_draws_the_bands_and_the_runaway_breaker(dev):
     assert "Learned bands per tenant" in body
     assert "Runaway breaker" in body and "RunawayThrottled" in body
     for tenant in ("acme", "globex"):
-        assert f"Cost per hour (USD) and its band: tenant {tenant}" in body
+        for title in ("Cost per hour (USD)", "Cost per success (USD)", "Failure rate (%)",
+                      "Upstream 429 rate (%)", "Local throttle rate (%)", "Latency p99 (ms)"):
+            assert f"{title} and its band: tenant {tenant}" in body, title
 
 
 def test_a_tenant_spending_ten_times_its_history_alarms_and_the_other_tenant_does_not(dev):
@@ -121,7 +148,6 @@ def test_a_tenant_spending_ten_times_its_history_alarms_and_the_other_tenant_doe
 
 
 def test_tenant_bands_take_the_width_and_direction_given_and_refuse_unknown_metrics():
-    import pytest
     from aws_cdk import App, Stack
     from aws_cdk import aws_cloudwatch as cloudwatch
     from aws_cdk import aws_sns as sns
@@ -141,5 +167,31 @@ def test_tenant_bands_take_the_width_and_direction_given_and_refuse_unknown_metr
         "Metrics": Match.array_with([Match.object_like(
             {"Expression": "ANOMALY_DETECTION_BAND(m0, 4)"})])})
     template.resource_count_is("AWS::CloudWatch::AnomalyDetector", 1)
-    with pytest.raises(ValueError, match="unknown metrics \\['latency_p99'\\]"):
-        TenantMonitoring(stack, "N", bands={"latency_p99": AnomalyBand()}, **common)
+    with pytest.raises(ValueError, match="unknown metrics \\['quota_used'\\]"):
+        TenantMonitoring(stack, "N", bands={"quota_used": AnomalyBand()}, **common)
+
+
+@pytest.mark.parametrize(("key", "kind"), [("cost_per_success", "TenantCostPerSuccessBand"),
+                                           ("upstream_429_rate", "TenantUpstream429RateBand"),
+                                           ("latency_p99", "TenantLatencyP99Band")])
+def test_the_new_tenant_bands_take_their_width_and_direction_from_the_config(key, kind):
+    from aws_cdk import App, Stack
+    from aws_cdk import aws_cloudwatch as cloudwatch
+    from aws_cdk import aws_sns as sns
+    from aws_cdk.assertions import Match, Template
+
+    from stacks.settings import AlarmSettings, AnomalyBand
+    from stacks.tenant_monitoring import TenantMonitoring
+
+    settings = AlarmSettings(tenant_anomaly={key: AnomalyBand(2.5, "below")}).tenant_anomaly
+    assert AlarmSettings().tenant_anomaly[key] == AnomalyBand(3.0, "above")  # the default
+    stack = Stack(App(), "T")
+    TenantMonitoring(stack, "M", tenants=("acme",), dashboard=cloudwatch.Dashboard(stack, "D"),
+                     alarm_topic=sns.Topic(stack, "Topic"), alarm_name_prefix="T-dev",
+                     bands=settings)
+    template = Template.from_stack(stack)
+    template.has_resource_properties("AWS::CloudWatch::Alarm", {
+        "AlarmName": f"T-dev-{kind}-acme-Warning",
+        "ComparisonOperator": "LessThanLowerThreshold",
+        "Metrics": Match.array_with([Match.object_like(
+            {"Expression": "ANOMALY_DETECTION_BAND(m0, 2.5)"})])})

@@ -265,17 +265,23 @@ def test_learned_thresholds_take_partial_overrides_and_keep_the_other_defaults()
 def test_tenant_bands_take_their_own_widths_and_directions_with_defaults_for_the_rest():
     alarms = {"tenant_anomaly": {"cost_per_hour": {"band": 4, "direction": "outside"}}}
     settings = load_settings({**DEFAULTS, "alarms": alarms}).alarms
-    assert set(settings.tenant_anomaly) == {"cost_per_hour", "failure_rate",
-                                            "local_throttle_rate"}
+    assert set(settings.tenant_anomaly) == {"cost_per_hour", "cost_per_success",
+                                            "failure_rate", "upstream_429_rate",
+                                            "local_throttle_rate", "latency_p99"}
     assert (settings.tenant_anomaly["cost_per_hour"].band,
             settings.tenant_anomaly["cost_per_hour"].direction) == (4, "outside")
     assert settings.tenant_anomaly["failure_rate"].band == 3
     assert settings.anomaly["cost_per_hour"].direction == "above"  # the model band is apart
+    latency = load_settings({**DEFAULTS, "alarms": {"tenant_anomaly": {
+        "latency_p99": {"band": 2.5, "direction": "below"}}}}).alarms.tenant_anomaly
+    assert (latency["latency_p99"].band, latency["latency_p99"].direction) == (2.5, "below")
+    assert (latency["upstream_429_rate"].band, latency["cost_per_success"].direction) == (
+        3, "above")
 
 
 @pytest.mark.parametrize("alarms, expected", [
-    ({"tenant_anomaly": {"latency_p99": {"band": 3}}},
-     "context key 'alarms.tenant_anomaly.latency_p99' is not a setting"),
+    ({"tenant_anomaly": {"quota_used": {"band": 3}}},
+     "context key 'alarms.tenant_anomaly.quota_used' is not a setting"),
     ({"tenant_anomaly": {"failure_rate": {"band": 0}}},
      "context key 'alarms.tenant_anomaly.failure_rate.band'"),
     ({"anomaly": {"latency_p9": {"band": 3}}},

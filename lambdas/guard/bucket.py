@@ -93,7 +93,8 @@ class TokenBucket:
     `max_slack_s`: most of a store round trip a booking is placed after the earliest start
     seen, so that bookings other callers make during one round trip still pass its condition
     (seconds; the slack used is the observed p99 store round trip, capped at this, plus one
-    request's cost).
+    request's cost); 0: no slack at all, also after a lost race (for a bucket whose burst is
+    about one request, where a gap cannot be used by a later booking).
     `learn_up_to`: {dimension: capacity per minute}: the most `observe_headers` raises that
     dimension to when the server's `anthropic-ratelimit-*-limit` shows more than the bucket has
     (a tier upgrade); None (the default) never raises. The capacity in force is kept on the

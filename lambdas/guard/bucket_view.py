@@ -66,16 +66,21 @@ class BucketView:
         together retry together, and the queue moves about as far again while they do. A
         view that showed a queue is
         `seen_age_s` old: a saturated queue grows in real time, so its earliest start is moved
-        on by that age."""
+        on by that age. With `max_slack_s` 0 there is no slack, after a lost race neither: a
+        bucket whose burst is about one request (a few requests per second) would lose the
+        gap for good, so a booking that loses its race is rewritten at the new queue end."""
         if max_wait_s <= 0:
             return now
         earliest = self.shape.earliest_start(costs, seen, -math.inf)  # not clamped to now
         if earliest > now - seen_age_s:  # the view showed a queue: it has grown since
             earliest += min(seen_age_s, max_wait_s)
         slack = self.round_trip_s() + max(costs.values(), default=0.0)
-        if self._clock() - self._raced_at > CONTENTION_MEMORY_S:
-            slack = min(self._max_slack, slack)
-        slack += lost_by_s
+        if self._max_slack == 0:
+            slack = 0.0
+        else:
+            if self._clock() - self._raced_at > CONTENTION_MEMORY_S:
+                slack = min(self._max_slack, slack)
+            slack += lost_by_s
         return min(max(now, earliest + slack), now + max_wait_s)
 
     def idle_margin(self, costs: Mapping[str, float], start: float, now: float) -> float:

@@ -217,6 +217,8 @@ def test_definitions_are_copies_and_unknown_names_are_named():
     ("read_document", {"key": "a" * 513}, "field 'key' is 513 characters; the limit is 512"),
     ("read_document", {"key": "a", "bucket": "x"}, "input: unexpected field 'bucket'"),
     ("read_document", ["a"], "input must be of type object, got array"),
+    ("read_document", None, "input must be of type object, got null"),
+    ("read_document", {1, 2}, "input must be of type object, got set"),
     ("write_note", {"note_id": "n1"}, "input: missing required field 'text'"),
     ("write_note", {"note_id": "bad id", "text": "t"}, "field 'note_id' must match"),
     ("write_note", {"note_id": "n1", "text": "x" * 4001},

@@ -36,14 +36,8 @@ def parse_audit_line(line: str) -> dict | None:
     has none.
     """
     line = line.strip()
-    start = line.find("{")
-    if start < 0:
-        return None
-    try:
-        obj = json.loads(line[start:])
-    except ValueError:
-        return None
-    if not isinstance(obj, dict):
+    start, obj = _json_tail(line)
+    if obj is None:
         return None
     record = None
     if obj.get("audit") == LogEvent.TOOL_CALL:
@@ -69,16 +63,24 @@ def parse_audit_line(line: str) -> dict | None:
 def parse_request_line(line: str) -> dict | None:
     """The agent's "request finished" log line (one per request, with or without tool calls:
     status, model, model and tool calls, usage, duration), or None."""
-    line = line.strip()
-    start = line.find("{")
-    if start < 0 or "request finished" not in line:
+    if REQUEST_FINISHED not in line:
         return None
+    obj = _json_tail(line.strip())[1]
+    return obj if obj is not None and obj.get("message") == REQUEST_FINISHED \
+        and obj.get("request_id") else None
+
+
+def _json_tail(line: str) -> tuple[int, dict | None]:
+    """Where the JSON object a log line ends with starts (after a text prefix such as the
+    Lambda runtime's) and the object; None when the line holds no JSON object there."""
+    start = line.find("{")
+    if start < 0:
+        return start, None
     try:
         obj = json.loads(line[start:])
     except ValueError:
-        return None
-    return obj if isinstance(obj, dict) and obj.get("message") == REQUEST_FINISHED \
-        and obj.get("request_id") else None
+        return start, None
+    return start, obj if isinstance(obj, dict) else None
 
 
 def row_from_request_record(record: dict) -> Row:

@@ -222,3 +222,18 @@ def test_event_history_follows_pages_and_says_when_it_stopped_short():
     assert [e["eventID"] for e in events] == [first["eventID"], "second"]
     assert warnings == ["event history has more than 100 events for req-1; showing the "
                         "first ones"]
+
+
+def test_query_results_that_are_not_event_objects_are_counted_and_skipped():
+    class OddLogs(FakeLogs):
+        def get_query_results(self, *, queryId):
+            response = super().get_query_results(queryId=queryId)
+            response["results"] += [[{"field": "@message", "value": text}]
+                                    for text in ("not json", "[1, 2]", '"a string"')]
+            return response
+
+    warnings = []
+    events = audit.run_insights_query(OddLogs(EVENTS, running=0), LOG_GROUP, "fields @message",
+                                      START, END, sleep=lambda s: None, warn=warnings.append)
+    assert events == EVENTS
+    assert warnings == ["3 query result(s) were not JSON CloudTrail events and were skipped"]

@@ -54,8 +54,8 @@ def test_a_schema_key_may_not_write_a_second_default():
 
 def test_the_collector_left_without_tunables_runs_with_the_stack_s_batch_defaults():
     """A collector or poller whose environment sets no BATCH_* tunable (a local run, a
-    hand-built function) uses what a default deploy writes: the tier1 preset's queue cap,
-    not a smaller figure of its own."""
+    hand-built function) uses what a default deploy writes: the tier1 preset's rate and queue
+    cap, and the stack's items per batch, wait and retries."""
     from agent.batch.config import load_batch_config
     from tests.fixtures.agent_env import AGENT_ENV
 

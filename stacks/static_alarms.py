@@ -54,8 +54,8 @@ class AlarmSpec:
     """One fixed-threshold alarm on a model's metric and its dashboard group.
 
     Named "<name>/<model_id>" in `Monitoring.alarms` and `<stack>-<model_id>-<name>-<severity>`
-    when deployed; `docs_row` is the name docs/operations.md ("Alarms and what to do") gives
-    its row. It alarms when `datapoints` of the last `periods` periods (each `period` long, the
+    when deployed; `docs_row` is the name its row has in docs/operations.md, "Alarms and what
+    to do". It alarms when `datapoints` of the last `periods` periods (each `period` long, the
     metric's own) compare past `threshold` by `comparison`; `extra` are further
     `CustomThreshold` arguments."""
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+import argparse
+import os
+from typing import Any, TextIO
 
-from botocore.exceptions import (BotoCoreError, EndpointConnectionError, NoCredentialsError,
-                                 NoRegionError, PartialCredentialsError)
+from botocore.exceptions import (BotoCoreError, ClientError, EndpointConnectionError,
+                                 NoCredentialsError, NoRegionError, PartialCredentialsError)
+
+#: What the AWS SDK raises for a call that failed (no credentials, unreachable, refused): the
+#: commands report these with `failed` instead of a traceback.
+ERRORS = (BotoCoreError, ClientError)
 
 
 def clients(names: tuple[str, ...], *, region: str | None, endpoint_url: str | None = None
@@ -28,6 +34,18 @@ def explain(problem: Exception) -> str:
     if isinstance(problem, EndpointConnectionError):
         return (f"{problem}: is the endpoint up? (local AWS: `python -m local.demo.deploy --keep` "
                 "prints its URL)")
-    if isinstance(problem, BotoCoreError):
-        return str(problem)
     return str(problem)
+
+
+def failed(prefix: str, problem: Exception, err: TextIO) -> int:
+    """Say `problem` on `err` after `prefix` ("cli.spend: ...", explained); returns the
+    commands' exit status for it, 2."""
+    print(f"{prefix}: {explain(problem)}", file=err)
+    return 2
+
+
+def add_location_arguments(p: argparse.ArgumentParser) -> None:
+    """--region and --endpoint-url (default: AWS_ENDPOINT_URL): where the stack's AWS is."""
+    p.add_argument("--region", help="the stack's region (default: the AWS configuration's)")
+    p.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"),
+                   help="AWS endpoint, e.g. local AWS's http://127.0.0.1:PORT")

@@ -35,12 +35,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 import time
 from typing import Any, Callable
 
-from botocore.exceptions import BotoCoreError, ClientError
 
 from cli import aws
 from cli.table import aligned
@@ -279,8 +277,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("command", choices=("show", "set", "history", "clear-runaway"))
     p.add_argument("assignments", nargs="*", metavar="KEY=VALUE")
     p.add_argument("--stack", required=True)
-    p.add_argument("--region")
-    p.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"))
+    aws.add_location_arguments(p)
     p.add_argument("--reason", help="why (kept in the change record)")
     p.add_argument("--tenant", help="clear-runaway: the tenant to release")
     p.add_argument("--deployment", action="store_true",
@@ -336,9 +333,8 @@ def main(argv: list[str] | None = None, *, clients: dict[str, Any] | None = None
         for problem in bad.problems:
             print(f"bulwark: bad configuration: {problem} (nothing changed)", file=err)
         return 2
-    except (LimitsError, outputs.StackOutputsError, BotoCoreError, ClientError) as problem:
-        print(f"cli.limits: {aws.explain(problem)}", file=err)
-        return 2
+    except (LimitsError, outputs.StackOutputsError, *aws.ERRORS) as problem:
+        return aws.failed("cli.limits", problem, err)
 
 
 if __name__ == "__main__":

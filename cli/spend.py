@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
-from botocore.exceptions import BotoCoreError, ClientError
 
 from agent.contract import NAMESPACE, TENANT_DIMENSION
 from cli import aws
@@ -125,8 +123,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--stack", required=True)
     p.add_argument("--tenant", required=True)
     p.add_argument("--days", type=int, default=7)
-    p.add_argument("--region")
-    p.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"))
+    aws.add_location_arguments(p)
     p.add_argument("--json", action="store_true")
     return p
 
@@ -153,9 +150,8 @@ def main(argv: list[str] | None = None, *, clients: dict[str, Any] | None = None
                          datetime.fromtimestamp(now(), timezone.utc))
         print(json.dumps(report, indent=2) if args.json else render(report), file=out)
         return 0
-    except (SpendError, outputs.StackOutputsError, BotoCoreError, ClientError) as problem:
-        print(f"cli.spend: {aws.explain(problem)}", file=err)
-        return 2
+    except (SpendError, outputs.StackOutputsError, *aws.ERRORS) as problem:
+        return aws.failed("cli.spend", problem, err)
 
 
 if __name__ == "__main__":

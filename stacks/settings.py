@@ -28,7 +28,7 @@ from typing import Any, Mapping
 #: (`settings_types`), the models (`settings_models`, and `pool_settings` for pools), the
 #: tenants and their limits (`settings_tenants`) and the reference table (`settings_render`);
 #: this module loads them together and keeps exporting every name it always has.
-from agent.contract import ARN_PATTERN, PROVIDERS
+from agent.contract import ARN_PATTERN, BATCH_MAX_REQUESTS, PROVIDERS
 from agent.mcp.config import McpSettings
 from guard.runaway import RunawayError, RunawaySettings
 from guard.tiers import BATCH_TIERS
@@ -166,8 +166,10 @@ def load_settings(ctx: Mapping[str, Any], *, region: str | None = None) -> Setti
     alarms = _read_alarms(problems, ctx.get("alarms", {}))
     batch = read_section(problems, SCHEMA["batch"].keys, ctx.get("batch", {}), "batch.")
     preset = BATCH_TIERS.get(tier or "tier1", BATCH_TIERS["tier1"])
-    if batch["max_items_per_batch"] is not None and batch["max_items_per_batch"] > 100_000:
-        problems.bad("batch.max_items_per_batch", "at most 100,000 (the API's cap per batch)",
+    if batch["max_items_per_batch"] is not None \
+            and batch["max_items_per_batch"] > BATCH_MAX_REQUESTS:
+        problems.bad("batch.max_items_per_batch",
+                     f"at most {BATCH_MAX_REQUESTS:,} (the API's cap per batch)",
                      batch["max_items_per_batch"])
     batch_settings = BatchSettings(
         enabled=bool(batch["enabled"]) and provider == "anthropic",

@@ -16,6 +16,7 @@ from agent.contract import (ARN_PATTERN, CACHE_READ_PRICE_FACTOR, CACHE_WRITE_PR
                             DEFAULT_CONTEXT_WINDOW, DEFAULT_MAX_OUTPUT_TOKENS, LEARNABLE_LIMITS,
                             OVERFLOW_POLICIES,
                             PROVIDERS, SCHEDULING_MODES, TENANT_PATTERN)
+from agent.contract import BATCH_MAX_REQUESTS
 from agent.config import AgentConfig
 from agent.mcp.config import McpConfigError, load_mcp_settings
 from guard.budget import ACTIONS
@@ -253,7 +254,7 @@ SCHEMA: dict[str, Key] = {
         "max_queued_requests": Key("most requests waiting in the batch processing queue "
                                    "(null: the tier preset)",
                                    number(1, integer=True, nullable=True)),
-        "max_items_per_batch": Key("requests per batch (the API allows 100,000)",
+        "max_items_per_batch": Key(f"requests per batch (the API allows {BATCH_MAX_REQUESTS:,})",
                                    number(1, integer=True)),
         "max_wait_s": Key("seconds the oldest queued request waits before a partial batch",
                           number(0, integer=True)),

@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from agent.contract import DEFAULT_AGENT_NAME, ModelSpec, TenantSpec
+from agent.contract import (DEFAULT_AGENT_NAME, DEFAULT_BATCH_MAX_ITEMS, DEFAULT_BATCH_MAX_RETRIES,
+                            DEFAULT_BATCH_MAX_WAIT_S, DEFAULT_BATCH_QUEUE_CAP, DEFAULT_BATCH_RPM,
+                            ModelSpec, TenantSpec)
 from agent.mcp.config import McpSettings
 from guard.runaway import RunawaySettings
 from guard.spend import LimitSet
-from guard.tiers import BATCH_TIERS
 
 from .settings_readers import EMAIL_PATTERN
 
@@ -180,15 +181,17 @@ class AlarmSettings:
 
 @dataclass(frozen=True)
 class BatchSettings:
-    """The batch lane; `enabled` is False with provider=bedrock. `requests_per_minute` and
-    `max_queued_requests` default to the tier1 preset (`load_settings` takes the tier's)."""
+    """The batch lane; `enabled` is False with provider=bedrock. The tunables default to the
+    contract's (`agent.contract.DEFAULT_BATCH_*`), which the collector's `BatchConfig` shares;
+    `requests_per_minute` and `max_queued_requests` are the tier1 preset's there
+    (`load_settings` takes the configured tier's)."""
 
     enabled: bool = True
-    requests_per_minute: float = float(BATCH_TIERS["tier1"][0])
-    max_queued_requests: int = BATCH_TIERS["tier1"][1]
-    max_items_per_batch: int = 1_000
-    max_wait_s: int = 300
-    max_retries: int = 3
+    requests_per_minute: float = float(DEFAULT_BATCH_RPM)
+    max_queued_requests: int = DEFAULT_BATCH_QUEUE_CAP
+    max_items_per_batch: int = DEFAULT_BATCH_MAX_ITEMS
+    max_wait_s: int = DEFAULT_BATCH_MAX_WAIT_S  # seconds
+    max_retries: int = DEFAULT_BATCH_MAX_RETRIES
     cancel_after_hours: float | None = None
     schedule_minutes: int = 1
     oldest_queued_alarm_hours: float = 6

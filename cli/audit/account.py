@@ -4,7 +4,6 @@ rows."""
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from stacks import outputs
 
 from .local import REQUEST_FINISHED, row_from_request_record
 from .rows import (DENIED, DOCS_PREFIX, SOURCE_LOGS, SOURCE_TRAIL, AuditError, Row, is_denied,
-                   parse_time, tenant_of_target)
+                   json_object, parse_time, tenant_of_target)
 
 #: Logs Insights returns at most this many rows per query.
 INSIGHTS_MAX_ROWS = 10_000
@@ -207,12 +206,10 @@ def run_insights_query(logs: Any, log_group: str, query: str, start: datetime, e
     results = response.get("results") or []
     for result in results:
         fields = {f.get("field"): f.get("value") for f in result}
-        try:
-            event = json.loads(fields.get("@message") or "")
-        except ValueError:
+        event = json_object(fields.get("@message"))
+        if event is None:
             unreadable += 1
-            continue
-        if isinstance(event, dict):
+        else:
             events.append(event)
     if warn and unreadable:
         warn(f"{unreadable} query result(s) were not JSON CloudTrail events and were skipped")
@@ -234,13 +231,8 @@ def lookup_events(cloudtrail: Any, request_id: str, start: datetime, end: dateti
         if token:
             kwargs["NextToken"] = token
         page = cloudtrail.lookup_events(**kwargs)
-        for item in page.get("Events", []):
-            try:
-                event = json.loads(item.get("CloudTrailEvent") or "")
-            except ValueError:
-                continue
-            if isinstance(event, dict):
-                events.append(event)
+        events += filter(None, (json_object(item.get("CloudTrailEvent"))
+                                for item in page.get("Events", [])))
         token = page.get("NextToken")
         if not token:
             return events

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
-from botocore.exceptions import BotoCoreError, ClientError
 
 from cli import aws
 from cli.table import aligned, cut
@@ -77,9 +75,7 @@ def parser() -> argparse.ArgumentParser:
     where.add_argument("--local", metavar="PATH",
                        help="audit JSON lines: a file, a directory of *.jsonl, or - (stdin)")
     where.add_argument("--stack", metavar="STACK_NAME", help="a deployed Bulwark stack")
-    p.add_argument("--region", help="the stack's region (default: the AWS configuration's)")
-    p.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"),
-                   help="AWS endpoint, e.g. local AWS's http://127.0.0.1:PORT")
+    aws.add_location_arguments(p)
     p.add_argument("--log-group", help="trail log group (default: the stack's own trail's)")
     p.add_argument("--timeout", type=float, default=120.0,
                    help="seconds to wait for the Logs Insights query (default 120)")
@@ -143,9 +139,8 @@ def main(argv: list[str] | None = None, *, clients: dict[str, Any] | None = None
         undated = sum(1 for r in rows if r.time is None) if (start or end) else 0
         rows = filter_rows(rows, start=start, end=end, request_id=args.request_id,
                            tenant=args.tenant)
-    except (AuditError, BotoCoreError, ClientError) as problem:  # credentials, permissions, missing
-        print(f"error: {aws.explain(problem)}", file=err)
-        return 2
+    except (AuditError, *aws.ERRORS) as problem:  # credentials, permissions, missing
+        return aws.failed("error", problem, err)
     if undated:
         warn(f"{undated} audit record(s) carry no time and were left out by the time range")
     if args.json:

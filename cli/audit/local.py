@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from datetime import datetime
@@ -13,7 +12,7 @@ from typing import Iterable, Iterator
 
 from agent.contract import LogEvent
 
-from .rows import (DENIED, DOCS_PREFIX, SOURCE_LOCAL, AuditError, Row, parse_time,
+from .rows import (DENIED, DOCS_PREFIX, SOURCE_LOCAL, AuditError, Row, json_object, parse_time,
                    tenant_of_target)
 
 #: the message of the agent's one log line per request (also a batch-lane request's)
@@ -36,25 +35,16 @@ def parse_audit_line(line: str) -> dict | None:
     has none.
     """
     line = line.strip()
-    start = line.find("{")
-    if start < 0:
-        return None
-    try:
-        obj = json.loads(line[start:])
-    except ValueError:
-        return None
-    if not isinstance(obj, dict):
+    start, obj = _json_tail(line)
+    if obj is None:
         return None
     record = None
     if obj.get("audit") == LogEvent.TOOL_CALL:
         record = dict(obj)
     else:
         message = obj.get("message")
-        if isinstance(message, str) and message.lstrip().startswith("{"):
-            try:
-                message = json.loads(message)
-            except ValueError:
-                message = None
+        if isinstance(message, str):
+            message = json_object(message)
         if isinstance(message, dict) and message.get("audit") == LogEvent.TOOL_CALL:
             record = {**{k: obj[k] for k in _TIME_KEYS if k in obj}, **message}
     if record is None:
@@ -69,16 +59,18 @@ def parse_audit_line(line: str) -> dict | None:
 def parse_request_line(line: str) -> dict | None:
     """The agent's "request finished" log line (one per request, with or without tool calls:
     status, model, model and tool calls, usage, duration), or None."""
-    line = line.strip()
-    start = line.find("{")
-    if start < 0 or "request finished" not in line:
+    if REQUEST_FINISHED not in line:
         return None
-    try:
-        obj = json.loads(line[start:])
-    except ValueError:
-        return None
-    return obj if isinstance(obj, dict) and obj.get("message") == REQUEST_FINISHED \
+    obj = _json_tail(line.strip())[1]
+    return obj if obj is not None and obj.get("message") == REQUEST_FINISHED \
         and obj.get("request_id") else None
+
+
+def _json_tail(line: str) -> tuple[int, dict | None]:
+    """Where the JSON object a log line ends with starts (after a text prefix such as the
+    Lambda runtime's) and the object; None when the line holds no JSON object there."""
+    start = line.find("{")
+    return start, json_object(line[start:]) if start >= 0 else None
 
 
 def row_from_request_record(record: dict) -> Row:

@@ -3,6 +3,7 @@ tenant a target belongs to, and the filter every source's rows go through."""
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -64,6 +65,16 @@ class Row:
 
 
 # -- time ----------------------------------------------------------------------------------------
+
+def json_object(text: str | None) -> dict | None:
+    """The JSON object `text` holds (a CloudTrail event, a log record); None when it is not
+    JSON or not an object."""
+    try:
+        value = json.loads(text or "")
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
 
 def parse_time(value: Any) -> datetime:
     """ISO 8601 ("2026-11-22T10:00Z", "2026-11-22 10:00:01,123+0000"; no zone = UTC) or epoch

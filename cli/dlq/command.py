@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from typing import Any, Callable
 
-from botocore.exceptions import BotoCoreError, ClientError
 
 from agent.payloads import PayloadStore
 from cli import aws
@@ -94,9 +92,7 @@ def parser() -> argparse.ArgumentParser:
                    help="a deployed Bulwark stack (finds both queues)")
     p.add_argument("--local", metavar="DEAD_LETTERS_JSON",
                    help="a demo run's out/demo/dead_letters.json (list and inspect only)")
-    p.add_argument("--region", help="the stack's region (default: the AWS configuration's)")
-    p.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"),
-                   help="AWS endpoint, e.g. local AWS's http://127.0.0.1:PORT")
+    aws.add_location_arguments(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     json_too = argparse.ArgumentParser(add_help=False)
     json_too.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
@@ -176,7 +172,6 @@ def main(argv: list[str] | None = None, *, sqs: Any = None, cloudformation: Any 
         print(json.dumps(report.to_json(), indent=2, default=str) if args.json
               else render_redrive(report), file=out)
         return 0 if report.ok else 1
-    except (DlqError, BotoCoreError, ClientError, OSError) as problem:  # credentials, missing
-        print(f"error: {aws.explain(problem)}", file=err)
-        return 2
+    except (DlqError, *aws.ERRORS, OSError) as problem:  # credentials, missing
+        return aws.failed("error", problem, err)
 

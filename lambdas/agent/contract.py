@@ -33,6 +33,7 @@ from guard.limits import Limits, TenantShare
 from guard.prices import CACHE_READ_PRICE_FACTOR, CACHE_WRITE_PRICE_FACTOR, Prices
 from guard.runaway import DEPLOYMENT as RUNAWAY_DEPLOYMENT
 from guard.runaway import THROTTLED_METRIC
+from guard.tiers import BATCH_TIERS
 
 __all__ = [
     "ACCESS_DENIED_METRIC", "BATCH_BUCKET_ID", "CACHE_READ_PRICE_FACTOR",
@@ -93,6 +94,19 @@ BATCH_BUCKET_ID = "anthropic#message-batches"
 #: Seconds a received batch-queue message stays hidden while a collector run decides: the
 #: queue's visibility timeout (stacks.batch) and the collector's receive (agent.batch.config).
 BATCH_VISIBILITY_TIMEOUT_S = 900
+#: The batch lane's tunables when cdk.json's `batch` section and the collector's environment
+#: leave them out: `stacks.settings_types.BatchSettings` (the stack) and
+#: `agent.batch.config.BatchConfig` (the collector and poller) both default to these. Requests
+#: per batch; seconds the oldest queued request waits before a partial batch is submitted;
+#: times an item is queued again (transient error, expiry, cancel) before the dead-letter queue.
+DEFAULT_BATCH_MAX_ITEMS = 1_000
+DEFAULT_BATCH_MAX_WAIT_S = 300
+DEFAULT_BATCH_MAX_RETRIES = 3
+#: The batch endpoints' requests per minute and the most requests waiting in the provider's
+#: processing queue when no tier says: the tier1 preset (`guard.tiers.BATCH_TIERS`).
+DEFAULT_BATCH_RPM, DEFAULT_BATCH_QUEUE_CAP = BATCH_TIERS["tier1"]
+#: The most requests one batch may hold (Anthropic Message Batches' published cap).
+BATCH_MAX_REQUESTS = 100_000
 
 
 class LogEvent:

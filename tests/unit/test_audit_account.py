@@ -188,3 +188,52 @@ def test_failed_query_is_an_error():
     with pytest.raises(audit.AuditError, match="status Failed"):
         audit.run_insights_query(FakeLogs(EVENTS, running=0, status="Failed"), LOG_GROUP,
                                  "fields @message", START, END, sleep=lambda s: None)
+
+
+def _history_page(events: list[dict], token: str | None) -> dict:
+    page = {"Events": [{"EventId": e["eventID"], "EventName": e["eventName"],
+                        "CloudTrailEvent": json.dumps(e)} for e in events]}
+    return {**page, "NextToken": token} if token else page
+
+
+def test_event_history_follows_pages_and_says_when_it_stopped_short():
+    query = {"LookupAttributes": [{"AttributeKey": "Username", "AttributeValue": "req-1"}],
+             "StartTime": START, "EndTime": END, "MaxResults": 50}
+    first, second, third = by_name("Decrypt"), copy.deepcopy(by_name("Decrypt")), \
+        copy.deepcopy(by_name("Decrypt"))
+    second["eventID"], third["eventID"] = "second", "third"
+    cloudtrail = boto3.client("cloudtrail", region_name="us-east-1")
+    stub = Stubber(cloudtrail)
+    stub.add_response("lookup_events", _history_page([first], "t1"), query)
+    stub.add_response("lookup_events", _history_page([second], None),
+                      {**query, "NextToken": "t1"})
+    with stub:
+        events = audit.lookup_events(cloudtrail, "req-1", START, END)
+    assert [e["eventID"] for e in events] == [first["eventID"], "second"]
+
+    warnings = []
+    stub.add_response("lookup_events", _history_page([first], "t1"), query)
+    stub.add_response("lookup_events", _history_page([second], "t2"),
+                      {**query, "NextToken": "t1"})
+    with stub:
+        events = audit.lookup_events(cloudtrail, "req-1", START, END, max_pages=2,
+                                     warn=warnings.append)
+        stub.assert_no_pending_responses()
+    assert [e["eventID"] for e in events] == [first["eventID"], "second"]
+    assert warnings == ["event history has more than 100 events for req-1; showing the "
+                        "first ones"]
+
+
+def test_query_results_that_are_not_event_objects_are_counted_and_skipped():
+    class OddLogs(FakeLogs):
+        def get_query_results(self, *, queryId):
+            response = super().get_query_results(queryId=queryId)
+            response["results"] += [[{"field": "@message", "value": text}]
+                                    for text in ("not json", "[1, 2]", '"a string"')]
+            return response
+
+    warnings = []
+    events = audit.run_insights_query(OddLogs(EVENTS, running=0), LOG_GROUP, "fields @message",
+                                      START, END, sleep=lambda s: None, warn=warnings.append)
+    assert events == EVENTS
+    assert warnings == ["3 query result(s) were not JSON CloudTrail events and were skipped"]

@@ -50,3 +50,31 @@ def test_a_section_left_out_loads_as_its_typed_defaults():
 def test_a_schema_key_may_not_write_a_second_default():
     with pytest.raises(TypeError, match="BatchSettings's is the one default"):
         defaults_from(BatchSettings, {"enabled": Key("deploy the batch lane", default=False)})
+
+
+def test_the_collector_left_without_tunables_runs_with_the_stack_s_batch_defaults():
+    """A collector or poller whose environment sets no BATCH_* tunable (a local run, a
+    hand-built function) uses what a default deploy writes: the tier1 preset's rate and queue
+    cap, and the stack's items per batch, wait and retries."""
+    from agent.batch.config import load_batch_config
+    from tests.fixtures.agent_env import AGENT_ENV
+
+    env = {**AGENT_ENV, "BATCH_QUEUE_URL": "https://sqs.example/batch",
+           "BATCH_DLQ_URL": "https://sqs.example/batch-dlq", "BATCH_TABLE": "batch"}
+    config = load_batch_config(env)
+    stack = BatchSettings()
+    assert (config.rpm, config.queue_cap, config.max_items, config.max_wait_s,
+            config.max_retries) == (stack.requests_per_minute, stack.max_queued_requests,
+                                    stack.max_items_per_batch, stack.max_wait_s,
+                                    stack.max_retries)
+    assert load_settings(CONTEXT).batch.max_queued_requests == config.queue_cap  # tier1
+
+
+def test_the_api_s_cap_per_batch_is_one_figure_for_the_stack_and_the_collector():
+    from agent.batch.config import HARD_MAX_REQUESTS
+    from stacks.settings import SettingsError
+
+    with pytest.raises(SettingsError, match=f"at most {HARD_MAX_REQUESTS:,}"):
+        load_settings({**CONTEXT, "batch": {"max_items_per_batch": HARD_MAX_REQUESTS + 1}})
+    assert load_settings({**CONTEXT, "batch": {"max_items_per_batch": HARD_MAX_REQUESTS}}
+                         ).batch.max_items_per_batch == HARD_MAX_REQUESTS

@@ -217,6 +217,8 @@ def test_definitions_are_copies_and_unknown_names_are_named():
     ("read_document", {"key": "a" * 513}, "field 'key' is 513 characters; the limit is 512"),
     ("read_document", {"key": "a", "bucket": "x"}, "input: unexpected field 'bucket'"),
     ("read_document", ["a"], "input must be of type object, got array"),
+    ("read_document", None, "input must be of type object, got null"),
+    ("read_document", {1, 2}, "input must be of type object, got set"),
     ("write_note", {"note_id": "n1"}, "input: missing required field 'text'"),
     ("write_note", {"note_id": "bad id", "text": "t"}, "field 'note_id' must match"),
     ("write_note", {"note_id": "n1", "text": "x" * 4001},
@@ -377,3 +379,35 @@ def test_no_tool_module_imports_the_registry_that_collects_it():
             if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[-1] == "registry":
                 cycles.append(f"{path.name}:{node.lineno}")
     assert cycles == []
+
+
+def _public_top_level_names(module) -> set[str]:
+    """The public names a module's own source defines at its top level (classes, functions,
+    constants), read from the source so the test does not trust the module's own lists."""
+    import ast
+    import inspect
+
+    names = set()
+    for node in ast.parse(inspect.getsource(module)).body:
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(t.id for t in targets if isinstance(t, ast.Name))
+    return {name for name in names if not name.startswith("_")}
+
+
+def test_the_package_exports_every_type_and_function_of_base_and_the_registry():
+    """One list of the tool types (base's `__all__`): a type defined in base is importable from
+    `agent.tools` and from the registry without being listed a second time."""
+    import agent.tools as package
+    from agent.tools import base, registry
+
+    expected = _public_top_level_names(base) | (_public_top_level_names(registry) - {"TOOLS"}) \
+        | {"TOOLS", "validate_tool_input"}
+    assert sorted(expected - set(package.__all__)) == []
+    assert sorted(expected - set(registry.__all__)) == []
+    for name in package.__all__:
+        assert getattr(package, name) is getattr(registry, name), name
+    for name in base.__all__:
+        assert getattr(registry, name) is getattr(base, name), name

@@ -8,10 +8,12 @@ from typing import Mapping
 from guard.values import default_of
 
 from ..config import ConfigError, models_from_env, number_env, require_env
-from ..contract import BATCH_BUCKET_ID, BATCH_VISIBILITY_TIMEOUT_S, Env, ModelSpec
+from ..contract import (BATCH_BUCKET_ID, BATCH_MAX_REQUESTS, BATCH_VISIBILITY_TIMEOUT_S,
+                        DEFAULT_BATCH_MAX_ITEMS, DEFAULT_BATCH_MAX_RETRIES, DEFAULT_BATCH_MAX_WAIT_S,
+                        DEFAULT_BATCH_QUEUE_CAP, DEFAULT_BATCH_RPM, Env, ModelSpec)
 
 #: Published hard caps of one batch (Anthropic Message Batches): requests and bytes.
-HARD_MAX_REQUESTS = 100_000
+HARD_MAX_REQUESTS = BATCH_MAX_REQUESTS
 HARD_MAX_BYTES = 256 * 1000 * 1000  # "256 MB": the smaller reading, to stay under either
 
 
@@ -26,15 +28,18 @@ class BatchConfig:
     api_key_secret_arn: str | None = None
     #: the batch endpoints' own bucket item (requests per minute, shared by every model)
     bucket_id: str = BATCH_BUCKET_ID
-    rpm: float = 50.0
+    # The tunables below default to the contract's (`agent.contract.DEFAULT_BATCH_*`), as the
+    # stack's `BatchSettings` do.
+    #: the batch endpoints' requests per minute
+    rpm: float = float(DEFAULT_BATCH_RPM)
     #: most requests waiting in the provider's processing queue (a counter, not a bucket)
-    queue_cap: int = 10_000
-    max_items: int = 1_000
+    queue_cap: int = DEFAULT_BATCH_QUEUE_CAP
+    max_items: int = DEFAULT_BATCH_MAX_ITEMS
     max_bytes: int = HARD_MAX_BYTES
     #: seconds the oldest queued request waits before a partial batch is submitted
-    max_wait_s: float = 300.0
+    max_wait_s: float = float(DEFAULT_BATCH_MAX_WAIT_S)
     #: times an item goes back to the queue (transient errors, expiry, cancel) before the DLQ
-    max_retries: int = 3
+    max_retries: int = DEFAULT_BATCH_MAX_RETRIES
     #: cancel a batch still processing after this many seconds (None: let it expire at 24 h)
     cancel_after_s: float | None = None
     result_ttl_s: int = 86_400

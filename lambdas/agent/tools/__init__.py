@@ -3,34 +3,11 @@ tool role's policy is built from the registry (`tool_role_statements`) and addin
 changes the policy in one place.
 
     from agent.tools import TOOLS, claude_tool_definitions, tool_role_statements
+
+The package exports `registry.__all__`: the types of `base` and the registry's functions.
 """
 
-from .registry import (
-    TOOLS,
-    Tool,
-    ToolContext,
-    ToolNeed,
-    ToolPermission,
-    ToolPrefix,
-    ToolResources,
-    ToolTable,
-    claude_tool_definitions,
-    declared_needs,
-    tool_role_statements,
-    validate_tool_input,
-)
+from . import registry
+from .registry import *  # noqa: F403
 
-__all__ = [
-    "TOOLS",
-    "Tool",
-    "ToolContext",
-    "ToolNeed",
-    "ToolPermission",
-    "ToolPrefix",
-    "ToolResources",
-    "ToolTable",
-    "claude_tool_definitions",
-    "declared_needs",
-    "tool_role_statements",
-    "validate_tool_input",
-]
+__all__ = registry.__all__

@@ -22,6 +22,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..contract import TENANT_PATTERN
 
+#: The names this module exports: the package's types and helpers, listed once here
+#: (`agent.tools.registry` and the package re-export them from this list).
+__all__ = [
+    "ACCESS_DENIED_CODES", "AWS_ERRORS", "PLACEHOLDERS", "Tool", "ToolContext", "ToolNeed",
+    "ToolPermission", "ToolPrefix", "ToolResources", "ToolTable", "aws_error_result",
+    "invalid_input_result", "substitute",
+]
+
 #: Template placeholders `tool_role_statements` substitutes; anything else of the form
 #: `${service:key}` is an IAM policy variable and is left for IAM.
 PLACEHOLDERS = ("Partition", "Region", "Account", "DocsBucket", "DocsPrefix", "NotesTable")

@@ -78,7 +78,7 @@ def _read_document(ctx: ToolContext, tool_input: dict) -> dict:
 
 
 def _document_target(ctx: ToolContext, tool_input: dict) -> str:
-    return f"s3://{ctx.resources.docs_bucket}/{tenant_prefix(ctx)}{tool_input.get('key', '')}"
+    return _list_target(ctx, tool_input) + str(tool_input.get("key", ""))
 
 
 READ_DOCUMENT = Tool(

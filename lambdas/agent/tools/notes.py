@@ -27,15 +27,22 @@ _NOTE_ID_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 128,
                    "pattern": NOTE_ID_PATTERN.pattern,
                    "description": "Note name: 1-128 characters of letters, digits, '_', '.', '-'"}
 
-#: One statement for every notes tool: they differ only in actions (merged by Sid).
-_NOTES_TABLE_ARN = "arn:${Partition}:dynamodb:${Region}:${Account}:table/${NotesTable}"
-_NOTES_CONDITIONS = {
-    # Every partition key the request touches must equal the session's tenant tag: no item in
-    # another tenant's partition can be read or written (and no untagged session gets any).
-    "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["${aws:PrincipalTag/tenant}"]},
-}
-_NOTES_WHY = ("dynamodb:LeadingKeys tied to the tenant session tag stops access to other "
-              "tenants' notes")
+
+def _notes_permissions(action: str) -> tuple[ToolPermission]:
+    """A notes tool's IAM: one statement for every notes tool (Sid "OwnTenantNotes"; they differ
+    only in `action` and are merged by Sid)."""
+    return (ToolPermission(
+        sid="OwnTenantNotes", actions=(action,),
+        resources=("arn:${Partition}:dynamodb:${Region}:${Account}:table/${NotesTable}",),
+        conditions={
+            # Every partition key the request touches must equal the session's tenant tag: no
+            # item in another tenant's partition can be read or written (and no untagged
+            # session gets any).
+            "ForAllValues:StringEquals": {
+                "dynamodb:LeadingKeys": ["${aws:PrincipalTag/tenant}"]},
+        },
+        why="dynamodb:LeadingKeys tied to the tenant session tag stops access to other "
+            "tenants' notes"),)
 
 
 def iso_utc(epoch_s: float) -> str:
@@ -48,6 +55,11 @@ def note_id_problem(note_id: object) -> str | None:
     if not isinstance(note_id, str) or not NOTE_ID_PATTERN.match(note_id):
         return "note_id must be 1-128 characters of letters, digits, '_', '.', '-'"
     return None
+
+
+def _note_key(ctx: ToolContext, note_id: str) -> dict:
+    """The note's DynamoDB key: the partition is always the context's tenant."""
+    return {"tenant": {"S": ctx.tenant}, "note_id": {"S": note_id}}
 
 
 def _note_target(ctx: ToolContext, tool_input: dict) -> str:
@@ -68,9 +80,8 @@ def _write_note(ctx: ToolContext, tool_input: dict) -> dict:
     try:
         ctx.client("dynamodb").put_item(
             TableName=ctx.resources.notes_table,
-            Item={"tenant": {"S": ctx.tenant}, "note_id": {"S": note_id},
-                  "text": {"S": text}, "request_id": {"S": ctx.request_id},
-                  "created_at": {"S": created_at}})
+            Item={**_note_key(ctx, note_id), "text": {"S": text},
+                  "request_id": {"S": ctx.request_id}, "created_at": {"S": created_at}})
     except AWS_ERRORS as exc:
         return aws_error_result(exc)
     return {"note_id": note_id, "created_at": created_at, "written": True}
@@ -88,9 +99,7 @@ WRITE_NOTE = Tool(
         "required": ["note_id", "text"],
         "additionalProperties": False,
     },
-    permissions=(ToolPermission(sid="OwnTenantNotes", actions=("dynamodb:PutItem",),
-                                resources=(_NOTES_TABLE_ARN,), conditions=_NOTES_CONDITIONS,
-                                why=_NOTES_WHY),),
+    permissions=_notes_permissions("dynamodb:PutItem"),
     run=_write_note,
     target=_note_target,
 )
@@ -106,7 +115,7 @@ def _read_note(ctx: ToolContext, tool_input: dict) -> dict:
     try:
         response = ctx.client("dynamodb").get_item(
             TableName=ctx.resources.notes_table,
-            Key={"tenant": {"S": ctx.tenant}, "note_id": {"S": note_id}},
+            Key=_note_key(ctx, note_id),
             ConsistentRead=True)
     except AWS_ERRORS as exc:
         return aws_error_result(exc)
@@ -122,9 +131,7 @@ READ_NOTE = Tool(
     description="Read one of the tenant's notes by note_id.",
     input_schema={"type": "object", "properties": {"note_id": _NOTE_ID_SCHEMA},
                   "required": ["note_id"], "additionalProperties": False},
-    permissions=(ToolPermission(sid="OwnTenantNotes", actions=("dynamodb:GetItem",),
-                                resources=(_NOTES_TABLE_ARN,), conditions=_NOTES_CONDITIONS,
-                                why=_NOTES_WHY),),
+    permissions=_notes_permissions("dynamodb:GetItem"),
     run=_read_note,
     target=_note_target,
 )

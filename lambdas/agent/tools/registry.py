@@ -21,26 +21,19 @@ from __future__ import annotations
 import copy
 from typing import Iterable, Mapping
 
-from .base import (  # noqa: F401  (re-exported: tools and callers import them from here)
-    ACCESS_DENIED_CODES,
-    AWS_ERRORS,
-    PLACEHOLDERS,
-    Tool,
-    ToolContext,
-    ToolNeed,
-    ToolPermission,
-    ToolPrefix,
-    ToolResources,
-    ToolTable,
-    aws_error_result,
-    invalid_input_result,
-    substitute,
-)
-from .validation import validate_tool_input  # noqa: F401  (re-exported)
+from . import base
+# The types and helpers are re-exported from here: tools and callers import them from either.
+from .base import *  # noqa: F403
+from .base import Tool, ToolNeed, ToolResources, substitute
+from .validation import validate_tool_input
 
 # The tools import their types from .base; the registry imports the tools after the names it
 # re-exports, so a tool module written against `.registry` still imports.
 from . import documents, notes
+
+#: The package's names: base's types and helpers, and the registry's own.
+__all__ = [*base.__all__, "TOOLS", "claude_tool_definitions", "declared_needs",
+           "needs_from_environment", "tool_role_statements", "validate_tool_input"]
 
 
 # -- the registry -------------------------------------------------------------------------------

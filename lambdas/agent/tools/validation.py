@@ -59,19 +59,13 @@ def _check(schema: Mapping[str, Any], value: Any, where: str) -> str | None:
     return None
 
 
+#: JSON type names by Python type, checked in order: bool before int (a bool is an int).
+_JSON_TYPE_NAMES = ((type(None), "null"), (bool, "boolean"), (int, "integer"),
+                    (float, "number"), (str, "string"), (list, "array"), (dict, "object"))
+
+
 def _json_type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
+    """The JSON type of a decoded value ("null", "array", ...); the Python type's name for a
+    value JSON has no type for."""
+    return next((name for kind, name in _JSON_TYPE_NAMES if isinstance(value, kind)),
+                type(value).__name__)

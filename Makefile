@@ -77,9 +77,16 @@ dashboard: $(VENV)/.installed $(CHROMIUM)
 deploy: $(SYNTH)
 	npx cdk deploy --require-approval broadening $(CDK_ARGS)
 
-## All tests, every tier, after the lint: the README's one command and CI's entry.
+## All tests, every tier, after the lint: the README's one command and CI's entry. Two pytest
+## processes at once (tests/run_parallel.py): the tests on the real clock on TEST_WALL_WORKERS
+## pytest-xdist workers, the rest at nice 10 on TEST_CPU_WORKERS. A module's tests stay on one
+## worker, and all tests of the session synths on one, so each deploy, local server, emulator
+## and synth is set up once.
+TEST_CPU_WORKERS ?= 3
+TEST_WALL_WORKERS ?= 1
 test: setup lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m tests.run_parallel --cpu-workers $(TEST_CPU_WORKERS) \
+		--wall-workers $(TEST_WALL_WORKERS) $(PYTEST_ARGS)
 
 ## One tier at a time. Unit: pure code, no I/O, needs only the venv (seconds).
 test-unit: $(VENV)/.installed

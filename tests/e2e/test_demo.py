@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -53,7 +54,9 @@ def test_tiny_demo_deploys_answers_everything_and_writes_its_outputs(tmp_path):
     assert "Why it did not fire" in result.stdout
     assert "the bucket admits in" in result.stdout  # utilisation against the bucket's bound
     # store errors under the injected DynamoDB throttling are counted, not printed one by one
-    assert "guard log (in agent.log): token bucket store error x" in result.stdout
+    # (the line lists the guard's warnings most frequent first: lease errors may lead)
+    assert re.search(r"^guard log \(in agent\.log\): .*token bucket store error x\d+",
+                     result.stdout, re.MULTILINE), result.stdout[-3000:]
     assert "token bucket store error" not in result.stderr
     # the audit covers every request, also those without a tool call
     listing = subprocess.run([sys.executable, "-m", "cli.audit", "--local", str(tmp_path),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from guard import Limits, Pool, TokenBucket
+from guard import Limits, Pool, TenantShare, TokenBucket
 from guard.pools import order_for, split_tenant_caps
 
 BUCKET = TokenBucket("t", "b", Limits(rpm=50), dynamodb=object())
@@ -27,9 +27,25 @@ def test_interactive_keeps_preference_order_with_flex_last():
 
 
 def test_tenant_caps_split_in_proportion_to_pool_capacity():
-    assert split_tenant_caps({"acme": 30}, [100, 50]) == [{"acme": 20}, {"acme": 10}]
+    acme = TenantShare(weight=2.0, rpm=30, itpm=None, otpm=900)
+    assert split_tenant_caps({"acme": acme}, [100, 50]) == [
+        {"acme": TenantShare(weight=2.0, rpm=20, otpm=600)},
+        {"acme": TenantShare(weight=2.0, rpm=10, otpm=300)}]
+    # a pool stating no capacity: split evenly
+    assert split_tenant_caps({"acme": acme}, [100, None]) == [
+        {"acme": TenantShare(weight=2.0, rpm=15, otpm=450)}] * 2
     with pytest.raises(ValueError, match="capacities"):
-        split_tenant_caps({"acme": 30}, [0])
+        split_tenant_caps({"acme": acme}, [0])
+
+
+def test_the_agent_splits_caps_by_the_guards_rule():
+    """One rule for the split: the agent's pools take their caps from guard.pool_spec."""
+    from agent import runtime
+    from guard import pool_spec
+
+    assert not hasattr(runtime, "split_shares")
+    assert runtime.pool_tenant_caps is pool_spec.pool_tenant_caps
+    assert runtime.capacity_fractions is pool_spec.capacity_fractions
 
 
 def test_default_names_say_provider_region_and_tier():

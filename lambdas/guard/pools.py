@@ -24,7 +24,9 @@ Routing, per call (`PoolRouter.create`):
 3. Send through that pool's guarded client (its SDK client: request shape, headers and auth of
    its provider), one attempt. A 529, 5xx, timeout or connection error counts against the
    pool's breaker and the call moves to the next pool at once, in the same `create()`; a
-   success resets it. Callers see no error while any pool can serve.
+   success resets it. Callers see no error while any pool can serve. An upstream 429 moves the
+   call on too; from a Bedrock `flex` pool it also lowers that pool's capacity (flex is shed
+   by Bedrock, not over its quota), which successes probe back up (`guard.flex_headroom`).
 
 Tenant shares and budgets apply per logical model across its pools: every pool of a model
 carries the same tenant weights (`Limits(tenants=...)`), so each tenant's weighted share holds
@@ -42,7 +44,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from . import fair
+from . import fair, flex_headroom
 from .bucket import TokenBucket
 from .breaker import CircuitBreaker, Decision
 from .client import CallResult, GuardedClaude
@@ -286,12 +288,16 @@ class PoolRouter(GuardedClaude):
                                                                "upstream_429"):
                 if route.breaker is not None and answer.reason in FAILOVER_REASONS:
                     route.breaker.record_failure(decision)
+                if answer.reason == "upstream_429" and route.pool.tier == "flex":
+                    flex_headroom.shed(route.pool.bucket, held.grant.acquired_at)
                 failed.add(route.pool.name)
                 log.warning("pool %s failed (%s): trying the next pool", route.pool.name,
                             answer.reason)
                 continue
             if route.breaker is not None and answer.status == OK:
                 route.breaker.record_success(decision)
+            if answer.status == OK and route.pool.tier == "flex":
+                flex_headroom.probe(route.pool.bucket)
             answer = self._answer(answer, totals, route.pool, model, started)
             answer.take_budget_hold(totals)
             self._settle_budget(answer, ended=False)  # a stream settles when it ends

@@ -483,20 +483,21 @@ class TokenBucket:
         return {}
 
     def switch_capacities(self, plan: Callable[[Mapping, Mapping[str, float], float],
-                                               Mapping[str, tuple[float, float, float]]]
-                          ) -> dict[str, float]:
+                                               Mapping[str, tuple[float, float, float]]],
+                          *, keep_used: bool = True) -> dict[str, float]:
         """Switch dimensions to the capacities `plan(item seen, configured capacities, now)`
         returns ({dimension: (capacity in force, new, configured)}, per minute; empty: none),
         each entry stamped with `now` (`guard.learned_limits.SWITCHED_AT`), in one conditional
-        write, planned again from the item a lost race returns. Returns {dimension: new
-        capacity per minute} switched (empty when none, or on a store error)."""
+        write (`keep_used`: as `learned_limits.learn_update`), planned again from the item a
+        lost race returns. Returns {dimension: new capacity per minute} switched (empty when
+        none, or on a store error)."""
         for _ in range(self._max_attempts):
             seen, now = self.view.snapshot(), self._clock()
             changes = plan(seen, self._configured, now)
             if not changes:
                 return {}
-            outcome, _, _ = self._write(learned_limits.learn_update(changes, seen, now,
-                                                                    stamp=True), "learn")
+            outcome, _, _ = self._write(learned_limits.learn_update(
+                changes, seen, now, stamp=True, keep_used=keep_used), "learn")
             if outcome == STORE_UNAVAILABLE:
                 return {}
             if outcome == WRITTEN:

@@ -16,8 +16,10 @@ bucket learns it, on the bucket item where every caller adopts it (the `learned`
   next probe is due `HOLD_S` later; a flex pool that is no longer shed is back at its configured
   capacity after (1 - capacity in force / configured) / PROBE_STEP probes.
 
-Lowering keeps what was used used (`learn_update` rescales each `tat`), so the queue already
-booked is not sent into the shed capacity. Both plans are pure; `shed` and `probe` send the
+A shed keeps the share of the capacity that was in use (each `tat` stays: at the lower
+capacity less is free than before, never more; the requests refused upstream free no room);
+a probe keeps what was used used (`learn_update` rescales each `tat`), so raising the
+capacity frees only the step. Both plans are pure; `shed` and `probe` send the
 write (`TokenBucket.switch_capacities`, one conditional UpdateItem, none while nothing is due).
 """
 
@@ -36,7 +38,7 @@ SHED_FACTOR = 0.5
 #: The least capacity a flex pool is lowered to, as a fraction of its configured capacity.
 MIN_FRACTION = 0.1
 #: Seconds after a switch before the capacity is probed up (and between probes).
-HOLD_S = 30.0
+HOLD_S = 10.0
 #: A probe raises a lowered capacity by this fraction of the configured capacity.
 PROBE_STEP = 0.1
 
@@ -81,7 +83,8 @@ def shed(bucket: TokenBucket, booked_at: float) -> dict[str, float]:
     """Lower a flex pool's bucket after a 429 for the request booked at `booked_at` (the
     grant's `acquired_at`, epoch seconds). Returns {dimension: new capacity per minute}."""
     switched = bucket.switch_capacities(
-        lambda seen, configured, now: shed_plan(seen, configured, now, booked_at))
+        lambda seen, configured, now: shed_plan(seen, configured, now, booked_at),
+        keep_used=False)
     if switched:
         log.warning("flex pool %s shed by the provider: capacity lowered to %s per minute",
                     bucket.bucket_id, switched)

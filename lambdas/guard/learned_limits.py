@@ -60,13 +60,15 @@ def _number(value: float) -> str:
 
 
 def learn_update(changes: Mapping[str, tuple[float, float, float]], seen: Mapping,
-                 now: float, *, stamp: bool = False) -> Update:
+                 now: float, *, stamp: bool = False, keep_used: bool = True) -> Update:
     """Switch dimensions to a new capacity: `changes` maps a dimension to (the capacity in
     force, the new one, the configured one), per minute. One conditional write: the
     condition names the capacity in force, and each `tat` is rescaled so that what was used
     stays used (`tat - now` shrinks by old / new); the `tat` seen is a floor in the
     condition, so a booking made meanwhile is rescaled too little, never too much. `stamp`:
-    each entry also keeps `now` as SWITCHED_AT (when its capacity last changed)."""
+    each entry also keeps `now` as SWITCHED_AT (when its capacity last changed).
+    `keep_used=False` leaves each `tat` as it is, so the bucket keeps the share of its
+    capacity that was used (a lower capacity: less is free than before, never more)."""
     update = Update()
     learned = seen.get(LEARNED)
     entries = {dim: {CAPACITY: _number(new), CONFIGURED: _number(configured),
@@ -90,7 +92,7 @@ def learn_update(changes: Mapping[str, tuple[float, float, float]], seen: Mappin
                                f"{update.map_value(entries[dim])}")
     for dim, (old, new, _) in changes.items():
         tat = seen.get(dim)
-        if tat is None or tat <= now:
+        if not keep_used or tat is None or tat <= now:
             continue  # full now: full at either capacity
         attr = update.name(TAT_PREFIX + dim)
         update.conditions.append(f"{attr} >= {update.value(cell(tat, 'down'))}")

@@ -55,3 +55,18 @@ def test_a_probe_waits_hold_s_after_the_last_switch_then_steps_up_to_the_configu
 def test_nothing_to_probe_at_the_configured_capacity():
     assert probe_plan(item(), CONFIGURED, NOW) == {}
     assert probe_plan(item(CONFIGURED, at=NOW - 600), CONFIGURED, NOW) == {}
+
+
+def test_a_shed_keeps_each_tat_and_stamps_the_switch():
+    """keep_used=False: the write switches the learned entry (stamped with now) and leaves the
+    tats, so the share of the capacity in use stays; the default rescales them."""
+    from guard.learned_limits import learn_update
+
+    seen = {"requests": NOW + 30.0}  # half a minute of requests in use
+    changes = {"requests": (50.0, 25.0, 50.0)}
+    shed = learn_update(changes, seen, NOW, stamp=True, keep_used=False)
+    assert not any("tat_" in name for name in shed.names.values())
+    assert list(shed.values.values()) == [{"M": {"requests": {"M": {
+        "c": {"N": "25.0"}, "f": {"N": "50.0"}, SWITCHED_AT: {"N": repr(NOW)}}}}}]
+    rescaled = learn_update(changes, seen, NOW)
+    assert any("tat_requests" == name for name in rescaled.names.values())

@@ -7,7 +7,9 @@ deferral), every caller its own bucket clients, breakers and guard as a Lambda c
 - two pools: two pools of `--pools-rpm` RPM each (two organisations on the emulator);
 - outage: the same two pools, pool A answering 529 for `--pools-outage` seconds mid-run;
 - flex: background callers on a Bedrock model with a `flex` and a `default` pool in one region,
-  flex priced at half the default price.
+  flex priced at half the default price; half-way, Bedrock gets busier (the emulator sheds flex
+  below `BUSY_FLEX_HEADROOM` of its buckets instead of half). Its upstream 429s are counted in
+  three phases: the first 5 s (the opening burst), the rest of the first half, the second half.
 
 Goodput counts answers finished after the first `--pools-warmup` seconds (the buckets start
 full: that first burst is not sustained goodput). Printed side by side: goodput per minute and
@@ -33,6 +35,9 @@ FAMILY = "sonnet-4"
 PROFILE = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 DEFAULT_PRICE = (3.0, 15.0)  # USD per million input, output tokens
 FLEX_PRICE = (1.5, 7.5)      # half price
+#: The emulator's flex headroom from half-way through the flex run (0.5 before): flex is shed
+#: while its buckets hold less than this fraction of their capacity.
+BUSY_FLEX_HEADROOM = 0.8
 
 
 def _prompt(i: int) -> list[dict]:
@@ -114,13 +119,21 @@ def _flex_run(emulator, aws, rpm: int, workers: int, duration_s: float):
                  sdk_client=sdk, prices=Prices.of(*price))
             for tier, price in (("default", DEFAULT_PRICE), ("flex", FLEX_PRICE))]})
 
+    # half-way Bedrock gets busier: flex is shed below a larger headroom from then on
+    busier = threading.Timer(duration_s / 2, emulator.configure,
+                             kwargs={"flex_headroom": BUSY_FLEX_HEADROOM})
+    busier.start()
     results, elapsed = _drive(workers, duration_s, make_guard,
                               {"model": "sonnet", "priority": "background"})
+    busier.join()
     return results, elapsed, emulator.stats()
 
 
 def summarise(results, elapsed: float, stats: dict, capacity_rpm: float, workers: int,
-              warmup_s: float, outage: tuple[float, float] | None = None) -> dict:
+              warmup_s: float, outage: tuple[float, float] | None = None,
+              phases: tuple[float, ...] = ()) -> dict:
+    """The run's figures (see `render`); `phases`: times (s from the start) at which the
+    upstream 429s of the calls finished since are counted apart."""
     ok = [(t, w, r) for t, w, r in results if r.status == "ok"]
     steady = [item for item in ok if item[0] >= warmup_s]
     goodput = len(steady) / max(1e-9, elapsed - warmup_s) * 60
@@ -153,6 +166,9 @@ def summarise(results, elapsed: float, stats: dict, capacity_rpm: float, workers
         "default_cost_per_request": sum(at_default) / len(at_default) if at_default else None,
         "calls_429_moved": sum(1 for _, _, r in ok if r.upstream_429),
         "upstream_529": sum(r.upstream_529 for _, _, r in results),
+        "upstream_429_by_phase": [sum(r.upstream_429 for t, _, r in results
+                                      if start <= t < end)
+                                  for start, end in zip((0.0, *phases), (*phases, float("inf")))],
     }
     if outage is not None:
         at, for_s = outage
@@ -168,6 +184,7 @@ def render(runs: list[tuple[str, dict]]) -> str:
         ("goodput (answers/min)", lambda s: f"{s['goodput_rpm']:.1f}"),
         ("  of the pools' sum", lambda s: f"{s['goodput_share']:.0%}"),
         ("upstream 429s", lambda s: str(s["upstream_429"])),
+        ("  429s in each phase", lambda s: "/".join(map(str, s["upstream_429_by_phase"]))),
         ("upstream 529s (failed over)", lambda s: str(s["upstream_529"])),
         ("caller-visible failures", lambda s: str(s["caller_failures"])),
         ("deferrals", lambda s: str(s["deferrals"])),
@@ -235,9 +252,10 @@ def pools(args) -> bool:
             print("  flex + default (batch lane) ...", flush=True)
             results, elapsed, stats = _flex_run(emulator, aws, rpm, workers,
                                                 args.pools_flex_duration)
+            flex_s = args.pools_flex_duration
             runs.append(("flex + default", summarise(
-                results, elapsed, stats, 2 * rpm, workers,
-                min(warmup, args.pools_flex_duration / 2))))
+                results, elapsed, stats, 2 * rpm, workers, min(warmup, flex_s / 2),
+                phases=(5.0, flex_s / 2))))
     print(render(runs), flush=True)
     twos = [s for name, s in runs if name.startswith("two pools") and "down" not in name]
     downs = [s for name, s in runs if name == "two pools, A down"]

@@ -18,8 +18,9 @@ Routing, per call (`PoolRouter.create`):
 2. Book: on the first pool, in that order, whose breaker allows it and whose earliest start is
    within `PREFERENCE_WAIT_S` (a refusal from a fresh view costs no write: the bucket decides
    from the item it already holds); when none is, book on the pool whose refusal named the
-   soonest start, within the caller's wait (one more booking attempt, and one more on the next
-   soonest pool if that race is lost). So each call lands where capacity is free now, and the
+   soonest start, within the caller's wait; a booking that loses its race is planned again
+   from the refusal, on the pool it now names soonest (`BOOKING_ROUNDS` attempts), so a caller
+   keeps its turn under contention. So each call lands where capacity is free now, and the
    goodput approaches the sum of the pools.
 3. Send through that pool's guarded client (its SDK client: request shape, headers and auth of
    its provider), one attempt. A 529, 5xx, timeout or connection error counts against the
@@ -37,6 +38,7 @@ cost priced at the pool that served it (`result.cost_usd`), under the logical mo
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import random
@@ -65,6 +67,10 @@ log = logging.getLogger(__name__)
 #: A pool whose earliest start is within this many seconds is taken in preference order before
 #: the soonest pool is looked for.
 PREFERENCE_WAIT_S = 0.5
+#: Booking attempts, after the first pass over the pools, on the pool with the soonest start
+#: within the caller's wait: a refusal for a lost race names the start anew and is tried
+#: again in its place, so a caller that lost a race keeps its turn instead of being deferred.
+BOOKING_ROUNDS = 4
 #: Reasons a pool's answer counts against its breaker and moves the call to the next pool.
 FAILOVER_REASONS = ("upstream_529", "upstream_error")
 #: GuardedClaude options the router keeps (budgets per logical model), not its pools' clients.
@@ -333,7 +339,8 @@ class PoolRouter(GuardedClaude):
               tenant: str | None, priority: str, totals: CallResult
               ) -> tuple[_Route, StampedGrant, Decision | None] | None:
         """Book on the first pool that starts within `PREFERENCE_WAIT_S`, else on the soonest
-        within the deadline; None (totals say why) when no pool can serve in time."""
+        within the deadline (a lost race planned again, `BOOKING_ROUNDS` attempts); None
+        (totals say why) when no pool can serve in time."""
         refusals: list[tuple[float, _Route, Decision | None]] = []
         skipped_for = math.inf
         for route in routes:
@@ -348,8 +355,12 @@ class PoolRouter(GuardedClaude):
             if held.grant.granted:
                 return route, held, decision
             refusals.append((held.grant.retry_after, route, decision))
-        refusals.sort(key=lambda item: item[0])
-        for retry_after, route, decision in refusals[:2]:  # one more attempt on a lost race
+        soonest = min([r[0] for r in refusals] + [skipped_for])
+        queue = sorted(refusals, key=lambda item: item[0])
+        for _ in range(BOOKING_ROUNDS):
+            if not queue:
+                break
+            retry_after, route, decision = queue.pop(0)
             wait = deadline - self._clock()
             if retry_after > wait:
                 break
@@ -359,7 +370,9 @@ class PoolRouter(GuardedClaude):
                 return None
             if held.grant.granted:
                 return route, held, decision
-        soonest = min([r[0] for r in refusals] + [skipped_for])
+            # a lost race (the refusal names the start anew): plan again from what it says
+            bisect.insort(queue, (held.grant.retry_after, route, decision),
+                          key=lambda item: item[0])
         totals.status, totals.reason = DEFERRED, "quota" if refusals else "pools_unavailable"
         totals.retry_after = soonest if math.isfinite(soonest) else 1.0
         return None

@@ -69,3 +69,40 @@ def test_bad_pools_name_the_problem(kwargs, problem):
 def test_prices_must_price_a_call():
     with pytest.raises(TypeError, match="cost_usd"):
         Pool(BUCKET, provider="bedrock", model="m", prices={"input": 3})
+
+
+def test_a_booking_that_loses_its_races_is_planned_again_not_deferred():
+    """Under contention a booking can lose its conditional write on both pools (the bucket then
+    refuses with a retry of 0.01 s). The caller's wait still holds the queue, so the router
+    books again from the refusals instead of deferring the call (old: deferred, and the caller
+    came back behind everyone who booked meanwhile: one turn lost)."""
+    from guard.client import CallResult
+    from guard.grants import Grant
+    from guard.pools import PoolRouter
+    from guard.send_timing import StampedGrant
+    from tests.conftest import FakeClock
+
+    clock = FakeClock()
+    a = Pool(TokenBucket("t", "a", Limits(rpm=50), dynamodb=object()), provider="anthropic",
+             model="claude-sonnet-4-5", name="a")
+    b = Pool(TokenBucket("t", "b", Limits(rpm=50), dynamodb=object()), provider="anthropic",
+             model="claude-sonnet-4-5", name="b")
+    router = PoolRouter({"sonnet": [a, b]}, breaker=False, clock=clock)
+    script = [("a", Grant(False, 5.0, "quota")), ("b", Grant(False, 6.0, "quota")),  # queues
+              ("a", Grant(False, 0.01, "quota")),  # lost the race: a is still the soonest
+              ("a", Grant(False, 25.0, "quota")),  # lost again, and a's queue now exceeds 20 s
+              ("b", Grant(True, 0.0, None, start_at=clock() + 6.0, returned_at=clock()))]
+    asked = []
+
+    def acquire_once(bucket, estimate, max_tokens, wait, tenant, priority, ticket, result):
+        name, grant = script[len(asked)]
+        asked.append((bucket.bucket_id, wait))
+        assert bucket.bucket_id == name
+        return StampedGrant(grant, clock() if grant.granted else None)
+
+    router._acquire_once = acquire_once
+    totals = CallResult(status="error", model="sonnet")
+    picked = router._book(router.routes["sonnet"], 100, 64, clock() + 20.0, None,
+                          "interactive", totals)
+    assert picked is not None and picked[0].pool is b, (asked, totals)
+    assert [bucket for bucket, _ in asked] == ["a", "b", "a", "a", "b"]

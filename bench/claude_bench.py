@@ -131,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pools-outage", type=float, default=30.0,
                         help="seconds pool A answers 529 in the outage run")
     parser.add_argument("--pools-flex-duration", type=float, default=60.0)
+    parser.add_argument("--pools-runs", default="one,two,outage,flex",
+                        help="pool runs to do, side by side: one, two, outage, flex")
+    parser.add_argument("--pools-repeat", type=int, default=1,
+                        help="times the two-pool run is repeated (its targets hold in each)")
     args = parser.parse_args(argv)
     ok = True
     if args.scenario in ("all", "pools"):

@@ -35,7 +35,7 @@ from guard.pools import ANTHROPIC_SERVICE_TIERS, BEDROCK_SERVICE_TIERS
 from guard.tiers import ANTHROPIC_TIERS, family_of
 
 from .settings_models import read_prices
-from .settings_schema import MODEL_KEYS, read_section
+from .settings_schema import MODEL_KEYS, PROVIDER_KEYS, read_section
 from .settings_types import ModelSettings
 
 _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
@@ -214,6 +214,21 @@ def _read_pool(problems: list[str], at: str, spec: dict,
                         bucket_id=pool_bucket_id(provider, region, tier, model),
                         limits=limits, region=region, service_tier=tier, base_url=base_url,
                         routes_to_regions=routes, prices=prices)
+
+
+def pool_profile_regions(problems, ctx: Mapping[str, Any],
+                         deployment: Mapping[str, tuple[str, ...]] | None
+                         ) -> Mapping[str, tuple[str, ...]] | None:
+    """Inference-profile prefix -> the regions it routes to, for the Bedrock pools of pooled
+    models: the deployment's `profile_regions` (provider=bedrock), else, under provider=anthropic
+    (the Anthropic API with Bedrock pools beside it), `provider_defaults.bedrock.profile_regions`
+    (problems reported into `problems`, naming the key)."""
+    if deployment is not None:
+        return deployment
+    bedrock = ctx.get("provider_defaults", {}).get("bedrock", {})
+    return read_section(problems, {"profile_regions": PROVIDER_KEYS["profile_regions"]},
+                        bedrock if isinstance(bedrock, Mapping) else {},
+                        "provider_defaults.bedrock.", provider="bedrock")["profile_regions"]
 
 
 def pooled_model(problems, model_id: str, spec: Mapping[str, Any],

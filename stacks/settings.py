@@ -33,7 +33,7 @@ from agent.mcp.config import McpSettings
 from guard.runaway import RunawayError, RunawaySettings
 from guard.tiers import BATCH_TIERS
 
-from .pool_settings import pooled_model
+from .pool_settings import pool_profile_regions, pooled_model
 from .settings_models import (check_learned_buckets, read_anthropic_model, read_bedrock_model,
                               read_prices)
 from .settings_readers import (EMAIL_PATTERN, REGION_PATTERN, RETENTION_DAYS,
@@ -123,7 +123,8 @@ def load_settings(ctx: Mapping[str, Any], *, region: str | None = None) -> Setti
     tier_bad = provider == "anthropic" and "tier" in chosen and tier is None
     for model_id, spec in (raw_models or {}).items():
         before = len(problems.items)
-        model = (pooled_model(problems, model_id, spec, picked["profile_regions"])
+        model = (pooled_model(problems, model_id, spec,
+                              pool_profile_regions(problems, ctx, picked["profile_regions"]))
                  if isinstance(spec, dict) and "pools" in spec
                  else read_anthropic_model(problems, model_id, spec, tier, tier_bad)
                  if provider == "anthropic"

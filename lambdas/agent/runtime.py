@@ -18,7 +18,7 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 from guard import GuardedClaude, Pool, TokenBucket
-from guard.limits import CAP_KEYS, TenantShare
+from guard.pool_spec import capacity_fractions, pool_tenant_caps
 from guard.shares import CAP_DIMENSION
 from guard.spend import LimitsSource
 
@@ -124,7 +124,7 @@ def pooled_models(config: AgentConfig, buckets: dict[str, TokenBucket], dynamodb
         pools = []
         for pool, fraction in zip(spec.pools, pool_fractions(spec)):
             if pool.bucket_id not in shared:
-                tenants = split_shares(config.tenant_shares, fraction)
+                tenants = pool_tenant_caps(config.tenant_shares, fraction)
                 limits = dataclasses.replace(pool.limits, tenants=tenants) if tenants \
                     else pool.limits
                 shared[pool.bucket_id] = TokenBucket(config.bucket_table, pool.bucket_id,
@@ -146,19 +146,9 @@ def learn_ceilings(model) -> dict[str, float] | None:
 
 
 def pool_fractions(spec) -> list[float]:
-    """Each pool's part of a pooled model's capacity, in `spec.pools` order: its requests per
-    minute over the pools' sum (evenly when a pool sets none). Fractions add up to 1."""
-    rpms = [pool.limits.rpm for pool in spec.pools]
-    return ([rpm / sum(rpms) for rpm in rpms] if None not in rpms
-            else [1 / len(rpms)] * len(rpms))
-
-
-def split_shares(tenants: dict[str, TenantShare], fraction: float) -> dict[str, TenantShare]:
-    """Tenant shares for one pool: each absolute cap (per minute) times the pool's `fraction`
-    of the model's capacity, so the caps hold on the sum of the pools; weights unchanged."""
-    return {name: dataclasses.replace(share, **{
-        cap: getattr(share, cap) * fraction for cap in CAP_KEYS
-        if getattr(share, cap) is not None}) for name, share in tenants.items()}
+    """Each pool's part of a pooled model's capacity, in `spec.pools` order, by the pools'
+    requests per minute (`guard.pool_spec.capacity_fractions`)."""
+    return capacity_fractions([pool.limits.rpm for pool in spec.pools])
 
 
 def pool_buckets(config, served: dict[str, TokenBucket | list[Pool]]
@@ -189,7 +179,8 @@ def follow_shares(source: LimitsSource | None, config, buckets,
     from the limits config item when it changes version (`TokenBucket.set_shares`: all callers
     agree through the bucket item); without a config table or tenants they stay as deployed.
     `pools`: capacity pools' buckets with their fraction of the model's capacity: they take the
-    caps split as at init (`split_shares`), so a changed cap holds on the sum of the pools."""
+    caps split as at init (`guard.pool_spec.pool_tenant_caps`), so a changed cap holds on the
+    sum of the pools."""
     if source is None or not config.tenant_specs:
         return
     deployed = {spec.name: spec.share for spec in config.tenant_specs}
@@ -199,7 +190,7 @@ def follow_shares(source: LimitsSource | None, config, buckets,
         tenants = limits.tenant_shares(deployed)
         sharing = config.tenant_shares or limits.shares or limits.runaway
         for bucket, fraction in targets:
-            bucket.set_shares(split_shares(tenants, fraction) if sharing else {},
+            bucket.set_shares(pool_tenant_caps(tenants, fraction) if sharing else {},
                               limits.version)
 
     source.on_change(apply)

@@ -483,6 +483,28 @@ class TokenBucket:
                 return {dim: new for dim, (_, new, _) in changes.items()}
         return {}
 
+    def switch_capacities(self, plan: Callable[[Mapping, Mapping[str, float], float],
+                                               Mapping[str, tuple[float, float, float]]],
+                          *, keep_used: bool = True) -> dict[str, float]:
+        """Switch dimensions to the capacities `plan(item seen, configured capacities, now)`
+        returns ({dimension: (capacity in force, new, configured)}, per minute; empty: none),
+        each entry stamped with `now` (`guard.learned_limits.SWITCHED_AT`), in one conditional
+        write (`keep_used`: as `learned_limits.learn_update`), planned again from the item a
+        lost race returns. Returns {dimension: new capacity per minute} switched (empty when
+        none, or on a store error)."""
+        for _ in range(self._max_attempts):
+            seen, now = self.view.snapshot(), self._clock()
+            changes = plan(seen, self._configured, now)
+            if not changes:
+                return {}
+            outcome, _, _ = self._write(learned_limits.learn_update(
+                changes, seen, now, stamp=True, keep_used=keep_used), "learn")
+            if outcome == STORE_UNAVAILABLE:
+                return {}
+            if outcome == WRITTEN:
+                return {dim: new for dim, (_, new, _) in changes.items()}
+        return {}
+
     def _audit_learned(self, dim: str, old: float, new: float, configured: float) -> None:
         """One audit line per dimension switched (`guard.learned_limits.audit_record`) and a
         warning in the log."""

@@ -17,6 +17,9 @@ from typing import Any, Mapping
 
 from .bucket_item import CAPACITY, CONFIGURED, LEARNED, TAT_PREFIX, Update, cell
 
+#: A learned entry's field: when its capacity was last switched (epoch seconds), kept by
+#: switches that adapt a capacity over time (`guard.flex_headroom`).
+SWITCHED_AT = "t"
 #: The metric (and audit line) of a capacity switched from the server's headers.
 LIMIT_LEARNED_METRIC = "LimitLearned"
 METRICS_NAMESPACE = "Bulwark"
@@ -57,15 +60,19 @@ def _number(value: float) -> str:
 
 
 def learn_update(changes: Mapping[str, tuple[float, float, float]], seen: Mapping,
-                 now: float) -> Update:
+                 now: float, *, stamp: bool = False, keep_used: bool = True) -> Update:
     """Switch dimensions to a new capacity: `changes` maps a dimension to (the capacity in
     force, the new one, the configured one), per minute. One conditional write: the
     condition names the capacity in force, and each `tat` is rescaled so that what was used
     stays used (`tat - now` shrinks by old / new); the `tat` seen is a floor in the
-    condition, so a booking made meanwhile is rescaled too little, never too much."""
+    condition, so a booking made meanwhile is rescaled too little, never too much. `stamp`:
+    each entry also keeps `now` as SWITCHED_AT (when its capacity last changed).
+    `keep_used=False` leaves each `tat` as it is, so the bucket keeps the share of its
+    capacity that was used (a lower capacity: less is free than before, never more)."""
     update = Update()
     learned = seen.get(LEARNED)
-    entries = {dim: {CAPACITY: _number(new), CONFIGURED: _number(configured)}
+    entries = {dim: {CAPACITY: _number(new), CONFIGURED: _number(configured),
+                     **({SWITCHED_AT: _number(now)} if stamp else {})}
                for dim, (_, new, configured) in changes.items()}
     if learned is None:
         top = update.name(LEARNED)
@@ -85,7 +92,7 @@ def learn_update(changes: Mapping[str, tuple[float, float, float]], seen: Mappin
                                f"{update.map_value(entries[dim])}")
     for dim, (old, new, _) in changes.items():
         tat = seen.get(dim)
-        if tat is None or tat <= now:
+        if not keep_used or tat is None or tat <= now:
             continue  # full now: full at either capacity
         attr = update.name(TAT_PREFIX + dim)
         update.conditions.append(f"{attr} >= {update.value(cell(tat, 'down'))}")

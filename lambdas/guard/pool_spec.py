@@ -1,14 +1,17 @@
 """A capacity pool as configured (`Pool`), and the pure rules over a model's pools: the order a
-call of each class takes them in (`order_for`) and tenant caps split across them
-(`split_tenant_caps`). Routing calls over pools is `guard.pools`.
+call of each class takes them in (`order_for`) and tenant caps split across them in
+proportion to their capacities (`capacity_fractions`, `pool_tenant_caps`, `split_tenant_caps`:
+the one rule the guard and the agent both use). Routing calls over pools is `guard.pools`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from .bucket import TokenBucket
+from .limits import CAP_KEYS, TenantShare
 from .providers import PROVIDERS
 
 #: Bedrock service tiers (sent as the `X-Amzn-Bedrock-Service-Tier` header).
@@ -82,11 +85,33 @@ def order_for(pools: Sequence[Pool], priority: str) -> list[Pool]:
     return [p for p in pools if p.tier != "flex"] + [p for p in pools if p.tier == "flex"]
 
 
-def split_tenant_caps(caps: Mapping[str, float], capacities: Sequence[float]) -> list[dict]:
-    """A logical model's absolute tenant caps (per minute) split across its pools in proportion
-    to each pool's capacity (per minute), so the caps hold on the sum. Pure."""
+def capacity_fractions(capacities: Sequence[float | None]) -> list[float]:
+    """Each pool's part of a logical model's capacity, in the pools' order: its capacity (per
+    minute, e.g. requests per minute) over the pools' sum; evenly when a pool states none
+    (None). The fractions add up to 1. Pure; ValueError for no pools or a sum that is not
+    positive."""
+    if not capacities:
+        raise ValueError("a pooled model needs at least one pool")
+    if None in capacities:
+        return [1 / len(capacities)] * len(capacities)
     total = sum(capacities)
     if total <= 0:
-        raise ValueError("pool capacities must add up to more than zero")
-    return [{tenant: cap * share / total for tenant, cap in caps.items()}
-            for share in capacities]
+        raise ValueError(f"pool capacities must add up to more than zero, got {list(capacities)}")
+    return [capacity / total for capacity in capacities]
+
+
+def pool_tenant_caps(tenants: Mapping[str, TenantShare], fraction: float
+                     ) -> dict[str, TenantShare]:
+    """The tenant shares of one pool holding `fraction` (0-1) of its logical model's capacity:
+    each absolute cap (per minute) times `fraction`, so a cap holds on the sum of the pools;
+    weights unchanged (a weighted share holds in every pool, hence on the sum). Pure."""
+    return {name: dataclasses.replace(share, **{
+        cap: getattr(share, cap) * fraction for cap in CAP_KEYS
+        if getattr(share, cap) is not None}) for name, share in tenants.items()}
+
+
+def split_tenant_caps(tenants: Mapping[str, TenantShare],
+                      capacities: Sequence[float | None]) -> list[dict[str, TenantShare]]:
+    """A logical model's tenant shares split across its pools (`pool_tenant_caps` of each
+    pool's `capacity_fractions` part), in the pools' order. Pure."""
+    return [pool_tenant_caps(tenants, fraction) for fraction in capacity_fractions(capacities)]

@@ -18,13 +18,16 @@ Routing, per call (`PoolRouter.create`):
 2. Book: on the first pool, in that order, whose breaker allows it and whose earliest start is
    within `PREFERENCE_WAIT_S` (a refusal from a fresh view costs no write: the bucket decides
    from the item it already holds); when none is, book on the pool whose refusal named the
-   soonest start, within the caller's wait (one more booking attempt, and one more on the next
-   soonest pool if that race is lost). So each call lands where capacity is free now, and the
+   soonest start, within the caller's wait; a booking that loses its race is planned again
+   from the refusal, on the pool it now names soonest (`BOOKING_ROUNDS` attempts), so a caller
+   keeps its turn under contention. So each call lands where capacity is free now, and the
    goodput approaches the sum of the pools.
 3. Send through that pool's guarded client (its SDK client: request shape, headers and auth of
    its provider), one attempt. A 529, 5xx, timeout or connection error counts against the
    pool's breaker and the call moves to the next pool at once, in the same `create()`; a
-   success resets it. Callers see no error while any pool can serve.
+   success resets it. Callers see no error while any pool can serve. An upstream 429 moves the
+   call on too; from a Bedrock `flex` pool it also lowers that pool's capacity (flex is shed
+   by Bedrock, not over its quota), which successes probe back up (`guard.flex_headroom`).
 
 Tenant shares and budgets apply per logical model across its pools: every pool of a model
 carries the same tenant weights (`Limits(tenants=...)`), so each tenant's weighted share holds
@@ -35,6 +38,7 @@ cost priced at the pool that served it (`result.cost_usd`), under the logical mo
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import random
@@ -42,7 +46,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-from . import fair
+from . import fair, flex_headroom
 from .bucket import TokenBucket
 from .breaker import CircuitBreaker, Decision
 from .client import CallResult, GuardedClaude
@@ -63,6 +67,10 @@ log = logging.getLogger(__name__)
 #: A pool whose earliest start is within this many seconds is taken in preference order before
 #: the soonest pool is looked for.
 PREFERENCE_WAIT_S = 0.5
+#: Booking attempts, after the first pass over the pools, on the pool with the soonest start
+#: within the caller's wait: a refusal for a lost race names the start anew and is tried
+#: again in its place, so a caller that lost a race keeps its turn instead of being deferred.
+BOOKING_ROUNDS = 4
 #: Reasons a pool's answer counts against its breaker and moves the call to the next pool.
 FAILOVER_REASONS = ("upstream_529", "upstream_error")
 #: GuardedClaude options the router keeps (budgets per logical model), not its pools' clients.
@@ -286,12 +294,16 @@ class PoolRouter(GuardedClaude):
                                                                "upstream_429"):
                 if route.breaker is not None and answer.reason in FAILOVER_REASONS:
                     route.breaker.record_failure(decision)
+                if answer.reason == "upstream_429" and route.pool.tier == "flex":
+                    flex_headroom.shed(route.pool.bucket, held.grant.acquired_at)
                 failed.add(route.pool.name)
                 log.warning("pool %s failed (%s): trying the next pool", route.pool.name,
                             answer.reason)
                 continue
             if route.breaker is not None and answer.status == OK:
                 route.breaker.record_success(decision)
+            if answer.status == OK and route.pool.tier == "flex":
+                flex_headroom.probe(route.pool.bucket)
             answer = self._answer(answer, totals, route.pool, model, started)
             answer.take_budget_hold(totals)
             self._settle_budget(answer, ended=False)  # a stream settles when it ends
@@ -327,7 +339,8 @@ class PoolRouter(GuardedClaude):
               tenant: str | None, priority: str, totals: CallResult
               ) -> tuple[_Route, StampedGrant, Decision | None] | None:
         """Book on the first pool that starts within `PREFERENCE_WAIT_S`, else on the soonest
-        within the deadline; None (totals say why) when no pool can serve in time."""
+        within the deadline (a lost race planned again, `BOOKING_ROUNDS` attempts); None
+        (totals say why) when no pool can serve in time."""
         refusals: list[tuple[float, _Route, Decision | None]] = []
         skipped_for = math.inf
         for route in routes:
@@ -342,8 +355,12 @@ class PoolRouter(GuardedClaude):
             if held.grant.granted:
                 return route, held, decision
             refusals.append((held.grant.retry_after, route, decision))
-        refusals.sort(key=lambda item: item[0])
-        for retry_after, route, decision in refusals[:2]:  # one more attempt on a lost race
+        soonest = min([r[0] for r in refusals] + [skipped_for])
+        queue = sorted(refusals, key=lambda item: item[0])
+        for _ in range(BOOKING_ROUNDS):
+            if not queue:
+                break
+            retry_after, route, decision = queue.pop(0)
             wait = deadline - self._clock()
             if retry_after > wait:
                 break
@@ -353,7 +370,9 @@ class PoolRouter(GuardedClaude):
                 return None
             if held.grant.granted:
                 return route, held, decision
-        soonest = min([r[0] for r in refusals] + [skipped_for])
+            # a lost race (the refusal names the start anew): plan again from what it says
+            bisect.insort(queue, (held.grant.retry_after, route, decision),
+                          key=lambda item: item[0])
         totals.status, totals.reason = DEFERRED, "quota" if refusals else "pools_unavailable"
         totals.retry_after = soonest if math.isfinite(soonest) else 1.0
         return None

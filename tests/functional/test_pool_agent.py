@@ -5,6 +5,7 @@ pools in two regions of the Claude emulator, buckets and breakers in local Dynam
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -96,3 +97,38 @@ def test_a_tenant_budget_holds_across_the_pools_of_a_model(stack, monkeypatch, e
     other = invoke(stack, {"prompt": "hi", "model": "sonnet", "tenant": "globex",
                            "max_tokens": 12})
     assert other["status"] == "ok", other
+
+
+def test_the_api_plus_bedrock_example_moves_to_bedrock_when_the_api_pool_is_full(
+        stack, monkeypatch, emulator, capsys):
+    """docs/guard/pools.md's Anthropic-API-plus-Bedrock example as the stack loads and encodes
+    it (the API pool cut to 1 RPM, both pools pointed at the emulator): the agent builds an
+    Anthropic API pool signing with the deployment's API key and a Bedrock pool in its region;
+    the second call lands on Bedrock."""
+    import dataclasses
+
+    from agent.contract import encode_models
+    from guard import Limits
+    from stacks.settings import load_settings
+    from tests.infra.conftest import pools_page_example
+
+    defaults = json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_text())
+    settings = load_settings({**defaults["context"],
+                              **pools_page_example("anthropic-api-plus-bedrock")},
+                             region="us-east-1")
+    spec = settings.models["sonnet"]
+    api, bedrock = spec.pools
+    api = dataclasses.replace(api, limits=Limits(1, api.limits.itpm, api.limits.otpm),
+                              base_url=emulator.pool_url("api"))
+    bedrock = dataclasses.replace(bedrock, base_url=emulator.pool_url("us-east-1"))
+    models = json.loads(stack["env"]["MODELS"])
+    models["sonnet"] = json.loads(encode_models([dataclasses.replace(
+        spec, pools=(api, bedrock))]))["sonnet"]
+    monkeypatch.setenv("MODELS", json.dumps(models))
+    stack["module"].reset_runtime()
+    first = invoke(stack, {"prompt": "hello", "model": "sonnet", "tenant": "acme"})
+    second = invoke(stack, {"prompt": "hello again", "model": "sonnet", "tenant": "acme"})
+    assert first["status"] == "ok" and second["status"] == "ok", (first, second)
+    pools = emulator.stats()["pools"]
+    assert pools["api"]["admitted"] == 1 and pools["us-east-1"]["admitted"] == 1, pools
+    assert served_by(capsys) == [("sonnet", "anthropic"), ("sonnet", "bedrock@us-east-1")]

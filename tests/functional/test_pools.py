@@ -268,3 +268,35 @@ def test_a_model_with_one_pool_beside_pooled_models_still_retries_a_529(
                            deadline_s=30)
     assert result.status == "ok", (result.reason, result.error)
     assert (result.attempts, result.upstream_529) == (2, 1)
+
+
+def test_a_flex_429_lowers_the_flex_pool_for_every_caller_until_probed_back_up(
+        bedrock_pool, emulator, clock):
+    """Bedrock sheds flex work (the emulator: flex refused while its buckets are below half):
+    the first 429 lowers the flex pool's capacity on its bucket item, so once the cool-down is
+    over neither this caller nor another container books flex into the refusal again (old:
+    the flex pool's bucket still had room, and the next call met a second 429); flex stays
+    first and, after HOLD_S without a 429, a success probes the capacity back up."""
+    from guard.flex_headroom import HOLD_S, PROBE_STEP
+
+    def router():
+        return GuardedClaude({"sonnet": [bedrock_pool("us-east-1"),
+                                         bedrock_pool("us-east-1", tier="flex")]})
+
+    claude, flex = router(), "bedrock@us-east-1/flex"
+    first = [call(claude, priority="background") for _ in range(3)]
+    assert [(r.status, r.pool, r.upstream_429) for r in first] == [
+        ("ok", flex, 0), ("ok", flex, 0), ("ok", "bedrock@us-east-1", 1)]
+    bucket = claude.routes["sonnet"][1].pool.bucket
+    assert bucket.view.capacities["requests"] == 2.0  # 4 RPM, halved
+    clock.advance(2.0)  # past the flex pool's cool-down
+    later = [call(claude, priority="background"), call(router(), priority="background")]
+    assert [(r.status, r.pool, r.upstream_429) for r in later] == [
+        ("ok", "bedrock@us-east-1", 0)] * 2
+    assert emulator.stats()["rate_limited"] == 1
+    # Bedrock serves flex again; the lowered pool has room again after a minute
+    emulator.reset()
+    clock.advance(max(HOLD_S, 60.0))
+    back = call(claude, priority="background")
+    assert (back.status, back.pool, back.upstream_429) == ("ok", flex, 0)
+    assert bucket.view.capacities["requests"] == pytest.approx(2.0 + PROBE_STEP * 4)

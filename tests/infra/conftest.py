@@ -34,6 +34,22 @@ POOLS_CONTEXT = {
          "rpm": 50}]}}}
 
 
+#: The pools page: its worked examples are contexts the tests load and synthesize.
+POOLS_PAGE = Path(__file__).resolve().parents[2] / "docs" / "guard" / "pools.md"
+
+
+def pools_page_example(name: str) -> dict:
+    """The context of the worked example `name` on docs/guard/pools.md: the ```json block
+    after the line `<!-- pools-example: name -->`."""
+    text = POOLS_PAGE.read_text()
+    marker = f"<!-- pools-example: {name} -->\n```json\n"
+    if marker not in text:
+        raise LookupError(f"docs/guard/pools.md has no example {name!r} (a json block after "
+                          f"{marker.splitlines()[0]!r})")
+    body = text.split(marker, 1)[1].split("\n```", 1)[0]
+    return json.loads(body)
+
+
 def reuse_assets(synth: "Synthesized", outdir: Path) -> Path:
     """Link an earlier synth's bundled assets into `outdir`: the CDK skips bundling an asset
     whose directory exists (the hash covers the code and the lock), saving ~20 s a synth."""
@@ -78,3 +94,11 @@ def prod_bedrock(tmp_path_factory, dev) -> Synthesized:
 def pooled(tmp_path_factory, dev) -> Synthesized:
     """Bedrock with one model served by capacity pools (POOLS_CONTEXT)."""
     return Synthesized(POOLS_CONTEXT, reuse_assets(dev, tmp_path_factory.mktemp("cdk-pools")))
+
+
+@pytest.fixture(scope="session")
+def pooled_api_bedrock(tmp_path_factory, dev) -> Synthesized:
+    """The Anthropic API with a Bedrock pool beside it, as docs/guard/pools.md's example
+    "anthropic-api-plus-bedrock" configures it."""
+    return Synthesized(pools_page_example("anthropic-api-plus-bedrock"),
+                       reuse_assets(dev, tmp_path_factory.mktemp("cdk-pools-api")))

@@ -138,3 +138,23 @@ def test_the_agent_builds_one_pool_per_configured_pool_with_tenant_caps_split_by
     acme_east, acme_west = (p.bucket.limits.tenants["acme"] for p in (east, west))
     assert (acme_east.weight, acme_west.weight) == (2, 2)
     assert (acme_east.rpm, acme_west.rpm) == pytest.approx((20, 10))  # 30 split 100:50
+
+
+def test_under_provider_anthropic_a_bedrock_pool_routes_by_the_bedrock_defaults():
+    """The Anthropic API with a Bedrock pool beside it: the `us.` profile's regions come from
+    provider_defaults.bedrock.profile_regions (the deployment's provider has none), and a bad
+    entry there is refused naming the key."""
+    from stacks.settings import SettingsError, load_settings
+
+    models = {"sonnet": {"prices": {"input": 3, "output": 15}, "pools": [
+        {"provider": "anthropic", "model": "claude-sonnet-4-5", "tier": "tier2"},
+        {"provider": "bedrock", "model": PROFILE, "region": "us-east-1", "tpm": 2000}]}}
+    settings = load_settings(_context(models, provider="anthropic"), region="us-east-1")
+    bedrock = settings.models["sonnet"].pools[1]
+    assert bedrock.routes_to_regions == tuple(
+        _context(models)["provider_defaults"]["bedrock"]["profile_regions"]["us"])
+    context = _context(models, provider="anthropic")
+    context["provider_defaults"] = {**context["provider_defaults"], "bedrock": {
+        **context["provider_defaults"]["bedrock"], "profile_regions": {"us": ["nowhere"]}}}
+    with pytest.raises(SettingsError, match="provider_defaults.bedrock.profile_regions"):
+        load_settings(context, region="us-east-1")

@@ -32,7 +32,7 @@ from local.fakes.claude_emulator import ClaudeEmulator
 
 MODEL = "claude-sonnet-4-6"
 FAMILY = "sonnet-4"
-PROFILE = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+PROFILE = "us.anthropic.claude-sonnet-4-6"
 DEFAULT_PRICE = (3.0, 15.0)  # USD per million input, output tokens
 FLEX_PRICE = (1.5, 7.5)      # half price
 #: The emulator's flex headroom from half-way through the flex run (0.5 before): flex is shed

@@ -1,11 +1,11 @@
 """`models.<id>.pools`: the capacity pools of one logical model, read and checked once.
 
     "models": {"sonnet": {"prices": {...}, "pools": [
-      {"provider": "bedrock", "model": "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+      {"provider": "bedrock", "model": "us.anthropic.claude-sonnet-4-6",
        "region": "us-east-1", "tpm": 200000, "rpm": 200},
-      {"provider": "bedrock", "model": "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+      {"provider": "bedrock", "model": "us.anthropic.claude-sonnet-4-6",
        "region": "us-west-2", "tpm": 100000, "rpm": 100, "service_tier": "flex"},
-      {"provider": "anthropic", "model": "claude-sonnet-4-5", "tier": "tier2"}]}}
+      {"provider": "anthropic", "model": "claude-sonnet-4-6", "tier": "tier2"}]}}
 
 A model without `pools` is one pool, configured as before. A model with `pools` sets its
 `prices` (the pools' default), `context_window` and `max_output_tokens`; each pool sets its own

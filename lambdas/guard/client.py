@@ -1,7 +1,7 @@
 """Guarded Claude client: every Messages call goes through the bucket, the guard owns retries.
 
-    claude = GuardedClaude({"claude-sonnet-4-5": bucket})          # Anthropic API
-    result = claude.create(model="claude-sonnet-4-5", max_tokens=512, messages=[...],
+    claude = GuardedClaude({"claude-sonnet-4-6": bucket})          # Anthropic API
+    result = claude.create(model="claude-sonnet-4-6", max_tokens=512, messages=[...],
                            deadline_s=20)
     result.status  # "ok" (result.message), "deferred" (result.retry_after) or "error"
 

@@ -1,8 +1,8 @@
 """Capacity pools: one logical model served by several provider routes, each with its own bucket.
 
     claude = GuardedClaude({"sonnet": [
-        Pool(bucket_a, provider="anthropic", model="claude-sonnet-4-5", base_url=url_a),
-        Pool(bucket_b, provider="bedrock", model="us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        Pool(bucket_a, provider="anthropic", model="claude-sonnet-4-6", base_url=url_a),
+        Pool(bucket_b, provider="bedrock", model="us.anthropic.claude-sonnet-4-6",
              aws_region="us-west-2", service_tier="flex")]})
     result = claude.create(model="sonnet", max_tokens=512, messages=[...])
     result.pool  # the pool that served it, e.g. "bedrock@us-west-2/flex"

@@ -8,7 +8,7 @@ import pytest
 
 from local.fakes.claude_emulator import ClaudeEmulator
 
-BEDROCK_MODEL = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+BEDROCK_MODEL = "us.anthropic.claude-sonnet-4-6"
 PROMPT = [{"role": "user", "content": "Summarise the quarterly report."}]
 
 
@@ -113,12 +113,12 @@ def test_anthropic_api_pools_are_separate_organisations(emulator):
     ok = 0
     for _ in range(3):
         try:
-            org_b.messages.create(model="claude-sonnet-4-5", max_tokens=16, messages=PROMPT)
+            org_b.messages.create(model="claude-sonnet-4-6", max_tokens=16, messages=PROMPT)
             ok += 1
         except anthropic.RateLimitError:
             pass
     assert ok == 2
-    assert org_a.messages.create(model="claude-sonnet-4-5", max_tokens=16, messages=PROMPT)
+    assert org_a.messages.create(model="claude-sonnet-4-6", max_tokens=16, messages=PROMPT)
 
 
 @pytest.mark.parametrize("payload, problem", [

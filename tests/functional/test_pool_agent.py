@@ -13,7 +13,7 @@ from local.fakes.claude_emulator import ClaudeEmulator
 from tests.functional.test_agent_handler import (EMULATOR_LIMITS, MAIN, emitted,  # noqa: F401
                                                  invoke, stack)
 
-PROFILE = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+PROFILE = "us.anthropic.claude-sonnet-4-6"
 PRICES = {"input": 3.0, "output": 15.0}
 FLEX = {"input": 1.5, "output": 7.5}
 

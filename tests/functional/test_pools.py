@@ -12,7 +12,7 @@ from guard.pools import PoolRouter
 from local.fakes.claude_emulator import ClaudeEmulator
 from tests.conftest import FakeClock
 
-PROFILE = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+PROFILE = "us.anthropic.claude-sonnet-4-6"
 PROMPT = [{"role": "user", "content": "Summarise the quarterly report in three sentences."}]
 
 
@@ -137,7 +137,7 @@ def test_anthropic_api_and_bedrock_side_by_side(bedrock_pool, emulator, bucket_t
                       dynamodb, clock=clock, clamp_margin_s=0.0)
     sdk = anthropic.Anthropic(base_url=emulator.base_url, api_key="test-key")
     claude = GuardedClaude({"sonnet": [
-        Pool(api, provider="anthropic", model="claude-sonnet-4-5", sdk_client=sdk),
+        Pool(api, provider="anthropic", model="claude-sonnet-4-6", sdk_client=sdk),
         bedrock_pool("us-west-2")]})
     first, second = call(claude), call(claude)
     assert (first.pool, second.pool) == ("anthropic", "bedrock@us-west-2")

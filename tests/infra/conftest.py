@@ -21,7 +21,7 @@ BEDROCK_CONTEXT = {"stage": "prod", "provider": "bedrock",
 
 #: Capacity pools: one logical model on Bedrock, served by a "us." profile called in the deploy
 #: region, the same profile in us-west-2 at the flex tier, and a foundation model in eu-west-1.
-POOL_PROFILE = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+POOL_PROFILE = "us.anthropic.claude-sonnet-4-6"
 POOL_EU_MODEL = "anthropic.claude-haiku-4-5-20251001-v1:0"
 POOLS_CONTEXT = {
     "provider": "bedrock", "default_model": "sonnet", "degrade_model": "",

@@ -49,7 +49,7 @@ ALLOWED, IMPLICIT, EXPLICIT = "Allowed", "ImplicitlyDenied", "ExplicitlyDenied"
 #: Bedrock app: a geographic profile (routes to us-east-1/us-east-2/us-west-2 by its "us."
 #: prefix) and a global profile (routes from us-east-1 through the global model ARN).
 GEO_PROFILE = "us.anthropic.claude-sonnet-4-20250514-v1:0"
-GLOBAL_PROFILE = "global.anthropic.claude-sonnet-4-5-20250929-v1:0"
+GLOBAL_PROFILE = "global.anthropic.claude-sonnet-4-6"
 BEDROCK_CONTEXT = {
     "provider": "bedrock",
     "models": {

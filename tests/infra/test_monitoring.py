@@ -31,7 +31,7 @@ from stacks.settings import AlarmSettings
 ACCOUNT = "123456789012"
 ENV = cdk.Environment(account=ACCOUNT, region="us-east-1")
 PRICES = Prices.of(3.0, 15.0)
-ANTHROPIC = ModelSpec(model_id="claude-sonnet-4-5", bucket_id="anthropic#sonnet-4",
+ANTHROPIC = ModelSpec(model_id="claude-sonnet-4-6", bucket_id="anthropic#sonnet-4",
                       limits=Limits(rpm=50, itpm=30_000, otpm=8_000), prices=PRICES)
 BEDROCK = ModelSpec(model_id="us.anthropic.claude-haiku-4-5-20251001-v1:0",
                     bucket_id="bedrock#us.anthropic.claude-haiku-4-5-20251001-v1:0",

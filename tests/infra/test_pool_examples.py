@@ -16,11 +16,11 @@ from tests.infra.test_pool_iam import assert_evaluated
 from tests.infra.test_iam_matrix import (ACCOUNT, ALLOWED, EXPLICIT, IMPLICIT, PARTITION,
                                          Deployment, simulate)
 
-PROFILE = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
-MODEL = "anthropic.claude-sonnet-4-5-20250929-v1:0"
+PROFILE = "us.anthropic.claude-sonnet-4-6"
+MODEL = "anthropic.claude-sonnet-4-6"
 OPUS_PROFILE = "us.anthropic.claude-opus-4-1-20250805-v1:0"
 DENIED = (IMPLICIT, EXPLICIT)
-API_BUCKET = "anthropic#api#default#claude-sonnet-4-5"
+API_BUCKET = "anthropic#api#default#claude-sonnet-4-6"
 BEDROCK_BUCKET = f"bedrock#us-east-1#default#{PROFILE}"
 BREAKERS = ["breaker#sonnet#anthropic", "breaker#sonnet#bedrock@us-east-1"]
 #: `provider_defaults.bedrock.profile_regions["us"]` in cdk.json
@@ -143,5 +143,5 @@ def test_the_lambda_gets_the_api_pool_then_the_bedrock_pool(pooled_api_bedrock):
     assert variables["PROVIDER"] == "anthropic" and "API_KEY_SECRET_ARN" in variables
     pools = decode_models(variables["MODELS"])["sonnet"].pools
     assert [(p.name, p.provider, p.model, p.bucket_id, p.region) for p in pools] == [
-        ("anthropic", "anthropic", "claude-sonnet-4-5", API_BUCKET, None),
+        ("anthropic", "anthropic", "claude-sonnet-4-6", API_BUCKET, None),
         ("bedrock@us-east-1", "bedrock", PROFILE, BEDROCK_BUCKET, "us-east-1")]

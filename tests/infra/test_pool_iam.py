@@ -10,8 +10,8 @@ from policies.pools import pool_statements
 from stacks.pool_settings import read_pools
 from tests.infra.test_iam_matrix import ACCOUNT, ALLOWED, IMPLICIT, PARTITION, simulate
 
-PROFILE = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
-MODEL = "anthropic.claude-sonnet-4-5-20250929-v1:0"
+PROFILE = "us.anthropic.claude-sonnet-4-6"
+MODEL = "anthropic.claude-sonnet-4-6"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/agent"
 INVOKE = "bedrock:InvokeModel"
 
@@ -21,7 +21,7 @@ POOLS = read_pools("sonnet", [
      "service_tier": "flex"},
     {"provider": "bedrock", "model": "anthropic.claude-haiku-4-5-20251001-v1:0",
      "region": "eu-west-1", "tpm": 1000},
-    {"provider": "anthropic", "model": "claude-sonnet-4-5", "tier": "tier1"}],
+    {"provider": "anthropic", "model": "claude-sonnet-4-6", "tier": "tier1"}],
     profile_regions={"us": ("us-east-1", "us-east-2", "us-west-2")})
 
 

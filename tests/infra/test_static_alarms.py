@@ -11,7 +11,7 @@ from stacks.settings import AlarmSettings
 from stacks.static_alarms import model_alarm_specs
 
 OPERATIONS = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
-MODEL = "claude-sonnet-4-5"
+MODEL = "claude-sonnet-4-6"
 
 
 def test_each_model_alarm_names_its_docs_row_and_its_row_is_written():

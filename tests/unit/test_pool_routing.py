@@ -12,7 +12,7 @@ BUCKET = TokenBucket("t", "b", Limits(rpm=50), dynamodb=object())
 
 
 def pool(name, tier=None, provider="bedrock"):
-    return Pool(BUCKET, provider=provider, model="us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+    return Pool(BUCKET, provider=provider, model="us.anthropic.claude-sonnet-4-6",
                 aws_region="us-east-1", service_tier=tier, name=name)
 
 
@@ -50,7 +50,7 @@ def test_the_agent_splits_caps_by_the_guards_rule():
 
 def test_default_names_say_provider_region_and_tier():
     assert pool(None, "flex").name == "bedrock@us-east-1/flex"
-    assert Pool(BUCKET, provider="anthropic", model="claude-sonnet-4-5").name == "anthropic"
+    assert Pool(BUCKET, provider="anthropic", model="claude-sonnet-4-6").name == "anthropic"
 
 
 @pytest.mark.parametrize("kwargs, problem", [
@@ -84,9 +84,9 @@ def test_a_booking_that_loses_its_races_is_planned_again_not_deferred():
 
     clock = FakeClock()
     a = Pool(TokenBucket("t", "a", Limits(rpm=50), dynamodb=object()), provider="anthropic",
-             model="claude-sonnet-4-5", name="a")
+             model="claude-sonnet-4-6", name="a")
     b = Pool(TokenBucket("t", "b", Limits(rpm=50), dynamodb=object()), provider="anthropic",
-             model="claude-sonnet-4-5", name="b")
+             model="claude-sonnet-4-6", name="b")
     router = PoolRouter({"sonnet": [a, b]}, breaker=False, clock=clock)
     script = [("a", Grant(False, 5.0, "quota")), ("b", Grant(False, 6.0, "quota")),  # queues
               ("a", Grant(False, 0.01, "quota")),  # lost the race: a is still the soonest

@@ -6,7 +6,7 @@ import pytest
 
 from stacks.pool_settings import PoolSettingsError, read_pools
 
-PROFILE = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+PROFILE = "us.anthropic.claude-sonnet-4-6"
 REGIONS = {"us": ("us-east-1", "us-east-2", "us-west-2")}
 
 
@@ -16,9 +16,9 @@ def test_the_issue_example_reads_with_each_pool_addressed():
          "rpm": 200},
         {"provider": "bedrock", "model": PROFILE, "region": "us-west-2", "tpm": 100000,
          "rpm": 100, "service_tier": "flex"},
-        {"provider": "bedrock", "model": "anthropic.claude-sonnet-4-5-20250929-v1:0",
+        {"provider": "bedrock", "model": "anthropic.claude-sonnet-4-6",
          "region": "eu-west-1", "tpm": 50000},
-        {"provider": "anthropic", "model": "claude-sonnet-4-5", "tier": "tier2"}],
+        {"provider": "anthropic", "model": "claude-sonnet-4-6", "tier": "tier2"}],
         profile_regions=REGIONS)
     assert [p.name for p in pools] == ["bedrock@us-east-1", "bedrock@us-west-2/flex",
                                        "bedrock@eu-west-1", "anthropic"]
@@ -40,17 +40,17 @@ def test_a_tier_the_model_does_not_offer_is_refused():
 @pytest.mark.parametrize("pool, problem", [
     ({"provider": "openai", "model": "x"}, "provider"),
     ({"provider": "bedrock", "model": PROFILE, "tpm": 1}, "region"),
-    ({"provider": "bedrock", "model": "claude-sonnet-4-5", "region": "us-east-1", "tpm": 1},
+    ({"provider": "bedrock", "model": "claude-sonnet-4-6", "region": "us-east-1", "tpm": 1},
      "inference profile id"),
     ({"provider": "bedrock", "model": PROFILE, "region": "us-east-1"}, "tpm"),
     ({"provider": "bedrock", "model": PROFILE, "region": "us-east-1", "tpm": 1,
       "service_tier": "gold"}, "service_tier"),
-    ({"provider": "bedrock", "model": "eu.anthropic.claude-sonnet-4-5-20250929-v1:0",
+    ({"provider": "bedrock", "model": "eu.anthropic.claude-sonnet-4-6",
       "region": "eu-west-1", "tpm": 1}, "routes_to_regions"),
-    ({"provider": "anthropic", "model": "claude-sonnet-4-5", "region": "us-east-1",
+    ({"provider": "anthropic", "model": "claude-sonnet-4-6", "region": "us-east-1",
       "tier": "tier1"}, "Bedrock pools only"),
-    ({"provider": "anthropic", "model": "claude-sonnet-4-5"}, "rpm"),
-    ({"provider": "anthropic", "model": "claude-sonnet-4-5", "tier": "tier1", "colour": 1},
+    ({"provider": "anthropic", "model": "claude-sonnet-4-6"}, "rpm"),
+    ({"provider": "anthropic", "model": "claude-sonnet-4-6", "tier": "tier1", "colour": 1},
      "unknown keys"),
 ])
 def test_bad_pools_name_the_key(pool, problem):
@@ -147,7 +147,7 @@ def test_under_provider_anthropic_a_bedrock_pool_routes_by_the_bedrock_defaults(
     from stacks.settings import SettingsError, load_settings
 
     models = {"sonnet": {"prices": {"input": 3, "output": 15}, "pools": [
-        {"provider": "anthropic", "model": "claude-sonnet-4-5", "tier": "tier2"},
+        {"provider": "anthropic", "model": "claude-sonnet-4-6", "tier": "tier2"},
         {"provider": "bedrock", "model": PROFILE, "region": "us-east-1", "tpm": 2000}]}}
     settings = load_settings(_context(models, provider="anthropic"), region="us-east-1")
     bedrock = settings.models["sonnet"].pools[1]

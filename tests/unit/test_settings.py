@@ -82,7 +82,7 @@ def test_cdk_owned_context_keys_are_exempt():
 
 
 ANTHROPIC_ONLY = {"claude-sonnet-4-6": {"prices": {"input": 3, "output": 15}}}
-EU_PROFILE = "eu.anthropic.claude-sonnet-4-5-20250929-v1:0"
+EU_PROFILE = "eu.anthropic.claude-sonnet-4-6"
 
 #: (case, context over cdk.json's, deploy region, every problem expected, in order)
 BAD_CONTEXT = [
@@ -125,7 +125,7 @@ BAD_CONTEXT = [
             "input": 3, "output": 15}}}, "default_model": "", "degrade_model": ""}, "us-east-1",
      [f"context key 'models.{EU_PROFILE}': the 'eu.' inference profile serves eu-central-1, "
       "eu-west-1, eu-west-3, eu-north-1, not the deploy region us-east-1: use the 'us.' "
-      "profile (us.anthropic.claude-sonnet-4-5-20250929-v1:0)"]),
+      "profile (us.anthropic.claude-sonnet-4-6)"]),
     ("profile without known routes", {
         "provider": "bedrock", "models": {"xx.anthropic.claude-x": {"tpm": 1000, "prices": {
             "input": 3, "output": 15}}}, "default_model": "", "degrade_model": ""}, None,

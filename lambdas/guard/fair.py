@@ -26,8 +26,9 @@ A tenant with nothing pending beyond `s` (`v <= s`) may always book; one with pl
 beyond `s` may not. So each tenant's virtual time
 advances `W / w` times faster than the queue end while it books, and under contention it books
 `w / W` of the slots, whatever its caller count (start-time fair queueing over the bucket's
-queue). When there is capacity now, anyone is admitted (work-conserving) and `v` restarts from
-the start: a tenant's use of idle capacity does not count against it later. A tenant alone
+queue). When there is capacity now, anyone is admitted (work-conserving), uncharged: a
+tenant's use of idle capacity does not count against it later (a tenant alone restarts `v` from
+the start; one sharing keeps it, since it holds its ticket holders' places). A tenant alone
 shares with nobody (`W = w`): its virtual time moves as fast as the queue end. While another
 tenant is active, a tenant whose `v` fell behind the start keeps up to one step of that lag
 (`v` restarts no lower than `s - c * W / w`): a tenant with few callers often comes back just
@@ -171,6 +172,7 @@ class Decision:
     credit: float = 0.0  # seconds the tenant's virtual time may lag its start and be kept
     pend: float = 0.0  # seconds the pending share `p` moves on (0: `p` is not kept)
     pend_hi: float | None = None  # the most `p` may be before the booking (epoch s; None: any)
+    keep: bool = False  # an admission on idle capacity leaves `v` where it is
 
 
 def cap_shape(limits: Limits, key: str | None) -> gcra.Shape | None:
@@ -265,8 +267,13 @@ def decide(limits: Limits, key: str, cap_key: str | None, costs: Mapping[str, fl
         other.get(BK, -math.inf) > now for name, other in entries.items()
         if name not in (key, RESERVE)) else 0.0
     if not queued and v is not None and v > s:
-        # capacity now: for anyone, and the tenant's past no longer counts
-        return Decision(ADMIT, "open", step, caps=caps, window=window)
+        # capacity now: for anyone, uncharged. Alone, the tenant's past no longer counts (`v`
+        # restarts); while another tenant has recent demand, `v` stays: it holds the places
+        # of the tenant's ticket holders,
+        # and a restart below them would void them, then revive them once `v` grew past
+        # them again (each a free booking, in no order)
+        return Decision(ADMIT, "open", step, caps=caps, window=window,
+                        keep=key != RESERVE and recent_weight(limits, entries, key, now) > 1)
     if v is None or v <= s or v + step <= s + window:
         if pend_wait > 0:  # its turn, but it holds its share of the queue: a place for later
             return Decision(TICKET, "ticket_share", step, reason=FAIR_SHARE, wait=pend_wait,
@@ -387,6 +394,8 @@ def terms(update: gcra.Update, key: str, cap_key: str | None, decision: Decision
     if form in ("idle", "busy"):  # admitted: at most `window` of virtual time beyond s
         advance(update, v, entry.get(V), s, decision.step,
                 max(s, s + decision.window - decision.step), decision.credit)
+    elif form == "open" and decision.keep:  # (an expression must use every name it lists)
+        update.conditions.append(f"attribute_exists({v})")
     elif form == "open":
         update.sets.append(f"{v} = {update.value(cell(s + decision.step, 'up'))}")
     elif form == "ticket_issue":

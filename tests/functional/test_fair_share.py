@@ -337,3 +337,28 @@ def test_noisy_neighbour_with_deadlines_keeps_the_queue_short_and_its_order(buck
     per_caller = Counter(id(c) for start, c in run.grants if 60 <= start < 300)
     acme = [per_caller[id(c)] for c in callers if c.tenant == "acme"]
     assert min(acme) >= 0.85 * sum(acme) / len(acme), acme
+
+
+def test_using_idle_capacity_keeps_the_places_of_its_tenants_ticket_holders(bucket_for, clock):
+    """Sharing with an active tenant, an admission on idle capacity leaves the tenant's virtual
+    time where it is: restarting it below the places of the tenant's ticket holders voided
+    them, and a later arrival then booked ahead of them."""
+    limits = Limits(**LIMITS_60, tenants={"acme": TenantShare(), "globex": TenantShare()})
+    make = bucket_for(limits)
+    drained(make, 60)
+    assert make().try_acquire(1, max_wait_s=20, tenant="globex").granted
+    refusals = [make().try_acquire(1, max_wait_s=20, tenant="acme") for _ in range(20)]
+    held = max(g.ticket for g in refusals if g.ticket is not None)
+    assert held > clock.now + 30   # acme's places reach past the idle moment below
+    clock.advance(25)   # the queue has drained
+    poller = make()
+    while poller.try_acquire(1, tenant="globex").granted:   # use up the capacity now
+        pass
+    assert make().try_acquire(1, max_wait_s=20, tenant="globex").granted   # globex books
+    clock.advance(3)   # capacity now again
+    idle = make().try_acquire(1, max_wait_s=20, tenant="acme")
+    assert idle.granted and idle.queue_s == 0, idle
+    while poller.try_acquire(1, tenant="globex").granted:
+        pass
+    later = make().try_acquire(1, max_wait_s=20, tenant="acme")
+    assert not later.granted and later.ticket > held, (later, held)

@@ -269,9 +269,8 @@ def decide(limits: Limits, key: str, cap_key: str | None, costs: Mapping[str, fl
     if not queued and v is not None and v > s:
         # capacity now: for anyone, uncharged. Alone, the tenant's past no longer counts (`v`
         # restarts); while another tenant has recent demand, `v` stays: it holds the places
-        # of the tenant's ticket holders,
-        # and a restart below them would void them, then revive them once `v` grew past
-        # them again (each a free booking, in no order)
+        # of the tenant's ticket holders, and a restart below them would void them, then
+        # revive them once `v` grew past them again (each a free booking, in no order)
         return Decision(ADMIT, "open", step, caps=caps, window=window,
                         keep=key != RESERVE and recent_weight(limits, entries, key, now) > 1)
     if v is None or v <= s or v + step <= s + window:

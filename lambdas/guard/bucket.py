@@ -281,7 +281,8 @@ class TokenBucket:
                 issued = item.get(fair.TENANTS, {}).get(key, {}).get(fair.V, start)
                 if decision.form == "ticket_at":  # a place behind a queue too long to book
                     return refused(decision.wait, QUOTA, issued)
-                return refused(max(0.01, issued - decision.window - start), fair.FAIR_SHARE,
+                due = decision.wait if decision.form == "ticket_share" else 0.01
+                return refused(max(due, issued - decision.window - start), fair.FAIR_SHARE,
                                issued)
             if outcome == WRITTEN:
                 with self._lock:

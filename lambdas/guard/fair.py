@@ -11,6 +11,9 @@ the item's size):
   pending booking (this one included; the reserve counts as `1 / background_reserve`).
 * `bk`: the latest start (or ticket) the tenant has pending, in whole `ACTIVE_STEP_S`; a
   tenant with `bk > now` is "active" and counts in `W`.
+* `p`: the tenant's pending share (epoch seconds), kept only while another tenant has
+  recent demand: each admission that books ahead moves it to `max(p, now) + c * W / w`, so
+  `(p - now) * w / W` is about how much of the booked queue (seconds) the tenant holds.
 * `r`, `i`, `o`, `t`: the tenant's own GCRA tats for its caps (requests, input, output,
   Bedrock tokens per minute), charged as of `s` with the bucket's forms.
 
@@ -23,13 +26,24 @@ A tenant with nothing pending beyond `s` (`v <= s`) may always book; one with pl
 beyond `s` may not. So each tenant's virtual time
 advances `W / w` times faster than the queue end while it books, and under contention it books
 `w / W` of the slots, whatever its caller count (start-time fair queueing over the bucket's
-queue). When there is capacity now, anyone is admitted (work-conserving) and `v` restarts from
-the start: a tenant's use of idle capacity does not count against it later. A tenant alone
+queue). When there is capacity now, anyone is admitted (work-conserving), uncharged: a
+tenant's use of idle capacity does not count against it later (a tenant alone restarts `v` from
+the start; one sharing keeps it, since it holds its ticket holders' places). A tenant alone
 shares with nobody (`W = w`): its virtual time moves as fast as the queue end. While another
 tenant is active, a tenant whose `v` fell behind the start keeps up to one step of that lag
 (`v` restarts no lower than `s - c * W / w`): a tenant with few callers often comes back just
 after its turn, and losing the turn each time would hand a share of its slots to the tenant
 with the most callers.
+
+While another tenant has recent demand (`bk` within `ACTIVE_STEP_S` of now), a tenant may
+hold at most `w / W` of `PENDING_SHARE_S` of the booked queue (`p <= now + PENDING_SHARE_S -
+c * W / w` before a booking): a tenant with many callers could otherwise fill the queue up to
+its callers' wait, and a tenant with few callers, all of them waiting in that queue, cannot
+keep half of it booked (Little's law: 4 callers over a 20 s queue make 12 requests a minute),
+so its share would follow the queue length instead of its weight. With every tenant at its
+bound the queue is `PENDING_SHARE_S` long and each books `w / W` of it. The bound yields while
+the queue ahead of the start is shorter than one request plus `FAIR_TOLERANCE_S`, so the
+bucket never idles for it (work-conserving); a tenant alone is not bounded.
 
 Refused for its share, or because the whole queue is longer than its wait, a caller gets a
 *ticket*: the write moves `v` on by its cost, marks the tenant active and returns the new `v`,
@@ -86,6 +100,16 @@ FAIR_TOLERANCE_S = 1.0
 TICKET_TOLERANCE_S = 0.5
 #: A ticket older than this (seconds) is void: its holder queues as a new arrival.
 TICKET_MAX_AGE_S = WINDOW_S
+#: While another tenant has recent demand, a tenant holds at most `w / W` of this much of the
+#: booked queue (seconds; see the module docstring): the queue stays short enough for a
+#: tenant with few callers to keep its share booked.
+PENDING_SHARE_S = 6.0
+#: Ticket holders refused for their tenant's share of the queue come back in the order of
+#: their places, the places due up to this many steps apart (older ones come back first):
+#: returning together, the order among them would be the order of their writes.
+TICKET_ORDER_STEPS = 4
+#: The pending share field of a tenant's entry.
+P = "p"
 
 ADMIT, TICKET, REFUSE = "admit", "ticket", "refuse"
 
@@ -146,6 +170,9 @@ class Decision:
     caps: dict[str, float] = field(default_factory=dict)  # cap costs, seconds per dimension
     window: float = 0.0  # seconds beyond the start a virtual place may be and still book
     credit: float = 0.0  # seconds the tenant's virtual time may lag its start and be kept
+    pend: float = 0.0  # seconds the pending share `p` moves on (0: `p` is not kept)
+    pend_hi: float | None = None  # the most `p` may be before the booking (epoch s; None: any)
+    keep: bool = False  # an admission on idle capacity leaves `v` where it is
 
 
 def cap_shape(limits: Limits, key: str | None) -> gcra.Shape | None:
@@ -160,6 +187,37 @@ def cap_view(entry: Mapping[str, float]) -> dict[str, float]:
     if BK in entry:
         view[gcra.BOOKED_UNTIL] = entry[BK]
     return view
+
+
+def recent_weight(limits: Limits, entries: Mapping[str, Mapping[str, float]], key: str,
+                  now: float) -> float:
+    """W / w for `key` over the named tenants with recent demand (a pending mark within
+    `ACTIVE_STEP_S` of now, this one included); 1.0 when no other has any: then `key` shares
+    its pending queue with nobody. Counting recent demand, not only pending bookings, keeps a
+    tenant whose callers are all between bookings in `W`."""
+    own = weight_of(limits, key)
+    others = sum(weight_of(limits, name) for name, entry in entries.items()
+                 if name not in (key, RESERVE) and isinstance(entry, Mapping)
+                 and entry.get(BK, -math.inf) > now - ACTIVE_STEP_S)
+    return (own + others) / own
+
+
+def pending_bound(limits: Limits, entries: Mapping[str, Mapping[str, float]], key: str,
+                  costs: Mapping[str, float], s: float, now: float
+                  ) -> tuple[float, float | None, float]:
+    """The pending share a booking of `key` at start `s` charges: (seconds `p` moves on, the
+    most `p` may be before it (None: no bound), seconds until `p` is within that bound). No
+    charge for the reserve or a tenant without others' recent demand; no bound while the
+    queue ahead of `s` is shorter than one request plus `FAIR_TOLERANCE_S`."""
+    ratio = recent_weight(limits, entries, key, now) if key != RESERVE else 1.0
+    if ratio <= 1.0:
+        return 0.0, None, 0.0
+    cost = max(costs.values(), default=0.0)
+    step = cost * ratio
+    if s - now <= cost + FAIR_TOLERANCE_S:
+        return step, None, 0.0
+    hi = now + max(0.0, PENDING_SHARE_S - step)
+    return step, hi, max(0.0, entries.get(key, {}).get(P, -math.inf) - hi)
 
 
 def decide(limits: Limits, key: str, cap_key: str | None, costs: Mapping[str, float],
@@ -187,23 +245,41 @@ def decide(limits: Limits, key: str, cap_key: str | None, costs: Mapping[str, fl
     # later arrivals queue behind them; background booking by itself then leaves its tenant's
     # virtual time within reach of the tenant's interactive work
     window = step + min(horizon, FAIR_TOLERANCE_S)
+    # more than its share of the booked queue (queued only: capacity now is anyone's)
+    pend, pend_hi, pend_wait = pending_bound(limits, entries, key, costs, s, now) \
+        if queued else (0.0, None, 0.0)
     if ticket is not None and v is not None and now - TICKET_MAX_AGE_S < ticket <= v + 1e-6:
-        if ticket <= s + window + TICKET_TOLERANCE_S or not queued:
+        if not queued:
             return Decision(ADMIT, "ticket", caps=caps, window=window)
+        if ticket <= s + window + TICKET_TOLERANCE_S:
+            if pend_wait > 0:  # its place is due, its tenant's share of the queue is not:
+                # back in the order of the places (the tenant books one a step)
+                return Decision(REFUSE, reason=FAIR_SHARE, wait=max(0.01, pend_wait + max(
+                    0.0, ticket - s - window + TICKET_ORDER_STEPS * step)))
+            return Decision(ADMIT, "ticket", caps=caps, window=window, pend=pend,
+                            pend_hi=pend_hi)
         return Decision(REFUSE, reason=FAIR_SHARE,
-                        wait=max(0.01, ticket - window - TICKET_TOLERANCE_S - s))
+                        wait=max(0.01, ticket - window - TICKET_TOLERANCE_S - s, pend_wait))
     # sharing with others, a tenant keeps up to one step of lag: a caller of a tenant with few
     # callers often comes back just after its turn, and restarting its virtual time at the
     # start would hand that turn to the tenant with the most callers, every time
     credit = step if key != RESERVE and any(
         other.get(BK, -math.inf) > now for name, other in entries.items()
         if name not in (key, RESERVE)) else 0.0
-    if v is None or v <= s:
-        return Decision(ADMIT, "idle", step, caps=caps, window=window, credit=credit)
-    if not queued:  # capacity now: for anyone, and the tenant's past no longer counts
-        return Decision(ADMIT, "open", step, caps=caps, window=window)
-    if v + step <= s + window:
-        return Decision(ADMIT, "busy", step, caps=caps, window=window)
+    if not queued and v is not None and v > s:
+        # capacity now: for anyone, uncharged. Alone, the tenant's past no longer counts (`v`
+        # restarts); while another tenant has recent demand, `v` stays: it holds the places
+        # of the tenant's ticket holders, and a restart below them would void them, then
+        # revive them once `v` grew past them again (each a free booking, in no order)
+        return Decision(ADMIT, "open", step, caps=caps, window=window,
+                        keep=key != RESERVE and recent_weight(limits, entries, key, now) > 1)
+    if v is None or v <= s or v + step <= s + window:
+        if pend_wait > 0:  # its turn, but it holds its share of the queue: a place for later
+            return Decision(TICKET, "ticket_share", step, reason=FAIR_SHARE, wait=pend_wait,
+                            window=window, credit=credit)
+        return Decision(ADMIT, "idle" if v is None or v <= s else "busy", step, caps=caps,
+                        window=window, credit=credit if v is None or v <= s else 0.0,
+                        pend=pend, pend_hi=pend_hi)
     due = v + step - window - s  # seconds until a ticket issued now would be admitted
     if key == RESERVE and due >= s - now - BACKGROUND_HORIZON_S:
         # its caller books directly before then (the queue ahead of `s` is shorter than the
@@ -297,6 +373,8 @@ def terms(update: gcra.Update, key: str, cap_key: str | None, decision: Decision
     if entry is None:
         # a tenant new to the item: write its whole entry (the idle forms)
         new: dict[str, str] = {V: cell(s + decision.step, "up")}
+        if decision.pend:
+            new[P] = cell(now + decision.pend, "up")
         if pending is not None:
             new[BK] = cell(_mark(pending), "up")
         for dim, cost in (decision.caps.items() if cap_key == key else ()):
@@ -315,6 +393,8 @@ def terms(update: gcra.Update, key: str, cap_key: str | None, decision: Decision
     if form in ("idle", "busy"):  # admitted: at most `window` of virtual time beyond s
         advance(update, v, entry.get(V), s, decision.step,
                 max(s, s + decision.window - decision.step), decision.credit)
+    elif form == "open" and decision.keep:  # (an expression must use every name it lists)
+        update.conditions.append(f"attribute_exists({v})")
     elif form == "open":
         update.sets.append(f"{v} = {update.value(cell(s + decision.step, 'up'))}")
     elif form == "ticket_issue":
@@ -325,6 +405,12 @@ def terms(update: gcra.Update, key: str, cap_key: str | None, decision: Decision
         update.conditions.append(f"{v} >= {update.value(cell(ticket, 'down'))}")
     elif form == "ticket_at":
         advance(update, v, entry.get(V), s, decision.step, None)
+    elif form == "ticket_share":  # `p` only grows: the bound that refused still holds
+        advance(update, v, entry.get(V), s, decision.step, None, decision.credit)
+    if decision.pend and not issuing:
+        # the pending share moves as virtual time does, restarted at now when it is behind
+        advance(update, update.path(TENANTS, key, P), entry.get(P), now, decision.pend,
+                decision.pend_hi)
     if pending is not None:
         bk = update.path(TENANTS, key, BK)
         mark = update.value(cell(_mark(pending), "up"))

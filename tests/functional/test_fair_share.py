@@ -4,12 +4,14 @@ a frozen clock: closed-loop callers are simulated event by event, so every run i
 from __future__ import annotations
 
 import heapq
+import random
 from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
 
 from guard import BucketRequestError, Limits, TenantShare, TokenBucket
+from guard.fair import PENDING_SHARE_S
 
 
 @dataclass
@@ -36,13 +38,21 @@ class Run:
 
 
 def simulate(make_bucket, clock, callers: list[Caller], duration_s: float, *, call_s: float,
-             max_wait_s: float = 20.0, think_s: float = 0.0) -> Run:
+             max_wait_s: float = 20.0, think_s: float = 0.0,
+             deadline_s: float | None = None) -> Run:
     """Each caller loops: acquire (booking up to `max_wait_s` ahead), wait for its start, call
     for `call_s`, think `think_s`; a refusal waits `retry_after` and comes back with its
-    ticket. One bucket client per caller, as Lambda containers have."""
+    ticket. One bucket client per caller, as Lambda containers have.
+
+    With `deadline_s`, callers are driven as `GuardedClaude` drives them: a call has
+    `deadline_s` seconds and books up to what is left of it; a refusal that fits it waits
+    `retry_after` plus a seeded jitter and books again, one that does not is deferred: the
+    caller sleeps `retry_after` and makes a new call (a full deadline), keeping its ticket."""
     t0 = clock.now
     run = Run()
+    rng = random.Random(7)
     buckets = [make_bucket() for _ in callers]
+    deadlines = [t0 + (deadline_s or 0.0)] * len(callers)
     events = [(t0 + i * 1e-3, i) for i in range(len(callers))]
     heapq.heapify(events)
     while events:
@@ -53,7 +63,8 @@ def simulate(make_bucket, clock, callers: list[Caller], duration_s: float, *, ca
         caller, bucket = callers[i], buckets[i]
         if caller.ticket is None:
             caller.arrived = at
-        grant = bucket.try_acquire(1, max_wait_s=max_wait_s, tenant=caller.tenant,
+        wait = max_wait_s if deadline_s is None else max(0.0, deadlines[i] - at)
+        grant = bucket.try_acquire(1, max_wait_s=wait, tenant=caller.tenant,
                                    priority=caller.priority, ticket=caller.ticket)
         run.writes += grant.store_calls
         if grant.granted:
@@ -62,13 +73,20 @@ def simulate(make_bucket, clock, callers: list[Caller], duration_s: float, *, ca
             caller.waits.append(grant.start_at - caller.arrived)
             caller.queues.append(grant.queue_s)
             run.grants.append((grant.start_at - t0, caller))
+            deadlines[i] = grant.start_at + call_s + think_s + (deadline_s or 0.0)
             heapq.heappush(events, (grant.start_at + call_s + think_s, i))
             continue
         assert grant.reason in ("quota", "fair_share", "tenant_cap"), grant.reason
         if grant.ticket is not None and grant.ticket != caller.ticket:
             run.tickets += 1
         caller.ticket = grant.ticket
-        heapq.heappush(events, (at + max(grant.retry_after, 0.01), i))
+        pause = max(grant.retry_after, 0.01)
+        if deadline_s is not None:
+            if at + pause > deadlines[i]:   # deferred: a new call after retry_after
+                deadlines[i] = at + pause + deadline_s
+            else:
+                pause += rng.uniform(0, 0.1 * pause + 0.02)
+        heapq.heappush(events, (at + pause, i))
     return run
 
 
@@ -275,3 +293,72 @@ def test_background_takes_no_reserve_ticket_it_would_come_back_past(bucket_for, 
     assert (second.store_calls, second.ticket) == (0, None), second
     # back when the queue is short enough to book directly (within 0.5 s)
     assert second.retry_after <= first.queue_s + 1.0, second
+
+
+def test_a_tenant_holds_at_most_its_share_of_the_booked_queue(bucket_for, clock):
+    """While another tenant has demand, a tenant books at most `w / W` of PENDING_SHARE_S of
+    the queue: two tenants booking turn about can no longer fill it up to their callers'
+    wait (20 s), which a tenant with few callers, all of them waiting in it, cannot keep half
+    of. Refused for their share, callers take a place (a ticket)."""
+    limits = Limits(**LIMITS_60, tenants={"acme": TenantShare(), "globex": TenantShare()})
+    make = bucket_for(limits)
+    drained(make, 60)
+    booked = Counter()
+    latest = clock.now
+    for _ in range(12):
+        for tenant in ("acme", "globex"):
+            grant = make().try_acquire(1, max_wait_s=20, tenant=tenant)
+            if grant.granted:
+                booked[tenant] += 1
+                latest = max(latest, grant.start_at)
+            else:
+                assert grant.reason == "fair_share" and grant.ticket is not None, grant
+    # each holds half of PENDING_SHARE_S (a request costs 1 s, 2 s of a tenant's share),
+    # plus the booking that takes it there; the queue starts a slack after the head
+    assert abs(booked["acme"] - booked["globex"]) <= 1, booked
+    assert latest - clock.now <= PENDING_SHARE_S + 1.0 + 1.5, (latest - clock.now, booked)
+
+
+@pytest.mark.slow
+def test_noisy_neighbour_with_deadlines_keeps_the_queue_short_and_its_order(bucket_for, clock):
+    """24 callers of acme, 4 of globex, equal weights, driven as GuardedClaude drives them
+    (20 s deadlines, deferrals): each tenant books half; the booked queue stays short enough
+    for globex's 4 callers to keep half of it booked; acme's callers share acme's half
+    evenly (tickets keep their order while the tenant waits for its share)."""
+    limits = Limits(rpm=50, tenants={"acme": TenantShare(), "globex": TenantShare()})
+    make = bucket_for(limits)
+    drained(make, 50)
+    callers = [Caller("acme") for _ in range(24)] + [Caller("globex") for _ in range(4)]
+    run = simulate(make, clock, callers, 300, call_s=0.3, deadline_s=20.0)
+    shares = run.shares(60, 300)
+    assert shares["globex"] == pytest.approx(0.5, abs=0.05), shares
+    queues = sorted(q for c in callers for q in c.queues)
+    assert queues[len(queues) // 2] <= PENDING_SHARE_S, queues[len(queues) // 2]
+    per_caller = Counter(id(c) for start, c in run.grants if 60 <= start < 300)
+    acme = [per_caller[id(c)] for c in callers if c.tenant == "acme"]
+    assert min(acme) >= 0.85 * sum(acme) / len(acme), acme
+
+
+def test_using_idle_capacity_keeps_the_places_of_its_tenants_ticket_holders(bucket_for, clock):
+    """Sharing with an active tenant, an admission on idle capacity leaves the tenant's virtual
+    time where it is: restarting it below the places of the tenant's ticket holders voided
+    them, and a later arrival then booked ahead of them."""
+    limits = Limits(**LIMITS_60, tenants={"acme": TenantShare(), "globex": TenantShare()})
+    make = bucket_for(limits)
+    drained(make, 60)
+    assert make().try_acquire(1, max_wait_s=20, tenant="globex").granted
+    refusals = [make().try_acquire(1, max_wait_s=20, tenant="acme") for _ in range(20)]
+    held = max(g.ticket for g in refusals if g.ticket is not None)
+    assert held > clock.now + 30   # acme's places reach past the idle moment below
+    clock.advance(25)   # the queue has drained
+    poller = make()
+    while poller.try_acquire(1, tenant="globex").granted:   # use up the capacity now
+        pass
+    assert make().try_acquire(1, max_wait_s=20, tenant="globex").granted   # globex books
+    clock.advance(3)   # capacity now again
+    idle = make().try_acquire(1, max_wait_s=20, tenant="acme")
+    assert idle.granted and idle.queue_s == 0, idle
+    while poller.try_acquire(1, tenant="globex").granted:
+        pass
+    later = make().try_acquire(1, max_wait_s=20, tenant="acme")
+    assert not later.granted and later.ticket > held, (later, held)

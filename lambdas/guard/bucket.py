@@ -467,22 +467,12 @@ class TokenBucket:
         if self._learn_up_to is None:
             return {}
         limits = parse_limits(headers, self._configured)
-        for _ in range(self._max_attempts):
-            seen = self.view.snapshot()
-            changes = learned_limits.planned_changes(self._configured, self._learn_up_to,
-                                                     limits, seen)
-            if not changes:
-                return {}
-            now = self._clock()
-            outcome, item, _ = self._write(learned_limits.learn_update(changes, seen, now),
-                                           "learn")
-            if outcome == STORE_UNAVAILABLE:
-                return {}
-            if outcome == WRITTEN:
-                for dim, (old, new, configured) in changes.items():
-                    self._audit_learned(dim, old, new, configured)
-                return {dim: new for dim, (_, new, _) in changes.items()}
-        return {}
+        switched = self._switch(
+            lambda seen, configured, now: learned_limits.planned_changes(
+                configured, self._learn_up_to, limits, seen), stamp=False, keep_used=True)
+        for dim, (old, new, configured) in switched.items():
+            self._audit_learned(dim, old, new, configured)
+        return {dim: new for dim, (_, new, _) in switched.items()}
 
     def switch_capacities(self, plan: Callable[[Mapping, Mapping[str, float], float],
                                                Mapping[str, tuple[float, float, float]]],
@@ -493,17 +483,26 @@ class TokenBucket:
         write (`keep_used`: as `learned_limits.learn_update`), planned again from the item a
         lost race returns. Returns {dimension: new capacity per minute} switched (empty when
         none, or on a store error)."""
+        switched = self._switch(plan, stamp=True, keep_used=keep_used)
+        return {dim: new for dim, (_, new, _) in switched.items()}
+
+    def _switch(self, plan: Callable[[Mapping, Mapping[str, float], float],
+                                     Mapping[str, tuple[float, float, float]]],
+                *, stamp: bool, keep_used: bool) -> Mapping[str, tuple[float, float, float]]:
+        """The capacity switch `plan` returns, written in one conditional write and planned
+        again from the item a lost race returns; the changes written (empty when none, or on
+        a store error)."""
         for _ in range(self._max_attempts):
             seen, now = self.view.snapshot(), self._clock()
             changes = plan(seen, self._configured, now)
             if not changes:
                 return {}
             outcome, _, _ = self._write(learned_limits.learn_update(
-                changes, seen, now, stamp=True, keep_used=keep_used), "learn")
+                changes, seen, now, stamp=stamp, keep_used=keep_used), "learn")
             if outcome == STORE_UNAVAILABLE:
                 return {}
             if outcome == WRITTEN:
-                return {dim: new for dim, (_, new, _) in changes.items()}
+                return changes
         return {}
 
     def _audit_learned(self, dim: str, old: float, new: float, configured: float) -> None:

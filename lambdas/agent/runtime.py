@@ -82,10 +82,11 @@ def build_runtime(env=os.environ, *, dynamodb=None, sqs=None, sts=None, secrets=
         return read_secret(config.api_key_secret_arn, "api_key", refresh=refresh)
 
     options = budget_options(config, dynamodb)
-    served = pooled_models(config, buckets, dynamodb)
+    pool_buckets: dict[str, tuple[TokenBucket, float]] = {}
+    served = pooled_models(config, buckets, dynamodb, built=pool_buckets)
     unpooled = {m.bucket_id: shared[m.bucket_id] for m in config.models.values() if not m.pools}
     follow_shares(options["limits_source"], config, unpooled.values(),
-                  pool_buckets(config, served))
+                  list(pool_buckets.values()))
     claude = GuardedClaude(served,
                            provider=config.provider, sdk_client=sdk_client,
                            api_key=api_key if config.provider == "anthropic" else None,
@@ -106,7 +107,8 @@ def build_runtime(env=os.environ, *, dynamodb=None, sqs=None, sts=None, secrets=
                    s3=s3 or (boto3.client("s3") if config.payload_bucket else None))
 
 
-def pooled_models(config: AgentConfig, buckets: dict[str, TokenBucket], dynamodb
+def pooled_models(config: AgentConfig, buckets: dict[str, TokenBucket], dynamodb, *,
+                  built: dict[str, tuple[TokenBucket, float]] | None = None
                   ) -> dict[str, TokenBucket | list[Pool]]:
     """What `GuardedClaude` serves: a model without pools keeps its bucket; a model with pools
     (`ModelSpec.pools`) gets one `guard.Pool` per pool in preference order, each with its own
@@ -114,7 +116,9 @@ def pooled_models(config: AgentConfig, buckets: dict[str, TokenBucket], dynamodb
     tier, and its prices (the model's when it sets none). A Bedrock pool's SDK client signs
     with the function's credentials (the role) in the pool's region. Every pool carries the
     tenants' weights; a tenant's absolute caps are split across a model's pools in proportion
-    to their requests per minute (evenly when a pool sets none), so they hold on the sum."""
+    to their requests per minute (evenly when a pool sets none), so they hold on the sum.
+    `built`, when given, receives each pool bucket built, by bucket id, with the fraction its
+    tenant caps were split by (that of the first model naming the bucket)."""
     shared: dict[str, TokenBucket] = {}
     served: dict[str, TokenBucket | list[Pool]] = {}
     for model_id, spec in config.models.items():
@@ -129,6 +133,8 @@ def pooled_models(config: AgentConfig, buckets: dict[str, TokenBucket], dynamodb
                     else pool.limits
                 shared[pool.bucket_id] = TokenBucket(config.bucket_table, pool.bucket_id,
                                                      limits, dynamodb)
+                if built is not None:
+                    built[pool.bucket_id] = (shared[pool.bucket_id], fraction)
             pools.append(Pool(shared[pool.bucket_id], provider=pool.provider, model=pool.model,
                               base_url=pool.base_url, aws_region=pool.region,
                               service_tier=pool.service_tier, prices=pool.prices or spec.prices,
@@ -149,18 +155,6 @@ def pool_fractions(spec) -> list[float]:
     """Each pool's part of a pooled model's capacity, in `spec.pools` order, by the pools'
     requests per minute (`guard.pool_spec.capacity_fractions`)."""
     return capacity_fractions([pool.limits.rpm for pool in spec.pools])
-
-
-def pool_buckets(config, served: dict[str, TokenBucket | list[Pool]]
-                 ) -> list[tuple[TokenBucket, float]]:
-    """Every pool bucket `pooled_models` built, once, with the fraction its tenant caps were
-    split by (that of the first model naming the bucket, as `pooled_models` builds it)."""
-    out: dict[int, tuple[TokenBucket, float]] = {}
-    for model_id, spec in config.models.items():
-        if spec.pools:
-            for pool, fraction in zip(served[model_id], pool_fractions(spec)):
-                out.setdefault(id(pool.bucket), (pool.bucket, fraction))
-    return list(out.values())
 
 
 def budget_options(config, dynamodb) -> dict[str, Any]:
